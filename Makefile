@@ -1,0 +1,123 @@
+# spot-agent - GNU make. Objects go to $(BUILD); a packager's CFLAGS/LDFLAGS add
+# to the project's flags. `make check` runs every test.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/spot-agent
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+LIBHOOKDIR ?= $(PREFIX)/lib/spot-agent.d
+
+VERSION    := 0.1.0
+BUILD      ?= build
+BIN        ?= agent/spot-agent
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON     ?= /usr/bin/python3
+
+PKGS := libsystemd libcurl libcjson libmicrohttpd
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+        -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+# Deferred (=) so pkg-config runs after the dependency check has installed it.
+SPOT_CPPFLAGS = -D_GNU_SOURCE -DSPOT_VERSION='"$(VERSION)"' -Iagent $(shell $(PKG_CONFIG) --cflags $(PKGS))
+SPOT_CFLAGS   = -std=c11 -O2 -g $(WARN) $(SANFLAGS) -MMD -MP
+SPOT_LIBS     = $(shell $(PKG_CONFIG) --libs $(PKGS))
+TEST_LIBS     = $(shell $(PKG_CONFIG) --libs cmocka)
+
+SRCS      := $(wildcard agent/*.c)
+LIB_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(filter-out agent/main.c,$(SRCS)))
+MAIN_OBJ  := $(BUILD)/agent/main.o
+UNIT_SRCS := $(wildcard test/unit/test-*.c)
+UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRCS))
+DEPS_OK   := $(BUILD)/.deps-ok
+
+.PHONY: all deps check check-extra install-bin uninstall-bin unit integration sanitize lint shellcheck manlint install uninstall \
+        clean bench demo deb rpm
+all: $(BIN)
+
+$(DEPS_OK):
+	@sh build-aux/install-deps build
+	@mkdir -p $(@D) && touch $@
+
+deps: $(DEPS_OK)
+
+$(BUILD)/agent/%.o: agent/%.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(SPOT_CPPFLAGS) $(CPPFLAGS) $(SPOT_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libspot.a: $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BIN): $(MAIN_OBJ) $(BUILD)/libspot.a
+	$(CC) $(SPOT_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SPOT_LIBS)
+
+$(BUILD)/test/%.o: test/unit/%.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(SPOT_CPPFLAGS) $(CPPFLAGS) $(SPOT_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/test/test-%: $(BUILD)/test/test-%.o $(BUILD)/libspot.a
+	$(CC) $(SPOT_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SPOT_LIBS) $(TEST_LIBS)
+
+# Unit tests run from the top directory so they find test/data.
+unit: $(UNIT_BINS)
+	@sh build-aux/run-unit $(UNIT_BINS)
+
+integration: $(BIN)
+	@SPOT_AGENT=$(BIN) $(PYTHON) test/integration/run.py
+
+# The tests once more with AddressSanitizer and UndefinedBehaviorSanitizer.
+sanitize:
+	@$(MAKE) --no-print-directory BUILD=build-san BIN=build-san/spot-agent SAN=1 WERROR=1 \
+		unit integration
+
+lint:
+	@sh build-aux/lint
+
+shellcheck:
+	@sh build-aux/shellcheck-all
+
+manlint:
+	@sh build-aux/manlint
+
+check: | $(DEPS_OK)
+	@sh build-aux/install-deps check
+	@$(MAKE) --no-print-directory WERROR=1 all
+	@$(MAKE) --no-print-directory WERROR=1 unit
+	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory sanitize
+	@$(MAKE) --no-print-directory lint shellcheck manlint
+	@$(MAKE) --no-print-directory check-extra
+	@echo "make check: all passed"
+
+bench: $(BIN)
+	@sh build-aux/install-deps bench
+	@SPOT_AGENT=$(BIN) $(PYTHON) bench/bench.py
+
+demo: $(BIN)
+	@sh build-aux/install-deps demo
+	@SPOT_AGENT=$(BIN) sh test/demo.sh
+
+install-bin: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/spot-agent.d $(DESTDIR)$(SYSCONFDIR)/spot-agent
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/spot-agent
+
+uninstall-bin:
+	rm -f $(DESTDIR)$(BINDIR)/spot-agent
+
+clean:
+	rm -rf build build-san $(BIN)
+
+# Fragments in packaging/*.mk add their own checks to this double-colon rule.
+check-extra::
+	@true
+
+-include $(wildcard packaging/*.mk)
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_BINS:=.d)
