@@ -1,0 +1,343 @@
+/* imds.c - the metadata-service transport: libcurl's multi interface driven by
+ * the agent's sd-event loop (sockets as io sources, curl's timer as one time
+ * source). It owns the easy handles and their capped receive buffers; it knows
+ * nothing about providers or documents and never blocks or logs. */
+#include "imds.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "util.h"
+
+struct imds_request {
+	struct imds *owner;
+	CURL *easy;                  /* kept across requests: keeps settings warm */
+	bool busy;
+	struct curl_slist *headers;
+	char *body;                  /* POST body, owned */
+	char *buf;                   /* received body, capped at IMDS_BODY_MAX */
+	size_t len;
+	bool overflow;
+	uint64_t start_mono_usec;
+	imds_callback cb;
+	void *userdata;
+	char error[CURL_ERROR_SIZE];
+};
+
+struct imds {
+	sd_event *event;
+	CURLM *multi;
+	sd_event_source *timer;
+	struct imds_request slots[_IMDS_SLOT_MAX];
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct imds_request *q = userdata;
+	size_t n = size * nmemb;
+
+	if (q->len + n > IMDS_BODY_MAX) {
+		q->overflow = true;
+		return 0; /* makes curl fail the transfer with CURLE_WRITE_ERROR */
+	}
+	q->buf = xrealloc(q->buf, q->len + n + 1);
+	memcpy(q->buf + q->len, ptr, n);
+	q->len += n;
+	q->buf[q->len] = '\0';
+	return n;
+}
+
+static void finish(struct imds *m, struct imds_request *q, CURLcode code)
+{
+	struct imds_reply r = { .body = q->buf ? q->buf : "", .len = q->len, .error = "" };
+	imds_callback cb = q->cb;
+	void *userdata = q->userdata;
+	char error[IMDS_ERROR_MAX];
+
+	r.done_mono_usec = now_usec(CLOCK_MONOTONIC);
+	r.latency_usec = r.done_mono_usec - q->start_mono_usec;
+	(void)curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &r.status);
+
+	if (q->overflow) {
+		r.result = IMDS_RESULT_TRANSPORT;
+		(void)snprintf(error, sizeof(error), "answer larger than %d bytes", IMDS_BODY_MAX);
+		r.error = error;
+	} else if (code == CURLE_OPERATION_TIMEDOUT) {
+		r.result = IMDS_RESULT_TIMEOUT;
+		(void)snprintf(error, sizeof(error), "timed out after %.1f s",
+			       (double)r.latency_usec / USEC_PER_SEC);
+		r.error = error;
+	} else if (code != CURLE_OK) {
+		r.result = IMDS_RESULT_TRANSPORT;
+		(void)snprintf(error, sizeof(error), "%s", q->error[0] ? q->error : curl_easy_strerror(code));
+		r.error = error;
+	} else if (r.status == 429) {
+		r.result = IMDS_RESULT_THROTTLED;
+		r.error = "HTTP 429 (throttled)";
+	} else if (r.status < 200 || r.status > 299) {
+		r.result = IMDS_RESULT_HTTP_ERROR;
+		(void)snprintf(error, sizeof(error), "HTTP %ld", r.status);
+		r.error = error;
+	} else {
+		r.result = IMDS_RESULT_OK;
+	}
+
+	(void)curl_multi_remove_handle(m->multi, q->easy);
+	curl_slist_free_all(q->headers);
+	q->headers = NULL;
+	q->busy = false;
+	/* The callback may start the next request in this very slot, so the
+	 * slot is released before it runs and the buffer only after. */
+	{
+		char *buf = q->buf;
+
+		q->buf = NULL;
+		q->len = 0;
+		free(q->body);
+		q->body = NULL;
+		if (cb)
+			cb(&r, userdata);
+		free(buf);
+	}
+}
+
+static void check_done(struct imds *m)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(m->multi, &left))) {
+		struct imds_request *q = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		(void)curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&q);
+		if (q)
+			finish(m, q, msg->data.result);
+	}
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct imds *m = userdata;
+	int action = 0, running;
+
+	if (revents & (EPOLLIN | EPOLLHUP))
+		action |= CURL_CSELECT_IN;
+	if (revents & EPOLLOUT)
+		action |= CURL_CSELECT_OUT;
+	if (revents & EPOLLERR)
+		action |= CURL_CSELECT_ERR;
+	(void)curl_multi_socket_action(m->multi, fd, action, &running);
+	check_done(m);
+	return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct imds *m = userdata;
+	int running;
+
+	(void)curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(m);
+	return 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: mirror curl's interest in a socket as an io source. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct imds *m = userp;
+	sd_event_source *io = socketp;
+	uint32_t events = 0;
+	int r;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (io) {
+			(void)sd_event_source_set_enabled(io, SD_EVENT_OFF);
+			sd_event_source_unref(io);
+			(void)curl_multi_assign(m->multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		events |= EPOLLOUT;
+
+	if (io) {
+		r = sd_event_source_set_io_events(io, events);
+		if (r >= 0)
+			r = sd_event_source_set_enabled(io, SD_EVENT_ON);
+		return r < 0 ? -1 : 0;
+	}
+	r = sd_event_add_io(m->event, &io, fd, events, on_io, m);
+	if (r < 0)
+		return -1;
+	(void)sd_event_source_set_description(io, "imds-socket");
+	(void)curl_multi_assign(m->multi, fd, io);
+	return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: one time source follows curl's single timeout. */
+static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct imds *m = userp;
+	uint64_t when;
+	int r;
+
+	if (timeout_ms < 0)
+		return sd_event_source_set_enabled(m->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+	when = now_usec(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * USEC_PER_MSEC;
+	r = sd_event_source_set_time(m->timer, when);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(m->timer, SD_EVENT_ONESHOT);
+	return r < 0 ? -1 : 0;
+}
+
+int imds_new(sd_event *e, struct imds **ret)
+{
+	struct imds *m;
+	int r;
+
+	if (curl_global_init(CURL_GLOBAL_NOTHING) != CURLE_OK)
+		return -EIO;
+	m = xcalloc(1, sizeof(*m));
+	m->event = sd_event_ref(e);
+	m->multi = curl_multi_init();
+	if (!m->multi) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = sd_event_add_time(e, &m->timer, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_timer, m);
+	if (r < 0)
+		goto fail;
+	(void)sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
+	(void)sd_event_source_set_description(m->timer, "imds-timer");
+
+	if (curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+	    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m) != CURLM_OK ||
+	    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer_change) != CURLM_OK ||
+	    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m) != CURLM_OK ||
+	    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)_IMDS_SLOT_MAX) != CURLM_OK) {
+		r = -EIO;
+		goto fail;
+	}
+	for (size_t i = 0; i < _IMDS_SLOT_MAX; i++) {
+		m->slots[i].owner = m;
+		m->slots[i].easy = curl_easy_init();
+		if (!m->slots[i].easy) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	*ret = m;
+	return 0;
+fail:
+	imds_free(m);
+	return r;
+}
+
+void imds_cancel(struct imds *m, enum imds_slot slot)
+{
+	struct imds_request *q = &m->slots[slot];
+
+	if (!q->busy)
+		return;
+	(void)curl_multi_remove_handle(m->multi, q->easy);
+	curl_slist_free_all(q->headers);
+	q->headers = NULL;
+	free(q->body);
+	q->body = NULL;
+	free(q->buf);
+	q->buf = NULL;
+	q->len = 0;
+	q->busy = false;
+}
+
+void imds_free(struct imds *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < _IMDS_SLOT_MAX; i++) {
+		if (m->slots[i].easy) {
+			imds_cancel(m, (enum imds_slot)i);
+			curl_easy_cleanup(m->slots[i].easy);
+		}
+	}
+	if (m->multi)
+		(void)curl_multi_cleanup(m->multi);
+	sd_event_source_disable_unref(m->timer);
+	sd_event_unref(m->event);
+	free(m);
+}
+
+bool imds_busy(const struct imds *m, enum imds_slot slot)
+{
+	return m->slots[slot].busy;
+}
+
+int imds_request(struct imds *m, enum imds_slot slot, const char *method, const char *url,
+		 const char *const *headers, const char *body, uint64_t timeout_usec,
+		 imds_callback cb, void *userdata)
+{
+	struct imds_request *q = &m->slots[slot];
+	CURL *c = q->easy;
+	bool post = strcmp(method, "POST") == 0;
+	int r = -EIO;
+
+	if (q->busy)
+		return -EBUSY;
+
+	curl_easy_reset(c);
+	q->headers = NULL;
+	/* "Expect: 100-continue" would add a round trip to a short POST. */
+	q->headers = curl_slist_append(q->headers, "Expect:");
+	for (size_t i = 0; headers && headers[i]; i++)
+		q->headers = curl_slist_append(q->headers, headers[i]);
+	if (!q->headers)
+		return -ENOMEM;
+	q->error[0] = '\0';
+	q->overflow = false;
+	q->len = 0;
+	q->cb = cb;
+	q->userdata = userdata;
+
+	if (curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK ||
+	    /* Metadata calls must never go through a proxy, whatever the
+	     * environment says: "" disables proxies, "*" bypasses any left. */
+	    curl_easy_setopt(c, CURLOPT_PROXY, "") != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_NOPROXY, "*") != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_HTTPHEADER, q->headers) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_WRITEDATA, q) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_PRIVATE, q) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, q->error) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)IMDS_CONNECT_TIMEOUT_MS) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_usec / USEC_PER_MSEC)) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)IMDS_BODY_MAX) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_USERAGENT, "spot-agent/" SPOT_VERSION) != CURLE_OK)
+		goto fail;
+	if (post) {
+		q->body = xstrdup(body ? body : "");
+		if (curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body) != CURLE_OK)
+			goto fail;
+	}
+	q->start_mono_usec = now_usec(CLOCK_MONOTONIC);
+	if (curl_multi_add_handle(m->multi, c) != CURLM_OK)
+		goto fail;
+	q->busy = true;
+	return 0;
+fail:
+	curl_slist_free_all(q->headers);
+	q->headers = NULL;
+	free(q->body);
+	q->body = NULL;
+	return r;
+}
