@@ -1,0 +1,128 @@
+/* state.h - the agent's one state struct, its JSON form and persistence. */
+#ifndef SPOT_STATE_H
+#define SPOT_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "event.h"
+#include "hooks.h"
+
+#define STATE_FILE_NAME    "state.json"
+#define STATE_FILE_MAX     (1024 * 1024)  /* a larger file is treated as corrupt */
+#define STATE_RECORDS_MAX  16             /* handled events remembered, oldest dropped */
+#define STATE_REASON_MAX   256
+
+enum agent_phase {
+	PHASE_IDLE,      /* no eviction for this VM */
+	PHASE_PENDING,   /* eviction detected, first hook not yet started */
+	PHASE_RUNNING,   /* hooks running */
+	PHASE_DONE,      /* chain ended (approved or not) */
+	_PHASE_MAX,
+};
+
+/* One handled event: what was seen and what every hook did. Persisted. */
+struct event_record {
+	struct spot_event ev;
+	uint64_t detected_wall_usec;
+	uint64_t deadline_wall_usec;
+	bool emergency;                /* deadline is the emergency budget */
+	bool drill;
+	struct hook_result *hooks;     /* owned, run order */
+	size_t n_hooks;
+	bool chain_done;               /* every hook final; approval may follow */
+	bool approved;                 /* approval answered 200 */
+	uint64_t approved_wall_usec;
+	unsigned approve_attempts;
+	bool gone;                     /* event has left the IMDS document */
+	bool no_approve;               /* no approval wanted (--no-approve); set by the caller */
+};
+
+/* Poll statistics; not persisted. */
+struct poll_stats {
+	uint64_t ok;
+	uint64_t failed;
+	uint64_t consecutive_failures;
+	uint64_t last_ok_wall_usec;
+	uint64_t last_ok_mono_usec;
+	uint64_t first_failure_mono_usec;   /* start of the current failure streak, 0 if none */
+	uint64_t last_latency_usec;
+	int64_t incarnation;                /* -1 until known */
+	char last_error[STATE_REASON_MAX];  /* "" when the last poll succeeded */
+};
+
+struct agent_state {
+	char *state_dir;                   /* owned; NULL = never persist (drill) */
+	enum agent_phase phase;
+	uint64_t started_mono_usec;
+	char *provider;                    /* owned, "azure" */
+	char *vm_name;                     /* owned, NULL until known */
+	struct poll_stats poll;
+	/* Handled events, oldest first; the current one is the newest that is
+	 * not done (see state_current). Owned. */
+	struct event_record *records;
+	size_t n_records;
+};
+
+void state_init(struct agent_state *s, const char *state_dir);
+void state_done(struct agent_state *s);
+
+void event_record_init(struct event_record *r);
+void event_record_done(struct event_record *r);
+
+/* True when the platform should still be told the event may proceed: an
+ * Azure event (other providers have no approval call), not a drill, not
+ * gone, not approved yet, approval wanted (!no_approve), still Scheduled and
+ * its NotBefore (if any) not yet passed. Reads the wall clock. */
+bool event_record_awaits_approval(const struct event_record *r);
+
+/* A finished record needs nothing more: its chain is done and it does not
+ * await approval. Only finished records are ever dropped. */
+bool event_record_is_finished(const struct event_record *r);
+
+/* Finds a record by event id (ASCII case-insensitive). Borrowed pointer,
+ * valid until the next state_add_record/state_load. */
+struct event_record *state_find(struct agent_state *s, const char *event_id);
+
+/* Appends a record (taking ownership of its contents; *r is zeroed), dropping
+ * the oldest finished records beyond STATE_RECORDS_MAX. Unfinished records
+ * (see event_record_is_finished) and the one just added are never dropped,
+ * so the cap gives way while more events than that are in progress. Returns
+ * the stored record (borrowed, as above). */
+struct event_record *state_add_record(struct agent_state *s, struct event_record *r);
+
+/* The record being handled (not chain_done, or chain_done but awaiting
+ * approval), else the newest record, else NULL. Borrowed. */
+struct event_record *state_current(struct agent_state *s);
+
+/* Loads <state_dir>/state.json. A missing file is an empty state. A file
+ * that is unreadable, too large or not what state_save writes is renamed to
+ * state.json.corrupt-<unix seconds> and an empty state is used: *ret_moved
+ * (may be NULL) is set to the new path (caller frees) so the caller can warn,
+ * else to NULL. Replaces the records held; keeps the newest
+ * STATE_RECORDS_MAX. A hook saved as running (the agent died during it) is
+ * loaded as pending, so it runs again. Leftover temp files are ignored.
+ * Returns 0, or -errno only when the directory itself is unusable. */
+int state_load(struct agent_state *s, char **ret_moved);
+
+/* Writes the records atomically: temp file, fsync, rename, fsync of the
+ * directory; creates state_dir (0700) when missing. Returns 0 or -errno.
+ * No-op when state_dir is NULL. Should the file outgrow STATE_FILE_MAX, hook
+ * output lines are left out (first of finished records, then of all), and
+ * if that is not enough, -EFBIG and the previous file stays. */
+int state_save(const struct agent_state *s);
+
+/* /v1/status: version, provider, vm_name, uptime_s, state, poll{...},
+ * event (the current/last record or null), history[]. Caller owns it. */
+cJSON *state_to_json(const struct agent_state *s, const char *version);
+
+/* One record as JSON (also the persisted form). Caller owns it. */
+cJSON *event_record_to_json(const struct event_record *r);
+int event_record_from_json(const cJSON *o, struct event_record *ret);
+
+const char *agent_phase_to_string(enum agent_phase p);
+
+#endif
