@@ -1,0 +1,93 @@
+/* config.h - the option table, the config file and the command line. */
+#ifndef SPOT_CONFIG_H
+#define SPOT_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "event.h"
+#include "log.h"
+
+#define CONFIG_DEFAULT_PATH     "/etc/spot-agent/spot-agent.conf"
+#define CONFIG_DEFAULT_HOOKS    "/etc/spot-agent.d"
+#define CONFIG_DEFAULT_LIB      "/usr/lib/spot-agent.d"
+#define CONFIG_DEFAULT_STATE    "/var/lib/spot-agent"
+#define CONFIG_DEFAULT_PORT     9470
+#define CONFIG_DEFAULT_LISTEN   "127.0.0.1:9470"
+#define CONFIG_POLL_MIN_MS      200
+#define CONFIG_POLL_MAX_MS      60000
+#define CONFIG_LINE_MAX         4096   /* longer config lines are an error */
+#define CONFIG_FILE_MAX         (64 * 1024)
+#define CONFIG_URL_MAX          1024   /* bytes of imds-url */
+#define CONFIG_VM_NAME_MAX      255    /* bytes of vm-name */
+#define CONFIG_LISTEN_MAX       64     /* bytes of listen */
+#define CONFIG_IMDS_URL_DEFAULT "http://169.254.169.254"
+#define CONFIG_IMDS_URL_GCP     "http://metadata.google.internal"
+
+enum command {
+	COMMAND_RUN,
+	COMMAND_CHECK,
+	COMMAND_DRILL,
+	COMMAND_VERSION,
+	COMMAND_HELP,
+};
+
+/* The effective configuration. Strings are owned (freed by config_done). */
+struct config {
+	char *config_path;          /* file that was read, NULL if none */
+	enum provider provider;
+	char *imds_url;             /* NULL means the provider's default */
+	char *hooks_dir;
+	char *hooks_lib_dir;        /* "" disables the merge with /usr/lib */
+	char *state_dir;
+	char *listen;               /* "none" disables the endpoint */
+	uint64_t poll_interval_ms;
+	char *vm_name;              /* NULL means: ask IMDS */
+	unsigned events_mask;       /* bit (1u << enum event_type) per handled type */
+	uint64_t margin_sec;
+	uint64_t hook_timeout_sec;  /* 0 means: only the deadline */
+	bool approve;
+	enum log_format log_format;
+	int log_level;              /* syslog priority */
+};
+
+/* What the command line asked for, before any file is read. */
+struct cmdline {
+	enum command command;
+	char *config_path;          /* owned; the default path when not given */
+	bool config_path_given;     /* a named file must exist, the default may not */
+	/* drill only */
+	enum event_type drill_type;
+	uint64_t drill_notice_sec;
+	/* Option overrides as "key=value" strings, applied after the file. */
+	char **overrides;
+	size_t n_overrides;
+};
+
+/* Parses argv. On a usage error prints one line "spot-agent: ..." to stderr
+ * and returns -EINVAL (the caller exits 2). */
+int config_parse_args(int argc, char **argv, struct cmdline *ret);
+void cmdline_done(struct cmdline *cl);
+
+/* Builds the effective config: defaults, then the file, then the overrides.
+ * Every error is printed as one line ("FILE:LINE: message" or
+ * "option --x: message"); parsing goes on to report them all, and on any
+ * error -EINVAL is returned and *ret is left untouched. */
+/* Each of those lines starts with "spot-agent: ". On success *ret is
+ * overwritten without being freed, so a reload loads into a fresh struct and
+ * swaps it in. cl->config_path NULL means no file (the defaults). */
+int config_load(const struct cmdline *cl, struct config *ret);
+void config_done(struct config *c);
+
+/* Prints the effective configuration as "key = value" lines (a valid
+ * config file). */
+void config_print(const struct config *c, FILE *f);
+
+/* Prints --help, generated from the option table. */
+void config_usage(FILE *f);
+
+/* The IMDS base URL: the configured one or the provider's default. */
+const char *config_imds_url(const struct config *c);
+
+#endif
