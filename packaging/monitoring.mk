@@ -1,0 +1,37 @@
+# packaging/monitoring.mk - checks of the example hooks (hooks/) and of the
+# fleet monitoring files (packaging/monitoring/). Included by the top Makefile;
+# both run as part of `make check` through check-extra.
+
+MON_DIR   := packaging/monitoring
+MON_RULES := $(MON_DIR)/spot-agent.rules.yml
+MON_TESTS := $(MON_DIR)/spot-agent.rules.test.yml
+MON_DASH  := $(MON_DIR)/grafana-dashboard.json
+MON_SCRAPE := $(MON_DIR)/prometheus-scrape.yml
+PROMTOOL  ?= promtool
+
+.PHONY: check-monitoring check-hooks
+
+check-extra:: check-monitoring check-hooks
+
+# The example hooks against stub commands; shellcheck when it is installed.
+check-hooks:
+	@if command -v shellcheck >/dev/null 2>&1; then \
+		shellcheck hooks/[0-9][0-9]-* test/hooks/run.sh && shellcheck -s sh hooks/*.env && \
+		echo "check-hooks: shellcheck clean"; \
+	else echo "check-hooks: shellcheck not installed, skipped"; fi
+	@sh test/hooks/run.sh
+
+# Rules: syntax and unit tests. Dashboard: valid JSON, only exported metric
+# names, every query parses. Scrape example: a valid Prometheus config.
+check-monitoring:
+	@command -v $(PROMTOOL) >/dev/null 2>&1 || { \
+		echo "check-monitoring: $(PROMTOOL) not found (Debian: apt-get install prometheus)" >&2; exit 1; }
+	@$(PROMTOOL) check rules $(MON_RULES)
+	@cd $(MON_DIR) && $(PROMTOOL) test rules $(notdir $(MON_TESTS))
+	@$(PROMTOOL) check config --syntax-only $(MON_SCRAPE)
+	@$(PYTHON) -m json.tool $(MON_DASH) >/dev/null && echo "check-monitoring: $(MON_DASH) is valid JSON"
+	@tmp=$$(mktemp) && \
+		$(PYTHON) $(MON_DIR)/check-metrics.py $(MON_RULES) $(MON_DASH) --promql-out $$tmp && \
+		$(PROMTOOL) check rules $$tmp >/dev/null && \
+		echo "check-monitoring: every dashboard query parses"; \
+		rc=$$?; rm -f $$tmp; exit $$rc
