@@ -1,0 +1,605 @@
+/* http.c - the local read-only HTTP endpoint: libmicrohttpd without threads,
+ * its epoll fd and timeout driven by the agent's sd-event loop, and a flat
+ * GET/HEAD route table over the state and the metrics. It must never block
+ * the loop or make a hook or a poll wait: every request is answered from
+ * memory on its first callback, bodies are refused before they are read, and
+ * connections are capped in number, memory and idle time. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "util.h"
+
+/* Below the loop's default, so that when hooks, polls and HTTP are all ready
+ * the HTTP sources are dispatched last. */
+#define HTTP_EVENT_PRIORITY (SD_EVENT_PRIORITY_NORMAL + 10)
+
+#define TEXT_PLAIN "text/plain; charset=utf-8"
+#define ALLOWED_METHODS "GET, HEAD"
+
+/* One open TCP connection, known from libmicrohttpd's connection
+ * notifications; kept so the pressure rule can shorten its idle timeout. */
+struct http_conn {
+	struct MHD_Connection *c;
+	bool hurried;                /* idle timeout already shortened */
+	struct http_conn *prev, *next;
+};
+
+struct http_server {
+	sd_event *event;                    /* referenced */
+	sd_event_source *io;                /* libmicrohttpd's epoll fd */
+	sd_event_source *timer;             /* libmicrohttpd's next timeout */
+	struct MHD_Daemon *daemon;
+	const struct agent_state *state;    /* borrowed */
+	const struct metrics *metrics;      /* borrowed, may be NULL */
+	const char *version;                /* borrowed */
+	int port;
+	struct http_conn *conns;            /* owned list */
+	unsigned n_conns;
+	bool closed;                        /* a connection closed in this MHD_run */
+};
+
+/* Per-request markers set by the URI callback (the request's con_cls). */
+static char request_tag;
+static char request_too_long_tag;
+
+/* ---- parsing the listen address ---- */
+
+int http_parse_listen(const char *listen_addr, struct sockaddr_storage *ret, socklen_t *ret_len)
+{
+	struct sockaddr_storage ss;
+	char host[INET6_ADDRSTRLEN];
+	const char *port_str;
+	socklen_t len;
+	uint64_t port;
+	size_t n;
+
+	if (!listen_addr || !ret || !ret_len)
+		return -EINVAL;
+	memset(&ss, 0, sizeof(ss));
+
+	if (listen_addr[0] == '[') {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		const char *end = strchr(listen_addr, ']');
+
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		n = (size_t)(end - (listen_addr + 1));
+		if (n == 0 || n >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, listen_addr + 1, n);
+		host[n] = '\0';
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -EINVAL;
+		port_str = end + 2;
+		sin6->sin6_family = AF_INET6;
+		len = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		const char *colon = strrchr(listen_addr, ':');
+
+		if (!colon)
+			return -EINVAL;
+		n = (size_t)(colon - listen_addr);
+		if (n == 0 || n >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, listen_addr, n);
+		host[n] = '\0';
+		/* A bare IPv6 address is ambiguous with its port: brackets. */
+		if (strchr(host, ':'))
+			return -EINVAL;
+		if (strcmp(host, "localhost") == 0)
+			(void)strscpy(host, sizeof(host), "127.0.0.1");
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -EINVAL;
+		port_str = colon + 1;
+		sin->sin_family = AF_INET;
+		len = sizeof(*sin);
+	}
+
+	if (parse_uint64(port_str, 0, 65535, &port) < 0)
+		return -EINVAL;
+	if (ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+
+	*ret = ss;
+	*ret_len = len;
+	return 0;
+}
+
+/* ---- health ---- */
+
+/* Copies s into buf as one line: control characters become spaces. */
+static void copy_one_line(char *buf, size_t n, const char *s)
+{
+	size_t i;
+
+	if (n == 0)
+		return;
+	for (i = 0; s[i] && i + 1 < n; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+	buf[i] = '\0';
+}
+
+bool http_healthy(const struct agent_state *s, uint64_t now_mono_usec, char *buf, size_t n)
+{
+	const struct poll_stats *p = &s->poll;
+	char error[STATE_REASON_MAX];
+	uint64_t failing;
+	int k;
+
+	if (p->consecutive_failures == 0)
+		return true;
+	failing = now_mono_usec > p->first_failure_mono_usec ?
+		  now_mono_usec - p->first_failure_mono_usec : 0;
+	if (failing <= HTTP_HEALTH_WINDOW_SEC * USEC_PER_SEC)
+		return true;
+
+	if (buf && n > 0) {
+		copy_one_line(error, sizeof(error), p->last_error[0] ? p->last_error : "unknown error");
+		k = snprintf(buf, n, "imds polls failing for %" PRIu64 " s: %s\n",
+			     failing / USEC_PER_SEC, error);
+		/* Cut short, it still ends the line. */
+		if (k < 0)
+			buf[0] = '\0';
+		else if ((size_t)k >= n && n >= 2)
+			buf[n - 2] = '\n';
+	}
+	return false;
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, const char *type,
+			     struct MHD_Response *r)
+{
+	enum MHD_Result ret = MHD_NO;
+
+	if (!r)
+		return MHD_NO;
+	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES ||
+	    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
+	    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") != MHD_YES)
+		goto out;
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED &&
+	    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, ALLOWED_METHODS) != MHD_YES)
+		goto out;
+	ret = MHD_queue_response(c, status, r);
+out:
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+	return queue(c, status, TEXT_PLAIN,
+		     MHD_create_response_from_buffer(strlen(text), (void *)text,
+						     MHD_RESPMEM_MUST_COPY));
+}
+
+static enum MHD_Result route_healthz(struct http_server *h, struct MHD_Connection *c)
+{
+	char reason[STATE_REASON_MAX + 64];
+
+	if (http_healthy(h->state, now_usec(CLOCK_MONOTONIC), reason, sizeof(reason)))
+		return respond_text(c, MHD_HTTP_OK, "ok\n");
+	return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, reason);
+}
+
+static enum MHD_Result route_readyz(struct http_server *h, struct MHD_Connection *c)
+{
+	const struct event_record *r;
+	const char *type = NULL;
+	char id[EVENT_ID_MAX], text[EVENT_ID_MAX + 64];
+
+	switch (h->state->phase) {
+	case PHASE_PENDING:
+	case PHASE_RUNNING:
+	case PHASE_DONE:
+		break;
+	default:
+		return respond_text(c, MHD_HTTP_OK, "ready\n");
+	}
+
+	/* state_current only reads; it returns a mutable pointer for writers. */
+	r = state_current((struct agent_state *)h->state);
+	if (r) {
+		type = event_type_to_string(r->ev.type);
+		copy_one_line(id, sizeof(id), r->ev.id);
+	}
+	(void)snprintf(text, sizeof(text), "evicting: %s %s\n",
+		       type ? type : "unknown", r ? id : "unknown");
+	return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
+}
+
+static enum MHD_Result route_status(struct http_server *h, struct MHD_Connection *c)
+{
+	cJSON *j = state_to_json(h->state, h->version);
+	char *printed = j ? cJSON_Print(j) : NULL;
+	char *body;
+	size_t len;
+
+	cJSON_Delete(j);
+	if (!printed)
+		return respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render status\n");
+	/* Pretty-printed and newline-terminated: people read this with curl. */
+	len = strlen(printed);
+	body = xmalloc(len + 2);
+	memcpy(body, printed, len);
+	body[len++] = '\n';
+	body[len] = '\0';
+	cJSON_free(printed);
+	return queue(c, MHD_HTTP_OK, "application/json",
+		     MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE));
+}
+
+static enum MHD_Result route_metrics(struct http_server *h, struct MHD_Connection *c)
+{
+	char *text;
+	size_t len;
+
+	if (!h->metrics)
+		return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+	text = metrics_render(h->metrics, h->state, h->version, &len);
+	return queue(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+		     MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE));
+}
+
+static const struct route {
+	const char *path;
+	enum MHD_Result (*handle)(struct http_server *h, struct MHD_Connection *c);
+} routes[] = {
+	{ "/healthz", route_healthz },
+	{ "/readyz", route_readyz },
+	{ "/v1/status", route_status },
+	{ "/metrics", route_metrics },
+};
+
+/* True when the request announces a body (any Content-Length but 0, or a
+ * transfer coding). */
+static bool has_body(struct MHD_Connection *c)
+{
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+		return true;
+	return cl && strcmp(cl, "0") != 0;
+}
+
+/* The access handler. Every request is answered on its first call, when the
+ * headers are in and no byte of a body has been read: libmicrohttpd then
+ * never reads (or buffers) the body and closes the connection after the
+ * answer instead. */
+static enum MHD_Result handle_request(void *userdata, struct MHD_Connection *c, const char *url,
+				      const char *method, _unused_ const char *version,
+				      _unused_ const char *upload_data, size_t *upload_data_size,
+				      void **req)
+{
+	struct http_server *h = userdata;
+
+	if (*upload_data_size != 0)
+		return MHD_NO;
+	if (*req == &request_too_long_tag || strlen(url) > HTTP_URL_MAX)
+		return respond_text(c, MHD_HTTP_URI_TOO_LONG, "URI too long\n");
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	if (has_body(c))
+		return respond_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request bodies are not accepted\n");
+
+	for (size_t i = 0; i < ELEMENTSOF(routes); i++)
+		if (strcmp(url, routes[i].path) == 0)
+			return routes[i].handle(h, c);
+	return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+}
+
+/* Sees the whole request target (with its query) before it is parsed. */
+static void *uri_logged(_unused_ void *userdata, const char *uri,
+			_unused_ struct MHD_Connection *c)
+{
+	return strlen(uri) > HTTP_URL_MAX ? &request_too_long_tag : &request_tag;
+}
+
+static _printf_(2, 0) void mhd_log(_unused_ void *userdata, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	(void)vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	log_debug("http: %s", line);
+}
+
+/* ---- connections and the loop ---- */
+
+static void connection_notify(void *userdata, struct MHD_Connection *c, void **socket_context,
+			      enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *h = userdata;
+	struct http_conn *conn;
+
+	switch (code) {
+	case MHD_CONNECTION_NOTIFY_STARTED:
+		conn = xcalloc(1, sizeof(*conn));
+		conn->c = c;
+		conn->next = h->conns;
+		if (h->conns)
+			h->conns->prev = conn;
+		h->conns = conn;
+		h->n_conns++;
+		*socket_context = conn;
+		break;
+	case MHD_CONNECTION_NOTIFY_CLOSED:
+		conn = *socket_context;
+		if (!conn)
+			break;
+		if (conn->prev)
+			conn->prev->next = conn->next;
+		else
+			h->conns = conn->next;
+		if (conn->next)
+			conn->next->prev = conn->prev;
+		h->n_conns--;
+		h->closed = true;
+		*socket_context = NULL;
+		free(conn);
+		break;
+	}
+}
+
+/* The pressure rule: near the connection limit, every open connection may
+ * stay idle only HTTP_PRESSURE_TIMEOUT_SEC, so sockets that connect and say
+ * nothing give their slots back quickly. Runs between MHD_run calls, when
+ * every connection on the list is fully set up and not yet cleaned up. */
+static void hurry_connections(struct http_server *h)
+{
+	if (h->n_conns < HTTP_PRESSURE_CONNECTIONS)
+		return;
+	for (struct http_conn *conn = h->conns; conn; conn = conn->next) {
+		if (conn->hurried)
+			continue;
+		(void)MHD_set_connection_option(conn->c, MHD_CONNECTION_OPTION_TIMEOUT,
+						(unsigned)HTTP_PRESSURE_TIMEOUT_SEC);
+		conn->hurried = true;
+	}
+}
+
+/* Arms the timer for libmicrohttpd's next deadline, or disables it when
+ * there is none; now_too forces an immediate run. */
+static void arm_timer(struct http_server *h, bool now_too)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	uint64_t now, when;
+	int r;
+
+	if (MHD_get_timeout(h->daemon, &ms) != MHD_YES) {
+		if (!now_too) {
+			r = sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+			goto out;
+		}
+		ms = 0;
+	}
+	if (now_too)
+		ms = 0;
+	r = sd_event_now(h->event, CLOCK_MONOTONIC, &now);
+	if (r < 0)
+		goto out;
+	when = ms >= (USEC_INFINITY - now) / USEC_PER_MSEC ? USEC_INFINITY - 1 :
+	       now + ms * USEC_PER_MSEC;
+	r = sd_event_source_set_time(h->timer, when);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
+out:
+	if (r < 0)
+		log_warning_errno(r, "http: cannot arm the connection timer, ignoring");
+}
+
+static void run_daemon(struct http_server *h)
+{
+	h->closed = false;
+	if (MHD_run(h->daemon) != MHD_YES)
+		log_debug("http: MHD_run failed, ignoring");
+	hurry_connections(h);
+	/* At the connection limit libmicrohttpd takes its listen socket out of
+	 * its epoll set and puts it back only at the start of a later run,
+	 * which nothing would trigger: after closing connections, run again
+	 * at once. */
+	arm_timer(h, h->closed);
+}
+
+static int on_io(_unused_ sd_event_source *s, _unused_ int fd, _unused_ uint32_t revents,
+		 void *userdata)
+{
+	run_daemon(userdata);
+	return 0;
+}
+
+static int on_timer(_unused_ sd_event_source *s, _unused_ uint64_t usec, void *userdata)
+{
+	run_daemon(userdata);
+	return 0;
+}
+
+/* ---- listening ---- */
+
+/* The first listening stream socket handed over by systemd, duplicated so
+ * the original stays open for a server created again after a reload.
+ * Returns 1 with *ret_fd set, 0 when there is none, or -errno. */
+static int listen_socket_activated(int *ret_fd)
+{
+	int n = sd_listen_fds(0), fd;
+
+	if (n <= 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		if (sd_is_socket(SD_LISTEN_FDS_START + i, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+			continue;
+		fd = fcntl(SD_LISTEN_FDS_START + i, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			return -errno;
+		*ret_fd = fd;
+		return 1;
+	}
+	return -ENOTSOCK;
+}
+
+static int listen_socket_open(const char *listen_addr, int *ret_fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, r;
+
+	r = http_parse_listen(listen_addr, &ss, &len);
+	if (r < 0)
+		return r;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	if (ss.ss_family == AF_INET6) {
+		/* [::] means both stacks, as for most daemons; a specific
+		 * address means just that one. */
+		int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) < 0)
+			goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+		goto fail;
+	if (listen(fd, HTTP_LISTEN_BACKLOG) < 0)
+		goto fail;
+	*ret_fd = fd;
+	return 0;
+fail:
+	r = -errno;
+	(void)close(fd);
+	return r;
+}
+
+static int socket_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return 0;
+}
+
+int http_server_new(sd_event *e, const char *listen_addr, const struct agent_state *state,
+		    const struct metrics *metrics, const char *version, struct http_server **ret)
+{
+	struct http_server *h = NULL;
+	const union MHD_DaemonInfo *info;
+	int fd = -1, r;
+
+	if (!e || !state || !ret)
+		return -EINVAL;
+
+	r = listen_socket_activated(&fd);
+	if (r == 0)
+		r = listen_socket_open(listen_addr, &fd);
+	if (r < 0)
+		goto out;
+
+	h = xcalloc(1, sizeof(*h));
+	h->event = sd_event_ref(e);
+	h->state = state;
+	h->metrics = metrics;
+	h->version = version ? version : "";
+	h->port = socket_port(fd);
+
+	h->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				     handle_request, h,
+				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+				     MHD_OPTION_LISTEN_SOCKET, fd,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_SEC,
+				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_HEADERS_MAX_BYTES,
+				     MHD_OPTION_URI_LOG_CALLBACK, uri_logged, h,
+				     MHD_OPTION_NOTIFY_CONNECTION, connection_notify, h,
+				     MHD_OPTION_END);
+	/* From here on the socket is the daemon's (or, on failure, left to
+	 * whatever libmicrohttpd did with it: never closed twice). */
+	fd = -1;
+	if (!h->daemon) {
+		r = -EIO;
+		goto out;
+	}
+
+	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!info || info->epoll_fd < 0) {
+		r = -EIO;
+		goto out;
+	}
+	r = sd_event_add_io(e, &h->io, info->epoll_fd, EPOLLIN, on_io, h);
+	if (r < 0)
+		goto out;
+	r = sd_event_add_time(e, &h->timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC, on_timer, h);
+	if (r < 0)
+		goto out;
+	r = sd_event_source_set_priority(h->io, HTTP_EVENT_PRIORITY);
+	if (r >= 0)
+		r = sd_event_source_set_priority(h->timer, HTTP_EVENT_PRIORITY);
+	if (r < 0)
+		goto out;
+	(void)sd_event_source_set_description(h->io, "http-io");
+	(void)sd_event_source_set_description(h->timer, "http-timer");
+	arm_timer(h, false);
+
+	*ret = h;
+	h = NULL;
+	r = 0;
+out:
+	if (fd >= 0)
+		(void)close(fd);
+	http_server_free(h);
+	return r;
+}
+
+int http_server_port(const struct http_server *h)
+{
+	return h ? h->port : 0;
+}
+
+void http_server_free(struct http_server *h)
+{
+	if (!h)
+		return;
+	/* The sources go before the daemon closes the fd they watch. */
+	h->io = sd_event_source_disable_unref(h->io);
+	h->timer = sd_event_source_disable_unref(h->timer);
+	if (h->daemon)
+		MHD_stop_daemon(h->daemon);
+	while (h->conns) {
+		struct http_conn *next = h->conns->next;
+
+		free(h->conns);
+		h->conns = next;
+	}
+	sd_event_unref(h->event);
+	free(h);
+}

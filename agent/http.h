@@ -1,0 +1,60 @@
+/* http.h - the local read-only HTTP endpoint on the agent's event loop. */
+#ifndef SPOT_HTTP_H
+#define SPOT_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <systemd/sd-event.h>
+
+#include "metrics.h"
+#include "state.h"
+
+#define HTTP_CONNECTIONS_MAX     64
+#define HTTP_CONNECTION_TIMEOUT_SEC 5
+#define HTTP_URL_MAX             1024
+#define HTTP_HEADERS_MAX_BYTES   8192    /* libmicrohttpd's per-connection memory */
+/* /healthz turns 503 once polls have failed without a break for this long. */
+#define HTTP_HEALTH_WINDOW_SEC   30
+/* Accept queue of our own listen socket: deep enough that a burst of idle
+ * connections queues behind the connection limit instead of having the
+ * kernel drop SYNs (whose retries back off to seconds). */
+#define HTTP_LISTEN_BACKLOG      256
+/* With this many connections open, every open connection's idle timeout
+ * drops to HTTP_PRESSURE_TIMEOUT_SEC, so idle sockets cannot hold the
+ * connection slots a probe needs for long. */
+#define HTTP_PRESSURE_CONNECTIONS (HTTP_CONNECTIONS_MAX * 3 / 4)
+#define HTTP_PRESSURE_TIMEOUT_SEC 1
+
+struct http_server;
+
+/* Starts listening on listen ("ADDR:PORT", "[V6]:PORT"), or on the socket
+ * passed by systemd socket activation when there is one (the first
+ * listening stream socket; a duplicate is used, so the passed fd survives
+ * http_server_free and a new server finds it again). "none" is not
+ * passed here: the caller skips the endpoint. state, metrics and version are
+ * borrowed for the server's lifetime. Returns 0 or -errno (-EINVAL for a bad
+ * address, -EADDRINUSE ...). */
+int http_server_new(sd_event *e, const char *listen, const struct agent_state *state,
+		    const struct metrics *metrics, const char *version, struct http_server **ret);
+void http_server_free(struct http_server *h);
+
+/* The TCP port the server listens on (the chosen one when listen asked for
+ * port 0), or 0 for a non-IP socket handed over by systemd. */
+int http_server_port(const struct http_server *h);
+
+/* Parses "ADDR:PORT" / "[V6]:PORT" as config validation uses it: ADDR is an
+ * IPv4 literal or "localhost" (127.0.0.1), V6 an IPv6 literal without a
+ * zone, PORT 0..65535 (0 = any free port). Returns 0 or -EINVAL; the
+ * outputs are written only on success. */
+int http_parse_listen(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len);
+
+/* The /healthz verdict for the given state at monotonic time now: unhealthy
+ * iff poll.consecutive_failures > 0 and the streak (now -
+ * poll.first_failure_mono_usec) is longer than HTTP_HEALTH_WINDOW_SEC. On
+ * false, buf (may be NULL) gets a one-line reason ending in "\n", e.g.
+ * "imds polls failing for 42 s: <last_error>\n", cut to n bytes. */
+bool http_healthy(const struct agent_state *s, uint64_t now_mono_usec, char *buf, size_t n);
+
+#endif

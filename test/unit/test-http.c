@@ -1,0 +1,796 @@
+/* test-http.c - the HTTP endpoint on a real sd-event loop. The parent runs
+ * the loop with the server; a forked child makes the requests (libcurl or
+ * raw sockets) and reports through its exit status, so the loop is never
+ * blocked by the client. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "http.h"
+#include "metrics.h"
+#include "state.h"
+#include "util.h"
+
+#define VERSION "9.9.9"
+#define CHILD_GUARD_USEC (90 * USEC_PER_SEC)  /* a hung child fails the test */
+#define EVENT_ID "602d9444-d2cd-49c7-8624-8643e7171297"
+
+struct fixture {
+	sd_event *e;
+	struct agent_state s;
+	struct metrics *m;
+	struct http_server *h;
+	int port;
+	const char *host;     /* URL host part */
+};
+
+/* ---- child side: no cmocka here, a failed check exits non-zero ---- */
+
+#define CHECK(cond)                                                              \
+	do {                                                                     \
+		if (!(cond)) {                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,   \
+				__LINE__, #cond);                                \
+			return 1;                                                \
+		}                                                                \
+	} while (0)
+
+struct reply {
+	long status;
+	char body[256 * 1024];
+	size_t len;
+	char headers[8192];
+	size_t hlen;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *userdata)
+{
+	struct reply *r = userdata;
+	size_t k = size * n;
+
+	if (k > sizeof(r->body) - 1 - r->len)
+		return 0;
+	memcpy(r->body + r->len, p, k);
+	r->len += k;
+	r->body[r->len] = '\0';
+	return k;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *userdata)
+{
+	struct reply *r = userdata;
+	size_t k = size * n;
+
+	if (k > sizeof(r->headers) - 1 - r->hlen)
+		return 0;
+	memcpy(r->headers + r->hlen, p, k);
+	r->hlen += k;
+	r->headers[r->hlen] = '\0';
+	return k;
+}
+
+/* Returns the curl result; *r gets status, body and headers. */
+static int request(const struct fixture *f, const char *method, const char *path,
+		   const char *body, size_t body_len, struct reply *r)
+{
+	char url[32 * 1024];
+	CURL *c = curl_easy_init();
+	CURLcode rc;
+
+	if (!c)
+		return -1;
+	memset(r, 0, sizeof(*r));
+	(void)snprintf(url, sizeof(url), "http://%s:%d%s", f->host, f->port, path);
+	(void)curl_easy_setopt(c, CURLOPT_URL, url);
+	(void)curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	(void)curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	(void)curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	(void)curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	(void)curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	(void)curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	if (strcmp(method, "HEAD") == 0)
+		(void)curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	else if (strcmp(method, "GET") != 0 || body)
+		(void)curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		(void)curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		(void)curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
+	}
+	rc = curl_easy_perform(c);
+	if (rc != CURLE_OK)
+		fprintf(stderr, "%s %.60s: %s\n", method, path, curl_easy_strerror(rc));
+	(void)curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_easy_cleanup(c);
+	return (int)rc;
+}
+
+static bool has_header(const struct reply *r, const char *line)
+{
+	const char *p = r->headers;
+	size_t n = strlen(line);
+
+	while ((p = strcasestr(p, line))) {
+		if (p > r->headers && p[-1] == '\n' && p[n] == '\r')
+			return true;
+		p++;
+	}
+	return false;
+}
+
+static int get_ok(const struct fixture *f, const char *path, const char *type, struct reply *r)
+{
+	char ct[128];
+
+	CHECK(request(f, "GET", path, NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 200);
+	(void)snprintf(ct, sizeof(ct), "Content-Type: %s", type);
+	CHECK(has_header(r, ct));
+	CHECK(has_header(r, "Cache-Control: no-store"));
+	return 0;
+}
+
+static int head_ok(const struct fixture *f, const char *path, long status)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+	int ok;
+
+	ok = request(f, "HEAD", path, NULL, 0, r) == CURLE_OK && r->status == status &&
+	     r->len == 0 && strcasestr(r->headers, "Content-Length: ") &&
+	     has_header(r, "Cache-Control: no-store");
+	if (!ok)
+		fprintf(stderr, "HEAD %s: status %ld, %zu body bytes\n%s", path, r->status, r->len,
+			r->headers);
+	free(r);
+	return ok ? 0 : 1;
+}
+
+static int client_routes(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+	cJSON *j;
+
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ok\n") == 0);
+	CHECK(head_ok(f, "/healthz", 200) == 0);
+
+	CHECK(get_ok(f, "/readyz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ready\n") == 0);
+	CHECK(head_ok(f, "/readyz", 200) == 0);
+
+	CHECK(get_ok(f, "/v1/status", "application/json", r) == 0);
+	CHECK(r->len > 0 && r->body[r->len - 1] == '\n');
+	j = cJSON_ParseWithLength(r->body, r->len);
+	CHECK(j);
+	CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "version")), VERSION) == 0);
+	CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "state")), "idle") == 0);
+	CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "provider")), "azure") == 0);
+	cJSON_Delete(j);
+	CHECK(head_ok(f, "/v1/status", 200) == 0);
+
+	CHECK(get_ok(f, "/metrics", "text/plain; version=0.0.4; charset=utf-8", r) == 0);
+	CHECK(strstr(r->body, "\nspot_agent_build_info{version=\"" VERSION "\",provider=\"azure\"} 1\n"));
+	CHECK(strstr(r->body, "\nspot_agent_eviction_pending 0\n"));
+	CHECK(head_ok(f, "/metrics", 200) == 0);
+
+	/* A query string does not change the route. */
+	CHECK(get_ok(f, "/healthz?verbose=1", "text/plain; charset=utf-8", r) == 0);
+
+	CHECK(request(f, "GET", "/nope", NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 404);
+	CHECK(has_header(r, "Cache-Control: no-store"));
+	CHECK(request(f, "GET", "/", NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 404);
+	CHECK(request(f, "GET", "/healthz/", NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 404);
+	CHECK(head_ok(f, "/nope", 404) == 0);
+	free(r);
+	return 0;
+}
+
+static int client_methods(const struct fixture *f)
+{
+	static const char *const methods[] = { "POST", "PUT", "DELETE", "PATCH", "OPTIONS" };
+	struct reply *r = xcalloc(1, sizeof(*r));
+	size_t big_len = 100 * 1024;
+	char *big = xmalloc(big_len);
+
+	memset(big, 'x', big_len);
+	for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+		CHECK(request(f, methods[i], "/healthz", NULL, 0, r) == CURLE_OK);
+		CHECK(r->status == 405);
+		CHECK(has_header(r, "Allow: GET, HEAD"));
+		CHECK(request(f, methods[i], "/nope", NULL, 0, r) == CURLE_OK);
+		CHECK(r->status == 405);
+	}
+	/* Bodies are refused without being read. */
+	CHECK(request(f, "POST", "/healthz", "a=1", 3, r) == CURLE_OK);
+	CHECK(r->status == 405);
+	CHECK(has_header(r, "Allow: GET, HEAD"));
+	CHECK(request(f, "POST", "/v1/status", big, big_len, r) == CURLE_OK);
+	CHECK(r->status == 405);
+	CHECK(request(f, "GET", "/healthz", "a=1", 3, r) == CURLE_OK);
+	CHECK(r->status == 413);
+	CHECK(request(f, "GET", "/metrics", big, big_len, r) == CURLE_OK);
+	CHECK(r->status == 413);
+	/* And the server goes on. */
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	free(big);
+	free(r);
+	return 0;
+}
+
+static int client_long_url(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+	char *path = xmalloc(20 * 1024 + 1);
+	int rc;
+
+	/* Longer than the connection's memory: refused by libmicrohttpd. */
+	path[0] = '/';
+	memset(path + 1, 'a', 20 * 1024 - 1);
+	path[20 * 1024] = '\0';
+	rc = request(f, "GET", path, NULL, 0, r);
+	CHECK(rc == CURLE_OK);
+	CHECK(r->status == 414 || r->status == 400);
+
+	/* Longer than HTTP_URL_MAX but within memory: refused by us. */
+	path[HTTP_URL_MAX + 10] = '\0';
+	CHECK(request(f, "GET", path, NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 414);
+	memcpy(path, "/healthz?", 9);
+	CHECK(request(f, "GET", path, NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 414);
+
+	/* The next request is served. */
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ok\n") == 0);
+	free(path);
+	free(r);
+	return 0;
+}
+
+static int client_big_header(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+	struct curl_slist *hdrs = NULL;
+	char *h = xmalloc(16 * 1024);
+	char url[128];
+	CURL *c;
+
+	(void)snprintf(h, 16 * 1024, "X-Junk: ");
+	memset(h + 8, 'j', 16 * 1024 - 9);
+	h[16 * 1024 - 1] = '\0';
+	hdrs = curl_slist_append(hdrs, h);
+	(void)snprintf(url, sizeof(url), "http://%s:%d/healthz", f->host, f->port);
+	c = curl_easy_init();
+	CHECK(c);
+	(void)curl_easy_setopt(c, CURLOPT_URL, url);
+	(void)curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	(void)curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	(void)curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	(void)curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	(void)curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	CHECK(curl_easy_perform(c) == CURLE_OK);
+	(void)curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	CHECK(r->status == 431 || r->status == 413 || r->status == 400);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
+
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	free(h);
+	free(r);
+	return 0;
+}
+
+static int client_evicting(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+	cJSON *j;
+
+	CHECK(request(f, "GET", "/readyz", NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 503);
+	CHECK(strcmp(r->body, "evicting: Preempt " EVENT_ID "\n") == 0);
+	CHECK(has_header(r, "Cache-Control: no-store"));
+	CHECK(head_ok(f, "/readyz", 503) == 0);
+	/* Health is about polling, not about the eviction. */
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(get_ok(f, "/metrics", "text/plain; version=0.0.4; charset=utf-8", r) == 0);
+	CHECK(strstr(r->body, "\nspot_agent_eviction_pending 1\n"));
+	CHECK(!strstr(r->body, EVENT_ID));
+	CHECK(get_ok(f, "/v1/status", "application/json", r) == 0);
+	j = cJSON_ParseWithLength(r->body, r->len);
+	CHECK(j);
+	CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "state")), "pending") == 0);
+	CHECK(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "event")));
+	cJSON_Delete(j);
+	free(r);
+	return 0;
+}
+
+static int client_unhealthy(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(request(f, "GET", "/healthz", NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 503);
+	CHECK(strncmp(r->body, "imds polls failing for 4", 24) == 0);
+	CHECK(strstr(r->body, " s: HTTP 500 from imds\n"));
+	CHECK(strchr(r->body, '\n') == r->body + r->len - 1);
+	CHECK(head_ok(f, "/healthz", 503) == 0);
+	CHECK(get_ok(f, "/metrics", "text/plain; version=0.0.4; charset=utf-8", r) == 0);
+	CHECK(strstr(r->body, "\nspot_agent_imds_up 0\n"));
+	/* Ready still: /readyz is about evictions. */
+	CHECK(get_ok(f, "/readyz", "text/plain; charset=utf-8", r) == 0);
+	free(r);
+	return 0;
+}
+
+static int client_ready(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(get_ok(f, "/readyz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ready\n") == 0);
+	free(r);
+	return 0;
+}
+
+static int client_healthy(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ok\n") == 0);
+	free(r);
+	return 0;
+}
+
+#define IDLE_CONNECTIONS 200
+#define PROMPT_USEC (15 * USEC_PER_SEC)
+
+/* Many connections that connect and send nothing: the limit keeps them from
+ * exhausting the server, the idle timeouts give their slots back, and a
+ * probe behind them is still answered within a few seconds. */
+static int client_idle_flood(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fds[IDLE_CONNECTIONS];
+	uint64_t t0, took;
+	struct pollfd pfd;
+	char c;
+
+	sin.sin_port = htons((uint16_t)f->port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (size_t i = 0; i < IDLE_CONNECTIONS; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK(fds[i] >= 0);
+		CHECK(connect(fds[i], (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	}
+
+	t0 = now_usec(CLOCK_MONOTONIC);
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	took = now_usec(CLOCK_MONOTONIC) - t0;
+	fprintf(stderr, "  /healthz behind %d idle connections: %.3f s\n", IDLE_CONNECTIONS,
+		(double)took / (double)USEC_PER_SEC);
+	CHECK(took < PROMPT_USEC);
+
+	/* The server closes idle connections on its own (its timer works
+	 * without any traffic): the first one sees EOF. */
+	pfd = (struct pollfd){ .fd = fds[0], .events = POLLIN };
+	CHECK(poll(&pfd, 1, 30 * 1000) == 1);
+	CHECK(recv(fds[0], &c, 1, 0) <= 0);
+
+	for (size_t i = 0; i < IDLE_CONNECTIONS; i++)
+		(void)close(fds[i]);
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	free(r);
+	return 0;
+}
+
+/* ---- parent side ---- */
+
+struct child_wait {
+	pid_t pid;
+	int code;     /* si_code */
+	int status;   /* si_status */
+	bool timed_out;
+	bool done;
+};
+
+static int on_child(_unused_ sd_event_source *s, const siginfo_t *si, void *userdata)
+{
+	struct child_wait *w = userdata;
+
+	w->code = si->si_code;
+	w->status = si->si_status;
+	w->done = true;
+	return 0;
+}
+
+static int on_guard(_unused_ sd_event_source *s, _unused_ uint64_t usec, void *userdata)
+{
+	struct child_wait *w = userdata;
+
+	w->timed_out = true;
+	(void)kill(w->pid, SIGKILL);
+	return 0;
+}
+
+/* Forks a client running fn and runs the loop until it exits. Returns 0
+ * when the client exited 0. No cmocka asserts: also used in a child. */
+static int run_client_status(struct fixture *f, int (*fn)(const struct fixture *f))
+{
+	struct child_wait w = { 0 };
+	sd_event_source *child = NULL, *guard = NULL;
+	uint64_t now;
+	int r;
+
+	fflush(NULL);
+	w.pid = fork();
+	if (w.pid < 0)
+		return -errno;
+	if (w.pid == 0) {
+		int rc;
+
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		rc = fn(f);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	r = sd_event_add_child(f->e, &child, w.pid, WEXITED, on_child, &w);
+	if (r >= 0)
+		r = sd_event_now(f->e, CLOCK_MONOTONIC, &now);
+	if (r >= 0)
+		r = sd_event_add_time(f->e, &guard, CLOCK_MONOTONIC, now + CHILD_GUARD_USEC, 0,
+				      on_guard, &w);
+	/* Iterations rather than sd_event_loop: the same loop serves several
+	 * clients in turn. */
+	while (r >= 0 && !w.done)
+		r = sd_event_run(f->e, UINT64_MAX);
+	sd_event_source_unref(child);
+	sd_event_source_unref(guard);
+	if (r < 0) {
+		fprintf(stderr, "loop failed: %s\n", strerror(-r));
+		return r;
+	}
+	if (w.timed_out)
+		fprintf(stderr, "client did not finish in time\n");
+	return !w.timed_out && w.code == CLD_EXITED && w.status == 0 ? 0 : 1;
+}
+
+static void run_client(struct fixture *f, int (*fn)(const struct fixture *f))
+{
+	assert_int_equal(run_client_status(f, fn), 0);
+}
+
+static int fixture_start(struct fixture *f, const char *listen_addr, const char *host)
+{
+	int r;
+
+	memset(f, 0, sizeof(*f));
+	assert_int_equal(sd_event_new(&f->e), 0);
+	state_init(&f->s, NULL);
+	f->s.provider = xstrdup("azure");
+	f->s.started_mono_usec = now_usec(CLOCK_MONOTONIC);
+	f->m = metrics_new();
+	f->host = host;
+	r = http_server_new(f->e, listen_addr, &f->s, f->m, VERSION, &f->h);
+	if (r < 0)
+		return r;
+	f->port = http_server_port(f->h);
+	assert_true(f->port > 0);
+	return 0;
+}
+
+static void fixture_stop(struct fixture *f)
+{
+	http_server_free(f->h);
+	metrics_free(f->m);
+	state_done(&f->s);
+	sd_event_unref(f->e);
+}
+
+static void test_routes(_unused_ void **unused)
+{
+	struct fixture f;
+
+	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	run_client(&f, client_routes);
+	fixture_stop(&f);
+}
+
+static void test_methods_and_bodies(_unused_ void **unused)
+{
+	struct fixture f;
+
+	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	run_client(&f, client_methods);
+	fixture_stop(&f);
+}
+
+static void test_long_requests(_unused_ void **unused)
+{
+	struct fixture f;
+
+	assert_int_equal(fixture_start(&f, "localhost:0", "127.0.0.1"), 0);
+	run_client(&f, client_long_url);
+	run_client(&f, client_big_header);
+	fixture_stop(&f);
+}
+
+static void test_readyz_evicting(_unused_ void **unused)
+{
+	struct fixture f;
+	struct event_record rec;
+
+	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	event_record_init(&rec);
+	(void)strscpy(rec.ev.id, sizeof(rec.ev.id), EVENT_ID);
+	rec.ev.type = EVENT_PREEMPT;
+	rec.detected_wall_usec = now_usec(CLOCK_REALTIME);
+	rec.deadline_wall_usec = rec.detected_wall_usec + 20 * USEC_PER_SEC;
+	(void)state_add_record(&f.s, &rec);
+	f.s.phase = PHASE_PENDING;
+	run_client(&f, client_evicting);
+
+	f.s.phase = PHASE_IDLE;
+	run_client(&f, client_ready);
+	fixture_stop(&f);
+}
+
+static void test_healthz_failing(_unused_ void **unused)
+{
+	struct fixture f;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	/* Failing, but not for longer than the window yet. */
+	f.s.poll.consecutive_failures = 2;
+	f.s.poll.first_failure_mono_usec = now - 5 * USEC_PER_SEC;
+	(void)strscpy(f.s.poll.last_error, sizeof(f.s.poll.last_error), "HTTP 500\nfrom imds");
+	run_client(&f, client_healthy);
+
+	f.s.poll.consecutive_failures = 40;
+	f.s.poll.first_failure_mono_usec = now - 42 * USEC_PER_SEC;
+	run_client(&f, client_unhealthy);
+
+	/* Recovered. */
+	f.s.poll.consecutive_failures = 0;
+	f.s.poll.first_failure_mono_usec = 0;
+	f.s.poll.last_error[0] = '\0';
+	run_client(&f, client_healthy);
+	fixture_stop(&f);
+}
+
+static void test_idle_flood(_unused_ void **unused)
+{
+	struct fixture f;
+
+	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	run_client(&f, client_idle_flood);
+	fixture_stop(&f);
+}
+
+static void test_ipv6(_unused_ void **unused)
+{
+	struct fixture f;
+	int r;
+
+	r = fixture_start(&f, "[::1]:0", "[::1]");
+	if (r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT) {
+		fixture_stop(&f);
+		skip();
+	}
+	assert_int_equal(r, 0);
+	run_client(&f, client_healthy);
+	fixture_stop(&f);
+}
+
+static void test_new_errors(_unused_ void **unused)
+{
+	struct fixture f;
+	struct http_server *h = NULL;
+	char addr[64];
+
+	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	(void)snprintf(addr, sizeof(addr), "127.0.0.1:%d", f.port);
+	assert_int_equal(http_server_new(f.e, addr, &f.s, f.m, VERSION, &h), -EADDRINUSE);
+	assert_null(h);
+	assert_int_equal(http_server_new(f.e, "127.0.0.1", &f.s, f.m, VERSION, &h), -EINVAL);
+	assert_int_equal(http_server_new(f.e, "none", &f.s, f.m, VERSION, &h), -EINVAL);
+	assert_int_equal(http_server_new(f.e, "127.0.0.1:0", NULL, f.m, VERSION, &h), -EINVAL);
+	assert_null(h);
+	/* No metrics: /metrics is simply absent. */
+	assert_int_equal(http_server_new(f.e, "127.0.0.1:0", &f.s, NULL, VERSION, &h), 0);
+	http_server_free(h);
+	http_server_free(NULL);
+	fixture_stop(&f);
+}
+
+/* In a child: a listening socket at fd 3 with LISTEN_PID/LISTEN_FDS, as
+ * systemd passes it; the listen address given is then not used. */
+static int activated_server(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct fixture f = { .host = "127.0.0.1" };
+	char pid[32];
+	int fd, r;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	CHECK(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	CHECK(listen(fd, 16) == 0);
+	CHECK(getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+	if (fd != 3) {
+		CHECK(dup2(fd, 3) == 3);
+		(void)close(fd);
+	}
+	(void)snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	CHECK(setenv("LISTEN_PID", pid, 1) == 0);
+	CHECK(setenv("LISTEN_FDS", "1", 1) == 0);
+
+	CHECK(sd_event_new(&f.e) >= 0);
+	state_init(&f.s, NULL);
+	f.s.provider = xstrdup("azure");
+	f.m = metrics_new();
+	r = http_server_new(f.e, "127.0.0.1:1", &f.s, f.m, VERSION, &f.h);
+	CHECK(r == 0);
+	f.port = http_server_port(f.h);
+	CHECK(f.port == ntohs(sin.sin_port));
+	CHECK(run_client_status(&f, client_healthy) == 0);
+	/* The handed-over socket itself stays open for a later server. */
+	http_server_free(f.h);
+	CHECK(sd_is_socket(3, AF_INET, SOCK_STREAM, 1) > 0);
+	CHECK(http_server_new(f.e, "127.0.0.1:1", &f.s, f.m, VERSION, &f.h) == 0);
+	CHECK(run_client_status(&f, client_ready) == 0);
+	http_server_free(f.h);
+	metrics_free(f.m);
+	state_done(&f.s);
+	sd_event_unref(f.e);
+	return 0;
+}
+
+static void test_socket_activation(_unused_ void **unused)
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(activated_server() == 0 ? 0 : 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_parse_listen(_unused_ void **unused)
+{
+	static const char *const bad[] = {
+		"", "none", "127.0.0.1", "127.0.0.1:", ":9470", "127.0.0.1:65536",
+		"127.0.0.1:-1", "127.0.0.1:+80", "127.0.0.1:80x", "127.0.0.1: 80", " 127.0.0.1:80",
+		"::1:9470", "[::1]9470", "[::1]", "[::1", "[]:80", "[127.0.0.1]:80",
+		"300.1.1.1:80", "1.2.3:80", "host.example:80", "[fe80::1%eth0]:80",
+		"127.0.0.1:99999999999999999999",
+		"[0000:0000:0000:0000:0000:0000:0000:0000:0000]:1",
+	};
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	socklen_t len = 0;
+	char buf[INET6_ADDRSTRLEN];
+
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		if (http_parse_listen(bad[i], &ss, &len) != -EINVAL) {
+			print_error("accepted '%s'\n", bad[i]);
+			fail();
+		}
+	}
+	assert_int_equal(http_parse_listen(NULL, &ss, &len), -EINVAL);
+
+	assert_int_equal(http_parse_listen("127.0.0.1:9470", &ss, &len), 0);
+	assert_int_equal(ss.ss_family, AF_INET);
+	assert_int_equal(len, sizeof(struct sockaddr_in));
+	assert_int_equal(ntohs(sin->sin_port), 9470);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+
+	assert_int_equal(http_parse_listen("localhost:1", &ss, &len), 0);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+	assert_int_equal(ntohs(sin->sin_port), 1);
+
+	assert_int_equal(http_parse_listen("0.0.0.0:65535", &ss, &len), 0);
+	assert_int_equal(sin->sin_addr.s_addr, htonl(INADDR_ANY));
+	assert_int_equal(ntohs(sin->sin_port), 65535);
+
+	assert_int_equal(http_parse_listen("[::1]:9470", &ss, &len), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	assert_int_equal(len, sizeof(struct sockaddr_in6));
+	assert_int_equal(ntohs(sin6->sin6_port), 9470);
+	assert_true(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+
+	assert_int_equal(http_parse_listen("[2001:db8::5]:0", &ss, &len), 0);
+	assert_non_null(inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf)));
+	assert_string_equal(buf, "2001:db8::5");
+	assert_int_equal(ntohs(sin6->sin6_port), 0);
+}
+
+static void test_healthy_rule(_unused_ void **unused)
+{
+	struct agent_state s;
+	uint64_t now = 1000 * USEC_PER_SEC, window = HTTP_HEALTH_WINDOW_SEC * USEC_PER_SEC;
+	char buf[STATE_REASON_MAX + 64], tiny[16];
+
+	state_init(&s, NULL);
+	assert_true(http_healthy(&s, now, buf, sizeof(buf)));
+
+	s.poll.consecutive_failures = 1;
+	s.poll.first_failure_mono_usec = now - window;
+	assert_true(http_healthy(&s, now, buf, sizeof(buf)));       /* exactly the window */
+	s.poll.first_failure_mono_usec = now - window - 1;
+	assert_false(http_healthy(&s, now, buf, sizeof(buf)));
+	assert_string_equal(buf, "imds polls failing for 30 s: unknown error\n");
+
+	(void)strscpy(s.poll.last_error, sizeof(s.poll.last_error), "timeout\r\nafter 2000 ms");
+	s.poll.first_failure_mono_usec = now - 42 * USEC_PER_SEC;
+	assert_false(http_healthy(&s, now, buf, sizeof(buf)));
+	assert_string_equal(buf, "imds polls failing for 42 s: timeout  after 2000 ms\n");
+	assert_false(http_healthy(&s, now, NULL, 0));
+	assert_false(http_healthy(&s, now, tiny, sizeof(tiny)));
+	assert_int_equal(strlen(tiny), sizeof(tiny) - 1);
+	assert_int_equal(tiny[sizeof(tiny) - 2], '\n');
+
+	/* A streak that starts in the future (clock confusion) is not old. */
+	s.poll.first_failure_mono_usec = now + USEC_PER_SEC;
+	assert_true(http_healthy(&s, now, buf, sizeof(buf)));
+
+	s.poll.consecutive_failures = 0;
+	s.poll.first_failure_mono_usec = now - 3600 * USEC_PER_SEC;
+	assert_true(http_healthy(&s, now, buf, sizeof(buf)));
+	state_done(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_listen),
+		cmocka_unit_test(test_healthy_rule),
+		cmocka_unit_test(test_new_errors),
+		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_methods_and_bodies),
+		cmocka_unit_test(test_long_requests),
+		cmocka_unit_test(test_readyz_evicting),
+		cmocka_unit_test(test_healthz_failing),
+		cmocka_unit_test(test_ipv6),
+		cmocka_unit_test(test_socket_activation),
+		cmocka_unit_test(test_idle_flood),
+	};
+	sigset_t mask;
+
+	/* sd_event_add_child needs SIGCHLD blocked before any child exists. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	/* A client that gives up must not kill the server with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
