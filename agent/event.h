@@ -1,0 +1,146 @@
+/* event.h - the normalised eviction event and its deadline arithmetic. */
+#ifndef SPOT_EVENT_H
+#define SPOT_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#define EVENT_ID_MAX          128   /* bytes incl. NUL; longer ids are rejected */
+#define EVENT_SOURCE_MAX      32
+#define EVENT_DESCRIPTION_MAX 512   /* longer descriptions are truncated */
+#define EVENT_RESOURCES_MAX   64    /* further names are dropped */
+#define EVENT_RESOURCE_MAX    256
+#define EVENTS_MAX            32    /* events kept from one document */
+
+/* A Started event, or one seen past its NotBefore, still gets this long for
+ * its hooks: the platform may act any moment, but a short checkpoint or
+ * deregistration is better than nothing. */
+#define EVENT_EMERGENCY_BUDGET_SEC 10
+
+enum provider {
+	PROVIDER_AZURE,
+	PROVIDER_AWS,
+	PROVIDER_GCP,
+	PROVIDER_AUTO,
+	_PROVIDER_MAX,
+};
+
+enum event_type {
+	EVENT_PREEMPT,
+	EVENT_TERMINATE,
+	EVENT_REBOOT,
+	EVENT_REDEPLOY,
+	EVENT_FREEZE,
+	_EVENT_TYPE_MAX,
+	EVENT_TYPE_INVALID = -1,
+};
+
+enum event_status {
+	EVENT_SCHEDULED,
+	EVENT_STARTED,
+	_EVENT_STATUS_MAX,
+	EVENT_STATUS_INVALID = -1,
+};
+
+struct spot_event {
+	char id[EVENT_ID_MAX];
+	enum event_type type;
+	enum event_status status;
+	char source[EVENT_SOURCE_MAX];            /* "Platform", "User", "" */
+	uint64_t not_before_usec;                 /* wall clock; 0 = unknown/empty */
+	char description[EVENT_DESCRIPTION_MAX];
+	int64_t duration_sec;                     /* -1 = unknown */
+	enum provider provider;
+	char (*resources)[EVENT_RESOURCE_MAX];    /* owned; event_done frees */
+	size_t n_resources;
+};
+
+struct event_list {
+	struct spot_event *events;  /* owned */
+	size_t n_events;
+};
+
+void event_init(struct spot_event *ev);
+void event_done(struct spot_event *ev);
+/* Deep copy; dst must be initialised or done (any resources it still
+ * holds are freed first). */
+void event_copy(struct spot_event *dst, const struct spot_event *src);
+void event_list_done(struct event_list *l);
+
+const char *event_type_to_string(enum event_type t);
+/* Case-sensitive as the wire format; EVENT_TYPE_INVALID when unknown. */
+enum event_type event_type_from_string(const char *s);
+const char *event_status_to_string(enum event_status s);
+enum event_status event_status_from_string(const char *s);
+const char *provider_to_string(enum provider p);
+int provider_from_string(const char *s, enum provider *ret);
+
+/* Parses a NotBefore: RFC 1123 ("Mon, 19 Sep 2016 18:29:47 GMT"), the AWS
+ * maintenance form ("21 Jan 2019 09:00:43 GMT") or ISO 8601/RFC 3339
+ * ("2016-09-19T18:29:47Z", fraction and numeric offset accepted).
+ * "" gives 0. Returns 0 or -EINVAL.
+ * RFC 1123: optional weekday ("Tue, ", not cross-checked against the date),
+ * day of 1-2 digits, English month abbreviation, 4-digit year, HH:MM:SS,
+ * zone GMT, UTC or +hhmm/-hhmm (names ASCII case-insensitive). ISO 8601:
+ * YYYY-MM-DD, 'T' (or 't' or one space), HH:MM:SS, optional '.' and 1-9
+ * fraction digits (kept to the microsecond), zone Z or +hh:mm/+hhmm. Fields
+ * are range-checked (Feb 29 only in leap years, hour < 24, no leap second),
+ * single spaces only, nothing may follow, and instants before 1970 or
+ * from year 10000 on (in UTC) are rejected. Independent of locale and TZ. */
+int event_parse_time(const char *s, uint64_t *ret_wall_usec);
+
+/* True when ev names resource vm_name (ASCII case-insensitive). */
+bool event_names_resource(const struct spot_event *ev, const char *vm_name);
+
+/* The wall-clock deadline of the hook chain: NotBefore - margin, never
+ * later than NotBefore. Exactly:
+ * - Started, no NotBefore, or NotBefore already reached: now +
+ *   EVENT_EMERGENCY_BUDGET_SEC (the emergency budget);
+ * - less notice left than the margin: NotBefore itself;
+ * - otherwise NotBefore - margin.
+ * *ret_emergency (may be NULL) is false only in the last case. */
+uint64_t event_deadline(const struct spot_event *ev, uint64_t now_wall_usec,
+			uint64_t margin_usec, bool *ret_emergency);
+
+/* The event as the JSON object hooks read on stdin and /v1/status shows:
+ * id, type, status, source, not_before (RFC 3339 or ""), resources,
+ * description, duration_s, provider, and when deadline_wall_usec != 0 also
+ * deadline (Unix seconds), plus drill (bool). Caller owns the result
+ * (cJSON_Delete); NULL only when out of memory. */
+cJSON *event_to_json(const struct spot_event *ev, uint64_t deadline_wall_usec, bool drill);
+
+/* Reads back what event_to_json wrote (used by the state file); deadline
+ * and drill are not part of struct spot_event and are left to the caller.
+ * id, type, status and provider are required; the other keys may be absent
+ * and take the event_init defaults. *ret is overwritten only on success and
+ * must not hold resources then (initialised or done). Returns 0 or -EINVAL. */
+int event_from_json(const cJSON *o, struct spot_event *ret);
+
+/* Helpers shared by the provider parsers. */
+
+/* True when id can name an event: non-empty, shorter than EVENT_ID_MAX and
+ * free of control characters (it ends up in environments, logs and JSON). */
+bool event_id_valid(const char *id);
+
+/* Copies src into dst (size n >= 1), truncated on a UTF-8 character
+ * boundary when it does not fit. Never fails. */
+void event_set_text(char *dst, size_t n, const char *src);
+
+/* Appends a resource name. -EINVAL for an empty name or one of
+ * EVENT_RESOURCE_MAX bytes or more, -E2BIG once EVENT_RESOURCES_MAX names
+ * are held; 0 otherwise. */
+int event_add_resource(struct spot_event *ev, const char *name);
+
+/* Formats a wall-clock time as RFC 3339 UTC ("2016-09-19T18:29:47Z", with a
+ * ".ffffff" fraction only when it is not whole seconds) into buf; "" for 0.
+ * event_parse_time reads it back exactly. Returns buf. */
+#define EVENT_TIME_MAX 40
+char *event_format_time(char *buf, size_t n, uint64_t wall_usec);
+
+/* Field-by-field equality, resources included in order. */
+bool event_equal(const struct spot_event *a, const struct spot_event *b);
+
+#endif
