@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -718,11 +719,14 @@ static _Noreturn void child_exec(int in_fd, int out_fd, char *const argv[], char
 
 	if (setsid() < 0)
 		_exit(127);
+	/* The raw system call, because glibc refuses to touch the two signals
+	 * it reserves (32, 33) and an ignored disposition there would
+	 * otherwise be inherited. All zeros is SIG_DFL in every layout of
+	 * the kernel's struct sigaction. */
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
 	for (int sig = 1; sig < _NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &sa, NULL);
+			(void)syscall(SYS_rt_sigaction, sig, &sa, NULL, (size_t)(_NSIG - 1) / 8);
 	sigemptyset(&none);
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 	if (chdir("/") < 0)
