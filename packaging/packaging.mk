@@ -1,0 +1,123 @@
+# packaging/packaging.mk - install, uninstall, the .deb and .rpm packages and
+# their checks. Included by the top Makefile, which provides PREFIX BINDIR
+# MANDIR DOCDIR SYSCONFDIR UNITDIR LIBHOOKDIR VERSION BIN BUILD and the
+# install-bin/uninstall-bin targets. See packaging/README.md.
+
+PKG_MAN5     := man/spot-agent.conf.5
+PKG_MAN7     := man/spot-agent-hooks.7
+PKG_MAN8     := man/spot-agent.8
+PKG_UNIT     := packaging/systemd/spot-agent.service
+PKG_SOCKET   := packaging/systemd/spot-agent.socket
+PKG_CONF     := packaging/spot-agent.conf
+PKG_HOOKREAD := packaging/spot-agent.d.README
+# What a source copy holds: enough to run `make` and `make install`.
+PKG_SRC_TOP  := Makefile agent build-aux hooks man packaging README.md LICENSE
+PKG_DEB_DIR  := $(BUILD)/deb
+PKG_RPM_DIR  := $(BUILD)/rpm
+PKG_TARBALL  := spot-agent-$(VERSION).tar.gz
+# The package builds run a make of their own in the copy: nothing of this
+# one's command line (BUILD=, BIN=, PREFIX=, CFLAGS=, -j ...), which make
+# passes on in the environment, may leak into it.
+PKG_CLEAN_ENV := env -i PATH="$$PATH" HOME="$$HOME" LANG=C.UTF-8
+
+.PHONY: check-packaging check-system
+
+# Example hooks: every file in hooks/ when the target runs, except the
+# tests and the README; executables stay executable, the rest (settings
+# files the hooks read) is 0644. The glob runs in the recipe, so hooks added later
+# are shipped without a change here.
+install: install-bin
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(LIBHOOKDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/spot-agent $(DESTDIR)$(SYSCONFDIR)/spot-agent.d
+	install -m 0644 $(PKG_MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(PKG_MAN7) $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 $(PKG_MAN8) $(DESTDIR)$(MANDIR)/man8/
+	sed 's|^ExecStart=/usr/bin/spot-agent|ExecStart=$(BINDIR)/spot-agent|' $(PKG_UNIT) \
+		> $(DESTDIR)$(UNITDIR)/spot-agent.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/spot-agent.service.tmp
+	mv -f $(DESTDIR)$(UNITDIR)/spot-agent.service.tmp $(DESTDIR)$(UNITDIR)/spot-agent.service
+	install -m 0644 $(PKG_SOCKET) $(DESTDIR)$(UNITDIR)/spot-agent.socket
+	@# An existing config file is the administrator's: never overwritten.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/spot-agent/spot-agent.conf ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/spot-agent/spot-agent.conf"; \
+	else \
+		echo "install -m 0644 $(PKG_CONF) $(DESTDIR)$(SYSCONFDIR)/spot-agent/spot-agent.conf"; \
+		install -m 0644 $(PKG_CONF) $(DESTDIR)$(SYSCONFDIR)/spot-agent/spot-agent.conf; \
+	fi
+	install -m 0644 $(PKG_HOOKREAD) $(DESTDIR)$(SYSCONFDIR)/spot-agent.d/README
+	@for f in hooks/*; do \
+		case "$${f#hooks/}" in test*|README*|'*') continue ;; esac; \
+		[ -f "$$f" ] || continue; \
+		if [ -x "$$f" ]; then m=0755; else m=0644; fi; \
+		echo "install -m $$m $$f $(DESTDIR)$(DOCDIR)/examples/"; \
+		install -m $$m "$$f" $(DESTDIR)$(DOCDIR)/examples/ || exit 1; \
+	done
+
+# The config file and the operator's hooks stay, as a package removal
+# (not a purge) leaves them.
+uninstall: uninstall-bin
+	rm -f $(DESTDIR)$(MANDIR)/man5/spot-agent.conf.5 $(DESTDIR)$(MANDIR)/man7/spot-agent-hooks.7 \
+		$(DESTDIR)$(MANDIR)/man8/spot-agent.8 \
+		$(DESTDIR)$(UNITDIR)/spot-agent.service $(DESTDIR)$(UNITDIR)/spot-agent.socket \
+		$(DESTDIR)$(SYSCONFDIR)/spot-agent.d/README
+	rm -rf $(DESTDIR)$(DOCDIR)/examples
+	rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBHOOKDIR) 2>/dev/null || true
+
+# A copy of the source tree (no build output, no VCS data) in $(1).
+define pkg_copy_tree
+	rm -rf $(1) && mkdir -p $(1)
+	tar -cf - --exclude=agent/spot-agent --exclude='*.o' \
+		$(foreach f,$(PKG_SRC_TOP),$(wildcard $(f))) | tar -xf - -C $(1)
+endef
+
+# The .deb is built in a copy with debian/ taken from packaging/debian, so
+# the tree stays clean; it lands in $(BUILD)/.
+deb:
+	@sh packaging/install-tools.sh deb
+	@v=$$(dpkg-parsechangelog -l packaging/debian/changelog -S Version); \
+	case "$$v" in $(VERSION)-*) ;; *) echo "deb: packaging/debian/changelog is at $$v, the Makefile at $(VERSION): add a changelog entry (dch -v $(VERSION)-1)"; exit 1 ;; esac
+	rm -rf $(PKG_DEB_DIR)
+	$(call pkg_copy_tree,$(PKG_DEB_DIR)/spot-agent-$(VERSION))
+	cp -R packaging/debian $(PKG_DEB_DIR)/spot-agent-$(VERSION)/debian
+	cd $(PKG_DEB_DIR)/spot-agent-$(VERSION) && \
+		$(PKG_CLEAN_ENV) dpkg-buildpackage -b -us -uc > ../dpkg-buildpackage.log 2>&1 || \
+		{ tail -n 40 ../dpkg-buildpackage.log; echo "deb: dpkg-buildpackage failed, log: $(PKG_DEB_DIR)/dpkg-buildpackage.log"; exit 1; }
+	cp $(PKG_DEB_DIR)/spot-agent_$(VERSION)-*.deb $(BUILD)/
+	@ls -1 $(BUILD)/spot-agent_$(VERSION)-*.deb
+
+# The .rpm is built by rpmbuild from a tarball of the tree in $(BUILD)/rpm.
+# On Debian: its BuildRequires are Fedora's names, which rpm cannot resolve
+# there, so --nodeps (the build needs what `make` needs); and Debian's
+# brp-compress is a bash script run by dash, so it is run with bash to get
+# the man pages compressed as on Fedora.
+PKG_ON_DEBIAN := $(wildcard /etc/debian_version)
+rpm: PKG_RPM_OPTS = $(if $(PKG_ON_DEBIAN),--nodeps --define '__brp_compress bash /usr/lib/rpm/brp-compress %{?_prefix}')
+rpm:
+	@sh packaging/install-tools.sh rpm
+	@grep -q '^Version: *$(VERSION)$$' packaging/rpm/spot-agent.spec || \
+		{ echo "rpm: packaging/rpm/spot-agent.spec Version is not $(VERSION)"; exit 1; }
+	rm -rf $(PKG_RPM_DIR)
+	mkdir -p $(PKG_RPM_DIR)/SOURCES $(PKG_RPM_DIR)/SPECS
+	$(call pkg_copy_tree,$(PKG_RPM_DIR)/tmp/spot-agent-$(VERSION))
+	tar -czf $(PKG_RPM_DIR)/SOURCES/$(PKG_TARBALL) -C $(PKG_RPM_DIR)/tmp spot-agent-$(VERSION)
+	rm -rf $(PKG_RPM_DIR)/tmp
+	cp packaging/rpm/spot-agent.spec $(PKG_RPM_DIR)/SPECS/
+	$(PKG_CLEAN_ENV) rpmbuild -ba $(PKG_RPM_OPTS) --define '_topdir $(abspath $(PKG_RPM_DIR))' \
+		$(PKG_RPM_DIR)/SPECS/spot-agent.spec > $(PKG_RPM_DIR)/rpmbuild.log 2>&1 || \
+		{ tail -n 40 $(PKG_RPM_DIR)/rpmbuild.log; echo "rpm: rpmbuild failed, log: $(PKG_RPM_DIR)/rpmbuild.log"; exit 1; }
+	cp $(PKG_RPM_DIR)/RPMS/*/spot-agent-$(VERSION)-*.rpm $(BUILD)/
+	@ls -1 $(BUILD)/spot-agent-$(VERSION)-*.rpm
+
+# Lints the man pages, verifies the units and the cloud-config, checks the
+# `make install` file list and builds and lints both packages.
+check-packaging:
+	@MAKE="$(MAKE)" BUILD="$(BUILD)" VERSION="$(VERSION)" sh test/system/check-packaging.sh
+
+check-extra:: check-packaging
+
+# Boots the .deb in a systemd-nspawn container against the metadata
+# simulator (root, debootstrap, systemd-container). SPOT_SKIP_SYSTEM=1 turns
+# "cannot run here" into a skip.
+check-system: deb
+	@BUILD="$(BUILD)" VERSION="$(VERSION)" bash test/system/run.sh
