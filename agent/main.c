@@ -1,0 +1,153 @@
+/* main.c - command line, wiring of the modules and exit status; the only
+ * place that exits. 0 clean stop, 1 runtime failure, 2 usage or config error.
+ * Before READY=1 a fatal error ends the program with one clear line; after
+ * it, the agent itself never exits on a runtime error. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "agent.h"
+#include "config.h"
+#include "drill.h"
+#include "hooks.h"
+#include "log.h"
+#include "loop.h"
+
+#define EXIT_USAGE 2
+
+struct main_ctx {
+	const struct cmdline *cmdline;
+	struct agent *agent;
+};
+
+static int cmd_check(const struct config *c)
+{
+	struct hook_plan plan = { 0 };
+	int r;
+
+	config_print(c, stdout);
+	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
+	if (r < 0) {
+		fprintf(stderr, "spot-agent: cannot read hooks directory '%s': %s\n", c->hooks_dir, strerror(-r));
+		return EXIT_USAGE;
+	}
+	printf("\n# hooks in run order (%zu)\n", plan.n_hooks);
+	for (size_t i = 0; i < plan.n_hooks; i++)
+		printf("run   %s\n", plan.hooks[i].path);
+	printf("\n# skipped files (%zu)\n", plan.n_skips);
+	for (size_t i = 0; i < plan.n_skips; i++)
+		printf("skip  %s: %s\n", plan.skips[i].path, plan.skips[i].reason);
+	hook_plan_done(&plan);
+	return 0;
+}
+
+static int on_term(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct main_ctx *m = userdata;
+
+	log_info("received %s, stopping", si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+	agent_stop(m->agent);
+	return 0;
+}
+
+static int on_hup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct main_ctx *m = userdata;
+	struct config c;
+
+	log_info("received SIGHUP, reloading the configuration");
+	(void)sd_notify(false, "RELOADING=1");
+	if (config_load(m->cmdline, &c) < 0)
+		log_error("config: reload refused, keeping the running configuration");
+	else
+		agent_reload(m->agent, &c);
+	(void)sd_notify(false, "READY=1");
+	return 0;
+}
+
+static int cmd_run(const struct cmdline *cl, struct config *c)
+{
+	struct main_ctx m = { .cmdline = cl };
+	sd_event *e = NULL;
+	int r;
+
+	r = loop_new(&e);
+	if (r < 0) {
+		log_errno(r, "loop: cannot create the event loop");
+		return EXIT_FAILURE;
+	}
+	r = agent_new(e, c, &m.agent);
+	if (r < 0) {
+		sd_event_unref(e);
+		return EXIT_FAILURE;
+	}
+	if ((r = loop_add_signal(e, SIGTERM, on_term, &m)) < 0 ||
+	    (r = loop_add_signal(e, SIGINT, on_term, &m)) < 0 ||
+	    (r = loop_add_signal(e, SIGHUP, on_hup, &m)) < 0) {
+		log_errno(r, "loop: cannot watch signals");
+		agent_free(m.agent);
+		sd_event_unref(e);
+		return EXIT_FAILURE;
+	}
+	(void)agent_start(m.agent);
+	/* Ready once config, state, hooks and the listener are up; the first
+	 * IMDS answer can take minutes and is not waited for. */
+	(void)sd_notify(false, "READY=1");
+	log_info("spot-agent " SPOT_VERSION " started");
+
+	r = loop_run(e);
+	agent_free(m.agent);
+	sd_event_unref(e);
+	if (r < 0) {
+		log_errno(r, "loop: failed");
+		return EXIT_FAILURE;
+	}
+	return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl = { 0 };
+	struct config c;
+	int r;
+
+	log_setup(LOG_FORMAT_AUTO, LOG_INFO);
+	if (config_parse_args(argc, argv, &cl) < 0)
+		return EXIT_USAGE;
+	switch (cl.command) {
+	case COMMAND_HELP:
+		config_usage(stdout);
+		cmdline_done(&cl);
+		return EXIT_SUCCESS;
+	case COMMAND_VERSION:
+		printf("spot-agent %s\n", SPOT_VERSION);
+		cmdline_done(&cl);
+		return EXIT_SUCCESS;
+	default:
+		break;
+	}
+	if (config_load(&cl, &c) < 0) {
+		cmdline_done(&cl);
+		return EXIT_USAGE;
+	}
+	log_setup(cl.command == COMMAND_RUN ? c.log_format : LOG_FORMAT_TEXT, c.log_level);
+
+	switch (cl.command) {
+	case COMMAND_CHECK:
+		r = cmd_check(&c);
+		break;
+	case COMMAND_DRILL:
+		r = drill_run(&c, cl.drill_type, cl.drill_notice_sec, stdout);
+		r = r < 0 ? EXIT_FAILURE : r;
+		break;
+	default:
+		r = cmd_run(&cl, &c);
+		break;
+	}
+	config_done(&c);
+	cmdline_done(&cl);
+	return r;
+}
