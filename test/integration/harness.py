@@ -1,0 +1,356 @@
+"""Integration test harness: runs the real spot-agent binary against the
+project's IMDS simulator with real hook scripts in temporary directories.
+
+Tests wait for events (a log line, a notify message, a file written by a
+hook, a request seen by the simulator) with generous timeouts; they never
+rely on a fixed sleep for correctness."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGENT = os.path.join(TOP, os.environ.get("SPOT_AGENT", "agent/spot-agent"))
+SIM = os.path.join(TOP, "test", "imds-sim")
+PYTHON = "/usr/bin/python3"
+# Generous: the tests must pass on a loaded 2-core machine and under ASan.
+TIMEOUT = float(os.environ.get("SPOT_TEST_TIMEOUT", "30"))
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def wait_for(cond, timeout=TIMEOUT, what="condition", interval=0.01):
+    """Waits until cond() is truthy and returns its value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise TestFailure("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Sim:
+    def __init__(self, workdir, *args):
+        self.port_file = os.path.join(workdir, "sim.port")
+        self.log_path = os.path.join(workdir, "sim.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [PYTHON, SIM, "--port", "0", "--port-file", self.port_file] + list(args),
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(self.port_file) or self.proc.poll() is not None,
+                 what="simulator port file")
+        check(self.proc.poll() is None, "simulator exited early")
+        with open(self.port_file) as f:
+            self.port = int(f.read().strip())
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+        return json.loads(text) if text else None
+
+    def add_event(self, **kw):
+        return self.call("POST", "/__sim/events", kw)["id"]
+
+    def remove_event(self, eid):
+        self.call("DELETE", "/__sim/events/" + eid)
+
+    def fault(self, **kw):
+        self.call("POST", "/__sim/faults", kw)
+
+    def clear_faults(self):
+        self.call("DELETE", "/__sim/faults")
+
+    def config(self, **kw):
+        self.call("POST", "/__sim/config", kw)
+
+    def requests(self):
+        return self.call("GET", "/__sim/requests")
+
+    def approvals(self):
+        return self.call("GET", "/__sim/approvals")
+
+    def state(self):
+        return self.call("GET", "/__sim/state")
+
+    def polls(self):
+        return [r for r in self.requests()
+                if r["method"] == "GET" and r["path"] == "/metadata/scheduledevents"]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class NotifySocket:
+    """A $NOTIFY_SOCKET that records every sd_notify message."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                return
+            with self.lock:
+                self.messages.extend(data.decode(errors="replace").split("\n"))
+
+    def has(self, prefix):
+        with self.lock:
+            return any(m.startswith(prefix) for m in self.messages)
+
+    def count(self, prefix):
+        with self.lock:
+            return sum(1 for m in self.messages if m.startswith(prefix))
+
+    def close(self):
+        self.sock.close()
+
+
+class Agent:
+    """One run of the agent binary; stderr is collected line by line."""
+
+    def __init__(self, ctx, args, env=None, notify=True):
+        self.ctx = ctx
+        self.lines = []
+        self.cond = threading.Condition()
+        e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+        self.notify = None
+        if notify:
+            self.notify = NotifySocket(os.path.join(ctx.dir, "notify-%d.sock" % len(ctx.agents)))
+            e["NOTIFY_SOCKET"] = self.notify.path
+        if env:
+            e.update(env)
+        self.log_path = os.path.join(ctx.dir, "agent-%d.log" % len(ctx.agents))
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([AGENT] + args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=e)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.log.write(line + "\n")
+            self.log.flush()
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_log(self, pattern, timeout=TIMEOUT, start=0):
+        """Waits for a line matching the regex; returns the match."""
+        rx = re.compile(pattern)
+        end = time.monotonic() + timeout
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return m
+                    i += 1
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TestFailure("timed out waiting for log line /%s/" % pattern)
+                if self.proc.poll() is not None and not self.reader.is_alive():
+                    raise TestFailure("agent exited (%s) before log line /%s/"
+                                      % (self.proc.returncode, pattern))
+                self.cond.wait(min(left, 0.2))
+
+    def log_has(self, pattern):
+        rx = re.compile(pattern)
+        with self.cond:
+            return any(rx.search(l) for l in self.lines)
+
+    def output(self):
+        with self.cond:
+            return "\n".join(self.lines)
+
+    def wait_ready(self):
+        wait_for(lambda: self.notify.has("READY=1") or self.proc.poll() is not None,
+                 what="READY=1")
+        check(self.proc.poll() is None, "agent exited before READY=1:\n" + self.output())
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=TIMEOUT):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TestFailure("agent did not exit")
+        self.reader.join(5)
+        return rc
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(5)
+        self.log.close()
+        if self.notify:
+            self.notify.close()
+
+
+class Context:
+    """A test's world: temp dir, hook dirs, state dir, simulator, agents."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="spot-it-%s-" % name)
+        os.chmod(self.dir, 0o755)
+        self.hooks = os.path.join(self.dir, "hooks.d")
+        self.lib_hooks = os.path.join(self.dir, "lib-hooks.d")
+        self.state = os.path.join(self.dir, "state")
+        self.out = os.path.join(self.dir, "out")
+        for d in (self.hooks, self.lib_hooks, self.out):
+            os.mkdir(d)
+        self.record = os.path.join(self.out, "record")
+        self.sim = None
+        self.agents = []
+        self.http_port = None
+
+    def start_sim(self, *args):
+        self.sim = Sim(self.dir, *args)
+        return self.sim
+
+    def hook(self, name, body, mode=0o755, directory=None):
+        path = os.path.join(directory or self.hooks, name)
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n" + body + "\n")
+        os.chmod(path, mode)
+        return path
+
+    def recording_hook(self, name, extra="", mode=0o755):
+        """A hook that appends 'NAME start/end' lines to the record file."""
+        return self.hook(name, 'echo "%s start $SPOT_EVENT_ID" >> %s\n%s\necho "%s end" >> %s'
+                         % (name, self.record, extra, name, self.record), mode)
+
+    def recorded(self):
+        try:
+            with open(self.record) as f:
+                return [l.rstrip("\n") for l in f]
+        except FileNotFoundError:
+            return []
+
+    def config_file(self, text, name="spot-agent.conf"):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def base_args(self, **over):
+        if self.http_port is None:
+            self.http_port = free_port()
+        args = {
+            "config": self.config_file("# test config\n", "empty.conf"),
+            "imds-url": self.sim.url if self.sim else "http://127.0.0.1:9",
+            "hooks-dir": self.hooks,
+            "hooks-lib-dir": self.lib_hooks,
+            "state-dir": self.state,
+            "listen": "127.0.0.1:%d" % self.http_port,
+            "poll-interval": "200",
+            "log-format": "text",
+            "log-level": "debug",
+        }
+        args.update({k.replace("_", "-"): v for k, v in over.items()})
+        out = []
+        for k, v in args.items():
+            if v is None:
+                continue
+            if v is True:
+                out.append("--" + k)
+            else:
+                out += ["--" + k, str(v)]
+        return out
+
+    def start_agent(self, args=None, env=None, notify=True, wait_ready=True, **over):
+        a = Agent(self, args if args is not None else self.base_args(**over), env, notify)
+        self.agents.append(a)
+        if wait_ready and notify:
+            a.wait_ready()
+        return a
+
+    def http_get(self, path, method="GET"):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.http_port, path), method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def cleanup(self, keep):
+        for a in self.agents:
+            a.stop()
+        if self.sim:
+            self.sim.stop()
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def logs(self):
+        out = []
+        for a in self.agents:
+            out.append("--- %s" % a.log_path)
+            try:
+                with open(a.log_path) as f:
+                    out.append(f.read()[-20000:])
+            except OSError:
+                pass
+        if self.sim:
+            out.append("--- %s (tail)" % self.sim.log_path)
+            try:
+                with open(self.sim.log_path) as f:
+                    out.append(f.read()[-4000:])
+            except OSError:
+                pass
+        return "\n".join(out)

@@ -1,0 +1,333 @@
+"""The eviction pipeline end to end: detection, hook order and contract,
+approval, deadlines, crash safety, faults, signals and configuration."""
+
+import json
+import os
+import signal
+import time
+
+from harness import TIMEOUT, check, wait_for
+
+VM = "agent-vm0"
+
+
+def approvals_for(sim, eid):
+    return [a for a in sim.approvals() if any(x.lower() == eid.lower() for x in a["event_ids"])]
+
+
+def test_order_once_env_stdin_and_approval(ctx):
+    sim = ctx.start_sim()
+    env_dump = os.path.join(ctx.out, "env")
+    stdin_dump = os.path.join(ctx.out, "stdin")
+    ctx.recording_hook("10-first", "env > %s; cat > %s; pwd > %s/cwd" % (env_dump, stdin_dump, ctx.out))
+    ctx.recording_hook("50-second")
+    ctx.recording_hook("9-third")   # bytewise: "10-" < "50-" < "9-"
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is 'agent-vm0'")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    rec = ctx.recorded()
+    check(rec == ["10-first start " + eid, "10-first end", "50-second start " + eid, "50-second end",
+                  "9-third start " + eid, "9-third end"], "order: %r" % rec)
+
+    env = dict(l.split("=", 1) for l in open(env_dump).read().splitlines() if "=" in l)
+    expected = {"PATH", "LANG", "TZ", "SPOT_EVENT_ID", "SPOT_EVENT_TYPE", "SPOT_EVENT_STATUS",
+                "SPOT_EVENT_SOURCE", "SPOT_NOT_BEFORE", "SPOT_DEADLINE", "SPOT_HOOK_TIMEOUT",
+                "SPOT_PROVIDER", "SPOT_VM_NAME", "SPOT_DRILL"}
+    extra = set(env) - expected - {"PWD", "SHLVL", "_", "OLDPWD"}   # set by sh itself
+    check(not extra, "unexpected environment: %r" % extra)
+    check(expected <= set(env), "missing environment: %r" % (expected - set(env)))
+    check(env["SPOT_EVENT_ID"] == eid and env["SPOT_EVENT_TYPE"] == "Preempt", "event env")
+    check(env["SPOT_EVENT_STATUS"] == "Scheduled" and env["SPOT_PROVIDER"] == "azure", "status env")
+    check(env["SPOT_VM_NAME"] == VM and env["SPOT_DRILL"] == "0", "vm/drill env")
+    check(env["SPOT_NOT_BEFORE"].endswith("Z"), "not before: %r" % env["SPOT_NOT_BEFORE"])
+    deadline = int(env["SPOT_DEADLINE"])
+    check(abs(deadline - (time.time() + 28)) < 10, "deadline %d" % deadline)
+    check(0 < int(env["SPOT_HOOK_TIMEOUT"]) <= 28, "hook timeout")
+    check(open(os.path.join(ctx.out, "cwd")).read().strip() == "/", "cwd")
+
+    ev = json.loads(open(stdin_dump).read())
+    check(ev["id"] == eid and ev["type"] == "Preempt" and ev["status"] == "Scheduled", "stdin %r" % ev)
+    check(ev["resources"] == [VM] and ev["provider"] == "azure" and ev["drill"] is False, "stdin fields")
+    check(ev["deadline"] == deadline, "stdin deadline")
+
+    # Approved exactly once, after the last hook, before NotBefore.
+    a.wait_log(r"event approved")
+    posts = [r for r in sim.requests() if r["method"] == "POST"]
+    check(len(posts) == 1, "approvals sent: %d" % len(posts))
+    body = json.loads(posts[0]["body"])
+    check(body == {"StartRequests": [{"EventId": eid}]}, "approval body %r" % body)
+    check(posts[0]["headers"].get("metadata") == "true", "approval header")
+    ev_state = sim.state()
+    # The event is Started now; the hooks must not run again while it stays.
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 5, what="more polls")
+    check(len(ctx.recorded()) == 6, "hooks ran again")
+    check(ev_state is not None, "sim state")
+
+
+def test_other_vm_and_unhandled_types_ignored(ctx):
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    other = sim.add_event(type="Preempt", resources=["someone-else"], not_before_in=30)
+    reboot = sim.add_event(type="Reboot", not_before_in=600)
+    unknown = sim.add_event(type="Hibernate", not_before_in=600)
+    a.wait_log(r"Reboot event for this VM is not in 'events', ignoring")
+    a.wait_log(r"for other VMs, ignoring")
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 3, what="more polls")
+    check(ctx.recorded() == [], "hooks ran for an ignored event")
+    check(not sim.approvals(), "ignored event approved")
+    # Upper-case resource name still counts as ours.
+    mine = sim.add_event(type="Preempt", resources=["AGENT-VM0"], not_before_in=30)
+    wait_for(lambda: approvals_for(sim, mine), what="approval")
+    check(ctx.recorded() == ["10-hook start " + mine, "10-hook end"], "record %r" % ctx.recorded())
+    check(not approvals_for(sim, other) and not approvals_for(sim, reboot), "wrong approvals")
+    check(unknown, "unknown id")
+
+
+def test_hung_hook_and_children_killed_next_hook_runs(ctx):
+    sim = ctx.start_sim()
+    pidfile = os.path.join(ctx.out, "child.pid")
+    ctx.hook("10-hang", "trap '' TERM\nsleep 1000 &\necho $! > %s\nwait\nsleep 1000" % pidfile)
+    ctx.recording_hook("20-next")
+    a = ctx.start_agent(hook_timeout=1)
+    a.wait_log(r"this VM is")
+    t0 = time.monotonic()
+    eid = sim.add_event(type="Preempt", not_before_in=60)
+    wait_for(lambda: ctx.recorded(), what="second hook")
+    took = time.monotonic() - t0
+    # 1 s budget + 2 s grace before SIGKILL, plus polling slack.
+    check(took < 10, "hung hook held the chain %.1f s" % took)
+    child = int(open(pidfile).read())
+    wait_for(lambda: not os.path.exists("/proc/%d" % child)
+             or open("/proc/%d/stat" % child).read().split()[2] == "Z",
+             what="hook's child killed", timeout=10)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    check(a.log_has(r"10-hang.*timed out"), "timeout not logged")
+
+
+def test_short_notice_respected(ctx):
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-slow", "sleep 30")
+    ctx.recording_hook("20-never")
+    a = ctx.start_agent(margin=1)
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=4)
+    t0 = time.time()
+    a.wait_log(r"hook chain done")
+    ended = time.time()
+    nb = t0 + 4
+    check(ended <= nb + 0.5, "chain ended %.2f s after NotBefore" % (ended - nb))
+    rec = ctx.recorded()
+    check(rec == ["10-slow start " + eid], "record %r" % rec)
+    status = ctx.http_get("/v1/status")
+    check(status[0] == 200, "status code")
+    hooks = json.loads(status[1])["event"]["hooks"]
+    check(hooks[1]["skip_reason"] == "deadline", "skip reason %r" % hooks[1])
+    check(hooks[0]["timed_out"] is True, "first hook not timed out")
+
+
+def test_started_event_gets_emergency_budget(ctx):
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", status="Started")
+    a.wait_log(r"emergency budget")
+    wait_for(lambda: len(ctx.recorded()) == 2, what="hook under emergency budget")
+    a.wait_log(r"hook chain done")
+    check(not approvals_for(sim, eid), "a Started event was approved")
+
+
+def test_kill9_mid_chain_resumes_without_rerun(ctx):
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    ctx.recording_hook("10-done")
+    ctx.recording_hook("20-slow", "while [ ! -e %s ]; do sleep 0.05; done" % gate)
+    ctx.recording_hook("30-last")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=60)
+    wait_for(lambda: "20-slow start " + eid in ctx.recorded(), what="second hook running")
+    a.proc.kill()
+    a.wait_exit()
+    open(gate, "w").close()
+    b = ctx.start_agent()
+    wait_for(lambda: approvals_for(sim, eid), what="approval after restart")
+    rec = ctx.recorded()
+    check(rec.count("10-done start " + eid) == 1, "finished hook ran again: %r" % rec)
+    check(rec.count("30-last start " + eid) == 1, "last hook: %r" % rec)
+    check(rec[-2:] == ["30-last start " + eid, "30-last end"], "order after resume: %r" % rec)
+    b.wait_log(r"event approved")
+    # Restart once more: nothing runs, nothing is approved again.
+    b.stop()
+    c = ctx.start_agent()
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 5, what="polls after second restart")
+    check(len(approvals_for(sim, eid)) == 1, "approved twice")
+    check(ctx.recorded() == rec, "hooks ran after the second restart")
+    c.stop()
+
+
+def test_imds_faults_survived(ctx):
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    path = "/metadata/scheduledevents"
+    for kind, extra in (("status", {"status": 500}), ("status", {"status": 429}),
+                        ("status", {"status": 410}), ("garbage", {}),
+                        ("oversized", {"bytes": 200000}), ("drop", {}), ("truncate", {}),
+                        ("stall", {"seconds": 5})):
+        sim.fault(path=path, kind=kind, **extra)
+    a.wait_log(r"imds: scheduled events failed")
+    a.wait_log(r"polls recovered", timeout=60)
+    check(a.proc.poll() is None, "agent died")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid), what="approval after faults")
+    check(ctx.recorded()[0] == "10-hook start " + eid, "hook after faults")
+    # Approval failures are retried.
+    sim.fault(path=path, method="POST", kind="status", status=500, count=2)
+    eid2 = sim.add_event(type="Terminate", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid2), what="approval retried")
+    a.wait_log(r"approval failed")
+
+
+def test_proxy_variables_ignored(ctx):
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    dead = "http://127.0.0.1:9"
+    a = ctx.start_agent(env={"http_proxy": dead, "HTTP_PROXY": dead, "all_proxy": dead,
+                             "ALL_PROXY": dead, "no_proxy": ""})
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid), what="approval with proxy variables set")
+    for r in sim.requests():
+        check("x-forwarded-for" not in r["headers"], "X-Forwarded-For sent")
+        check(r["headers"].get("metadata") == "true", "Metadata header missing")
+    conns = {r["conn"] for r in sim.polls()}
+    check(len(conns) <= 2, "polls used %d connections" % len(conns))
+
+
+def test_notify_ready_watchdog_and_sigterm(ctx):
+    ctx.start_sim()
+    a = ctx.start_agent(env={"WATCHDOG_USEC": "200000"})
+    wait_for(lambda: a.notify.count("WATCHDOG=1") >= 3, what="WATCHDOG=1 pings")
+    check(a.notify.has("STATUS="), "no STATUS=")
+    a.signal(signal.SIGTERM)
+    check(a.wait_exit() == 0, "SIGTERM exit status")
+    check(a.notify.has("STOPPING=1"), "no STOPPING=1")
+
+
+def test_ready_without_imds_answer(ctx):
+    sim = ctx.start_sim("--first-call-delay", "20")
+    a = ctx.start_agent()
+    check(a.notify.has("READY=1"), "ready")
+    check(not sim.polls() or True, "")
+    a.signal(signal.SIGTERM)
+    check(a.wait_exit() == 0, "exit status with a request in flight")
+
+
+def test_sigterm_lets_running_hook_finish(ctx):
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    ctx.recording_hook("10-wait", "while [ ! -e %s ]; do sleep 0.05; done" % gate)
+    ctx.recording_hook("20-later")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=60)
+    wait_for(lambda: ctx.recorded(), what="hook start")
+    a.signal(signal.SIGTERM)
+    a.wait_log(r"stopping after the running hook")
+    check(a.proc.poll() is None, "exited before the hook ended")
+    open(gate, "w").close()
+    check(a.wait_exit() == 0, "exit status")
+    check(ctx.recorded() == ["10-wait start " + eid, "10-wait end"], "record %r" % ctx.recorded())
+    # The remaining hook runs after a restart.
+    ctx.start_agent()
+    wait_for(lambda: "20-later end" in ctx.recorded(), what="resumed hook")
+
+
+def test_hook_dropped_in_runs_without_restart(ctx):
+    sim = ctx.start_sim()
+    a = ctx.start_agent()
+    a.wait_log(r"hooks: 0 to run")
+    ctx.recording_hook("10-new")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    check(ctx.recorded() == ["10-new start " + eid, "10-new end"], "new hook did not run")
+
+
+def test_failing_hook_and_exit77(ctx):
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-fail", "exit 3")
+    ctx.recording_hook("20-skip-rest", "exit 77")
+    ctx.recording_hook("30-skipped")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    rec = ctx.recorded()
+    # recording_hook's "end" line comes after the exit, so neither hook writes it.
+    check(rec == ["10-fail start " + eid, "20-skip-rest start " + eid], "record %r" % rec)
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    hooks = {h["name"]: h for h in st["event"]["hooks"]}
+    check(hooks["10-fail"]["exit_status"] == 3 and hooks["10-fail"]["result"] == "failed", "failed hook")
+    check(hooks["30-skipped"]["result"] == "skipped", "skipped hook")
+
+
+def test_hook_output_logged_with_tags(ctx):
+    sim = ctx.start_sim()
+    ctx.hook("10-talk", "echo hello-from-hook\necho oops >&2")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    a.wait_log(r"\[%s 10-talk\] hello-from-hook" % eid)
+    a.wait_log(r"\[%s 10-talk\] oops" % eid)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    out = st["event"]["hooks"][0]["output"]
+    check("hello-from-hook" in out and "oops" in out, "output %r" % out)
+
+
+def test_no_approve(ctx):
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent(no_approve=True)
+    a.wait_log(r"this VM is")
+    sim.add_event(type="Preempt", not_before_in=30)
+    a.wait_log(r"hook chain done")
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 3, what="polls")
+    check(not sim.approvals(), "approved with --no-approve")
+
+
+def test_vm_name_override_and_identity_retry(ctx):
+    sim = ctx.start_sim("--vm-name", "real-name")
+    sim.fault(path="/metadata/instance", kind="status", status=500, count=2)
+    a = ctx.start_agent()
+    a.wait_log(r"instance metadata failed")
+    a.wait_log(r"this VM is 'real-name'")
+    b = ctx.start_agent(vm_name="override-vm", listen="none")
+    eid = sim.add_event(type="Preempt", resources=["override-vm"], not_before_in=30)
+    b.wait_log(r"eviction notice: Preempt")
+    check(not a.log_has(r"eviction notice"), "other agent reacted")
+    check(eid, "id")
+
+
+def test_corrupt_state_moved_aside(ctx):
+    sim = ctx.start_sim()
+    os.mkdir(ctx.state)
+    with open(os.path.join(ctx.state, "state.json"), "w") as f:
+        f.write("{not json")
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent()
+    a.wait_log(r"moved it to")
+    check(any(n.startswith("state.json.corrupt-") for n in os.listdir(ctx.state)), "not moved")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    saved = json.load(open(os.path.join(ctx.state, "state.json")))
+    check(saved["records"][0]["event"]["id"] == eid, "state not written")
