@@ -38,7 +38,7 @@ UNIT_SRCS := $(wildcard test/unit/test-*.c)
 UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRCS))
 DEPS_OK   := $(BUILD)/.deps-ok
 
-.PHONY: all deps check check-extra install-bin uninstall-bin unit integration sanitize lint shellcheck manlint install uninstall \
+.PHONY: all deps check check-extra check-demo install-bin uninstall-bin unit integration sanitize lint shellcheck manlint install uninstall \
         clean bench demo deb rpm
 all: $(BIN)
 
@@ -121,3 +121,13 @@ check-extra::
 
 -include $(wildcard packaging/*.mk)
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_BINS:=.d)
+
+# make demo, run non-interactively, must show the whole story.
+check-extra:: check-demo
+check-demo: $(BIN)
+	@out=$$($(MAKE) --no-print-directory demo 2>&1); rc=$$?; \
+	for want in "eviction notice: Preempt" "hook chain done: 4 ok" "event approved" \
+		"/readyz already answers 503" '"state":	"done"' "demo complete"; do \
+		printf '%s' "$$out" | grep -qF -- "$$want" || { printf '%s\n' "$$out"; \
+			echo "check-demo: output lacks '$$want'"; exit 1; }; \
+	done; [ $$rc = 0 ] || { printf '%s\n' "$$out"; exit 1; }; echo "check-demo: demo ran end to end"

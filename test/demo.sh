@@ -78,11 +78,11 @@ echo "\$ curl localhost:$port/healthz"
 curl -s "http://127.0.0.1:$port/healthz"
 
 say "Azure schedules a Preempt for this VM, NotBefore in 30 s"
-curl -s -X POST -d '{"type":"Preempt","not_before_in":30}' "$sim/__sim/events"
-echo
+created=$(curl -s -X POST -d '{"type":"Preempt","not_before_in":30}' "$sim/__sim/events")
+echo "$created"
+id=$(echo "$created" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')
 
-wait_until "curl -s $sim/__sim/approvals | grep -q EventId\\|event_ids.*[A-F0-9]" 40
-sleep 0.3
+wait_until "curl -s $sim/__sim/approvals | grep -q '$id'" 40
 
 say "the simulator saw the approval"
 curl -s "$sim/__sim/approvals"
