@@ -126,8 +126,11 @@ static void update_phase(struct agent *a)
 	a->last_notified_phase = phase;
 	switch (phase) {
 	case PHASE_IDLE:
-		(void)sd_notifyf(false, "STATUS=Watching %s scheduled events for '%s'",
-				 provider_to_string(a->cfg.provider), a->state.vm_name ? a->state.vm_name : "?");
+		if (a->state.vm_name)
+			(void)sd_notifyf(false, "STATUS=Watching %s scheduled events for '%s'",
+					 provider_to_string(a->cfg.provider), a->state.vm_name);
+		else
+			(void)sd_notify(false, "STATUS=Asking the metadata service for this VM's name");
 		break;
 	case PHASE_PENDING:
 		(void)sd_notifyf(false, "STATUS=Eviction detected: %s %s, starting hooks",
@@ -656,6 +659,9 @@ static void on_events_reply(const struct imds_reply *reply, void *userdata)
 	metrics_imds_request(a->metrics, IMDS_RESULT_OK, reply->latency_usec);
 	poll_succeeded(a, reply);
 	if ((int64_t)incarnation != a->state.poll.incarnation) {
+		if (ignored > 0)
+			log_notice("imds: document %" PRIu64 " has %zu events of unknown type or status, ignoring them",
+				   incarnation, ignored);
 		log_debug("imds: document incarnation %" PRIu64 ", %zu events (%zu ignored)", incarnation,
 			  list.n_events, ignored);
 		a->state.poll.incarnation = (int64_t)incarnation;
