@@ -460,6 +460,23 @@ static int parse_value(const struct option_def *o, const char *text, union value
 		ret->s = xstrdup(text);
 		return 0;
 	case OPT_PATH:
+		/* Hooks run with cwd "/", so a relative directory is made
+		 * absolute here, against the directory the agent started in.
+		 * The config file keeps its name as given, for messages. */
+		if (strcmp(o->name, "config") != 0 && text[0] != '\0' && text[0] != '/' &&
+		    strcmp(text, "none") != 0) {
+			char cwd[PATH_MAX];
+
+			if (!getcwd(cwd, sizeof(cwd))) {
+				(void)snprintf(err, n, "value '%s' is relative and the current directory is unknown",
+					       echo(text, e1, sizeof(e1)));
+				return -EINVAL;
+			}
+			ret->s = xasprintf("%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, text);
+			return 0;
+		}
+		ret->s = xstrdup(text);
+		return 0;
 	case OPT_STRING:
 		ret->s = xstrdup(text);
 		return 0;

@@ -211,7 +211,9 @@ int imds_new(sd_event *e, struct imds **ret)
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = sd_event_add_time(e, &m->timer, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_timer, m);
+	/* Accuracy 1 us: curl often asks for "now", and sd-event's default
+	 * accuracy would let that slip by up to 250 ms. */
+	r = sd_event_add_time(e, &m->timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_timer, m);
 	if (r < 0)
 		goto fail;
 	(void)sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -596,6 +597,29 @@ static void test_no_approve(void **state)
 	cmdline_done(&cl);
 }
 
+/* Hooks run with cwd "/": relative directories must become absolute. */
+static void test_relative_dirs_made_absolute(void **state)
+{
+	struct cmdline cl;
+	struct config c;
+	char cwd[PATH_MAX], *want;
+
+	(void)state;
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(PARSE(&cl, NULL, "-c", "/dev/null", "--hooks-dir", "rel/hooks.d",
+			       "--state-dir", "st", "--hooks-lib-dir", "none"), 0);
+	assert_int_equal(load(&cl, &c, NULL), 0);
+	want = xasprintf("%s/rel/hooks.d", cwd);
+	assert_string_equal(c.hooks_dir, want);
+	free(want);
+	want = xasprintf("%s/st", cwd);
+	assert_string_equal(c.state_dir, want);
+	free(want);
+	assert_string_equal(c.hooks_lib_dir, "");
+	config_done(&c);
+	cmdline_done(&cl);
+}
+
 static void test_commands(void **state)
 {
 	struct cmdline cl;
@@ -913,6 +937,7 @@ int main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_flags_win),
 		cmocka_unit_test(test_no_approve),
+		cmocka_unit_test(test_relative_dirs_made_absolute),
 		cmocka_unit_test(test_commands),
 		cmocka_unit_test(test_drill),
 		cmocka_unit_test(test_usage_errors),
