@@ -42,13 +42,19 @@ struct agent {
 	struct hooks_chain *chain;
 	char chain_id[EVENT_ID_MAX];
 	bool chain_hook_started;
-	uint64_t detected_mono_usec;
+	uint64_t detected_mono_usec;  /* when detected_id was first read */
+	char detected_id[EVENT_ID_MAX];  /* newest event detected by this process */
 	char **chain_env;
 	char *chain_stdin;
 	sd_event_source *chain_reaper;
 
 	sd_event_source *approve_timer;
 	char approving_id[EVENT_ID_MAX];
+
+	/* Start times of the last AGENT_RATE_MAX requests (ring), to stay under the
+	 * metadata service's rate limit. */
+	uint64_t sent_mono_usec[AGENT_RATE_MAX];
+	size_t sent_next;
 
 	/* Events seen and deliberately not handled, so each is logged once. */
 	char ignored_ids[IGNORED_IDS_MAX][EVENT_ID_MAX];
@@ -71,6 +77,23 @@ static uint64_t jitter(uint64_t usec)
 	if (span == 0)
 		return usec;
 	return usec - span + (uint64_t)random() % (2 * span + 1);
+}
+
+/* When the next request may be sent without more than AGENT_RATE_MAX in
+ * any AGENT_RATE_WINDOW_USEC; now when there is room. */
+static uint64_t rate_next_free(const struct agent *a, uint64_t now)
+{
+	uint64_t oldest = a->sent_mono_usec[a->sent_next];
+
+	if (oldest == 0 || now - oldest >= AGENT_RATE_WINDOW_USEC)
+		return now;
+	return oldest + AGENT_RATE_WINDOW_USEC;
+}
+
+static void rate_note(struct agent *a, uint64_t now)
+{
+	a->sent_mono_usec[a->sent_next] = now;
+	a->sent_next = (a->sent_next + 1) % AGENT_RATE_MAX;
 }
 
 static uint64_t poll_interval_usec(const struct agent *a)
@@ -234,9 +257,12 @@ static void on_hook_started(struct hooks_chain *c, size_t index, void *userdata)
 		uint64_t usec = now_usec(CLOCK_MONOTONIC) - a->detected_mono_usec;
 
 		a->chain_hook_started = true;
-		metrics_first_hook(a->metrics, usec);
-		log_event(LOG_INFO, a->chain_id, "first hook started %.3f ms after the notice was read",
-			  (double)usec / USEC_PER_MSEC);
+		/* A chain resumed after a restart has no detection time here. */
+		if (strcasecmp(a->chain_id, a->detected_id) == 0) {
+			metrics_first_hook(a->metrics, usec);
+			log_event(LOG_INFO, a->chain_id, "first hook started %.3f ms after the notice was read",
+				  (double)usec / USEC_PER_MSEC);
+		}
 		update_phase(a);
 	}
 }
@@ -271,11 +297,13 @@ static int reap_chain(sd_event_source *s, void *userdata)
 
 	update_phase(a);
 	if (a->stopping) {
+		save_state(a);
 		log_info("hooks ended, exiting");
 		(void)sd_event_exit(a->event, 0);
 		return 0;
 	}
 	maybe_approve(a);
+	save_state(a);
 	maybe_start_chain(a);
 	return 0;
 }
@@ -313,7 +341,8 @@ static void on_chain_finished(struct hooks_chain *c, void *userdata)
 		}
 		log_event(LOG_NOTICE, r->ev.id, "hook chain %s: %zu ok, %zu failed or timed out, %zu skipped",
 			  all_final ? "done" : "interrupted", ok, failed, skipped);
-		save_state(a);
+		/* Every hook's outcome is on disk already; chain_done is
+		 * written after the approval has been sent (reap_chain). */
 	}
 	/* The chain cannot be freed from inside its own callback. */
 	rr = sd_event_add_defer(a->event, &a->chain_reaper, reap_chain, a);
@@ -453,10 +482,22 @@ static bool needs_approval(const struct agent *a, const struct event_record *r)
 	return r->chain_done && !r->no_approve && a->cfg.approve && event_record_awaits_approval(r);
 }
 
+/* An approval is wanted but not in flight. */
+static bool approval_waiting(const struct agent *a)
+{
+	if (a->approving_id[0] || imds_busy(a->imds, IMDS_SLOT_APPROVE))
+		return false;
+	for (size_t i = 0; i < a->state.n_records; i++)
+		if (needs_approval(a, &a->state.records[i]))
+			return true;
+	return false;
+}
+
 static void maybe_approve(struct agent *a)
 {
 	static const char *const headers[] = { "Metadata: true", "Content-Type: application/json", NULL };
 	struct event_record *r = NULL;
+	uint64_t now, next;
 	char *body;
 	int rr;
 
@@ -467,6 +508,14 @@ static void maybe_approve(struct agent *a)
 			r = &a->state.records[i];
 	if (!r)
 		return;
+	now = now_usec(CLOCK_MONOTONIC);
+	next = rate_next_free(a, now);
+	if (next > now) {
+		(void)sd_event_source_set_time(a->approve_timer, next);
+		(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
+		return;
+	}
+	rate_note(a, now);
 	body = azure_approval_body(r->ev.id);
 	(void)strscpy(a->approving_id, sizeof(a->approving_id), r->ev.id);
 	rr = imds_request(a->imds, IMDS_SLOT_APPROVE, "POST", a->events_url, headers, body,
@@ -579,6 +628,7 @@ static void handle_own_event(struct agent *a, const struct spot_event *ev, uint6
 		rec.deadline_wall_usec = event_deadline(ev, now, a->cfg.margin_sec * USEC_PER_SEC, &rec.emergency);
 		metrics_event_detected(a->metrics, ev->type, notice);
 		a->detected_mono_usec = read_mono_usec;
+		(void)strscpy(a->detected_id, sizeof(a->detected_id), ev->id);
 		log_event(LOG_NOTICE, ev->id, "eviction notice: %s %s, NotBefore %s, hooks have %.1f s%s",
 			  event_type_to_string(ev->type), event_status_to_string(ev->status),
 			  ev->not_before_usec ? format_rfc3339(nb, sizeof(nb), ev->not_before_usec) : "none",
@@ -626,9 +676,11 @@ static void handle_document(struct agent *a, const struct event_list *list, uint
 
 		if (r->drill || r->gone || listed(a, list, r->ev.id))
 			continue;
+		/* Not persisted: whether an event is listed is read afresh
+		 * from the first document after a restart, and a write here
+		 * would put an fsync in front of the next chain's first hook. */
 		r->gone = true;
 		log_event(LOG_INFO, r->ev.id, "event left the document");
-		save_state(a);
 	}
 
 	/* readyz turns 503 here, before any hook is forked. */
@@ -705,9 +757,23 @@ static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	uint64_t timeout = a->first_poll_done ? AGENT_POLL_TIMEOUT_USEC : AGENT_FIRST_POLL_TIMEOUT_USEC;
 	int r;
 
+	uint64_t now = now_usec(CLOCK_MONOTONIC), next;
+
 	if (a->stopping)
 		return 0;
-	a->poll_started_mono_usec = now_usec(CLOCK_MONOTONIC);
+	/* An approval waiting for a free request slot goes before a poll. */
+	if (approval_waiting(a)) {
+		maybe_approve(a);
+		schedule_poll(a, poll_interval_usec(a));
+		return 0;
+	}
+	next = rate_next_free(a, now);
+	if (next > now) {
+		schedule_poll(a, next - now);
+		return 0;
+	}
+	rate_note(a, now);
+	a->poll_started_mono_usec = now;
 	if (!a->state.vm_name)
 		r = imds_request(a->imds, IMDS_SLOT_IDENTITY, "GET", a->compute_url, headers, NULL, timeout,
 				 on_compute_reply, a);

@@ -18,6 +18,12 @@
 #define AGENT_POLL_TIMEOUT_USEC       (3 * USEC_PER_SEC)
 #define AGENT_APPROVE_TIMEOUT_USEC    (3 * USEC_PER_SEC)
 #define AGENT_APPROVE_RETRY_USEC      (500 * USEC_PER_MSEC)
+/* Azure IMDS answers about 5 requests per second per VM, then 429. The
+ * agent keeps every request it sends (polls and approvals together) under
+ * AGENT_RATE_MAX per AGENT_RATE_WINDOW_USEC, 10 % below that, and lets a
+ * waiting approval go before a poll. */
+#define AGENT_RATE_MAX                5
+#define AGENT_RATE_WINDOW_USEC        (1100 * USEC_PER_MSEC)
 /* A failure streak is logged when it starts, then once per this period. */
 #define AGENT_FAILURE_LOG_USEC        (60 * USEC_PER_SEC)
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -711,13 +712,18 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 
 /* Runs in the forked child: only async-signal-safe calls from here on. */
 static _Noreturn void child_exec(int in_fd, int out_fd, char *const argv[], char *const envp[],
-				 int max_fd)
+				 int max_fd, pid_t agent_pid)
 {
 	struct sigaction sa;
 	sigset_t none;
 	int in, out;
 
 	if (setsid() < 0)
+		_exit(127);
+	/* A hook must not outlive a crashed agent: the restarted agent runs
+	 * it again (it never completed), and two copies must never overlap.
+	 * The check after prctl closes the race with an agent already gone. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent_pid)
 		_exit(127);
 	/* The raw system call, because glibc refuses to touch the two signals
 	 * it reserves (32, 33) and an ignored disposition there would
@@ -799,6 +805,7 @@ static int start_hook(struct hooks_chain *c, size_t index, uint64_t now)
 	char *timeout_var = NULL;
 	uint64_t budget, secs;
 	long max_fd;
+	pid_t agent_pid;
 	size_t n = 0;
 	int k;
 
@@ -841,6 +848,7 @@ static int start_hook(struct hooks_chain *c, size_t index, uint64_t now)
 
 	c->start_mono_usec = now_usec(CLOCK_MONOTONIC);
 	r->start_wall_usec = now_usec(CLOCK_REALTIME);
+	agent_pid = getpid();
 	c->pid = fork();
 	if (c->pid < 0) {
 		k = -errno;
@@ -848,7 +856,7 @@ static int start_hook(struct hooks_chain *c, size_t index, uint64_t now)
 		goto out;
 	}
 	if (c->pid == 0)
-		child_exec(in_pipe[0], out_pipe[1], argv, envp, (int)max_fd);
+		child_exec(in_pipe[0], out_pipe[1], argv, envp, (int)max_fd, agent_pid);
 
 	c->current = (int)index;
 	c->term_sent = false;

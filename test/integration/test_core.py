@@ -162,6 +162,8 @@ def test_kill9_mid_chain_resumes_without_rerun(ctx):
     check(rec.count("10-done start " + eid) == 1, "finished hook ran again: %r" % rec)
     check(rec.count("30-last start " + eid) == 1, "last hook: %r" % rec)
     check(rec[-2:] == ["30-last start " + eid, "30-last end"], "order after resume: %r" % rec)
+    # The hook that was running when the agent died died with it.
+    check(rec.count("20-slow end") == 1, "an orphaned hook ran on: %r" % rec)
     b.wait_log(r"event approved")
     # Restart once more: nothing runs, nothing is approved again.
     b.stop()
@@ -346,3 +348,19 @@ def test_poll_cadence_follows_interval(ctx):
     gaps = sorted(b - x for x, b in zip(t, t[1:]))
     median = gaps[len(gaps) // 2]
     check(0.9 < median < 1.15, "median poll gap %.3f s for a 1 s interval: %r" % (median, gaps))
+
+
+def test_requests_stay_under_imds_rate_limit(ctx):
+    """Polls at the fastest allowed interval plus the approval must not
+    exceed Azure's ~5 requests per second (a 429 once starved approvals)."""
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent(poll_interval=200)
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 10, what="ten more polls")
+    throttled = [r for r in sim.requests() if r["status"] == 429]
+    check(not throttled, "%d requests throttled" % len(throttled))
+    check(not a.log_has(r"429"), "agent saw a 429")
