@@ -17,7 +17,7 @@ struct imds_request {
 	CURL *easy;                  /* kept across requests: keeps settings warm */
 	bool busy;
 	struct curl_slist *headers;
-	char *body;                  /* POST body, owned */
+	char *body;                  /* POST/PUT body, owned */
 	char *buf;                   /* received body, capped at IMDS_BODY_MAX */
 	size_t len;
 	bool overflow;
@@ -287,7 +287,8 @@ int imds_request(struct imds *m, enum imds_slot slot, const char *method, const 
 {
 	struct imds_request *q = &m->slots[slot];
 	CURL *c = q->easy;
-	bool post = strcmp(method, "POST") == 0;
+	bool put = strcmp(method, "PUT") == 0;
+	bool post = put || strcmp(method, "POST") == 0;
 	int r = -EIO;
 
 	if (q->busy)
@@ -329,6 +330,8 @@ int imds_request(struct imds *m, enum imds_slot slot, const char *method, const 
 	if (post) {
 		q->body = xstrdup(body ? body : "");
 		if (curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body) != CURLE_OK)
+			goto fail;
+		if (put && curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT") != CURLE_OK)
 			goto fail;
 	}
 	q->start_mono_usec = now_usec(CLOCK_MONOTONIC);

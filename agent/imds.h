@@ -42,8 +42,8 @@ int imds_new(sd_event *e, struct imds **ret);
 /* Cancels requests in flight (their callbacks are not called). NULL ok. */
 void imds_free(struct imds *m);
 
-/* Starts a request in slot. method is "GET" or "POST"; headers is a
- * NULL-terminated list of "Name: value" lines; body only for POST. Proxies
+/* Starts a request in slot. method is "GET", "POST" or "PUT"; headers is a
+ * NULL-terminated list of "Name: value" lines; body only for POST and PUT. Proxies
  * are never used. Returns 0, -EBUSY when the slot is in use, or -errno. The
  * callback runs from the loop once, with the outcome. */
 int imds_request(struct imds *m, enum imds_slot slot, const char *method, const char *url,
