@@ -17,6 +17,7 @@
 #include "imds.h"
 #include "log.h"
 #include "metrics.h"
+#include "provider.h"
 #include "util.h"
 
 #define IGNORED_IDS_MAX 32
@@ -29,8 +30,12 @@ struct agent {
 	struct imds *imds;
 	struct http_server *http;
 
-	char *events_url;
-	char *compute_url;
+	char *base_url;              /* the metadata service, no trailing slash */
+	char *events_url;            /* Azure */
+	char *compute_url;           /* Azure */
+	struct watcher *watcher;     /* AWS and GCP */
+	bool provider_known;         /* false while 'auto' is still probing */
+	unsigned probe_step;         /* auto: which provider is tried next */
 	sd_event_source *poll_timer;
 	uint64_t poll_started_mono_usec;
 	unsigned backoff_step;
@@ -66,8 +71,9 @@ struct agent {
 };
 
 static void schedule_poll(struct agent *a, uint64_t delay_usec);
+static void set_vm_name(struct agent *a, const char *name);
 static void maybe_start_chain(struct agent *a);
-static void maybe_approve(struct agent *a);
+static bool maybe_approve(struct agent *a, bool final);
 
 static uint64_t jitter(uint64_t usec)
 {
@@ -220,6 +226,8 @@ void agent_merge_plan(struct event_record *r, const struct hook_plan *plan)
 				(void)strscpy(found->path, sizeof(found->path), plan->hooks[i].path);
 			continue;
 		}
+		if (r->n_hooks >= STATE_RECORD_HOOKS_MAX)
+			break;
 		r->hooks = xrealloc(r->hooks, (r->n_hooks + 1) * sizeof(*r->hooks));
 		hook_result_init(&r->hooks[r->n_hooks], plan->hooks[i].name, plan->hooks[i].path);
 		r->n_hooks++;
@@ -298,11 +306,16 @@ static int reap_chain(sd_event_source *s, void *userdata)
 	update_phase(a);
 	if (a->stopping) {
 		save_state(a);
+		/* The chain is complete: tell the platform before leaving. */
+		if (maybe_approve(a, true)) {
+			log_info("hooks ended, sending the approval, then exiting");
+			return 0;
+		}
 		log_info("hooks ended, exiting");
 		(void)sd_event_exit(a->event, 0);
 		return 0;
 	}
-	maybe_approve(a);
+	maybe_approve(a, false);
 	save_state(a);
 	maybe_start_chain(a);
 	return 0;
@@ -367,10 +380,23 @@ static int start_chain(struct agent *a, struct event_record *r)
 	int rr;
 
 	rr = hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan);
-	if (rr < 0)
-		log_errno(rr, "hooks: cannot read '%s', running the hooks that could be read", a->cfg.hooks_dir);
-	agent_log_skips(&plan, &a->skips_signature);
-	agent_merge_plan(r, &plan);
+	if (rr < 0 && r->n_hooks == 0) {
+		/* Never run an empty chain (and approve) because a directory
+		 * could not be read: the caller retries on the next poll. */
+		log_event(LOG_ERR, r->ev.id, "hooks: cannot read '%s' or '%s': %s, retrying",
+			  a->cfg.hooks_dir, a->cfg.hooks_lib_dir, strerror(-rr));
+		return -EAGAIN;
+	}
+	if (rr < 0) {
+		log_event(LOG_ERR, r->ev.id, "hooks: cannot read '%s' or '%s': %s, running the hooks known before",
+			  a->cfg.hooks_dir, a->cfg.hooks_lib_dir, strerror(-rr));
+		for (size_t i = 0; i < r->n_hooks; i++)
+			if (!hook_outcome_is_final(r->hooks[i].outcome))
+				r->hooks[i].outcome = HOOK_PENDING;
+	} else {
+		agent_log_skips(&plan, &a->skips_signature);
+		agent_merge_plan(r, &plan);
+	}
 	hook_plan_done(&plan);
 
 	/* A chain resumed after a restart gets the deadline it had, or the
@@ -409,6 +435,10 @@ static int start_chain(struct agent *a, struct event_record *r)
 	if (rr < 0) {
 		a->chain = NULL;
 		a->chain_id[0] = '\0';
+		strv_free(a->chain_env);
+		a->chain_env = NULL;
+		free(a->chain_stdin);
+		a->chain_stdin = NULL;
 		return rr;
 	}
 	update_phase(a);
@@ -435,11 +465,9 @@ static void maybe_start_chain(struct agent *a)
 	if (!best)
 		return;
 	r = start_chain(a, best);
-	if (r < 0) {
-		log_errno(r, "hooks: cannot start the chain for event %s", best->ev.id);
-		best->chain_done = true;
-		save_state(a);
-	}
+	if (r < 0 && r != -EAGAIN)
+		/* Left pending: the next poll tries again. */
+		log_errno(r, "hooks: cannot start the chain for event %s, retrying", best->ev.id);
 }
 
 /* ---- approval ---- */
@@ -450,9 +478,13 @@ static void on_approve_reply(const struct imds_reply *reply, void *userdata)
 	struct event_record *r = state_find(&a->state, a->approving_id);
 	bool ok = reply->result == IMDS_RESULT_OK;
 
+	a->approving_id[0] = '\0';
 	metrics_approval(a->metrics, ok);
-	if (!r)
+	if (!r) {
+		if (a->stopping)
+			(void)sd_event_exit(a->event, 0);
 		return;
+	}
 	r->approve_attempts++;
 	if (ok) {
 		r->approved = true;
@@ -460,20 +492,27 @@ static void on_approve_reply(const struct imds_reply *reply, void *userdata)
 		log_event(LOG_NOTICE, r->ev.id, "event approved (StartRequests sent)");
 		save_state(a);
 		update_phase(a);
-		a->approving_id[0] = '\0';
-		maybe_approve(a);
+		if (a->stopping) {
+			(void)sd_event_exit(a->event, 0);
+			return;
+		}
+		maybe_approve(a, false);
+		return;
+	}
+	save_state(a);
+	if (a->stopping) {
+		log_event(LOG_WARNING, r->ev.id, "approval failed: %s, stopping anyway", reply->error);
+		(void)sd_event_exit(a->event, 0);
 		return;
 	}
 	log_event(LOG_WARNING, r->ev.id, "approval failed: %s, retrying", reply->error);
-	save_state(a);
-	a->approving_id[0] = '\0';
 	(void)sd_event_source_set_time_relative(a->approve_timer, jitter(AGENT_APPROVE_RETRY_USEC));
 	(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
 }
 
 static int on_approve_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	maybe_approve(userdata);
+	maybe_approve(userdata, false);
 	return 0;
 }
 
@@ -493,7 +532,9 @@ static bool approval_waiting(const struct agent *a)
 	return false;
 }
 
-static void maybe_approve(struct agent *a)
+/* final: the agent is stopping and this is the one request it still
+ * sends, without waiting for the rate limit. Returns whether one was sent. */
+static bool maybe_approve(struct agent *a, bool final)
 {
 	static const char *const headers[] = { "Metadata: true", "Content-Type: application/json", NULL };
 	struct event_record *r = NULL;
@@ -501,19 +542,19 @@ static void maybe_approve(struct agent *a)
 	char *body;
 	int rr;
 
-	if (a->approving_id[0] || a->stopping || imds_busy(a->imds, IMDS_SLOT_APPROVE))
-		return;
+	if (a->approving_id[0] || (a->stopping && !final) || imds_busy(a->imds, IMDS_SLOT_APPROVE))
+		return false;
 	for (size_t i = 0; i < a->state.n_records && !r; i++)
 		if (needs_approval(a, &a->state.records[i]))
 			r = &a->state.records[i];
 	if (!r)
-		return;
+		return false;
 	now = now_usec(CLOCK_MONOTONIC);
 	next = rate_next_free(a, now);
-	if (next > now) {
+	if (next > now && !final) {
 		(void)sd_event_source_set_time(a->approve_timer, next);
 		(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
-		return;
+		return false;
 	}
 	rate_note(a, now);
 	body = azure_approval_body(r->ev.id);
@@ -526,7 +567,9 @@ static void maybe_approve(struct agent *a)
 		log_errno(rr, "imds: cannot send the approval for %s, retrying", r->ev.id);
 		(void)sd_event_source_set_time_relative(a->approve_timer, AGENT_APPROVE_RETRY_USEC);
 		(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
+		return false;
 	}
+	return true;
 }
 
 /* ---- polling ---- */
@@ -575,7 +618,7 @@ static void poll_failed(struct agent *a, enum imds_result result, const char *wh
 	schedule_poll(a, delay);
 }
 
-static void poll_succeeded(struct agent *a, const struct imds_reply *reply)
+static void poll_succeeded(struct agent *a, uint64_t latency_usec, uint64_t done_mono_usec)
 {
 	struct poll_stats *p = &a->state.poll;
 
@@ -586,10 +629,9 @@ static void poll_succeeded(struct agent *a, const struct imds_reply *reply)
 	p->first_failure_mono_usec = 0;
 	p->last_error[0] = '\0';
 	p->last_ok_wall_usec = now_usec(CLOCK_REALTIME);
-	p->last_ok_mono_usec = reply->done_mono_usec;
-	p->last_latency_usec = reply->latency_usec;
+	p->last_ok_mono_usec = done_mono_usec;
+	p->last_latency_usec = latency_usec;
 	a->backoff_step = 0;
-	a->first_poll_done = true;
 }
 
 static void schedule_next_poll(struct agent *a)
@@ -686,7 +728,7 @@ static void handle_document(struct agent *a, const struct event_list *list, uint
 	/* readyz turns 503 here, before any hook is forked. */
 	update_phase(a);
 	maybe_start_chain(a);
-	maybe_approve(a);
+	maybe_approve(a, false);
 }
 
 static void on_events_reply(const struct imds_reply *reply, void *userdata)
@@ -709,7 +751,9 @@ static void on_events_reply(const struct imds_reply *reply, void *userdata)
 		return;
 	}
 	metrics_imds_request(a->metrics, IMDS_RESULT_OK, reply->latency_usec);
-	poll_succeeded(a, reply);
+	poll_succeeded(a, reply->latency_usec, reply->done_mono_usec);
+	/* Only now the slow first Scheduled Events call is behind us. */
+	a->first_poll_done = true;
 	if ((int64_t)incarnation != a->state.poll.incarnation) {
 		if (ignored > 0)
 			log_notice("imds: document %" PRIu64 " has %zu events of unknown type or status, ignoring them",
@@ -741,13 +785,115 @@ static void on_compute_reply(const struct imds_reply *reply, void *userdata)
 		return;
 	}
 	metrics_imds_request(a->metrics, IMDS_RESULT_OK, reply->latency_usec);
-	poll_succeeded(a, reply);
+	poll_succeeded(a, reply->latency_usec, reply->done_mono_usec);
+	set_vm_name(a, name);
+	free(name);
+	schedule_poll(a, 0);
+}
+
+static void set_vm_name(struct agent *a, const char *name)
+{
+	if (a->state.vm_name && strcmp(a->state.vm_name, name) == 0)
+		return;
 	free(a->state.vm_name);
-	a->state.vm_name = name;
+	a->state.vm_name = xstrdup(name);
 	log_info("imds: this VM is '%s'", name);
 	a->last_notified_phase = _PHASE_MAX;
 	update_phase(a);
-	schedule_poll(a, 0);
+}
+
+static void on_watch_result(const struct watch_result *w, void *userdata)
+{
+	struct agent *a = userdata;
+
+	metrics_imds_request(a->metrics, w->result, w->latency_usec);
+	if (w->result != IMDS_RESULT_OK) {
+		poll_failed(a, w->result, provider_to_string(a->cfg.provider), w->error);
+		return;
+	}
+	poll_succeeded(a, w->latency_usec, w->done_mono_usec);
+	a->first_poll_done = true;
+	/* The watcher's notices are about this machine by construction; its
+	 * own id is what they name (vm-name overrides Azure's only). */
+	if (w->vm_name)
+		set_vm_name(a, w->vm_name);
+	if (a->state.vm_name && w->events)
+		handle_document(a, w->events, w->done_mono_usec);
+	schedule_next_poll(a);
+}
+
+static int use_provider(struct agent *a, enum provider p)
+{
+	int r = 0;
+
+	a->cfg.provider = p;
+	free(a->state.provider);
+	a->state.provider = xstrdup(provider_to_string(p));
+	if (p != PROVIDER_AZURE)
+		r = watcher_new(p, a->imds, a->base_url, &a->watcher);
+	a->provider_known = r >= 0;
+	return r;
+}
+
+/* 'auto': ask each provider's identity item in turn; the first that
+ * answers in its own dialect decides. */
+static const enum provider probe_order[] = { PROVIDER_AZURE, PROVIDER_AWS, PROVIDER_GCP };
+
+static void on_probe_reply(const struct imds_reply *reply, void *userdata)
+{
+	struct agent *a = userdata;
+	enum provider p = probe_order[a->probe_step % ELEMENTSOF(probe_order)];
+	int r;
+
+	metrics_imds_request(a->metrics, reply->result, reply->latency_usec);
+	if (reply->result == IMDS_RESULT_OK) {
+		log_info("imds: the metadata service speaks %s", provider_to_string(p));
+		r = use_provider(a, p);
+		if (r < 0) {
+			log_errno(r, "imds: cannot watch %s", provider_to_string(p));
+			(void)sd_event_exit(a->event, 1);
+			return;
+		}
+		poll_succeeded(a, reply->latency_usec, reply->done_mono_usec);
+		a->last_notified_phase = _PHASE_MAX;
+		update_phase(a);
+		schedule_poll(a, 0);
+		return;
+	}
+	a->probe_step++;
+	if (a->probe_step % ELEMENTSOF(probe_order) != 0) {
+		schedule_poll(a, 0);
+		return;
+	}
+	poll_failed(a, reply->result, "provider probe", "no metadata service answered as azure, aws or gcp");
+}
+
+static int start_probe(struct agent *a, uint64_t timeout)
+{
+	static const char *const azure[] = { "Metadata: true", NULL };
+	static const char *const aws[] = { "X-aws-ec2-metadata-token-ttl-seconds: 60", NULL };
+	static const char *const gcp[] = { "Metadata-Flavor: Google", NULL };
+	enum provider p = probe_order[a->probe_step % ELEMENTSOF(probe_order)];
+	char *url;
+	int r;
+
+	switch (p) {
+	case PROVIDER_AZURE:
+		r = imds_request(a->imds, IMDS_SLOT_IDENTITY, "GET", a->compute_url, azure, NULL, timeout,
+				 on_probe_reply, a);
+		break;
+	case PROVIDER_AWS:
+		url = xasprintf("%s/latest/api/token", a->base_url);
+		r = imds_request(a->imds, IMDS_SLOT_IDENTITY, "PUT", url, aws, "", timeout, on_probe_reply, a);
+		free(url);
+		break;
+	default:
+		url = xasprintf("%s/computeMetadata/v1/instance/name", a->base_url);
+		r = imds_request(a->imds, IMDS_SLOT_IDENTITY, "GET", url, gcp, NULL, timeout, on_probe_reply, a);
+		free(url);
+		break;
+	}
+	return r;
 }
 
 static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -763,7 +909,7 @@ static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		return 0;
 	/* An approval waiting for a free request slot goes before a poll. */
 	if (approval_waiting(a)) {
-		maybe_approve(a);
+		maybe_approve(a, false);
 		schedule_poll(a, poll_interval_usec(a));
 		return 0;
 	}
@@ -774,7 +920,11 @@ static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	}
 	rate_note(a, now);
 	a->poll_started_mono_usec = now;
-	if (!a->state.vm_name)
+	if (!a->provider_known)
+		r = start_probe(a, timeout);
+	else if (a->watcher)
+		r = watcher_poll(a->watcher, timeout, on_watch_result, a);
+	else if (!a->state.vm_name)
 		r = imds_request(a->imds, IMDS_SLOT_IDENTITY, "GET", a->compute_url, headers, NULL, timeout,
 				 on_compute_reply, a);
 	else
@@ -804,8 +954,10 @@ static void set_urls(struct agent *a)
 
 	while (n > 0 && base[n - 1] == '/')
 		n--;
+	free(a->base_url);
 	free(a->events_url);
 	free(a->compute_url);
+	a->base_url = xstrndup(base, n);
 	a->events_url = xasprintf("%.*s%s", (int)n, base, AZURE_EVENTS_PATH);
 	a->compute_url = xasprintf("%.*s%s", (int)n, base, AZURE_COMPUTE_PATH);
 }
@@ -823,15 +975,8 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	a->last_notified_phase = _PHASE_MAX;
 	srandom((unsigned)now_usec(CLOCK_MONOTONIC) ^ (unsigned)getpid());
 
-	if (a->cfg.provider != PROVIDER_AZURE && a->cfg.provider != PROVIDER_AUTO) {
-		r = log_emit(LOG_ERR, -EOPNOTSUPP, NULL, NULL, "provider '%s' is not supported by this build",
-			     provider_to_string(a->cfg.provider));
-		goto fail;
-	}
-	a->cfg.provider = PROVIDER_AZURE;
-
 	state_init(&a->state, a->cfg.state_dir);
-	a->state.provider = xstrdup(provider_to_string(a->cfg.provider));
+	a->state.provider = xstrdup(provider_to_string(a->cfg.provider));  /* "auto" until probed */
 	a->state.started_mono_usec = now_usec(CLOCK_MONOTONIC);
 	a->state.poll.incarnation = -1;
 	if (a->cfg.vm_name)
@@ -867,6 +1012,13 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 		goto fail;
 	}
 	set_urls(a);
+	if (a->cfg.provider != PROVIDER_AUTO) {
+		r = use_provider(a, a->cfg.provider);
+		if (r < 0) {
+			log_errno(r, "imds: cannot watch %s", provider_to_string(a->cfg.provider));
+			goto fail;
+		}
+	}
 
 	/* Accuracy 1 us: sd-event's default lets a timer slip by up to 250 ms
 	 * to coalesce wake-ups, which an eviction window cannot afford. */
@@ -983,10 +1135,12 @@ void agent_free(struct agent *a)
 	sd_event_source_disable_unref(a->poll_timer);
 	sd_event_source_disable_unref(a->approve_timer);
 	http_server_free(a->http);
+	watcher_free(a->watcher);
 	imds_free(a->imds);
 	metrics_free(a->metrics);
 	state_done(&a->state);
 	config_done(&a->cfg);
+	free(a->base_url);
 	free(a->events_url);
 	free(a->compute_url);
 	free(a->skips_signature);

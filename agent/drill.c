@@ -5,6 +5,7 @@
 #include "drill.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,7 +19,8 @@
 
 struct drill {
 	sd_event *event;
-	uint64_t first_start_mono_usec;
+	struct hooks_chain *chain;
+	bool interrupted;
 };
 
 static void on_finished(struct hooks_chain *c, void *userdata)
@@ -26,6 +28,19 @@ static void on_finished(struct hooks_chain *c, void *userdata)
 	struct drill *d = userdata;
 
 	(void)sd_event_exit(d->event, 0);
+}
+
+/* Ctrl-C or SIGTERM ends a drill at once: the running hook's process group
+ * is killed when the chain is freed, the rest is reported as skipped. */
+static int on_interrupt(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct drill *d = userdata;
+
+	d->interrupted = true;
+	if (d->chain)
+		hooks_chain_stop(d->chain, true);
+	(void)sd_event_exit(d->event, 0);
+	return 0;
 }
 
 static const struct hooks_chain_ops drill_ops = {
@@ -64,7 +79,6 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 	struct event_record rec = { 0 };
 	struct hook_plan plan = { 0 };
 	struct hooks_chain_params p = { 0 };
-	struct hooks_chain *chain = NULL;
 	struct drill d = { 0 };
 	char *skips = NULL, *stdin_json = NULL, **env = NULL;
 	char host[256] = "localhost";
@@ -123,7 +137,12 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 	p.hook_timeout_usec = c->hook_timeout_sec * USEC_PER_SEC;
 	p.ops = &drill_ops;
 	p.userdata = &d;
-	r = hooks_chain_start(&p, &chain);
+	if ((r = loop_add_signal(d.event, SIGINT, on_interrupt, &d)) < 0 ||
+	    (r = loop_add_signal(d.event, SIGTERM, on_interrupt, &d)) < 0) {
+		log_errno(r, "loop: cannot watch signals");
+		goto out;
+	}
+	r = hooks_chain_start(&p, &d.chain);
 	if (r < 0) {
 		log_errno(r, "hooks: cannot start the drill");
 		goto out;
@@ -133,18 +152,23 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 		log_errno(r, "loop: failed");
 		goto out;
 	}
+	/* Kills a hook still running after an interrupt, before the report. */
+	hooks_chain_free(d.chain);
+	d.chain = NULL;
 	end = now_usec(CLOCK_REALTIME);
+	if (d.interrupted)
+		fprintf(out, "drill: interrupted\n");
 	print_report(&rec, end, out);
 	for (size_t i = 0; i < rec.n_hooks; i++)
 		if (rec.hooks[i].outcome == HOOK_FAILED || rec.hooks[i].outcome == HOOK_TIMEOUT ||
 		    (rec.hooks[i].outcome == HOOK_SKIPPED && strcmp(rec.hooks[i].skip_reason, "deadline") == 0))
 			failed = true;
-	if (end > rec.deadline_wall_usec)
+	if (end > rec.deadline_wall_usec || d.interrupted)
 		failed = true;
 	fprintf(out, "drill: %s\n", failed ? "FAILED" : "passed");
 	r = failed ? 1 : 0;
 out:
-	hooks_chain_free(chain);
+	hooks_chain_free(d.chain);
 	sd_event_unref(d.event);
 	strv_free(env);
 	free(stdin_json);

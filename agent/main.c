@@ -71,9 +71,19 @@ static int on_hup(sd_event_source *s, const struct signalfd_siginfo *si, void *u
 static int cmd_run(const struct cmdline *cl, struct config *c)
 {
 	struct main_ctx m = { .cmdline = cl };
+	struct hook_plan plan = { 0 };
 	sd_event *e = NULL;
 	int r;
 
+	/* An unreadable hook directory is a configuration error, as in
+	 * 'check': exit 2, so systemd does not restart us in a loop. */
+	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
+	hook_plan_done(&plan);
+	if (r < 0) {
+		fprintf(stderr, "spot-agent: cannot read hooks directory '%s' or '%s': %s\n", c->hooks_dir,
+			c->hooks_lib_dir, strerror(-r));
+		return EXIT_USAGE;
+	}
 	r = loop_new(&e);
 	if (r < 0) {
 		log_errno(r, "loop: cannot create the event loop");

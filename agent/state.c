@@ -423,7 +423,7 @@ int event_record_from_json(const cJSON *o, struct event_record *ret)
 	if (!cJSON_IsArray(hooks))
 		goto out;
 	n = cJSON_GetArraySize(hooks);
-	if (n < 0 || n > HOOKS_MAX)
+	if (n < 0 || n > STATE_RECORD_HOOKS_MAX)
 		goto out;
 
 	if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "event")) ||

@@ -15,6 +15,9 @@
 #define STATE_FILE_MAX     (1024 * 1024)  /* a larger file is treated as corrupt */
 #define STATE_RECORDS_MAX  16             /* handled events remembered, oldest dropped */
 #define STATE_REASON_MAX   256
+/* Hooks one record may hold: the plan's HOOKS_MAX plus finished hooks that
+ * have left the plan since (their outcome stays on record). */
+#define STATE_RECORD_HOOKS_MAX (2 * HOOKS_MAX)
 
 enum agent_phase {
 	PHASE_IDLE,      /* no eviction for this VM */

@@ -95,3 +95,29 @@ def test_sighup_reload_and_invalid_reload_refused(ctx):
     eid = sim.add_event(type="Preempt", not_before_in=30)
     wait_for(lambda: ctx.recorded(), what="hook after reload")
     check(eid, "id")
+
+
+def test_unreadable_hook_dir_at_start_exits_2(ctx):
+    bad = os.path.join(ctx.dir, "not-a-dir")
+    with open(bad, "w") as f:
+        f.write("x")
+    r = run(["-c", ctx.config_file(""), "--hooks-dir", bad, "--listen", "none",
+             "--state-dir", ctx.state, "--imds-url", "http://127.0.0.1:9"])
+    check(r.returncode == 2 and "not-a-dir" in r.stderr, "exit %d: %r" % (r.returncode, r.stderr))
+
+
+def test_drill_interrupted_kills_the_running_hook(ctx):
+    pidfile = os.path.join(ctx.out, "pid")
+    ctx.hook("10-sleep", "sleep 300 &\necho $! > %s\nwait" % pidfile)
+    p = subprocess.Popen([AGENT, "drill", "-c", ctx.config_file(""), "--hooks-dir", ctx.hooks,
+                          "--hooks-lib-dir", ctx.lib_hooks], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="hook running")
+    child = int(open(pidfile).read())
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    check(p.returncode == 1, "exit %d: %s" % (p.returncode, out))
+    check("interrupted" in out, out)
+    wait_for(lambda: not os.path.exists("/proc/%d" % child)
+             or open("/proc/%d/stat" % child).read().split()[2] == "Z",
+             what="the hook's child killed", timeout=10)

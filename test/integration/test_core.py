@@ -364,3 +364,48 @@ def test_requests_stay_under_imds_rate_limit(ctx):
     throttled = [r for r in sim.requests() if r["status"] == 429]
     check(not throttled, "%d requests throttled" % len(throttled))
     check(not a.log_has(r"429"), "agent saw a 429")
+
+
+def test_unreadable_hook_dir_never_approves_an_empty_chain(ctx):
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    os.rmdir(ctx.lib_hooks)
+    with open(ctx.lib_hooks, "w") as f:   # a file where a directory should be
+        f.write("x")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    a.wait_log(r"cannot read .*retrying")
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 3, what="polls while the directory is broken")
+    check(not approvals_for(sim, eid), "approved without running the hooks")
+    check(ctx.recorded() == [], "hooks ran")
+    os.unlink(ctx.lib_hooks)
+    os.mkdir(ctx.lib_hooks)
+    wait_for(lambda: approvals_for(sim, eid), what="approval once the directory is back")
+    check(ctx.recorded() == ["10-hook start " + eid, "10-hook end"], "record %r" % ctx.recorded())
+
+
+def test_first_scheduled_events_call_may_be_slow(ctx):
+    """The first Scheduled Events call switches the service on and can take
+    minutes; it must not be cut off by the short timeout of later polls."""
+    sim = ctx.start_sim("--first-call-delay", "5")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    wait_for(lambda: [r for r in sim.polls() if r["status"] == 200], what="first answer", timeout=30)
+    check(not a.log_has(r"scheduled events failed"), "the first call timed out")
+
+
+def test_sigterm_during_last_hook_still_approves(ctx):
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    ctx.recording_hook("10-last", "while [ ! -e %s ]; do sleep 0.05; done" % gate)
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=60)
+    wait_for(lambda: ctx.recorded(), what="hook start")
+    a.signal(signal.SIGTERM)
+    a.wait_log(r"stopping after the running hook")
+    open(gate, "w").close()
+    check(a.wait_exit() == 0, "exit status")
+    check(len(approvals_for(sim, eid)) == 1, "no approval before exit")
