@@ -85,21 +85,38 @@ static uint64_t jitter(uint64_t usec)
 	return usec - span + (uint64_t)random() % (2 * span + 1);
 }
 
-/* When the next request may be sent without more than AGENT_RATE_MAX in
+/* When n more requests may be sent without more than AGENT_RATE_MAX in
  * any AGENT_RATE_WINDOW_USEC; now when there is room. */
-static uint64_t rate_next_free(const struct agent *a, uint64_t now)
+static uint64_t rate_next_free(const struct agent *a, uint64_t now, unsigned n)
 {
-	uint64_t oldest = a->sent_mono_usec[a->sent_next];
+	uint64_t t = a->sent_mono_usec[(a->sent_next + n - 1) % AGENT_RATE_MAX];
 
-	if (oldest == 0 || now - oldest >= AGENT_RATE_WINDOW_USEC)
+	if (t == 0 || now - t >= AGENT_RATE_WINDOW_USEC)
 		return now;
-	return oldest + AGENT_RATE_WINDOW_USEC;
+	return t + AGENT_RATE_WINDOW_USEC;
 }
 
-static void rate_note(struct agent *a, uint64_t now)
+static void rate_note(struct agent *a, uint64_t now, unsigned n)
 {
-	a->sent_mono_usec[a->sent_next] = now;
-	a->sent_next = (a->sent_next + 1) % AGENT_RATE_MAX;
+	for (unsigned i = 0; i < n; i++) {
+		a->sent_mono_usec[a->sent_next] = now;
+		a->sent_next = (a->sent_next + 1) % AGENT_RATE_MAX;
+	}
+}
+
+/* Requests one poll makes: an AWS round asks three items, a GCP round two. */
+static unsigned requests_per_poll(const struct agent *a)
+{
+	if (!a->provider_known)
+		return 1;
+	switch (a->cfg.provider) {
+	case PROVIDER_AWS:
+		return 3;
+	case PROVIDER_GCP:
+		return 2;
+	default:
+		return 1;
+	}
 }
 
 static uint64_t poll_interval_usec(const struct agent *a)
@@ -550,13 +567,13 @@ static bool maybe_approve(struct agent *a, bool final)
 	if (!r)
 		return false;
 	now = now_usec(CLOCK_MONOTONIC);
-	next = rate_next_free(a, now);
+	next = rate_next_free(a, now, 1);
 	if (next > now && !final) {
 		(void)sd_event_source_set_time(a->approve_timer, next);
 		(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
 		return false;
 	}
-	rate_note(a, now);
+	rate_note(a, now, 1);
 	body = azure_approval_body(r->ev.id);
 	(void)strscpy(a->approving_id, sizeof(a->approving_id), r->ev.id);
 	rr = imds_request(a->imds, IMDS_SLOT_APPROVE, "POST", a->events_url, headers, body,
@@ -860,6 +877,12 @@ static void on_probe_reply(const struct imds_reply *reply, void *userdata)
 		schedule_poll(a, 0);
 		return;
 	}
+	/* A throttled or failing service may well be this one: ask it again
+	 * later rather than take the next dialect's refusal for an answer. */
+	if (reply->result == IMDS_RESULT_THROTTLED || reply->status >= 500) {
+		poll_failed(a, reply->result, "provider probe", reply->error);
+		return;
+	}
 	a->probe_step++;
 	if (a->probe_step % ELEMENTSOF(probe_order) != 0) {
 		schedule_poll(a, 0);
@@ -913,12 +936,12 @@ static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		schedule_poll(a, poll_interval_usec(a));
 		return 0;
 	}
-	next = rate_next_free(a, now);
+	next = rate_next_free(a, now, requests_per_poll(a));
 	if (next > now) {
 		schedule_poll(a, next - now);
 		return 0;
 	}
-	rate_note(a, now);
+	rate_note(a, now, requests_per_poll(a));
 	a->poll_started_mono_usec = now;
 	if (!a->provider_known)
 		r = start_probe(a, timeout);

@@ -3,11 +3,15 @@
 
 Run from anywhere: /usr/bin/python3 test/imds_sim_selftest.py
 Starts the simulator on a free port and checks the Azure-facing rules, the
-event lifecycle, fault injection, the request record and the control API.
+event lifecycle, fault injection, the request record and the control API,
+then the AWS EC2 IMDS side (IMDSv2 tokens, spot, rebalance and lifecycle
+items) and the GCP side (Metadata-Flavor, ETags, hanging GETs).
 The last line of output is "N passed, N failed"; the exit status is 1 when
 anything failed.
 """
 
+import datetime
+import hashlib
 import http.client
 import json
 import os
@@ -32,6 +36,11 @@ RFC1123 = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d "
                      r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                      r"\d{4} \d\d:\d\d:\d\d GMT$")
 ISO8601 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
+GCP_MISSING = ("Your client does not have permission to get URL "
+               "/computeMetadata/v1/instance/name from this server. "
+               "Missing Metadata-Flavor:Google header.")
 KEY_ORDER = ["EventId", "EventStatus", "EventType", "ResourceType", "Resources",
              "NotBefore", "Description", "EventSource", "DurationInSeconds"]
 
@@ -107,6 +116,22 @@ class Sim:
         body = json.dumps({"StartRequests": [{"EventId": i} for i in ids]}).encode()
         headers = {"Content-Type": ctype} if ctype else {}
         return self.md(SE, "POST", body, headers)
+
+    def token(self, ttl=60):
+        status, r, data = self.request("PUT", "/latest/api/token", {TTL_HEADER: str(ttl)})
+        if status != 200:
+            raise AssertionError("token PUT -> %d %r" % (status, data))
+        return data.decode()
+
+    def aws(self, item, token=None, method="GET", headers=None):
+        h = {TOKEN_HEADER: token} if token is not None else {}
+        h.update(headers or {})
+        return self.request(method, "/latest/meta-data/" + item, h)
+
+    def gcp(self, path, headers=None, timeout=5):
+        h = {"Metadata-Flavor": "Google"}
+        h.update(headers or {})
+        return self.request("GET", "/computeMetadata/v1/" + path, h, timeout=timeout)
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
@@ -483,14 +508,417 @@ def test_first_call(sim):
     sim.ctl("POST", "config", {"first_call_delay": 0})
 
 
+def parse_z(text):
+    try:
+        d = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        return None
+    return d.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def test_aws_tokens(sim):
+    sim.fresh()
+    status, r, data = sim.request("PUT", "/latest/api/token", {TTL_HEADER: "60"})
+    tok = data.decode()
+    check("token PUT -> 200 text", status == 200 and len(tok) >= 32 and
+          r.getheader("Content-Type", "").startswith("text/plain"), (status, data))
+    check("token PUT echoes the TTL", r.getheader(TTL_HEADER) == "60", r.getheaders())
+    check("tokens are random", sim.token() != tok)
+    check("no Metadata header needed", status == 200)
+    for bad in (None, "0", "21601", "abc", "", "-5", "1.5"):
+        h = {TTL_HEADER: bad} if bad is not None else {}
+        st = sim.request("PUT", "/latest/api/token", h)[0]
+        check("token TTL %r -> 400" % bad, st == 400, st)
+    st, r, _ = sim.request("PUT", "/latest/api/token", {TTL_HEADER: "21600"})
+    check("TTL 21600 -> 200", st == 200 and r.getheader(TTL_HEADER) == "21600", st)
+    st = sim.request("PUT", "/latest/api/token",
+                     {TTL_HEADER: "60", "X-Forwarded-For": "10.0.0.1"})[0]
+    check("token PUT with X-Forwarded-For -> 403", st == 403, st)
+    st = sim.request("PUT", "/2021-03-23/api/token", {TTL_HEADER: "60"})[0]
+    check("token PUT to a versioned path -> 403", st == 403, st)
+    st, r, _ = sim.request("GET", "/latest/api/token", {TTL_HEADER: "60"})
+    check("GET on api/token -> 405", st == 405 and r.getheader("Allow") == "PUT", st)
+
+    st, r, data = sim.aws("instance-id")
+    check("GET without token -> 401", st == 401 and b"401" in data and
+          r.getheader("Content-Type", "").startswith("text/html"), (st, data))
+    check("GET with a bad token -> 401", sim.aws("instance-id", "bogus")[0] == 401)
+    st, r, data = sim.aws("instance-id", tok)
+    check("instance-id with token", st == 200 and data == b"i-0123456789abcdef0" and
+          r.getheader("Content-Type", "").startswith("text/plain"), (st, data))
+    left = r.getheader(TTL_HEADER)
+    check("GET answer carries the TTL left", left is not None and left.isdigit() and
+          1 <= int(left) <= 60, left)
+    st, _, data = sim.aws("instance-id", tok, headers={"Metadata": "false",
+                                                       "X-Forwarded-For": "10.0.0.1"})
+    check("Azure header rules not applied to AWS", st == 200, st)
+    st, _, data = sim.request("GET", "/2021-03-23/meta-data/instance-id", {TOKEN_HEADER: tok})
+    check("versioned GET served", st == 200 and data == b"i-0123456789abcdef0", (st, data))
+    check("PUT on meta-data -> 405", sim.aws("instance-id", tok, "PUT")[0] == 405)
+    check("unknown item -> 404", sim.aws("no-such-item", tok)[0] == 404)
+
+    r = sim.ctl("POST", "aws/expire-tokens")
+    check("expire-tokens reports", r["expired"] >= 2 and r["tokens"] == 0, r)
+    check("expired token -> 401", sim.aws("instance-id", tok)[0] == 401)
+    tok = sim.token()
+    check("new token after expiry", sim.aws("instance-id", tok)[0] == 200)
+
+    short = sim.token(1)
+    check("short token valid at first", sim.aws("instance-id", short)[0] == 200)
+    check("short token expires after its TTL",
+          wait_until(lambda: sim.aws("instance-id", short)[0] == 401, 5))
+    check("long token still valid", sim.aws("instance-id", tok)[0] == 200)
+
+    sim.ctl("POST", "config", {"aws_v1_allowed": True, "aws_instance_id": "i-0fedcba987654321f"})
+    st, r, data = sim.aws("instance-id")
+    check("aws_v1_allowed serves without token", st == 200 and
+          data == b"i-0fedcba987654321f" and r.getheader(TTL_HEADER) is None, (st, data))
+    check("aws_v1_allowed still rejects a bad token", sim.aws("instance-id", "bogus")[0] == 401)
+    sim.ctl("POST", "config", {"aws_v1_allowed": "yes"}, expect=400)
+    sim.ctl("POST", "config", {"aws_instance_id": ""}, expect=400)
+    sim.ctl("POST", "reset")
+    check("reset drops tokens", sim.aws("instance-id", tok)[0] == 401)
+    cfg = sim.ctl("GET", "config")
+    check("reset restores AWS config", cfg["aws_v1_allowed"] is False and
+          cfg["aws_instance_id"] == "i-0123456789abcdef0", cfg)
+
+
+def test_aws_items(sim):
+    sim.fresh()
+    tok = sim.token(300)
+    st, _, data = sim.aws("instance-life-cycle", tok)
+    check("instance-life-cycle spot", st == 200 and data == b"spot", (st, data))
+    st, _, data = sim.aws("", tok)
+    listing = data.decode().split("\n")
+    check("meta-data listing", st == 200 and "instance-id" in listing and
+          "autoscaling/" in listing and "spot/" not in listing, listing)
+    for item in ("spot/instance-action", "spot/termination-time", "spot",
+                 "events/recommendations/rebalance"):
+        check("%s 404 until set" % item, sim.aws(item, tok)[0] == 404)
+
+    t0 = time.time()
+    r = sim.ctl("POST", "aws/spot", {"action": "terminate", "notice_in": 120})
+    st, r2, data = sim.aws("spot/instance-action", tok)
+    when = r["spot"]["time"]
+    check("spot instance-action JSON", st == 200 and
+          data.decode() == '{"action":"terminate","time":"%s"}' % when and
+          json.loads(data) == {"action": "terminate", "time": when}, (st, data))
+    ts = parse_z(when)
+    check("spot time is now + notice, RFC 3339 Z", ISO8601.match(when) and ts is not None and
+          t0 + 118 <= ts <= time.time() + 121, (when, t0))
+    st, _, data = sim.aws("spot/termination-time", tok)
+    check("termination-time text", st == 200 and data.decode() == when, (st, data))
+    st, _, data = sim.aws("", tok)
+    check("spot/ listed once set", "spot/" in data.decode().split("\n"), data)
+    st, _, data = sim.aws("spot", tok)
+    check("spot/ directory", data.decode().split("\n") ==
+          ["instance-action", "termination-time"], data)
+    for action in ("stop", "hibernate"):
+        sim.ctl("POST", "aws/spot", {"action": action, "notice_in": 0})
+        st, _, data = sim.aws("spot/instance-action", tok)
+        check("spot action %s" % action, st == 200 and json.loads(data)["action"] == action, data)
+    sim.ctl("POST", "aws/spot", {"action": "explode"}, expect=400)
+    sim.ctl("POST", "aws/spot", {"notice_in": "soon"}, expect=400)
+    sim.ctl("POST", "aws/spot", {"colour": 1}, expect=400)
+    sim.ctl("DELETE", "aws/spot")
+    check("spot cleared -> 404", sim.aws("spot/instance-action", tok)[0] == 404)
+
+    t0 = time.time()
+    sim.ctl("POST", "aws/rebalance", {"notice_in": 0})
+    st, _, data = sim.aws("events/recommendations/rebalance", tok)
+    doc = json.loads(data) if st == 200 else {}
+    ts = parse_z(doc.get("noticeTime"))
+    check("rebalance JSON", st == 200 and list(doc) == ["noticeTime"] and ts is not None and
+          t0 - 1 <= ts <= time.time() + 1, (st, data))
+    sim.ctl("DELETE", "aws/rebalance")
+    check("rebalance cleared -> 404", sim.aws("events/recommendations/rebalance", tok)[0] == 404)
+
+    st, r, data = sim.aws("autoscaling/target-lifecycle-state", tok)
+    check("lifecycle InService", st == 200 and data == b"InService" and
+          r.getheader("Content-Type", "").startswith("text/plain"), (st, data))
+    sim.ctl("POST", "aws/lifecycle", {"state": "Terminated"})
+    st, _, data = sim.aws("autoscaling/target-lifecycle-state", tok)
+    check("lifecycle Terminated", st == 200 and data == b"Terminated", (st, data))
+    sim.ctl("POST", "aws/lifecycle", {"state": None})
+    check("lifecycle null -> 404", sim.aws("autoscaling/target-lifecycle-state", tok)[0] == 404)
+    sim.ctl("POST", "aws/lifecycle", {}, expect=400)
+    sim.ctl("POST", "aws/lifecycle", {"state": "a\nb"}, expect=400)
+
+    sim.ctl("POST", "aws/spot", {})
+    sim.ctl("POST", "aws/rebalance", {})
+    st = sim.ctl("GET", "state")["aws"]
+    check("state shows AWS", st["spot"]["action"] == "terminate" and
+          st["rebalance"] is not None and st["lifecycle"] is None and st["tokens"] == 1, st)
+    sim.ctl("POST", "reset")
+    tok = sim.token()
+    check("reset clears spot", sim.aws("spot/instance-action", tok)[0] == 404)
+    check("reset clears rebalance", sim.aws("events/recommendations/rebalance", tok)[0] == 404)
+    check("reset restores lifecycle",
+          sim.aws("autoscaling/target-lifecycle-state", tok)[2] == b"InService")
+    sim.ctl("GET", "aws/nosuch", expect=404)
+    sim.ctl("GET", "aws/spot", expect=405)
+
+
+def gcp_ok(name, resp, body=None):
+    st, r, data = resp
+    check(name + ": 200", st == 200, (st, data))
+    if body is not None:
+        check(name + ": body", data == body, data)
+    check(name + ": Metadata-Flavor", r.getheader("Metadata-Flavor") == "Google",
+          r.getheaders())
+    check(name + ": ETag", r.getheader("ETag") == hashlib.md5(data).hexdigest()[-16:],
+          (r.getheader("ETag"), data))
+    return r.getheader("ETag")
+
+
+def test_gcp_basic(sim):
+    sim.fresh()
+    st, r, data = sim.request("GET", "/computeMetadata/v1/instance/name")
+    check("GCP without Metadata-Flavor -> 403", st == 403 and GCP_MISSING in data.decode(),
+          (st, data))
+    check("GCP 403 carries Metadata-Flavor", r.getheader("Metadata-Flavor") == "Google")
+    st = sim.request("GET", "/computeMetadata/v1/instance/name", {"Metadata": "true"})[0]
+    check("Azure header is no GCP header -> 403", st == 403, st)
+    st = sim.gcp("instance/name", {"X-Forwarded-For": "10.0.0.1"})[0]
+    check("GCP with X-Forwarded-For -> 403", st == 403, st)
+    st, r, data = sim.request("GET", "/")
+    check("GET / detection", st == 200 and r.getheader("Metadata-Flavor") == "Google", st)
+
+    resp = sim.gcp("instance/name")
+    e1 = gcp_ok("name", resp, b"gce-vm0")
+    check("value Content-Type", resp[1].getheader("Content-Type") == "application/text")
+    e2 = gcp_ok("name again", sim.gcp("instance/name"), b"gce-vm0")
+    check("ETag stable for the same value", e1 == e2 and len(e1 or "") == 16, (e1, e2))
+    st, _, data = sim.gcp("instance/id")
+    check("instance/id is a number", st == 200 and data.decode().isdigit(), data)
+    gcp_ok("preempted", sim.gcp("instance/preempted"), b"FALSE")
+    gcp_ok("maintenance-event", sim.gcp("instance/maintenance-event"), b"NONE")
+    gcp_ok("scheduling/preemptible", sim.gcp("instance/scheduling/preemptible"), b"TRUE")
+    st, r, data = sim.gcp("instance/")
+    check("directory listing", st == 200 and "preempted" in data.decode().splitlines() and
+          "scheduling/" in data.decode().splitlines(), data)
+    st, r, data = sim.gcp("instance/?recursive=true")
+    doc = json.loads(data) if st == 200 else {}
+    check("recursive JSON", doc.get("maintenanceEvent") == "NONE" and
+          doc.get("name") == "gce-vm0" and doc.get("scheduling", {}).get("preemptible") == "TRUE",
+          data)
+    st, _, data = sim.gcp("instance/name?alt=json")
+    check("alt=json leaf", st == 200 and json.loads(data) == "gce-vm0", data)
+    st, r, _ = sim.gcp("instance/nosuch")
+    check("unknown key -> 404", st == 404 and r.getheader("Metadata-Flavor") == "Google", st)
+    check("unknown key wait -> 404", sim.gcp("instance/nosuch?wait_for_change=true")[0] == 404)
+    check("non-recursive wait on a directory -> 400",
+          sim.gcp("instance/?wait_for_change=true&timeout_sec=1")[0] == 400)
+    check("bad timeout_sec -> 400",
+          sim.gcp("instance/name?wait_for_change=true&timeout_sec=abc")[0] == 400)
+    st = sim.request("POST", "/computeMetadata/v1/instance/name",
+                     {"Metadata-Flavor": "Google"}, b"x")[0]
+    check("POST on GCP -> 405", st == 405, st)
+
+    sim.ctl("POST", "gcp/preempt")
+    e3 = gcp_ok("preempted TRUE", sim.gcp("instance/preempted"), b"TRUE")
+    sim.ctl("POST", "gcp/maintenance", {"value": "TERMINATE_ON_HOST_MAINTENANCE"})
+    gcp_ok("maintenance set", sim.gcp("instance/maintenance-event"),
+           b"TERMINATE_ON_HOST_MAINTENANCE")
+    sim.ctl("POST", "gcp/maintenance", {"value": 5}, expect=400)
+    sim.ctl("POST", "gcp/preempt", {"x": 1}, expect=400)
+    sim.ctl("POST", "config", {"gcp_name": "other-gce"})
+    check("gcp_name config", sim.gcp("instance/name")[2] == b"other-gce")
+    g = sim.ctl("GET", "state")["gcp"]
+    check("state shows GCP", g == {"name": "other-gce", "preempted": "TRUE",
+                                   "maintenance_event": "TERMINATE_ON_HOST_MAINTENANCE",
+                                   "waiters": 0}, g)
+    sim.ctl("POST", "reset")
+    gcp_ok("reset: preempted FALSE", sim.gcp("instance/preempted"), b"FALSE")
+    gcp_ok("reset: maintenance NONE", sim.gcp("instance/maintenance-event"), b"NONE")
+    gcp_ok("reset: name", sim.gcp("instance/name"), b"gce-vm0")
+    sim.ctl("POST", "gcp/preempt")
+    sim.ctl("DELETE", "gcp/preempt")
+    e4 = gcp_ok("DELETE preempt -> FALSE", sim.gcp("instance/preempted"), b"FALSE")
+    check("ETag follows the value", e4 != e3 and e4 == sim.gcp("instance/preempted")[1]
+          .getheader("ETag"), (e3, e4))
+
+
+def hanging(sim, path, result, timeout=40):
+    t0 = time.monotonic()
+    try:
+        st, r, data = sim.gcp(path, timeout=timeout)
+        result.update(status=st, body=data, etag=r.getheader("ETag"))
+    except Exception as e:       # reported through the result
+        result["error"] = repr(e)
+    result["elapsed"] = time.monotonic() - t0
+    result["done"] = time.monotonic()
+
+
+def waiters(sim):
+    return sim.ctl("GET", "gcp")["waiters"]
+
+
+def test_gcp_hanging(sim):
+    sim.fresh()
+    st, r, _ = sim.gcp("instance/preempted")
+    etag_false = r.getheader("ETag")
+
+    t0 = time.monotonic()
+    st, _, data = sim.gcp("instance/preempted?wait_for_change=true&last_etag=0&timeout_sec=30")
+    check("old etag answers at once", st == 200 and data == b"FALSE" and
+          time.monotonic() - t0 < 10, (st, data))
+
+    t0 = time.monotonic()
+    st, r, data = sim.gcp("instance/preempted?wait_for_change=true&timeout_sec=1")
+    el = time.monotonic() - t0
+    check("timeout_sec=1 times out with the value", st == 200 and data == b"FALSE" and
+          1.0 <= el < 10 and r.getheader("ETag") == etag_false, (st, data, el))
+
+    result = {}
+    th = threading.Thread(target=hanging, args=(sim, "instance/preempted?wait_for_change=true"
+                                                "&last_etag=%s&timeout_sec=30" % etag_false,
+                                                result))
+    th.start()
+    blocked = wait_until(lambda: waiters(sim) == 1, 10, 0.01)
+    check("hanging GET blocks", blocked and th.is_alive(), result)
+    recs = [x for x in sim.ctl("GET", "requests") if "wait_for_change" in x["query"]]
+    check("pending hanging GET recorded as not done", recs and recs[-1]["done"] is False and
+          recs[-1]["status"] == 0, recs[-1:])
+    other = sim.gcp("instance/name")[0]
+    other_done = time.monotonic()
+    sim.ctl("GET", "state")
+    check("a blocked GET blocks neither requests nor control", other == 200 and
+          th.is_alive(), other)
+    sim.ctl("POST", "gcp/preempt")
+    th.join(35)
+    check("hanging GET returns on change", result.get("status") == 200 and
+          result.get("body") == b"TRUE" and result.get("etag") != etag_false and
+          result.get("elapsed", 99) < 30 and other_done < result.get("done", 0), result)
+    check("waiters back to 0", waiters(sim) == 0)
+    recs = [x for x in sim.ctl("GET", "requests") if "wait_for_change" in x["query"]]
+    check("hanging GET record completed", recs[-1]["done"] is True and
+          recs[-1]["status"] == 200, recs[-1])
+
+    # an unrelated change does not answer a wait on another key
+    st, r, _ = sim.gcp("instance/maintenance-event")
+    etag_none = r.getheader("ETag")
+    result = {}
+    th = threading.Thread(target=hanging, args=(
+        sim, "instance/maintenance-event?wait_for_change=true&last_etag=%s&timeout_sec=30"
+        % etag_none, result))
+    th.start()
+    wait_until(lambda: waiters(sim) == 1, 10, 0.01)
+    sim.ctl("DELETE", "gcp/preempt")
+    sim.ctl("POST", "gcp/maintenance", {"value": "MIGRATE_ON_HOST_MAINTENANCE"})
+    th.join(35)
+    check("wait answers its own key only", result.get("status") == 200 and
+          result.get("body") == b"MIGRATE_ON_HOST_MAINTENANCE", result)
+
+    # a wait with no last_etag blocks too, and reset wakes it
+    result = {}
+    th = threading.Thread(target=hanging, args=(
+        sim, "instance/maintenance-event?wait_for_change=true&timeout_sec=30", result))
+    th.start()
+    wait_until(lambda: waiters(sim) == 1, 10, 0.01)
+    check("no last_etag blocks", th.is_alive())
+    sim.ctl("POST", "reset")
+    sim.ctl("POST", "config", {"rate_limit": 0})
+    th.join(35)
+    check("reset wakes a wait", result.get("status") == 200 and result.get("body") == b"NONE",
+          result)
+
+    # recursive waits on a directory
+    st, r, _ = sim.gcp("instance/?recursive=true")
+    etag_dir = r.getheader("ETag")
+    result = {}
+    th = threading.Thread(target=hanging, args=(
+        sim, "instance/?recursive=true&wait_for_change=true&last_etag=%s&timeout_sec=30"
+        % etag_dir, result))
+    th.start()
+    wait_until(lambda: waiters(sim) == 1, 10, 0.01)
+    sim.ctl("POST", "gcp/preempt")
+    th.join(35)
+    body = json.loads(result.get("body") or b"{}")
+    check("recursive wait returns on change", result.get("status") == 200 and
+          body.get("preempted") == "TRUE", result)
+
+
+def test_cloud_records(sim):
+    sim.fresh()
+    sim.ctl("DELETE", "requests")
+    tok = sim.token()
+    sim.aws("instance-id", tok)
+    sim.gcp("instance/name?alt=text")
+    sim.request("GET", "/")
+    recs = sim.ctl("GET", "requests")
+    check("AWS/GCP records", [(x["method"], x["path"], x["status"]) for x in recs] == [
+        ("PUT", "/latest/api/token", 200), ("GET", "/latest/meta-data/instance-id", 200),
+        ("GET", "/computeMetadata/v1/instance/name", 200), ("GET", "/", 200)], recs)
+    if len(recs) == 4:
+        check("AWS record headers lower-cased",
+              recs[0]["headers"].get(TTL_HEADER.lower()) == "60" and
+              recs[1]["headers"].get(TOKEN_HEADER.lower()) == tok and
+              all(k == k.lower() for x in recs for k in x["headers"]), recs[:2])
+        check("GCP record query", recs[2]["query"] == {"alt": ["text"]} and
+              recs[2]["headers"].get("metadata-flavor") == "Google" and
+              recs[2]["done"] is True and isinstance(recs[2]["conn"], int), recs[2])
+
+    sim.ctl("POST", "faults", {"status": 500})     # default path /metadata
+    check("default fault path spares AWS", sim.aws("instance-id", tok)[0] == 200)
+    check("default fault path spares GCP", sim.gcp("instance/name")[0] == 200)
+    sim.ctl("DELETE", "faults")
+    sim.ctl("POST", "faults", {"path": "/latest/meta-data/spot", "status": 500})
+    check("AWS fault spares other items", sim.aws("instance-id", tok)[0] == 200)
+    check("AWS fault hits its prefix", sim.aws("spot/instance-action", tok)[0] == 500)
+    check("AWS fault consumed", sim.aws("spot/instance-action", tok)[0] == 404)
+    sim.ctl("POST", "faults", {"path": "/computeMetadata/v1/instance/preempted",
+                               "status": 503, "body": "maintenance"})
+    st, _, data = sim.gcp("instance/preempted")
+    check("GCP fault", st == 503 and data == b"maintenance", (st, data))
+    check("GCP fault consumed", sim.gcp("instance/preempted")[0] == 200)
+    rec = sim.ctl("GET", "requests")[-2]
+    check("fault recorded on GCP", rec["fault"] == "status" and rec["status"] == 503, rec)
+    sim.ctl("POST", "faults", {"path": "/latest/api/token", "kind": "drop"})
+    try:
+        sim.token()
+        dropped = False
+    except (http.client.HTTPException, ConnectionError):
+        dropped = True
+    check("drop fault on the token PUT", dropped)
+
+    sim.ctl("POST", "config", {"rate_limit": 2})
+    c = sim.conn()
+    statuses = [sim.md(SE, conn=c)[0],
+                sim.request("PUT", "/latest/api/token", {TTL_HEADER: "60"}, conn=c)[0],
+                sim.request("GET", "/computeMetadata/v1/instance/name",
+                            {"Metadata-Flavor": "Google"}, conn=c)[0]]
+    c.close()
+    allrecs = sim.ctl("GET", "requests")     # the records are the whole window
+    monos = [x["mono"] for x in allrecs]
+    expected = [429 if sum(1 for x in monos if m - 1.0 < x <= m) > 2 else None
+                for m in monos[-3:]]
+    check("one rate limit for all clouds",
+          all(e is None or s == e for s, e in zip(statuses, expected)) and
+          all(s != 429 for s, e in zip(statuses, expected) if e is None), (statuses, expected))
+    if monos[-1] - monos[-3] < 1.0:
+        check("third request in a second -> 429 whatever the cloud", statuses[2] == 429,
+              statuses)
+        check("GCP 429 recorded", allrecs[-1]["status"] == 429, allrecs[-1])
+    sim.ctl("POST", "config", {"rate_limit": 0})
+
+
 def test_cli():
     sim = Sim("--vm-name", "cli-vm", "--rate-limit", "0", "--first-call-delay", "0.4",
-              "--started-ttl", "0", "--no-auto-start")
+              "--started-ttl", "0", "--no-auto-start", "--aws-instance-id", "i-0aaaabbbbccccdddd",
+              "--aws-v1-allowed", "--aws-life-cycle", "on-demand", "--gcp-name", "cli-gce")
     try:
         cfg = sim.ctl("GET", "config")
         check("CLI config", cfg["vm_name"] == "cli-vm" and cfg["rate_limit"] == 0 and
               cfg["started_ttl"] == 0 and cfg["auto_start"] is False and
               cfg["first_call_delay"] == 0.4, cfg)
+        check("CLI cloud config", cfg["aws_instance_id"] == "i-0aaaabbbbccccdddd" and
+              cfg["aws_v1_allowed"] is True and cfg["aws_life_cycle"] == "on-demand" and
+              cfg["gcp_name"] == "cli-gce", cfg)
+        check("CLI AWS (IMDSv1 allowed)",
+              sim.aws("instance-id")[2] == b"i-0aaaabbbbccccdddd" and
+              sim.aws("instance-life-cycle")[2] == b"on-demand")
+        check("CLI GCP name", sim.gcp("instance/name")[2] == b"cli-gce")
         t0 = time.monotonic()
         d = sim.doc()
         check("CLI first-call delay", time.monotonic() - t0 >= 0.4 and
@@ -507,7 +935,8 @@ def main():
     sim = Sim()
     try:
         for t in (test_headers, test_rate, test_lifecycle, test_versions,
-                  test_faults, test_records, test_first_call):
+                  test_faults, test_records, test_first_call, test_aws_tokens,
+                  test_aws_items, test_gcp_basic, test_gcp_hanging, test_cloud_records):
             try:
                 t(sim)
             except Exception:
