@@ -38,7 +38,7 @@ UNIT_SRCS := $(wildcard test/unit/test-*.c)
 UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRCS))
 DEPS_OK   := $(BUILD)/.deps-ok
 
-.PHONY: all deps check check-extra check-demo install-bin uninstall-bin unit integration sanitize lint shellcheck manlint install uninstall \
+.PHONY: all deps check check-extra check-demo check-sim install-bin uninstall-bin unit integration sanitize lint shellcheck manlint install uninstall \
         clean bench demo deb rpm
 all: $(BIN)
 
@@ -131,3 +131,9 @@ check-demo: $(BIN)
 		printf '%s' "$$out" | grep -qF -- "$$want" || { printf '%s\n' "$$out"; \
 			echo "check-demo: output lacks '$$want'"; exit 1; }; \
 	done; [ $$rc = 0 ] || { printf '%s\n' "$$out"; exit 1; }; echo "check-demo: demo ran end to end"
+
+# The simulator is a test tool with its own self-test.
+check-extra:: check-sim
+check-sim:
+	@out=$$($(PYTHON) test/imds_sim_selftest.py 2>&1); rc=$$?; \
+	[ $$rc = 0 ] || printf '%s\n' "$$out"; printf '%s\n' "$$out" | tail -n 1; exit $$rc
