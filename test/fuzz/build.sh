@@ -17,7 +17,7 @@ CLANG=${CLANG:-clang}
 PKG_CONFIG=${PKG_CONFIG:-pkg-config}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 out=$BUILD/fuzz
-targets="fuzz-azure fuzz-time fuzz-event-json"
+targets="fuzz-azure fuzz-time fuzz-event-json fuzz-config fuzz-providers"
 
 if ! command -v "$CLANG" >/dev/null 2>&1; then
 	echo "fuzz: $CLANG not installed, skipping (apt-get install clang)"
@@ -29,15 +29,16 @@ if [ ! -f agent/event.c ]; then
 fi
 
 mkdir -p "$out"
-cflags="-std=c11 -g -O1 -D_GNU_SOURCE -Iagent $($PKG_CONFIG --cflags libcjson)
+cflags="-std=c11 -g -O1 -D_GNU_SOURCE -Iagent $($PKG_CONFIG --cflags libcjson libcurl libsystemd)
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-libs=$($PKG_CONFIG --libs libcjson)
-lib_srcs="agent/event.c agent/azure.c agent/util.c"
+libs=$($PKG_CONFIG --libs libcjson libcurl libsystemd)
+lib_srcs="agent/event.c agent/azure.c agent/util.c agent/log.c agent/config.c agent/aws.c agent/gcp.c
+	agent/watcher.c agent/imds.c"
 
 for t in $targets; do
 	echo "fuzz: building $out/$t"
 	# shellcheck disable=SC2086 # word splitting of the flag lists is intended
-	"$CLANG" $cflags -o "$out/$t" "test/fuzz/$t.c" $lib_srcs $libs
+	"$CLANG" $cflags '-DSPOT_VERSION="fuzz"' -o "$out/$t" "test/fuzz/$t.c" $lib_srcs $libs
 done
 
 [ "${1:-}" = run ] || exit 0
