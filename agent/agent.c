@@ -936,7 +936,9 @@ static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		schedule_poll(a, poll_interval_usec(a));
 		return 0;
 	}
-	next = rate_next_free(a, now, requests_per_poll(a));
+	/* Polls leave one request of every window free, so an approval never
+	 * waits for the rate limit. */
+	next = rate_next_free(a, now, requests_per_poll(a) + 1);
 	if (next > now) {
 		schedule_poll(a, next - now);
 		return 0;

@@ -21,8 +21,8 @@
 /* Azure IMDS answers about 5 requests per second per VM, then 429. The
  * agent keeps every request it sends (polls and approvals together) under
  * AGENT_RATE_MAX per AGENT_RATE_WINDOW_USEC, 10 % below that, and lets a
- * waiting approval go before a poll. AWS and GCP rounds count each item
- * they ask. */
+ * waiting approval go before a poll; polls leave one request of every
+ * window free for an approval. AWS and GCP rounds count each item they ask. */
 #define AGENT_RATE_MAX                5
 #define AGENT_RATE_WINDOW_USEC        (1100 * USEC_PER_MSEC)
 /* A failure streak is logged when it starts, then once per this period. */
