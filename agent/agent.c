@@ -748,6 +748,14 @@ static void handle_document(struct agent *a, const struct event_list *list, uint
 	maybe_approve(a, false);
 }
 
+/* A poll answer that did not yield a document: counted, then retried. */
+static void reply_failed(struct agent *a, const struct imds_reply *reply, enum imds_result result,
+			 const char *what, const char *error)
+{
+	metrics_imds_request(a->metrics, result, reply->latency_usec);
+	poll_failed(a, result, what, error);
+}
+
 static void on_events_reply(const struct imds_reply *reply, void *userdata)
 {
 	struct agent *a = userdata;
@@ -757,14 +765,12 @@ static void on_events_reply(const struct imds_reply *reply, void *userdata)
 	int r;
 
 	if (reply->result != IMDS_RESULT_OK) {
-		metrics_imds_request(a->metrics, reply->result, reply->latency_usec);
-		poll_failed(a, reply->result, "scheduled events", reply->error);
+		reply_failed(a, reply, reply->result, "scheduled events", reply->error);
 		return;
 	}
 	r = azure_parse_events(reply->body, reply->len, &incarnation, &list, &ignored);
 	if (r < 0) {
-		metrics_imds_request(a->metrics, IMDS_RESULT_BAD_DOCUMENT, reply->latency_usec);
-		poll_failed(a, IMDS_RESULT_BAD_DOCUMENT, "scheduled events", "not a Scheduled Events document");
+		reply_failed(a, reply, IMDS_RESULT_BAD_DOCUMENT, "scheduled events", "not a Scheduled Events document");
 		return;
 	}
 	metrics_imds_request(a->metrics, IMDS_RESULT_OK, reply->latency_usec);
@@ -791,14 +797,12 @@ static void on_compute_reply(const struct imds_reply *reply, void *userdata)
 	int r;
 
 	if (reply->result != IMDS_RESULT_OK) {
-		metrics_imds_request(a->metrics, reply->result, reply->latency_usec);
-		poll_failed(a, reply->result, "instance metadata", reply->error);
+		reply_failed(a, reply, reply->result, "instance metadata", reply->error);
 		return;
 	}
 	r = azure_parse_compute_name(reply->body, reply->len, &name);
 	if (r < 0) {
-		metrics_imds_request(a->metrics, IMDS_RESULT_BAD_DOCUMENT, reply->latency_usec);
-		poll_failed(a, IMDS_RESULT_BAD_DOCUMENT, "instance metadata", "no compute.name");
+		reply_failed(a, reply, IMDS_RESULT_BAD_DOCUMENT, "instance metadata", "no compute.name");
 		return;
 	}
 	metrics_imds_request(a->metrics, IMDS_RESULT_OK, reply->latency_usec);
