@@ -1,9 +1,10 @@
-/* agent.c - the eviction pipeline on the event loop: learn this VM's name,
- * poll Scheduled Events, turn a notice for this VM into a hook chain with a
- * deadline, persist every hook's outcome, approve the event once, and keep
- * the state that /v1/status and /metrics show. It never blocks and never
- * exits on a runtime error: it logs once, records the error and retries. */
-#include "agent.h"
+/* agent.c - the eviction pipeline's decisions: turn a notice for this VM
+ * into a record with a deadline, run its hook chain, persist every hook's
+ * outcome, approve the event once, and keep the phase that /readyz and
+ * /v1/status show. Talking to the metadata service is poll.c's. It never
+ * blocks and never exits on a runtime error: it logs once, records the
+ * error and retries. */
+#include "agent-internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -13,116 +14,10 @@
 #include <systemd/sd-daemon.h>
 
 #include "azure.h"
-#include "http.h"
-#include "imds.h"
 #include "log.h"
-#include "metrics.h"
-#include "provider.h"
 #include "util.h"
 
-#define IGNORED_IDS_MAX 32
-
-struct agent {
-	sd_event *event;
-	struct config cfg;
-	struct agent_state state;
-	struct metrics *metrics;
-	struct imds *imds;
-	struct http_server *http;
-
-	char *base_url;              /* the metadata service, no trailing slash */
-	char *events_url;            /* Azure */
-	char *compute_url;           /* Azure */
-	struct watcher *watcher;     /* AWS and GCP */
-	bool provider_known;         /* false while 'auto' is still probing */
-	unsigned probe_step;         /* auto: which provider is tried next */
-	sd_event_source *poll_timer;
-	uint64_t poll_started_mono_usec;
-	unsigned backoff_step;
-	bool first_poll_done;
-	uint64_t last_failure_log_mono_usec;
-
-	/* The running chain, the record it belongs to (by id: records move
-	 * when the array grows) and what it borrows. */
-	struct hooks_chain *chain;
-	char chain_id[EVENT_ID_MAX];
-	bool chain_hook_started;
-	uint64_t detected_mono_usec;  /* when detected_id was first read */
-	char detected_id[EVENT_ID_MAX];  /* newest event detected by this process */
-	char **chain_env;
-	char *chain_stdin;
-	sd_event_source *chain_reaper;
-
-	sd_event_source *approve_timer;
-	char approving_id[EVENT_ID_MAX];
-
-	/* Start times of the last AGENT_RATE_MAX requests (ring), to stay under the
-	 * metadata service's rate limit. */
-	uint64_t sent_mono_usec[AGENT_RATE_MAX];
-	size_t sent_next;
-
-	/* Events seen and deliberately not handled, so each is logged once. */
-	char ignored_ids[IGNORED_IDS_MAX][EVENT_ID_MAX];
-	size_t ignored_next;
-
-	char *skips_signature;
-	enum agent_phase last_notified_phase;
-	bool stopping;
-};
-
-static void schedule_poll(struct agent *a, uint64_t delay_usec);
-static void set_vm_name(struct agent *a, const char *name);
 static void maybe_start_chain(struct agent *a);
-static bool maybe_approve(struct agent *a, bool final);
-
-static uint64_t jitter(uint64_t usec)
-{
-	/* +-20 %: spreads a fleet's retries after a shared outage. */
-	uint64_t span = usec / 5;
-
-	if (span == 0)
-		return usec;
-	return usec - span + (uint64_t)random() % (2 * span + 1);
-}
-
-/* When n more requests may be sent without more than AGENT_RATE_MAX in
- * any AGENT_RATE_WINDOW_USEC; now when there is room. */
-static uint64_t rate_next_free(const struct agent *a, uint64_t now, unsigned n)
-{
-	uint64_t t = a->sent_mono_usec[(a->sent_next + n - 1) % AGENT_RATE_MAX];
-
-	if (t == 0 || now - t >= AGENT_RATE_WINDOW_USEC)
-		return now;
-	return t + AGENT_RATE_WINDOW_USEC;
-}
-
-static void rate_note(struct agent *a, uint64_t now, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++) {
-		a->sent_mono_usec[a->sent_next] = now;
-		a->sent_next = (a->sent_next + 1) % AGENT_RATE_MAX;
-	}
-}
-
-/* Requests one poll makes: an AWS round asks three items, a GCP round two. */
-static unsigned requests_per_poll(const struct agent *a)
-{
-	if (!a->provider_known)
-		return 1;
-	switch (a->cfg.provider) {
-	case PROVIDER_AWS:
-		return 3;
-	case PROVIDER_GCP:
-		return 2;
-	default:
-		return 1;
-	}
-}
-
-static uint64_t poll_interval_usec(const struct agent *a)
-{
-	return a->cfg.poll_interval_ms * USEC_PER_MSEC;
-}
 
 static bool ignored_once(struct agent *a, const char *id)
 {
@@ -134,7 +29,7 @@ static bool ignored_once(struct agent *a, const char *id)
 	return true;
 }
 
-static void save_state(struct agent *a)
+void agent_save_state(struct agent *a)
 {
 	int r = state_save(&a->state);
 
@@ -145,7 +40,7 @@ static void save_state(struct agent *a)
 
 /* The phase follows the records: an eviction counts while its event is in
  * the document (or its chain still runs). */
-static void update_phase(struct agent *a)
+void agent_update_phase(struct agent *a)
 {
 	enum agent_phase phase = PHASE_IDLE;
 	const struct event_record *shown = NULL;
@@ -267,8 +162,6 @@ void agent_merge_plan(struct event_record *r, const struct hook_plan *plan)
 	qsort(r->hooks, r->n_hooks, sizeof(*r->hooks), compare_results);
 }
 
-/* ---- the hook chain ---- */
-
 static struct event_record *chain_record(struct agent *a)
 {
 	return a->chain ? state_find(&a->state, a->chain_id) : NULL;
@@ -288,7 +181,7 @@ static void on_hook_started(struct hooks_chain *c, size_t index, void *userdata)
 			log_event(LOG_INFO, a->chain_id, "first hook started %.3f ms after the notice was read",
 				  (double)usec / USEC_PER_MSEC);
 		}
-		update_phase(a);
+		agent_update_phase(a);
 	}
 }
 
@@ -304,7 +197,7 @@ static void on_hook_finished(struct hooks_chain *c, size_t index, void *userdata
 	metrics_hook_done(a->metrics, h->name, h->outcome, h->duration_usec);
 	/* Persist before the next hook starts: a hook that completed is
 	 * never run again for this event, even after a crash. */
-	save_state(a);
+	agent_save_state(a);
 }
 
 static int reap_chain(sd_event_source *s, void *userdata)
@@ -320,11 +213,11 @@ static int reap_chain(sd_event_source *s, void *userdata)
 	a->chain_stdin = NULL;
 	a->chain_reaper = sd_event_source_disable_unref(a->chain_reaper);
 
-	update_phase(a);
+	agent_update_phase(a);
 	if (a->stopping) {
-		save_state(a);
+		agent_save_state(a);
 		/* The chain is complete: tell the platform before leaving. */
-		if (maybe_approve(a, true)) {
+		if (agent_maybe_approve(a, true)) {
 			log_info("hooks ended, sending the approval, then exiting");
 			return 0;
 		}
@@ -332,8 +225,8 @@ static int reap_chain(sd_event_source *s, void *userdata)
 		(void)sd_event_exit(a->event, 0);
 		return 0;
 	}
-	maybe_approve(a, false);
-	save_state(a);
+	agent_maybe_approve(a, false);
+	agent_save_state(a);
 	maybe_start_chain(a);
 	return 0;
 }
@@ -458,7 +351,7 @@ static int start_chain(struct agent *a, struct event_record *r)
 		a->chain_stdin = NULL;
 		return rr;
 	}
-	update_phase(a);
+	agent_update_phase(a);
 	return 0;
 }
 
@@ -487,8 +380,6 @@ static void maybe_start_chain(struct agent *a)
 		log_errno(r, "hooks: cannot start the chain for event %s, retrying", best->ev.id);
 }
 
-/* ---- approval ---- */
-
 static void on_approve_reply(const struct imds_reply *reply, void *userdata)
 {
 	struct agent *a = userdata;
@@ -507,29 +398,29 @@ static void on_approve_reply(const struct imds_reply *reply, void *userdata)
 		r->approved = true;
 		r->approved_wall_usec = now_usec(CLOCK_REALTIME);
 		log_event(LOG_NOTICE, r->ev.id, "event approved (StartRequests sent)");
-		save_state(a);
-		update_phase(a);
+		agent_save_state(a);
+		agent_update_phase(a);
 		if (a->stopping) {
 			(void)sd_event_exit(a->event, 0);
 			return;
 		}
-		maybe_approve(a, false);
+		agent_maybe_approve(a, false);
 		return;
 	}
-	save_state(a);
+	agent_save_state(a);
 	if (a->stopping) {
 		log_event(LOG_WARNING, r->ev.id, "approval failed: %s, stopping anyway", reply->error);
 		(void)sd_event_exit(a->event, 0);
 		return;
 	}
 	log_event(LOG_WARNING, r->ev.id, "approval failed: %s, retrying", reply->error);
-	(void)sd_event_source_set_time_relative(a->approve_timer, jitter(AGENT_APPROVE_RETRY_USEC));
+	(void)sd_event_source_set_time_relative(a->approve_timer, poll_jitter(AGENT_APPROVE_RETRY_USEC));
 	(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
 }
 
 static int on_approve_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	maybe_approve(userdata, false);
+	agent_maybe_approve(userdata, false);
 	return 0;
 }
 
@@ -539,7 +430,7 @@ static bool needs_approval(const struct agent *a, const struct event_record *r)
 }
 
 /* An approval is wanted but not in flight. */
-static bool approval_waiting(const struct agent *a)
+bool agent_approval_waiting(const struct agent *a)
 {
 	if (a->approving_id[0] || imds_busy(a->imds, IMDS_SLOT_APPROVE))
 		return false;
@@ -551,7 +442,7 @@ static bool approval_waiting(const struct agent *a)
 
 /* final: the agent is stopping and this is the one request it still
  * sends, without waiting for the rate limit. Returns whether one was sent. */
-static bool maybe_approve(struct agent *a, bool final)
+bool agent_maybe_approve(struct agent *a, bool final)
 {
 	static const char *const headers[] = { "Metadata: true", "Content-Type: application/json", NULL };
 	struct event_record *r = NULL;
@@ -567,13 +458,13 @@ static bool maybe_approve(struct agent *a, bool final)
 	if (!r)
 		return false;
 	now = now_usec(CLOCK_MONOTONIC);
-	next = rate_next_free(a, now, 1);
+	next = poll_rate_next_free(a, now, 1);
 	if (next > now && !final) {
 		(void)sd_event_source_set_time(a->approve_timer, next);
 		(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
 		return false;
 	}
-	rate_note(a, now, 1);
+	poll_rate_note(a, now, 1);
 	body = azure_approval_body(r->ev.id);
 	(void)strscpy(a->approving_id, sizeof(a->approving_id), r->ev.id);
 	rr = imds_request(a->imds, IMDS_SLOT_APPROVE, "POST", a->events_url, headers, body,
@@ -589,9 +480,7 @@ static bool maybe_approve(struct agent *a, bool final)
 	return true;
 }
 
-/* ---- polling ---- */
-
-static bool eviction_active(const struct agent *a)
+bool agent_eviction_active(const struct agent *a)
 {
 	for (size_t i = 0; i < a->state.n_records; i++) {
 		const struct event_record *r = &a->state.records[i];
@@ -600,62 +489,6 @@ static bool eviction_active(const struct agent *a)
 			return true;
 	}
 	return a->chain != NULL;
-}
-
-static void poll_failed(struct agent *a, enum imds_result result, const char *what, const char *error)
-{
-	struct poll_stats *p = &a->state.poll;
-	uint64_t now = now_usec(CLOCK_MONOTONIC), delay;
-
-	p->failed++;
-	p->consecutive_failures++;
-	if (p->first_failure_mono_usec == 0)
-		p->first_failure_mono_usec = now;
-	(void)snprintf(p->last_error, sizeof(p->last_error), "%s: %s", what, error);
-	if (p->consecutive_failures == 1 || now - a->last_failure_log_mono_usec >= AGENT_FAILURE_LOG_USEC) {
-		log_warning("imds: %s failed (%s), %" PRIu64 " in a row, retrying", what, error,
-			    p->consecutive_failures);
-		a->last_failure_log_mono_usec = now;
-	}
-
-	/* No backoff while an eviction is in hand: its status and approval
-	 * matter more than politeness. */
-	if (eviction_active(a)) {
-		delay = poll_interval_usec(a);
-	} else {
-		delay = poll_interval_usec(a) << (a->backoff_step < 6 ? a->backoff_step : 6);
-		if (delay > AGENT_BACKOFF_MAX_USEC)
-			delay = AGENT_BACKOFF_MAX_USEC;
-		if (delay < poll_interval_usec(a))
-			delay = poll_interval_usec(a);
-		delay = jitter(delay);
-		a->backoff_step++;
-	}
-	(void)result;
-	schedule_poll(a, delay);
-}
-
-static void poll_succeeded(struct agent *a, uint64_t latency_usec, uint64_t done_mono_usec)
-{
-	struct poll_stats *p = &a->state.poll;
-
-	if (p->consecutive_failures > 0)
-		log_info("imds: polls recovered after %" PRIu64 " failures", p->consecutive_failures);
-	p->ok++;
-	p->consecutive_failures = 0;
-	p->first_failure_mono_usec = 0;
-	p->last_error[0] = '\0';
-	p->last_ok_wall_usec = now_usec(CLOCK_REALTIME);
-	p->last_ok_mono_usec = done_mono_usec;
-	p->last_latency_usec = latency_usec;
-	a->backoff_step = 0;
-}
-
-static void schedule_next_poll(struct agent *a)
-{
-	uint64_t next = a->poll_started_mono_usec + poll_interval_usec(a), now = now_usec(CLOCK_MONOTONIC);
-
-	schedule_poll(a, next > now ? next - now : 0);
 }
 
 static void handle_own_event(struct agent *a, const struct spot_event *ev, uint64_t read_mono_usec)
@@ -710,7 +543,7 @@ static bool listed(const struct agent *a, const struct event_list *list, const c
 	return false;
 }
 
-static void handle_document(struct agent *a, const struct event_list *list, uint64_t read_mono_usec)
+void agent_handle_document(struct agent *a, const struct event_list *list, uint64_t read_mono_usec)
 {
 	for (size_t i = 0; i < list->n_events; i++) {
 		const struct spot_event *ev = &list->events[i];
@@ -743,252 +576,9 @@ static void handle_document(struct agent *a, const struct event_list *list, uint
 	}
 
 	/* readyz turns 503 here, before any hook is forked. */
-	update_phase(a);
+	agent_update_phase(a);
 	maybe_start_chain(a);
-	maybe_approve(a, false);
-}
-
-/* A poll answer that did not yield a document: counted, then retried. */
-static void reply_failed(struct agent *a, const struct imds_reply *reply, enum imds_result result,
-			 const char *what, const char *error)
-{
-	metrics_imds_request(a->metrics, result, reply->latency_usec);
-	poll_failed(a, result, what, error);
-}
-
-static void on_events_reply(const struct imds_reply *reply, void *userdata)
-{
-	struct agent *a = userdata;
-	struct event_list list = { 0 };
-	uint64_t incarnation;
-	size_t ignored = 0;
-	int r;
-
-	if (reply->result != IMDS_RESULT_OK) {
-		reply_failed(a, reply, reply->result, "scheduled events", reply->error);
-		return;
-	}
-	r = azure_parse_events(reply->body, reply->len, &incarnation, &list, &ignored);
-	if (r < 0) {
-		reply_failed(a, reply, IMDS_RESULT_BAD_DOCUMENT, "scheduled events", "not a Scheduled Events document");
-		return;
-	}
-	metrics_imds_request(a->metrics, IMDS_RESULT_OK, reply->latency_usec);
-	poll_succeeded(a, reply->latency_usec, reply->done_mono_usec);
-	/* Only now the slow first Scheduled Events call is behind us. */
-	a->first_poll_done = true;
-	if ((int64_t)incarnation != a->state.poll.incarnation) {
-		if (ignored > 0)
-			log_notice("imds: document %" PRIu64 " has %zu events of unknown type or status, ignoring them",
-				   incarnation, ignored);
-		log_debug("imds: document incarnation %" PRIu64 ", %zu events (%zu ignored)", incarnation,
-			  list.n_events, ignored);
-		a->state.poll.incarnation = (int64_t)incarnation;
-	}
-	handle_document(a, &list, reply->done_mono_usec);
-	event_list_done(&list);
-	schedule_next_poll(a);
-}
-
-static void on_compute_reply(const struct imds_reply *reply, void *userdata)
-{
-	struct agent *a = userdata;
-	char *name = NULL;
-	int r;
-
-	if (reply->result != IMDS_RESULT_OK) {
-		reply_failed(a, reply, reply->result, "instance metadata", reply->error);
-		return;
-	}
-	r = azure_parse_compute_name(reply->body, reply->len, &name);
-	if (r < 0) {
-		reply_failed(a, reply, IMDS_RESULT_BAD_DOCUMENT, "instance metadata", "no compute.name");
-		return;
-	}
-	metrics_imds_request(a->metrics, IMDS_RESULT_OK, reply->latency_usec);
-	poll_succeeded(a, reply->latency_usec, reply->done_mono_usec);
-	set_vm_name(a, name);
-	free(name);
-	schedule_poll(a, 0);
-}
-
-static void set_vm_name(struct agent *a, const char *name)
-{
-	if (a->state.vm_name && strcmp(a->state.vm_name, name) == 0)
-		return;
-	free(a->state.vm_name);
-	a->state.vm_name = xstrdup(name);
-	log_info("imds: this VM is '%s'", name);
-	a->last_notified_phase = _PHASE_MAX;
-	update_phase(a);
-}
-
-static void on_watch_result(const struct watch_result *w, void *userdata)
-{
-	struct agent *a = userdata;
-
-	metrics_imds_request(a->metrics, w->result, w->latency_usec);
-	if (w->result != IMDS_RESULT_OK) {
-		poll_failed(a, w->result, provider_to_string(a->cfg.provider), w->error);
-		return;
-	}
-	poll_succeeded(a, w->latency_usec, w->done_mono_usec);
-	a->first_poll_done = true;
-	/* The watcher's notices are about this machine by construction; its
-	 * own id is what they name (vm-name overrides Azure's only). */
-	if (w->vm_name)
-		set_vm_name(a, w->vm_name);
-	if (a->state.vm_name && w->events)
-		handle_document(a, w->events, w->done_mono_usec);
-	schedule_next_poll(a);
-}
-
-static int use_provider(struct agent *a, enum provider p)
-{
-	int r = 0;
-
-	a->cfg.provider = p;
-	free(a->state.provider);
-	a->state.provider = xstrdup(provider_to_string(p));
-	if (p != PROVIDER_AZURE)
-		r = watcher_new(p, a->imds, a->base_url, &a->watcher);
-	a->provider_known = r >= 0;
-	return r;
-}
-
-/* 'auto': ask each provider's identity item in turn; the first that
- * answers in its own dialect decides. */
-static const enum provider probe_order[] = { PROVIDER_AZURE, PROVIDER_AWS, PROVIDER_GCP };
-
-static void on_probe_reply(const struct imds_reply *reply, void *userdata)
-{
-	struct agent *a = userdata;
-	enum provider p = probe_order[a->probe_step % ELEMENTSOF(probe_order)];
-	int r;
-
-	metrics_imds_request(a->metrics, reply->result, reply->latency_usec);
-	if (reply->result == IMDS_RESULT_OK) {
-		log_info("imds: the metadata service speaks %s", provider_to_string(p));
-		r = use_provider(a, p);
-		if (r < 0) {
-			log_errno(r, "imds: cannot watch %s", provider_to_string(p));
-			(void)sd_event_exit(a->event, 1);
-			return;
-		}
-		poll_succeeded(a, reply->latency_usec, reply->done_mono_usec);
-		a->last_notified_phase = _PHASE_MAX;
-		update_phase(a);
-		schedule_poll(a, 0);
-		return;
-	}
-	/* A throttled or failing service may well be this one: ask it again
-	 * later rather than take the next dialect's refusal for an answer. */
-	if (reply->result == IMDS_RESULT_THROTTLED || reply->status >= 500) {
-		poll_failed(a, reply->result, "provider probe", reply->error);
-		return;
-	}
-	a->probe_step++;
-	if (a->probe_step % ELEMENTSOF(probe_order) != 0) {
-		schedule_poll(a, 0);
-		return;
-	}
-	poll_failed(a, reply->result, "provider probe", "no metadata service answered as azure, aws or gcp");
-}
-
-static int start_probe(struct agent *a, uint64_t timeout)
-{
-	static const char *const azure[] = { "Metadata: true", NULL };
-	static const char *const aws[] = { "X-aws-ec2-metadata-token-ttl-seconds: 60", NULL };
-	static const char *const gcp[] = { "Metadata-Flavor: Google", NULL };
-	enum provider p = probe_order[a->probe_step % ELEMENTSOF(probe_order)];
-	char *url;
-	int r;
-
-	switch (p) {
-	case PROVIDER_AZURE:
-		r = imds_request(a->imds, IMDS_SLOT_IDENTITY, "GET", a->compute_url, azure, NULL, timeout,
-				 on_probe_reply, a);
-		break;
-	case PROVIDER_AWS:
-		url = xasprintf("%s/latest/api/token", a->base_url);
-		r = imds_request(a->imds, IMDS_SLOT_IDENTITY, "PUT", url, aws, "", timeout, on_probe_reply, a);
-		free(url);
-		break;
-	default:
-		url = xasprintf("%s/computeMetadata/v1/instance/name", a->base_url);
-		r = imds_request(a->imds, IMDS_SLOT_IDENTITY, "GET", url, gcp, NULL, timeout, on_probe_reply, a);
-		free(url);
-		break;
-	}
-	return r;
-}
-
-static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-	static const char *const headers[] = { "Metadata: true", NULL };
-	struct agent *a = userdata;
-	uint64_t timeout = a->first_poll_done ? AGENT_POLL_TIMEOUT_USEC : AGENT_FIRST_POLL_TIMEOUT_USEC;
-	int r;
-
-	uint64_t now = now_usec(CLOCK_MONOTONIC), next;
-
-	if (a->stopping)
-		return 0;
-	/* An approval waiting for a free request slot goes before a poll. */
-	if (approval_waiting(a)) {
-		maybe_approve(a, false);
-		schedule_poll(a, poll_interval_usec(a));
-		return 0;
-	}
-	/* Polls leave one request of every window free, so an approval never
-	 * waits for the rate limit. */
-	next = rate_next_free(a, now, requests_per_poll(a) + 1);
-	if (next > now) {
-		schedule_poll(a, next - now);
-		return 0;
-	}
-	rate_note(a, now, requests_per_poll(a));
-	a->poll_started_mono_usec = now;
-	if (!a->provider_known)
-		r = start_probe(a, timeout);
-	else if (a->watcher)
-		r = watcher_poll(a->watcher, timeout, on_watch_result, a);
-	else if (!a->state.vm_name)
-		r = imds_request(a->imds, IMDS_SLOT_IDENTITY, "GET", a->compute_url, headers, NULL, timeout,
-				 on_compute_reply, a);
-	else
-		r = imds_request(a->imds, IMDS_SLOT_POLL, "GET", a->events_url, headers, NULL, timeout,
-				 on_events_reply, a);
-	if (r < 0)
-		poll_failed(a, IMDS_RESULT_TRANSPORT, "request", strerror(-r));
-	return 0;
-}
-
-static void schedule_poll(struct agent *a, uint64_t delay_usec)
-{
-	int r = sd_event_source_set_time(a->poll_timer, now_usec(CLOCK_MONOTONIC) + delay_usec);
-
-	if (r >= 0)
-		r = sd_event_source_set_enabled(a->poll_timer, SD_EVENT_ONESHOT);
-	if (r < 0)
-		log_errno(r, "loop: cannot arm the poll timer");
-}
-
-/* ---- life cycle ---- */
-
-static void set_urls(struct agent *a)
-{
-	const char *base = config_imds_url(&a->cfg);
-	size_t n = strlen(base);
-
-	while (n > 0 && base[n - 1] == '/')
-		n--;
-	free(a->base_url);
-	free(a->events_url);
-	free(a->compute_url);
-	a->base_url = xstrndup(base, n);
-	a->events_url = xasprintf("%.*s%s", (int)n, base, AZURE_EVENTS_PATH);
-	a->compute_url = xasprintf("%.*s%s", (int)n, base, AZURE_COMPUTE_PATH);
+	agent_maybe_approve(a, false);
 }
 
 int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
@@ -1040,9 +630,9 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 		log_errno(r, "imds: cannot set up the HTTP client");
 		goto fail;
 	}
-	set_urls(a);
+	poll_set_urls(a);
 	if (a->cfg.provider != PROVIDER_AUTO) {
-		r = use_provider(a, a->cfg.provider);
+		r = poll_use_provider(a, a->cfg.provider);
 		if (r < 0) {
 			log_errno(r, "imds: cannot watch %s", provider_to_string(a->cfg.provider));
 			goto fail;
@@ -1051,7 +641,7 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 
 	/* Accuracy 1 us: sd-event's default lets a timer slip by up to 250 ms
 	 * to coalesce wake-ups, which an eviction window cannot afford. */
-	r = sd_event_add_time(e, &a->poll_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_poll_timer, a);
+	r = sd_event_add_time(e, &a->poll_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, poll_on_timer, a);
 	if (r >= 0)
 		r = sd_event_add_time(e, &a->approve_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_approve_timer, a);
 	if (r < 0) {
@@ -1080,8 +670,8 @@ fail:
 
 int agent_start(struct agent *a)
 {
-	update_phase(a);
-	schedule_poll(a, 0);
+	agent_update_phase(a);
+	poll_schedule(a, 0);
 	return 0;
 }
 
