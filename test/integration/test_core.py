@@ -366,11 +366,11 @@ def test_requests_stay_under_imds_rate_limit(ctx):
     throttled = [r for r in sim.requests() if r["status"] == 429]
     check(not throttled, "%d requests throttled" % len(throttled))
     # Polls keep one request of every 1.1 s free for an approval (once
-    # approvals waited up to 0.7 s behind polls): any five polls in a row
-    # span at least that window.
+    # approvals waited up to 0.7 s behind polls): five polls in a row span
+    # about 1.1 s (0.88 s without the reserve); 1.0 allows arrival jitter.
     t = [r["mono"] for r in sim.polls()]
     spans = [t[i + 4] - t[i] for i in range(len(t) - 4)]
-    check(spans and min(spans) >= 1.05, "five polls within %.3f s" % min(spans))
+    check(spans and min(spans) >= 1.0, "five polls within %.3f s" % min(spans))
     check(not a.log_has(r"429"), "agent saw a 429")
 
 
