@@ -639,16 +639,130 @@ static int subcommand(const char *word, enum command *ret)
 	return 0;
 }
 
+/* getopt_long's tables, built from the option table. */
+struct getopt_tables {
+	struct option longopts[2 * N_OPTIONS + 1];
+	char negated[N_OPTIONS][64];        /* "no-NAME" for every bool */
+	char shortopts[2 * N_OPTIONS + 2];
+};
+
+static void build_getopt_tables(struct getopt_tables *t)
+{
+	size_t nl = 0, ns = 0;
+
+	/* Missing values come back as ':' and are reported by us, not getopt. */
+	t->shortopts[ns++] = ':';
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct option_def *o = &options[i];
+
+		t->longopts[nl++] = (struct option){ o->name, takes_value(o) ? required_argument : no_argument,
+						     NULL, (int)(LONGOPT_BASE + i) };
+		if (o->type == OPT_BOOL) {
+			(void)snprintf(t->negated[i], sizeof(t->negated[i]), "no-%s", o->name);
+			t->longopts[nl++] = (struct option){ t->negated[i], no_argument, NULL,
+							     (int)(LONGOPT_NEGATE + i) };
+		}
+		if (o->short_name) {
+			t->shortopts[ns++] = o->short_name;
+			if (takes_value(o))
+				t->shortopts[ns++] = ':';
+		}
+	}
+	t->longopts[nl] = (struct option){ 0 };
+	t->shortopts[ns] = '\0';
+}
+
+static const struct option_def *find_short_option(int c)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (options[i].short_name == c)
+			return &options[i];
+	return NULL;
+}
+
+/* getopt_long said '?' (unknown option, or a value given to a flag) or ':'
+ * (missing value): one line naming the option. */
+static void report_getopt_error(int c, const struct getopt_tables *t, char **argv)
+{
+	const struct option_def *o;
+	char e1[ECHO_MAX + 1];
+
+	if (c == ':') {
+		o = optopt >= LONGOPT_BASE ? &options[optopt - LONGOPT_BASE] : find_short_option(optopt);
+		if (o)
+			usage_error("option --%s: missing value", o->name);
+		else
+			usage_error("option '-%c': missing value", optopt);
+	} else if (optopt >= LONGOPT_BASE) {
+		usage_error("option --%s: takes no value",
+			    optopt >= LONGOPT_NEGATE ? t->negated[optopt - LONGOPT_NEGATE]
+						     : options[optopt - LONGOPT_BASE].name);
+	} else if (optopt != 0) {
+		usage_error("unknown option '-%c'", optopt);
+	} else {
+		const char *arg = argv[optind - 1];
+		char *name = xstrndup(arg, strcspn(arg, "="));
+
+		usage_error("unknown option '%s'", echo(name, e1, sizeof(e1)));
+		free(name);
+	}
+}
+
+struct args_seen {
+	const struct option_def *drill_option;  /* a drill-only option, if any */
+	bool help;
+	bool version;
+};
+
+/* Records one option of the command line in cl. Values are checked here
+ * already, so a bad one is reported against its option. */
+static int apply_option(struct cmdline *cl, const struct option_def *o, const char *arg,
+			struct args_seen *seen)
+{
+	char err[ERR_MAX];
+	union value v;
+
+	switch (o->type) {
+	case OPT_HELP:
+		seen->help = true;
+		return 0;
+	case OPT_VERSION:
+		seen->version = true;
+		return 0;
+	case OPT_BOOL:
+		add_override(cl, o->name, "yes");
+		return 0;
+	default:
+		break;
+	}
+	if (parse_value(o, arg, &v, err, sizeof(err)) < 0) {
+		usage_error("option --%s: %s", o->name, err);
+		return -EINVAL;
+	}
+	if (o->flags & OPT_DRILL)
+		seen->drill_option = o;
+	if (strcmp(o->name, "config") == 0) {
+		free(cl->config_path);
+		cl->config_path = v.s;
+		cl->config_path_given = true;
+	} else if (strcmp(o->name, "type") == 0) {
+		cl->drill_type = (enum event_type)v.e;
+	} else if (strcmp(o->name, "notice") == 0) {
+		cl->drill_notice_sec = v.u;
+	} else {
+		value_done(o, &v);
+		add_override(cl, o->name, arg);
+	}
+	return 0;
+}
+
 int config_parse_args(int argc, char **argv, struct cmdline *ret)
 {
-	struct option longopts[2 * N_OPTIONS + 1];
-	char negated[N_OPTIONS][64];
-	char shortopts[2 * N_OPTIONS + 2];
-	const struct option_def *drill_given = NULL;
+	struct getopt_tables t;
+	struct args_seen seen = { 0 };
 	struct cmdline cl = { 0 };
 	enum command command = COMMAND_RUN;
-	bool help = false, version = false, have_sub = false;
-	size_t nl = 0, ns = 0;
+	bool have_sub = false;
 	union value v;
 	int r = -EINVAL;
 
@@ -656,27 +770,7 @@ int config_parse_args(int argc, char **argv, struct cmdline *ret)
 	cl.drill_type = (enum event_type)v.e;
 	default_value(find_option("notice"), &v);
 	cl.drill_notice_sec = v.u;
-
-	/* Missing values come back as ':' and are reported by us, not getopt. */
-	shortopts[ns++] = ':';
-	for (size_t i = 0; i < N_OPTIONS; i++) {
-		const struct option_def *o = &options[i];
-
-		longopts[nl++] = (struct option){ o->name, takes_value(o) ? required_argument : no_argument,
-						  NULL, (int)(LONGOPT_BASE + i) };
-		if (o->type == OPT_BOOL) {
-			(void)snprintf(negated[i], sizeof(negated[i]), "no-%s", o->name);
-			longopts[nl++] = (struct option){ negated[i], no_argument, NULL,
-							  (int)(LONGOPT_NEGATE + i) };
-		}
-		if (o->short_name) {
-			shortopts[ns++] = o->short_name;
-			if (takes_value(o))
-				shortopts[ns++] = ':';
-		}
-	}
-	longopts[nl] = (struct option){ 0 };
-	shortopts[ns] = '\0';
+	build_getopt_tables(&t);
 
 	/* The subcommand word usually comes first. */
 	if (argc > 1 && subcommand(argv[1], &command) == 0) {
@@ -689,89 +783,25 @@ int config_parse_args(int argc, char **argv, struct cmdline *ret)
 	opterr = 0;
 	for (;;) {
 		const struct option_def *o;
-		char err[ERR_MAX], e1[ECHO_MAX + 1];
-		int c = getopt_long(argc, argv, shortopts, longopts, NULL);
+		int c = getopt_long(argc, argv, t.shortopts, t.longopts, NULL);
 
 		if (c == -1)
 			break;
-		if (c == '?') {
-			if (optopt >= LONGOPT_BASE)
-				usage_error("option --%s: takes no value",
-					    optopt >= LONGOPT_NEGATE ? negated[optopt - LONGOPT_NEGATE]
-								     : options[optopt - LONGOPT_BASE].name);
-			else if (optopt != 0)
-				usage_error("unknown option '-%c'", optopt);
-			else {
-				const char *arg = argv[optind - 1];
-				size_t len = strcspn(arg, "=");
-				char *name = xstrndup(arg, len);
-
-				usage_error("unknown option '%s'", echo(name, e1, sizeof(e1)));
-				free(name);
-			}
-			goto out;
-		}
-		if (c == ':') {
-			o = NULL;
-			if (optopt >= LONGOPT_BASE)
-				o = &options[optopt - LONGOPT_BASE];
-			else
-				for (size_t i = 0; i < N_OPTIONS; i++)
-					if (options[i].short_name == optopt)
-						o = &options[i];
-			if (o)
-				usage_error("option --%s: missing value", o->name);
-			else
-				usage_error("option '-%c': missing value", optopt);
+		if (c == '?' || c == ':') {
+			report_getopt_error(c, &t, argv);
 			goto out;
 		}
 		if (c >= LONGOPT_NEGATE) {
 			add_override(&cl, options[c - LONGOPT_NEGATE].name, "no");
 			continue;
 		}
-		if (c >= LONGOPT_BASE)
-			o = &options[c - LONGOPT_BASE];
-		else {
-			o = NULL;
-			for (size_t i = 0; i < N_OPTIONS && !o; i++)
-				if (options[i].short_name == c)
-					o = &options[i];
-			if (!o) {
-				usage_error("unknown option '-%c'", c);
-				goto out;
-			}
-		}
-
-		if (o->type == OPT_HELP) {
-			help = true;
-			continue;
-		}
-		if (o->type == OPT_VERSION) {
-			version = true;
-			continue;
-		}
-		if (o->type == OPT_BOOL) {
-			add_override(&cl, o->name, "yes");
-			continue;
-		}
-		if (parse_value(o, optarg, &v, err, sizeof(err)) < 0) {
-			usage_error("option --%s: %s", o->name, err);
+		o = c >= LONGOPT_BASE ? &options[c - LONGOPT_BASE] : find_short_option(c);
+		if (!o) {
+			usage_error("unknown option '-%c'", c);
 			goto out;
 		}
-		if (o->flags & OPT_DRILL)
-			drill_given = o;
-		if (strcmp(o->name, "config") == 0) {
-			free(cl.config_path);
-			cl.config_path = v.s;
-			cl.config_path_given = true;
-		} else if (strcmp(o->name, "type") == 0)
-			cl.drill_type = (enum event_type)v.e;
-		else if (strcmp(o->name, "notice") == 0)
-			cl.drill_notice_sec = v.u;
-		else {
-			value_done(o, &v);
-			add_override(&cl, o->name, optarg);
-		}
+		if (apply_option(&cl, o, optarg, &seen) < 0)
+			goto out;
 	}
 
 	/* What getopt left over: at most the subcommand, when it came later. */
@@ -786,12 +816,12 @@ int config_parse_args(int argc, char **argv, struct cmdline *ret)
 		goto out;
 	}
 
-	if (help)
+	if (seen.help)
 		command = COMMAND_HELP;
-	else if (version)
+	else if (seen.version)
 		command = COMMAND_VERSION;
-	else if (drill_given && command != COMMAND_DRILL) {
-		usage_error("option --%s: only valid with 'drill'", drill_given->name);
+	else if (seen.drill_option && command != COMMAND_DRILL) {
+		usage_error("option --%s: only valid with 'drill'", seen.drill_option->name);
 		goto out;
 	}
 
