@@ -417,3 +417,35 @@ def test_sigterm_during_last_hook_still_approves(ctx):
     open(gate, "w").close()
     check(a.wait_exit() == 0, "exit status")
     check(len(approvals_for(sim, eid)) == 1, "no approval before exit")
+
+
+def test_two_notices_run_one_chain_after_the_other(ctx):
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    later = sim.add_event(type="Terminate", not_before_in=300)
+    sooner = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, later) and approvals_for(sim, sooner), what="both approvals")
+    rec = ctx.recorded()
+    check(rec == ["10-hook start " + sooner, "10-hook end", "10-hook start " + later, "10-hook end"]
+          or rec == ["10-hook start " + later, "10-hook end", "10-hook start " + sooner, "10-hook end"],
+          "chains overlapped or ran twice: %r" % rec)
+
+
+def test_cancelled_event_is_not_approved(ctx):
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    ctx.recording_hook("10-wait", "while [ ! -e %s ]; do sleep 0.05; done" % gate)
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=60)
+    wait_for(lambda: ctx.recorded(), what="hook start")
+    sim.remove_event(eid)   # Azure cancels the eviction
+    a.wait_log(r"event left the document")
+    open(gate, "w").close()
+    a.wait_log(r"hook chain done")
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 3, what="polls after the chain")
+    check(not approvals_for(sim, eid), "a cancelled event was approved")
+    wait_for(lambda: ctx.http_get("/readyz")[0] == 200, what="ready again")
