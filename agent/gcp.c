@@ -18,6 +18,7 @@
 
 #define GCP_NAME_PATH        "/computeMetadata/v1/instance/name"
 #define GCP_PREEMPTED_PATH   "/computeMetadata/v1/instance/preempted"
+#define GCP_PREEMPTED_WAIT   GCP_PREEMPTED_PATH "?wait_for_change=true&timeout_sec=1"
 #define GCP_MAINTENANCE_PATH "/computeMetadata/v1/instance/maintenance-event"
 
 /* Every request must carry it; the server refuses requests without it, which
@@ -147,10 +148,12 @@ fail:
 }
 
 /* The round: [instance/name] -> instance/preempted -> instance/maintenance-event,
- * each started from the previous callback. These are plain GETs, not hanging
- * ones (wait_for_change): a hanging GET would hold the poll slot for up to
- * its timeout, and the caller polls about once a second, which already sees
- * a change within a second of the 30 s notice. */
+ * each started from the previous callback. instance/preempted is a hanging
+ * GET (wait_for_change) of at most one second: it answers the moment the
+ * value changes, so a preemption is seen at once, and the round still ends
+ * within about a second, which keeps maintenance-event and the caller's
+ * timers going. Without last_etag the wait is for a change after the request
+ * starts; a value that changed between rounds is read when the wait ends. */
 
 /* A Spot VM stopped by a preemption can be started and preempted again with
  * the same name; the boot id keeps the second notice from looking handled
@@ -294,7 +297,7 @@ static void on_name(const struct imds_reply *reply, void *userdata)
 		return;
 	}
 	watcher_set_vm_name(w, name);
-	r = watcher_request(w, IMDS_SLOT_POLL, "GET", GCP_PREEMPTED_PATH, flavor_headers, on_preempted);
+	r = watcher_request(w, IMDS_SLOT_POLL, "GET", GCP_PREEMPTED_WAIT, flavor_headers, on_preempted);
 	if (r < 0)
 		start_failed(w, "instance/preempted", r);
 }
@@ -307,7 +310,7 @@ static int start_round(struct watcher *w, void *state)
 	if (!watcher_vm_name(w))
 		return watcher_request(w, IMDS_SLOT_IDENTITY, "GET", GCP_NAME_PATH, flavor_headers,
 				       on_name);
-	return watcher_request(w, IMDS_SLOT_POLL, "GET", GCP_PREEMPTED_PATH, flavor_headers,
+	return watcher_request(w, IMDS_SLOT_POLL, "GET", GCP_PREEMPTED_WAIT, flavor_headers,
 			       on_preempted);
 }
 

@@ -60,6 +60,9 @@ def test_gcp_preemption_and_maintenance(ctx):
     check(0 < int(env["SPOT_HOOK_TIMEOUT"]) <= 30, "a 30 s window: %r" % env["SPOT_HOOK_TIMEOUT"])
     reqs = [r for r in sim.requests() if r["path"].startswith("/computeMetadata/")]
     check(reqs and all(r["headers"].get("metadata-flavor") == "Google" for r in reqs), "header")
+    # instance/preempted is watched with a hanging GET (SPEC: wait_for_change).
+    waits = [r for r in reqs if r["path"].endswith("/instance/preempted")]
+    check(waits and all(r["query"].get("wait_for_change") == ["true"] for r in waits), "no long poll")
 
 
 def test_auto_detects_the_provider(ctx):
