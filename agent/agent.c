@@ -200,10 +200,9 @@ static void on_hook_finished(struct hooks_chain *c, size_t index, void *userdata
 	agent_save_state(a);
 }
 
-static int reap_chain(sd_event_source *s, void *userdata)
+/* Drops the chain and what it borrows (kills a hook still running). */
+static void release_chain(struct agent *a)
 {
-	struct agent *a = userdata;
-
 	hooks_chain_free(a->chain);
 	a->chain = NULL;
 	a->chain_id[0] = '\0';
@@ -211,6 +210,13 @@ static int reap_chain(sd_event_source *s, void *userdata)
 	a->chain_env = NULL;
 	free(a->chain_stdin);
 	a->chain_stdin = NULL;
+}
+
+static int reap_chain(sd_event_source *s, void *userdata)
+{
+	struct agent *a = userdata;
+
+	release_chain(a);
 	a->chain_reaper = sd_event_source_disable_unref(a->chain_reaper);
 
 	agent_update_phase(a);
@@ -344,11 +350,7 @@ static int start_chain(struct agent *a, struct event_record *r)
 	rr = hooks_chain_start(&p, &a->chain);
 	if (rr < 0) {
 		a->chain = NULL;
-		a->chain_id[0] = '\0';
-		strv_free(a->chain_env);
-		a->chain_env = NULL;
-		free(a->chain_stdin);
-		a->chain_stdin = NULL;
+		release_chain(a);
 		return rr;
 	}
 	agent_update_phase(a);
@@ -747,9 +749,7 @@ void agent_free(struct agent *a)
 {
 	if (!a)
 		return;
-	hooks_chain_free(a->chain);
-	strv_free(a->chain_env);
-	free(a->chain_stdin);
+	release_chain(a);
 	sd_event_source_disable_unref(a->chain_reaper);
 	sd_event_source_disable_unref(a->poll_timer);
 	sd_event_source_disable_unref(a->approve_timer);
