@@ -26,7 +26,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 endif
 
 # Deferred (=) so pkg-config runs after the dependency check has installed it.
-SPOT_CPPFLAGS = -D_GNU_SOURCE -DSPOT_VERSION='"$(VERSION)"' -Iagent $(shell $(PKG_CONFIG) --cflags $(PKGS))
+SPOT_CPPFLAGS = -D_GNU_SOURCE -DSPOT_VERSION='"$(VERSION)"' -iquote agent $(shell $(PKG_CONFIG) --cflags $(PKGS))
 SPOT_CFLAGS   = -std=c11 -O2 -g $(WARN) $(SANFLAGS) -MMD -MP
 SPOT_LIBS     = $(shell $(PKG_CONFIG) --libs $(PKGS))
 TEST_LIBS     = $(shell $(PKG_CONFIG) --libs cmocka)
@@ -66,16 +66,23 @@ $(BUILD)/test/%.o: test/unit/%.c | $(DEPS_OK)
 $(BUILD)/test/test-%: $(BUILD)/test/test-%.o $(BUILD)/libspot.a
 	$(CC) $(SPOT_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SPOT_LIBS) $(TEST_LIBS)
 
+# An LD_PRELOAD shim whose fork() fails on demand (test/shim/failfork.c).
+$(BUILD)/test/failfork.so: test/shim/failfork.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ $< -ldl
+
 # Unit tests run from the top directory so they find test/data.
 unit: $(UNIT_BINS)
 	@sh build-aux/run-unit $(UNIT_BINS)
 
-integration: $(BIN)
-	@SPOT_AGENT=$(BIN) $(PYTHON) test/integration/run.py
+integration: $(BIN) $(BUILD)/test/failfork.so
+	@SPOT_AGENT=$(BIN) SPOT_FAILFORK_SO=$(abspath $(BUILD)/test/failfork.so) $(PYTHON) test/integration/run.py
 
 # The tests once more with AddressSanitizer and UndefinedBehaviorSanitizer.
+# The exhaustive engine check runs at full depth in the plain build; under
+# the sanitizers a smaller bound keeps the run short.
 sanitize:
-	@$(MAKE) --no-print-directory BUILD=build-san BIN=build-san/spot-agent SAN=1 WERROR=1 \
+	@SPOT_ENGINE_HOOKS=2 $(MAKE) --no-print-directory BUILD=build-san BIN=build-san/spot-agent SAN=1 WERROR=1 \
 		unit integration
 
 lint:
@@ -120,6 +127,7 @@ check-extra::
 	@true
 
 -include $(wildcard packaging/*.mk)
+-include $(wildcard test/*.mk)
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_BINS:=.d)
 
 # make demo, run non-interactively, must show the whole story.

@@ -1,23 +1,76 @@
-/* agent.c - the eviction pipeline's decisions: turn a notice for this VM
- * into a record with a deadline, run its hook chain, persist every hook's
- * outcome, approve the event once, and keep the phase that /readyz and
- * /v1/status show. Talking to the metadata service is poll.c's. It never
- * blocks and never exits on a runtime error: it logs once, records the
- * error and retries. */
-#include "agent-internal.h"
+/* agent.c - the daemon's wiring: the engine's inputs come from here (provider
+ * rounds, hook ends, approval answers, timers, SIGTERM) and its actions are
+ * carried out here (state file, hooks through chain.c, approvals through the
+ * provider), with every wait a source on the one sd-event loop. What to do
+ * is engine.c's, when to ask the metadata service is poll.c's, how to ask
+ * it is the provider's. It never blocks and never exits on a runtime error:
+ * it logs once, records the error and retries. */
+#include "agent.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
-#include "azure.h"
+#include "chain.h"
+#include "engine.h"
+#include "http.h"
+#include "imds.h"
 #include "log.h"
+#include "metrics.h"
+#include "poll.h"
+#include "provider.h"
+#include "state.h"
 #include "util.h"
 
-static void maybe_start_chain(struct agent *a);
+#define IGNORED_IDS_MAX 32
+
+struct agent {
+	sd_event *event;
+	struct config cfg;
+	struct agent_state state;
+	struct engine engine;
+	struct chain chain;
+	struct metrics *metrics;
+	struct imds *imds;
+	struct http_server *http;
+	char *base_url;                  /* the metadata service, no trailing slash */
+
+	struct provider_handle *provider;  /* NULL while 'auto' probes */
+	struct provider_probe *probe;
+	struct poll_sched sched;
+	sd_event_source *poll_timer;
+	uint64_t round_read_mono_usec;   /* when the round being handled was read */
+	bool first_round_done;
+	uint64_t last_failure_log_mono_usec;
+	int64_t incarnation;             /* last logged, -1 none */
+	char identity_error[IMDS_ERROR_MAX];  /* last logged */
+	size_t n_other_logged;
+
+	sd_event_source *engine_timer;   /* engine_next_wake */
+	sd_event_source *approve_timer;  /* an approval waiting for a free request */
+	char approve_waiting[EVENT_ID_MAX];
+	char approve_error[IMDS_ERROR_MAX];
+
+	/* Events seen and deliberately not handled, so each is logged once. */
+	char ignored_ids[IGNORED_IDS_MAX][EVENT_ID_MAX];
+	size_t ignored_next;
+
+	enum agent_phase last_notified_phase;
+	bool draining;
+	bool stopping;
+};
+
+static void drain(struct agent *a);
+
+static uint64_t now_wall(void)
+{
+	return now_usec(CLOCK_REALTIME);
+}
 
 static bool ignored_once(struct agent *a, const char *id)
 {
@@ -29,572 +82,578 @@ static bool ignored_once(struct agent *a, const char *id)
 	return true;
 }
 
-void agent_save_state(struct agent *a)
+static struct engine_config engine_config_of(const struct agent *a)
 {
-	int r = state_save(&a->state);
+	struct engine_config c = {
+		.margin_usec = a->cfg.margin_sec * USEC_PER_SEC,
+		.hook_timeout_usec = a->cfg.hook_timeout_sec * USEC_PER_SEC,
+		.events_mask = a->cfg.events_mask,
+		.approve = a->cfg.approve,
+		.provider_approves = a->provider && provider_can_approve(a->provider),
+	};
 
-	if (r < 0)
-		log_errno(r, "state: cannot write '%s/%s', continuing in memory", a->cfg.state_dir,
-			  STATE_FILE_NAME);
+	return c;
 }
 
-/* The phase follows the records: an eviction counts while its event is in
- * the document (or its chain still runs). */
-void agent_update_phase(struct agent *a)
+/* ---- sd_notify STATUS ---- */
+
+static void notify_phase(struct agent *a)
 {
-	enum agent_phase phase = PHASE_IDLE;
-	const struct event_record *shown = NULL;
+	enum agent_phase phase = a->state.phase;
+	const struct event_record *r = state_current(&a->state);
+	const char *type = r ? event_type_to_string(r->ev.type) : "";
+	const char *id = r ? r->ev.id : "";
 
-	for (size_t i = 0; i < a->state.n_records; i++) {
-		const struct event_record *r = &a->state.records[i];
-		bool running = a->chain && strcasecmp(r->ev.id, a->chain_id) == 0;
-		enum agent_phase p;
-
-		if (r->drill || (r->gone && !running))
-			continue;
-		if (running)
-			p = a->chain_hook_started ? PHASE_RUNNING : PHASE_PENDING;
-		else
-			p = r->chain_done ? PHASE_DONE : PHASE_PENDING;
-		if (!shown || p == PHASE_RUNNING || (p == PHASE_PENDING && phase == PHASE_DONE)) {
-			phase = p;
-			shown = r;
-		}
-	}
-	a->state.phase = phase;
 	if (phase == a->last_notified_phase)
 		return;
 	a->last_notified_phase = phase;
 	switch (phase) {
 	case PHASE_IDLE:
 		if (a->state.vm_name)
-			(void)sd_notifyf(false, "STATUS=Watching %s scheduled events for '%s'",
-					 provider_to_string(a->cfg.provider), a->state.vm_name);
+			(void)sd_notifyf(false, "STATUS=Watching %s for evictions of '%s'",
+					 a->state.provider, a->state.vm_name);
 		else
 			(void)sd_notify(false, "STATUS=Asking the metadata service for this VM's name");
 		break;
 	case PHASE_PENDING:
-		(void)sd_notifyf(false, "STATUS=Eviction detected: %s %s, starting hooks",
-				 event_type_to_string(shown->ev.type), shown->ev.id);
+		(void)sd_notifyf(false, "STATUS=Eviction detected: %s %s, starting hooks", type, id);
 		break;
 	case PHASE_RUNNING:
-		(void)sd_notifyf(false, "STATUS=Running hooks for %s %s",
-				 event_type_to_string(shown->ev.type), shown->ev.id);
+		(void)sd_notifyf(false, "STATUS=Running hooks for %s %s", type, id);
 		break;
 	default:
-		(void)sd_notifyf(false, "STATUS=Hooks done for %s %s%s", event_type_to_string(shown->ev.type),
-				 shown->ev.id, shown->approved ? ", approved" : "");
+		(void)sd_notifyf(false, "STATUS=Hooks done for %s %s%s", type, id,
+				 r && r->approved ? ", approved" : "");
 		break;
 	}
 }
 
-void agent_log_skips(const struct hook_plan *plan, char **signature)
-{
-	size_t len = 1;
-	char *sig, *p;
+/* ---- carrying out the engine's actions ---- */
 
-	for (size_t i = 0; i < plan->n_skips; i++)
-		len += strlen(plan->skips[i].path) + strlen(plan->skips[i].reason) + 2;
-	sig = p = xmalloc(len);
-	*p = '\0';
-	for (size_t i = 0; i < plan->n_skips; i++)
-		p += snprintf(p, len - (size_t)(p - sig), "%s\n%s\n", plan->skips[i].path, plan->skips[i].reason);
-	if (*signature && strcmp(*signature, sig) == 0) {
-		free(sig);
-		return;
-	}
-	for (size_t i = 0; i < plan->n_skips; i++)
-		log_warning("hooks: skipping '%s': %s", plan->skips[i].path, plan->skips[i].reason);
-	free(*signature);
-	*signature = sig;
+static void save(struct agent *a, bool durable)
+{
+	int r = state_save_opt(&a->state, durable);
+
+	if (r < 0)
+		log_errno(r, "state: cannot write '%s/%s', continuing in memory", a->cfg.state_dir,
+			  STATE_FILE_NAME);
 }
 
-static int compare_results(const void *x, const void *y)
-{
-	const struct hook_result *a = x, *b = y;
-
-	return strcmp(a->name, b->name);
-}
-
-void agent_merge_plan(struct event_record *r, const struct hook_plan *plan)
-{
-	size_t n = r->n_hooks;
-
-	for (size_t i = 0; i < r->n_hooks; i++) {
-		struct hook_result *h = &r->hooks[i];
-
-		if (!hook_outcome_is_final(h->outcome))
-			h->outcome = HOOK_PENDING;
-	}
-	for (size_t i = 0; i < plan->n_hooks; i++) {
-		struct hook_result *found = NULL;
-
-		for (size_t j = 0; j < n; j++)
-			if (strcmp(r->hooks[j].name, plan->hooks[i].name) == 0)
-				found = &r->hooks[j];
-		if (found) {
-			/* The file may have moved between /usr/lib and /etc. */
-			if (!hook_outcome_is_final(found->outcome))
-				(void)strscpy(found->path, sizeof(found->path), plan->hooks[i].path);
-			continue;
-		}
-		if (r->n_hooks >= STATE_RECORD_HOOKS_MAX)
-			break;
-		r->hooks = xrealloc(r->hooks, (r->n_hooks + 1) * sizeof(*r->hooks));
-		hook_result_init(&r->hooks[r->n_hooks], plan->hooks[i].name, plan->hooks[i].path);
-		r->n_hooks++;
-	}
-	/* A pending hook whose file is gone cannot run: it is not in the plan. */
-	for (size_t i = 0; i < r->n_hooks; i++) {
-		struct hook_result *h = &r->hooks[i];
-		bool planned = false;
-
-		if (h->outcome != HOOK_PENDING)
-			continue;
-		for (size_t j = 0; j < plan->n_hooks; j++)
-			if (strcmp(plan->hooks[j].name, h->name) == 0)
-				planned = true;
-		if (!planned) {
-			h->outcome = HOOK_SKIPPED;
-			(void)strscpy(h->skip_reason, sizeof(h->skip_reason), "removed");
-		}
-	}
-	qsort(r->hooks, r->n_hooks, sizeof(*r->hooks), compare_results);
-}
-
-static struct event_record *chain_record(struct agent *a)
-{
-	return a->chain ? state_find(&a->state, a->chain_id) : NULL;
-}
-
-static void on_hook_started(struct hooks_chain *c, size_t index, void *userdata)
+static void on_approve_answer(const char *id, enum imds_result result, const char *error, void *userdata)
 {
 	struct agent *a = userdata;
+	bool ok = result == IMDS_RESULT_OK;
 
-	if (!a->chain_hook_started) {
-		uint64_t usec = now_usec(CLOCK_MONOTONIC) - a->detected_mono_usec;
-
-		a->chain_hook_started = true;
-		/* A chain resumed after a restart has no detection time here. */
-		if (strcasecmp(a->chain_id, a->detected_id) == 0) {
-			metrics_first_hook(a->metrics, usec);
-			log_event(LOG_INFO, a->chain_id, "first hook started %.3f ms after the notice was read",
-				  (double)usec / USEC_PER_MSEC);
-		}
-		agent_update_phase(a);
-	}
+	metrics_approval(a->metrics, ok);
+	(void)strscpy(a->approve_error, sizeof(a->approve_error), ok ? "" : error);
+	engine_approval_answered(&a->engine, id, ok, now_wall());
+	drain(a);
 }
 
-static void on_hook_finished(struct hooks_chain *c, size_t index, void *userdata)
+/* Sends the approval now, or as soon as the rate budget has room. */
+static void send_approval(struct agent *a, const char *id)
 {
-	struct agent *a = userdata;
-	struct event_record *r = chain_record(a);
-	const struct hook_result *h;
-
-	if (!r)
-		return;
-	h = &r->hooks[index];
-	metrics_hook_done(a->metrics, h->name, h->outcome, h->duration_usec);
-	/* Persist before the next hook starts: a hook that completed is
-	 * never run again for this event, even after a crash. */
-	agent_save_state(a);
-}
-
-/* Drops the chain and what it borrows (kills a hook still running). */
-static void release_chain(struct agent *a)
-{
-	hooks_chain_free(a->chain);
-	a->chain = NULL;
-	a->chain_id[0] = '\0';
-	strv_free(a->chain_env);
-	a->chain_env = NULL;
-	free(a->chain_stdin);
-	a->chain_stdin = NULL;
-}
-
-static int reap_chain(sd_event_source *s, void *userdata)
-{
-	struct agent *a = userdata;
-
-	release_chain(a);
-	a->chain_reaper = sd_event_source_disable_unref(a->chain_reaper);
-
-	agent_update_phase(a);
-	if (a->stopping) {
-		agent_save_state(a);
-		/* The chain is complete: tell the platform before leaving. */
-		if (agent_maybe_approve(a, true)) {
-			log_info("hooks ended, sending the approval, then exiting");
-			return 0;
-		}
-		log_info("hooks ended, exiting");
-		(void)sd_event_exit(a->event, 0);
-		return 0;
-	}
-	agent_maybe_approve(a, false);
-	agent_save_state(a);
-	maybe_start_chain(a);
-	return 0;
-}
-
-static void on_chain_finished(struct hooks_chain *c, void *userdata)
-{
-	struct agent *a = userdata;
-	struct event_record *r = chain_record(a);
-	size_t ok = 0, failed = 0, skipped = 0;
-	bool all_final = true;
-	int rr;
-
-	if (r) {
-		for (size_t i = 0; i < r->n_hooks; i++) {
-			switch (r->hooks[i].outcome) {
-			case HOOK_OK:
-				ok++;
-				break;
-			case HOOK_SKIPPED:
-				skipped++;
-				break;
-			case HOOK_PENDING:
-			case HOOK_RUNNING:
-				all_final = false;
-				break;
-			default:
-				failed++;
-				break;
-			}
-		}
-		r->chain_done = all_final;
-		if (all_final && now_usec(CLOCK_REALTIME) > r->deadline_wall_usec) {
-			metrics_chain_overran(a->metrics);
-			log_event(LOG_WARNING, r->ev.id, "hook chain ended after its deadline");
-		}
-		log_event(LOG_NOTICE, r->ev.id, "hook chain %s: %zu ok, %zu failed or timed out, %zu skipped",
-			  all_final ? "done" : "interrupted", ok, failed, skipped);
-		/* Every hook's outcome is on disk already; chain_done is
-		 * written after the approval has been sent (reap_chain). */
-	}
-	/* The chain cannot be freed from inside its own callback. */
-	rr = sd_event_add_defer(a->event, &a->chain_reaper, reap_chain, a);
-	if (rr < 0) {
-		log_errno(rr, "loop: cannot schedule chain cleanup");
-		(void)sd_event_exit(a->event, 1);
-	}
-}
-
-static const struct hooks_chain_ops chain_ops = {
-	.hook_started = on_hook_started,
-	.hook_finished = on_hook_finished,
-	.chain_finished = on_chain_finished,
-};
-
-static int start_chain(struct agent *a, struct event_record *r)
-{
-	struct hooks_chain_params p = { 0 };
-	struct hook_plan plan = { 0 };
-	cJSON *json;
-	uint64_t now = now_usec(CLOCK_REALTIME);
-	int rr;
-
-	rr = hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan);
-	if (rr < 0 && r->n_hooks == 0) {
-		/* Never run an empty chain (and approve) because a directory
-		 * could not be read: the caller retries on the next poll. */
-		log_event(LOG_ERR, r->ev.id, "hooks: cannot read '%s' or '%s': %s, retrying",
-			  a->cfg.hooks_dir, a->cfg.hooks_lib_dir, strerror(-rr));
-		return -EAGAIN;
-	}
-	if (rr < 0) {
-		log_event(LOG_ERR, r->ev.id, "hooks: cannot read '%s' or '%s': %s, running the hooks known before",
-			  a->cfg.hooks_dir, a->cfg.hooks_lib_dir, strerror(-rr));
-		for (size_t i = 0; i < r->n_hooks; i++)
-			if (!hook_outcome_is_final(r->hooks[i].outcome))
-				r->hooks[i].outcome = HOOK_PENDING;
-	} else {
-		agent_log_skips(&plan, &a->skips_signature);
-		agent_merge_plan(r, &plan);
-	}
-	hook_plan_done(&plan);
-
-	/* A chain resumed after a restart gets the deadline it had, or the
-	 * emergency budget when that has passed meanwhile. */
-	if (r->deadline_wall_usec <= now + EVENT_EMERGENCY_BUDGET_SEC * USEC_PER_SEC) {
-		bool emergency;
-		uint64_t d = event_deadline(&r->ev, now, a->cfg.margin_sec * USEC_PER_SEC, &emergency);
-
-		if (d > r->deadline_wall_usec) {
-			r->deadline_wall_usec = d;
-			r->emergency = emergency;
-		}
-	}
-
-	json = event_to_json(&r->ev, r->deadline_wall_usec, false);
-	a->chain_stdin = cJSON_PrintUnformatted(json);
-	cJSON_Delete(json);
-	if (!a->chain_stdin)
-		return -ENOMEM;
-	a->chain_env = hooks_env_new(&r->ev, a->state.vm_name ? a->state.vm_name : "", r->deadline_wall_usec, false);
-
-	p.event = a->event;
-	p.results = r->hooks;
-	p.n_results = r->n_hooks;
-	p.event_id = r->ev.id;
-	p.stdin_json = a->chain_stdin;
-	p.env = a->chain_env;
-	p.deadline_mono_usec = wall_to_mono_usec(r->deadline_wall_usec);
-	p.hook_timeout_usec = a->cfg.hook_timeout_sec * USEC_PER_SEC;
-	p.ops = &chain_ops;
-	p.userdata = a;
-
-	(void)strscpy(a->chain_id, sizeof(a->chain_id), r->ev.id);
-	a->chain_hook_started = false;
-	rr = hooks_chain_start(&p, &a->chain);
-	if (rr < 0) {
-		a->chain = NULL;
-		release_chain(a);
-		return rr;
-	}
-	agent_update_phase(a);
-	return 0;
-}
-
-/* Starts the chain of the most urgent record that still needs one. One
- * chain runs at a time; a second eviction notice waits for the first. */
-static void maybe_start_chain(struct agent *a)
-{
-	struct event_record *best = NULL;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	uint64_t at = poll_rate_free_at(&a->sched, now, 1);
 	int r;
 
-	if (a->chain || a->stopping)
-		return;
-	for (size_t i = 0; i < a->state.n_records; i++) {
-		struct event_record *rec = &a->state.records[i];
-
-		if (rec->chain_done || rec->gone || rec->drill)
-			continue;
-		if (!best || rec->deadline_wall_usec < best->deadline_wall_usec)
-			best = rec;
-	}
-	if (!best)
-		return;
-	r = start_chain(a, best);
-	if (r < 0 && r != -EAGAIN)
-		/* Left pending: the next poll tries again. */
-		log_errno(r, "hooks: cannot start the chain for event %s, retrying", best->ev.id);
-}
-
-static void on_approve_reply(const struct imds_reply *reply, void *userdata)
-{
-	struct agent *a = userdata;
-	struct event_record *r = state_find(&a->state, a->approving_id);
-	bool ok = reply->result == IMDS_RESULT_OK;
-
-	a->approving_id[0] = '\0';
-	metrics_approval(a->metrics, ok);
-	if (!r) {
-		if (a->stopping)
-			(void)sd_event_exit(a->event, 0);
+	if (at > now && !a->stopping) {
+		(void)strscpy(a->approve_waiting, sizeof(a->approve_waiting), id);
+		(void)sd_event_source_set_time(a->approve_timer, at);
+		(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
 		return;
 	}
-	r->approve_attempts++;
-	if (ok) {
-		r->approved = true;
-		r->approved_wall_usec = now_usec(CLOCK_REALTIME);
-		log_event(LOG_NOTICE, r->ev.id, "event approved (StartRequests sent)");
-		agent_save_state(a);
-		agent_update_phase(a);
-		if (a->stopping) {
-			(void)sd_event_exit(a->event, 0);
-			return;
-		}
-		agent_maybe_approve(a, false);
-		return;
+	a->approve_waiting[0] = '\0';
+	r = a->provider ? provider_approve(a->provider, id, AGENT_APPROVE_TIMEOUT_USEC, on_approve_answer, a) :
+			  -EOPNOTSUPP;
+	if (r < 0) {
+		(void)snprintf(a->approve_error, sizeof(a->approve_error), "cannot send: %s", strerror(-r));
+		engine_approval_answered(&a->engine, id, false, now_wall());
 	}
-	agent_save_state(a);
-	if (a->stopping) {
-		log_event(LOG_WARNING, r->ev.id, "approval failed: %s, stopping anyway", reply->error);
-		(void)sd_event_exit(a->event, 0);
-		return;
-	}
-	log_event(LOG_WARNING, r->ev.id, "approval failed: %s, retrying", reply->error);
-	(void)sd_event_source_set_time_relative(a->approve_timer, poll_jitter(AGENT_APPROVE_RETRY_USEC));
-	(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
 }
 
 static int on_approve_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	agent_maybe_approve(userdata, false);
+	struct agent *a = userdata;
+	char id[EVENT_ID_MAX];
+
+	(void)strscpy(id, sizeof(id), a->approve_waiting);
+	if (id[0])
+		send_approval(a, id);
+	drain(a);
 	return 0;
 }
 
-static bool needs_approval(const struct agent *a, const struct event_record *r)
+static size_t count_left(const struct event_record *r)
 {
-	return r->chain_done && !r->no_approve && a->cfg.approve && event_record_awaits_approval(r);
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n_hooks; i++)
+		n += !hook_outcome_is_final(r->hooks[i].outcome);
+	return n;
 }
 
-/* An approval is wanted but not in flight. */
-bool agent_approval_waiting(const struct agent *a)
+static void report_detected(struct agent *a, const struct event_record *r)
 {
-	if (a->approving_id[0] || imds_busy(a->imds, IMDS_SLOT_APPROVE))
-		return false;
-	for (size_t i = 0; i < a->state.n_records; i++)
-		if (needs_approval(a, &a->state.records[i]))
-			return true;
-	return false;
+	uint64_t now = now_wall();
+	uint64_t notice = r->ev.not_before_usec > now ? r->ev.not_before_usec - now : 0;
+	char nb[RFC3339_MAX];
+
+	metrics_event_detected(a->metrics, r->ev.type, notice);
+	chain_note_detected(&a->chain, r->ev.id, a->round_read_mono_usec ? a->round_read_mono_usec :
+						 now_usec(CLOCK_MONOTONIC));
+	log_event(LOG_NOTICE, r->ev.id, "eviction notice: %s %s, NotBefore %s, hooks have %.1f s%s",
+		  event_type_to_string(r->ev.type), event_status_to_string(r->ev.status),
+		  r->ev.not_before_usec ? format_rfc3339(nb, sizeof(nb), r->ev.not_before_usec) : "none",
+		  r->deadline_wall_usec > now ? (double)(r->deadline_wall_usec - now) / USEC_PER_SEC : 0.0,
+		  r->emergency ? " (emergency budget)" : "");
 }
 
-/* final: the agent is stopping and this is the one request it still
- * sends, without waiting for the rate limit. Returns whether one was sent. */
-bool agent_maybe_approve(struct agent *a, bool final)
+static void report_chain_done(struct agent *a, const struct event_record *r)
 {
-	static const char *const headers[] = { "Metadata: true", "Content-Type: application/json", NULL };
-	struct event_record *r = NULL;
-	uint64_t now, next;
-	char *body;
-	int rr;
+	size_t ok = 0, failed = 0, skipped = 0;
 
-	if (a->approving_id[0] || (a->stopping && !final) || imds_busy(a->imds, IMDS_SLOT_APPROVE))
-		return false;
-	for (size_t i = 0; i < a->state.n_records && !r; i++)
-		if (needs_approval(a, &a->state.records[i]))
-			r = &a->state.records[i];
-	if (!r)
-		return false;
-	now = now_usec(CLOCK_MONOTONIC);
-	next = poll_rate_next_free(a, now, 1);
-	if (next > now && !final) {
-		(void)sd_event_source_set_time(a->approve_timer, next);
-		(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
-		return false;
-	}
-	poll_rate_note(a, now, 1);
-	body = azure_approval_body(r->ev.id);
-	(void)strscpy(a->approving_id, sizeof(a->approving_id), r->ev.id);
-	rr = imds_request(a->imds, IMDS_SLOT_APPROVE, "POST", a->events_url, headers, body,
-			  AGENT_APPROVE_TIMEOUT_USEC, on_approve_reply, a);
-	free(body);
-	if (rr < 0) {
-		a->approving_id[0] = '\0';
-		log_errno(rr, "imds: cannot send the approval for %s, retrying", r->ev.id);
-		(void)sd_event_source_set_time_relative(a->approve_timer, AGENT_APPROVE_RETRY_USEC);
-		(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_ONESHOT);
-		return false;
-	}
-	return true;
-}
-
-bool agent_eviction_active(const struct agent *a)
-{
-	for (size_t i = 0; i < a->state.n_records; i++) {
-		const struct event_record *r = &a->state.records[i];
-
-		if (!r->gone && !r->drill && (!r->chain_done || needs_approval(a, r)))
-			return true;
-	}
-	return a->chain != NULL;
-}
-
-static void handle_own_event(struct agent *a, const struct spot_event *ev, uint64_t read_mono_usec)
-{
-	struct event_record *r = state_find(&a->state, ev->id);
-	uint64_t now = now_usec(CLOCK_REALTIME);
-
-	if (r) {
-		if (r->gone)
-			log_event(LOG_INFO, r->ev.id, "%s event still listed (%s), resuming",
-				  event_type_to_string(ev->type), event_status_to_string(ev->status));
-		r->gone = false;
-		if (r->ev.status != ev->status || r->ev.not_before_usec != ev->not_before_usec) {
-			log_event(LOG_INFO, r->ev.id, "event is now %s", event_status_to_string(ev->status));
-			event_copy(&r->ev, ev);
+	for (size_t i = 0; i < r->n_hooks; i++) {
+		switch (r->hooks[i].outcome) {
+		case HOOK_OK:
+			ok++;
+			break;
+		case HOOK_SKIPPED:
+			skipped++;
+			break;
+		default:
+			failed++;
+			break;
 		}
+	}
+	if (now_wall() > r->deadline_wall_usec && ok + failed > 0) {
+		metrics_chain_overran(a->metrics);
+		log_event(LOG_WARNING, r->ev.id, "hook chain ended after its deadline");
+	}
+	log_event(LOG_NOTICE, r->ev.id, "hook chain done: %zu ok, %zu failed or timed out, %zu skipped", ok,
+		  failed, skipped);
+}
+
+static void report_skip(const struct event_record *r, size_t i)
+{
+	const struct hook_result *h = &r->hooks[i];
+	const char *why = h->skip_reason;
+
+	if (strcmp(why, "deadline") == 0)
+		why = "deadline passed";
+	else if (strcmp(why, "cancelled") == 0)
+		why = "the event was cancelled";
+	log_hook(strcmp(h->skip_reason, "deadline") == 0 ? LOG_WARNING : LOG_INFO, r->ev.id, h->name,
+		 "hook '%s' not run: %s", h->name, why);
+}
+
+static void carry_out(struct agent *a, const struct engine_action *act)
+{
+	struct event_record *r = act->id[0] ? state_find(&a->state, act->id) : NULL;
+
+	if (chain_carry_out(&a->chain, act))
+		return;
+	switch (act->kind) {
+	case ENGINE_PERSIST:
+		save(a, !act->fast);
+		break;
+	case ENGINE_APPROVE:
+		send_approval(a, act->id);
+		break;
+	case ENGINE_EXIT:
+		log_info("nothing left in hand, exiting");
+		(void)sd_event_exit(a->event, 0);
+		break;
+	case ENGINE_DETECTED:
+		if (r)
+			report_detected(a, r);
+		break;
+	case ENGINE_RESUMED:
+		if (r)
+			log_event(LOG_NOTICE, r->ev.id,
+				  "resuming the hook chain of %s %s after a restart: %zu of %zu hooks left, %.1f s to the deadline",
+				  event_type_to_string(r->ev.type), r->ev.id, r->n_hooks ? count_left(r) : 0,
+				  r->n_hooks, (double)(r->deadline_wall_usec - now_wall()) / USEC_PER_SEC);
+		break;
+	case ENGINE_CHANGED:
+		if (r) {
+			char nb[RFC3339_MAX];
+
+			log_event(LOG_INFO, r->ev.id, "event is now %s, NotBefore %s",
+				  event_status_to_string(r->ev.status),
+				  r->ev.not_before_usec ? format_rfc3339(nb, sizeof(nb), r->ev.not_before_usec) : "none");
+		}
+		break;
+	case ENGINE_GONE:
+		log_event(LOG_INFO, act->id, "event left the document");
+		break;
+	case ENGINE_BACK:
+		log_event(LOG_INFO, act->id, "event is listed again, resuming");
+		break;
+	case ENGINE_CANCELLED:
+		log_event(LOG_NOTICE, act->id, "event stayed away for %" PRIu64 " s: cancelled, the hooks left are not run",
+			  ENGINE_GONE_GRACE_USEC / USEC_PER_SEC);
+		break;
+	case ENGINE_IGNORED:
+		if (ignored_once(a, act->id))
+			log_event(LOG_NOTICE, act->id, "%s event for this VM is not in 'events', ignoring",
+				  event_type_to_string(act->event_type));
+		break;
+	case ENGINE_HOOK_SKIPPED:
+		if (r && act->hook < r->n_hooks)
+			report_skip(r, act->hook);
+		break;
+	case ENGINE_CHAIN_DONE:
+		if (r)
+			report_chain_done(a, r);
+		break;
+	case ENGINE_APPROVED:
+		log_event(LOG_NOTICE, act->id, "event approved (StartRequests sent)");
+		break;
+	case ENGINE_APPROVE_FAILED:
+		log_event(LOG_WARNING, act->id, "approval failed: %s, %s", a->approve_error,
+			  a->stopping ? "stopping anyway" : "retrying while it is due");
+		break;
+	default:
+		break;
+	}
+}
+
+static void arm_engine_timer(struct agent *a)
+{
+	uint64_t wake = engine_next_wake(&a->engine), now = now_wall(), mono = now_usec(CLOCK_MONOTONIC);
+	int r;
+
+	if (wake == USEC_INFINITY) {
+		(void)sd_event_source_set_enabled(a->engine_timer, SD_EVENT_OFF);
 		return;
 	}
+	r = sd_event_source_set_time(a->engine_timer, wake > now ? mono + (wake - now) : mono);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(a->engine_timer, SD_EVENT_ONESHOT);
+	if (r < 0)
+		log_errno(r, "loop: cannot arm the engine timer");
+}
 
-	{
-		struct event_record rec = { 0 };
-		uint64_t notice = ev->not_before_usec > now ? ev->not_before_usec - now : 0;
-		char nb[RFC3339_MAX];
+/* Carries out what the engine asked, in order; an action may give the
+ * engine a new input, whose actions queue behind. */
+static void drain(struct agent *a)
+{
+	struct engine_action act;
 
-		event_record_init(&rec);
-		event_copy(&rec.ev, ev);
-		rec.no_approve = !a->cfg.approve;
-		rec.detected_wall_usec = now;
-		rec.deadline_wall_usec = event_deadline(ev, now, a->cfg.margin_sec * USEC_PER_SEC, &rec.emergency);
-		metrics_event_detected(a->metrics, ev->type, notice);
-		a->detected_mono_usec = read_mono_usec;
-		(void)strscpy(a->detected_id, sizeof(a->detected_id), ev->id);
-		log_event(LOG_NOTICE, ev->id, "eviction notice: %s %s, NotBefore %s, hooks have %.1f s%s",
-			  event_type_to_string(ev->type), event_status_to_string(ev->status),
-			  ev->not_before_usec ? format_rfc3339(nb, sizeof(nb), ev->not_before_usec) : "none",
-			  (double)(rec.deadline_wall_usec - now) / USEC_PER_SEC,
-			  rec.emergency ? " (emergency budget)" : "");
-		(void)state_add_record(&a->state, &rec);
+	if (a->draining)
+		return;
+	a->draining = true;
+	while (engine_next_action(&a->engine, &act))
+		carry_out(a, &act);
+	a->draining = false;
+	arm_engine_timer(a);
+	notify_phase(a);
+}
+
+static void after_hook(void *userdata)
+{
+	drain(userdata);
+}
+
+static int on_engine_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct agent *a = userdata;
+
+	engine_tick(&a->engine, now_wall());
+	drain(a);
+	return 0;
+}
+
+/* ---- polling ---- */
+
+static void schedule_poll(struct agent *a, uint64_t at_mono)
+{
+	int r = sd_event_source_set_time(a->poll_timer, at_mono);
+
+	if (r >= 0)
+		r = sd_event_source_set_enabled(a->poll_timer, SD_EVENT_ONESHOT);
+	if (r < 0)
+		log_errno(r, "loop: cannot arm the poll timer");
+}
+
+/* Errors of a round read "<item>: <detail>": returns the detail and copies
+ * the item ("" when there is none). */
+static const char *split_error(const char *error, char *item, size_t n)
+{
+	const char *colon = strstr(error, ": ");
+
+	item[0] = '\0';
+	if (!colon || (size_t)(colon - error) >= n)
+		return error;
+	memcpy(item, error, (size_t)(colon - error));
+	item[colon - error] = '\0';
+	return colon + 2;
+}
+
+static void round_failed(struct agent *a, enum imds_result result, const char *what, const char *error)
+{
+	struct poll_stats *p = &a->state.poll;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	p->failed++;
+	p->consecutive_failures++;
+	if (p->first_failure_mono_usec == 0)
+		p->first_failure_mono_usec = now;
+	(void)snprintf(p->last_error, sizeof(p->last_error), "%s: %s", what, error);
+	if (p->consecutive_failures == 1 || now - a->last_failure_log_mono_usec >= AGENT_FAILURE_LOG_USEC) {
+		char item[IMDS_ERROR_MAX];
+		const char *detail = split_error(error, item, sizeof(item));
+
+		log_warning("imds: %s failed (%s), %" PRIu64 " in a row, retrying at the poll interval",
+			    item[0] ? item : what, detail, p->consecutive_failures);
+		a->last_failure_log_mono_usec = now;
 	}
+	poll_round_ended(&a->sched, now, result == IMDS_RESULT_THROTTLED ? POLL_THROTTLED : POLL_FAILED);
+	schedule_poll(a, a->sched.next_round_mono_usec);
+	/* Time passed without an answer: the engine may have a deadline. */
+	engine_tick(&a->engine, now_wall());
+	drain(a);
 }
 
-static bool own_event(const struct agent *a, const struct spot_event *ev)
+static void round_succeeded(struct agent *a, uint64_t latency_usec, uint64_t done_mono_usec)
 {
-	return event_names_resource(ev, a->state.vm_name) && (a->cfg.events_mask & (1u << ev->type));
+	struct poll_stats *p = &a->state.poll;
+
+	if (p->consecutive_failures > 0)
+		log_info("imds: polls recovered after %" PRIu64 " failures", p->consecutive_failures);
+	p->ok++;
+	p->consecutive_failures = 0;
+	p->first_failure_mono_usec = 0;
+	p->last_error[0] = '\0';
+	p->last_ok_wall_usec = now_wall();
+	p->last_ok_mono_usec = done_mono_usec;
+	p->last_latency_usec = latency_usec;
 }
 
-static bool listed(const struct agent *a, const struct event_list *list, const char *id)
+static void set_vm_name(struct agent *a, const char *name)
 {
-	for (size_t i = 0; i < list->n_events; i++)
-		if (strcasecmp(list->events[i].id, id) == 0 && own_event(a, &list->events[i]))
-			return true;
-	return false;
+	if (!name || (a->state.vm_name && strcmp(a->state.vm_name, name) == 0))
+		return;
+	free(a->state.vm_name);
+	a->state.vm_name = xstrdup(name);
+	log_info("imds: this VM is '%s'", name);
+	a->last_notified_phase = _PHASE_MAX;
 }
 
-void agent_handle_document(struct agent *a, const struct event_list *list, uint64_t read_mono_usec)
+static void log_round_notes(struct agent *a, const struct provider_round *r)
 {
-	for (size_t i = 0; i < list->n_events; i++) {
-		const struct spot_event *ev = &list->events[i];
+	if (strcmp(a->identity_error, r->identity_error ? r->identity_error : "") != 0) {
+		if (r->identity_error && r->identity_error[0]) {
+			char item[IMDS_ERROR_MAX];
+			const char *detail = split_error(r->identity_error, item, sizeof(item));
 
-		if (!event_names_resource(ev, a->state.vm_name)) {
-			if (ignored_once(a, ev->id))
-				log_event(LOG_INFO, ev->id, "%s event for other VMs, ignoring",
-					  event_type_to_string(ev->type));
-			continue;
+			log_warning("imds: %s failed (%s), retrying; events are still read, this VM's "
+				    "own are handled once its name is known", item[0] ? item : "identity", detail);
 		}
-		if (!own_event(a, ev)) {
-			if (ignored_once(a, ev->id))
-				log_event(LOG_NOTICE, ev->id, "%s event for this VM is not in 'events', ignoring",
-					  event_type_to_string(ev->type));
-			continue;
+		(void)strscpy(a->identity_error, sizeof(a->identity_error),
+			      r->identity_error ? r->identity_error : "");
+	}
+	if (r->rebalance != a->state.rebalance_recommended) {
+		a->state.rebalance_recommended = r->rebalance;
+		if (r->rebalance)
+			log_notice("imds: rebalance recommendation: the platform suggests moving work off "
+				   "this VM (reported, no hooks run)");
+		else
+			log_info("imds: the rebalance recommendation was withdrawn");
+	}
+	if (r->incarnation >= 0 && r->incarnation != a->incarnation) {
+		a->incarnation = r->incarnation;
+		a->state.poll.incarnation = r->incarnation;
+		for (size_t i = 0; i < r->n_drops && i < PROVIDER_DROPS_MAX; i++)
+			log_notice("imds: document %" PRId64 ": event '%s' dropped: %s, ignoring it", r->incarnation,
+				   r->drops[i].id[0] ? r->drops[i].id : "?", r->drops[i].reason);
+		if (r->n_drops > PROVIDER_DROPS_MAX)
+			log_notice("imds: document %" PRId64 ": and %zu more events dropped", r->incarnation,
+				   r->n_drops - PROVIDER_DROPS_MAX);
+		if (r->n_other > 0 && r->n_other != a->n_other_logged)
+			log_info("imds: document %" PRId64 " lists %zu events for other VMs, ignoring them",
+				 r->incarnation, r->n_other);
+		a->n_other_logged = r->n_other;
+	}
+}
+
+static void on_round(const struct provider_round *r, void *userdata)
+{
+	struct agent *a = userdata;
+
+	if (r->result != IMDS_RESULT_OK) {
+		if (r->vm_name)
+			set_vm_name(a, r->vm_name);
+		round_failed(a, r->result, provider_to_string(provider_kind(a->provider)), r->error);
+		return;
+	}
+	round_succeeded(a, r->latency_usec, r->done_mono_usec);
+	a->first_round_done = true;
+	/* --vm-name overrides what the service says. */
+	if (!a->cfg.vm_name)
+		set_vm_name(a, r->vm_name);
+	log_round_notes(a, r);
+	a->round_read_mono_usec = r->done_mono_usec;
+	/* readyz turns 503 in here, before any hook is forked. */
+	engine_round(&a->engine, r->events, a->state.vm_name, now_wall());
+	drain(a);
+	a->round_read_mono_usec = 0;
+	poll_round_ended(&a->sched, now_usec(CLOCK_MONOTONIC), POLL_OK);
+	schedule_poll(a, a->sched.next_round_mono_usec);
+}
+
+static int use_provider(struct agent *a, enum provider p)
+{
+	struct engine_config ec;
+	int r;
+
+	r = provider_new(p, a->imds, a->base_url, a->cfg.vm_name, &a->provider);
+	if (r < 0)
+		return r;
+	a->cfg.provider = p;
+	free(a->state.provider);
+	a->state.provider = xstrdup(provider_to_string(p));
+	ec = engine_config_of(a);
+	engine_set_config(&a->engine, &ec);
+	a->last_notified_phase = _PHASE_MAX;
+	return 0;
+}
+
+static void on_probe(enum provider found, enum imds_result result, const char *error, void *userdata)
+{
+	struct agent *a = userdata;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	int r;
+
+	if (found != PROVIDER_AUTO) {
+		log_info("imds: the metadata service speaks %s", provider_to_string(found));
+		provider_probe_free(a->probe);
+		a->probe = NULL;
+		r = use_provider(a, found);
+		if (r < 0) {
+			log_errno(r, "imds: cannot watch %s", provider_to_string(found));
+			(void)sd_event_exit(a->event, 1);
+			return;
 		}
-		handle_own_event(a, ev, read_mono_usec);
+		round_succeeded(a, 0, now);
+		poll_round_ended(&a->sched, now, POLL_OK);
+		schedule_poll(a, now);
+		notify_phase(a);
+		return;
 	}
-
-	for (size_t i = 0; i < a->state.n_records; i++) {
-		struct event_record *r = &a->state.records[i];
-
-		if (r->drill || r->gone || listed(a, list, r->ev.id))
-			continue;
-		/* Not persisted: whether an event is listed is read afresh
-		 * from the first document after a restart, and a write here
-		 * would put an fsync in front of the next chain's first hook. */
-		r->gone = true;
-		log_event(LOG_INFO, r->ev.id, "event left the document");
+	if (result == IMDS_RESULT_OK) {
+		/* That dialect refused: ask the next one at once. */
+		schedule_poll(a, now);
+		return;
 	}
+	round_failed(a, result, "provider probe", error);
+}
 
-	/* readyz turns 503 here, before any hook is forked. */
-	agent_update_phase(a);
-	maybe_start_chain(a);
-	agent_maybe_approve(a, false);
+static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct agent *a = userdata;
+	uint64_t now = now_usec(CLOCK_MONOTONIC), at, timeout;
+	int r;
+
+	if (a->stopping)
+		return 0;
+	at = poll_round_at(&a->sched, now, a->provider ? provider_round_cost(a->provider) : 1);
+	if (at > now) {
+		schedule_poll(a, at);
+		return 0;
+	}
+	timeout = poll_request_timeout(&a->sched, !a->first_round_done);
+	poll_round_started(&a->sched, now);
+	if (a->provider)
+		r = provider_poll(a->provider, timeout, on_round, a);
+	else
+		r = provider_probe_step(a->probe, timeout, on_probe, a);
+	if (r < 0)
+		round_failed(a, IMDS_RESULT_TRANSPORT, "request", strerror(-r));
+	return 0;
+}
+
+static void on_sent(void *userdata, enum imds_slot slot, uint64_t mono_usec)
+{
+	struct agent *a = userdata;
+
+	poll_note_sent(&a->sched, mono_usec);
+}
+
+static void on_done(void *userdata, enum imds_slot slot, enum imds_result result, uint64_t latency_usec)
+{
+	struct agent *a = userdata;
+
+	metrics_imds_request(a->metrics, result, latency_usec);
+}
+
+/* ---- life cycle ---- */
+
+static void load_state(struct agent *a)
+{
+	struct state_load_report rep;
+	char path[PATH_MAX];
+	int r;
+
+	(void)snprintf(path, sizeof(path), "%s/%s", a->cfg.state_dir, STATE_FILE_NAME);
+	r = state_load_report(&a->state, &rep);
+	if (r < 0)
+		log_warning_errno(r, "state: cannot open '%s', continuing without the saved state",
+				  a->cfg.state_dir);
+	if (rep.stale_removed > 0)
+		log_info("state: removed %u stale temp file%s of interrupted saves in '%s'", rep.stale_removed,
+			 rep.stale_removed == 1 ? "" : "s", a->cfg.state_dir);
+	if (rep.error < 0 && rep.moved)
+		log_warning("state: '%s' was unreadable (%s), moved it to '%s' and started afresh", path,
+			    strerror(-rep.error), rep.moved);
+	else if (rep.error < 0)
+		log_warning("state: '%s' was unreadable (%s) and could not be moved aside; starting afresh, "
+			    "the next save replaces it", path, strerror(-rep.error));
+	free(rep.moved);
+}
+
+/* The hooks' cgroup is named after the state directory: the same agent
+ * finds its own leftovers after a restart, and two agents on one machine
+ * (tests) keep apart. */
+static void setup_tree(struct agent *a)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+	char tag[17];
+	unsigned killed = 0;
+	int r;
+
+	for (const char *p = a->cfg.state_dir; p && *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= UINT64_C(1099511628211);
+	}
+	(void)snprintf(tag, sizeof(tag), "%016" PRIx64, h);
+	r = hooks_tree_setup(tag, &killed);
+	if (r < 0)
+		log_warning_errno(r, "hooks: cannot set up the hooks' process tree, children that leave "
+				  "their session are still killed while the agent runs");
+	if (killed > 0)
+		log_warning("hooks: killed %u process%s left over from a previous run's hooks", killed,
+			    killed == 1 ? "" : "es");
+	if (!hooks_tree_cgroup())
+		log_info("hooks: no cgroup for the hooks, their leftovers are found as orphans");
 }
 
 int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 {
+	static const struct imds_observer observer = { .sent = on_sent, .done = on_done };
+	struct imds_observer obs = observer;
 	struct agent *a = xcalloc(1, sizeof(*a));
-	struct hook_plan plan = { 0 };
-	char *moved = NULL;
+	struct engine_config ec;
+	const char *base;
+	size_t n;
 	int r;
 
 	a->event = sd_event_ref(e);
 	a->cfg = *cfg;
 	memset(cfg, 0, sizeof(*cfg));
 	a->last_notified_phase = _PHASE_MAX;
-	srandom((unsigned)now_usec(CLOCK_MONOTONIC) ^ (unsigned)getpid());
+	a->incarnation = -1;
 
 	state_init(&a->state, a->cfg.state_dir);
 	a->state.provider = xstrdup(provider_to_string(a->cfg.provider));  /* "auto" until probed */
@@ -602,48 +661,47 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	a->state.poll.incarnation = -1;
 	if (a->cfg.vm_name)
 		a->state.vm_name = xstrdup(a->cfg.vm_name);
-	r = state_load(&a->state, &moved);
-	if (r < 0) {
-		log_errno(r, "state: cannot use '%s'", a->cfg.state_dir);
-		goto fail;
-	}
-	if (moved) {
-		log_warning("state: '%s/%s' was unreadable, moved it to '%s' and started afresh",
-			    a->cfg.state_dir, STATE_FILE_NAME, moved);
-		free(moved);
-	}
-	/* Whether a remembered event is still scheduled is known only from
-	 * the next document. */
-	for (size_t i = 0; i < a->state.n_records; i++)
-		a->state.records[i].gone = true;
+	load_state(a);
+	setup_tree(a);
 
-	r = hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan);
-	if (r < 0) {
-		log_errno(r, "hooks: cannot read '%s'", a->cfg.hooks_dir);
-		goto fail;
-	}
-	agent_log_skips(&plan, &a->skips_signature);
-	log_info("hooks: %zu to run from '%s'", plan.n_hooks, a->cfg.hooks_dir);
-	hook_plan_done(&plan);
+	ec = engine_config_of(a);
+	engine_init(&a->engine, &ec, &a->state);
+	chain_init(&a->chain);
+	a->chain.event = e;
+	a->chain.engine = &a->engine;
+	a->chain.state = &a->state;
+	a->chain.cfg = &a->cfg;
+	a->chain.after_input = after_hook;
+	a->chain.userdata = a;
 
 	a->metrics = metrics_new();
+	a->chain.metrics = a->metrics;
 	r = imds_new(e, &a->imds);
 	if (r < 0) {
 		log_errno(r, "imds: cannot set up the HTTP client");
 		goto fail;
 	}
-	poll_set_urls(a);
-	if (a->cfg.provider != PROVIDER_AUTO) {
-		r = poll_use_provider(a, a->cfg.provider);
-		if (r < 0) {
-			log_errno(r, "imds: cannot watch %s", provider_to_string(a->cfg.provider));
-			goto fail;
-		}
+	obs.userdata = a;
+	imds_set_observer(a->imds, &obs);
+	base = config_imds_url(&a->cfg);
+	for (n = strlen(base); n > 0 && base[n - 1] == '/'; n--)
+		;
+	a->base_url = xstrndup(base, n);
+	if (a->cfg.provider == PROVIDER_AUTO)
+		r = provider_probe_new(a->imds, a->base_url, &a->probe);
+	else
+		r = use_provider(a, a->cfg.provider);
+	if (r < 0) {
+		log_errno(r, "imds: cannot watch %s", provider_to_string(a->cfg.provider));
+		goto fail;
 	}
+	poll_sched_init(&a->sched, a->cfg.poll_interval_ms * USEC_PER_MSEC);
 
 	/* Accuracy 1 us: sd-event's default lets a timer slip by up to 250 ms
 	 * to coalesce wake-ups, which an eviction window cannot afford. */
-	r = sd_event_add_time(e, &a->poll_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, poll_on_timer, a);
+	r = sd_event_add_time(e, &a->poll_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_poll_timer, a);
+	if (r >= 0)
+		r = sd_event_add_time(e, &a->engine_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_engine_timer, a);
 	if (r >= 0)
 		r = sd_event_add_time(e, &a->approve_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_approve_timer, a);
 	if (r < 0) {
@@ -651,10 +709,12 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 		goto fail;
 	}
 	(void)sd_event_source_set_description(a->poll_timer, "poll");
+	(void)sd_event_source_set_description(a->engine_timer, "engine");
 	(void)sd_event_source_set_description(a->approve_timer, "approve");
-	/* The poll timer outranks the HTTP endpoint: a busy client must not
-	 * delay detection (lower value = higher priority in sd-event). */
+	/* Polls and the engine outrank the HTTP endpoint: a busy client must
+	 * not delay detection (lower value = higher priority in sd-event). */
 	(void)sd_event_source_set_priority(a->poll_timer, SD_EVENT_PRIORITY_IMPORTANT);
+	(void)sd_event_source_set_priority(a->engine_timer, SD_EVENT_PRIORITY_IMPORTANT);
 
 	if (strcmp(a->cfg.listen, "none") != 0) {
 		r = http_server_new(e, a->cfg.listen, &a->state, a->metrics, SPOT_VERSION, &a->http);
@@ -672,8 +732,17 @@ fail:
 
 int agent_start(struct agent *a)
 {
-	agent_update_phase(a);
-	poll_schedule(a, 0);
+	struct hook_plan plan = { 0 };
+
+	if (hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan) >= 0) {
+		chain_log_skips(&plan, &a->chain.skips_signature);
+		log_info("hooks: %zu to run from '%s'", plan.n_hooks, a->cfg.hooks_dir);
+	}
+	hook_plan_done(&plan);
+	/* An unfinished chain resumes now, without waiting for the service. */
+	engine_start(&a->engine, now_wall());
+	drain(a);
+	schedule_poll(a, now_usec(CLOCK_MONOTONIC));
 	return 0;
 }
 
@@ -688,6 +757,7 @@ void agent_reload(struct agent *a, struct config *cfg)
 {
 	struct config n = *cfg;
 	struct hook_plan plan = { 0 };
+	struct engine_config ec;
 
 	memset(cfg, 0, sizeof(*cfg));
 #define KEEP(field, key)                                                                     \
@@ -702,28 +772,29 @@ void agent_reload(struct agent *a, struct config *cfg)
 	KEEP(imds_url, "imds-url");
 	KEEP(state_dir, "state-dir");
 	KEEP(listen, "listen");
+	KEEP(vm_name, "vm-name");
 #undef KEEP
 	if (n.provider != a->cfg.provider && n.provider != PROVIDER_AUTO)
 		log_warning("config: changing 'provider' needs a restart, keeping '%s'",
 			    provider_to_string(a->cfg.provider));
 	n.provider = a->cfg.provider;
-	if (str_changed(n.vm_name, a->cfg.vm_name) && n.vm_name) {
-		free(a->state.vm_name);
-		a->state.vm_name = xstrdup(n.vm_name);
-	}
 	config_done(&a->cfg);
 	a->cfg = n;
 	log_setup(a->cfg.log_format, a->cfg.log_level);
+	ec = engine_config_of(a);
+	engine_set_config(&a->engine, &ec);
+	poll_sched_set_interval(&a->sched, a->cfg.poll_interval_ms * USEC_PER_MSEC);
 
 	if (hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan) >= 0) {
-		free(a->skips_signature);
-		a->skips_signature = NULL;
-		agent_log_skips(&plan, &a->skips_signature);
+		free(a->chain.skips_signature);
+		a->chain.skips_signature = NULL;
+		chain_log_skips(&plan, &a->chain.skips_signature);
 		log_info("config reloaded; %zu hooks to run from '%s'", plan.n_hooks, a->cfg.hooks_dir);
 	} else {
 		log_warning("config reloaded; hooks directory '%s' cannot be read", a->cfg.hooks_dir);
 	}
 	hook_plan_done(&plan);
+	drain(a);
 }
 
 void agent_stop(struct agent *a)
@@ -733,36 +804,31 @@ void agent_stop(struct agent *a)
 	a->stopping = true;
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
 	(void)sd_event_source_set_enabled(a->poll_timer, SD_EVENT_OFF);
-	(void)sd_event_source_set_enabled(a->approve_timer, SD_EVENT_OFF);
-	imds_cancel(a->imds, IMDS_SLOT_POLL);
-	imds_cancel(a->imds, IMDS_SLOT_IDENTITY);
-	if (a->chain && !a->chain_reaper) {
+	if (a->provider)
+		provider_cancel(a->provider);
+	if (a->chain.run)
 		log_info("stopping after the running hook; the rest resume after a restart");
-		hooks_chain_stop(a->chain, false);
-		return;
-	}
-	if (!a->chain)
-		(void)sd_event_exit(a->event, 0);
+	engine_stop(&a->engine, now_wall());
+	drain(a);
 }
 
 void agent_free(struct agent *a)
 {
 	if (!a)
 		return;
-	release_chain(a);
-	sd_event_source_disable_unref(a->chain_reaper);
+	chain_done(&a->chain);
 	sd_event_source_disable_unref(a->poll_timer);
+	sd_event_source_disable_unref(a->engine_timer);
 	sd_event_source_disable_unref(a->approve_timer);
 	http_server_free(a->http);
-	watcher_free(a->watcher);
+	provider_free(a->provider);
+	provider_probe_free(a->probe);
 	imds_free(a->imds);
 	metrics_free(a->metrics);
+	engine_done(&a->engine);
 	state_done(&a->state);
 	config_done(&a->cfg);
 	free(a->base_url);
-	free(a->events_url);
-	free(a->compute_url);
-	free(a->skips_signature);
 	sd_event_unref(a->event);
 	free(a);
 }

@@ -1,13 +1,13 @@
-/* aws.c - the AWS side of the wire: the IMDSv2 session token, the instance
+/* aws.c - AWS behind provider.h: the IMDSv2 session token, the instance
  * id, and the items that announce an interruption (spot/instance-action, the
- * Auto Scaling target lifecycle state, the rebalance recommendation) become
- * struct spot_event. Parsers are pure; the round only chains requests through
- * watcher.c. It never logs and never trusts an answer: each is bounded and
- * checked before use. */
-#include "provider.h"
+ * Auto Scaling target lifecycle state) become struct spot_event; the
+ * rebalance recommendation is reported with every round. Parsers are pure;
+ * the round chains its requests through provider.c. It never logs and
+ * never trusts an answer: each is bounded and checked before use. First
+ * sightings are not kept here: the engine fixes and persists them. */
+#include "provider-internal.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,17 +26,17 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-/* Per-watcher state; the round's partial results are reset at its start. */
+/* Per-provider state; the round's partial results are reset at its start. */
 struct aws_state {
 	char token[AWS_TOKEN_MAX + 1];
 	uint64_t token_expiry_mono_usec;      /* 0 = no token held */
-	struct watcher_sighting lifecycle;    /* "Terminated" while the ASG terminates us */
 
 	/* This round. */
 	bool retried;                         /* already redone once after a 401 */
 	bool has_action;
 	struct spot_event action;             /* valid when has_action */
 	bool terminating;
+	bool rebalance;
 };
 
 /* Parses body[0..len) as one JSON value with nothing but whitespace after it. */
@@ -89,7 +89,11 @@ int aws_parse_instance_action(const char *body, size_t len, uint64_t now_wall_us
 	if (event_parse_time(when->valuestring, &not_before) < 0 || not_before == 0)
 		goto out;
 
-	(void)snprintf(ev.id, sizeof(ev.id), "aws-spot-%s-%" PRIu64, name, not_before / USEC_PER_SEC);
+	/* The key names the notice, not its time: EC2 (and its own mock)
+	 * may move the time from one answer to the next, and the notice must
+	 * stay one event. The engine makes the id unique at first sight. */
+	(void)snprintf(ev.id, sizeof(ev.id), "aws-spot-%s", name);
+	ev.id_from_first_seen = true;
 	ev.type = EVENT_PREEMPT;
 	/* The item stays listed while EC2 stops the instance: past its time
 	 * the interruption is under way. */
@@ -109,7 +113,7 @@ out:
 
 int aws_parse_lifecycle(const char *body, size_t len, bool *ret_terminating)
 {
-	int k = watcher_parse_text(body, len, WATCHER_TOKEN_MAX);
+	int k = provider_parse_text(body, len, PROVIDER_TOKEN_MAX);
 
 	if (k < 0)
 		return k;
@@ -119,7 +123,7 @@ int aws_parse_lifecycle(const char *body, size_t len, bool *ret_terminating)
 
 int aws_parse_token(const char *body, size_t len, char *ret, size_t n)
 {
-	int k = watcher_parse_text(body, len, AWS_TOKEN_MAX);
+	int k = provider_parse_text(body, len, AWS_TOKEN_MAX);
 
 	if (k < 0 || (size_t)k >= n)
 		return -EBADMSG;
@@ -137,29 +141,35 @@ bool aws_token_due(uint64_t expiry_mono_usec, uint64_t now_mono_usec)
 	return expiry_mono_usec <= margin || now_mono_usec >= expiry_mono_usec - margin;
 }
 
-int aws_lifecycle_event(const char *instance_id, uint64_t first_seen_wall_usec,
-			struct spot_event *ret)
+int aws_lifecycle_event(const char *instance_id, struct spot_event *ret)
 {
+	static const char prefix[] = "aws-asg-terminate-";
 	struct spot_event ev;
-	int r;
+	size_t n, room = PROVIDER_KEY_MAX - 1 - (sizeof(prefix) - 1);
 
-	if (!instance_id || strnlen(instance_id, WATCHER_NAME_MAX) >= WATCHER_NAME_MAX)
+	if (!instance_id)
+		return -EINVAL;
+	n = strnlen(instance_id, PROVIDER_NAME_MAX);
+	if (n == 0 || n >= PROVIDER_NAME_MAX)
 		return -EINVAL;
 	event_init(&ev);
-	(void)snprintf(ev.id, sizeof(ev.id), "aws-asg-terminate-%s", instance_id);
-	r = event_add_resource(&ev, instance_id);
-	if (r < 0 || !event_id_valid(ev.id)) {
+	/* An id too long for the key is cut there; the resource keeps it. */
+	(void)snprintf(ev.id, sizeof(ev.id), "%s%.*s", prefix, (int)(n < room ? n : room), instance_id);
+	if (event_add_resource(&ev, instance_id) < 0 || !event_id_valid(ev.id)) {
 		event_done(&ev);
 		return -EINVAL;
 	}
+	ev.id_from_first_seen = true;
 	ev.type = EVENT_TERMINATE;
 	ev.status = EVENT_SCHEDULED;
 	/* The group acts on the account's behalf (scale-in, instance refresh,
 	 * health replacement): not an EC2 capacity decision. */
 	event_set_text(ev.source, sizeof(ev.source), "User");
 	/* The item gives no time; a lifecycle hook holds the instance, and
-	 * two minutes matches the Spot notice the hooks are written for. */
-	ev.not_before_usec = first_seen_wall_usec + AWS_ASG_NOTICE_SEC * USEC_PER_SEC;
+	 * two minutes matches the Spot notice the hooks are written for. The
+	 * engine counts it from the first sighting. */
+	ev.not_before_usec = 0;
+	ev.notice_usec = AWS_ASG_NOTICE_SEC * USEC_PER_SEC;
 	event_set_text(ev.description, sizeof(ev.description),
 		       "auto scaling: target lifecycle state Terminated");
 	ev.provider = PROVIDER_AWS;
@@ -171,9 +181,11 @@ int aws_lifecycle_event(const char *instance_id, uint64_t first_seen_wall_usec,
 
 /* The round: [token] -> [instance-id] -> spot/instance-action ->
  * autoscaling/target-lifecycle-state -> events/recommendations/rebalance.
- * Every step is started from the previous step's callback. */
+ * Every step is started from the previous step's reply, so the round costs
+ * what it sends: 3 requests, plus the token when due, plus the instance id
+ * while unknown (a 401 redoes the round once with a fresh token). */
 
-static int step(struct watcher *w, struct aws_state *s);
+static int step(struct provider_handle *p, struct aws_state *s);
 
 static bool is_404(const struct imds_reply *r)
 {
@@ -185,23 +197,13 @@ static void reset_round(struct aws_state *s)
 	s->has_action = false;
 	event_done(&s->action);
 	s->terminating = false;
-}
-
-/* A step failed to start from inside a callback: the round ends here. */
-static void start_failed(struct watcher *w, const char *item, int r)
-{
-	watcher_fail(w, IMDS_RESULT_TRANSPORT, 0, "%s: cannot start request: %s", item, strerror(-r));
-}
-
-static void fail_reply(struct watcher *w, const char *item, const struct imds_reply *reply)
-{
-	watcher_fail(w, reply->result, reply->done_mono_usec, "%s: %s", item,
-		     reply->error && reply->error[0] ? reply->error : "failed");
+	s->rebalance = false;
 }
 
 /* Handles an answer that is not a success: true when the round went on
- * (redone after a 401) or ended; false when the caller handles it (404). */
-static bool handle_error(struct watcher *w, struct aws_state *s, const char *item,
+ * (redone after a 401) or ended; false when the caller handles it (a 404
+ * where allowed). */
+static bool handle_error(struct provider_handle *p, struct aws_state *s, const char *item,
 			 const struct imds_reply *reply, bool allow_404)
 {
 	int r;
@@ -215,166 +217,162 @@ static bool handle_error(struct watcher *w, struct aws_state *s, const char *ite
 		s->token[0] = '\0';
 		s->token_expiry_mono_usec = 0;
 		reset_round(s);
-		r = step(w, s);
+		r = step(p, s);
 		if (r < 0)
-			start_failed(w, "api/token", r);
+			provider_fail_start(p, "api/token", r);
 		return true;
 	}
-	fail_reply(w, item, reply);
+	provider_fail_reply(p, item, reply);
 	return true;
 }
 
-static int get(struct watcher *w, struct aws_state *s, enum imds_slot slot, const char *path,
-	       imds_callback cb)
+static int get(struct provider_handle *p, struct aws_state *s, enum imds_slot slot, const char *path,
+	       provider_reply_cb cb)
 {
 	char header[sizeof(TOKEN_HEADER) + AWS_TOKEN_MAX];
 	const char *const headers[] = { header, NULL };
 
 	(void)snprintf(header, sizeof(header), TOKEN_HEADER "%s", s->token);
-	return watcher_request(w, slot, "GET", path, headers, cb);
+	return provider_request(p, slot, "GET", path, headers, NULL, provider_timeout(p), cb);
 }
 
-static void on_rebalance(const struct imds_reply *reply, void *userdata)
+static void on_rebalance(struct provider_handle *p, void *state, const struct imds_reply *reply)
 {
-	struct watcher *w = userdata;
-	struct aws_state *s = watcher_state(w);
-	const char *id = watcher_vm_name(w);
-	struct event_list list = { 0 };
-	uint64_t now, first_seen;
-	int r;
+	struct aws_state *s = state;
+	const char *id = provider_vm_name(p);
+	struct provider_outcome o;
+	struct event_list *list = &o.events;
 
-	if (handle_error(w, s, "events/recommendations/rebalance", reply, true))
+	/* 404: no recommendation. */
+	if (handle_error(p, s, "events/recommendations/rebalance", reply, true))
 		return;
+	provider_outcome_init(&o);
 	/* Any 200 is a recommendation; its noticeTime is not needed. */
-	watcher_set_rebalance(w, reply->result == IMDS_RESULT_OK);
+	o.rebalance = reply->result == IMDS_RESULT_OK;
+	o.done_mono_usec = reply->done_mono_usec;
 
-	list.events = xcalloc(2, sizeof(*list.events));
+	list->events = xcalloc(2, sizeof(*list->events));
 	if (s->has_action) {
-		list.events[list.n_events] = s->action;
+		list->events[list->n_events] = s->action;
 		event_init(&s->action);
 		s->has_action = false;
-		r = event_add_resource(&list.events[list.n_events++], id);
-		if (r < 0) {
-			event_list_done(&list);
-			watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-				     "instance-id: unusable as a resource name");
-			return;
-		}
+		if (event_add_resource(&list->events[list->n_events++], id) < 0)
+			goto bad_id;
 	}
-	/* Whole seconds, rounded down: the state changed before we read it,
-	 * and a deadline a fraction early is the safe side. */
-	now = now_usec(CLOCK_REALTIME);
-	first_seen = watcher_sighting_update(&s->lifecycle, s->terminating ? "Terminated" : NULL,
-					     now - now % USEC_PER_SEC);
 	if (s->terminating) {
-		event_init(&list.events[list.n_events]);
-		r = aws_lifecycle_event(id, first_seen, &list.events[list.n_events]);
-		if (r < 0) {
-			event_list_done(&list);
-			watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-				     "instance-id: unusable in an event id");
-			return;
-		}
-		list.n_events++;
+		event_init(&list->events[list->n_events]);
+		if (aws_lifecycle_event(id, &list->events[list->n_events]) < 0)
+			goto bad_id;
+		list->n_events++;
 	}
-	if (list.n_events == 0) {
-		free(list.events);
-		list.events = NULL;
+	if (list->n_events == 0) {
+		free(list->events);
+		list->events = NULL;
 	}
-	watcher_finish(w, &list, reply->done_mono_usec);
+	reset_round(s);
+	provider_finish(p, &o);
+	return;
+
+bad_id:
+	provider_outcome_done(&o);
+	reset_round(s);
+	provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
+		      "instance-id: unusable as a resource name");
 }
 
-static void on_lifecycle(const struct imds_reply *reply, void *userdata)
+static void on_lifecycle(struct provider_handle *p, void *state, const struct imds_reply *reply)
 {
-	struct watcher *w = userdata;
-	struct aws_state *s = watcher_state(w);
+	struct aws_state *s = state;
 	int r;
 
 	/* 404: not in an Auto Scaling group, or too new to have a state. */
-	if (handle_error(w, s, "autoscaling/target-lifecycle-state", reply, true))
+	if (handle_error(p, s, "autoscaling/target-lifecycle-state", reply, true))
 		return;
 	s->terminating = false;
 	if (reply->result == IMDS_RESULT_OK &&
 	    aws_parse_lifecycle(reply->body, reply->len, &s->terminating) < 0) {
-		watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-			     "autoscaling/target-lifecycle-state: unreadable answer");
+		reset_round(s);
+		provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
+			      "autoscaling/target-lifecycle-state: unreadable answer");
 		return;
 	}
-	r = get(w, s, IMDS_SLOT_POLL, AWS_REBALANCE_PATH, on_rebalance);
-	if (r < 0)
-		start_failed(w, "events/recommendations/rebalance", r);
+	r = get(p, s, IMDS_SLOT_POLL, AWS_REBALANCE_PATH, on_rebalance);
+	if (r < 0) {
+		reset_round(s);
+		provider_fail_start(p, "events/recommendations/rebalance", r);
+	}
 }
 
-static void on_action(const struct imds_reply *reply, void *userdata)
+static void on_action(struct provider_handle *p, void *state, const struct imds_reply *reply)
 {
-	struct watcher *w = userdata;
-	struct aws_state *s = watcher_state(w);
+	struct aws_state *s = state;
 	int r;
 
 	/* 404: no interruption is planned. */
-	if (handle_error(w, s, "spot/instance-action", reply, true))
+	if (handle_error(p, s, "spot/instance-action", reply, true))
 		return;
 	if (reply->result == IMDS_RESULT_OK) {
 		if (aws_parse_instance_action(reply->body, reply->len, now_usec(CLOCK_REALTIME),
 					      &s->action) < 0) {
-			watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-				     "spot/instance-action: unreadable answer");
+			reset_round(s);
+			provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
+				      "spot/instance-action: unreadable answer");
 			return;
 		}
 		s->has_action = true;
 	}
-	r = get(w, s, IMDS_SLOT_POLL, AWS_LIFECYCLE_PATH, on_lifecycle);
-	if (r < 0)
-		start_failed(w, "autoscaling/target-lifecycle-state", r);
+	r = get(p, s, IMDS_SLOT_POLL, AWS_LIFECYCLE_PATH, on_lifecycle);
+	if (r < 0) {
+		reset_round(s);
+		provider_fail_start(p, "autoscaling/target-lifecycle-state", r);
+	}
 }
 
-static void on_instance_id(const struct imds_reply *reply, void *userdata)
+static void on_instance_id(struct provider_handle *p, void *state, const struct imds_reply *reply)
 {
-	struct watcher *w = userdata;
-	struct aws_state *s = watcher_state(w);
-	char id[WATCHER_NAME_MAX];
+	struct aws_state *s = state;
+	char id[PROVIDER_NAME_MAX];
 	int r;
 
-	if (handle_error(w, s, "instance-id", reply, false))
+	if (handle_error(p, s, "instance-id", reply, false))
 		return;
-	if (watcher_parse_name(reply->body, reply->len, id, sizeof(id)) < 0) {
-		watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-			     "instance-id: unreadable answer");
+	if (provider_parse_name(reply->body, reply->len, id, sizeof(id)) < 0) {
+		provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
+			      "instance-id: unreadable answer");
 		return;
 	}
-	watcher_set_vm_name(w, id);
-	r = step(w, s);
+	provider_set_vm_name(p, id);
+	r = step(p, s);
 	if (r < 0)
-		start_failed(w, "spot/instance-action", r);
+		provider_fail_start(p, "spot/instance-action", r);
 }
 
-static void on_token(const struct imds_reply *reply, void *userdata)
+static void on_token(struct provider_handle *p, void *state, const struct imds_reply *reply)
 {
-	struct watcher *w = userdata;
-	struct aws_state *s = watcher_state(w);
+	struct aws_state *s = state;
 	int r;
 
 	if (reply->result != IMDS_RESULT_OK) {
-		fail_reply(w, "api/token", reply);
+		provider_fail_reply(p, "api/token", reply);
 		return;
 	}
 	if (aws_parse_token(reply->body, reply->len, s->token, sizeof(s->token)) < 0) {
 		s->token[0] = '\0';
-		watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-			     "api/token: unusable token");
+		provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
+			      "api/token: unusable token");
 		return;
 	}
 	/* Counted from when the request started: the token cannot have been
 	 * issued earlier than that. */
 	s->token_expiry_mono_usec = reply->done_mono_usec - reply->latency_usec +
 				    AWS_TOKEN_TTL_SEC * USEC_PER_SEC;
-	r = step(w, s);
+	r = step(p, s);
 	if (r < 0)
-		start_failed(w, watcher_vm_name(w) ? "spot/instance-action" : "instance-id", r);
+		provider_fail_start(p, provider_vm_name(p) ? "spot/instance-action" : "instance-id", r);
 }
 
 /* Starts the next request the round needs before the notice items. */
-static int step(struct watcher *w, struct aws_state *s)
+static int step(struct provider_handle *p, struct aws_state *s)
 {
 	static const char *const token_headers[] = {
 		"X-aws-ec2-metadata-token-ttl-seconds: " STR(AWS_TOKEN_TTL_SEC), NULL,
@@ -383,21 +381,29 @@ static int step(struct watcher *w, struct aws_state *s)
 	if (aws_token_due(s->token_expiry_mono_usec, now_usec(CLOCK_MONOTONIC))) {
 		s->token[0] = '\0';
 		s->token_expiry_mono_usec = 0;
-		return watcher_request(w, IMDS_SLOT_IDENTITY, "PUT", AWS_TOKEN_PATH, token_headers,
-				       on_token);
+		return provider_request(p, IMDS_SLOT_IDENTITY, "PUT", AWS_TOKEN_PATH, token_headers, "",
+					provider_timeout(p), on_token);
 	}
-	if (!watcher_vm_name(w))
-		return get(w, s, IMDS_SLOT_IDENTITY, AWS_INSTANCE_ID_PATH, on_instance_id);
-	return get(w, s, IMDS_SLOT_POLL, AWS_ACTION_PATH, on_action);
+	if (!provider_vm_name(p))
+		return get(p, s, IMDS_SLOT_IDENTITY, AWS_INSTANCE_ID_PATH, on_instance_id);
+	return get(p, s, IMDS_SLOT_POLL, AWS_ACTION_PATH, on_action);
 }
 
-static int start_round(struct watcher *w, void *state)
+static unsigned round_cost(const struct provider_handle *p, const void *state)
+{
+	const struct aws_state *s = state;
+
+	return 3 + (aws_token_due(s->token_expiry_mono_usec, now_usec(CLOCK_MONOTONIC)) ? 1 : 0) +
+	       (provider_vm_name(p) ? 0 : 1);
+}
+
+static int start_round(struct provider_handle *p, void *state)
 {
 	struct aws_state *s = state;
 
 	s->retried = false;
 	reset_round(s);
-	return step(w, s);
+	return step(p, s);
 }
 
 static void done_state(void *state)
@@ -407,8 +413,26 @@ static void done_state(void *state)
 	event_done(&s->action);
 }
 
-const struct watcher_ops aws_watcher_ops = {
+/* The probe asks for a short-lived token: only IMDSv2 answers a PUT to
+ * this path with a token. */
+static const char *const probe_headers[] = { "X-aws-ec2-metadata-token-ttl-seconds: 60", NULL };
+
+static bool probe_accept(const struct imds_reply *r)
+{
+	char token[AWS_TOKEN_MAX + 1];
+
+	return aws_parse_token(r->body, r->len, token, sizeof(token)) == 0;
+}
+
+const struct provider_ops aws_provider_ops = {
+	.kind = PROVIDER_AWS,
 	.state_size = sizeof(struct aws_state),
+	.round_cost = round_cost,
 	.start_round = start_round,
+	.approve = NULL,
 	.done_state = done_state,
+	.probe_method = "PUT",
+	.probe_path = AWS_TOKEN_PATH,
+	.probe_headers = probe_headers,
+	.probe_accept = probe_accept,
 };

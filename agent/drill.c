@@ -10,7 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "chain.h"
+#include "engine.h"
 #include "hooks.h"
 #include "log.h"
 #include "loop.h"
@@ -19,33 +20,56 @@
 
 struct drill {
 	sd_event *event;
-	struct hooks_chain *chain;
+	struct engine engine;
+	struct chain chain;
+	sd_event_source *timer;      /* engine_next_wake */
 	bool interrupted;
+	bool done;
 };
 
-static void on_finished(struct hooks_chain *c, void *userdata)
+/* The drill's share of the engine's actions: hooks through chain.c, the
+ * end of the chain ends the drill; nothing is persisted or approved. */
+static void drill_drain(void *userdata)
+{
+	struct drill *d = userdata;
+	struct engine_action a;
+
+	uint64_t wake;
+
+	while (engine_next_action(&d->engine, &a)) {
+		if (chain_carry_out(&d->chain, &a))
+			continue;
+		if (a.kind == ENGINE_CHAIN_DONE || a.kind == ENGINE_EXIT) {
+			d->done = true;
+			(void)sd_event_exit(d->event, 0);
+		}
+	}
+	wake = engine_next_wake(&d->engine);
+	if (d->timer && wake != USEC_INFINITY) {
+		(void)sd_event_source_set_time(d->timer, wall_to_mono_usec(wake));
+		(void)sd_event_source_set_enabled(d->timer, SD_EVENT_ONESHOT);
+	}
+}
+
+static int on_drill_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct drill *d = userdata;
 
-	(void)sd_event_exit(d->event, 0);
+	engine_tick(&d->engine, now_usec(CLOCK_REALTIME));
+	drill_drain(d);
+	return 0;
 }
 
-/* Ctrl-C or SIGTERM ends a drill at once: the running hook's process group
- * is killed when the chain is freed, the rest is reported as skipped. */
+/* Ctrl-C or SIGTERM ends a drill at once: the running hook's tree is
+ * killed when the chain is freed, the rest is reported as not run. */
 static int on_interrupt(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	struct drill *d = userdata;
 
 	d->interrupted = true;
-	if (d->chain)
-		hooks_chain_stop(d->chain, true);
 	(void)sd_event_exit(d->event, 0);
 	return 0;
 }
-
-static const struct hooks_chain_ops drill_ops = {
-	.chain_finished = on_finished,
-};
 
 static void print_report(const struct event_record *r, uint64_t end_wall_usec, FILE *out)
 {
@@ -76,104 +100,112 @@ static void print_report(const struct event_record *r, uint64_t end_wall_usec, F
 
 int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FILE *out)
 {
-	struct event_record rec = { 0 };
-	struct hook_plan plan = { 0 };
-	struct hooks_chain_params p = { 0 };
+	struct agent_state st;
+	struct engine_config ec = {
+		.margin_usec = c->margin_sec * USEC_PER_SEC,
+		.hook_timeout_usec = c->hook_timeout_sec * USEC_PER_SEC,
+		.events_mask = ~0u,
+		.approve = false,
+	};
+	struct event_list list = { 0 };
+	struct spot_event ev;
 	struct drill d = { 0 };
-	char *skips = NULL, *stdin_json = NULL, **env = NULL;
+	struct event_record *rec;
 	char host[256] = "localhost";
-	cJSON *json;
 	uint64_t now = now_usec(CLOCK_REALTIME), end;
 	bool failed = false;
 	int r;
 
-	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
-	if (r < 0) {
-		log_errno(r, "hooks: cannot read '%s'", c->hooks_dir);
-		goto out;
-	}
-	agent_log_skips(&plan, &skips);
-
-	event_init(&rec.ev);
-	(void)snprintf(rec.ev.id, sizeof(rec.ev.id), "drill-%" PRIu64, now / USEC_PER_SEC);
-	rec.ev.type = t;
-	rec.ev.status = EVENT_SCHEDULED;
-	(void)strscpy(rec.ev.source, sizeof(rec.ev.source), "Drill");
-	rec.ev.not_before_usec = now + notice_sec * USEC_PER_SEC;
-	rec.ev.provider = c->provider == PROVIDER_AUTO ? PROVIDER_AZURE : c->provider;
-	rec.ev.duration_sec = -1;
-	(void)strscpy(rec.ev.description, sizeof(rec.ev.description), "spot-agent drill");
-	rec.drill = true;
-	rec.detected_wall_usec = now;
-	rec.deadline_wall_usec = event_deadline(&rec.ev, now, c->margin_sec * USEC_PER_SEC, &rec.emergency);
-	agent_merge_plan(&rec, &plan);
+	state_init(&st, NULL);   /* no state directory: nothing is persisted */
 	if (c->vm_name)
 		(void)strscpy(host, sizeof(host), c->vm_name);
 	else
 		(void)gethostname(host, sizeof(host) - 1);
+	st.vm_name = xstrdup(host);
+	engine_init(&d.engine, &ec, &st);
+	chain_init(&d.chain);
 
-	fprintf(out, "drill: %s event %s, notice %" PRIu64 " s, margin %" PRIu64 " s, %zu hooks, budget %.1f s\n",
-		event_type_to_string(t), rec.ev.id, notice_sec, c->margin_sec, rec.n_hooks,
-		(double)(rec.deadline_wall_usec - now) / USEC_PER_SEC);
-	fflush(out);
+	event_init(&ev);
+	(void)snprintf(ev.id, sizeof(ev.id), "drill-%" PRIu64, now / USEC_PER_SEC);
+	ev.type = t;
+	ev.status = EVENT_SCHEDULED;
+	(void)strscpy(ev.source, sizeof(ev.source), "Drill");
+	ev.not_before_usec = now + notice_sec * USEC_PER_SEC;
+	ev.provider = c->provider == PROVIDER_AUTO ? PROVIDER_AZURE : c->provider;
+	ev.duration_sec = -1;
+	(void)strscpy(ev.description, sizeof(ev.description), "spot-agent drill");
+	(void)event_add_resource(&ev, host);
+	list.events = &ev;
+	list.n_events = 1;
 
 	r = loop_new(&d.event);
 	if (r < 0) {
 		log_errno(r, "loop: cannot create");
 		goto out;
 	}
-	json = event_to_json(&rec.ev, rec.deadline_wall_usec, true);
-	stdin_json = cJSON_PrintUnformatted(json);
-	cJSON_Delete(json);
-	env = hooks_env_new(&rec.ev, host, rec.deadline_wall_usec, true);
-
-	p.event = d.event;
-	p.results = rec.hooks;
-	p.n_results = rec.n_hooks;
-	p.event_id = rec.ev.id;
-	p.stdin_json = stdin_json;
-	p.env = env;
-	p.deadline_mono_usec = wall_to_mono_usec(rec.deadline_wall_usec);
-	p.hook_timeout_usec = c->hook_timeout_sec * USEC_PER_SEC;
-	p.ops = &drill_ops;
-	p.userdata = &d;
+	d.chain.event = d.event;
+	d.chain.engine = &d.engine;
+	d.chain.state = &st;
+	d.chain.cfg = c;
+	d.chain.drill = true;
+	d.chain.after_input = drill_drain;
+	d.chain.userdata = &d;
 	if ((r = loop_add_signal(d.event, SIGINT, on_interrupt, &d)) < 0 ||
-	    (r = loop_add_signal(d.event, SIGTERM, on_interrupt, &d)) < 0) {
-		log_errno(r, "loop: cannot watch signals");
+	    (r = loop_add_signal(d.event, SIGTERM, on_interrupt, &d)) < 0 ||
+	    (r = sd_event_add_time(d.event, &d.timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_drill_timer, &d)) < 0) {
+		log_errno(r, "loop: cannot set up");
 		goto out;
 	}
-	r = hooks_chain_start(&p, &d.chain);
-	if (r < 0) {
-		log_errno(r, "hooks: cannot start the drill");
+	/* Drills leave no leftovers either, but keep out of the daemon's cgroup. */
+	(void)hooks_tree_setup(NULL, NULL);
+
+	/* The synthetic event is one round of a pretend provider. */
+	engine_start(&d.engine, now);
+	engine_round(&d.engine, &list, host, now);
+	rec = st.n_records > 0 ? &st.records[0] : NULL;
+	if (!rec) {
+		r = -EINVAL;
 		goto out;
 	}
-	r = loop_run(d.event);
-	if (r < 0) {
-		log_errno(r, "loop: failed");
-		goto out;
+	fprintf(out, "drill: %s event %s, notice %" PRIu64 " s, margin %" PRIu64 " s, budget %.1f s\n",
+		event_type_to_string(t), rec->ev.id, notice_sec, c->margin_sec,
+		(double)(rec->deadline_wall_usec - now) / USEC_PER_SEC);
+	fflush(out);
+	drill_drain(&d);
+	if (!d.done) {
+		r = loop_run(d.event);
+		if (r < 0) {
+			log_errno(r, "loop: failed");
+			goto out;
+		}
 	}
 	/* Kills a hook still running after an interrupt, before the report. */
-	hooks_chain_free(d.chain);
-	d.chain = NULL;
+	chain_done(&d.chain);
+	rec = &st.records[0];
 	end = now_usec(CLOCK_REALTIME);
 	if (d.interrupted)
 		fprintf(out, "drill: interrupted\n");
-	print_report(&rec, end, out);
-	for (size_t i = 0; i < rec.n_hooks; i++)
-		if (rec.hooks[i].outcome == HOOK_FAILED || rec.hooks[i].outcome == HOOK_TIMEOUT ||
-		    (rec.hooks[i].outcome == HOOK_SKIPPED && strcmp(rec.hooks[i].skip_reason, "deadline") == 0))
+	if (rec->n_hooks == 0) {
+		/* A drill that ran nothing proves nothing. */
+		fprintf(out, "drill: no hooks to run in '%s'\n", c->hooks_dir);
+		failed = true;
+	}
+	print_report(rec, end, out);
+	for (size_t i = 0; i < rec->n_hooks; i++)
+		if (rec->hooks[i].outcome == HOOK_FAILED || rec->hooks[i].outcome == HOOK_TIMEOUT ||
+		    rec->hooks[i].outcome == HOOK_RUNNING || rec->hooks[i].outcome == HOOK_PENDING ||
+		    (rec->hooks[i].outcome == HOOK_SKIPPED && strcmp(rec->hooks[i].skip_reason, "deadline") == 0))
 			failed = true;
-	if (end > rec.deadline_wall_usec || d.interrupted)
+	if (end > rec->deadline_wall_usec || d.interrupted)
 		failed = true;
 	fprintf(out, "drill: %s\n", failed ? "FAILED" : "passed");
 	r = failed ? 1 : 0;
 out:
-	hooks_chain_free(d.chain);
+	chain_done(&d.chain);
+	sd_event_source_disable_unref(d.timer);
+	engine_done(&d.engine);
 	sd_event_unref(d.event);
-	strv_free(env);
-	free(stdin_json);
-	free(skips);
-	hook_plan_done(&plan);
-	event_record_done(&rec);
+	event_done(&ev);
+	state_done(&st);
 	return r;
 }

@@ -56,6 +56,14 @@ struct spot_event {
 	enum provider provider;
 	char (*resources)[EVENT_RESOURCE_MAX];    /* owned; event_done frees */
 	size_t n_resources;
+	/* Set by a provider whose notice carries no id or no time of its own
+	 * (AWS spot and Auto Scaling, GCP). The engine fixes both at the first
+	 * sighting and persists them in the record, so they are the same
+	 * before and after a restart. Not part of the JSON form. */
+	bool id_from_first_seen;    /* id is a stable key; the record's id is
+				     * "<key>-<first sighting, Unix seconds>" */
+	uint64_t notice_usec;       /* when not_before_usec is 0: NotBefore is
+				     * the first sighting + this (0 = unknown) */
 };
 
 struct event_list {

@@ -1,23 +1,23 @@
-/* gcp.c - the GCP side of the wire: the instance name, instance/preempted
- * and instance/maintenance-event become struct spot_event, with deadlines
- * counted from when each condition was first seen. Parsers are pure; the
- * round only chains requests through watcher.c. It never logs and never
- * trusts an answer: each is bounded and checked before use. */
-#include "provider.h"
+/* gcp.c - GCP behind provider.h: the instance name, instance/preempted
+ * and instance/maintenance-event become struct spot_event, each with a
+ * stable key and a notice the engine counts from its first sighting (GCP
+ * gives neither an id nor a time). Parsers are pure; the round chains its
+ * requests through provider.c. It never logs and never trusts an answer:
+ * each is bounded and checked before use. */
+#include "provider-internal.h"
 
 #include <errno.h>
-#include <unistd.h>
 #include <fcntl.h>
-#include <ctype.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
 #define GCP_NAME_PATH        "/computeMetadata/v1/instance/name"
 #define GCP_PREEMPTED_PATH   "/computeMetadata/v1/instance/preempted"
+#define GCP_PREEMPT_WAIT_SEC 1
 #define GCP_PREEMPTED_WAIT   GCP_PREEMPTED_PATH "?wait_for_change=true&timeout_sec=1"
 #define GCP_MAINTENANCE_PATH "/computeMetadata/v1/instance/maintenance-event"
 
@@ -26,14 +26,13 @@
 static const char *const flavor_headers[] = { "Metadata-Flavor: Google", NULL };
 
 struct gcp_state {
-	struct watcher_sighting preempted;    /* "TRUE" while preempted */
-	struct watcher_sighting maintenance;  /* the pending maintenance-event value */
+	uint64_t notice_sec;                  /* of a preemption; 0 = GCP_PREEMPT_NOTICE_SEC */
 	bool preempted_now;                   /* this round's answer */
 };
 
 int gcp_parse_flag(const char *body, size_t len, bool *ret)
 {
-	int k = watcher_parse_text(body, len, WATCHER_TOKEN_MAX);
+	int k = provider_parse_text(body, len, PROVIDER_TOKEN_MAX);
 
 	if (k == 4 && memcmp(body, "TRUE", 4) == 0)
 		*ret = true;
@@ -57,7 +56,7 @@ static bool maintenance_token(const char *s, size_t n)
 
 int gcp_parse_maintenance(const char *body, size_t len, enum event_type *ret_type, bool *ret_pending)
 {
-	int k = watcher_parse_text(body, len, WATCHER_TOKEN_MAX);
+	int k = provider_parse_text(body, len, PROVIDER_TOKEN_MAX);
 	size_t n;
 
 	if (k < 0 || !maintenance_token(body, (size_t)k))
@@ -81,30 +80,57 @@ int gcp_parse_maintenance(const char *body, size_t len, enum event_type *ret_typ
 }
 
 /* Starts an event for this VM: resources [name], provider GCP, Scheduled,
- * from the platform. -EINVAL when the name cannot be a resource. */
+ * from the platform, its NotBefore counted by the engine from the first
+ * sighting. -EINVAL when the name cannot be a resource. */
 static int event_start(struct spot_event *ev, const char *name)
 {
 	event_init(ev);
-	if (!name || strnlen(name, WATCHER_NAME_MAX) >= WATCHER_NAME_MAX ||
+	if (!name || strnlen(name, PROVIDER_NAME_MAX) >= PROVIDER_NAME_MAX ||
 	    event_add_resource(ev, name) < 0)
 		return -EINVAL;
 	ev->status = EVENT_SCHEDULED;
 	ev->provider = PROVIDER_GCP;
+	ev->id_from_first_seen = true;
+	ev->not_before_usec = 0;
 	event_set_text(ev->source, sizeof(ev->source), "Platform");
 	return 0;
 }
 
-int gcp_preempt_event(const char *name, uint64_t first_seen_wall_usec, struct spot_event *ret)
+static bool boot_tag_valid(const char *tag)
 {
-	struct spot_event ev;
+	size_t n = strnlen(tag, GCP_BOOT_TAG_MAX + 1);
 
+	if (n > GCP_BOOT_TAG_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((tag[i] >= '0' && tag[i] <= '9') || (tag[i] >= 'a' && tag[i] <= 'f')))
+			return false;
+	return true;
+}
+
+int gcp_preempt_event(const char *name, const char *boot_tag, uint64_t notice_sec,
+		      struct spot_event *ret)
+{
+	static const char prefix[] = "gcp-preempted-";
+	struct spot_event ev;
+	size_t n, room;
+
+	if (!boot_tag)
+		boot_tag = "";
+	if (!boot_tag_valid(boot_tag) || notice_sec > UINT64_MAX / USEC_PER_SEC)
+		return -EINVAL;
 	if (event_start(&ev, name) < 0)
 		goto fail;
-	(void)snprintf(ev.id, sizeof(ev.id), "gcp-preempted-%s", name);
+	/* A name too long for the key is cut there, never the boot tag that
+	 * tells one boot's preemption from the next. */
+	n = strlen(name);
+	room = PROVIDER_KEY_MAX - 1 - (sizeof(prefix) - 1) - (boot_tag[0] ? 1 + strlen(boot_tag) : 0);
+	(void)snprintf(ev.id, sizeof(ev.id), "%s%.*s%s%s", prefix, (int)(n < room ? n : room), name,
+		       boot_tag[0] ? "-" : "", boot_tag);
 	if (!event_id_valid(ev.id))
 		goto fail;
 	ev.type = EVENT_PREEMPT;
-	ev.not_before_usec = first_seen_wall_usec + GCP_PREEMPT_NOTICE_SEC * USEC_PER_SEC;
+	ev.notice_usec = notice_sec * USEC_PER_SEC;
 	event_set_text(ev.description, sizeof(ev.description), "spot preemption");
 	event_done(ret);
 	*ret = ev;
@@ -115,29 +141,28 @@ fail:
 }
 
 int gcp_maintenance_event(const char *value, enum event_type type, const char *name,
-			  uint64_t first_seen_wall_usec, struct spot_event *ret)
+			  struct spot_event *ret)
 {
-	char lower[WATCHER_TOKEN_MAX + 1];
+	char lower[PROVIDER_TOKEN_MAX + 1];
 	struct spot_event ev;
 	size_t n;
 
 	event_init(&ev);
 	if (!value || (type != EVENT_FREEZE && type != EVENT_TERMINATE))
 		goto fail;
-	n = strnlen(value, WATCHER_TOKEN_MAX + 1);
-	if (n > WATCHER_TOKEN_MAX || !maintenance_token(value, n) || strcmp(value, "NONE") == 0)
+	n = strnlen(value, PROVIDER_TOKEN_MAX + 1);
+	if (n > PROVIDER_TOKEN_MAX || !maintenance_token(value, n) || strcmp(value, "NONE") == 0)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
 		lower[i] = value[i] >= 'A' && value[i] <= 'Z' ? (char)(value[i] - 'A' + 'a') : value[i];
 	lower[n] = '\0';
 	if (event_start(&ev, name) < 0)
 		goto fail;
-	(void)snprintf(ev.id, sizeof(ev.id), "gcp-maintenance-%s-%" PRIu64, lower,
-		       first_seen_wall_usec / USEC_PER_SEC);
+	(void)snprintf(ev.id, sizeof(ev.id), "gcp-maintenance-%s", lower);
 	if (!event_id_valid(ev.id))
 		goto fail;
 	ev.type = type;
-	ev.not_before_usec = first_seen_wall_usec + GCP_MAINTENANCE_NOTICE_SEC * USEC_PER_SEC;
+	ev.notice_usec = GCP_MAINTENANCE_NOTICE_SEC * USEC_PER_SEC;
 	(void)snprintf(ev.description, sizeof(ev.description), "host maintenance: %s", value);
 	event_done(ret);
 	*ret = ev;
@@ -147,19 +172,11 @@ fail:
 	return -EINVAL;
 }
 
-/* The round: [instance/name] -> instance/preempted -> instance/maintenance-event,
- * each started from the previous callback. instance/preempted is a hanging
- * GET (wait_for_change) of at most one second: it answers the moment the
- * value changes, so a preemption is seen at once, and the round still ends
- * within about a second, which keeps maintenance-event and the caller's
- * timers going. Without last_etag the wait is for a change after the request
- * starts; a value that changed between rounds is read when the wait ends. */
-
 /* A Spot VM stopped by a preemption can be started and preempted again with
- * the same name; the boot id keeps the second notice from looking handled
- * already, and stays the same across agent restarts within one boot. Read
- * once; "" when unavailable. */
-static const char *boot_tag(void)
+ * the same name; the boot id keeps the second notice from looking like the
+ * first, and stays the same across agent restarts within one boot. The
+ * first 8 hex digits, lower case; read once; "" when unavailable. */
+const char *gcp_boot_tag(void)
 {
 	static char tag[9];
 	static bool done;
@@ -175,147 +192,182 @@ static const char *boot_tag(void)
 		return tag;
 	n = read(fd, buf, sizeof(buf) - 1);
 	(void)close(fd);
-	for (ssize_t i = 0, j = 0; i < n && j < 8; i++)
-		if (isxdigit((unsigned char)buf[i]))
-			tag[j++] = buf[i];
+	for (ssize_t i = 0, j = 0; i < n && j < 8; i++) {
+		char c = buf[i];
+
+		if (c >= 'A' && c <= 'F')
+			c = (char)(c - 'A' + 'a');
+		if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+			tag[j++] = c;
+	}
 	return tag;
 }
 
-static void append_boot_tag(struct spot_event *ev)
-{
-	const char *tag = boot_tag();
-	size_t n = strlen(ev->id);
+/* The round: [instance/name] -> instance/preempted -> instance/maintenance-event,
+ * each started from the previous reply. instance/preempted is a hanging
+ * GET (wait_for_change) of at most one second: it answers the moment the
+ * value changes, so a preemption is seen at once, and the round still ends
+ * within about a second, which keeps maintenance-event and the caller's
+ * timers going. Its request timeout is the caller's plus that second.
+ * Without last_etag the wait is for a change after the request starts; a
+ * value that changed between rounds is read when the wait ends. A failing
+ * item (maintenance-event answers 503 during maintenance) fails the round;
+ * the caller polls again. */
 
-	if (tag[0] && n + 1 + strlen(tag) < sizeof(ev->id))
-		(void)snprintf(ev->id + n, sizeof(ev->id) - n, "-%s", tag);
+static uint64_t notice_sec(const struct gcp_state *s)
+{
+	return s->notice_sec ? s->notice_sec : GCP_PREEMPT_NOTICE_SEC;
 }
 
-static void start_failed(struct watcher *w, const char *item, int r)
+void provider_set_gcp_notice(struct provider_handle *p, uint64_t sec)
 {
-	watcher_fail(w, IMDS_RESULT_TRANSPORT, 0, "%s: cannot start request: %s", item, strerror(-r));
+	struct gcp_state *s;
+
+	if (!p || provider_kind(p) != PROVIDER_GCP)
+		return;
+	s = provider_state(p);
+	s->notice_sec = sec;
 }
 
-static void fail_reply(struct watcher *w, const char *item, const struct imds_reply *reply)
+static void on_maintenance(struct provider_handle *p, void *state, const struct imds_reply *reply)
 {
-	watcher_fail(w, reply->result, reply->done_mono_usec, "%s: %s", item,
-		     reply->error && reply->error[0] ? reply->error : "failed");
-}
-
-static void on_maintenance(const struct imds_reply *reply, void *userdata)
-{
-	struct watcher *w = userdata;
-	struct gcp_state *s = watcher_state(w);
-	const char *name = watcher_vm_name(w);
-	char value[WATCHER_TOKEN_MAX + 1] = "";
-	struct event_list list = { 0 };
+	struct gcp_state *s = state;
+	const char *name = provider_vm_name(p);
+	char value[PROVIDER_TOKEN_MAX + 1] = "";
+	struct provider_outcome o;
+	struct event_list *list = &o.events;
 	enum event_type type;
-	uint64_t now, first;
 	bool pending;
 
 	if (reply->result != IMDS_RESULT_OK) {
-		fail_reply(w, "instance/maintenance-event", reply);
+		provider_fail_reply(p, "instance/maintenance-event", reply);
 		return;
 	}
 	if (gcp_parse_maintenance(reply->body, reply->len, &type, &pending) < 0) {
-		watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-			     "instance/maintenance-event: unreadable answer");
+		provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
+			      "instance/maintenance-event: unreadable answer");
 		return;
 	}
 	if (pending) {
 		/* Parsed above: the trimmed text is a token that fits. */
-		int k = watcher_parse_text(reply->body, reply->len, WATCHER_TOKEN_MAX);
+		int k = provider_parse_text(reply->body, reply->len, PROVIDER_TOKEN_MAX);
 
 		memcpy(value, reply->body, (size_t)k);
 		value[k] = '\0';
 	}
 
-	/* Whole seconds, rounded down: the value changed before we read it,
-	 * and a deadline a fraction early is the safe side. */
-	now = now_usec(CLOCK_REALTIME);
-	now -= now % USEC_PER_SEC;
-	list.events = xcalloc(2, sizeof(*list.events));
-	first = watcher_sighting_update(&s->preempted, s->preempted_now ? "TRUE" : NULL, now);
+	provider_outcome_init(&o);
+	o.done_mono_usec = reply->done_mono_usec;
+	list->events = xcalloc(2, sizeof(*list->events));
 	if (s->preempted_now) {
-		if (gcp_preempt_event(name, first, &list.events[list.n_events]) < 0)
+		if (gcp_preempt_event(name, gcp_boot_tag(), notice_sec(s), &list->events[list->n_events]) < 0)
 			goto bad_name;
-		append_boot_tag(&list.events[list.n_events]);
-		list.n_events++;
+		list->n_events++;
 	}
-	first = watcher_sighting_update(&s->maintenance, value, now);
 	if (pending) {
-		if (gcp_maintenance_event(value, type, name, first, &list.events[list.n_events]) < 0)
+		if (gcp_maintenance_event(value, type, name, &list->events[list->n_events]) < 0)
 			goto bad_name;
-		list.n_events++;
+		list->n_events++;
 	}
-	if (list.n_events == 0) {
-		free(list.events);
-		list.events = NULL;
+	if (list->n_events == 0) {
+		free(list->events);
+		list->events = NULL;
 	}
-	watcher_finish(w, &list, reply->done_mono_usec);
+	provider_finish(p, &o);
 	return;
 
 bad_name:
-	event_list_done(&list);
-	watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-		     "instance/name: unusable in an event");
+	provider_outcome_done(&o);
+	provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
+		      "instance/name: unusable in an event");
 }
 
-static void on_preempted(const struct imds_reply *reply, void *userdata)
+static void on_preempted(struct provider_handle *p, void *state, const struct imds_reply *reply)
 {
-	struct watcher *w = userdata;
-	struct gcp_state *s = watcher_state(w);
+	struct gcp_state *s = state;
 	int r;
 
 	if (reply->result != IMDS_RESULT_OK) {
-		fail_reply(w, "instance/preempted", reply);
+		provider_fail_reply(p, "instance/preempted", reply);
 		return;
 	}
 	if (gcp_parse_flag(reply->body, reply->len, &s->preempted_now) < 0) {
-		watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-			     "instance/preempted: unreadable answer");
+		provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
+			      "instance/preempted: unreadable answer");
 		return;
 	}
-	r = watcher_request(w, IMDS_SLOT_POLL, "GET", GCP_MAINTENANCE_PATH, flavor_headers,
-			    on_maintenance);
+	r = provider_request(p, IMDS_SLOT_POLL, "GET", GCP_MAINTENANCE_PATH, flavor_headers, NULL,
+			     provider_timeout(p), on_maintenance);
 	if (r < 0)
-		start_failed(w, "instance/maintenance-event", r);
+		provider_fail_start(p, "instance/maintenance-event", r);
 }
 
-static void on_name(const struct imds_reply *reply, void *userdata)
+static int request_preempted(struct provider_handle *p)
 {
-	struct watcher *w = userdata;
-	char name[WATCHER_NAME_MAX];
+	uint64_t timeout = provider_timeout(p);
+
+	/* The server holds the answer up to the wait on purpose. */
+	timeout = timeout > UINT64_MAX - GCP_PREEMPT_WAIT_SEC * USEC_PER_SEC ?
+		  UINT64_MAX : timeout + GCP_PREEMPT_WAIT_SEC * USEC_PER_SEC;
+	return provider_request(p, IMDS_SLOT_POLL, "GET", GCP_PREEMPTED_WAIT, flavor_headers, NULL,
+				timeout, on_preempted);
+}
+
+static void on_name(struct provider_handle *p, void *state, const struct imds_reply *reply)
+{
+	char name[PROVIDER_NAME_MAX];
 	int r;
 
 	if (reply->result != IMDS_RESULT_OK) {
-		fail_reply(w, "instance/name", reply);
+		provider_fail_reply(p, "instance/name", reply);
 		return;
 	}
-	if (watcher_parse_name(reply->body, reply->len, name, sizeof(name)) < 0) {
-		watcher_fail(w, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-			     "instance/name: unreadable answer");
+	if (provider_parse_name(reply->body, reply->len, name, sizeof(name)) < 0) {
+		provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
+			      "instance/name: unreadable answer");
 		return;
 	}
-	watcher_set_vm_name(w, name);
-	r = watcher_request(w, IMDS_SLOT_POLL, "GET", GCP_PREEMPTED_WAIT, flavor_headers, on_preempted);
+	provider_set_vm_name(p, name);
+	r = request_preempted(p);
 	if (r < 0)
-		start_failed(w, "instance/preempted", r);
+		provider_fail_start(p, "instance/preempted", r);
 }
 
-static int start_round(struct watcher *w, void *state)
+static unsigned round_cost(const struct provider_handle *p, const void *state)
+{
+	return 2 + (provider_vm_name(p) ? 0 : 1);
+}
+
+static int start_round(struct provider_handle *p, void *state)
 {
 	struct gcp_state *s = state;
 
 	s->preempted_now = false;
-	if (!watcher_vm_name(w))
-		return watcher_request(w, IMDS_SLOT_IDENTITY, "GET", GCP_NAME_PATH, flavor_headers,
-				       on_name);
-	return watcher_request(w, IMDS_SLOT_POLL, "GET", GCP_PREEMPTED_WAIT, flavor_headers,
-			       on_preempted);
+	if (!provider_vm_name(p))
+		return provider_request(p, IMDS_SLOT_IDENTITY, "GET", GCP_NAME_PATH, flavor_headers, NULL,
+					provider_timeout(p), on_name);
+	return request_preempted(p);
 }
 
-const struct watcher_ops gcp_watcher_ops = {
+/* Only Google's metadata server sends Metadata-Flavor: Google back; a 200
+ * for this path from anything else is not GCP. */
+static bool probe_accept(const struct imds_reply *r)
+{
+	char name[PROVIDER_NAME_MAX];
+
+	return r->metadata_flavor && strcmp(r->metadata_flavor, "Google") == 0 &&
+	       provider_parse_name(r->body, r->len, name, sizeof(name)) == 0;
+}
+
+const struct provider_ops gcp_provider_ops = {
+	.kind = PROVIDER_GCP,
 	.state_size = sizeof(struct gcp_state),
+	.round_cost = round_cost,
 	.start_round = start_round,
+	.approve = NULL,
 	.done_state = NULL,
+	.probe_method = "GET",
+	.probe_path = GCP_NAME_PATH,
+	.probe_headers = flavor_headers,
+	.probe_accept = probe_accept,
 };

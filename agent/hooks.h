@@ -1,4 +1,5 @@
-/* hooks.h - scanning the hook directories and running a hook chain. */
+/* hooks.h - scanning the hook directories (hookdir.c) and running one hook
+ * (hooks.c). */
 #ifndef SPOT_HOOKS_H
 #define SPOT_HOOKS_H
 
@@ -78,6 +79,8 @@ struct hook_result {
 	size_t output_next;          /* slot the next line goes to */
 	size_t n_output;             /* lines held, <= HOOK_OUTPUT_LINES */
 	uint64_t output_bytes;       /* bytes read from the hook in total */
+	int exec_errno;              /* why execve failed (exit 127), else 0 */
+	int start_errno;             /* why it could not be started, else 0 */
 };
 
 const char *hook_outcome_to_string(enum hook_outcome o);
@@ -93,74 +96,90 @@ void hook_result_add_line(struct hook_result *r, const char *line);
 void hook_result_foreach_line(const struct hook_result *r,
 			      void (*fn)(const char *line, void *userdata), void *userdata);
 
-struct hooks_chain;
+/* ---- running one hook ----
+ * The runner forks and execs one hook into a new session and process group
+ * with a clean environment, feeds the event on stdin, collects its output,
+ * enforces its budget (SIGTERM to the group, SIGKILL after the grace) and,
+ * when the hook's main process ends, kills whatever the hook left behind:
+ * its process group, and descendants that left it (setsid, double fork),
+ * found through the hook's cgroup when hooks_tree_setup gave one, else as
+ * orphans adopted by the agent (PR_SET_CHILD_SUBREAPER). Which hook runs
+ * when is the engine's; the runner never decides order, skips or retries.
+ *
+ * One hook runs at a time, and the agent starts no other processes: every
+ * child of the agent that is not a running hook's main process is taken for
+ * a hook's leftover, killed and reaped. */
 
-struct hooks_chain_ops {
-	/* The hook at index was forked and exec'd. Optional. */
-	void (*hook_started)(struct hooks_chain *c, size_t index, void *userdata);
-	/* results[index] holds its final outcome. Called before the next hook
-	 * starts, so the caller can persist it. */
-	void (*hook_finished)(struct hooks_chain *c, size_t index, void *userdata);
-	/* No hook is left to run (or the chain was stopped and the running hook
-	 * ended). Called from the event loop, never from hooks_chain_start. */
-	void (*chain_finished)(struct hooks_chain *c, void *userdata);
-};
+struct hook_run;
 
-struct hooks_chain_params {
+/* Called once, from the loop, when the hook and everything it left behind
+ * are dead (a process still alive 5 s after its SIGKILL, stuck in the
+ * kernel, is logged and given up on). res is the runner's: outcome
+ * (HOOK_OK, HOOK_FAILED or HOOK_TIMEOUT), exit_status, term_signal,
+ * timed_out, exec_errno, start_wall_usec, duration_usec (until the main
+ * process ended), budget_usec and the output lines. Exit 0 and exit 77 are
+ * HOOK_OK (what 77 means is the engine's); a timed-out hook is HOOK_TIMEOUT
+ * whatever its status. The callee may move the output lines out of res (set
+ * the ring's pointers to NULL) and may call hook_run_free(run). */
+typedef void (*hook_run_ended)(struct hook_run *run, struct hook_result *res, void *userdata);
+
+struct hook_run_params {
 	sd_event *event;
-	/* Borrowed, one per hook in run order, owned by the caller and valid
-	 * until chain_finished or hooks_chain_free. Entries with outcome
-	 * HOOK_PENDING run; any other outcome is left alone (resume). */
-	struct hook_result *results;
-	size_t n_results;
+	const char *name;              /* for log lines and the result */
+	const char *path;              /* the file to exec */
 	const char *event_id;          /* tags log lines */
-	const char *stdin_json;        /* written to every hook's stdin */
+	const char *stdin_json;        /* written to the hook's stdin */
 	char **env;                    /* NULL-terminated base environment; the
-					* chain adds SPOT_HOOK_TIMEOUT per hook
-					* (whole seconds of its budget, at least 1;
-					* 0 when it has no limit at all) */
-	uint64_t deadline_mono_usec;   /* the whole chain must end by then;
-					* USEC_INFINITY = none (0 has passed) */
-	uint64_t hook_timeout_usec;    /* 0 = only the deadline */
+					* runner adds SPOT_HOOK_TIMEOUT (whole
+					* seconds of budget_usec, at least 1;
+					* 0 when it is USEC_INFINITY) */
+	uint64_t budget_usec;          /* USEC_INFINITY = none */
 	uint64_t kill_grace_usec;      /* 0 = HOOK_KILL_GRACE_USEC */
-	const struct hooks_chain_ops *ops;
+	hook_run_ended ended;
 	void *userdata;
 };
 
-/* Starts running the pending hooks one after another on the event loop.
- * Hooks not started by the deadline are marked skipped ("deadline"); exit 77
- * marks the rest skipped ("exit 77"). Returns 0 or -errno.
- *
- * Each hook gets the smaller of hook_timeout_usec and the time left to the
- * deadline, then SIGTERM on its process group, then SIGKILL after the grace.
- * When the hook's main process ends, its process group is SIGKILLed: a hook
- * must not leave processes behind. Outcomes: exit 0 is HOOK_OK; exit 77 is
- * HOOK_OK with exit_status 77 (the hook did what it meant) and the pending
- * hooks after it become HOOK_SKIPPED "exit 77"; a timed-out hook is
- * HOOK_TIMEOUT whatever its status; any other status, a signal, or a hook
- * that could not be forked is HOOK_FAILED (exit 127: could not be executed).
- * stdout and stderr share one pipe, so lines keep the order they were
- * written in; control bytes in them become '?', empty lines are dropped.
- *
- * Blocks SIGCHLD in the calling thread (sd_event_add_child needs it); the
- * caller ignores SIGPIPE. All callbacks come from the event loop, never from
- * within hooks_chain_start or hooks_chain_stop. hooks_chain_stop may be
- * called from any callback; hooks_chain_free only from chain_finished (the
- * chain's last action) or outside the callbacks. */
-int hooks_chain_start(const struct hooks_chain_params *p, struct hooks_chain **ret);
+/* Starts the hook. Returns 0, or -errno when it could not be started
+ * (pipe2/fork failures: -EAGAIN, -ENOMEM, -EMFILE, -ENFILE, ...); then no
+ * process is left and ended is not called, so the caller may retry.
+ * -EBUSY: another run has not ended yet (a caller bug). A file that cannot
+ * be executed (ENOENT, ENOEXEC, EACCES, a missing interpreter) is started
+ * and ends as HOOK_FAILED with exit_status 127 and exec_errno set. Nothing
+ * is called back from within this function. Blocks SIGCHLD in the calling
+ * thread; the caller ignores SIGPIPE. */
+int hook_run_start(const struct hook_run_params *p, struct hook_run **ret);
 
-/* No further hook starts; a running one may finish within its timeout.
- * Hooks left are marked skipped with reason "stopping" only if mark_skipped,
- * else they stay pending (a restart resumes them). chain_finished follows. */
-void hooks_chain_stop(struct hooks_chain *c, bool mark_skipped);
+/* Ends the hook early as on a timeout (SIGTERM, then SIGKILL after the
+ * grace); ended follows with timed_out set. No-op once the hook's main
+ * process has ended or a timeout is under way. NULL ok. */
+void hook_run_kill(struct hook_run *run);
 
-/* Index of the running hook, or -1. */
-int hooks_chain_current(const struct hooks_chain *c);
+/* Kills the hook's whole tree at once (SIGKILL), reaps what it can without
+ * blocking the loop for more than a few milliseconds, and frees the run
+ * without calling ended. NULL ok. */
+void hook_run_free(struct hook_run *run);
 
-/* Kills a running hook's process group (SIGKILL), reaps it, records it as
- * HOOK_FAILED (term_signal SIGKILL) without calling hook_finished, and frees
- * the chain. NULL ok. */
-void hooks_chain_free(struct hooks_chain *c);
+/* Where hooks' process trees are kept so that they can be found even after
+ * the agent itself was killed: a cgroup (v2) named after tag below the
+ * agent's own, when the agent may create one (root, or systemd with
+ * Delegate=yes); else none, and only the subreaper fallback applies. Any
+ * process found in that cgroup at set-up is left over from a previous run
+ * of the agent with the same tag and is killed before this returns (bounded
+ * wait). tag: e.g. a hash of the state directory, so two agents on one
+ * machine keep apart; NULL = no cgroup (drills). *ret_killed (may be NULL)
+ * gets the number of leftovers killed. Makes the agent a child subreaper.
+ * Returns 0 (also when no cgroup can be had), -EINVAL for a tag that is not
+ * 1-64 of [A-Za-z0-9._-] (no leading '.'), -EBUSY when leftovers are still
+ * alive after 2 s (the cgroup stays in use), or -errno from prctl. Sleeps
+ * while it waits: call it before the loop runs. A later call replaces the
+ * cgroup chosen before. */
+int hooks_tree_setup(const char *tag, unsigned *ret_killed);
+/* The cgroup directory in use, or NULL. Borrowed. */
+const char *hooks_tree_cgroup(void);
+/* At a clean exit, after the last run is freed: removes the cgroup (when it
+ * is empty) and forgets it. Outside systemd nobody else would; under
+ * systemd, stopping the unit removes it too. */
+void hooks_tree_done(void);
 
 /* The base hook environment: PATH, LANG, TZ and the SPOT_* variables of
  * SPEC §4 except SPOT_HOOK_TIMEOUT. Caller frees with strv_free. */

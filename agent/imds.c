@@ -31,6 +31,10 @@ struct imds {
 	sd_event *event;
 	CURLM *multi;
 	sd_event_source *timer;
+	/* Delivers answers curl completed while a request was being started,
+	 * so no callback ever runs inside imds_request. */
+	sd_event_source *defer;
+	struct imds_observer observer;
 	struct imds_request slots[_IMDS_SLOT_MAX];
 };
 
@@ -50,16 +54,31 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+/* Copies the Metadata-Flavor response header into flavor ("" when none):
+ * the handle is reset by the next request, which the callback may start. */
+static void read_flavor(CURL *easy, char *flavor, size_t n)
+{
+	struct curl_header *h = NULL;
+
+	flavor[0] = '\0';
+	if (curl_easy_header(easy, "Metadata-Flavor", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+	    h && h->value)
+		(void)strscpy(flavor, n, h->value);
+}
+
 static void finish(struct imds *m, struct imds_request *q, CURLcode code)
 {
 	struct imds_reply r = { .body = q->buf ? q->buf : "", .len = q->len, .error = "" };
 	imds_callback cb = q->cb;
 	void *userdata = q->userdata;
-	char error[IMDS_ERROR_MAX];
+	enum imds_slot slot = (enum imds_slot)(q - m->slots);
+	char error[IMDS_ERROR_MAX], flavor[IMDS_FLAVOR_MAX];
 
 	r.done_mono_usec = now_usec(CLOCK_MONOTONIC);
 	r.latency_usec = r.done_mono_usec - q->start_mono_usec;
 	(void)curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &r.status);
+	read_flavor(q->easy, flavor, sizeof(flavor));
+	r.metadata_flavor = flavor;
 
 	if (q->overflow) {
 		r.result = IMDS_RESULT_TRANSPORT;
@@ -98,6 +117,8 @@ static void finish(struct imds *m, struct imds_request *q, CURLcode code)
 		q->len = 0;
 		free(q->body);
 		q->body = NULL;
+		if (m->observer.done)
+			m->observer.done(m->observer.userdata, slot, r.result, r.latency_usec);
 		if (cb)
 			cb(&r, userdata);
 		free(buf);
@@ -133,6 +154,12 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 		action |= CURL_CSELECT_ERR;
 	(void)curl_multi_socket_action(m->multi, fd, action, &running);
 	check_done(m);
+	return 0;
+}
+
+static int on_defer(sd_event_source *s, void *userdata)
+{
+	check_done(userdata);
 	return 0;
 }
 
@@ -218,6 +245,11 @@ int imds_new(sd_event *e, struct imds **ret)
 		goto fail;
 	(void)sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
 	(void)sd_event_source_set_description(m->timer, "imds-timer");
+	r = sd_event_add_defer(e, &m->defer, on_defer, m);
+	if (r < 0)
+		goto fail;
+	(void)sd_event_source_set_enabled(m->defer, SD_EVENT_OFF);
+	(void)sd_event_source_set_description(m->defer, "imds-done");
 
 	if (curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
 	    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m) != CURLM_OK ||
@@ -272,8 +304,14 @@ void imds_free(struct imds *m)
 	if (m->multi)
 		(void)curl_multi_cleanup(m->multi);
 	sd_event_source_disable_unref(m->timer);
+	sd_event_source_disable_unref(m->defer);
 	sd_event_unref(m->event);
 	free(m);
+}
+
+void imds_set_observer(struct imds *m, const struct imds_observer *o)
+{
+	m->observer = o ? *o : (struct imds_observer){ 0 };
 }
 
 bool imds_busy(const struct imds *m, enum imds_slot slot)
@@ -289,7 +327,7 @@ int imds_request(struct imds *m, enum imds_slot slot, const char *method, const 
 	CURL *c = q->easy;
 	bool put = strcmp(method, "PUT") == 0;
 	bool post = put || strcmp(method, "POST") == 0;
-	int r = -EIO;
+	int r = -EIO, running;
 
 	if (q->busy)
 		return -EBUSY;
@@ -338,6 +376,15 @@ int imds_request(struct imds *m, enum imds_slot slot, const char *method, const 
 	if (curl_multi_add_handle(m->multi, c) != CURLM_OK)
 		goto fail;
 	q->busy = true;
+	if (m->observer.sent)
+		m->observer.sent(m->observer.userdata, slot, q->start_mono_usec);
+	/* Start the transfer now rather than when curl's timer next fires: on
+	 * a kept-alive connection the request is written before this returns.
+	 * Whatever that completes is handed over from the loop (on_defer), not
+	 * from here: the caller is still setting up and must not be called
+	 * back from inside its own request. */
+	(void)curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	(void)sd_event_source_set_enabled(m->defer, SD_EVENT_ONESHOT);
 	return 0;
 fail:
 	curl_slist_free_all(q->headers);

@@ -530,6 +530,10 @@ char *metrics_render(const struct metrics *m, const struct agent_state *s,
 	buf_printf(&b, "spot_agent_approvals_total{result=\"failed\"} %" PRIu64 "\n",
 		   m->approvals_failed);
 
+	family(&b, "spot_agent_rebalance_recommended", "gauge",
+	       "1 while the platform recommends moving work off this VM (AWS rebalance recommendation), else 0.");
+	buf_printf(&b, "spot_agent_rebalance_recommended %d\n", s && s->rebalance_recommended ? 1 : 0);
+
 	if (ret_len)
 		*ret_len = b.len;
 	return b.p;

@@ -1,6 +1,11 @@
-/* provider.h - watchers for the metadata services that have no Azure-style
- * event document (AWS, GCP): each turns its provider's items into the
- * normalised event list the pipeline consumes. */
+/* provider.h - the one interface every cloud implements. A provider knows
+ * its metadata service's dialect: which requests make one round, how the
+ * answers become the normalised event list, what one round costs in
+ * requests, and (Azure only) how an event is approved. It decides nothing:
+ * what to do with the events is the engine's (engine.h), when to poll is
+ * poll.c's. azure.c, aws.c and gcp.c are peers behind this header;
+ * provider.c holds the provider-neutral half (one round in flight, the
+ * round's outcome handed over exactly once, the 'auto' probe). */
 #ifndef SPOT_PROVIDER_H
 #define SPOT_PROVIDER_H
 
@@ -11,180 +16,205 @@
 #include "event.h"
 #include "imds.h"
 
-/* The outcome of one watch round: the events now listed for this machine
- * (an empty list when nothing is pending), or a failure. */
-struct watch_result {
+#define PROVIDER_NAME_MAX     256  /* bytes incl. NUL of this machine's name/id */
+#define PROVIDER_DROPS_MAX    4    /* dropped events described per round */
+#define PROVIDER_TOKEN_MAX    64   /* longest plain-text state or flag value */
+/* Longest key (id_from_first_seen) incl. NUL: the engine appends
+ * "-<Unix seconds>" and the whole must stay a valid EVENT_ID_MAX id. */
+#define PROVIDER_KEY_MAX      (EVENT_ID_MAX - 12)
+
+/* An event a round could not use, with the real defect ("EventId missing",
+ * "EventId longer than 127 bytes", "Resources not an array", "unknown
+ * EventType 'Hibernate'", ...). */
+struct provider_drop {
+	char id[EVENT_ID_MAX];       /* "" when the event had no usable id */
+	char reason[96];
+};
+
+/* The outcome of one round. Everything is borrowed for the callback only. */
+struct provider_round {
 	enum imds_result result;        /* IMDS_RESULT_OK or the failure kind */
 	const char *error;              /* one line when failed, "" when OK */
 	uint64_t latency_usec;          /* of the whole round */
 	uint64_t done_mono_usec;        /* when the last answer was complete */
-	const struct event_list *events;/* borrowed for the callback; NULL on failure */
+	/* On success: the events that name this machine (Azure: those whose
+	 * Resources hold vm_name; every event when vm_name is still unknown),
+	 * at most EVENTS_MAX of them, counted after the filter. NULL on failure. */
+	const struct event_list *events;
 	const char *vm_name;            /* this machine's name/id, NULL until known */
+	int64_t incarnation;            /* Azure DocumentIncarnation, -1 otherwise */
+	size_t n_other;                 /* well-formed events for other machines */
+	const struct provider_drop *drops;  /* the first PROVIDER_DROPS_MAX drops */
+	size_t n_drops;                 /* events dropped in all (may exceed the above) */
+	bool rebalance;                 /* AWS rebalance recommendation present */
+	/* A part of the round that failed without failing it (Azure: the
+	 * compute document while Scheduled Events answered): "" when none. */
+	const char *identity_error;
 };
 
-typedef void (*watch_callback)(const struct watch_result *r, void *userdata);
+typedef void (*provider_round_cb)(const struct provider_round *r, void *userdata);
 
-struct watcher;
+/* The answer to an approval: IMDS_RESULT_OK or the failure, with a line. */
+typedef void (*provider_approve_cb)(const char *event_id, enum imds_result result,
+				    const char *error, void *userdata);
 
-/* base_url: e.g. "http://169.254.169.254" (no trailing slash). The watcher
- * uses the IMDS_SLOT_POLL and IMDS_SLOT_IDENTITY slots of m, borrowed for
- * its lifetime. */
-int watcher_new(enum provider p, struct imds *m, const char *base_url, struct watcher **ret);
-void watcher_free(struct watcher *w);
+/* One metadata service being watched. (Not "struct provider": C has one
+ * tag namespace, and enum provider in event.h holds the name.) */
+struct provider_handle;
 
-/* Starts one round: the requests the provider needs (a token when due,
- * the identity once, then the notice items), then calls cb once from the
- * loop. -EBUSY while a round is in flight. timeout_usec bounds each request. */
-int watcher_poll(struct watcher *w, uint64_t timeout_usec, watch_callback cb, void *userdata);
+/* base_url: e.g. "http://169.254.169.254" (a trailing '/' is dropped).
+ * vm_name: an override of the machine's name (--vm-name), NULL to ask the
+ * metadata service. m is borrowed for the provider's lifetime. Returns 0,
+ * -EINVAL or -EOPNOTSUPP (PROVIDER_AUTO). */
+int provider_new(enum provider p, struct imds *m, const char *base_url, const char *vm_name,
+		 struct provider_handle **ret);
+void provider_free(struct provider_handle *p);
+enum provider provider_kind(const struct provider_handle *p);
 
-/* What a round yields (every event names this machine in resources):
- * - AWS: the IMDSv2 token is fetched when none is held or it is within
- *   AWS_TOKEN_MARGIN_SEC of expiry; a 401 drops it and redoes the round once.
- *   spot/instance-action -> Preempt (aws_parse_instance_action); a 404 means
- *   none. target-lifecycle-state "Terminated" -> aws_lifecycle_event; a 404
- *   means not in an Auto Scaling group.
- * - GCP: instance/preempted TRUE -> gcp_preempt_event; a pending
- *   instance/maintenance-event -> gcp_maintenance_event.
- * First sightings are kept by the watcher (whole seconds, rounded down) so
- * that ids and deadlines stay the same from round to round; they restart
- * when the condition goes away, and with the process. */
+/* Starts one round, which ends in exactly one call of cb from the loop.
+ * -EBUSY while a round is in flight; -errno when nothing could be sent (cb
+ * is then not called). timeout_usec bounds each request of the round; a
+ * provider whose round waits on purpose (GCP's hanging GET) adds its wait. */
+int provider_poll(struct provider_handle *p, uint64_t timeout_usec, provider_round_cb cb,
+		  void *userdata);
+bool provider_busy(const struct provider_handle *p);
+/* Cancels the round in flight; its callback is not called. */
+void provider_cancel(struct provider_handle *p);
 
-/* Whether the last rebalance item read (AWS events/recommendations/
- * rebalance) was present. It is reported, never an event; always false for
- * GCP. */
-bool watcher_rebalance_recommended(const struct watcher *w);
+/* Requests the next round will send (token and identity included when
+ * they are due), so the caller can keep within the metadata service's rate
+ * limit before it starts the round. Exactly what the round sends when it
+ * succeeds; less when it fails early; more only when AWS redoes a round
+ * after a 401 (the refused item, a token, and the items asked again).
+ *
+ * What a round is, per cloud:
+ * - Azure (cost 1, or 2 while the name is unknown): GET scheduledevents,
+ *   and in parallel the compute document while the VM's name is unknown
+ *   and not overridden. The round ends when both answered. A failing
+ *   compute document does not fail it: vm_name stays NULL, identity_error
+ *   says why ("instance metadata: HTTP 500"), every well-formed event is
+ *   handed on. Reports incarnation, n_other and the drops.
+ * - AWS (cost 3..5): the IMDSv2 token when due, instance-id while unknown,
+ *   spot/instance-action, autoscaling/target-lifecycle-state,
+ *   events/recommendations/rebalance (rebalance, every round). A 401 drops
+ *   the token and redoes the round once.
+ * - GCP (cost 2, or 3 while the name is unknown): instance/name,
+ *   instance/preempted as a hanging GET of 1 s (its timeout is the
+ *   caller's + 1 s), instance/maintenance-event (a 503 fails the round). */
+unsigned provider_round_cost(const struct provider_handle *p);
 
-/* Pure parsers of the providers' items: no I/O, no logging. body need not be
- * NUL-terminated; a NUL inside len makes it invalid. Output parameters are
- * written only on success. */
+/* Whether events of this provider can be approved (Azure StartRequests). */
+bool provider_can_approve(const struct provider_handle *p);
+/* Sends one approval (one request); cb is called once from the loop.
+ * -EOPNOTSUPP without an approval call, -EBUSY while one is in flight,
+ * -EINVAL for an id that cannot name an event. Independent of rounds:
+ * provider_cancel leaves it alone, provider_free cancels it. */
+int provider_approve(struct provider_handle *p, const char *event_id, uint64_t timeout_usec,
+		     provider_approve_cb cb, void *userdata);
 
-#define WATCHER_NAME_MAX    100  /* bytes incl. NUL of an instance id/name */
-#define WATCHER_TOKEN_MAX   64   /* longest plain-text state or flag value */
+/* GCP: the notice of a preemption, from instance/preempted turning TRUE
+ * to the hard power-off (GCP_PREEMPT_NOTICE_SEC unless set; 0 restores
+ * the default). Applies to rounds started after the call; ignored by the
+ * other providers. */
+void provider_set_gcp_notice(struct provider_handle *p, uint64_t sec);
+
+/* 'auto': asks Azure's, AWS's and GCP's identity items in turn; the first
+ * that answers in its own dialect decides. cb gets the provider found, or
+ * PROVIDER_AUTO with the failure when none answered (or the service
+ * failed/throttled: the caller probes again later). One request per call.
+ * Exactly, cb gets one of:
+ * - found != PROVIDER_AUTO, IMDS_RESULT_OK, "": that dialect answered (for
+ *   GCP also with the response header Metadata-Flavor: Google);
+ * - PROVIDER_AUTO, IMDS_RESULT_OK, a line naming the refusal: this dialect
+ *   refused (404, 403, 401, a connection refused, a foreign answer, ...),
+ *   call provider_probe_step again for the next one now;
+ * - PROVIDER_AUTO and a failure: 429 or a 5xx (the same dialect is asked
+ *   again at the next call), or all three refused (the next call starts
+ *   over with Azure). Probe again later, with backoff.
+ * The probe uses the IMDS_SLOT_IDENTITY slot; -EBUSY while a step is in
+ * flight; -errno when nothing could be sent (cb is then not called). */
+struct provider_probe;
+typedef void (*provider_probe_cb)(enum provider found, enum imds_result result, const char *error,
+				  void *userdata);
+int provider_probe_new(struct imds *m, const char *base_url, struct provider_probe **ret);
+void provider_probe_free(struct provider_probe *pr);
+int provider_probe_step(struct provider_probe *pr, uint64_t timeout_usec, provider_probe_cb cb,
+			void *userdata);
+
+/* ---- pure parsers of the providers' items: no I/O, no logging ----
+ * body need not be NUL-terminated; a NUL inside len makes it invalid.
+ * Output parameters are written only on success. */
+
 #define AWS_TOKEN_MAX       512  /* bytes of an IMDSv2 session token */
 #define AWS_TOKEN_TTL_SEC   21600
 #define AWS_TOKEN_MARGIN_SEC 60  /* a token this close to expiry is renewed */
 #define AWS_ASG_NOTICE_SEC  120  /* assumed notice of an Auto Scaling termination */
 #define GCP_PREEMPT_NOTICE_SEC 30     /* soft off to hard off of a Spot VM */
 #define GCP_MAINTENANCE_NOTICE_SEC 60 /* maintenance-event changes this early */
+#define GCP_BOOT_TAG_MAX    16        /* bytes of the boot tag in a preemption key */
 
 /* spot/instance-action: {"action":"terminate|stop|hibernate","time":"<RFC 3339>"}
- * (other keys ignored, only whitespace after the object). Gives a Preempt
- * event from source "Platform", provider AWS, NotBefore = time, description
- * "spot interruption: <action>", no resources, duration -1, and the id
- * "aws-spot-<action>-<time as Unix seconds>", stable for one notice. Status
- * is Scheduled, or Started once now_wall_usec has reached the time (the item
- * stays listed while EC2 acts). *ret must be initialised or done; it is
- * overwritten. Returns 0 or -EBADMSG. */
+ * (other keys ignored). Gives a Preempt event from source "Platform",
+ * provider AWS, NotBefore = time, description "spot interruption:
+ * <action>", no resources, duration -1, id_from_first_seen with the key
+ * "aws-spot-<action>": the notice is one event for as long as the item is
+ * listed, however its time moves. Status is Scheduled, or Started once
+ * now_wall_usec has reached the time. *ret must be initialised or done; it
+ * is overwritten. Returns 0 or -EBADMSG. */
 int aws_parse_instance_action(const char *body, size_t len, uint64_t now_wall_usec,
 			      struct spot_event *ret);
 
 /* autoscaling/target-lifecycle-state: a token of 1-64 bytes of printable
- * ASCII other than space, trailing whitespace ignored.
- * *ret_terminating is true for exactly "Terminated" (not
- * "Warmed:Terminated": a warm-pool instance is not in service). Returns 0
- * or -EBADMSG (empty, too long, control or non-ASCII bytes). */
+ * ASCII other than space, trailing whitespace ignored. *ret_terminating is
+ * true for exactly "Terminated". Returns 0 or -EBADMSG. */
 int aws_parse_lifecycle(const char *body, size_t len, bool *ret_terminating);
 
-/* The answer to PUT /latest/api/token: printable ASCII without spaces (it
- * goes into a header line), trailing whitespace ignored, 1..AWS_TOKEN_MAX
- * bytes. Copies it into ret (size n > its length). 0 or -EBADMSG. */
+/* The answer to PUT /latest/api/token: printable ASCII without spaces,
+ * trailing whitespace ignored, 1..AWS_TOKEN_MAX bytes. 0 or -EBADMSG. */
 int aws_parse_token(const char *body, size_t len, char *ret, size_t n);
 
 /* True when a token expiring at expiry_mono_usec (0 = none held) must be
- * fetched before the next request: none held, or within
- * AWS_TOKEN_MARGIN_SEC of expiry. */
+ * fetched before the next request. */
 bool aws_token_due(uint64_t expiry_mono_usec, uint64_t now_mono_usec);
 
-/* The event of an Auto Scaling termination (target-lifecycle-state
- * "Terminated"): Terminate, Scheduled, source "User" (the group acts for the
- * account), id "aws-asg-terminate-<instance_id>", NotBefore = first seen +
- * AWS_ASG_NOTICE_SEC, resources [instance_id], provider AWS. *ret must be
- * initialised or done; it is overwritten. 0 or -EINVAL (bad instance id). */
-int aws_lifecycle_event(const char *instance_id, uint64_t first_seen_wall_usec,
-			struct spot_event *ret);
+/* The event of an Auto Scaling termination: Terminate, Scheduled, source
+ * "User", key "aws-asg-terminate-<instance_id>" (id_from_first_seen),
+ * not_before 0 with notice_usec AWS_ASG_NOTICE_SEC, resources
+ * [instance_id], provider AWS. 0 or -EINVAL (bad instance id). */
+int aws_lifecycle_event(const char *instance_id, struct spot_event *ret);
 
-/* instance/preempted and other GCP flags: "TRUE" or "FALSE" (case-sensitive),
- * trailing whitespace ignored. 0 or -EBADMSG. */
+/* instance/preempted and other GCP flags: "TRUE" or "FALSE". 0 or -EBADMSG. */
 int gcp_parse_flag(const char *body, size_t len, bool *ret);
 
-/* instance/maintenance-event: "NONE" gives *ret_pending false and *ret_type
- * EVENT_TYPE_INVALID; "MIGRATE_ON_HOST_MAINTENANCE" gives Freeze; any other
- * token of 1-64 bytes of [A-Z0-9_] starting with a letter
- * (TERMINATE_ON_HOST_MAINTENANCE, SHUTDOWN_ON_HOST_MAINTENANCE, ...) gives
- * Terminate; both with *ret_pending true. Trailing whitespace is ignored.
- * 0 or -EBADMSG. */
+/* instance/maintenance-event: "NONE" gives *ret_pending false;
+ * "MIGRATE_ON_HOST_MAINTENANCE" gives Freeze; any other [A-Z][A-Z0-9_]*
+ * token gives Terminate; both with *ret_pending true. 0 or -EBADMSG. */
 int gcp_parse_maintenance(const char *body, size_t len, enum event_type *ret_type, bool *ret_pending);
 
 /* The Preempt event of instance/preempted = TRUE: Scheduled, source
- * "Platform", id "gcp-preempted-<name>" (the watcher appends the first 8
- * hex digits of the boot id), NotBefore = first seen +
- * GCP_PREEMPT_NOTICE_SEC, resources [name], provider GCP. *ret must be
- * initialised or done; it is overwritten. 0 or -EINVAL (bad name). */
-int gcp_preempt_event(const char *name, uint64_t first_seen_wall_usec, struct spot_event *ret);
+ * "Platform", key "gcp-preempted-<name>-<boot tag>" (id_from_first_seen;
+ * boot_tag may be "", then no "-<tag>"), not_before 0 with notice_usec
+ * notice_sec, resources [name], provider GCP. 0 or -EINVAL.
+ * Keys (here and in aws_lifecycle_event) stay below PROVIDER_KEY_MAX bytes:
+ * a longer name is cut in the key, never the boot tag, and the resource
+ * keeps the whole name. boot_tag: up to 16 bytes of [0-9a-f]. */
+int gcp_preempt_event(const char *name, const char *boot_tag, uint64_t notice_sec,
+		      struct spot_event *ret);
 
-/* The event of a pending maintenance-event value (as gcp_parse_maintenance
- * accepts, type Freeze or Terminate): Scheduled, source "Platform", id
- * "gcp-maintenance-<value in lower case>-<first seen, Unix seconds>",
- * NotBefore = first seen + GCP_MAINTENANCE_NOTICE_SEC, description
- * "host maintenance: <value>", resources [name], provider GCP. *ret must be
- * initialised or done; it is overwritten. 0 or -EINVAL. */
+/* The event of a pending maintenance-event value: Scheduled, source
+ * "Platform", key "gcp-maintenance-<value in lower case>"
+ * (id_from_first_seen), not_before 0 with notice_usec
+ * GCP_MAINTENANCE_NOTICE_SEC, description "host maintenance: <value>",
+ * resources [name], provider GCP. 0 or -EINVAL. */
 int gcp_maintenance_event(const char *value, enum event_type type, const char *name,
-			  uint64_t first_seen_wall_usec, struct spot_event *ret);
+			  struct spot_event *ret);
 
-/* An instance id (AWS instance-id) or name (GCP instance/name): printable
- * ASCII without spaces, trailing whitespace ignored, 1..WATCHER_NAME_MAX-1
- * bytes. Copies it into ret (size n > its length). 0 or -EBADMSG. */
-int watcher_parse_name(const char *body, size_t len, char *ret, size_t n);
+/* An instance id (AWS) or name (GCP): printable ASCII without spaces,
+ * trailing whitespace ignored, 1..PROVIDER_NAME_MAX-1 bytes. 0 or -EBADMSG. */
+int provider_parse_name(const char *body, size_t len, char *ret, size_t n);
 
-/* When a condition was first seen, kept across rounds so that ids and
- * deadlines derived from it stay stable. key names what is seen ("" when
- * nothing); a different key starts a new sighting. */
-struct watcher_sighting {
-	char key[WATCHER_TOKEN_MAX + 1];
-	uint64_t first_wall_usec;         /* wall clock; meaningful while key[0] */
-};
-
-/* Records that key (NULL or "" for nothing) is seen at now_wall_usec.
- * Returns the wall time key was first seen in the current unbroken run of
- * sightings, or 0 when nothing is seen. A key longer than
- * WATCHER_TOKEN_MAX is compared by its first WATCHER_TOKEN_MAX bytes. */
-uint64_t watcher_sighting_update(struct watcher_sighting *s, const char *key,
-				 uint64_t now_wall_usec);
-
-/* Internal to watcher.c, aws.c and gcp.c: a provider's round. A round is a
- * chain of requests, each started from the previous one's callback, ending
- * in exactly one watcher_fail() or watcher_finish(); nothing may touch the
- * watcher after either (the callback may free it). */
-struct watcher_ops {
-	size_t state_size;                      /* private state, zeroed by watcher_new */
-	/* Starts the first request of a round: 0, or -errno and no request
-	 * in flight (watcher_poll returns it, the callback is not called). */
-	int (*start_round)(struct watcher *w, void *state);
-	void (*done_state)(void *state);        /* NULL when nothing to release */
-};
-
-extern const struct watcher_ops aws_watcher_ops;
-extern const struct watcher_ops gcp_watcher_ops;
-
-/* The plain-text value of body: trailing whitespace (space, tab, CR, LF)
- * dropped, the rest 1..max bytes of printable ASCII other than space.
- * Returns its length, or -EBADMSG. */
-int watcher_parse_text(const char *body, size_t len, size_t max);
-
-void *watcher_state(struct watcher *w);
-/* The name set by watcher_set_vm_name, NULL until then; borrowed. */
-const char *watcher_vm_name(const struct watcher *w);
-void watcher_set_vm_name(struct watcher *w, const char *name);
-void watcher_set_rebalance(struct watcher *w, bool recommended);
-/* Starts method on base URL + path in slot with the round's timeout; cb gets
- * the watcher as userdata. 0 or -errno. */
-int watcher_request(struct watcher *w, enum imds_slot slot, const char *method, const char *path,
-		    const char *const *headers, imds_callback cb);
-/* Ends the round with a failure (the error line is formatted from fmt) or
- * with events (ownership moves to the watcher, which frees them after the
- * callback returns). done_mono_usec 0 means now. */
-void watcher_fail(struct watcher *w, enum imds_result result, uint64_t done_mono_usec,
-		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-void watcher_finish(struct watcher *w, struct event_list *events, uint64_t done_mono_usec);
+/* The plain-text value of body: trailing whitespace dropped, the rest
+ * 1..max bytes of printable ASCII other than space. Its length or -EBADMSG. */
+int provider_parse_text(const char *body, size_t len, size_t max);
 
 #endif

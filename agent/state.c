@@ -24,6 +24,8 @@
  *   approve_attempts  integer
  *   no_approve        bool, no approval is wanted for this event
  *   gone              bool, the event has left the metadata document
+ *   gone_usec         integer, when it left (0 while listed)
+ *   key               string, the provider's key of a made-up id ("" if none)
  *   hooks             array of <hook> in run order
  *
  * <hook>:
@@ -70,6 +72,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -267,6 +270,8 @@ static cJSON *record_to_json(const struct event_record *r, bool with_output)
 	json_add_uint(o, "approve_attempts", r->approve_attempts);
 	json_add_bool(o, "no_approve", r->no_approve);
 	json_add_bool(o, "gone", r->gone);
+	json_add_uint(o, "gone_usec", r->gone_wall_usec);
+	json_add_string(o, "key", r->key);
 	hooks = json_check(cJSON_CreateArray());
 	for (size_t i = 0; i < r->n_hooks; i++)
 		if (!cJSON_AddItemToArray(hooks, hook_to_json(&r->hooks[i], with_output)))
@@ -446,6 +451,14 @@ int event_record_from_json(const cJSON *o, struct event_record *ret)
 		goto out;
 	}
 	rec.approve_attempts = (unsigned)attempts;
+	/* Added later: a file written before them reads as "" and 0. */
+	if ((cJSON_GetObjectItemCaseSensitive(o, "gone_usec") &&
+	     json_get_uint(o, "gone_usec", UINT64_MAX, &rec.gone_wall_usec) < 0) ||
+	    (cJSON_GetObjectItemCaseSensitive(o, "key") &&
+	     json_get_string(o, "key", rec.key, sizeof(rec.key)) < 0)) {
+		r = -EBADMSG;
+		goto out;
+	}
 
 	rec.hooks = xcalloc((size_t)n, sizeof(*rec.hooks));
 	cJSON_ArrayForEach(h, hooks) {
@@ -493,7 +506,7 @@ void state_done(struct agent_state *s)
 	memset(s, 0, sizeof(*s));
 }
 
-bool event_record_awaits_approval(const struct event_record *r)
+bool event_record_awaits_approval_at(const struct event_record *r, uint64_t now_wall_usec)
 {
 	if (r->ev.provider != PROVIDER_AZURE || r->drill || r->no_approve || r->gone || r->approved)
 		return false;
@@ -501,12 +514,22 @@ bool event_record_awaits_approval(const struct event_record *r)
 	 * platform goes ahead without us. */
 	if (r->ev.status != EVENT_SCHEDULED)
 		return false;
-	return r->ev.not_before_usec == 0 || now_usec(CLOCK_REALTIME) < r->ev.not_before_usec;
+	return r->ev.not_before_usec == 0 || now_wall_usec < r->ev.not_before_usec;
+}
+
+bool event_record_awaits_approval(const struct event_record *r)
+{
+	return event_record_awaits_approval_at(r, now_usec(CLOCK_REALTIME));
+}
+
+static bool finished_at(const struct event_record *r, uint64_t now_wall_usec)
+{
+	return r->chain_done && !event_record_awaits_approval_at(r, now_wall_usec);
 }
 
 bool event_record_is_finished(const struct event_record *r)
 {
-	return r->chain_done && !event_record_awaits_approval(r);
+	return finished_at(r, now_usec(CLOCK_REALTIME));
 }
 
 struct event_record *state_find(struct agent_state *s, const char *event_id)
@@ -533,6 +556,12 @@ static const struct event_record *state_current_const(const struct agent_state *
 
 struct event_record *state_add_record(struct agent_state *s, struct event_record *r)
 {
+	return state_add_record_at(s, r, now_usec(CLOCK_REALTIME));
+}
+
+struct event_record *state_add_record_at(struct agent_state *s, struct event_record *r,
+					 uint64_t now_wall_usec)
+{
 	s->records = xrealloc(s->records, (s->n_records + 1) * sizeof(*s->records));
 	s->records[s->n_records++] = *r;
 	memset(r, 0, sizeof(*r));
@@ -542,7 +571,7 @@ struct event_record *state_add_record(struct agent_state *s, struct event_record
 	 * and so does the record just added, which the caller holds. The cap is
 	 * thus soft, bounded by how many events can be in progress at once. */
 	for (size_t i = 0; s->n_records > STATE_RECORDS_MAX && i + 1 < s->n_records;) {
-		if (!event_record_is_finished(&s->records[i])) {
+		if (!finished_at(&s->records[i], now_wall_usec)) {
 			i++;
 			continue;
 		}
@@ -590,6 +619,11 @@ static char *state_file_render(const struct agent_state *s, enum output_policy p
 
 int state_save(const struct agent_state *s)
 {
+	return state_save_opt(s, true);
+}
+
+int state_save_opt(const struct agent_state *s, bool durable)
+{
 	char *text = NULL, *tmp = NULL, *final = NULL;
 	bool created = false;
 	int fd = -1, dfd = -1, r;
@@ -628,7 +662,7 @@ int state_save(const struct agent_state *s)
 	r = write_all(fd, text, len);
 	if (r < 0)
 		goto out;
-	if (fsync(fd) < 0) {
+	if (durable && fsync(fd) < 0) {
 		r = -errno;
 		goto out;
 	}
@@ -646,6 +680,10 @@ int state_save(const struct agent_state *s)
 	}
 	created = false;
 
+	if (!durable) {
+		r = 0;
+		goto out;
+	}
 	/* The rename is durable only once the directory is. */
 	dfd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
@@ -783,7 +821,48 @@ static char *move_aside(int dfd, const char *dir)
 	return path;
 }
 
+/* Temp files of saves that never reached their rename (the agent died
+ * in between): nothing reads them, so they go. */
+static unsigned remove_stale(int dfd)
+{
+	size_t prefix = strlen(STATE_FILE_NAME) + 2;   /* ".state.json." */
+	unsigned n = 0;
+	struct dirent *d;
+	DIR *dir;
+	int fd;
+
+	fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return 0;
+	dir = fdopendir(fd);
+	if (!dir) {
+		(void)close(fd);
+		return 0;
+	}
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] != '.' || strncmp(d->d_name + 1, STATE_FILE_NAME, prefix - 2) != 0 ||
+		    d->d_name[prefix - 1] != '.' || strlen(d->d_name) != prefix + 6)
+			continue;
+		if (unlinkat(dfd, d->d_name, 0) == 0)
+			n++;
+	}
+	closedir(dir);
+	return n;
+}
+
 int state_load(struct agent_state *s, char **ret_moved)
+{
+	struct state_load_report rep;
+	int r = state_load_report(s, &rep);
+
+	if (ret_moved)
+		*ret_moved = rep.moved;
+	else
+		free(rep.moved);
+	return r;
+}
+
+int state_load_report(struct agent_state *s, struct state_load_report *rep)
 {
 	struct event_record *records = NULL;
 	size_t n = 0;
@@ -791,8 +870,7 @@ int state_load(struct agent_state *s, char **ret_moved)
 	int dfd, fd = -1, r;
 	ssize_t len;
 
-	if (ret_moved)
-		*ret_moved = NULL;
+	memset(rep, 0, sizeof(*rep));
 	state_clear_records(s);
 	if (!s->state_dir)
 		return 0;
@@ -800,6 +878,7 @@ int state_load(struct agent_state *s, char **ret_moved)
 	dfd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return errno == ENOENT ? 0 : -errno;
+	rep->stale_removed = remove_stale(dfd);
 
 	/* O_NONBLOCK: a FIFO in its place must not hang us; it is refused below. */
 	fd = openat(dfd, STATE_FILE_NAME, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -816,12 +895,8 @@ int state_load(struct agent_state *s, char **ret_moved)
 out:
 	if (r < 0) {
 		/* Unreadable, too large or not ours: start empty. */
-		char *moved = move_aside(dfd, s->state_dir);
-
-		if (ret_moved)
-			*ret_moved = moved;
-		else
-			free(moved);
+		rep->error = r;
+		rep->moved = move_aside(dfd, s->state_dir);
 		r = 0;
 	}
 	if (fd >= 0)
@@ -900,6 +975,7 @@ cJSON *state_to_json(const struct agent_state *s, const char *version)
 	json_add_uint(o, "uptime_s", now > s->started_mono_usec ?
 		      (now - s->started_mono_usec) / USEC_PER_SEC : 0);
 	json_add_string(o, "state", agent_phase_to_string(s->phase));
+	json_add_bool(o, "rebalance_recommended", s->rebalance_recommended);
 	json_add(o, "poll", poll_to_json(&s->poll));
 	json_add(o, "event", current ? event_record_to_json(current) : cJSON_CreateNull());
 

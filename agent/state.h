@@ -41,7 +41,24 @@ struct event_record {
 	uint64_t approved_wall_usec;
 	unsigned approve_attempts;
 	bool gone;                     /* event has left the IMDS document */
+	uint64_t gone_wall_usec;       /* when it left, 0 while listed */
 	bool no_approve;               /* no approval wanted (--no-approve); set by the caller */
+	/* The provider's stable key when the agent made the id up
+	 * (spot_event.id_from_first_seen): later sightings match on it. ""
+	 * when the id is the provider's own. */
+	char key[EVENT_ID_MAX];
+
+	/* The engine's view since this process started; never persisted. */
+	struct {
+		bool listed;               /* named by a round since start */
+		bool matched;              /* named by the round being handled */
+		bool gone_seen;            /* gone, as a round of this process saw */
+		bool approving;            /* approval in flight */
+		unsigned approve_failures; /* in a row, for the backoff */
+		uint64_t approve_next_wall_usec; /* no approval before then */
+		uint64_t retry_wall_usec;  /* hook start/scan retry due, 0 none */
+		bool planned;              /* hook plan merged for this chain */
+	} rt;
 };
 
 /* Poll statistics; not persisted. */
@@ -64,6 +81,7 @@ struct agent_state {
 	char *provider;                    /* owned, "azure" */
 	char *vm_name;                     /* owned, NULL until known */
 	struct poll_stats poll;
+	bool rebalance_recommended;        /* the provider recommends moving off (AWS) */
 	/* Handled events, oldest first; the current one is the newest that is
 	 * not done (see state_current). Owned. */
 	struct event_record *records;
@@ -81,6 +99,8 @@ void event_record_done(struct event_record *r);
  * gone, not approved yet, approval wanted (!no_approve), still Scheduled and
  * its NotBefore (if any) not yet passed. Reads the wall clock. */
 bool event_record_awaits_approval(const struct event_record *r);
+/* The same at a given time, without reading the clock. */
+bool event_record_awaits_approval_at(const struct event_record *r, uint64_t now_wall_usec);
 
 /* A finished record needs nothing more: its chain is done and it does not
  * await approval. Only finished records are ever dropped. */
@@ -96,6 +116,9 @@ struct event_record *state_find(struct agent_state *s, const char *event_id);
  * so the cap gives way while more events than that are in progress. Returns
  * the stored record (borrowed, as above). */
 struct event_record *state_add_record(struct agent_state *s, struct event_record *r);
+/* The same, deciding what is finished at now_wall_usec (no clock read). */
+struct event_record *state_add_record_at(struct agent_state *s, struct event_record *r,
+					 uint64_t now_wall_usec);
 
 /* The record being handled (not chain_done, or chain_done but awaiting
  * approval), else the newest record, else NULL. Borrowed. */
@@ -107,9 +130,20 @@ struct event_record *state_current(struct agent_state *s);
  * (may be NULL) is set to the new path (caller frees) so the caller can warn,
  * else to NULL. Replaces the records held; keeps the newest
  * STATE_RECORDS_MAX. A hook saved as running (the agent died during it) is
- * loaded as pending, so it runs again. Leftover temp files are ignored.
+ * loaded as pending, so it runs again. Leftover temp files of crashed saves are removed.
  * Returns 0, or -errno only when the directory itself is unusable. */
 int state_load(struct agent_state *s, char **ret_moved);
+
+/* What state_load_report found besides the records, for the caller's log. */
+struct state_load_report {
+	int error;               /* -errno why the file was refused, 0 if it was fine */
+	char *moved;             /* where it was moved (owned), NULL when it
+				  * was fine or could not be moved */
+	unsigned stale_removed;  /* .state.json.XXXXXX temp files of crashed saves removed */
+};
+/* state_load, reporting everything: rep is always filled (rep->moved to be
+ * freed). Stale temp files are removed first. */
+int state_load_report(struct agent_state *s, struct state_load_report *rep);
 
 /* Writes the records atomically: temp file, fsync, rename, fsync of the
  * directory; creates state_dir (0700) when missing. Returns 0 or -errno.
@@ -117,6 +151,9 @@ int state_load(struct agent_state *s, char **ret_moved);
  * output lines are left out (first of finished records, then of all), and
  * if that is not enough, -EFBIG and the previous file stays. */
 int state_save(const struct agent_state *s);
+/* The same; !durable skips both fsyncs: the file then survives a crash of
+ * the agent (the kernel has it) but not of the machine. */
+int state_save_opt(const struct agent_state *s, bool durable);
 
 /* /v1/status: version, provider, vm_name, uptime_s, state, poll{...},
  * event (the current/last record or null), history[]. Caller owns it. */

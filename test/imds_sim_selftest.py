@@ -5,7 +5,8 @@ Run from anywhere: /usr/bin/python3 test/imds_sim_selftest.py
 Starts the simulator on a free port and checks the Azure-facing rules, the
 event lifecycle, fault injection, the request record and the control API,
 then the AWS EC2 IMDS side (IMDSv2 tokens, spot, rebalance and lifecycle
-items) and the GCP side (Metadata-Flavor, ETags, hanging GETs).
+items), the GCP side (Metadata-Flavor, ETags, hanging GETs) and what the
+engine tests lean on (a moving spot time, approval statuses).
 The last line of output is "N passed, N failed"; the exit status is 1 when
 anything failed.
 """
@@ -287,7 +288,10 @@ def test_lifecycle(sim):
         check("malformed approval %r -> 400" % bad, status == 400, status)
     appr = sim.ctl("GET", "approvals")
     check("approval record", len(appr) == 2 and appr[0]["event_ids"] == [eid.lower()] and
-          isinstance(appr[0]["t"], float), appr)
+          isinstance(appr[0]["t"], float) and isinstance(appr[0]["mono"], float), appr)
+    check("approval record statuses (as found: Scheduled, then gone)",
+          len(appr) == 2 and appr[0]["statuses"] == ["Scheduled"] and
+          appr[1]["statuses"] == ["gone"], appr)
     check("no change from approvals of finished events",
           sim.doc()["DocumentIncarnation"] == inc0 + 3)
 
@@ -345,6 +349,73 @@ def test_lifecycle(sim):
     check("reset clears, incarnation monotonic", d["Events"] == [] and
           d["DocumentIncarnation"] >= before and r["incarnation"] == d["DocumentIncarnation"], d)
     check("reset restores config", sim.ctl("GET", "config")["started_ttl"] == 5.0)
+
+
+def test_engine_support(sim):
+    """What the eviction-engine regression tests and the kill -9 torture
+    rely on: a moving AWS spot time, approval statuses, many events listed
+    in creation order, a fault that never runs out."""
+    sim.fresh(started_ttl=0)
+    tok = sim.token(300)
+    r = sim.ctl("POST", "aws/spot", {"notice_in": 120, "moving_time": True})
+    check("moving spot view", r["spot"]["moving_time"] is True and
+          r["spot"]["action"] == "terminate", r)
+
+    def served():
+        """(time before, served time as Unix seconds, time after)."""
+        before = time.time()
+        st, _, data = sim.aws("spot/instance-action", tok)
+        return before, parse_z(json.loads(data)["time"]) if st == 200 else None, time.time()
+
+    def now_plus_120(answer):
+        before, when, after = answer
+        return when is not None and int(before) + 120 <= when <= int(after) + 120
+
+    first = served()
+    # The time moves with the clock: wait for the next whole second.
+    wait_until(lambda: int(time.time()) > int(first[2]), 3, 0.01)
+    second = served()
+    check("moving spot time is now + notice_in at each answer",
+          now_plus_120(first) and now_plus_120(second) and second[1] > first[1],
+          (first, second))
+    st, _, data = sim.aws("spot/termination-time", tok)
+    check("termination-time moves with it", st == 200 and
+          abs(parse_z(data.decode()) - (time.time() + 120)) <= 1, data)
+    sim.ctl("POST", "aws/spot", {"time": "2026-11-27T08:22:00Z", "moving_time": True}, expect=400)
+    sim.ctl("POST", "aws/spot", {"moving_time": "yes"}, expect=400)
+    r = sim.ctl("POST", "aws/spot", {"notice_in": 120})
+    check("fixed spot time by default", r["spot"]["moving_time"] is False, r)
+    first = served()
+    wait_until(lambda: int(time.time()) > int(first[2]), 3, 0.01)
+    check("fixed spot time stays", served()[1] == first[1])
+    sim.ctl("DELETE", "aws/spot")
+
+    eid = sim.ctl("POST", "events", {"type": "Preempt", "not_before_in": 600})["id"]
+    sim.ctl("POST", "events/%s/start" % eid)
+    sim.approve([eid])
+    sim.ctl("DELETE", "events/" + eid)
+    other = sim.ctl("POST", "events", {"type": "Terminate", "not_before_in": 600})["id"]
+    sim.approve([eid, other])
+    appr = sim.ctl("GET", "approvals")
+    check("approval statuses: Started, then gone and Scheduled",
+          [a["statuses"] for a in appr] == [["Started"], ["gone", "Scheduled"]] and
+          appr[0]["mono"] <= appr[1]["mono"], appr)
+
+    sim.fresh()
+    ids = [sim.ctl("POST", "events", {"type": "Freeze", "resources": ["other-vm-%d" % i]})["id"]
+           for i in range(40)]
+    mine = sim.ctl("POST", "events", {"type": "Preempt"})["id"]
+    d = sim.doc()
+    check("41 events listed in creation order, ours last",
+          [e["EventId"] for e in d["Events"]] == ids + [mine] and
+          d["Events"][-1]["Resources"] == ["agent-vm0"], len(d["Events"]))
+
+    sim.ctl("POST", "faults", {"path": "/metadata/instance", "count": -1})
+    got = [sim.md(COMPUTE)[0] for _ in range(12)]
+    check("compute fault that never runs out, Scheduled Events untouched",
+          got == [500] * 12 and sim.md(SE)[0] == 200, got)
+    sim.ctl("DELETE", "faults")
+    check("compute answers once cleared", sim.md(COMPUTE)[0] == 200)
 
 
 def test_versions(sim):
@@ -936,7 +1007,8 @@ def main():
     try:
         for t in (test_headers, test_rate, test_lifecycle, test_versions,
                   test_faults, test_records, test_first_call, test_aws_tokens,
-                  test_aws_items, test_gcp_basic, test_gcp_hanging, test_cloud_records):
+                  test_aws_items, test_gcp_basic, test_gcp_hanging, test_cloud_records,
+                  test_engine_support):
             try:
                 t(sim)
             except Exception:

@@ -1,6 +1,8 @@
 /* fuzz-azure.c - libFuzzer target for the Azure document parsers. Besides
  * surviving any input, every event they return must satisfy the model's
- * invariants and survive the JSON form the state file keeps. */
+ * invariants, name the VM the document was parsed for, and survive the
+ * JSON form the state file keeps; every drop must be described in one
+ * printable line. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,33 +58,59 @@ static void check_event(const struct spot_event *ev)
 	cJSON_Delete(o);
 }
 
+/* A document parsed for vm (NULL: for no VM in particular). */
+static void check_document(const char *body, size_t size, const char *vm)
+{
+	struct azure_document doc;
+	size_t described;
+
+	if (azure_parse_events(body, size, vm, &doc) < 0)
+		return;
+	if (doc.incarnation < 0 || doc.events.n_events > EVENTS_MAX ||
+	    (doc.events.n_events > 0) != (doc.events.events != NULL) || (!vm && doc.n_other != 0))
+		abort();
+	for (size_t i = 0; i < doc.events.n_events; i++) {
+		check_event(&doc.events.events[i]);
+		/* The filter held, whatever the Resources cap kept. */
+		if (vm && !event_names_resource(&doc.events.events[i], vm))
+			abort();
+	}
+	described = doc.n_drops < PROVIDER_DROPS_MAX ? doc.n_drops : PROVIDER_DROPS_MAX;
+	for (size_t i = 0; i < described; i++) {
+		const struct provider_drop *d = &doc.drops[i];
+
+		if (strnlen(d->reason, sizeof(d->reason)) == 0 ||
+		    strnlen(d->reason, sizeof(d->reason)) >= sizeof(d->reason) ||
+		    (d->id[0] && !event_id_valid(d->id)))
+			abort();
+		for (const char *c = d->reason; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				abort();
+	}
+	if (doc.events.n_events > 0) {
+		char *approval = azure_approval_body(doc.events.events[0].id);
+
+		if (!approval)
+			abort();
+		free(approval);
+	}
+	azure_document_done(&doc);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *body = (const char *)data;
-	struct event_list list;
-	uint64_t incarnation;
-	size_t n_ignored;
 	char *name;
 
-	if (azure_parse_events(body, size, &incarnation, &list, &n_ignored) == 0) {
-		if (list.n_events > EVENTS_MAX || (list.n_events > 0) != (list.events != NULL))
-			abort();
-		for (size_t i = 0; i < list.n_events; i++)
-			check_event(&list.events[i]);
-		if (list.n_events > 0) {
-			char *approval = azure_approval_body(list.events[0].id);
-
-			if (!approval)
-				abort();
-			free(approval);
-		}
-		event_list_done(&list);
-	}
+	check_document(body, size, NULL);
+	/* Names the seed corpus uses. */
+	check_document(body, size, "vm");
+	check_document(body, size, "myvmss_3");
 
 	if (azure_parse_compute_name(body, size, &name) == 0) {
 		size_t n = strlen(name);
 
-		if (n == 0 || n >= 256)
+		if (n == 0 || n >= PROVIDER_NAME_MAX)
 			abort();
 		free(name);
 	}

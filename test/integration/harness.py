@@ -46,6 +46,17 @@ def wait_for(cond, timeout=TIMEOUT, what="condition", interval=0.01):
         time.sleep(interval)
 
 
+def pid_alive(pid):
+    """Whether a process runs (a zombie, killed and not yet reaped, counts
+    as dead)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except (OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -220,6 +231,11 @@ class Agent:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def kill9(self):
+        """SIGKILL, as a crash: waits until the process is gone."""
+        self.proc.kill()
+        return self.wait_exit()
+
     def wait_exit(self, timeout=TIMEOUT):
         try:
             rc = self.proc.wait(timeout)
@@ -259,6 +275,7 @@ class Context:
         self.sim = None
         self.agents = []
         self.http_port = None
+        self.deferred = []
 
     def start_sim(self, *args):
         self.sim = Sim(self.dir, *args)
@@ -329,11 +346,21 @@ class Context:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def defer(self, fn):
+        """Runs fn at cleanup, after the agents and the simulator stopped
+        (kill what a test left running, undo a chattr, ...)."""
+        self.deferred.append(fn)
+
     def cleanup(self, keep):
         for a in self.agents:
             a.stop()
         if self.sim:
             self.sim.stop()
+        for fn in reversed(self.deferred):
+            try:
+                fn()
+            except Exception:
+                pass
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 

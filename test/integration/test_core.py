@@ -76,7 +76,7 @@ def test_other_vm_and_unhandled_types_ignored(ctx):
     unknown = sim.add_event(type="Hibernate", not_before_in=600)
     a.wait_log(r"Reboot event for this VM is not in 'events', ignoring")
     a.wait_log(r"for other VMs, ignoring")
-    a.wait_log(r"events of unknown type or status, ignoring them")
+    a.wait_log(r"dropped: unknown EventType 'Hibernate', ignoring it")
     n = len(sim.polls())
     wait_for(lambda: len(sim.polls()) >= n + 3, what="more polls")
     check(ctx.recorded() == [], "hooks ran for an ignored event")

@@ -1,11 +1,20 @@
-/* test-azure.c - Azure document parsing, driven by test/data/azure.
+/* test-azure.c - the Azure provider: Scheduled Events and compute
+ * documents driven by test/data/azure, and rounds against a fake metadata
+ * service (the compute document in parallel, a failing compute document
+ * that must not stop Scheduled Events, the VM filter before the cap, the
+ * approval POST), plus the transport starting a request at once.
  *
  * events/NAME.json must parse and yield what events/NAME.expect lists;
  * events/NAME.bad must be refused with -EBADMSG. The same holds for
  * compute/. Adding a case means adding data files. The .expect format, one
  * directive a line ('#' starts a comment):
+ *   vm NAME           (the VM the document is parsed for; without it none:
+ *                      every well-formed event is returned)
  *   incarnation N
- *   ignored N
+ *   drops N           (events dropped in all)
+ *   drop ID|- REASON  (the described drops in document order, as many as
+ *                      PROVIDER_DROPS_MAX allows; '-' for no usable id)
+ *   other N           (well-formed events for other VMs; 0 when absent)
  *   events N          (optional: count when only the first events are listed)
  *   event ID TYPE STATUS SOURCE NOT_BEFORE_SEC DURATION resources=A,B
  *                     (SOURCE '-' for ""; NOT_BEFORE_SEC 0 for unknown)
@@ -19,44 +28,35 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "azure.h"
 #include "event.h"
+#include "provider.h"
 #include "util.h"
 
-#define EVENTS_DIR  "test/data/azure/events"
-#define COMPUTE_DIR "test/data/azure/compute"
+#define DATA_DIR "test/data/azure"
+#define PLUMB_PROVIDER PROVIDER_AZURE
+#define PLUMB_FIRST_ITEM "scheduled events"
+#define SEC(s) ((uint64_t)(s) * USEC_PER_SEC)
 
-/* Reads a whole file into an exactly sized buffer (no NUL added), so
- * AddressSanitizer catches any read past the length the parser was given. */
-static char *read_data(const char *path, size_t *ret_len)
-{
-	FILE *f = fopen(path, "rbe");
-	char *buf = NULL;
-	size_t len = 0;
-	char chunk[4096];
-	size_t k;
+#include "provider-data.h"
 
-	if (!f)
-		fail_msg("cannot open '%s': %s", path, strerror(errno));
-	while ((k = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		buf = xrealloc(buf, len + k);
-		memcpy(buf + len, chunk, k);
-		len += k;
-	}
-	assert_false(ferror(f));
-	fclose(f);
-	if (!buf)
-		buf = xmalloc(1);
-	*ret_len = len;
-	return buf;
-}
+struct item {
+	const char *dir;
+};
+
+struct data_case {
+	char *path;
+	const struct item *item;
+};
+
+#include "provider-harness.h"
 
 static char *sibling(const char *path, const char *ext)
 {
@@ -125,129 +125,178 @@ static void check_event_line(const char *file, unsigned line, char *rest,
 	assert_int_equal(ev->provider, PROVIDER_AZURE);
 }
 
-/* Every parsed event survives the JSON form the state file keeps. */
-static void check_round_trip(const struct spot_event *ev)
-{
-	struct spot_event back;
-	cJSON *o;
+/* The expect file's lines without comments and blank lines. */
+struct expect {
+	char **lines;
+	unsigned *lineno;
+	size_t n;
+};
 
-	o = event_to_json(ev, 0, false);
-	assert_non_null(o);
-	event_init(&back);
-	assert_int_equal(event_from_json(o, &back), 0);
-	assert_true(event_equal(ev, &back));
-	event_done(&back);
-	cJSON_Delete(o);
-}
-
-static void test_events_case(void **state)
+static void read_expect_lines(const char *path, struct expect *ret)
 {
-	const char *path = *state;
-	char *expect = sibling(path, ".expect"), *line = NULL, *body;
-	struct event_list list = { 0 };
-	uint64_t incarnation = UINT64_MAX;
-	size_t len, cap = 0, n_ignored = SIZE_MAX, listed = 0, want_events = SIZE_MAX;
-	const struct spot_event *cur = NULL;
-	bool desc_checked = true, saw_incarnation = false, saw_ignored = false;
+	char *line = NULL;
+	size_t cap = 0;
 	unsigned lineno = 0;
-	FILE *f;
-	int r;
+	FILE *f = fopen(path, "re");
 
-	body = read_data(path, &len);
-	r = azure_parse_events(body, len, &incarnation, &list, &n_ignored);
-	if (r != 0)
-		fail_msg("%s: azure_parse_events() = %d", path, r);
-
-	f = fopen(expect, "re");
 	if (!f)
-		fail_msg("%s: missing '%s'", path, expect);
+		fail_msg("missing '%s'", path);
+	*ret = (struct expect){ 0 };
 	while (getline(&line, &cap, f) >= 0) {
-		char *rest, *kw;
-
 		lineno++;
 		line[strcspn(line, "\n")] = '\0';
 		if (line[0] == '\0' || line[0] == '#')
 			continue;
-		kw = line;
-		rest = strchr(line, ' ');
+		ret->lines = xrealloc(ret->lines, (ret->n + 1) * sizeof(*ret->lines));
+		ret->lineno = xrealloc(ret->lineno, (ret->n + 1) * sizeof(*ret->lineno));
+		ret->lines[ret->n] = xstrdup(line);
+		ret->lineno[ret->n++] = lineno;
+	}
+	fclose(f);
+	free(line);
+}
+
+static void expect_done(struct expect *x)
+{
+	for (size_t i = 0; i < x->n; i++)
+		free(x->lines[i]);
+	free(x->lines);
+	free(x->lineno);
+}
+
+static void test_events_case(void **state)
+{
+	const struct data_case *dc = *state;
+	const char *path = dc->path;
+	char *expect_path = sibling(path, ".expect"), *body;
+	struct azure_document doc;
+	struct expect x;
+	const char *vm = NULL;
+	size_t len, listed = 0, want_events = SIZE_MAX, drops_listed = 0;
+	const struct spot_event *cur = NULL;
+	bool desc_checked = true, saw_incarnation = false, saw_drops = false;
+	uint64_t want_other = 0;
+	int r;
+
+	read_expect_lines(expect_path, &x);
+	for (size_t i = 0; i < x.n; i++)
+		if (strncmp(x.lines[i], "vm ", 3) == 0)
+			vm = x.lines[i] + 3;
+
+	body = read_data(path, &len);
+	r = azure_parse_events(body, len, vm, &doc);
+	if (r != 0)
+		fail_msg("%s: azure_parse_events() = %d", path, r);
+
+	for (size_t i = 0; i < x.n; i++) {
+		unsigned lineno = x.lineno[i];
+		char *kw = x.lines[i], *rest;
+
+		rest = strchr(kw, ' ');
 		if (!rest)
-			fail_msg("%s:%u: directive without argument", expect, lineno);
+			fail_msg("%s:%u: directive without argument", expect_path, lineno);
 		*rest++ = '\0';
 
-		if (strcmp(kw, "incarnation") == 0) {
-			assert_int_equal(incarnation, parse_u64(expect, lineno, rest));
+		if (strcmp(kw, "vm") == 0) {
+			continue;
+		} else if (strcmp(kw, "incarnation") == 0) {
+			assert_int_equal(doc.incarnation, parse_u64(expect_path, lineno, rest));
 			saw_incarnation = true;
-		} else if (strcmp(kw, "ignored") == 0) {
-			if (n_ignored != parse_u64(expect, lineno, rest))
-				fail_msg("%s:%u: %zu ignored", expect, lineno, n_ignored);
-			saw_ignored = true;
+		} else if (strcmp(kw, "drops") == 0) {
+			if (doc.n_drops != parse_u64(expect_path, lineno, rest))
+				fail_msg("%s:%u: %zu dropped", expect_path, lineno, doc.n_drops);
+			saw_drops = true;
+		} else if (strcmp(kw, "drop") == 0) {
+			char *reason = strchr(rest, ' ');
+			const struct provider_drop *d;
+
+			if (!reason)
+				fail_msg("%s:%u: drop ID|- REASON", expect_path, lineno);
+			*reason++ = '\0';
+			if (drops_listed >= PROVIDER_DROPS_MAX || drops_listed >= doc.n_drops)
+				fail_msg("%s:%u: only %zu drops described", expect_path, lineno, drops_listed);
+			d = &doc.drops[drops_listed++];
+			if (strcmp(d->id, strcmp(rest, "-") == 0 ? "" : rest) != 0 || strcmp(d->reason, reason) != 0)
+				fail_msg("%s:%u: got drop '%s' '%s'", expect_path, lineno, d->id, d->reason);
+		} else if (strcmp(kw, "other") == 0) {
+			want_other = parse_u64(expect_path, lineno, rest);
 		} else if (strcmp(kw, "events") == 0) {
-			want_events = (size_t)parse_u64(expect, lineno, rest);
+			want_events = (size_t)parse_u64(expect_path, lineno, rest);
 		} else if (strcmp(kw, "event") == 0) {
-			check_description(expect, lineno, cur, desc_checked);
-			if (listed >= list.n_events)
-				fail_msg("%s:%u: only %zu events parsed", expect, lineno, list.n_events);
-			cur = &list.events[listed++];
+			check_description(expect_path, lineno, cur, desc_checked);
+			if (listed >= doc.events.n_events)
+				fail_msg("%s:%u: only %zu events parsed", expect_path, lineno, doc.events.n_events);
+			cur = &doc.events.events[listed++];
 			desc_checked = false;
-			check_event_line(expect, lineno, rest, cur);
+			check_event_line(expect_path, lineno, rest, cur);
 			check_round_trip(cur);
+			/* The filter held: a kept event names the VM. */
+			if (vm && !event_names_resource(cur, vm))
+				fail_msg("%s:%u: event '%s' does not name '%s'", expect_path, lineno, cur->id, vm);
 		} else if (strcmp(kw, "description") == 0 && cur) {
 			if (strcmp(cur->description, rest) != 0)
-				fail_msg("%s:%u: description '%s'", expect, lineno, cur->description);
+				fail_msg("%s:%u: description '%s'", expect_path, lineno, cur->description);
 			desc_checked = true;
 		} else if (strcmp(kw, "description-len") == 0 && cur) {
-			assert_int_equal(strlen(cur->description), parse_u64(expect, lineno, rest));
+			assert_int_equal(strlen(cur->description), parse_u64(expect_path, lineno, rest));
 			desc_checked = true;
 		} else if (strcmp(kw, "names") == 0 && cur) {
 			char *answer = strrchr(rest, ' ');
 
 			if (!answer)
-				fail_msg("%s:%u: names NAME yes|no", expect, lineno);
+				fail_msg("%s:%u: names NAME yes|no", expect_path, lineno);
 			*answer++ = '\0';
 			if (event_names_resource(cur, rest) != (strcmp(answer, "yes") == 0))
-				fail_msg("%s:%u: event_names_resource('%s') wrong", expect, lineno, rest);
+				fail_msg("%s:%u: event_names_resource('%s') wrong", expect_path, lineno, rest);
 		} else {
-			fail_msg("%s:%u: unknown directive '%s'", expect, lineno, kw);
+			fail_msg("%s:%u: unknown directive '%s'", expect_path, lineno, kw);
 		}
 	}
-	check_description(expect, lineno, cur, desc_checked);
-	if (!saw_incarnation || !saw_ignored)
-		fail_msg("%s: needs incarnation and ignored lines", expect);
+	check_description(expect_path, 0, cur, desc_checked);
+	if (!saw_incarnation || !saw_drops)
+		fail_msg("%s: needs incarnation and drops lines", expect_path);
+	if (drops_listed != (doc.n_drops < PROVIDER_DROPS_MAX ? doc.n_drops : PROVIDER_DROPS_MAX))
+		fail_msg("%s: %zu drops described, %zu listed", expect_path,
+			 doc.n_drops < PROVIDER_DROPS_MAX ? doc.n_drops : PROVIDER_DROPS_MAX, drops_listed);
+	if (doc.n_other != want_other)
+		fail_msg("%s: %zu events for other VMs, %" PRIu64 " expected", expect_path, doc.n_other, want_other);
 	if (want_events == SIZE_MAX)
 		want_events = listed;
-	if (list.n_events != want_events || listed > want_events)
-		fail_msg("%s: %zu events parsed, %zu expected", path, list.n_events, want_events);
+	if (doc.events.n_events != want_events || listed > want_events)
+		fail_msg("%s: %zu events parsed, %zu expected", path, doc.events.n_events, want_events);
+	assert_int_equal(doc.events.n_events > 0, doc.events.events != NULL);
 
-	fclose(f);
-	free(line);
-	event_list_done(&list);
+	azure_document_done(&doc);
+	expect_done(&x);
 	free(body);
-	free(expect);
+	free(expect_path);
 }
 
 static void test_events_bad(void **state)
 {
-	const char *path = *state;
-	struct event_list list = { .events = (void *)&list, .n_events = 77 };
-	uint64_t incarnation = 12345;
-	size_t len, n_ignored = 66;
+	const struct data_case *dc = *state;
+	const char *path = dc->path;
+	struct azure_document doc = { .incarnation = 12345, .n_other = 66, .n_drops = 77 };
+	size_t len;
 	char *body = read_data(path, &len);
 	int r;
 
-	r = azure_parse_events(body, len, &incarnation, &list, &n_ignored);
+	r = azure_parse_events(body, len, NULL, &doc);
 	if (r != -EBADMSG)
 		fail_msg("%s: azure_parse_events() = %d, expected -EBADMSG", path, r);
+	assert_int_equal(azure_parse_events(body, len, "vm", &doc), -EBADMSG);
 	/* Nothing is written on failure. */
-	assert_ptr_equal(list.events, &list);
-	assert_int_equal(list.n_events, 77);
-	assert_int_equal(incarnation, 12345);
-	assert_int_equal(n_ignored, 66);
+	assert_int_equal(doc.incarnation, 12345);
+	assert_int_equal(doc.n_other, 66);
+	assert_int_equal(doc.n_drops, 77);
+	assert_null(doc.events.events);
 	free(body);
 }
 
 static void test_compute_case(void **state)
 {
-	const char *path = *state;
+	const struct data_case *dc = *state;
+	const char *path = dc->path;
 	char *expect = sibling(path, ".expect"), *want, *name = NULL, *body;
 	size_t len, want_len;
 	int r;
@@ -269,7 +318,8 @@ static void test_compute_case(void **state)
 
 static void test_compute_bad(void **state)
 {
-	const char *path = *state;
+	const struct data_case *dc = *state;
+	const char *path = dc->path;
 	char *name = (char *)path, *body;
 	size_t len;
 	int r;
@@ -286,32 +336,29 @@ static void test_compute_bad(void **state)
 static void test_length_bounded(void **state)
 {
 	static const char doc[] = "{\"DocumentIncarnation\":5,\"Events\":[]}";
-	struct event_list list = { 0 };
-	uint64_t incarnation = 0;
+	struct azure_document d;
 	char buf[sizeof(doc) + 8];
 	size_t n = sizeof(doc) - 1;
 	char *name = NULL;
 
 	memcpy(buf, doc, n);
 	memcpy(buf + n, "garbage!", 8);  /* no NUL anywhere */
-	assert_int_equal(azure_parse_events(buf, n, &incarnation, &list, NULL), 0);
-	assert_int_equal(incarnation, 5);
-	assert_int_equal(list.n_events, 0);
-	event_list_done(&list);
+	assert_int_equal(azure_parse_events(buf, n, NULL, &d), 0);
+	assert_int_equal(d.incarnation, 5);
+	assert_int_equal(d.events.n_events, 0);
+	assert_null(d.events.events);
+	azure_document_done(&d);
 
 	/* One byte short is a truncated document; the garbage is not JSON. */
-	assert_int_equal(azure_parse_events(buf, n - 1, &incarnation, &list, NULL), -EBADMSG);
-	assert_int_equal(azure_parse_events(buf, sizeof(buf), &incarnation, &list, NULL), -EBADMSG);
-	assert_int_equal(azure_parse_events(NULL, 0, &incarnation, &list, NULL), -EBADMSG);
+	assert_int_equal(azure_parse_events(buf, n - 1, NULL, &d), -EBADMSG);
+	assert_int_equal(azure_parse_events(buf, sizeof(buf), NULL, &d), -EBADMSG);
+	assert_int_equal(azure_parse_events(NULL, 0, NULL, &d), -EBADMSG);
 
 	/* A NUL does not end the body early: what follows it still counts. */
-	assert_int_equal(azure_parse_events("{\"DocumentIncarnation\":1}\0{", 27,
-					    &incarnation, &list, NULL), -EBADMSG);
-	assert_int_equal(azure_parse_events("{\"DocumentIncarnation\":1}\0", 26,
-					    &incarnation, &list, NULL), -EBADMSG);
-	assert_int_equal(azure_parse_events("{\"DocumentIncarnation\":1}\0", 25,
-					    &incarnation, &list, NULL), 0);
-	event_list_done(&list);
+	assert_int_equal(azure_parse_events("{\"DocumentIncarnation\":1}\0{", 27, NULL, &d), -EBADMSG);
+	assert_int_equal(azure_parse_events("{\"DocumentIncarnation\":1}\0", 26, NULL, &d), -EBADMSG);
+	assert_int_equal(azure_parse_events("{\"DocumentIncarnation\":1}\0", 25, NULL, &d), 0);
+	azure_document_done(&d);
 
 	memcpy(buf, "{\"name\":\"vm7\"}xxxxxxxxxxxxxxx", 29);
 	assert_int_equal(azure_parse_compute_name(buf, 14, &name), 0);
@@ -320,20 +367,81 @@ static void test_length_bounded(void **state)
 	assert_int_equal(azure_parse_compute_name(buf, 13, &name), -EBADMSG);
 }
 
-static void test_null_outputs(void **state)
+static void test_document_done(void **state)
 {
 	static const char doc[] = "{\"DocumentIncarnation\":8,\"Events\":[{\"EventId\":\"x\","
-				  "\"EventType\":\"Preempt\",\"EventStatus\":\"Scheduled\"},{}]}";
-	struct event_list list = { 0 };
+				  "\"EventType\":\"Preempt\",\"EventStatus\":\"Scheduled\",\"Resources\":[]},{}]}";
+	struct azure_document d;
 
-	assert_int_equal(azure_parse_events(doc, sizeof(doc) - 1, NULL, &list, NULL), 0);
-	assert_int_equal(list.n_events, 1);
-	assert_string_equal(list.events[0].id, "x");
-	event_list_done(&list);
-	assert_null(list.events);
-	assert_int_equal(list.n_events, 0);
-	event_list_done(&list);   /* done twice is harmless */
-	event_list_done(NULL);
+	assert_int_equal(azure_parse_events(doc, sizeof(doc) - 1, NULL, &d), 0);
+	assert_int_equal(d.events.n_events, 1);
+	assert_string_equal(d.events.events[0].id, "x");
+	assert_int_equal(d.n_drops, 1);
+	assert_string_equal(d.drops[0].reason, "EventId missing");
+	/* An empty name is no name: every event is returned. */
+	azure_document_done(&d);
+	assert_int_equal(azure_parse_events(doc, sizeof(doc) - 1, "", &d), 0);
+	assert_int_equal(d.events.n_events, 1);
+	azure_document_done(&d);
+	assert_null(d.events.events);
+	assert_int_equal(d.events.n_events, 0);
+	azure_document_done(&d);   /* done twice is harmless */
+	azure_document_done(NULL);
+}
+
+/* An availability set lists the events of all its VMs. Built here at any
+ * size: the filter comes before the cap, so however many events other VMs
+ * have, this VM's own are kept; and this VM's own beyond the cap are
+ * dropped with a reason. */
+static void test_filter_before_cap(void **state)
+{
+	size_t n_other = 3 * EVENTS_MAX, n_own = EVENTS_MAX + 3;
+	char *doc = xstrdup("{\"DocumentIncarnation\":77,\"Events\":[");
+	struct azure_document d;
+
+	for (size_t i = 0; i < n_other + n_own; i++) {
+		bool own = i >= n_other / 2 && i < n_other / 2 + n_own;
+		char *next = xasprintf("%s%s{\"EventId\":\"E-%zu\",\"EventStatus\":\"Scheduled\","
+				       "\"EventType\":\"%s\",\"Resources\":[\"%s%zu\"],"
+				       "\"NotBefore\":\"Mon, 19 Sep 2016 18:29:47 GMT\"}",
+				       doc, i ? "," : "", i, own ? "Preempt" : "Freeze",
+				       own ? "MyVM" : "other-", own ? (size_t)0 : i);
+
+		free(doc);
+		doc = next;
+	}
+	{
+		char *next = xasprintf("%s]}", doc);
+
+		free(doc);
+		doc = next;
+	}
+	/* The own events named MyVM0: matched as myvm0, case aside. */
+	assert_int_equal(azure_parse_events(doc, strlen(doc), "myvm0", &d), 0);
+	assert_int_equal(d.incarnation, 77);
+	assert_int_equal(d.n_other, n_other);
+	assert_int_equal(d.events.n_events, EVENTS_MAX);
+	for (size_t i = 0; i < d.events.n_events; i++) {
+		char id[32];
+
+		(void)snprintf(id, sizeof(id), "E-%zu", n_other / 2 + i);
+		assert_string_equal(d.events.events[i].id, id);
+		assert_int_equal(d.events.events[i].type, EVENT_PREEMPT);
+		assert_true(event_names_resource(&d.events.events[i], "MYVM0"));
+	}
+	assert_int_equal(d.n_drops, 3);
+	assert_string_equal(d.drops[0].reason, "over the limit of 32 events");
+	assert_string_equal(d.drops[0].id, "E-80");
+	azure_document_done(&d);
+
+	/* Without a name: the first EVENTS_MAX of all, the rest dropped. */
+	assert_int_equal(azure_parse_events(doc, strlen(doc), NULL, &d), 0);
+	assert_int_equal(d.n_other, 0);
+	assert_int_equal(d.events.n_events, EVENTS_MAX);
+	assert_string_equal(d.events.events[0].id, "E-0");
+	assert_int_equal(d.n_drops, n_other + n_own - EVENTS_MAX);
+	azure_document_done(&d);
+	free(doc);
 }
 
 static void test_approval_body(void **state)
@@ -381,72 +489,361 @@ static void test_paths(void **state)
 	assert_string_equal(AZURE_COMPUTE_PATH, "/metadata/instance/compute?api-version=2021-02-01");
 }
 
-static int compare_names(const void *a, const void *b)
+/* ---- rounds against the fake metadata service ---- */
+
+#define EVENTS_URL  "/metadata/scheduledevents"
+#define COMPUTE_URL "/metadata/instance/compute"
+
+static char *read_file(const char *path)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	size_t len;
+	char *data = read_data(path, &len), *s = xmalloc(len + 1);
+
+	memcpy(s, data, len);
+	s[len] = '\0';
+	free(data);
+	return s;
 }
 
-/* Adds a test per file in dir ending in ext; returns how many. */
-static size_t add_cases(struct CMUnitTest **tests, size_t *n, const char *dir, const char *ext,
-			CMUnitTestFunction fn)
+/* Azure IMDS: every request needs Metadata: true. */
+static void serve_azure(struct fake_imds *f, const char *events_file, const char *name)
 {
-	char **names = NULL;
-	size_t n_names = 0;
-	struct dirent *de;
-	DIR *d;
+	char *doc = read_file(events_file), *compute = xasprintf("{\"name\":\"%s\",\"vmId\":\"x\"}", name);
 
-	d = opendir(dir);
-	if (!d) {
-		fprintf(stderr, "cannot open '%s' (run from the top directory): %s\n", dir,
-			strerror(errno));
-		exit(EXIT_FAILURE);
-	}
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' || !str_endswith(de->d_name, ext))
-			continue;
-		names = xrealloc(names, (n_names + 1) * sizeof(*names));
-		names[n_names++] = xasprintf("%s/%s", dir, de->d_name);
-	}
-	closedir(d);
-	qsort(names, n_names, sizeof(*names), compare_names);
-
-	*tests = xrealloc(*tests, (*n + n_names) * sizeof(**tests));
-	for (size_t i = 0; i < n_names; i++)
-		(*tests)[(*n)++] = (struct CMUnitTest){
-			.name = names[i],
-			.test_func = fn,
-			.initial_state = names[i],
-		};
-	free(names);  /* the strings live on in the tests */
-	return n_names;
+	fake_set(f, "GET", EVENTS_URL, 200, doc);
+	fake_set(f, "GET", COMPUTE_URL, 200, compute);
+	fake_set(f, "POST", EVENTS_URL, 200, "");
+	FAKE_EDIT(f, "GET", EVENTS_URL,
+		  (void)strscpy(R->require, sizeof(R->require), "Metadata: true"); R->reject_status = 400);
+	FAKE_EDIT(f, "GET", COMPUTE_URL,
+		  (void)strscpy(R->require, sizeof(R->require), "Metadata: true"); R->reject_status = 400);
+	FAKE_EDIT(f, "POST", EVENTS_URL,
+		  (void)strscpy(R->require, sizeof(R->require), "Metadata: true"); R->reject_status = 400);
+	free(doc);
+	free(compute);
 }
+
+#define AVAILABILITY_SET DATA_DIR "/events/24-availability-set.json"
+
+/* The compute document in parallel while the name is unknown; then only
+ * Scheduled Events; our own Preempt found among 40 events of other VMs. */
+static void test_round_filter(void **state)
+{
+	struct capture c = { 0 };
+	struct provider_handle *p = NULL;
+	struct world w;
+	unsigned cost, sent;
+
+	world_init(&w);
+	serve_azure(&w.fake, AVAILABILITY_SET, "spot-vm7");
+	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+	assert_int_equal(provider_kind(p), PROVIDER_AZURE);
+
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_int_equal(cost, 2);
+	assert_int_equal(sent, 2);
+	assert_int_equal(w.count.sent[IMDS_SLOT_POLL], 1);
+	assert_int_equal(w.count.sent[IMDS_SLOT_IDENTITY], 1);
+	assert_string_equal(c.vm_name, "spot-vm7");
+	assert_string_equal(c.identity_error, "");
+	assert_int_equal(c.incarnation, 24);
+	assert_int_equal(c.n_other, 40);
+	assert_int_equal(c.events.n_events, 1);
+	assert_string_equal(c.events.events[0].id, "OWN-PREEMPT");
+	assert_int_equal(c.events.events[0].type, EVENT_PREEMPT);
+	assert_false(c.events.events[0].id_from_first_seen);
+	assert_int_equal(c.n_drops, 0);
+	assert_false(c.rebalance);
+	assert_true(fake_last_arg(&w.fake, "GET", EVENTS_URL, "api-version=2020-07-01"));
+	assert_true(fake_last_arg(&w.fake, "GET", COMPUTE_URL, "api-version=2021-02-01"));
+
+	/* The name is known: Scheduled Events alone. */
+	for (int i = 0; i < 2; i++) {
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(cost, 1);
+		assert_int_equal(sent, 1);
+		assert_int_equal(c.events.n_events, 1);
+	}
+	assert_int_equal(fake_hits(&w.fake, "GET", COMPUTE_URL), 1);
+	assert_int_equal(fake_hits(&w.fake, "GET", EVENTS_URL), 3);
+	provider_free(p);
+
+	/* --vm-name: never the compute document; matched case-insensitively. */
+	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, "SPOT-VM7", &p), 0);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 1);
+	assert_int_equal(sent, 1);
+	assert_string_equal(c.vm_name, "SPOT-VM7");
+	assert_int_equal(c.events.n_events, 1);
+	assert_int_equal(fake_hits(&w.fake, "GET", COMPUTE_URL), 1);
+
+	/* A document that is not one fails the round. */
+	fake_set(&w.fake, "GET", EVENTS_URL, 200, "<html>");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_BAD_DOCUMENT);
+	assert_string_equal(c.error, "scheduled events: not a Scheduled Events document");
+	provider_free(p);
+
+	capture_done(&c);
+	world_done(&w);
+}
+
+/* The compute document failing must never stop Scheduled Events: the
+ * round succeeds without a name, says why, and hands on every event. */
+static void test_compute_fails(void **state)
+{
+	struct capture c = { 0 };
+	struct provider_handle *p = NULL;
+	struct world w;
+	unsigned cost, sent;
+
+	world_init(&w);
+	serve_azure(&w.fake, DATA_DIR "/events/12-multiple-events.json", "spot-1");
+	fake_set(&w.fake, "GET", COMPUTE_URL, 500, "");
+	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+
+	for (int i = 0; i < 2; i++) {
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(c.result, IMDS_RESULT_OK);
+		assert_string_equal(c.error, "");
+		assert_false(c.had_vm_name);
+		assert_string_equal(c.identity_error, "instance metadata: HTTP 500");
+		assert_int_equal(c.events.n_events, 3);
+		assert_int_equal(c.n_other, 0);
+		assert_int_equal(c.incarnation, 21);
+		/* Asked again every round while the name is unknown. */
+		assert_int_equal(cost, 2);
+		assert_int_equal(sent, 2);
+	}
+
+	/* A 200 without a usable name is no better. */
+	fake_set(&w.fake, "GET", COMPUTE_URL, 200, "{\"name\": 5}");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_string_equal(c.identity_error, "instance metadata: no usable compute.name");
+
+	/* Once it answers, its name filters that very round. */
+	fake_set(&w.fake, "GET", COMPUTE_URL, 200, "{\"name\": \"spot-1\"}");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_string_equal(c.identity_error, "");
+	assert_string_equal(c.vm_name, "spot-1");
+	assert_int_equal(c.events.n_events, 1);
+	assert_string_equal(c.events.events[0].id, "M-3");
+	assert_int_equal(c.n_other, 2);
+
+	/* Scheduled Events failing fails the round, but only once the
+	 * compute document is in too: what it told still counts. */
+	provider_free(p);
+	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+	fake_set(&w.fake, "GET", EVENTS_URL, 410, "");
+	FAKE_EDIT(&w.fake, "GET", COMPUTE_URL, R->delay_ms = 200);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_HTTP_ERROR);
+	assert_string_equal(c.error, "scheduled events: HTTP 410");
+	assert_string_equal(c.vm_name, "spot-1");
+	assert_true(c.latency_usec >= 200 * USEC_PER_MSEC);
+	/* Both failing: the round fails and tells both. */
+	provider_free(p);
+	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+	fake_set(&w.fake, "GET", COMPUTE_URL, 429, "");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_HTTP_ERROR);
+	assert_string_equal(c.identity_error, "instance metadata: HTTP 429 (throttled)");
+	assert_false(c.had_vm_name);
+
+	provider_free(p);
+	capture_done(&c);
+	world_done(&w);
+}
+
+struct approval {
+	int calls;
+	char id[EVENT_ID_MAX];
+	enum imds_result result;
+	char error[IMDS_ERROR_MAX];
+};
+
+static void on_approved(const char *event_id, enum imds_result result, const char *error, void *userdata)
+{
+	struct approval *a = userdata;
+
+	a->calls++;
+	(void)strscpy(a->id, sizeof(a->id), event_id);
+	a->result = result;
+	(void)strscpy(a->error, sizeof(a->error), error);
+}
+
+static void run_approval(struct world *w, struct approval *a, int calls)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + 10 * USEC_PER_SEC;
+
+	while (a->calls < calls) {
+		assert_true(now_usec(CLOCK_MONOTONIC) < end);
+		assert_true(sd_event_run(w->event, 100 * USEC_PER_MSEC) >= 0);
+	}
+}
+
+static void test_approve(void **state)
+{
+	struct approval a = { 0 };
+	struct capture c = { 0 };
+	struct provider_handle *p = NULL;
+	struct world w;
+	unsigned cost, sent;
+	char last_body[sizeof(w.fake.routes[0].last_body)];
+
+	world_init(&w);
+	serve_azure(&w.fake, AVAILABILITY_SET, "spot-vm7");
+	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+	assert_true(provider_can_approve(p));
+	assert_int_equal(provider_approve(p, "", SEC(5), on_approved, &a), -EINVAL);
+	assert_int_equal(provider_approve(p, NULL, SEC(5), on_approved, &a), -EINVAL);
+
+	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_approve(p, "OTHER", SEC(5), on_approved, &a), -EBUSY);
+	/* A round goes on beside the approval. */
+	assert_int_equal(provider_poll(p, SEC(5), on_round, &c), 0);
+	run_approval(&w, &a, 1);
+	run_until(w.event, &c, 1);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_int_equal(a.calls, 1);
+	assert_string_equal(a.id, "OWN-PREEMPT");
+	assert_int_equal(a.result, IMDS_RESULT_OK);
+	assert_string_equal(a.error, "");
+	assert_int_equal(w.count.sent[IMDS_SLOT_APPROVE], 1);
+	assert_true(fake_last_has(&w.fake, "POST", EVENTS_URL, "Metadata: true"));
+	assert_true(fake_last_has(&w.fake, "POST", EVENTS_URL, "Content-Type: application/json"));
+	assert_true(fake_last_arg(&w.fake, "POST", EVENTS_URL, "api-version=2020-07-01"));
+	FAKE_EDIT(&w.fake, "POST", EVENTS_URL, memcpy(last_body, R->last_body, sizeof(last_body)));
+	assert_string_equal(last_body, "{\"StartRequests\":[{\"EventId\":\"OWN-PREEMPT\"}]}");
+
+	/* Refused: the answer says so. */
+	fake_set(&w.fake, "POST", EVENTS_URL, 400, "{\"error\":\"bad\"}");
+	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
+	run_approval(&w, &a, 2);
+	assert_int_equal(a.result, IMDS_RESULT_HTTP_ERROR);
+	assert_string_equal(a.error, "StartRequests: HTTP 400");
+
+	/* Cancelling the round leaves the approval alone; freeing the
+	 * provider cancels it, without a callback. */
+	fake_set(&w.fake, "POST", EVENTS_URL, 200, "");
+	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_poll(p, SEC(5), on_round, &c), 0);
+	provider_cancel(p);
+	run_approval(&w, &a, 3);
+	assert_int_equal(a.result, IMDS_RESULT_OK);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
+	provider_free(p);
+	assert_false(imds_busy(w.imds, IMDS_SLOT_APPROVE));
+	assert_true(sd_event_run(w.event, 50 * USEC_PER_MSEC) >= 0);
+	assert_int_equal(a.calls, 3);
+
+	capture_done(&c);
+	world_done(&w);
+}
+
+/* A request is on the wire when imds_request returns (the transfer is
+ * kicked at once, not on curl's next timer), and its callback still comes
+ * from the loop. */
+struct seen {
+	int calls;
+};
+
+static void on_seen(const struct imds_reply *r, void *userdata)
+{
+	struct seen *s = userdata;
+
+	s->calls++;
+}
+
+static void test_sent_at_once(void **state)
+{
+	struct seen s = { 0 };
+	struct world w;
+	char *url;
+	uint64_t end;
+
+	world_init(&w);
+	fake_set(&w.fake, "GET", "/ping", 200, "pong");
+	url = xasprintf("%s/ping", w.fake.url);
+	/* The first request opens the kept-alive connection. */
+	assert_int_equal(imds_request(w.imds, IMDS_SLOT_POLL, "GET", url, NULL, NULL, SEC(5), on_seen, &s), 0);
+	assert_int_equal(w.count.sent[IMDS_SLOT_POLL], 1);
+	while (s.calls < 1)
+		assert_true(sd_event_run(w.event, 100 * USEC_PER_MSEC) >= 0);
+	assert_int_equal(w.count.done[IMDS_SLOT_POLL], 1);
+
+	/* The second reaches the server with the loop not running at all. */
+	assert_int_equal(imds_request(w.imds, IMDS_SLOT_POLL, "GET", url, NULL, NULL, SEC(5), on_seen, &s), 0);
+	assert_int_equal(s.calls, 1);
+	end = now_usec(CLOCK_MONOTONIC) + 2 * USEC_PER_SEC;
+	while (fake_hits(&w.fake, "GET", "/ping") < 2) {
+		struct timespec ts = { 0, 5000000 };
+
+		if (now_usec(CLOCK_MONOTONIC) > end)
+			fail_msg("the request did not leave before the loop ran");
+		(void)nanosleep(&ts, NULL);
+	}
+	assert_int_equal(s.calls, 1);
+	while (s.calls < 2)
+		assert_true(sd_event_run(w.event, 100 * USEC_PER_MSEC) >= 0);
+	assert_int_equal(w.count.sent[IMDS_SLOT_POLL], 2);
+	assert_int_equal(w.count.done[IMDS_SLOT_POLL], 2);
+
+	/* A cancelled request is sent but never done. */
+	assert_int_equal(imds_request(w.imds, IMDS_SLOT_POLL, "GET", url, NULL, NULL, SEC(5), on_seen, &s), 0);
+	imds_cancel(w.imds, IMDS_SLOT_POLL);
+	assert_true(sd_event_run(w.event, 50 * USEC_PER_MSEC) >= 0);
+	assert_int_equal(w.count.sent[IMDS_SLOT_POLL], 3);
+	assert_int_equal(w.count.done[IMDS_SLOT_POLL], 2);
+	assert_int_equal(s.calls, 2);
+	/* Without an observer nothing is counted. */
+	imds_set_observer(w.imds, NULL);
+	assert_int_equal(imds_request(w.imds, IMDS_SLOT_POLL, "GET", url, NULL, NULL, SEC(5), on_seen, &s), 0);
+	while (s.calls < 3)
+		assert_true(sd_event_run(w.event, 100 * USEC_PER_MSEC) >= 0);
+	assert_int_equal(w.count.sent[IMDS_SLOT_POLL], 3);
+	free(url);
+	world_done(&w);
+}
+
+static const struct item items[] = {
+	{ "events" },
+	{ "compute" },
+};
 
 int main(void)
 {
 	static const struct CMUnitTest fixed[] = {
 		cmocka_unit_test(test_length_bounded),
-		cmocka_unit_test(test_null_outputs),
+		cmocka_unit_test(test_document_done),
+		cmocka_unit_test(test_filter_before_cap),
 		cmocka_unit_test(test_approval_body),
 		cmocka_unit_test(test_paths),
+		cmocka_unit_test(test_round_plumbing),
+		cmocka_unit_test(test_round_filter),
+		cmocka_unit_test(test_compute_fails),
+		cmocka_unit_test(test_approve),
+		cmocka_unit_test(test_sent_at_once),
 	};
-	struct CMUnitTest *tests = NULL;
-	size_t n = 0;
+	struct CMUnitTest *tests;
+	size_t n = ELEMENTSOF(fixed);
 	int failed;
 
 	tests = xmalloc(sizeof(fixed));
 	memcpy(tests, fixed, sizeof(fixed));
-	n = ELEMENTSOF(fixed);
 	/* Guard against a data directory that silently went missing. */
-	if (add_cases(&tests, &n, EVENTS_DIR, ".json", test_events_case) < 20 ||
-	    add_cases(&tests, &n, EVENTS_DIR, ".bad", test_events_bad) < 10 ||
-	    add_cases(&tests, &n, COMPUTE_DIR, ".json", test_compute_case) < 3 ||
-	    add_cases(&tests, &n, COMPUTE_DIR, ".bad", test_compute_bad) < 3) {
-		fprintf(stderr, "test data missing under test/data/azure\n");
+	if (add_cases(&tests, &n, &items[0], ".json", test_events_case) < 26 ||
+	    add_cases(&tests, &n, &items[0], ".bad", test_events_bad) < 10 ||
+	    add_cases(&tests, &n, &items[1], ".json", test_compute_case) < 3 ||
+	    add_cases(&tests, &n, &items[1], ".bad", test_compute_bad) < 3) {
+		fprintf(stderr, "test data missing under %s\n", DATA_DIR);
 		return EXIT_FAILURE;
 	}
 	failed = _cmocka_run_group_tests("azure", tests, n, NULL, NULL);
-	for (size_t i = ELEMENTSOF(fixed); i < n; i++)
-		free((void *)tests[i].initial_state);
-	free(tests);
+	free_cases(tests, ELEMENTSOF(fixed), n);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

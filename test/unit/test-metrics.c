@@ -66,6 +66,7 @@ static const struct {
 	{ "spot_agent_hook_duration_seconds", "histogram" },
 	{ "spot_agent_chain_overruns_total", "counter" },
 	{ "spot_agent_approvals_total", "counter" },
+	{ "spot_agent_rebalance_recommended", "gauge" },
 };
 
 static void assert_families(const char *text)

@@ -941,7 +941,8 @@ static void assert_keys(const cJSON *o, const char *const *keys, size_t n)
 static void test_to_json(void **unused)
 {
 	static const char *const top_keys[] = {
-		"version", "provider", "vm_name", "uptime_s", "state", "poll", "event", "history",
+		"version", "provider", "vm_name", "uptime_s", "state", "rebalance_recommended", "poll",
+		"event", "history",
 	};
 	static const char *const poll_keys[] = {
 		"ok", "failed", "consecutive_failures", "last_success", "last_latency_ms",
@@ -950,7 +951,7 @@ static void test_to_json(void **unused)
 	static const char *const record_keys[] = {
 		"event", "detected", "detected_usec", "deadline_usec", "emergency", "drill",
 		"chain_done", "approved", "approved_usec", "approve_attempts", "no_approve",
-		"gone", "hooks",
+		"gone", "gone_usec", "key", "hooks",
 	};
 	static const char *const hook_keys[] = {
 		"name", "path", "result", "exit_status", "signal", "timed_out", "started",

@@ -1,12 +1,12 @@
-/* watcher-data.h - shared by test-aws.c and test-gcp.c: reading a data
+/* provider-data.h - shared by the provider tests: reading a data
  * file into an exactly sized buffer, its .expect file, and the JSON round
  * trip every parsed event must survive. */
-#ifndef SPOT_TEST_WATCHER_DATA_H
-#define SPOT_TEST_WATCHER_DATA_H
+#ifndef SPOT_TEST_PROVIDER_DATA_H
+#define SPOT_TEST_PROVIDER_DATA_H
 
 /* Reads a whole file into an exactly sized buffer (no NUL added), so
  * AddressSanitizer catches any read past the length a parser was given. */
-static char *read_data(const char *path, size_t *ret_len)
+_unused_ static char *read_data(const char *path, size_t *ret_len)
 {
 	FILE *f = fopen(path, "rbe");
 	char *buf = NULL, chunk[4096];
@@ -28,7 +28,7 @@ static char *read_data(const char *path, size_t *ret_len)
 }
 
 /* The expect file without comment lines, and its "now" line taken out. */
-static char *read_expect(const char *path, uint64_t *ret_now)
+_unused_ static char *read_expect(const char *path, uint64_t *ret_now)
 {
 	char *dot = strrchr(path, '.'), *name, *line = NULL, *out = xstrdup("");
 	size_t cap = 0;
@@ -62,7 +62,7 @@ static char *read_expect(const char *path, uint64_t *ret_now)
 }
 
 /* Every event survives the JSON form the state file keeps. */
-static void check_round_trip(const struct spot_event *ev)
+_unused_ static void check_round_trip(const struct spot_event *ev)
 {
 	struct spot_event back;
 	cJSON *o;

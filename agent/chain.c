@@ -1,0 +1,168 @@
+/* chain.c - the hands of the engine's hook chain: it reads the hook
+ * directories when the engine asks, starts the one hook the engine names
+ * with the record's environment and stdin, and gives the hook's end (or
+ * its failure to start) back to the engine. It decides nothing about order,
+ * skips, deadlines or retries: those are engine.c's. */
+#include "chain.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+void chain_init(struct chain *c)
+{
+	memset(c, 0, sizeof(*c));
+}
+
+static void release_run(struct chain *c)
+{
+	hook_run_free(c->run);
+	c->run = NULL;
+	c->run_id[0] = '\0';
+	strv_free(c->run_env);
+	c->run_env = NULL;
+	free(c->run_stdin);
+	c->run_stdin = NULL;
+}
+
+void chain_done(struct chain *c)
+{
+	if (!c)
+		return;
+	release_run(c);
+	free(c->skips_signature);
+	c->skips_signature = NULL;
+}
+
+void chain_log_skips(const struct hook_plan *plan, char **signature)
+{
+	size_t len = 1;
+	char *sig, *p;
+
+	for (size_t i = 0; i < plan->n_skips; i++)
+		len += strlen(plan->skips[i].path) + strlen(plan->skips[i].reason) + 2;
+	sig = p = xmalloc(len);
+	*p = '\0';
+	for (size_t i = 0; i < plan->n_skips; i++)
+		p += snprintf(p, len - (size_t)(p - sig), "%s\n%s\n", plan->skips[i].path, plan->skips[i].reason);
+	if (*signature && strcmp(*signature, sig) == 0) {
+		free(sig);
+		return;
+	}
+	for (size_t i = 0; i < plan->n_skips; i++)
+		log_warning("hooks: skipping '%s': %s", plan->skips[i].path, plan->skips[i].reason);
+	free(*signature);
+	*signature = sig;
+}
+
+void chain_note_detected(struct chain *c, const char *id, uint64_t read_mono_usec)
+{
+	(void)strscpy(c->detected_id, sizeof(c->detected_id), id);
+	c->detected_mono_usec = read_mono_usec;
+	c->first_hook_noted = false;
+}
+
+static void on_ended(struct hook_run *run, struct hook_result *res, void *userdata)
+{
+	struct chain *c = userdata;
+
+	if (c->metrics)
+		metrics_hook_done(c->metrics, res->name, res->outcome, res->duration_usec);
+	engine_hook_ended(c->engine, res, now_usec(CLOCK_REALTIME));
+	release_run(c);
+	if (c->after_input)
+		c->after_input(c->userdata);
+}
+
+static void scan(struct chain *c, const struct engine_action *a)
+{
+	struct hook_plan plan = { 0 };
+	int r = hooks_scan(c->cfg->hooks_dir, c->cfg->hooks_lib_dir, &plan);
+
+	if (r < 0) {
+		log_event(LOG_ERR, a->id, "hooks: cannot read '%s' or '%s': %s, %s", c->cfg->hooks_dir,
+			  c->cfg->hooks_lib_dir ? c->cfg->hooks_lib_dir : "", strerror(-r),
+			  "running the hooks known before, or retrying");
+		engine_hooks_scanned(c->engine, a->id, NULL, now_usec(CLOCK_REALTIME));
+	} else {
+		chain_log_skips(&plan, &c->skips_signature);
+		engine_hooks_scanned(c->engine, a->id, &plan, now_usec(CLOCK_REALTIME));
+	}
+	hook_plan_done(&plan);
+}
+
+static void start(struct chain *c, const struct engine_action *a)
+{
+	struct event_record *r = state_find(c->state, a->id);
+	struct hook_run_params p = { 0 };
+	struct hook_result *h;
+	cJSON *json;
+	int k;
+
+	if (!r || a->hook >= r->n_hooks) {
+		engine_hook_start_failed(c->engine, ENOENT, now_usec(CLOCK_REALTIME));
+		return;
+	}
+	h = &r->hooks[a->hook];
+	release_run(c);
+	/* The event as the hooks see it: the record's, with its deadline. */
+	json = event_to_json(&r->ev, r->deadline_wall_usec, c->drill);
+	c->run_stdin = json ? cJSON_PrintUnformatted(json) : NULL;
+	cJSON_Delete(json);
+	if (!c->run_stdin) {
+		engine_hook_start_failed(c->engine, ENOMEM, now_usec(CLOCK_REALTIME));
+		return;
+	}
+	c->run_env = hooks_env_new(&r->ev, c->state->vm_name ? c->state->vm_name : "", r->deadline_wall_usec,
+				   c->drill);
+	p.event = c->event;
+	p.name = h->name;
+	p.path = h->path;
+	p.event_id = r->ev.id;
+	p.stdin_json = c->run_stdin;
+	p.env = c->run_env;
+	p.budget_usec = a->budget_usec;
+	p.ended = on_ended;
+	p.userdata = c;
+	k = hook_run_start(&p, &c->run);
+	if (k < 0) {
+		c->run = NULL;
+		log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' could not start: %s, %s", h->name,
+			 strerror(-k), k == -EAGAIN || k == -ENOMEM || k == -EMFILE || k == -ENFILE ?
+			 "could not start, retrying" : "not run");
+		release_run(c);
+		engine_hook_start_failed(c->engine, -k, now_usec(CLOCK_REALTIME));
+		return;
+	}
+	(void)strscpy(c->run_id, sizeof(c->run_id), r->ev.id);
+	if (!c->first_hook_noted && strcasecmp(c->detected_id, r->ev.id) == 0) {
+		uint64_t usec = now_usec(CLOCK_MONOTONIC) - c->detected_mono_usec;
+
+		c->first_hook_noted = true;
+		if (c->metrics)
+			metrics_first_hook(c->metrics, usec);
+		log_event(LOG_INFO, r->ev.id, "first hook started %.3f ms after the notice was read",
+			  (double)usec / USEC_PER_MSEC);
+	}
+}
+
+bool chain_carry_out(struct chain *c, const struct engine_action *a)
+{
+	switch (a->kind) {
+	case ENGINE_SCAN_HOOKS:
+		scan(c, a);
+		return true;
+	case ENGINE_START_HOOK:
+		start(c, a);
+		return true;
+	case ENGINE_KILL_HOOK:
+		if (c->run)
+			hook_run_kill(c->run);
+		return true;
+	default:
+		return false;
+	}
+}
