@@ -817,6 +817,7 @@ void agent_free(struct agent *a)
 	if (!a)
 		return;
 	chain_done(&a->chain);
+	hooks_tree_done();
 	sd_event_source_disable_unref(a->poll_timer);
 	sd_event_source_disable_unref(a->engine_timer);
 	sd_event_source_disable_unref(a->approve_timer);

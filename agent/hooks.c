@@ -1,17 +1,14 @@
 /* hooks.c - the hook runner: runs one hook on the caller's sd-event loop
  * (fork/exec into a clean session, the event on stdin, output to the log,
- * the budget enforced) and makes sure that nothing the hook started outlives
- * it: its cgroup, its process group and every process the agent adopts as
- * child subreaper die before the end is reported. Which hook runs when is the
+ * the budget enforced) and reports its end only once nothing it started is
+ * alive: its process group, and its cgroup and every process the agent
+ * adopted, which hooktree.c finds and kills. Which hook runs when is the
  * engine's. It never blocks the loop, except for a bounded wait for
- * processes it has just SIGKILLed on the free path, and before the loop runs
- * (hooks_tree_setup). */
+ * processes it has just SIGKILLed on the free path. */
 #include "hooks.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/magic.h>
 #include <sys/poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,9 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -159,19 +154,8 @@ char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
 	return v;
 }
 
-/* ---- the hooks' process trees ----
- *
- * Two nets catch what a hook leaves behind. The agent is a child subreaper,
- * so a process whose parent dies is re-parented to the agent instead of
- * init: everything a hook starts stays below the agent, whatever it does
- * with sessions and groups. And, when hooks_tree_setup could make one, each
- * hook moves itself into a cgroup of its own, which is found again by an
- * agent restarted after a crash. Only one hook runs at a time and the agent
- * starts no other processes, so every child of the agent that no child
- * source waits for is a hook's leftover. */
+/* ---- running one hook ---- */
 
-/* Scan-and-stop rounds before everything found is killed. */
-#define TREE_ROUNDS_MAX      8
 /* After a hook's main process ended: how long to wait for the processes it
  * left behind to die (they have been sent SIGKILL, so only a process stuck
  * in the kernel takes long), and how often to look again meanwhile. */
@@ -179,542 +163,13 @@ char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
 #define TREE_RECHECK_USEC    (100 * USEC_PER_MSEC)
 /* hook_run_free waits this long for a main process it SIGKILLed. */
 #define FREE_WAIT_MSEC       5
-/* hooks_tree_setup waits this long for leftovers of an earlier agent. */
-#define SETUP_WAIT_USEC      (2 * USEC_PER_SEC)
-#define SETUP_POLL_NSEC      (10 * 1000 * 1000L)
-#define CGROUP_DEPTH_MAX     8
-#define TREE_TAG_MAX         64
-
-static struct {
-	bool subreaper;
-	char *cgroup;                /* the hooks' cgroup directory, or NULL */
-	char *cgroup_procs;          /* its cgroup.procs, where each hook moves itself */
-	struct hook_run *active;     /* started, and not yet ended or freed */
-} tree;
-
-/* A sorted set of pids. */
-struct pidset {
-	pid_t *v;
-	size_t n, cap;
-};
-
-static size_t pidset_lower_bound(const struct pidset *s, pid_t p)
-{
-	size_t lo = 0, hi = s->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (s->v[mid] < p)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static bool pidset_has(const struct pidset *s, pid_t p)
-{
-	size_t i = pidset_lower_bound(s, p);
-
-	return i < s->n && s->v[i] == p;
-}
-
-/* Returns true when p was not in the set yet. */
-static bool pidset_add(struct pidset *s, pid_t p)
-{
-	size_t i = pidset_lower_bound(s, p);
-
-	if (pidset_has(s, p))
-		return false;
-	if (s->n == s->cap) {
-		s->cap = s->cap ? 2 * s->cap : 16;
-		s->v = xrealloc(s->v, s->cap * sizeof(pid_t));
-	}
-	memmove(s->v + i + 1, s->v + i, (s->n - i) * sizeof(pid_t));
-	s->v[i] = p;
-	s->n++;
-	return true;
-}
-
-static void pidset_done(struct pidset *s)
-{
-	free(s->v);
-	*s = (struct pidset){ 0 };
-}
-
-struct proc_info {
-	pid_t pid, ppid;
-	bool dead;                   /* a zombie, or on its way out */
-};
-
-static int proc_info_cmp_ppid(const void *a, const void *b)
-{
-	const struct proc_info *x = a, *y = b;
-
-	return (x->ppid > y->ppid) - (x->ppid < y->ppid);
-}
-
-static int read_proc_stat(pid_t pid, struct proc_info *ret)
-{
-	char path[64], buf[1024];
-	const char *q;
-	ssize_t k;
-	char state;
-	int fd, ppid;
-
-	(void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	k = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (k <= 0)
-		return -EIO;
-	buf[k] = '\0';
-	/* "pid (comm) state ppid ...": comm may hold anything, ')' too. */
-	q = strrchr(buf, ')');
-	if (!q || sscanf(q + 1, " %c %d", &state, &ppid) != 2)
-		return -EIO;
-	ret->pid = pid;
-	ret->ppid = (pid_t)ppid;
-	ret->dead = state == 'Z' || state == 'X' || state == 'x';
-	return 0;
-}
-
-/* Every process in /proc with its parent, sorted by parent. Caller frees. A
- * kernel with CONFIG_PROC_CHILDREN would name the agent's children
- * directly, but their descendants need the whole table anyway. */
-static size_t proc_scan(struct proc_info **ret)
-{
-	struct proc_info *v = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	DIR *d = opendir("/proc");
-
-	if (d) {
-		while ((de = readdir(d))) {
-			uint64_t pid;
-
-			if (parse_uint64(de->d_name, 1, INT32_MAX, &pid) < 0)
-				continue;
-			if (n == cap) {
-				cap = cap ? 2 * cap : 256;
-				v = xrealloc(v, cap * sizeof(*v));
-			}
-			if (read_proc_stat((pid_t)pid, &v[n]) >= 0)
-				n++;
-		}
-		closedir(d);
-	}
-	if (n > 1)
-		qsort(v, n, sizeof(*v), proc_info_cmp_ppid);
-	*ret = v;
-	return n;
-}
-
-struct tree_scan {
-	struct pidset alive;         /* living descendants of the agent */
-	struct pidset children;      /* its direct children, living or not */
-};
-
-static void tree_scan_done(struct tree_scan *t)
-{
-	pidset_done(&t->alive);
-	pidset_done(&t->children);
-}
-
-/* The first entry of procs (sorted by parent) whose parent is ppid. */
-static size_t first_child(const struct proc_info *procs, size_t n, pid_t ppid)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (procs[mid].ppid < ppid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Walks the process table down from the agent. */
-static void tree_scan(struct tree_scan *t)
-{
-	pid_t self = getpid();
-	struct proc_info *procs;
-	size_t n = proc_scan(&procs), head = 0, len = 0;
-	/* Each process has one parent, so no pid is queued twice; the bound
-	 * guards against a table read while pids were being reused. */
-	pid_t *queue = xmalloc((n + 1) * sizeof(pid_t));
-
-	*t = (struct tree_scan){ 0 };
-	queue[len++] = self;
-	while (head < len) {
-		pid_t parent = queue[head++];
-
-		for (size_t i = first_child(procs, n, parent); i < n && procs[i].ppid == parent && len <= n; i++) {
-			const struct proc_info *p = &procs[i];
-
-			if (p->pid == self)
-				continue;
-			queue[len++] = p->pid;
-			if (parent == self)
-				(void)pidset_add(&t->children, p->pid);
-			if (!p->dead)
-				(void)pidset_add(&t->alive, p->pid);
-		}
-	}
-	free(queue);
-	free(procs);
-}
-
-static bool pid_kept(pid_t p, const pid_t keep[2])
-{
-	return keep && (p == keep[0] || p == keep[1]);
-}
-
-/* Reaps the agent's children that have died, except the ones in keep: a
- * child source waits for those, and sd-event fails when its pid was reaped
- * behind its back. */
-static void reap_children(const struct pidset *children, const pid_t keep[2])
-{
-	for (size_t i = 0; i < children->n; i++) {
-		siginfo_t si = { 0 };
-
-		if (!pid_kept(children->v[i], keep))
-			(void)waitid(P_PID, (id_t)children->v[i], &si, WEXITED | WNOHANG);
-	}
-}
-
-/* SIGTERM (and SIGCONT, for a stopped one) to every living descendant. */
-static void tree_terminate(void)
-{
-	struct tree_scan t;
-
-	tree_scan(&t);
-	for (size_t i = 0; i < t.alive.n; i++) {
-		(void)kill(t.alive.v[i], SIGTERM);
-		(void)kill(t.alive.v[i], SIGCONT);
-	}
-	tree_scan_done(&t);
-}
-
-/* SIGKILL to every living descendant, the careful way: all of them are
- * stopped first, scanning again until a scan finds nobody new (a stopped
- * process cannot fork), and only then killed. Reaps the dead children on
- * the way (see reap_children). Adds the pids killed to *killed (may be
- * NULL). Returns how many were alive; *ret_watch (may be NULL) gets one
- * living child of the agent not in keep, or 0. The pids come from /proc, so
- * one that exits and is reused between the scan and the kill would be hit:
- * the same race as any cgroup.procs reader, in a window of microseconds. */
-static size_t tree_kill(const pid_t keep[2], struct pidset *killed, pid_t *ret_watch)
-{
-	struct pidset stopped = { 0 };
-	size_t alive = 0;
-	pid_t watch = 0;
-
-	for (int round = 0; round < TREE_ROUNDS_MAX; round++) {
-		struct tree_scan t;
-		size_t fresh = 0;
-
-		tree_scan(&t);
-		reap_children(&t.children, keep);
-		for (size_t i = 0; i < t.alive.n; i++) {
-			if (!pidset_add(&stopped, t.alive.v[i]))
-				continue;
-			(void)kill(t.alive.v[i], SIGSTOP);
-			fresh++;
-		}
-		alive = t.alive.n;
-		watch = 0;
-		for (size_t i = 0; i < t.children.n && watch == 0; i++)
-			if (!pid_kept(t.children.v[i], keep) && pidset_has(&t.alive, t.children.v[i]))
-				watch = t.children.v[i];
-		tree_scan_done(&t);
-		if (fresh == 0)
-			break;
-	}
-	for (size_t i = 0; i < stopped.n; i++) {
-		(void)kill(stopped.v[i], SIGKILL);
-		if (killed)
-			(void)pidset_add(killed, stopped.v[i]);
-	}
-	pidset_done(&stopped);
-	if (ret_watch)
-		*ret_watch = watch;
-	return alive;
-}
-
-/* ---- the hooks' cgroup ---- */
-
-static int cgroup_write(const char *dir, const char *file, const char *value)
-{
-	char path[PATH_MAX];
-	int fd, r = 0;
-
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path))
-		return -ENAMETOOLONG;
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, value, strlen(value)) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/* Adds the pids in dir and the cgroups below it to *set. */
-static void cgroup_read_pids(const char *dir, struct pidset *set, unsigned depth)
-{
-	char path[PATH_MAX], buf[4096], num[16];
-	size_t num_len = 0;
-	struct dirent *de;
-	ssize_t k;
-	DIR *d;
-	int fd;
-
-	if ((size_t)snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= sizeof(path))
-		return;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	while ((k = read(fd, buf, sizeof(buf))) > 0) {
-		for (ssize_t i = 0; i < k; i++) {
-			uint64_t v;
-
-			if (buf[i] != '\n') {
-				if (num_len < sizeof(num) - 1)
-					num[num_len++] = buf[i];
-				continue;
-			}
-			num[num_len] = '\0';
-			if (parse_uint64(num, 1, INT32_MAX, &v) >= 0)
-				(void)pidset_add(set, (pid_t)v);
-			num_len = 0;
-		}
-	}
-	close(fd);
-
-	if (depth >= CGROUP_DEPTH_MAX)
-		return;
-	d = opendir(dir);
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		if (de->d_type != DT_DIR || de->d_name[0] == '.')
-			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) < sizeof(path))
-			cgroup_read_pids(path, set, depth + 1);
-	}
-	closedir(d);
-}
-
-/* Whether a process lives in the cgroup or below (zombies do not count). */
-static bool cgroup_populated(const char *dir)
-{
-	char path[PATH_MAX], buf[256];
-	struct pidset s = { 0 };
-	const char *p;
-	ssize_t k;
-	bool r;
-	int fd;
-
-	if ((size_t)snprintf(path, sizeof(path), "%s/cgroup.events", dir) >= sizeof(path))
-		return false;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		k = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (k > 0) {
-			buf[k] = '\0';
-			p = strstr(buf, "populated ");
-			if (p)
-				return p[strlen("populated ")] != '0';
-		}
-	}
-	cgroup_read_pids(dir, &s, 0);
-	r = s.n > 0;
-	pidset_done(&s);
-	return r;
-}
-
-/* SIGKILL to everything in the cgroup. cgroup.kill (Linux 5.14) does it
- * atomically, forks in flight included; before that: freeze (a frozen
- * process cannot fork, and a fatal signal still ends it), kill what is
- * listed, thaw, until a round lists nobody new. */
-static void cgroup_kill(const char *dir)
-{
-	struct pidset killed = { 0 };
-
-	if (cgroup_write(dir, "cgroup.kill", "1") >= 0)
-		return;
-	for (int round = 0; round < TREE_ROUNDS_MAX; round++) {
-		struct pidset s = { 0 };
-		size_t fresh = 0;
-
-		(void)cgroup_write(dir, "cgroup.freeze", "1");
-		cgroup_read_pids(dir, &s, 0);
-		for (size_t i = 0; i < s.n; i++) {
-			(void)kill(s.v[i], SIGKILL);
-			if (pidset_add(&killed, s.v[i]))
-				fresh++;
-		}
-		(void)cgroup_write(dir, "cgroup.freeze", "0");
-		pidset_done(&s);
-		if (fresh == 0)
-			break;
-	}
-	pidset_done(&killed);
-}
-
-/* Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup on a unified
- * system, /sys/fs/cgroup/unified on a hybrid one. */
-static const char *cgroup2_mount(void)
-{
-	static const char *const candidates[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
-	struct statfs sfs;
-
-	for (size_t i = 0; i < ELEMENTSOF(candidates); i++)
-		if (statfs(candidates[i], &sfs) >= 0 && sfs.f_type == CGROUP2_SUPER_MAGIC)
-			return candidates[i];
-	return NULL;
-}
-
-/* The agent's own cgroup2 path ("/" or "/system.slice/x.service"). */
-static int own_cgroup(char *buf, size_t n)
-{
-	char line[PATH_MAX + 16];
-	FILE *f = fopen("/proc/self/cgroup", "re");
-	int r = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "0::/", 4) != 0)
-			continue;
-		line[strcspn(line, "\n")] = '\0';
-		r = strscpy(buf, n, line + 3);
-		break;
-	}
-	fclose(f);
-	return r;
-}
-
-static bool tag_valid(const char *tag)
-{
-	size_t n = strlen(tag);
-
-	if (n == 0 || n > TREE_TAG_MAX || tag[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", tag[i]))
-			return false;
-	return true;
-}
-
-static void sleep_nsec(long nsec)
-{
-	struct timespec ts = { .tv_sec = 0, .tv_nsec = nsec };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Kills whatever is in dir: left over from an agent that was killed while
- * a hook ran. This is the one wait in this file that sleeps, and it is
- * allowed only because hooks_tree_setup runs before the loop starts. */
-static int kill_leftovers(const char *dir, unsigned *ret_killed)
-{
-	uint64_t until = now_usec(CLOCK_MONOTONIC) + SETUP_WAIT_USEC;
-	struct pidset s = { 0 };
-	unsigned n;
-
-	cgroup_read_pids(dir, &s, 0);
-	n = (unsigned)s.n;
-	pidset_done(&s);
-	for (;;) {
-		cgroup_kill(dir);
-		if (!cgroup_populated(dir))
-			break;
-		if (now_usec(CLOCK_MONOTONIC) >= until)
-			return -EBUSY;
-		sleep_nsec(SETUP_POLL_NSEC);
-	}
-	*ret_killed = n;
-	return 0;
-}
-
-static void tree_forget_cgroup(void)
-{
-	freep_str(&tree.cgroup);
-	freep_str(&tree.cgroup_procs);
-}
-
-int hooks_tree_setup(const char *tag, unsigned *ret_killed)
-{
-	char own[PATH_MAX];
-	const char *mount;
-	unsigned killed = 0;
-	char *dir = NULL;
-	int r = 0;
-
-	if (tag && !tag_valid(tag))
-		return -EINVAL;
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-		return -errno;
-	tree.subreaper = true;
-	tree_forget_cgroup();
-	if (!tag)
-		goto out;
-
-	/* No cgroup is no error: the subreaper alone still catches what a
-	 * hook leaves behind while the agent lives. */
-	mount = cgroup2_mount();
-	if (!mount || own_cgroup(own, sizeof(own)) < 0)
-		goto out;
-	dir = xasprintf("%s%s/spot-agent-hooks-%s", mount, strcmp(own, "/") == 0 ? "" : own, tag);
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		goto out;
-	tree.cgroup_procs = xasprintf("%s/cgroup.procs", dir);
-	if (access(tree.cgroup_procs, W_OK) < 0) {
-		freep_str(&tree.cgroup_procs);
-		goto out;
-	}
-	/* A previous agent may have died between freezing and thawing; a
-	 * hook moved into a frozen cgroup would hang. */
-	(void)cgroup_write(dir, "cgroup.freeze", "0");
-	tree.cgroup = dir;
-	dir = NULL;
-	r = kill_leftovers(tree.cgroup, &killed);
-out:
-	free(dir);
-	if (r >= 0 && ret_killed)
-		*ret_killed = killed;
-	return r;
-}
-
-const char *hooks_tree_cgroup(void)
-{
-	return tree.cgroup;
-}
-
-void hooks_tree_done(void)
-{
-	/* EBUSY while something still lives there: then it stays for the
-	 * next agent's set-up to deal with. */
-	if (tree.cgroup)
-		(void)rmdir(tree.cgroup);
-	tree_forget_cgroup();
-}
-
-/* ---- running one hook ---- */
 
 /* Output read in one go: what a finished hook left in the pipe, bounded in
  * case an escaped process keeps writing. */
 #define DRAIN_MAX (4 * 1024 * 1024)
+
+/* Started, and not yet ended or freed: one hook runs at a time. */
+static struct hook_run *active_run;
 
 struct hook_run {
 	sd_event *event;
@@ -745,7 +200,7 @@ struct hook_run {
 	bool drop_noted;
 
 	/* After the main process ended. */
-	struct pidset left;              /* processes it left behind, killed */
+	struct hooktree_pidset left;     /* processes it left behind, killed */
 	sd_event_source *orphan_source;  /* one adopted leftover we wait for */
 	pid_t orphan_pid;
 	sd_event_source *reap_timer;     /* looks again; bounds the wait */
@@ -919,13 +374,12 @@ static void signal_run(struct hook_run *run, int sig)
 		}
 	}
 	if (sig == SIGTERM) {
-		tree_terminate();
+		hooktree_terminate();
 		return;
 	}
-	if (tree.cgroup)
-		cgroup_kill(tree.cgroup);
+	hooktree_cgroup_kill(NULL);
 	run_keep(run, keep);
-	(void)tree_kill(keep, NULL, NULL);
+	(void)hooktree_kill(keep, NULL, NULL);
 }
 
 static int arm_timer(struct hook_run *run, sd_event_source **s, uint64_t usec,
@@ -1032,8 +486,8 @@ static void log_end(struct hook_run *run)
 
 static void report_end(struct hook_run *run)
 {
-	if (tree.active == run)
-		tree.active = NULL;
+	if (active_run == run)
+		active_run = NULL;
 	run->finished = true;
 	/* The last thing a run does: ended may free it. */
 	run->ended(run, &run->res, run->userdata);
@@ -1090,17 +544,14 @@ static void tidy_up(struct hook_run *run, pid_t dying)
 		keep[0] = dying;
 	else if (!keep[1])
 		keep[1] = dying;
-	if (tree.cgroup) {
-		cgroup_read_pids(tree.cgroup, &run->left, 0);
-		cgroup_kill(tree.cgroup);
-	}
-	alive = tree_kill(keep, &run->left, &watch);
+	hooktree_cgroup_kill(&run->left);
+	alive = hooktree_kill(keep, &run->left, &watch);
 	/* Every member of the hook's group is below the agent, so this adds
-	 * nothing tree_kill missed but a fork in flight; the leader is an
+	 * nothing hooktree_kill missed but a fork in flight; the leader is an
 	 * unreaped zombie while its callback runs, so the id is still its. */
 	if (dying == run->pid)
 		(void)kill(-run->pid, SIGKILL);
-	if (alive == 0 && !(tree.cgroup && cgroup_populated(tree.cgroup))) {
+	if (alive == 0 && !hooktree_cgroup_populated()) {
 		finish(run);
 		return;
 	}
@@ -1271,15 +722,6 @@ static int ensure_sigchld_blocked(void)
 	return -pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
-/* Kills and reaps what an earlier run may have left: by now every child of
- * the agent is such a leftover (see the top of the tree section). */
-static void sweep_leftovers(void)
-{
-	if (tree.cgroup)
-		cgroup_kill(tree.cgroup);
-	(void)tree_kill(NULL, NULL, NULL);
-}
-
 /* SIGKILLs the run's tree, waits FREE_WAIT_MSEC at most for the main
  * process, and reaps what has died; later sweeps reap the rest. */
 static void kill_now(struct hook_run *run)
@@ -1296,7 +738,7 @@ static void kill_now(struct hook_run *run)
 		run->child_source = sd_event_source_disable_unref(run->child_source);
 	}
 	close_source(&run->orphan_source, NULL);
-	(void)tree_kill(NULL, NULL, NULL);
+	(void)hooktree_kill(NULL, NULL, NULL);
 }
 
 static void run_release(struct hook_run *run)
@@ -1309,7 +751,7 @@ static void run_release(struct hook_run *run)
 	close_source(&run->stdin_source, &run->stdin_fd);
 	close_fd(&run->exec_fd);
 	hook_result_done(&run->res);
-	pidset_done(&run->left);
+	hooktree_pidset_done(&run->left);
 	sd_event_unref(run->event);
 	free(run->stdin_json);
 	free(run->event_id);
@@ -1327,8 +769,8 @@ void hook_run_free(struct hook_run *run)
 				 "hook '%s' killed: the run is going away", run->res.name);
 		kill_now(run);
 	}
-	if (tree.active == run)
-		tree.active = NULL;
+	if (active_run == run)
+		active_run = NULL;
 	run_release(run);
 }
 
@@ -1366,18 +808,14 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 
 	if (!p || !p->event || !p->path || !p->ended || !ret)
 		return -EINVAL;
-	if (tree.active)
+	if (active_run)
 		return -EBUSY;
 	k = ensure_sigchld_blocked();
 	if (k < 0)
 		return k;
-	if (!tree.subreaper) {
-		/* hooks_tree_setup was not called: the subreaper at least.
-		 * It cannot fail on any kernel with cgroup2. */
-		(void)prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-		tree.subreaper = true;
-	}
-	sweep_leftovers();
+	hooktree_ensure_subreaper();
+	/* By now every child of the agent is an earlier run's leftover. */
+	hooktree_sweep();
 
 	run = xcalloc(1, sizeof(*run));
 	run->event = sd_event_ref(p->event);
@@ -1413,7 +851,7 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	a = (struct child_args){
 		.in_fd = in_pipe[0], .out_fd = out_pipe[1], .err_fd = err_pipe[1],
 		.argv = argv, .envp = envp, .max_fd = (int)max_fd, .agent_pid = getpid(),
-		.cgroup_procs = tree.cgroup_procs,
+		.cgroup_procs = hooktree_cgroup_procs(),
 	};
 	now = now_usec(CLOCK_MONOTONIC);
 	run->start_mono_usec = now;
@@ -1462,7 +900,7 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 		log_hook(LOG_INFO, run->event_id, run->res.name, "hook '%s' started (pid %d, timeout %.1f s)",
 			 run->res.name, (int)run->pid, usec_to_sec(p->budget_usec));
 	run->res.outcome = HOOK_RUNNING;
-	tree.active = run;
+	active_run = run;
 	strv_free(envp);
 	*ret = run;
 	return 0;

@@ -1,5 +1,5 @@
 /* hooks.h - scanning the hook directories (hookdir.c) and running one hook
- * (hooks.c). */
+ * (hooks.c); the hooks' process trees are hooktree.h's, included here. */
 #ifndef SPOT_HOOKS_H
 #define SPOT_HOOKS_H
 
@@ -11,6 +11,7 @@
 #include <systemd/sd-event.h>
 
 #include "event.h"
+#include "hooktree.h"
 #include "util.h"
 
 #define HOOKS_MAX              64      /* further runnable files are skipped ("too many hooks") */
@@ -159,27 +160,9 @@ void hook_run_kill(struct hook_run *run);
  * without calling ended. NULL ok. */
 void hook_run_free(struct hook_run *run);
 
-/* Where hooks' process trees are kept so that they can be found even after
- * the agent itself was killed: a cgroup (v2) named after tag below the
- * agent's own, when the agent may create one (root, or systemd with
- * Delegate=yes); else none, and only the subreaper fallback applies. Any
- * process found in that cgroup at set-up is left over from a previous run
- * of the agent with the same tag and is killed before this returns (bounded
- * wait). tag: e.g. a hash of the state directory, so two agents on one
- * machine keep apart; NULL = no cgroup (drills). *ret_killed (may be NULL)
- * gets the number of leftovers killed. Makes the agent a child subreaper.
- * Returns 0 (also when no cgroup can be had), -EINVAL for a tag that is not
- * 1-64 of [A-Za-z0-9._-] (no leading '.'), -EBUSY when leftovers are still
- * alive after 2 s (the cgroup stays in use), or -errno from prctl. Sleeps
- * while it waits: call it before the loop runs. A later call replaces the
- * cgroup chosen before. */
-int hooks_tree_setup(const char *tag, unsigned *ret_killed);
-/* The cgroup directory in use, or NULL. Borrowed. */
-const char *hooks_tree_cgroup(void);
-/* At a clean exit, after the last run is freed: removes the cgroup (when it
- * is empty) and forgets it. Outside systemd nobody else would; under
- * systemd, stopping the unit removes it too. */
-void hooks_tree_done(void);
+/* hooks_tree_setup, hooks_tree_cgroup and hooks_tree_done, which set up
+ * and tear down where the hooks' process trees are kept, are declared in
+ * hooktree.h. */
 
 /* The base hook environment: PATH, LANG, TZ and the SPOT_* variables of
  * SPEC §4 except SPOT_HOOK_TIMEOUT. Caller frees with strv_free. */

@@ -1638,6 +1638,53 @@ static void test_tree_setup_leftovers(void **state)
 	assert_int_equal(killed, 0);
 }
 
+/* hooks_tree_done forgets the cgroup but leaves one still in use (rmdir
+ * fails) to the next set-up, which kills what is in it. */
+static void test_tree_done_busy(void **state)
+{
+	unsigned killed = 0;
+	int pipefd[2], status;
+	char ok = 0;
+	pid_t helper;
+	char *procs;
+
+	if (!setup_cgroup())
+		skip();
+	procs = xasprintf("%s/cgroup.procs", test_cgroup);
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	helper = fork();
+	assert_true(helper >= 0);
+	if (helper == 0) {
+		int fd = open(procs, O_WRONLY | O_CLOEXEC);
+
+		if (fd < 0 || write(fd, "0", 1) != 1 || write(pipefd[1], "1", 1) != 1)
+			_exit(1);
+		execl("/bin/sleep", "sleep", "1000", (char *)NULL);
+		_exit(1);
+	}
+	close(pipefd[1]);
+	assert_int_equal(read(pipefd[0], &ok, 1), 1);
+	close(pipefd[0]);
+	free(procs);
+
+	hooks_tree_done();
+	assert_null(hooks_tree_cgroup());
+	assert_true(exists(test_cgroup));
+	assert_false(dead_now(helper));
+	hooks_tree_done();                /* nothing to forget */
+	assert_null(hooks_tree_cgroup());
+
+	assert_int_equal(hooks_tree_setup(test_tag(), &killed), 0);
+	assert_int_equal(killed, 1);
+	assert_int_equal(waitpid(helper, &status, 0), helper);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGKILL);
+	hooks_tree_done();
+	assert_false(exists(test_cgroup));
+	/* Back to what the later tests expect. */
+	assert_true(setup_cgroup());
+}
+
 /* ---- fork failure, under the failfork shim ---- */
 
 /* Runs in `test-hooks --failfork`, with LD_PRELOAD set. */
@@ -1776,6 +1823,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_free_running),
 		cmocka_unit_test(test_run_free_in_ended),
 		cmocka_unit_test(test_tree_setup_leftovers),
+		cmocka_unit_test(test_tree_done_busy),
 		cmocka_unit_test(test_run_fork_failure),
 	};
 	const struct CMUnitTest failfork_tests[] = {
