@@ -2,7 +2,8 @@
 # Included by the top Makefile; check-torture runs as part of `make check`
 # through check-extra.
 #
-#   make torture                       500 rounds, a fresh seed (printed)
+#   make torture                       the engine's exhaustive check at a greater
+#                                      depth, then 500 rounds, a fresh seed (printed)
 #   make torture TORTURE_ROUNDS=2000 TORTURE_SEED=7
 #   make check-torture                 50 rounds, fixed seed (under 90 s)
 # A failing round names its seed and round: test/torture.py --seed S --round R
@@ -16,7 +17,8 @@ TORTURE_SEED   ?= $(shell date +%s)
 
 check-extra:: check-torture
 
-torture: $(BIN)
+torture: $(BIN) $(BUILD)/test/test-engine
+	@SPOT_ENGINE_HOOKS=4 SPOT_ENGINE_EXTRA=1 SPOT_ENGINE_CRASHES=2 $(BUILD)/test/test-engine
 	@SPOT_AGENT=$(BIN) $(PYTHON) test/torture.py --rounds $(TORTURE_ROUNDS) \
 		--seed $(TORTURE_SEED) --jobs $(TORTURE_JOBS)
 

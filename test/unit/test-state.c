@@ -427,8 +427,9 @@ static void test_stale_temp_file(void **unused)
 	assert_int_equal(s.n_records, 1);
 	assert_string_equal(s.records[0].ev.id, "kept");
 
+	/* The temp file of a crashed save is gone, the state file stays. */
 	names = list_dir(dir);
-	assert_string_equal(names, ".state.json.abc123,state.json");
+	assert_string_equal(names, "state.json");
 	free(names);
 
 	state_done(&s);
@@ -690,7 +691,8 @@ static void test_every_field_type(void **unused)
 
 			cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
 			write_json(p, doc);
-			if (!load_refused(dir))
+			/* Keys added later are optional, so older files still load. */
+			if (strcmp(key, "gone_usec") != 0 && strcmp(key, "key") != 0 && !load_refused(dir))
 				fail_msg("missing '%s' (level %d) was accepted", key, level);
 
 			cJSON_Delete(doc);
@@ -699,7 +701,7 @@ static void test_every_field_type(void **unused)
 		}
 	}
 	print_message("fields checked for type and presence: %d\n", checked);
-	assert_int_equal(checked, 2 + 13 + 14);
+	assert_int_equal(checked, 2 + 15 + 14);
 
 	free(pristine);
 	free(p);
