@@ -90,6 +90,7 @@ static struct engine_config engine_config_of(const struct agent *a)
 		.events_mask = a->cfg.events_mask,
 		.approve = a->cfg.approve,
 		.provider_approves = a->provider && provider_can_approve(a->provider),
+		.provider = a->cfg.provider == PROVIDER_AUTO ? PROVIDER_AZURE : a->cfg.provider,
 	};
 
 	return c;
@@ -263,6 +264,15 @@ static void carry_out(struct agent *a, const struct engine_action *act)
 	case ENGINE_EXIT:
 		log_info("nothing left in hand, exiting");
 		(void)sd_event_exit(a->event, 0);
+		break;
+	case ENGINE_RELEASE_SHUTDOWN:
+		log_info("shutdown: nothing left in hand, letting it go on");
+		break;
+	case ENGINE_SHUTDOWN_NOTED:
+		if (r && r->ev.type == EVENT_SHUTDOWN)
+			log_notice("shutdown: no eviction notice explains it, running the hooks for %s", r->ev.id);
+		else
+			log_info("shutdown: the eviction in hand covers it");
 		break;
 	case ENGINE_DETECTED:
 		if (r)
@@ -511,6 +521,7 @@ static int use_provider(struct agent *a, enum provider p)
 	r = provider_new(p, a->imds, a->base_url, a->cfg.vm_name, &a->provider);
 	if (r < 0)
 		return r;
+	provider_set_gcp_notice(a->provider, a->cfg.gcp_preempt_notice_sec);
 	a->cfg.provider = p;
 	free(a->state.provider);
 	a->state.provider = xstrdup(provider_to_string(p));
@@ -806,8 +817,8 @@ void agent_stop(struct agent *a)
 	(void)sd_event_source_set_enabled(a->poll_timer, SD_EVENT_OFF);
 	if (a->provider)
 		provider_cancel(a->provider);
-	if (a->chain.run)
-		log_info("stopping after the running hook; the rest resume after a restart");
+	if (engine_active(&a->engine))
+		log_info("stopping: the hook chain in hand runs to its end within its deadline first");
 	engine_stop(&a->engine, now_wall());
 	drain(a);
 }

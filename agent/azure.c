@@ -118,9 +118,12 @@ static bool check_enum(const cJSON *o, const char *key, int (*from_string)(const
 	return true;
 }
 
+/* Azure's own types only: Shutdown is the agent's, never the platform's. */
 static int type_from_string(const char *s)
 {
-	return (int)event_type_from_string(s);
+	enum event_type t = event_type_from_string(s);
+
+	return t == EVENT_SHUTDOWN ? (int)EVENT_TYPE_INVALID : (int)t;
 }
 
 static int status_from_string(const char *s)

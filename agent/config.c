@@ -132,7 +132,7 @@ static const struct enum_desc provider_desc = {
 };
 
 static const int event_type_values[] = {
-	EVENT_PREEMPT, EVENT_TERMINATE, EVENT_REBOOT, EVENT_REDEPLOY, EVENT_FREEZE,
+	EVENT_PREEMPT, EVENT_TERMINATE, EVENT_REBOOT, EVENT_REDEPLOY, EVENT_FREEZE, EVENT_SHUTDOWN,
 };
 static const struct enum_desc event_type_desc = {
 	event_type_values, ELEMENTSOF(event_type_values), event_type_name, event_type_parse,
@@ -182,10 +182,14 @@ static const struct option_def options[] = {
 	{ "vm-name", 0, OPT_STRING, OPT_UNSET, CFG(vm_name), 0, CONFIG_VM_NAME_MAX, NULL, "NAME",
 	  "this VM's name as events list it; set only to override (default: from the "
 	  "metadata service)", NULL, NULL },
-	{ "events", 0, OPT_EVENTS, 0, CFG(events_mask), 0, 0, "Preempt,Terminate", "LIST",
-	  "comma-separated event types that trigger the hooks", &event_type_desc, NULL },
+	{ "events", 0, OPT_EVENTS, 0, CFG(events_mask), 0, 0, "Preempt,Terminate,Shutdown", "LIST",
+	  "comma-separated event types that trigger the hooks; '+Type' adds to the default, "
+	  "'!Type' takes one out of it, plain names replace it", &event_type_desc, NULL },
 	{ "margin", 0, OPT_UINT, 0, CFG(margin_sec), 0, 600, "2", "SECONDS",
 	  "the hook chain must end this long before the event's NotBefore", NULL, NULL },
+	{ "gcp-preempt-notice", 0, OPT_UINT, 0, CFG(gcp_preempt_notice_sec), 1, 600, "30", "SECONDS",
+	  "GCP: time from a preemption notice to the hard power-off (150 with "
+	  "preemptionNoticeDuration=120s)", NULL, NULL },
 	{ "hook-timeout", 0, OPT_UINT, 0, CFG(hook_timeout_sec), 0, 3600, "0", "SECONDS",
 	  "upper bound for any single hook; 0 means only the deadline", NULL, NULL },
 	{ "approve", 0, OPT_BOOL, 0, CFG(approve), 0, 0, "yes", NULL,
@@ -271,17 +275,21 @@ static int parse_enum(const struct enum_desc *d, const char *s, int *ret)
 	return -EINVAL;
 }
 
+/* "A,B" replaces the default set; "+A" adds to it and "!A" takes A out of
+ * it, so adding is never mistaken for replacing. The two forms do not mix. */
 static int parse_events(const struct option_def *o, const char *s, unsigned *ret,
 			char *err, size_t n)
 {
 	char e1[ECHO_MAX + 1], e2[ECHO_MAX + 1], names[128];
-	unsigned mask = 0;
+	unsigned mask = 0, add = 0, del = 0;
+	bool plain = false, relative = false;
 	const char *p = s;
+	int r;
 
 	for (;;) {
 		const char *end = strchr(p, ',');
 		size_t len = end ? (size_t)(end - p) : strlen(p);
-		char item[32];
+		char item[32], sign = 0;
 		int v;
 
 		while (len > 0 && isspace((unsigned char)*p)) {
@@ -290,6 +298,11 @@ static int parse_events(const struct option_def *o, const char *s, unsigned *ret
 		}
 		while (len > 0 && isspace((unsigned char)p[len - 1]))
 			len--;
+		if (len > 0 && (*p == '+' || *p == '!')) {
+			sign = *p;
+			p++;
+			len--;
+		}
 		if (len == 0) {
 			(void)snprintf(err, n, "value '%s' has an empty item", echo(s, e1, sizeof(e1)));
 			return -EINVAL;
@@ -304,10 +317,29 @@ static int parse_events(const struct option_def *o, const char *s, unsigned *ret
 				       echo(s, e1, sizeof(e1)), echo(item, e2, sizeof(e2)), names);
 			return -EINVAL;
 		}
-		mask |= 1u << v;
+		if (sign == '+')
+			add |= 1u << v;
+		else if (sign == '!')
+			del |= 1u << v;
+		else
+			mask |= 1u << v;
+		relative = relative || sign;
+		plain = plain || !sign;
 		if (!end)
 			break;
 		p = end + 1;
+	}
+	if (plain && relative) {
+		(void)snprintf(err, n, "value '%s' mixes names with '+'/'!' items: list the types to "
+			       "replace the default, or only '+Type'/'!Type' to change it",
+			       echo(s, e1, sizeof(e1)));
+		return -EINVAL;
+	}
+	if (relative) {
+		r = o->def && o->def != s ? parse_events(o, o->def, &mask, err, n) : 0;
+		if (r < 0)
+			return r;
+		mask = (mask | add) & ~del;
 	}
 	*ret = mask;
 	return 0;

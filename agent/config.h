@@ -23,7 +23,9 @@
 #define CONFIG_VM_NAME_MAX      255    /* bytes of vm-name */
 #define CONFIG_LISTEN_MAX       64     /* bytes of listen */
 #define CONFIG_IMDS_URL_DEFAULT "http://169.254.169.254"
-#define CONFIG_IMDS_URL_GCP     "http://metadata.google.internal"
+/* The address, not metadata.google.internal: name resolution may already be
+ * gone when a preemption shuts the VM down. */
+#define CONFIG_IMDS_URL_GCP     "http://169.254.169.254"
 
 enum command {
 	COMMAND_RUN,
@@ -47,6 +49,7 @@ struct config {
 	unsigned events_mask;       /* bit (1u << enum event_type) per handled type */
 	uint64_t margin_sec;
 	uint64_t hook_timeout_sec;  /* 0 means: only the deadline */
+	uint64_t gcp_preempt_notice_sec; /* GCP soft off to hard off */
 	bool approve;
 	enum log_format log_format;
 	int log_level;              /* syslog priority */

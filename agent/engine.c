@@ -27,6 +27,7 @@ static const char *const action_names[_ENGINE_ACTION_MAX] = {
 	[ENGINE_KILL_HOOK] = "kill-hook",
 	[ENGINE_APPROVE] = "approve",
 	[ENGINE_EXIT] = "exit",
+	[ENGINE_RELEASE_SHUTDOWN] = "release-shutdown",
 	[ENGINE_DETECTED] = "detected",
 	[ENGINE_RESUMED] = "resumed",
 	[ENGINE_CHANGED] = "changed",
@@ -39,6 +40,7 @@ static const char *const action_names[_ENGINE_ACTION_MAX] = {
 	[ENGINE_CHAIN_DONE] = "chain-done",
 	[ENGINE_APPROVED] = "approved",
 	[ENGINE_APPROVE_FAILED] = "approve-failed",
+	[ENGINE_SHUTDOWN_NOTED] = "shutdown-noted",
 };
 
 const char *engine_action_to_string(enum engine_action_kind k)
@@ -284,7 +286,8 @@ static void finish_chain(struct engine *e, struct event_record *r)
 
 bool engine_wants_approval(const struct engine *e, const struct event_record *r, uint64_t now)
 {
-	if (!e->cfg.approve || !e->cfg.provider_approves || r->no_approve || r->drill)
+	if (!e->cfg.approve || !e->cfg.provider_approves || r->no_approve || r->drill ||
+	    r->ev.type == EVENT_SHUTDOWN)
 		return false;
 	if (!r->chain_done || r->approved || r->gone)
 		return false;
@@ -383,8 +386,6 @@ static void advance_chain(struct engine *e, uint64_t now)
 		}
 		if (!r || r->chain_done) {
 			e->chain_id[0] = '\0';
-			if (e->stopping)
-				return;
 			r = pick_chain(e);
 			if (!r)
 				return;
@@ -392,7 +393,7 @@ static void advance_chain(struct engine *e, uint64_t now)
 			r->rt.planned = false;
 		}
 		if (!r->rt.planned) {
-			if (r->gone || e->stopping || r->rt.retry_wall_usec > now)
+			if (r->gone || r->rt.retry_wall_usec > now)
 				return;
 			push(e, ENGINE_SCAN_HOOKS, r->ev.id);
 			return;  /* engine_hooks_scanned goes on */
@@ -407,8 +408,8 @@ static void advance_chain(struct engine *e, uint64_t now)
 			continue;
 		}
 		/* Paused while gone (back within the grace, or cancelled by
-		 * sweep_gone); stopping starts nothing new. */
-		if (r->gone || e->stopping)
+		 * sweep_gone). */
+		if (r->gone)
 			return;
 		if (now >= r->deadline_wall_usec) {
 			skip_pending(e, r, i, "deadline");
@@ -435,6 +436,8 @@ static void advance_chain(struct engine *e, uint64_t now)
 	}
 }
 
+/* Something to finish before the agent may leave or the OS shut down: a
+ * hook running, a chain with time left, an approval due or in flight. */
 static bool in_hand(const struct engine *e, uint64_t now)
 {
 	if (e->running >= 0 || approval_in_flight(e))
@@ -442,10 +445,66 @@ static bool in_hand(const struct engine *e, uint64_t now)
 	for (size_t i = 0; i < e->state->n_records; i++) {
 		const struct event_record *r = &e->state->records[i];
 
-		if (!r->drill && engine_wants_approval(e, r, now) && r->rt.approve_next_wall_usec != USEC_INFINITY)
+		if (r->drill)
+			continue;
+		if (!r->chain_done && !gone_for_good(r, now) && now < r->deadline_wall_usec)
+			return true;
+		if (engine_wants_approval(e, r, now) && r->rt.approve_next_wall_usec != USEC_INFINITY)
 			return true;
 	}
 	return false;
+}
+
+/* The OS is going down: run what is in hand; with nothing, a platform
+ * notice the next round shows; with none, the synthetic Shutdown event. */
+static void decide_shutdown(struct engine *e, uint64_t now)
+{
+	struct event_record rec;
+	char id[EVENT_ID_MAX];
+
+	if (!e->shutdown || e->shutdown_decided)
+		return;
+	if (!in_hand(e, now) && !e->shutdown_round && now < e->shutdown_decide_wall_usec)
+		return;  /* waiting for the round that may show a notice */
+	e->shutdown_decided = true;
+	(void)snprintf(id, sizeof(id), "os-shutdown-%s", e->boot_tag[0] ? e->boot_tag : "boot");
+	if (in_hand(e, now) || !(e->cfg.events_mask & (1u << EVENT_SHUTDOWN)) || state_find(e->state, id)) {
+		/* Covered already, not wanted, or run once in this boot already. */
+		push(e, ENGINE_SHUTDOWN_NOTED, NULL);
+		return;
+	}
+	event_record_init(&rec);
+	(void)strscpy(rec.ev.id, sizeof(rec.ev.id), id);
+	rec.ev.type = EVENT_SHUTDOWN;
+	rec.ev.status = EVENT_SCHEDULED;
+	rec.ev.provider = e->cfg.provider;
+	rec.ev.duration_sec = -1;
+	(void)strscpy(rec.ev.source, sizeof(rec.ev.source), "OS");
+	(void)strscpy(rec.ev.description, sizeof(rec.ev.description),
+		      "the operating system is shutting down");
+	rec.ev.not_before_usec = e->shutdown_end_wall_usec;
+	rec.detected_wall_usec = now;
+	rec.deadline_wall_usec = event_deadline(&rec.ev, now, e->cfg.margin_usec, &rec.emergency);
+	rec.no_approve = true;
+	rec.rt.listed = true;
+	{
+		struct event_record *stored = state_add_record_at(e->state, &rec, now);
+
+		push(e, ENGINE_SHUTDOWN_NOTED, stored->ev.id);
+		push(e, ENGINE_DETECTED, stored->ev.id);
+		push(e, ENGINE_PERSIST, NULL)->fast = true;
+	}
+}
+
+/* Once nothing is in hand, or logind's budget is spent, the OS may go on. */
+static void maybe_release(struct engine *e, uint64_t now)
+{
+	if (!e->shutdown || !e->shutdown_decided || e->shutdown_released)
+		return;
+	if (in_hand(e, now) && now < e->shutdown_end_wall_usec)
+		return;
+	e->shutdown_released = true;
+	push(e, ENGINE_RELEASE_SHUTDOWN, NULL);
 }
 
 static void update_phase(struct engine *e, uint64_t now)
@@ -481,8 +540,10 @@ static void advance(struct engine *e, uint64_t now)
 	if (e->exited)
 		return;
 	sweep_gone(e, now);
+	decide_shutdown(e, now);
 	advance_chain(e, now);
 	maybe_approve(e, now);
+	maybe_release(e, now);
 	update_phase(e, now);
 	if (e->stopping && !in_hand(e, now)) {
 		e->exited = true;
@@ -546,6 +607,8 @@ void engine_round(struct engine *e, const struct event_list *events, const char 
 	e->now = now;
 	for (size_t k = 0; k < s->n_records; k++)
 		s->records[k].rt.matched = false;
+	if (e->shutdown)
+		e->shutdown_round = true;
 	for (size_t i = 0; events && i < events->n_events; i++) {
 		const struct spot_event *ev = &events->events[i];
 		struct event_record *r;
@@ -570,7 +633,7 @@ void engine_round(struct engine *e, const struct event_list *events, const char 
 	for (size_t k = 0; k < s->n_records; k++) {
 		struct event_record *r = &s->records[k];
 
-		if (r->rt.matched || r->drill)
+		if (r->rt.matched || r->drill || r->ev.type == EVENT_SHUTDOWN)
 			continue;
 		if (r->gone) {
 			if (!r->rt.gone_seen) {
@@ -715,6 +778,28 @@ void engine_tick(struct engine *e, uint64_t now)
 	advance(e, now);
 }
 
+void engine_shutdown(struct engine *e, uint64_t budget_usec, const char *boot_tag, uint64_t now)
+{
+	if (e->shutdown) {
+		advance(e, now);
+		return;
+	}
+	e->shutdown = true;
+	e->shutdown_round = false;
+	e->shutdown_decided = false;
+	e->shutdown_released = false;
+	e->shutdown_decide_wall_usec = now + ENGINE_SHUTDOWN_WAIT_USEC;
+	e->shutdown_end_wall_usec = budget_usec > UINT64_MAX - now ? UINT64_MAX : now + budget_usec;
+	(void)strscpy(e->boot_tag, sizeof(e->boot_tag), boot_tag ? boot_tag : "");
+	advance(e, now);
+}
+
+void engine_shutdown_cancelled(struct engine *e, uint64_t now)
+{
+	e->shutdown = false;
+	advance(e, now);
+}
+
 void engine_stop(struct engine *e, uint64_t now)
 {
 	e->stopping = true;
@@ -744,6 +829,10 @@ uint64_t engine_next_wake(const struct engine *e)
 
 	if (e->exited)
 		return t;
+	if (e->shutdown && !e->shutdown_decided)
+		earliest(&t, e->shutdown_decide_wall_usec);
+	if (e->shutdown && e->shutdown_decided && !e->shutdown_released)
+		earliest(&t, e->shutdown_end_wall_usec);
 	for (size_t i = 0; i < e->state->n_records; i++) {
 		const struct event_record *r = &e->state->records[i];
 		bool is_chain = strcasecmp(r->ev.id, e->chain_id) == 0;
@@ -764,8 +853,6 @@ uint64_t engine_next_wake(const struct engine *e)
 		}
 		if (r->gone && r->rt.gone_seen)
 			earliest(&t, r->gone_wall_usec + ENGINE_GONE_GRACE_USEC);
-		if (e->stopping)
-			continue;
 		earliest(&t, r->deadline_wall_usec);
 		if (is_chain && !r->gone && r->rt.retry_wall_usec > 0)
 			earliest(&t, r->rt.retry_wall_usec);

@@ -48,6 +48,12 @@
  * its hooks are skipped ("cancelled"), and a provider key seen again is a
  * new notice. */
 #define ENGINE_GONE_GRACE_USEC      (5 * USEC_PER_SEC)
+/* When the OS starts shutting down (logind's PrepareForShutdown), a round
+ * is awaited this long at most: a platform notice it shows (GCP's
+ * preemption arrives with the ACPI soft-off) is run as itself; without one
+ * the hooks run for a synthetic Shutdown event. */
+#define ENGINE_SHUTDOWN_WAIT_USEC   (1500 * USEC_PER_MSEC)
+#define ENGINE_BOOT_TAG_MAX         33
 /* A running hook is killed when the deadline passes with it still running
  * (its budget is set at start; a NotBefore that moves earlier shortens it). */
 
@@ -62,6 +68,8 @@ enum engine_action_kind {
 	ENGINE_APPROVE,        /* send the approval of record id; answer with
 				* engine_approval_answered */
 	ENGINE_EXIT,           /* stopping and nothing left in hand */
+	ENGINE_RELEASE_SHUTDOWN, /* the OS may go on shutting down: release the
+				  * delay inhibitor lock */
 	/* Reports, for logs and metrics; nothing to carry out. */
 	ENGINE_DETECTED,       /* a new record (id) */
 	ENGINE_RESUMED,        /* an unfinished record loaded at start (id) */
@@ -76,6 +84,8 @@ enum engine_action_kind {
 	ENGINE_CHAIN_DONE,     /* every hook of record id is final */
 	ENGINE_APPROVED,       /* record id's approval was confirmed */
 	ENGINE_APPROVE_FAILED, /* record id's approval failed; retried while due */
+	ENGINE_SHUTDOWN_NOTED, /* the OS is shutting down; id names the record
+				* that covers it ("" when none is needed) */
 	_ENGINE_ACTION_MAX,
 };
 
@@ -97,6 +107,7 @@ struct engine_config {
 	uint32_t events_mask;        /* 1u << enum event_type of the wanted types */
 	bool approve;                /* approve events after their chain */
 	bool provider_approves;      /* the provider has an approval call */
+	enum provider provider;      /* for the synthetic Shutdown event */
 };
 
 struct engine {
@@ -109,6 +120,14 @@ struct engine {
 	bool stopping;
 	bool exited;
 	uint64_t now;                /* the time of the latest input */
+	/* The OS is shutting down (engine_shutdown) until cancelled. */
+	bool shutdown;
+	bool shutdown_round;         /* a round came after it began */
+	bool shutdown_decided;       /* notice or synthetic event settled */
+	bool shutdown_released;      /* ENGINE_RELEASE_SHUTDOWN sent */
+	uint64_t shutdown_decide_wall_usec;
+	uint64_t shutdown_end_wall_usec;  /* logind's budget runs out */
+	char boot_tag[ENGINE_BOOT_TAG_MAX];
 	/* FIFO of actions not yet taken by the caller. */
 	struct engine_action *actions;
 	size_t n_actions, first, cap;
@@ -143,10 +162,21 @@ void engine_hook_ended(struct engine *e, struct hook_result *res, uint64_t now_w
 void engine_approval_answered(struct engine *e, const char *id, bool ok, uint64_t now_wall_usec);
 /* Time passed (engine_next_wake was reached, or any other wake-up). */
 void engine_tick(struct engine *e, uint64_t now_wall_usec);
-/* SIGTERM: no new hook starts; the running one may finish within its budget;
- * a due approval is still sent; then ENGINE_EXIT. Hooks not run stay
- * pending and resume after a restart. */
+/* SIGTERM: no more rounds come; every chain in hand still runs to its end
+ * within its deadline, a due approval is sent (one try), then ENGINE_EXIT.
+ * With nothing in hand ENGINE_EXIT comes at once. */
 void engine_stop(struct engine *e, uint64_t now_wall_usec);
+
+/* The OS began shutting down with budget_usec to go (logind's delay).
+ * A chain in hand runs on; otherwise, after the next round (or
+ * ENGINE_SHUTDOWN_WAIT_USEC), a platform notice for this VM runs as itself,
+ * or a synthetic Shutdown event (source "OS", id "os-shutdown-<boot_tag>":
+ * once per boot) gets the budget, when 'events' has Shutdown. Then
+ * ENGINE_RELEASE_SHUTDOWN when nothing is in hand or the budget is spent. */
+void engine_shutdown(struct engine *e, uint64_t budget_usec, const char *boot_tag,
+		     uint64_t now_wall_usec);
+/* The shutdown was cancelled: chains run on, nothing is released. */
+void engine_shutdown_cancelled(struct engine *e, uint64_t now_wall_usec);
 
 /* Takes the oldest action not yet taken: false when there is none. Inputs
  * given while the caller takes actions queue behind them. */

@@ -17,6 +17,7 @@ static const char *const type_names[_EVENT_TYPE_MAX] = {
 	[EVENT_REBOOT] = "Reboot",
 	[EVENT_REDEPLOY] = "Redeploy",
 	[EVENT_FREEZE] = "Freeze",
+	[EVENT_SHUTDOWN] = "Shutdown",
 };
 
 static const char *const status_names[_EVENT_STATUS_MAX] = {

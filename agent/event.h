@@ -34,6 +34,7 @@ enum event_type {
 	EVENT_REBOOT,
 	EVENT_REDEPLOY,
 	EVENT_FREEZE,
+	EVENT_SHUTDOWN,     /* the OS is shutting down (logind), no platform notice */
 	_EVENT_TYPE_MAX,
 	EVENT_TYPE_INVALID = -1,
 };

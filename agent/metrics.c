@@ -103,6 +103,7 @@ static const char *const event_type_names[_EVENT_TYPE_MAX] = {
 	[EVENT_REBOOT] = "Reboot",
 	[EVENT_REDEPLOY] = "Redeploy",
 	[EVENT_FREEZE] = "Freeze",
+	[EVENT_SHUTDOWN] = "Shutdown",
 };
 
 struct hook_metrics {

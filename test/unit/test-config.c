@@ -264,7 +264,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c.listen, CONFIG_DEFAULT_LISTEN);
 	assert_int_equal(c.poll_interval_ms, 1000);
 	assert_null(c.vm_name);
-	assert_int_equal(c.events_mask, EV(EVENT_PREEMPT) | EV(EVENT_TERMINATE));
+	assert_int_equal(c.events_mask, EV(EVENT_PREEMPT) | EV(EVENT_TERMINATE) | EV(EVENT_SHUTDOWN));
 	assert_int_equal(c.margin_sec, 2);
 	assert_int_equal(c.hook_timeout_sec, 0);
 	assert_true(c.approve);
@@ -376,7 +376,7 @@ static void test_gcp_default_url(void **state)
 	assert_int_equal(PARSE(&cl, NULL, "-c", "/dev/null", "--provider", "gcp"), 0);
 	assert_int_equal(load(&cl, &c, NULL), 0);
 	assert_null(c.imds_url);
-	assert_string_equal(config_imds_url(&c), "http://metadata.google.internal");
+	assert_string_equal(config_imds_url(&c), "http://169.254.169.254");
 	config_done(&c);
 	cmdline_done(&cl);
 }
@@ -404,6 +404,48 @@ static void test_bool_spellings(void **state)
 		config_done(&c);
 	}
 	free(path);
+}
+
+/* Adding to the default event types is written differently from
+ * replacing them, and the two forms do not mix. */
+static void test_events_add_remove(void **state)
+{
+#define ALL_DEFAULT (EV(EVENT_PREEMPT) | EV(EVENT_TERMINATE) | EV(EVENT_SHUTDOWN))
+	static const struct {
+		const char *text;
+		int rc;
+		unsigned mask;
+	} cases[] = {
+		{ "Reboot", 0, EV(EVENT_REBOOT) },
+		{ "+Reboot", 0, ALL_DEFAULT | EV(EVENT_REBOOT) },
+		{ "+Reboot, +Freeze", 0, ALL_DEFAULT | EV(EVENT_REBOOT) | EV(EVENT_FREEZE) },
+		{ "!Shutdown", 0, EV(EVENT_PREEMPT) | EV(EVENT_TERMINATE) },
+		{ "+Redeploy,!Terminate", 0, EV(EVENT_PREEMPT) | EV(EVENT_SHUTDOWN) | EV(EVENT_REDEPLOY) },
+		{ "Preempt,+Reboot", -EINVAL, 0 },
+		{ "+", -EINVAL, 0 },
+		{ "+Hibernate", -EINVAL, 0 },
+	};
+	char *path = tmp_path("bool.conf");
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[96];
+		struct config c;
+		char *err = NULL;
+
+		snprintf(text, sizeof(text), "events = %s\n", cases[i].text);
+		write_file(path, text, strlen(text));
+		assert_int_equal(load_file(path, &c, &err), cases[i].rc);
+		if (cases[i].rc == 0) {
+			assert_int_equal(c.events_mask, cases[i].mask);
+			config_done(&c);
+		} else {
+			assert_non_null(strstr(err, "events: value"));
+		}
+		free(err);
+	}
+	free(path);
+#undef ALL_DEFAULT
 }
 
 /* Every bad-X.conf must fail with exactly the lines of bad-X.expected and
@@ -721,7 +763,7 @@ static void test_usage_errors(void **state)
 		{ { "--type", "Reboot" }, "option --type: only valid with 'drill'" },
 		{ { "check", "--notice", "5" }, "option --notice: only valid with 'drill'" },
 		{ { "drill", "--type", "preempt" },
-		  "option --type: value 'preempt' is not one of Preempt, Terminate, Reboot, Redeploy, Freeze" },
+		  "option --type: value 'preempt' is not one of Preempt, Terminate, Reboot, Redeploy, Freeze, Shutdown" },
 		{ { "drill", "--notice", "0" }, "option --notice: value '0' is below the minimum 1" },
 		{ { "drill", "--notice", "3601" }, "option --notice: value '3601' is above the maximum 3600" },
 		{ { "--provider", "oracle" }, "option --provider: value 'oracle' is not one of azure, aws, gcp, auto" },
@@ -737,7 +779,7 @@ static void test_usage_errors(void **state)
 		{ { "--listen", "1.2.3.4:" }, "option --listen: value '1.2.3.4:' has an invalid port '' (1 to 65535)" },
 		{ { "--events", "Preempt,Evict" },
 		  "option --events: value 'Preempt,Evict' names an unknown event type 'Evict' "
-		  "(known: Preempt, Terminate, Reboot, Redeploy, Freeze)" },
+		  "(known: Preempt, Terminate, Reboot, Redeploy, Freeze, Shutdown)" },
 		{ { "--events", "Preempt," }, "option --events: value 'Preempt,' has an empty item" },
 		{ { "--events=" }, "option --events: value is empty" },
 		{ { "--hooks-dir", "" }, "option --hooks-dir: value is empty" },
@@ -861,7 +903,7 @@ static void test_help(void **state)
 		"--type", "--notice", "-h, --help", "--version",
 		"spot-agent check [OPTIONS]", "spot-agent drill [OPTIONS] [--type TYPE] [--notice SECONDS]",
 		"spot-agent --version | --help", "for tests and packaging",
-		"Preempt, Terminate, Reboot, Redeploy, Freeze", "azure, aws, gcp, auto",
+		"Preempt, Terminate, Reboot, Redeploy, Freeze, Shutdown", "azure, aws, gcp, auto",
 		"(200 to 60000; Azure IMDS allows about 5 requests per second; default: 1000)", CONFIG_DEFAULT_LISTEN, CONFIG_DEFAULT_PATH,
 	};
 	char *help = NULL, *flat, *q, *printed, *line;
@@ -932,6 +974,7 @@ int main(void)
 		cmocka_unit_test(test_quoted),
 		cmocka_unit_test(test_gcp_default_url),
 		cmocka_unit_test(test_bool_spellings),
+		cmocka_unit_test(test_events_add_remove),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_reload_keeps_old),
 		cmocka_unit_test(test_limits),

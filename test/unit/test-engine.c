@@ -51,6 +51,7 @@ enum choice {
 	C_APPROVE_FAIL,
 	C_TICK,
 	C_STOP,
+	C_SHUTDOWN,          /* logind: the OS begins shutting down */
 	C_CRASH,
 	/* how the pending action is carried out */
 	C_ACT,               /* as asked */
@@ -91,6 +92,9 @@ struct world {
 	char approving_id[EVENT_ID_MAX];
 	bool stopped;
 	bool exited;
+	bool shutdown;           /* PrepareForShutdown reached this agent */
+	bool released;           /* ... and the agent let it go on */
+	uint64_t shutdown_end;
 
 	/* History for the invariants, per record id. */
 	struct hist {
@@ -296,6 +300,8 @@ static void check_approve(struct world *w, const struct engine_action *a)
 		fail_world(w, "approval sent for a provider without one");
 	if (!r)
 		return;
+	if (r->ev.type == EVENT_SHUTDOWN)
+		fail_world(w, "the synthetic Shutdown event was approved");
 	if (!w->listed || w->status != EVENT_SCHEDULED || w->now >= w->nb)
 		fail_world(w, "approval sent while the event is not Scheduled before NotBefore");
 	if (hist_for(w, a->id)->persisted_approved)
@@ -434,6 +440,13 @@ static void carry_out(struct world *w, enum choice c)
 		w->approving = true;
 		(void)strscpy(w->approving_id, sizeof(w->approving_id), a.id);
 		break;
+	case ENGINE_RELEASE_SHUTDOWN:
+		if (!w->shutdown || w->released)
+			fail_world(w, "shutdown released without one, or twice");
+		if ((w->running >= 0 || w->approving) && w->now < w->shutdown_end)
+			fail_world(w, "shutdown released with a hook running or an approval in flight");
+		w->released = true;
+		break;
 	case ENGINE_EXIT:
 		if (w->running >= 0 || w->approving)
 			fail_world(w, "exit with a hook running or an approval in flight");
@@ -499,6 +512,8 @@ static size_t input_choices(const struct world *w, enum choice *out)
 		out[n++] = C_TICK;
 	if (!w->stopped)
 		out[n++] = C_STOP;
+	if (!w->shutdown)
+		out[n++] = C_SHUTDOWN;
 	if (w->crashes < w->sc->max_crashes)
 		out[n++] = C_CRASH;
 	return n;
@@ -513,6 +528,9 @@ static void crash(struct world *w)
 	w->pending_action = false;
 	w->stopped = false;
 	w->exited = false;
+	/* The new process holds a new lock and has seen no PrepareForShutdown. */
+	w->shutdown = false;
+	w->released = false;
 	drop_engine(w);
 	w->now += 500 * USEC_PER_MSEC;
 	new_engine(w);
@@ -622,6 +640,11 @@ static void apply_input(struct world *w, enum choice c)
 		w->stopped = true;
 		engine_stop(&w->eng, w->now);
 		break;
+	case C_SHUTDOWN:
+		w->shutdown = true;
+		w->shutdown_end = w->now + 30 * SEC;
+		engine_shutdown(&w->eng, 30 * SEC, "0123abcd", w->now);
+		break;
 	case C_CRASH:
 		crash(w);
 		break;
@@ -646,10 +669,16 @@ static void check_quiet(struct world *w)
 	if (!r->chain_done && !(r->gone && w->now >= r->gone_wall_usec + ENGINE_GONE_GRACE_USEC) &&
 	    ph != PHASE_PENDING && ph != PHASE_RUNNING)
 		fail_world(w, "phase %s while the chain is unfinished", agent_phase_to_string(ph));
-	/* An engine waiting with a hook pending and time left must wake up. */
-	if (!r->chain_done && !r->gone && !w->stopped && w->running < 0 && w->now < r->deadline_wall_usec &&
+	/* An engine waiting with a hook pending and time left must wake up,
+	 * stopping or not: SIGTERM lets the chain finish. */
+	if (!r->chain_done && !r->gone && w->running < 0 && w->now < r->deadline_wall_usec &&
 	    r->rt.planned && engine_next_wake(&w->eng) == USEC_INFINITY)
 		fail_world(w, "chain stuck with time left");
+	/* A shutdown the agent holds up is let go (an exit lets go of the
+	 * lock with the process). */
+	if (w->shutdown && !w->released && !w->exited && w->running < 0 && !w->approving &&
+	    engine_next_wake(&w->eng) == USEC_INFINITY)
+		fail_world(w, "the shutdown is held up for ever");
 	/* An approval that is due is being sent or will be retried. */
 	if (engine_wants_approval(&w->eng, r, w->now) && !w->approving && !w->stopped &&
 	    engine_next_wake(&w->eng) == USEC_INFINITY)
@@ -811,6 +840,12 @@ static uint64_t signature(const struct world *w)
 	h = fnv(h, &w->running, sizeof(w->running));
 	h = fnv(h, &w->approving, sizeof(w->approving));
 	h = fnv(h, &w->stopped, sizeof(w->stopped));
+	h = fnv(h, &w->shutdown, sizeof(w->shutdown));
+	h = fnv(h, &w->released, sizeof(w->released));
+	h = fnv(h, &w->eng.shutdown, sizeof(w->eng.shutdown));
+	h = fnv(h, &w->eng.shutdown_decided, sizeof(w->eng.shutdown_decided));
+	h = fnv(h, &w->eng.shutdown_round, sizeof(w->eng.shutdown_round));
+	h = fnv(h, &w->eng.shutdown_released, sizeof(w->eng.shutdown_released));
 	h = fnv(h, &w->exited, sizeof(w->exited));
 	h = fnv(h, w->hist, sizeof(w->hist));
 	h = fnv(h, &w->new_notice_ok, sizeof(w->new_notice_ok));
@@ -838,7 +873,7 @@ struct explore {
 static const char *const choice_names[_C_MAX] = {
 	"round-scheduled", "round-started", "round-moved", "round-gone", "round-failed",
 	"hook-ok", "hook-fail", "hook-77", "hook-timeout", "approve-ok", "approve-fail",
-	"tick", "stop", "crash", "act", "act-eagain",
+	"tick", "stop", "shutdown", "crash", "act", "act-eagain",
 };
 
 static void describe_path(struct explore *x, size_t len, const char *why)
