@@ -172,36 +172,6 @@ fail:
 	return -EINVAL;
 }
 
-/* A Spot VM stopped by a preemption can be started and preempted again with
- * the same name; the boot id keeps the second notice from looking like the
- * first, and stays the same across agent restarts within one boot. The
- * first 8 hex digits, lower case; read once; "" when unavailable. */
-const char *gcp_boot_tag(void)
-{
-	static char tag[9];
-	static bool done;
-	char buf[64];
-	ssize_t n;
-	int fd;
-
-	if (done)
-		return tag;
-	done = true;
-	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return tag;
-	n = read(fd, buf, sizeof(buf) - 1);
-	(void)close(fd);
-	for (ssize_t i = 0, j = 0; i < n && j < 8; i++) {
-		char c = buf[i];
-
-		if (c >= 'A' && c <= 'F')
-			c = (char)(c - 'A' + 'a');
-		if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
-			tag[j++] = c;
-	}
-	return tag;
-}
 
 /* The round: [instance/name] -> instance/preempted -> instance/maintenance-event,
  * each started from the previous reply. instance/preempted is a hanging
@@ -260,7 +230,7 @@ static void on_maintenance(struct provider_handle *p, void *state, const struct 
 	o.done_mono_usec = reply->done_mono_usec;
 	list->events = xcalloc(2, sizeof(*list->events));
 	if (s->preempted_now) {
-		if (gcp_preempt_event(name, gcp_boot_tag(), notice_sec(s), &list->events[list->n_events]) < 0)
+		if (gcp_preempt_event(name, boot_id_tag(), notice_sec(s), &list->events[list->n_events]) < 0)
 			goto bad_name;
 		list->n_events++;
 	}

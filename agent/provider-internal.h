@@ -103,10 +103,6 @@ void provider_fail_start(struct provider_handle *p, const char *item, int err);
 /* Ends the approval in flight; error "" when OK. */
 void provider_approve_end(struct provider_handle *p, enum imds_result result, const char *error);
 
-/* GCP: the first 8 hex digits of this boot's id (lower case), read once;
- * "" when unavailable. Static storage. */
-const char *gcp_boot_tag(void);
-
 /* Plain-text parsing shared by AWS and GCP. */
 bool provider_trailing_space(char c);
 

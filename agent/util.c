@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,4 +208,32 @@ int write_all(int fd, const void *buf, size_t n)
 		n -= (size_t)k;
 	}
 	return 0;
+}
+
+/* The kernel's boot id, first 8 hex digits, lower case: read once. */
+const char *boot_id_tag(void)
+{
+	static char tag[9];
+	static bool done;
+	char buf[64];
+	ssize_t n;
+	int fd;
+
+	if (done)
+		return tag;
+	done = true;
+	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return tag;
+	n = read(fd, buf, sizeof(buf) - 1);
+	(void)close(fd);
+	for (ssize_t i = 0, j = 0; i < n && j < 8; i++) {
+		char c = buf[i];
+
+		if (c >= 'A' && c <= 'F')
+			c = (char)(c - 'A' + 'a');
+		if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+			tag[j++] = c;
+	}
+	return tag;
 }

@@ -54,6 +54,11 @@ uint64_t wall_to_mono_usec(uint64_t wall_usec);
 char *format_rfc3339(char *buf, size_t n, uint64_t wall_usec);
 #define RFC3339_MAX 32
 
+/* The first 8 hex digits of this boot's id (lower case), "" when unknown:
+ * it tells one boot from the next, and stays across restarts of the agent
+ * within one boot. Read once; the string is static. */
+const char *boot_id_tag(void);
+
 /* Returns true when s ends with suffix. */
 bool str_endswith(const char *s, const char *suffix);
 

@@ -173,7 +173,7 @@ static void test_length_bounded(void **state)
 	assert_int_equal(gcp_parse_maintenance(NULL, 0, &type, &pending), -EBADMSG);
 }
 
-#include "provider-internal.h"   /* gcp_boot_tag */
+#include "util.h"   /* boot_id_tag */
 #include "provider-harness.h"
 
 /* The Preempt event of instance/preempted = TRUE: a key for the engine to
@@ -285,14 +285,14 @@ static void test_maintenance_event(void **state)
 
 static void test_boot_tag(void **state)
 {
-	const char *tag = gcp_boot_tag();
+	const char *tag = boot_id_tag();
 
 	assert_non_null(tag);
 	assert_true(strlen(tag) <= 8);
 	for (const char *c = tag; *c; c++)
 		assert_true((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'));
 	/* Read once: the same for the whole process. */
-	assert_ptr_equal(gcp_boot_tag(), tag);
+	assert_ptr_equal(boot_id_tag(), tag);
 	if (access("/proc/sys/kernel/random/boot_id", R_OK) == 0)
 		assert_int_equal(strlen(tag), 8);
 }
@@ -319,7 +319,7 @@ static void serve_gcp(struct fake_imds *f)
 
 static char *preempt_key(const char *name)
 {
-	const char *tag = gcp_boot_tag();
+	const char *tag = boot_id_tag();
 
 	return xasprintf("gcp-preempted-%s%s%s", name, tag[0] ? "-" : "", tag);
 }
