@@ -21,6 +21,7 @@
 #include "http.h"
 #include "imds.h"
 #include "log.h"
+#include "logind.h"
 #include "metrics.h"
 #include "poll.h"
 #include "provider.h"
@@ -38,6 +39,7 @@ struct agent {
 	struct metrics *metrics;
 	struct imds *imds;
 	struct http_server *http;
+	struct logind *logind;           /* the delay inhibitor lock for shutdown */
 	char *base_url;                  /* the metadata service, no trailing slash */
 
 	struct provider_handle *provider;  /* NULL while 'auto' probes */
@@ -267,6 +269,7 @@ static void carry_out(struct agent *a, const struct engine_action *act)
 		break;
 	case ENGINE_RELEASE_SHUTDOWN:
 		log_info("shutdown: nothing left in hand, letting it go on");
+		logind_release(a->logind);
 		break;
 	case ENGINE_SHUTDOWN_NOTED:
 		if (r && r->ev.type == EVENT_SHUTDOWN)
@@ -569,6 +572,10 @@ static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 	if (a->stopping)
 		return 0;
+	/* A round in flight (an early poll asked for during it) schedules
+	 * the next when it ends. */
+	if (a->provider && provider_busy(a->provider))
+		return 0;
 	at = poll_round_at(&a->sched, now, a->provider ? provider_round_cost(a->provider) : 1);
 	if (at > now) {
 		schedule_poll(a, at);
@@ -598,6 +605,49 @@ static void on_done(void *userdata, enum imds_slot slot, enum imds_result result
 
 	metrics_imds_request(a->metrics, result, latency_usec);
 }
+
+/* ---- the OS shutting down (logind) ---- */
+
+static void on_shutdown_started(uint64_t budget_usec, void *userdata)
+{
+	struct agent *a = userdata;
+
+	if (budget_usec == 0) {
+		log_warning("shutdown: the OS is shutting down and no lock holds it up; "
+			    "the hooks in hand get until SIGTERM's end");
+		return;
+	}
+	if (budget_usec == USEC_INFINITY)
+		log_notice("shutdown: the OS is shutting down, logind waits for the hooks");
+	else
+		log_notice("shutdown: the OS is shutting down, logind waits up to %.1f s for the hooks",
+			   (double)budget_usec / USEC_PER_SEC);
+	engine_shutdown(&a->engine, budget_usec, boot_id_tag(), now_wall());
+	/* The notice may be there already (GCP preempts with the soft-off):
+	 * ask now rather than at the next tick. */
+	schedule_poll(a, now_usec(CLOCK_MONOTONIC));
+	drain(a);
+}
+
+static void on_shutdown_cancelled(void *userdata)
+{
+	struct agent *a = userdata;
+
+	log_notice("shutdown: cancelled; the hooks in hand run on");
+	engine_shutdown_cancelled(&a->engine, now_wall());
+	drain(a);
+}
+
+static void on_logind_unavailable(const char *why, void *userdata)
+{
+	log_info("logind: %s; a shutdown will not wait for the hooks", why);
+}
+
+static const struct logind_ops logind_ops = {
+	.shutdown_started = on_shutdown_started,
+	.shutdown_cancelled = on_shutdown_cancelled,
+	.unavailable = on_logind_unavailable,
+};
 
 /* ---- life cycle ---- */
 
@@ -727,6 +777,11 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	(void)sd_event_source_set_priority(a->poll_timer, SD_EVENT_PRIORITY_IMPORTANT);
 	(void)sd_event_source_set_priority(a->engine_timer, SD_EVENT_PRIORITY_IMPORTANT);
 
+	/* Without logind (containers, minimal images) the agent runs on. */
+	r = logind_new(e, &logind_ops, a, &a->logind);
+	if (r < 0)
+		log_warning_errno(r, "logind: cannot watch for shutdowns, going on without");
+
 	if (strcmp(a->cfg.listen, "none") != 0) {
 		r = http_server_new(e, a->cfg.listen, &a->state, a->metrics, SPOT_VERSION, &a->http);
 		if (r < 0) {
@@ -833,6 +888,7 @@ void agent_free(struct agent *a)
 	sd_event_source_disable_unref(a->engine_timer);
 	sd_event_source_disable_unref(a->approve_timer);
 	http_server_free(a->http);
+	logind_free(a->logind);
 	provider_free(a->provider);
 	provider_probe_free(a->probe);
 	imds_free(a->imds);

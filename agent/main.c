@@ -3,6 +3,8 @@
  * Before READY=1 a fatal error ends the program with one clear line; after
  * it, the agent itself never exits on a runtime error. */
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "drill.h"
 #include "hooks.h"
 #include "log.h"
+#include "logind.h"
 #include "loop.h"
 
 #define EXIT_USAGE 2
@@ -22,6 +25,34 @@ struct main_ctx {
 	const struct cmdline *cmdline;
 	struct agent *agent;
 };
+
+/* How long a shutdown waits for the hooks: logind's InhibitDelayMaxSec,
+ * as its files set it. Shorter than an eviction window, it cuts the chain
+ * short when the platform powers the VM off (GCP) or the OS stops. */
+static void check_shutdown_delay(const struct config *c)
+{
+	uint64_t want = 30, usec;
+	char source[PATH_MAX];
+	int r;
+
+	if ((c->provider == PROVIDER_GCP || c->provider == PROVIDER_AUTO) && c->gcp_preempt_notice_sec > want)
+		want = c->gcp_preempt_notice_sec;
+	r = logind_read_delay_max(&usec, source, sizeof(source));
+	if (r < 0) {
+		printf("\n# logind InhibitDelayMaxSec: cannot read '%s': %s\n", source, strerror(-r));
+		return;
+	}
+	if (usec == USEC_INFINITY)
+		printf("\n# logind InhibitDelayMaxSec = infinity (%s)\n", source[0] ? source : "default");
+	else
+		printf("\n# logind InhibitDelayMaxSec = %.1f s (%s)\n", (double)usec / USEC_PER_SEC,
+		       source[0] ? source : "logind's default");
+	if (usec != USEC_INFINITY && usec < want * USEC_PER_SEC)
+		fprintf(stderr, "spot-agent: warning: logind's InhibitDelayMaxSec (%.1f s) is shorter than the "
+			"%" PRIu64 " s the hooks may need at a shutdown; the package's "
+			"logind.conf.d/zz-spot-agent.conf raises it unless a later drop-in lowers it\n",
+			(double)usec / USEC_PER_SEC, want);
+}
 
 static int cmd_check(const struct config *c)
 {
@@ -41,6 +72,7 @@ static int cmd_check(const struct config *c)
 	for (size_t i = 0; i < plan.n_skips; i++)
 		printf("skip  %s: %s\n", plan.skips[i].path, plan.skips[i].reason);
 	hook_plan_done(&plan);
+	check_shutdown_delay(c);
 	return 0;
 }
 
