@@ -3,29 +3,55 @@
 
 - reaction overhead: the IMDS answer that first shows the event -> first hook
   exec (the agent's own measurement, from the completed HTTP answer to the
-  fork of the first hook);
+  fork of the first hook), p50/p99 over SPOT_BENCH_EVENTS events (default 50);
+- the same at the child: the simulator's record of the poll that first showed
+  the event -> the first hook's own CLOCK_REALTIME at the start of main (a
+  small static C program, bench/hook-stamp.c, built into the temp dir);
 - hook-to-hook gap: one hook's exit reaped -> the next one forked;
 - approval latency: last hook's exit -> the approval POST at the simulator;
+- detection after an IMDS outage, for each fault kind the simulator has:
+  faults cleared -> the hook's own clock, at a 1000 ms poll interval
+  (SPOT_BENCH_OUTAGE_REPS repetitions per kind, default 8);
 - idle at 1 Hz: Private_Dirty and RSS, CPU time per poll;
 - HTTP (with wrk when installed): /healthz and /metrics throughput and p99,
   and the reaction figures again while wrk floods the endpoint.
 """
 
+import concurrent.futures
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "integration"))
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(BENCH, "..", "test", "integration"))
 import harness  # noqa: E402
 
-EVENTS = int(os.environ.get("SPOT_BENCH_EVENTS", "40"))
+EVENTS = int(os.environ.get("SPOT_BENCH_EVENTS", "50"))
 HOOKS = 4
 IDLE_SECONDS = int(os.environ.get("SPOT_BENCH_IDLE", "20"))
+OUTAGE_REPS = int(os.environ.get("SPOT_BENCH_OUTAGE_REPS", "8"))
+OUTAGE_SEED = int(os.environ.get("SPOT_BENCH_SEED", "20261127"))
+OUTAGE_POLL_MS = 1000
+# Failed polls an outage lasts at least, before the event is added.
+OUTAGE_MIN_FAILED = 9
+
+# (label, where the fault goes, the fault, the agent starts during the outage)
+OUTAGE_KINDS = [
+    ("HTTP 500", "/metadata/scheduledevents", {"kind": "status", "status": 500}, False),
+    ("HTTP 429", "/metadata/scheduledevents", {"kind": "status", "status": 429}, False),
+    ("HTTP 410", "/metadata/scheduledevents", {"kind": "status", "status": 410}, False),
+    ("garbage body", "/metadata/scheduledevents", {"kind": "garbage"}, False),
+    ("oversized body (200 kB)", "/metadata/scheduledevents", {"kind": "oversized", "bytes": 200000}, False),
+    ("dropped connection", "/metadata/scheduledevents", {"kind": "drop"}, False),
+    ("truncated answer", "/metadata/scheduledevents", {"kind": "truncate"}, False),
+    ("stalled request (2.5 s)", "/metadata/scheduledevents", {"kind": "stall", "seconds": 2.5}, False),
+    ("compute doc 500 from start", "/metadata/instance", {"kind": "status", "status": 500}, True),
+]
 
 
 def pct(values, p):
@@ -42,11 +68,56 @@ def fmt(name, values, unit="ms"):
         unit, len(values))
 
 
-def run_events(ctx, a, sim, n):
-    reaction, gaps, approval = [], [], []
+def build_stamp(ctx, stamps):
+    """Builds bench/hook-stamp.c into the temp dir, writing to stamps;
+    static when the C library allows it. Returns (path, how) or (None, why)."""
+    exe = os.path.join(ctx.dir, "hook-stamp")
+    cc = os.environ.get("CC", "cc")
+    base = [cc, "-std=c11", "-O2", "-DSTAMP_PATH=\"%s\"" % stamps, "-o", exe,
+            os.path.join(BENCH, "hook-stamp.c")]
+    for how, extra in (("static", ["-static"]), ("dynamic", [])):
+        r = subprocess.run(base + extra, capture_output=True, text=True)
+        if r.returncode == 0:
+            return exe, how
+    return None, r.stderr.strip().splitlines()[-1:] or ["cc failed"]
+
+
+def read_stamps(path):
+    """The child's clock per event id (upper case), in unix seconds."""
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2:
+                    out.setdefault(parts[0].upper(), int(parts[1]) / 1e9)
+    except FileNotFoundError:
+        pass
+    return out
+
+
+class Seen:
+    """The simulator's request records the bench has read so far."""
+
+    def __init__(self):
+        self.seq = 0
+
+    def fetch(self, sim):
+        recs = sim.call("GET", "/__sim/requests?since=%d" % self.seq)
+        if recs:
+            self.seq = max(self.seq, max(r["seq"] for r in recs))
+        return recs
+
+
+def run_events(ctx, a, sim, n, stamps, seen):
+    reaction, gaps, approval, child = [], [], [], []
+    ambiguous = 0
     start_line = 0
+    seen.fetch(sim)
     for i in range(n):
+        t0 = time.time()
         eid = sim.add_event(type="Preempt", not_before_in=60)
+        t1 = time.time()
         m = a.wait_log(r"\[%s\] first hook started ([0-9.]+) ms" % re.escape(eid), start=start_line)
         reaction.append(float(m.group(1)))
         # Wait on the agent's own log line, not by polling the simulator:
@@ -60,9 +131,125 @@ def run_events(ctx, a, sim, n):
             gaps.append((h1["started_usec"] - (h0["started_usec"] + h0["duration_usec"])) / 1000.0)
         last_end = (hooks[-1]["started_usec"] + hooks[-1]["duration_usec"]) / 1e6
         approval.append((appr["t"] - last_end) * 1000.0)
+        # The poll that first showed the event: the first one recorded after
+        # add_event returned. A poll recorded while the control call was
+        # under way may or may not have shown it: such an event is left out.
+        polls = [r for r in seen.fetch(sim)
+                 if r["method"] == "GET" and r["path"] == "/metadata/scheduledevents"]
+        exec_t = read_stamps(stamps).get(eid.upper()) if stamps else None
+        if any(t0 <= r["t"] <= t1 for r in polls):
+            ambiguous += 1
+        else:
+            first = [r for r in polls if r["t"] > t1]
+            if first and exec_t is not None:
+                child.append((exec_t - first[0]["t"]) * 1000.0)
         sim.remove_event(eid)
         start_line = len(a.lines)
-    return reaction, gaps, approval
+    return reaction, gaps, approval, child, ambiguous
+
+
+def print_events(res, stamps):
+    reaction, gaps, approval, child, ambiguous = res
+    print(fmt("reaction (answer -> first fork)", reaction))
+    if stamps:
+        print(fmt("answer -> hook exec (child clock)", child)
+              + ("   %d left out: poll raced the event" % ambiguous if ambiguous else ""))
+    print(fmt("hook-to-hook gap", gaps))
+    print(fmt("approval after last hook", approval))
+
+
+def failed_count(recs, prefix):
+    """Requests that took a fault (the fault's path is a prefix)."""
+    return sum(1 for r in recs if r["path"].startswith(prefix) and r["fault"])
+
+
+def outage_once(ctx, sim, path, fault, at_start, rng):
+    """One outage: returns (faults cleared -> hook's clock in s, failed
+    requests before the clear)."""
+    sim.call("POST", "/__sim/reset")
+    recs = []
+    seen = Seen()
+    args = ctx.base_args(log_level="info", poll_interval=OUTAGE_POLL_MS, listen="none")
+    spec = dict(fault, path=path, method="GET", count=-1)
+    if at_start:
+        sim.fault(**spec)
+        a = ctx.start_agent(args=args)
+    else:
+        a = ctx.start_agent(args=args)
+        a.wait_log(r"this VM is")
+        sim.fault(**spec)
+    def failed_reach(n, what):
+        def more():
+            recs.extend(seen.fetch(sim))
+            return failed_count(recs, path) >= n
+        harness.wait_for(more, timeout=OUTAGE_MIN_FAILED * 4 * OUTAGE_POLL_MS / 1000.0,
+                         what=what, interval=0.25)
+
+    try:
+        failed_reach(OUTAGE_MIN_FAILED, "%d failed requests" % OUTAGE_MIN_FAILED)
+        eid = sim.add_event(type="Preempt", not_before_in=30)
+        # One more failed request after the event was added: it was listed
+        # while the service was still failing.
+        failed_reach(failed_count(recs, path) + 1, "a failed request after the event was added")
+        time.sleep(rng.uniform(0.0, 1.0))
+        sim.clear_faults()
+        t_clear = time.time()
+        failed = failed_count(recs + seen.fetch(sim), path)
+        a.wait_log(r"\[%s\] event approved" % re.escape(eid), timeout=60)
+        with open(ctx.record) as f:
+            hook_t = [float(l.split()[1]) for l in f if l.split()[0].upper() == eid.upper()][0]
+        return hook_t - t_clear, failed
+    finally:
+        a.stop()
+
+
+def outage_kind(index, label, path, fault, at_start):
+    ctx = harness.Context("bench-outage-%d" % index)
+    rng = random.Random(OUTAGE_SEED * 100 + index)
+    out, failed, errors = [], [], []
+    try:
+        sim = ctx.start_sim("--quiet", "--started-ttl", "0")
+        # The recording hook: its own clock, taken by date(1) on start.
+        ctx.hook("00-record", 'date +"$SPOT_EVENT_ID %s.%N" >> ' + ctx.record)
+        for _ in range(OUTAGE_REPS):
+            try:
+                d, n = outage_once(ctx, sim, path, fault, at_start, rng)
+                out.append(d * 1000.0)
+                failed.append(n)
+            except harness.TestFailure as e:
+                errors.append(str(e))
+    finally:
+        ctx.cleanup(False)
+    return label, out, failed, errors
+
+
+def outage_section():
+    print("\ndetection after an IMDS outage: faults cleared -> the hook's own `date +%s.%N`")
+    print("(Azure, poll interval %d ms; every GET fails until cleared, >= %d of them, and the event is"
+          % (OUTAGE_POLL_MS, OUTAGE_MIN_FAILED))
+    print(" added before the last one; %d runs per kind, random 0-1 s phase, seed %d; the kinds run"
+          % (OUTAGE_REPS, OUTAGE_SEED))
+    print(" side by side, each with its own simulator and agent)")
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(OUTAGE_KINDS)) as ex:
+        futs = [ex.submit(outage_kind, i, *k) for i, k in enumerate(OUTAGE_KINDS)]
+        results = [f.result() for f in futs]
+    worst, worst_label = None, None
+    goal = OUTAGE_POLL_MS + 1000
+    for label, out, failed, errors in results:
+        line = "  %-28s" % label
+        if out:
+            line += " p50 %6.0f ms   max %6.0f ms   (n=%d, %d-%d failed requests before the clear)" % (
+                pct(out, 50), max(out), len(out), min(failed), max(failed))
+            if worst is None or max(out) > worst:
+                worst, worst_label = max(out), label
+        for e in errors:
+            line += "\n      run without a figure: %s" % e
+        print(line)
+    if worst is not None:
+        print("  worst case over all kinds   %6.0f ms (%s)   goal <= poll interval + 1 s = %d ms"
+              % (worst, worst_label, goal))
+    print("  (section took %.0f s)" % (time.monotonic() - t0))
 
 
 def proc_figures(pid):
@@ -124,19 +311,25 @@ def main():
     ctx = harness.Context("bench")
     try:
         sim = ctx.start_sim("--quiet", "--rate-limit", "0", "--started-ttl", "0")
+        stamps = os.path.join(ctx.out, "stamps")
+        stamp_exe, how = build_stamp(ctx, stamps)
         for i in range(HOOKS):
             p = os.path.join(ctx.hooks, "%02d-true" % (i * 10))
-            shutil.copy("/bin/true", p)
+            shutil.copy(stamp_exe if i == 0 and stamp_exe else "/bin/true", p)
             os.chmod(p, 0o755)
+        if not stamp_exe:
+            stamps = None
         print("spot-agent benchmark: %d events x %d hooks, state in %s" % (EVENTS, HOOKS, ctx.state))
+        if stamps:
+            print("(first hook: bench/hook-stamp.c, %s, writes CLOCK_REALTIME at the start of main;"
+                  " the others copies of /bin/true)" % how)
+        else:
+            print("(hook-stamp.c did not build: %s; answer -> hook exec skipped)" % how)
+        seen = Seen()
         a = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=200))
         a.wait_log(r"this VM is")
-        reaction, gaps, approval = run_events(ctx, a, sim, EVENTS)
-        print(fmt("reaction (answer -> first fork)", reaction))
-        print(fmt("hook-to-hook gap", gaps))
-        print(fmt("approval after last hook", approval))
+        print_events(run_events(ctx, a, sim, EVENTS, stamps, seen), stamps)
 
-        loaded = None
         if shutil.which("wrk"):
             print("\nHTTP endpoint (wrk, 2 threads, 32 connections, 5 s):")
             for path in ("/healthz", "/metrics"):
@@ -146,17 +339,17 @@ def main():
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 time.sleep(0.5)
-                loaded = run_events(ctx, a, sim, max(10, EVENTS // 2))
+                loaded = run_events(ctx, a, sim, max(10, EVENTS // 2), stamps, seen)
             finally:
                 proc.terminate()
                 proc.wait()
             print("\nwhile wrk floods /metrics (64 connections):")
-            print(fmt("reaction (answer -> first fork)", loaded[0]))
-            print(fmt("hook-to-hook gap", loaded[1]))
-            print(fmt("approval after last hook", loaded[2]))
+            print_events(loaded, stamps)
         else:
             print("\n(wrk not installed: HTTP figures skipped)")
         a.stop()
+
+        outage_section()
 
         # Idle at the default 1 Hz.
         b = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=1000))
