@@ -77,18 +77,21 @@ uint64_t logind_delay_max_usec(const struct logind *l);
 /* ---- InhibitDelayMaxSec without the bus (logind-conf.c) ----------------- */
 
 /* Computes the InhibitDelayMaxSec logind applies, from its files read the way
- * logind reads them: the main file (the first of /etc, /run, /usr/local/lib,
- * /usr/lib + /systemd/logind.conf), then every *.conf file in
- * systemd/logind.conf.d/ of those four directories, sorted by file name (for one name the file of
- * the earliest directory replaces the others; a link to /dev/null masks),
- * the last assignment winning. Values logind would ignore (not a time span)
- * are ignored too. Without any assignment: LOGIND_DELAY_MAX_DEFAULT_USEC.
+ * logind reads them: the main file (the first that exists of
+ * {/etc,/run,/usr/local/lib,/usr/lib}/systemd/logind.conf), then every
+ * *.conf file in systemd/logind.conf.d/ of those four directories, in one
+ * list sorted by file name (of two files with one name, the one in the
+ * earlier directory replaces the other; a link to /dev/null masks), the last
+ * assignment in [Login] winning. Values logind would ignore (not a time
+ * span) are ignored too. Without any assignment: logind's default,
+ * LOGIND_DELAY_MAX_DEFAULT_USEC.
  * *ret_usec gets the value (USEC_INFINITY for "infinity"); source (size n,
  * may be NULL) gets the file that set it, "" for the default. root prefixes
  * every path (NULL or "" for /; tests use a temporary directory); the paths
- * written to source omit it. On failure returns -errno (a file or directory
- * that exists but cannot be read, more than LOGIND_CONF_DROPINS_MAX drop-ins,
- * a file over LOGIND_CONF_FILE_MAX) and source names the culprit. */
+ * written to source omit it. Returns 0, or -errno when a file or directory
+ * exists but cannot be read, there are more than LOGIND_CONF_DROPINS_MAX
+ * drop-ins, or a file is over LOGIND_CONF_FILE_MAX; source then names the
+ * culprit. */
 #define LOGIND_CONF_DROPINS_MAX 256
 #define LOGIND_CONF_FILE_MAX    (1024 * 1024)
 int logind_read_delay_max_at(const char *root, uint64_t *ret_usec, char *source, size_t n);

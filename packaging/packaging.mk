@@ -10,6 +10,11 @@ PKG_UNIT     := packaging/systemd/spot-agent.service
 PKG_SOCKET   := packaging/systemd/spot-agent.socket
 PKG_CONF     := packaging/spot-agent.conf
 PKG_HOOKREAD := packaging/spot-agent.d.README
+# logind's delay for our inhibitor lock (InhibitDelayMaxSec=30): a vendor
+# drop-in, so it goes where logind reads packages' drop-ins, next to UNITDIR's
+# lib/systemd (logind also reads /usr/local/lib/systemd/logind.conf.d).
+PKG_LOGIND   := packaging/systemd/logind.conf.d/zz-spot-agent.conf
+LOGINDCONFDIR ?= $(PREFIX)/lib/systemd/logind.conf.d
 # What a source copy holds: enough to run `make` and `make install`.
 PKG_SRC_TOP  := Makefile agent build-aux hooks man packaging README.md LICENSE
 PKG_DEB_DIR  := $(BUILD)/deb
@@ -29,7 +34,8 @@ PKG_CLEAN_ENV := env -i PATH="$$PATH" HOME="$$HOME" LANG=C.UTF-8
 install: install-bin
 	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(LIBHOOKDIR) \
-		$(DESTDIR)$(SYSCONFDIR)/spot-agent $(DESTDIR)$(SYSCONFDIR)/spot-agent.d
+		$(DESTDIR)$(SYSCONFDIR)/spot-agent $(DESTDIR)$(SYSCONFDIR)/spot-agent.d \
+		$(DESTDIR)$(LOGINDCONFDIR)
 	install -m 0644 $(PKG_MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 $(PKG_MAN7) $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 $(PKG_MAN8) $(DESTDIR)$(MANDIR)/man8/
@@ -38,6 +44,7 @@ install: install-bin
 	chmod 0644 $(DESTDIR)$(UNITDIR)/spot-agent.service.tmp
 	mv -f $(DESTDIR)$(UNITDIR)/spot-agent.service.tmp $(DESTDIR)$(UNITDIR)/spot-agent.service
 	install -m 0644 $(PKG_SOCKET) $(DESTDIR)$(UNITDIR)/spot-agent.socket
+	install -m 0644 $(PKG_LOGIND) $(DESTDIR)$(LOGINDCONFDIR)/zz-spot-agent.conf
 	@# An existing config file is the administrator's: never overwritten.
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/spot-agent/spot-agent.conf ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/spot-agent/spot-agent.conf"; \
@@ -60,9 +67,12 @@ uninstall: uninstall-bin
 	rm -f $(DESTDIR)$(MANDIR)/man5/spot-agent.conf.5 $(DESTDIR)$(MANDIR)/man7/spot-agent-hooks.7 \
 		$(DESTDIR)$(MANDIR)/man8/spot-agent.8 \
 		$(DESTDIR)$(UNITDIR)/spot-agent.service $(DESTDIR)$(UNITDIR)/spot-agent.socket \
-		$(DESTDIR)$(SYSCONFDIR)/spot-agent.d/README
+		$(DESTDIR)$(SYSCONFDIR)/spot-agent.d/README \
+		$(DESTDIR)$(LOGINDCONFDIR)/zz-spot-agent.conf
 	rm -rf $(DESTDIR)$(DOCDIR)/examples
 	rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBHOOKDIR) 2>/dev/null || true
+	@# logind.conf.d is shared with other packages: removed only if empty.
+	rmdir $(DESTDIR)$(LOGINDCONFDIR) 2>/dev/null || true
 
 # A copy of the source tree (no build output, no VCS data) in $(1).
 define pkg_copy_tree

@@ -40,6 +40,7 @@ fi
 	echo "/etc/spot-agent.d/README"
 	echo "/usr/local/bin/spot-agent"
 	echo "/usr/local/lib/spot-agent.d/"
+	echo "/usr/local/lib/systemd/logind.conf.d/zz-spot-agent.conf"
 	echo "/usr/local/lib/systemd/system/spot-agent.service"
 	echo "/usr/local/lib/systemd/system/spot-agent.socket"
 	echo "/usr/local/share/man/man5/spot-agent.conf.5"
@@ -136,7 +137,7 @@ if $MAKE --no-print-directory deb >"$tmp/deb.log" 2>&1; then
 		/etc/spot-agent.d/README /usr/lib/spot-agent.d/ \
 		/usr/share/man/man8/spot-agent.8.gz /usr/share/man/man5/spot-agent.conf.5.gz \
 		/usr/share/man/man7/spot-agent-hooks.7.gz /usr/share/doc/spot-agent/copyright \
-		/usr/share/doc/spot-agent/examples/; do
+		/usr/share/doc/spot-agent/examples/ /usr/lib/systemd/logind.conf.d/zz-spot-agent.conf; do
 		grep -qx "$f" "$tmp/deb.list" || fail "deb: $f missing"
 	done
 	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles >"$tmp/conffiles" 2>/dev/null || true
