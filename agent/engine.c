@@ -464,8 +464,9 @@ static void decide_shutdown(struct engine *e, uint64_t now)
 
 	if (!e->shutdown || e->shutdown_decided)
 		return;
-	if (!in_hand(e, now) && !e->shutdown_round && now < e->shutdown_decide_wall_usec)
-		return;  /* waiting for the round that may show a notice */
+	if (!in_hand(e, now) && e->shutdown_rounds < ENGINE_SHUTDOWN_ROUNDS &&
+	    now < e->shutdown_decide_wall_usec)
+		return;  /* waiting for a round asked after it began */
 	e->shutdown_decided = true;
 	(void)snprintf(id, sizeof(id), "os-shutdown-%s", e->boot_tag[0] ? e->boot_tag : "boot");
 	if (in_hand(e, now) || !(e->cfg.events_mask & (1u << EVENT_SHUTDOWN)) || state_find(e->state, id)) {
@@ -607,8 +608,8 @@ void engine_round(struct engine *e, const struct event_list *events, const char 
 	e->now = now;
 	for (size_t k = 0; k < s->n_records; k++)
 		s->records[k].rt.matched = false;
-	if (e->shutdown)
-		e->shutdown_round = true;
+	if (e->shutdown && e->shutdown_rounds < ENGINE_SHUTDOWN_ROUNDS)
+		e->shutdown_rounds++;
 	for (size_t i = 0; events && i < events->n_events; i++) {
 		const struct spot_event *ev = &events->events[i];
 		struct event_record *r;
@@ -785,7 +786,7 @@ void engine_shutdown(struct engine *e, uint64_t budget_usec, const char *boot_ta
 		return;
 	}
 	e->shutdown = true;
-	e->shutdown_round = false;
+	e->shutdown_rounds = 0;
 	e->shutdown_decided = false;
 	e->shutdown_released = false;
 	e->shutdown_decide_wall_usec = now + ENGINE_SHUTDOWN_WAIT_USEC;

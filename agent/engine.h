@@ -48,11 +48,13 @@
  * its hooks are skipped ("cancelled"), and a provider key seen again is a
  * new notice. */
 #define ENGINE_GONE_GRACE_USEC      (5 * USEC_PER_SEC)
-/* When the OS starts shutting down (logind's PrepareForShutdown), a round
- * is awaited this long at most: a platform notice it shows (GCP's
- * preemption arrives with the ACPI soft-off) is run as itself; without one
- * the hooks run for a synthetic Shutdown event. */
-#define ENGINE_SHUTDOWN_WAIT_USEC   (1500 * USEC_PER_MSEC)
+/* When the OS starts shutting down (logind's PrepareForShutdown), two
+ * rounds are awaited (the first may have been asked before the shutdown
+ * began), this long at most: a platform notice they show (GCP's preemption
+ * comes with the ACPI soft-off, sometimes a moment after it) is run as
+ * itself; without one the hooks run for a synthetic Shutdown event. */
+#define ENGINE_SHUTDOWN_WAIT_USEC   (3 * USEC_PER_SEC)
+#define ENGINE_SHUTDOWN_ROUNDS      2
 #define ENGINE_BOOT_TAG_MAX         33
 /* A running hook is killed when the deadline passes with it still running
  * (its budget is set at start; a NotBefore that moves earlier shortens it). */
@@ -122,7 +124,7 @@ struct engine {
 	uint64_t now;                /* the time of the latest input */
 	/* The OS is shutting down (engine_shutdown) until cancelled. */
 	bool shutdown;
-	bool shutdown_round;         /* a round came after it began */
+	unsigned shutdown_rounds;    /* rounds that came since it began */
 	bool shutdown_decided;       /* notice or synthetic event settled */
 	bool shutdown_released;      /* ENGINE_RELEASE_SHUTDOWN sent */
 	uint64_t shutdown_decide_wall_usec;
@@ -168,8 +170,8 @@ void engine_tick(struct engine *e, uint64_t now_wall_usec);
 void engine_stop(struct engine *e, uint64_t now_wall_usec);
 
 /* The OS began shutting down with budget_usec to go (logind's delay).
- * A chain in hand runs on; otherwise, after the next round (or
- * ENGINE_SHUTDOWN_WAIT_USEC), a platform notice for this VM runs as itself,
+ * A chain in hand runs on; otherwise, after ENGINE_SHUTDOWN_ROUNDS rounds
+ * (or ENGINE_SHUTDOWN_WAIT_USEC), a platform notice for this VM runs as itself,
  * or a synthetic Shutdown event (source "OS", id "os-shutdown-<boot_tag>":
  * once per boot) gets the budget, when 'events' has Shutdown. Then
  * ENGINE_RELEASE_SHUTDOWN when nothing is in hand or the budget is spent. */

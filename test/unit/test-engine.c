@@ -844,7 +844,7 @@ static uint64_t signature(const struct world *w)
 	h = fnv(h, &w->released, sizeof(w->released));
 	h = fnv(h, &w->eng.shutdown, sizeof(w->eng.shutdown));
 	h = fnv(h, &w->eng.shutdown_decided, sizeof(w->eng.shutdown_decided));
-	h = fnv(h, &w->eng.shutdown_round, sizeof(w->eng.shutdown_round));
+	h = fnv(h, &w->eng.shutdown_rounds, sizeof(w->eng.shutdown_rounds));
 	h = fnv(h, &w->eng.shutdown_released, sizeof(w->eng.shutdown_released));
 	h = fnv(h, &w->exited, sizeof(w->exited));
 	h = fnv(h, w->hist, sizeof(w->hist));
