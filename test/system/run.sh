@@ -1,13 +1,34 @@
 #!/bin/bash
-# System test: the .deb from `make deb` installed in a booted Debian 12
-# container (systemd-nspawn -b --private-network), against the metadata
-# simulator test/imds-sim listening on 169.254.169.254:80 inside it.
+# System test: the .deb from `make deb` installed in booted Debian 12
+# containers (systemd-nspawn -b --private-network), against the metadata
+# simulator test/imds-sim listening on 169.254.169.254:80 inside them. Each
+# scenario boots a container of its own, a copy of the cached root.
 #
-# Asserts: the package starts the service and it becomes active through
-# READY=1; /healthz answers 200; a Preempt runs the hooks in order and is
-# approved; the hook output is in the journal under SPOT_HOOK=; a SIGSTOPped
-# agent is restarted by the watchdog; systemctl stop is clean; dpkg --purge
-# leaves nothing behind.
+# install: dpkg -i in the booted container starts the service and it
+#   becomes active through READY=1 and takes a logind delay lock for
+#   shutdown; /healthz answers 200; a Preempt runs the hooks in order and is
+#   approved; the hook output is in the journal under SPOT_HOOK=; a
+#   SIGSTOPped agent is restarted by the watchdog; systemctl stop is clean
+#   and the lock goes with the agent; dpkg --purge leaves nothing behind.
+# The shutdown scenarios boot an image with the package installed the way
+# images are baked (before the first boot, so logind reads the package's
+# InhibitDelayMaxSec=30 at boot) and three hooks (the second sleeps 3 s)
+# that record their start, environment and end on a host directory bound
+# into the container; the record and the container's journal are checked
+# once `systemctl poweroff` in it has ended it. Before the poweroff the agent
+# holds a logind delay lock for shutdown; logind must go on only after the
+# hooks, with no timeout of the lock, then systemd stops the agent (exit 0)
+# and the container powers off. Each prints its times.
+# eviction-shutdown: poweroff while the chain of an Azure Preempt (NotBefore
+#   in 60 s) runs: during the hooks logind prepares for the shutdown and the
+#   system still runs; every hook runs once, in order, for the Preempt; it is
+#   approved before the lock goes.
+# os-shutdown: poweroff with no notice at all: the hooks run once, in order,
+#   for a Shutdown event of source OS (id os-shutdown-<boot id>, deadline
+#   logind's 30 s minus the 2 s margin).
+# gcp-shutdown: provider gcp; instance/preempted turns TRUE and the poweroff
+#   comes at the same moment (GCP's soft-off): the hooks run once, as the
+#   Preempt, not as a Shutdown.
 #
 # Needs root, debootstrap and systemd-nspawn (installed when missing) and
 # the Debian mirror once: the base root file system is cached in
@@ -17,22 +38,30 @@
 #
 # Environment: BUILD, VERSION (from make), SPOT_TEST_MIRROR (Debian
 # mirror, default http://deb.debian.org/debian), SPOT_TEST_KEEP=1 (keep the
-# container's directory for a post-mortem).
+# containers' directories for a post-mortem), SPOT_TEST_SCENARIOS (the
+# scenarios to run, default all: "install eviction-shutdown os-shutdown
+# gcp-shutdown").
 set -euo pipefail
 
 BUILD=${BUILD:-build}
 VERSION=${VERSION:-0.1.0}
 MIRROR=${SPOT_TEST_MIRROR:-http://deb.debian.org/debian}
+SCENARIOS=${SPOT_TEST_SCENARIOS:-install eviction-shutdown os-shutdown gcp-shutdown}
 SUITE=bookworm
 CACHE=/var/cache/spot-agent-test
 # Packages of the base root file system besides the .deb's own dependencies.
 BASE_PKGS="systemd systemd-sysv dbus curl python3 iproute2"
 WAIT_STEP=0.2    # every bounded wait polls this often
 WAIT_MAX=60      # ... for at most this many seconds
+LOGIND_DELAY_USEC=30000000   # InhibitDelayMaxSec of the package's logind drop-in
 
 work=
-nspawn_pid=
-leader=
+nspawn_pid=   # the running container's systemd-nspawn
+nspawn_log=
+leader=       # ... and its PID 1
+root=         # the root directory of the current (or last) container
+rec=          # the host directory its hooks record to, if any
+probed=
 t_start=$SECONDS
 
 # fd 3: the real stderr, also from inside redirected waits.
@@ -40,6 +69,9 @@ exec 3>&2
 say() { printf '%s\n' "$*"; }
 ok() { printf 'ok   %s\n' "$*"; }
 elapsed() { printf '%ds' $((SECONDS - $1)); }
+now() { date +%s.%N; }
+# since T0 [T1]: seconds from T0 to T1 (default: now), two decimals.
+since() { awk -v a="$1" -v b="${2:-$(now)}" 'BEGIN { printf "%.2f", b - a }'; }
 
 cannot_run() {
 	if [ "${SPOT_SKIP_SYSTEM:-0}" = 1 ]; then
@@ -56,14 +88,33 @@ in_ct() {
 	nsenter -t "$leader" -a -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
 }
 
+# The container's journal: journalctl inside while it runs, read from its
+# root directory once it is gone.
+ct_journal() {
+	if [ -n "$leader" ]; then
+		in_ct journalctl --no-pager "$@"
+	elif [ -n "$root" ] && [ -d "$root/var/log/journal" ]; then
+		journalctl --no-pager -D "$root/var/log/journal" "$@"
+	fi
+}
+
 diagnose() {
-	[ -n "$leader" ] || return 0
-	say "--- systemctl status spot-agent imds-sim spot-test-addr" >&3
-	in_ct systemctl --no-pager status spot-agent imds-sim spot-test-addr >&3 2>&1 || true
+	if [ -n "$leader" ]; then
+		say "--- systemctl status spot-agent imds-sim spot-test-addr" >&3
+		in_ct systemctl --no-pager status spot-agent imds-sim spot-test-addr >&3 2>&1 || true
+		say "--- systemd-inhibit --list" >&3
+		in_ct systemd-inhibit --list --no-pager >&3 2>&1 || true
+	fi
+	[ -n "$root" ] || return 0
 	say "--- journalctl -u spot-agent (last 60)" >&3
-	in_ct journalctl --no-pager -u spot-agent -n 60 >&3 2>&1 || true
+	ct_journal -u spot-agent -n 60 >&3 2>&1 || true
 	say "--- journalctl -u imds-sim (last 20)" >&3
-	in_ct journalctl --no-pager -u imds-sim -n 20 >&3 2>&1 || true
+	ct_journal -u imds-sim -n 20 >&3 2>&1 || true
+	[ -n "$rec" ] || return 0
+	say "--- journalctl -u systemd-logind (last 20)" >&3
+	ct_journal -u systemd-logind -n 20 >&3 2>&1 || true
+	say "--- the hooks' record" >&3
+	cat "$rec/hooks" >&3 2>&1 || true
 }
 
 fail() {
@@ -83,18 +134,27 @@ wait_for() {
 	done
 }
 
-cleanup() {
-	local rc=$?
+# Ends the running container, if any: SIGTERM asks nspawn to shut it down
+# cleanly; SIGKILL after 30 s.
+stop_ct() {
 	if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
-		# SIGTERM asks nspawn to shut the container down cleanly.
 		kill -TERM "$nspawn_pid" 2>/dev/null || true
 		for _ in $(seq 1 150); do
 			kill -0 "$nspawn_pid" 2>/dev/null || break
 			sleep 0.2
 		done
 		kill -KILL "$nspawn_pid" 2>/dev/null || true
+	fi
+	if [ -n "$nspawn_pid" ]; then
 		wait "$nspawn_pid" 2>/dev/null || true
 	fi
+	nspawn_pid=
+	leader=
+}
+
+cleanup() {
+	local rc=$?
+	stop_ct
 	if [ -n "$work" ]; then
 		if [ "${SPOT_TEST_KEEP:-0}" = 1 ]; then
 			say "kept $work"
@@ -107,6 +167,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+want() {
+	case " $SCENARIOS " in
+	*" $1 "*) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+for s in $SCENARIOS; do
+	case $s in
+	install|eviction-shutdown|os-shutdown|gcp-shutdown) ;;
+	*) say "check-system: unknown scenario '$s' in SPOT_TEST_SCENARIOS" >&3; exit 2 ;;
+	esac
+done
 # --- can this machine run containers at all? ---------------------------------
 
 [ "$(id -u)" = 0 ] || cannot_run "needs root (debootstrap, systemd-nspawn)"
@@ -161,26 +233,30 @@ else
 fi
 flock -u 9
 
-# --- this run's container ----------------------------------------------------
+# --- containers --------------------------------------------------------------
 
 work=$(mktemp -d /var/tmp/spot-system.XXXXXX)
-root=$work/root
-cp -a --reflink=auto "$base" "$root"
-machine=spot-sys-$$-$RANDOM
 
 # Nspawn registers with systemd-machined and asks the host's systemd for a
 # scope when there is one; on a host without systemd it stays in our cgroup.
-nspawn_opts=(--quiet --register=no --private-network -D "$root" -M "$machine")
+nspawn_opts=(--quiet --register=no --private-network)
 [ -d /run/systemd/system ] || nspawn_opts+=(--keep-unit)
 
-probe=$(systemd-nspawn "${nspawn_opts[@]}" /bin/true 2>&1) ||
-	cannot_run "systemd-nspawn cannot start a container: $(printf '%s' "$probe" | tail -n 1)"
-
-# What runs in the container besides the package: the address of the
-# metadata service on lo, the simulator on it (both before spot-agent).
-install -m 0755 test/imds-sim "$root/usr/local/bin/imds-sim"
-cp "$deb" "$root/root/spot-agent.deb"
-cat >"$root/etc/systemd/system/spot-test-addr.service" <<'EOF'
+# prepare_root DIR: DIR/root, a copy of the base root with what runs in the
+# container besides the package (the address of the metadata service on lo,
+# the simulator on it, both before spot-agent) and the .deb in /root.
+prepare_root() {
+	local r=$1/root
+	mkdir -p "$1"
+	cp -a --reflink=auto "$base" "$r"
+	if [ -z "$probed" ]; then
+		probe=$(systemd-nspawn "${nspawn_opts[@]}" -D "$r" -M "spot-probe-$$" /bin/true 2>&1) ||
+			cannot_run "systemd-nspawn cannot start a container: $(printf '%s' "$probe" | tail -n 1)"
+		probed=1
+	fi
+	install -m 0755 test/imds-sim "$r/usr/local/bin/imds-sim"
+	cp "$deb" "$r/root/spot-agent.deb"
+	cat >"$r/etc/systemd/system/spot-test-addr.service" <<'EOF'
 [Unit]
 Description=Test: 169.254.169.254 on lo
 DefaultDependencies=no
@@ -196,7 +272,7 @@ ExecStart=/usr/sbin/ip addr replace 169.254.169.254/32 dev lo
 [Install]
 WantedBy=multi-user.target
 EOF
-cat >"$root/etc/systemd/system/imds-sim.service" <<'EOF'
+	cat >"$r/etc/systemd/system/imds-sim.service" <<'EOF'
 [Unit]
 Description=Test: the metadata service simulator
 Requires=spot-test-addr.service
@@ -209,15 +285,10 @@ ExecStart=/usr/bin/python3 /usr/local/bin/imds-sim --listen 169.254.169.254 --po
 [Install]
 WantedBy=multi-user.target
 EOF
-mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
-ln -sf ../spot-test-addr.service "$root/etc/systemd/system/multi-user.target.wants/spot-test-addr.service"
-ln -sf ../imds-sim.service "$root/etc/systemd/system/multi-user.target.wants/imds-sim.service"
-
-# --- boot --------------------------------------------------------------------
-
-t0=$SECONDS
-systemd-nspawn "${nspawn_opts[@]}" --console=passive -b >"$work/nspawn.log" 2>&1 &
-nspawn_pid=$!
+	mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
+	ln -sf ../spot-test-addr.service "$r/etc/systemd/system/multi-user.target.wants/spot-test-addr.service"
+	ln -sf ../imds-sim.service "$r/etc/systemd/system/multi-user.target.wants/imds-sim.service"
+}
 
 # The container's PID 1: the descendant of nspawn in another PID namespace.
 find_leader() {
@@ -231,142 +302,351 @@ find_leader() {
 			fi
 		done
 	done
-	kill -0 "$nspawn_pid" 2>/dev/null || { cat "$work/nspawn.log" >&3; fail "systemd-nspawn exited"; }
+	kill -0 "$nspawn_pid" 2>/dev/null || { cat "$nspawn_log" >&3; fail "systemd-nspawn exited"; }
 	return 1
 }
-wait_for "the container's systemd" find_leader
 booted() {
 	case $(in_ct systemctl is-system-running 2>/dev/null) in
 	running|degraded) return 0 ;;
 	*) return 1 ;;
 	esac
 }
-wait_for "the container to finish booting" booted
-ok "container $machine booted in $(elapsed "$t0") ($(in_ct systemctl is-system-running || true))"
-in_ct ip -brief addr show lo | grep -q '169.254.169.254' || fail "169.254.169.254 is not on lo"
 sim() { in_ct curl -fsS --noproxy '*' "$@"; }
-wait_for "the simulator on 169.254.169.254:80" sim -o /dev/null http://169.254.169.254/__sim/state
-ok "simulator answers on 169.254.169.254:80"
+active() { [ "$(in_ct systemctl is-active spot-agent.service)" = active ]; }
+
+logind_prop() {
+	in_ct busctl get-property org.freedesktop.login1 /org/freedesktop/login1 \
+		org.freedesktop.login1.Manager "$1"
+}
+
+# spot-agent's delay lock for shutdown, taken by its main process.
+holds_lock() {
+	local pid
+	pid=$(in_ct systemctl show -p MainPID --value spot-agent.service)
+	in_ct systemd-inhibit --list --no-legend --no-pager | awk -v pid="$pid" '
+		$1 == "spot-agent" && $4 == pid && $6 ~ /(^|:)shutdown(:|$)/ && $NF == "delay" { found = 1 }
+		END { exit !found }'
+}
+
+# boot_ct DIR [NSPAWN OPTION...]: boots the container of DIR/root and waits
+# for the boot to end and the simulator to answer.
+boot_ct() {
+	local dir=$1 t0=$SECONDS
+	shift
+	root=$dir/root
+	nspawn_log=$dir/nspawn.log
+	machine=spot-sys-$$-$RANDOM
+	systemd-nspawn "${nspawn_opts[@]}" -D "$root" -M "$machine" "$@" --console=passive -b \
+		>"$nspawn_log" 2>&1 &
+	nspawn_pid=$!
+	wait_for "the container's systemd" find_leader
+	wait_for "the container to finish booting" booted
+	ok "container $machine booted in $(elapsed "$t0") ($(in_ct systemctl is-system-running || true))"
+	in_ct ip -brief addr show lo | grep -q '169.254.169.254' || fail "169.254.169.254 is not on lo"
+	wait_for "the simulator on 169.254.169.254:80" sim -o /dev/null http://169.254.169.254/__sim/state
+	ok "simulator answers on 169.254.169.254:80"
+}
 
 # --- install: the package enables and starts the service --------------------
 
-t0=$SECONDS
-in_ct dpkg -i /root/spot-agent.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -i"; }
-ok "dpkg -i in $(elapsed "$t0")"
-[ "$(in_ct systemctl is-enabled spot-agent.service)" = enabled ] || fail "spot-agent.service is not enabled"
-[ "$(in_ct systemctl is-enabled spot-agent.socket || true)" = disabled ] || fail "spot-agent.socket should not be enabled"
-active() { [ "$(in_ct systemctl is-active spot-agent.service)" = active ]; }
-wait_for "spot-agent.service active (READY=1)" active
-status_text=$(in_ct systemctl show -p StatusText --value spot-agent.service)
-[ -n "$status_text" ] || fail "no STATUS= text from the agent"
-ok "spot-agent.service enabled and active (Type=notify: READY=1 received); StatusText: $status_text"
+scenario_install() {
+	say "== install"
+	prepare_root "$work/install"
+	boot_ct "$work/install"
+	t0=$SECONDS
+	in_ct dpkg -i /root/spot-agent.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -i"; }
+	ok "dpkg -i in $(elapsed "$t0")"
+	[ "$(in_ct systemctl is-enabled spot-agent.service)" = enabled ] || fail "spot-agent.service is not enabled"
+	[ "$(in_ct systemctl is-enabled spot-agent.socket || true)" = disabled ] || fail "spot-agent.socket should not be enabled"
+	wait_for "spot-agent.service active (READY=1)" active
+	status_text=$(in_ct systemctl show -p StatusText --value spot-agent.service)
+	[ -n "$status_text" ] || fail "no STATUS= text from the agent"
+	ok "spot-agent.service enabled and active (Type=notify: READY=1 received); StatusText: $status_text"
+	wait_for "spot-agent's delay inhibitor lock for shutdown in logind" holds_lock
+	ok "spot-agent holds a logind delay lock for shutdown"
 
-http_code() { in_ct curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://127.0.0.1:9470$1"; }
-healthy() { [ "$(http_code /healthz)" = 200 ]; }
-wait_for "/healthz 200" healthy
-ok "curl http://127.0.0.1:9470/healthz: 200"
+	http_code() { in_ct curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://127.0.0.1:9470$1"; }
+	healthy() { [ "$(http_code /healthz)" = 200 ]; }
+	wait_for "/healthz 200" healthy
+	ok "curl http://127.0.0.1:9470/healthz: 200"
 
-# --- a Preempt: hooks in order, approval --------------------------------------
+	# A Preempt: hooks in order, approval.
 
-for name in 10-x 20-y; do
-	cat >"$root/etc/spot-agent.d/$name" <<EOF
+	for name in 10-x 20-y; do
+		cat >"$root/etc/spot-agent.d/$name" <<EOF
 #!/bin/sh
 echo "hook $name: \$SPOT_EVENT_TYPE \$SPOT_EVENT_ID timeout \$SPOT_HOOK_TIMEOUT"
 cat > /var/tmp/spot-test-stdin-$name.json
 echo $name >> /var/tmp/spot-test-order
 EOF
-	chmod 0755 "$root/etc/spot-agent.d/$name"
-done
-rm -f "$root/var/tmp/spot-test-order"
+		chmod 0755 "$root/etc/spot-agent.d/$name"
+	done
+	rm -f "$root/var/tmp/spot-test-order"
 
-t0=$SECONDS
-created=$(sim -d '{"type":"Preempt","resources":["agent-vm0"],"not_before_in":30}' \
-	http://169.254.169.254/__sim/events) || fail "POST /__sim/events"
-event_id=$(printf '%s' "$created" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-say "Preempt $event_id created, NotBefore in 30 s"
-approved() { sim http://169.254.169.254/__sim/approvals | grep -qi "\"$event_id\""; }
-wait_for "approval of $event_id" approved
-ok "event approved $(elapsed "$t0") after creation"
-order=$(in_ct cat /var/tmp/spot-test-order | tr '\n' ' ')
-[ "$order" = "10-x 20-y " ] || fail "hooks ran as '$order', expected '10-x 20-y '"
-ok "hooks ran once each, in order: $order"
-in_ct python3 - "$event_id" <<'EOF' || fail "the event on the hooks' stdin is not as expected"
+	t0=$SECONDS
+	created=$(sim -d '{"type":"Preempt","resources":["agent-vm0"],"not_before_in":30}' \
+		http://169.254.169.254/__sim/events) || fail "POST /__sim/events"
+	event_id=$(printf '%s' "$created" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+	say "Preempt $event_id created, NotBefore in 30 s"
+	approved() { sim http://169.254.169.254/__sim/approvals | grep -qi "\"$event_id\""; }
+	wait_for "approval of $event_id" approved
+	ok "event approved $(elapsed "$t0") after creation"
+	order=$(in_ct cat /var/tmp/spot-test-order | tr '\n' ' ')
+	[ "$order" = "10-x 20-y " ] || fail "hooks ran as '$order', expected '10-x 20-y '"
+	ok "hooks ran once each, in order: $order"
+	in_ct python3 - "$event_id" <<'EOF' || fail "the event on the hooks' stdin is not as expected"
 import json, sys
 ev = json.load(open("/var/tmp/spot-test-stdin-10-x.json"))
 assert ev["id"].lower() == sys.argv[1].lower(), ev
 assert ev["type"] == "Preempt" and ev["drill"] is False and ev["deadline"] > 0, ev
 assert "agent-vm0" in ev["resources"], ev
 EOF
-ok "hook stdin: the event as JSON (id, type, resources, deadline, drill)"
-hook_logged() { in_ct journalctl --no-pager -u spot-agent SPOT_HOOK=10-x | grep -q "hook 10-x: Preempt"; }
-wait_for "the hook's output in the journal" hook_logged
-ok "journalctl -u spot-agent SPOT_HOOK=10-x: $(in_ct journalctl --no-pager -o cat -u spot-agent SPOT_HOOK=10-x | grep -m1 'hook 10-x')"
-done_state() {
-	in_ct curl -s --noproxy '*' http://127.0.0.1:9470/v1/status | python3 -c '
+	ok "hook stdin: the event as JSON (id, type, resources, deadline, drill)"
+	hook_logged() { in_ct journalctl --no-pager -u spot-agent SPOT_HOOK=10-x | grep -q "hook 10-x: Preempt"; }
+	wait_for "the hook's output in the journal" hook_logged
+	ok "journalctl -u spot-agent SPOT_HOOK=10-x: $(in_ct journalctl --no-pager -o cat -u spot-agent SPOT_HOOK=10-x | grep -m1 'hook 10-x')"
+	done_state() {
+		in_ct curl -s --noproxy '*' http://127.0.0.1:9470/v1/status | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 assert s["state"] == "done", s["state"]
 assert [h["result"] for h in s["event"]["hooks"]] == ["ok", "ok"], s["event"]["hooks"]'
-}
-wait_for "/v1/status state done with both hooks ok" done_state
-ok "/v1/status: state done, hooks ok"
+	}
+	wait_for "/v1/status state done with both hooks ok" done_state
+	ok "/v1/status: state done, hooks ok"
 
-# --- the watchdog restarts a stopped agent ------------------------------------
+	# The watchdog restarts a stopped agent.
 
-mkdir -p "$root/etc/systemd/system/spot-agent.service.d"
-cat >"$root/etc/systemd/system/spot-agent.service.d/50-test-watchdog.conf" <<'EOF'
+	mkdir -p "$root/etc/systemd/system/spot-agent.service.d"
+	cat >"$root/etc/systemd/system/spot-agent.service.d/50-test-watchdog.conf" <<'EOF'
 [Service]
 WatchdogSec=4s
 TimeoutAbortSec=5s
 LimitCORE=0
 EOF
-in_ct systemctl daemon-reload
-in_ct systemctl restart spot-agent.service
-wait_for "spot-agent.service active after the restart" active
-pid=$(in_ct systemctl show -p MainPID --value spot-agent.service)
-restarts=$(in_ct systemctl show -p NRestarts --value spot-agent.service)
-t0=$SECONDS
-# procps is not in the image: the shell's kill builtin.
-# shellcheck disable=SC2016 # $1 is expanded by the container's shell
-in_ct sh -c 'kill -STOP "$1"' sh "$pid"
-restarted() {
-	local now
-	now=$(in_ct systemctl show -p MainPID --value spot-agent.service)
-	[ "$now" != 0 ] && [ "$now" != "$pid" ] && active
+	in_ct systemctl daemon-reload
+	in_ct systemctl restart spot-agent.service
+	wait_for "spot-agent.service active after the restart" active
+	pid=$(in_ct systemctl show -p MainPID --value spot-agent.service)
+	restarts=$(in_ct systemctl show -p NRestarts --value spot-agent.service)
+	t0=$SECONDS
+	# procps is not in the image: the shell's kill builtin.
+	# shellcheck disable=SC2016 # $1 is expanded by the container's shell
+	in_ct sh -c 'kill -STOP "$1"' sh "$pid"
+	restarted() {
+		local now
+		now=$(in_ct systemctl show -p MainPID --value spot-agent.service)
+		[ "$now" != 0 ] && [ "$now" != "$pid" ] && active
+	}
+	wait_for "the watchdog to restart the stopped agent" restarted
+	in_ct journalctl --no-pager -u spot-agent | grep -q 'Watchdog timeout' || fail "no watchdog timeout in the journal"
+	[ "$(in_ct systemctl show -p NRestarts --value spot-agent.service)" -gt "$restarts" ] ||
+		fail "NRestarts did not grow"
+	ok "SIGSTOPped agent (pid $pid) killed by the watchdog (WatchdogSec=4s) and restarted in $(elapsed "$t0")"
+	rm -rf "$root/etc/systemd/system/spot-agent.service.d"
+	in_ct systemctl daemon-reload
+
+	# A clean stop.
+
+	wait_for "spot-agent.service active before the stop" active
+	in_ct systemctl stop spot-agent.service || fail "systemctl stop failed"
+	state=$(in_ct systemctl is-active spot-agent.service || true)
+	result=$(in_ct systemctl show -p Result --value spot-agent.service)
+	status=$(in_ct systemctl show -p ExecMainStatus --value spot-agent.service)
+	if [ "$state" != inactive ] || [ "$result" != success ] || [ "$status" != 0 ]; then
+		fail "after stop: $state, result $result, exit status $status"
+	fi
+	ok "systemctl stop: inactive, result success, exit status 0"
+	in_ct systemd-inhibit --list --no-legend --no-pager | awk '$1 == "spot-agent" { exit 1 }' ||
+		fail "spot-agent's inhibitor lock outlived the agent"
+	ok "its inhibitor lock went with it"
+
+	# Purge leaves nothing behind.
+
+	rm -f "$root/etc/spot-agent.d/10-x" "$root/etc/spot-agent.d/20-y"
+	in_ct dpkg --purge spot-agent >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; fail "dpkg --purge"; }
+	left=
+	for p in /var/lib/spot-agent /etc/spot-agent /etc/spot-agent.d /usr/bin/spot-agent \
+		/lib/systemd/system/spot-agent.service /lib/systemd/system/spot-agent.socket \
+		/etc/systemd/system/multi-user.target.wants/spot-agent.service \
+		/usr/share/doc/spot-agent /usr/lib/spot-agent.d /usr/share/man/man8/spot-agent.8.gz; do
+		in_ct test -e "$p" && left="$left $p"
+	done
+	[ -z "$left" ] || fail "left behind after purge:$left"
+	in_ct dpkg-query -W spot-agent >/dev/null 2>&1 && fail "dpkg still knows spot-agent"
+	ok "dpkg --purge: no file, directory, unit link or state left"
+	stop_ct
+	[ "${SPOT_TEST_KEEP:-0}" = 1 ] || rm -rf "$work/install"
 }
-wait_for "the watchdog to restart the stopped agent" restarted
-in_ct journalctl --no-pager -u spot-agent | grep -q 'Watchdog timeout' || fail "no watchdog timeout in the journal"
-[ "$(in_ct systemctl show -p NRestarts --value spot-agent.service)" -gt "$restarts" ] ||
-	fail "NRestarts did not grow"
-ok "SIGSTOPped agent (pid $pid) killed by the watchdog (WatchdogSec=4s) and restarted in $(elapsed "$t0")"
-rm -rf "$root/etc/systemd/system/spot-agent.service.d"
-in_ct systemctl daemon-reload
 
-# --- a clean stop ------------------------------------------------------------
+# --- shutdown: logind waits for the hooks ------------------------------------
 
-wait_for "spot-agent.service active before the stop" active
-in_ct systemctl stop spot-agent.service || fail "systemctl stop failed"
-state=$(in_ct systemctl is-active spot-agent.service || true)
-result=$(in_ct systemctl show -p Result --value spot-agent.service)
-status=$(in_ct systemctl show -p ExecMainStatus --value spot-agent.service)
-if [ "$state" != inactive ] || [ "$result" != success ] || [ "$status" != 0 ]; then
-	fail "after stop: $state, result $result, exit status $status"
-fi
-ok "systemctl stop: inactive, result success, exit status 0"
+# The image the shutdown scenarios boot copies of: the package installed
+# the way images are baked, by dpkg in a container that is not booted (its
+# postinst enables the service, nothing starts it), so that logind reads the
+# package's InhibitDelayMaxSec drop-in when the container boots. The hooks
+# record their start and end (Unix time, the host's clock) and environment
+# in /spot-rec, a host directory bound into the container, read once the
+# container is gone.
+make_image() {
+	local t0=$SECONDS name
+	image=$work/image
+	prepare_root "$image"
+	systemd-nspawn "${nspawn_opts[@]}" -D "$image/root" -M "spot-img-$$-$RANDOM" --as-pid2 \
+		dpkg -i /root/spot-agent.deb >"$image/dpkg.log" 2>&1 ||
+		{ cat "$image/dpkg.log" >&2; fail "dpkg -i in the image"; }
+	[ -L "$image/root/etc/systemd/system/multi-user.target.wants/spot-agent.service" ] ||
+		fail "dpkg -i in the image did not enable spot-agent.service"
+	for name in 10-first 20-sleep 30-last; do
+		cat >"$image/root/etc/spot-agent.d/$name" <<'EOF'
+#!/bin/sh
+# Test hook: its start, environment and end, recorded in /spot-rec.
+n=${0##*/}
+echo "hook $n: $SPOT_EVENT_TYPE $SPOT_EVENT_ID source $SPOT_EVENT_SOURCE timeout $SPOT_HOOK_TIMEOUT"
+printf '%s start %s\n' "$n" "$(date +%s.%N)" >>/spot-rec/hooks
+env >"/spot-rec/env-$n"
+if [ "$n" = 20-sleep ]; then sleep 3; fi
+printf '%s end %s\n' "$n" "$(date +%s.%N)" >>/spot-rec/hooks
+EOF
+		chmod 0755 "$image/root/etc/spot-agent.d/$name"
+	done
+	mkdir -p "$image/root/spot-rec"
+	ok "image: the package installed before the first boot, hooks 10-first 20-sleep 30-last ($(elapsed "$t0"))"
+}
 
-# --- purge leaves nothing behind ----------------------------------------------
+# copy_image NAME: dir=$work/NAME with root/, a copy of the image, and rec/,
+# the hooks' record.
+copy_image() {
+	[ -n "${image:-}" ] || make_image
+	dir=$work/$1
+	rec=$dir/rec
+	mkdir -p "$rec"
+	cp -a --reflink=auto "$image/root" "$dir/root"
+}
 
-rm -f "$root/etc/spot-agent.d/10-x" "$root/etc/spot-agent.d/20-y"
-in_ct dpkg --purge spot-agent >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; fail "dpkg --purge"; }
-left=
-for p in /var/lib/spot-agent /etc/spot-agent /etc/spot-agent.d /usr/bin/spot-agent \
-	/lib/systemd/system/spot-agent.service /lib/systemd/system/spot-agent.socket \
-	/etc/systemd/system/multi-user.target.wants/spot-agent.service \
-	/usr/share/doc/spot-agent /usr/lib/spot-agent.d /usr/share/man/man8/spot-agent.8.gz; do
-	in_ct test -e "$p" && left="$left $p"
-done
-[ -z "$left" ] || fail "left behind after purge:$left"
-in_ct dpkg-query -W spot-agent >/dev/null 2>&1 && fail "dpkg still knows spot-agent"
-ok "dpkg --purge: no file, directory, unit link or state left"
+# boot_image: boots the copy with the record bound in, and checks what the
+# shutdown scenarios rely on: logind answers with the package's delay, the
+# agent runs and holds its lock. boot_tag: the boot id's first 8 hex digits.
+boot_image() {
+	local delay pid
+	boot_ct "$dir" --bind="$rec:/spot-rec"
+	delay=$(logind_prop InhibitDelayMaxUSec) || fail "logind does not answer on the system bus"
+	[ "$delay" = "t $LOGIND_DELAY_USEC" ] ||
+		fail "logind's InhibitDelayMaxUSec is ${delay#t } µs, not $LOGIND_DELAY_USEC: /usr/lib/systemd/logind.conf.d/zz-spot-agent.conf not in the package, or overridden"
+	ok "logind answers: InhibitDelayMaxSec=$((LOGIND_DELAY_USEC / 1000000)) (the package's drop-in)"
+	wait_for "spot-agent.service active" active
+	wait_for "spot-agent's delay inhibitor lock for shutdown in logind" holds_lock
+	ok "systemd-inhibit --list: $(in_ct systemd-inhibit --list --no-legend --no-pager | grep '^spot-agent' | tr -s ' ')"
+	# The boot id as the agent reads it: nspawn lays a boot id of its own
+	# over the container's /proc/sys/kernel/random/boot_id, which the
+	# agent's mount namespace (ProtectControlGroups=yes) does not see.
+	pid=$(in_ct systemctl show -p MainPID --value spot-agent.service)
+	boot_tag=$(in_ct cat "/proc/$pid/root/proc/sys/kernel/random/boot_id" | tr -d '-' | cut -c1-8)
+}
+
+poweroff_ct() {
+	t_poweroff=$(now)
+	in_ct systemctl poweroff || fail "systemctl poweroff in the container"
+}
+
+# Waits (at most WAIT_MAX seconds) for nspawn to exit once the container has
+# powered off; t_off: when it did.
+wait_off() {
+	local rc=0
+	timeout "$WAIT_MAX" tail --pid="$nspawn_pid" -s 0.05 -f /dev/null 2>/dev/null || rc=$?
+	t_off=$(now)
+	[ "$rc" = 0 ] || fail "the container did not power off within ${WAIT_MAX}s of the poweroff"
+	rc=0
+	wait "$nspawn_pid" || rc=$?
+	nspawn_pid=
+	leader=
+	[ "$rc" = 0 ] || { tail -n 20 "$nspawn_log" >&3; fail "systemd-nspawn exited with status $rc"; }
+	ok "the container powered off $(since "$t_poweroff" "$t_off") s after the poweroff"
+}
+
+# check_record SCENARIO [OPTION...]: test/system/shutdown-check.py on the
+# hooks' record and the journal of the container that is gone.
+check_record() {
+	local name=$1
+	shift
+	journalctl --no-pager -D "$root/var/log/journal" -o json >"$dir/journal.json" 2>/dev/null ||
+		fail "$name: cannot read the container's journal in $root/var/log/journal"
+	python3 test/system/shutdown-check.py --scenario "$name" --rec "$rec" \
+		--journal "$dir/journal.json" --poweroff "$t_poweroff" --off "$t_off" \
+		--boot-tag "$boot_tag" "$@" || fail "$name: the hooks' record or the journal is not as expected"
+	[ "${SPOT_TEST_KEEP:-0}" = 1 ] || rm -rf "$dir"
+	rec=
+}
+
+scenario_eviction_shutdown() {
+	local created event_id running agent
+	say "== eviction-shutdown: poweroff while the hooks of an Azure Preempt run"
+	copy_image eviction-shutdown
+	boot_image
+	created=$(sim -d '{"type":"Preempt","resources":["agent-vm0"],"not_before_in":60}' \
+		http://169.254.169.254/__sim/events) || fail "POST /__sim/events"
+	event_id=$(printf '%s' "$created" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+	say "Preempt $event_id created, NotBefore in 60 s"
+	wait_for "the hook 20-sleep to start" grep -q '^20-sleep start' "$rec/hooks"
+	poweroff_ct
+	preparing() {
+		kill -0 "$nspawn_pid" 2>/dev/null || fail "the container went down at once: nothing held the shutdown"
+		[ "$(logind_prop PreparingForShutdown)" = "b true" ]
+	}
+	wait_for "logind to prepare for the shutdown (PrepareForShutdown)" preparing
+	running=$(in_ct systemctl is-system-running || true)
+	agent=$(in_ct systemctl is-active spot-agent.service || true)
+	holds_lock || fail "spot-agent's lock is gone while its hook 20-sleep runs"
+	if grep -q '^20-sleep end' "$rec/hooks"; then
+		say "note: 20-sleep ended before the state during the delay was read; not checked"
+	else
+		if [ "$running" != running ] || [ "$agent" != active ]; then
+			fail "while 20-sleep runs after the poweroff: system $running, spot-agent $agent; expected running, active"
+		fi
+		ok "while 20-sleep runs: logind PreparingForShutdown=true, system running, spot-agent active, its lock held"
+	fi
+	wait_off
+	check_record eviction-shutdown --event-id "$event_id"
+}
+
+scenario_os_shutdown() {
+	say "== os-shutdown: poweroff with no notice"
+	copy_image os-shutdown
+	boot_image
+	poweroff_ct
+	wait_off
+	check_record os-shutdown
+}
+
+scenario_gcp_shutdown() {
+	local t_preempt
+	say "== gcp-shutdown: GCP preemption and poweroff at the same moment"
+	copy_image gcp-shutdown
+	printf '# test: watch the GCP metadata server\nprovider = gcp\n' \
+		>"$dir/root/etc/spot-agent/spot-agent.conf"
+	boot_image
+	# Watching: its name known, a hanging GET on instance/preempted waiting.
+	gcp_watching() {
+		in_ct curl -s --noproxy '*' http://127.0.0.1:9470/v1/status | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert (s["provider"], s["vm_name"]) == ("gcp", "gce-vm0"), (s["provider"], s["vm_name"])' &&
+			sim http://169.254.169.254/__sim/gcp |
+			python3 -c 'import json, sys; assert json.load(sys.stdin)["waiters"] > 0'
+	}
+	wait_for "the agent to watch GCP for gce-vm0 (/v1/status, a hanging GET)" gcp_watching
+	ok "the agent watches GCP's instance/preempted (hanging GET) for gce-vm0"
+	t_preempt=$(now)
+	sim -X POST http://169.254.169.254/__sim/gcp/preempt >/dev/null || fail "POST /__sim/gcp/preempt"
+	poweroff_ct
+	say "instance/preempted TRUE, poweroff $(since "$t_preempt" "$t_poweroff") s later"
+	wait_off
+	check_record gcp-shutdown --preempt "$t_preempt"
+}
+
+if want install; then scenario_install; fi
+if want eviction-shutdown; then scenario_eviction_shutdown; fi
+if want os-shutdown; then scenario_os_shutdown; fi
+if want gcp-shutdown; then scenario_gcp_shutdown; fi
 
 say "check-system: all passed in $(elapsed "$t_start")"
