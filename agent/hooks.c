@@ -1,10 +1,11 @@
 /* hooks.c - the hook runner: runs one hook on the caller's sd-event loop
  * (fork/exec into a clean session, the event on stdin, output to the log,
  * the budget enforced) and reports its end only once nothing it started is
- * alive: its process group, and its cgroup and every process the agent
- * adopted, which hooktree.c finds and kills. Which hook runs when is the
- * engine's. It never blocks the loop, except for a bounded wait for
- * processes it has just SIGKILLed on the free path. */
+ * alive: its process group, and every process the agent adopted, which
+ * hooktree.c finds and kills. Which hook runs when is the engine's. It
+ * never blocks the loop, except for a bounded wait for processes it has
+ * just SIGKILLed on the free path, and it walks /proc only when a hook did
+ * leave something behind. */
 #include "hooks.h"
 
 #include <errno.h>
@@ -170,6 +171,10 @@ char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
 
 /* Started, and not yet ended or freed: one hook runs at a time. */
 static struct hook_run *active_run;
+/* A run was freed before all it left was reaped, or given up on: the next
+ * start sweeps first. Otherwise an ended run leaves no child behind, and a
+ * start needs no sweep. */
+static bool sweep_pending;
 
 struct hook_run {
 	sd_event *event;
@@ -203,6 +208,7 @@ struct hook_run {
 	struct hooktree_pidset left;     /* processes it left behind, killed */
 	sd_event_source *orphan_source;  /* one adopted leftover we wait for */
 	pid_t orphan_pid;
+	sd_event_source *tidy_source;    /* defer: the first look, once the main process is reaped */
 	sd_event_source *reap_timer;     /* looks again; bounds the wait */
 	uint64_t reap_until_mono_usec;
 	sd_event_source *end_source;     /* defer: reports the end */
@@ -357,7 +363,8 @@ static void run_keep(const struct hook_run *run, pid_t keep[2])
 	keep[1] = run->orphan_source ? run->orphan_pid : 0;
 }
 
-/* sig to the hook's group, its whole tree and, for SIGKILL, its cgroup. */
+/* sig to the hook's group and its whole tree. Never to the hooks' cgroup:
+ * the agent lives there too. */
 static void signal_run(struct hook_run *run, int sig)
 {
 	pid_t keep[2];
@@ -377,7 +384,6 @@ static void signal_run(struct hook_run *run, int sig)
 		hooktree_terminate();
 		return;
 	}
-	hooktree_cgroup_kill(NULL);
 	run_keep(run, keep);
 	(void)hooktree_kill(keep, NULL, NULL);
 }
@@ -528,11 +534,12 @@ static void finish(struct hook_run *run)
 static int on_orphan_exit(sd_event_source *s, const siginfo_t *si, void *userdata);
 static int on_reap_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
-/* Kills what the ended hook left behind and reports the end once all of it
- * is dead; until then it waits for one adopted leftover at a time, and
- * looks again every TREE_RECHECK_USEC for what no pidfd reports (a process
- * of the cgroup that is not below the agent). dying: a pid whose source is
- * being dispatched, which sd-event reaps after the callback. */
+/* The slow path: kills what the ended hook left behind, found by walking
+ * /proc, and reports the end once all of it is dead; until then it waits
+ * for one adopted leftover at a time, and looks again every
+ * TREE_RECHECK_USEC for what that pidfd does not report (a descendant
+ * below another child). dying: a pid whose source is being dispatched,
+ * which sd-event reaps after the callback. */
 static void tidy_up(struct hook_run *run, pid_t dying)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
@@ -544,14 +551,8 @@ static void tidy_up(struct hook_run *run, pid_t dying)
 		keep[0] = dying;
 	else if (!keep[1])
 		keep[1] = dying;
-	hooktree_cgroup_kill(&run->left);
 	alive = hooktree_kill(keep, &run->left, &watch);
-	/* Every member of the hook's group is below the agent, so this adds
-	 * nothing hooktree_kill missed but a fork in flight; the leader is an
-	 * unreaped zombie while its callback runs, so the id is still its. */
-	if (dying == run->pid)
-		(void)kill(-run->pid, SIGKILL);
-	if (alive == 0 && !hooktree_cgroup_populated()) {
+	if (alive == 0) {
 		finish(run);
 		return;
 	}
@@ -559,6 +560,7 @@ static void tidy_up(struct hook_run *run, pid_t dying)
 		log_hook(LOG_WARNING, run->event_id, run->res.name,
 			 "hook '%s': %zu process%s it left behind still alive %.0f s after SIGKILL, going on",
 			 run->res.name, alive, alive == 1 ? "" : "es", usec_to_sec(TREE_WAIT_USEC));
+		sweep_pending = true;
 		finish(run);
 		return;
 	}
@@ -589,6 +591,24 @@ static int on_orphan_exit(sd_event_source *s, const siginfo_t *si, void *userdat
 static int on_reap_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	tidy_up(userdata, 0);
+	return 0;
+}
+
+/* The first look after the main process was reaped, its group SIGKILLed.
+ * No child source waits now, so every dead child may be reaped: the
+ * group's members, adopted by the subreaper, among them. When then the
+ * agent has no child at all, nothing the hook started is alive (a living
+ * descendant would be a child of the agent or below one), and the walk of
+ * /proc is skipped: the common case of a hook that leaves nothing. */
+static int on_tidy(sd_event_source *s, void *userdata)
+{
+	struct hook_run *run = userdata;
+
+	run->tidy_source = sd_event_source_disable_unref(run->tidy_source);
+	if (hooktree_reap_all(&run->left))
+		finish(run);
+	else
+		tidy_up(run, 0);
 	return 0;
 }
 
@@ -630,11 +650,17 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 	flush_output(run);
 	log_end(run);
 
-	/* sd-event reaps the zombie after this callback returns. */
+	/* Every member of the hook's group is below the agent, but a group
+	 * kill is one system call and catches a fork in flight; the leader is
+	 * an unreaped zombie while its callback runs, so the id is still its. */
+	(void)kill(-run->pid, SIGKILL);
+	/* sd-event reaps the zombie after this callback returns; the rest is
+	 * looked at from a defer, once it has. */
 	(void)sd_event_source_set_child_process_own(s, false);
 	run->child_source = sd_event_source_disable_unref(run->child_source);
 	run->reap_until_mono_usec = now_usec(CLOCK_MONOTONIC) + TREE_WAIT_USEC;
-	tidy_up(run, run->pid);
+	if (sd_event_add_defer(run->event, &run->tidy_source, on_tidy, run) < 0)
+		tidy_up(run, run->pid);
 	return 0;
 }
 
@@ -644,7 +670,6 @@ struct child_args {
 	char *const *envp;
 	int max_fd;
 	pid_t agent_pid;
-	const char *cgroup_procs;     /* NULL: no cgroup */
 };
 
 /* Runs in the forked child: only async-signal-safe calls from here on. */
@@ -654,16 +679,8 @@ static _Noreturn void child_exec(const struct child_args *a)
 	sigset_t none;
 	int in, out, err, e;
 
-	/* Into the hooks' cgroup first, so that everything it forks is
-	 * there too; without it, the subreaper still catches them. */
-	if (a->cgroup_procs) {
-		int fd = open(a->cgroup_procs, O_WRONLY | O_CLOEXEC);
-
-		if (fd >= 0) {
-			(void)!write(fd, "0", 1);
-			(void)close(fd);
-		}
-	}
+	/* No cgroup to join: the child was born in the hooks' cgroup, where
+	 * the agent lives (hooks_tree_setup). */
 	if (setsid() < 0)
 		_exit(127);
 	/* A hook must not outlive a crashed agent: the restarted agent runs
@@ -723,9 +740,10 @@ static int ensure_sigchld_blocked(void)
 }
 
 /* SIGKILLs the run's tree, waits FREE_WAIT_MSEC at most for the main
- * process, and reaps what has died; later sweeps reap the rest. */
+ * process, and reaps what has died; the next start's sweep reaps the rest. */
 static void kill_now(struct hook_run *run)
 {
+	sweep_pending = true;
 	signal_run(run, SIGKILL);
 	if (run->child_source) {
 		struct pollfd p = { .fd = sd_event_source_get_child_pidfd(run->child_source), .events = POLLIN };
@@ -744,6 +762,7 @@ static void kill_now(struct hook_run *run)
 static void run_release(struct hook_run *run)
 {
 	close_source(&run->timer_source, NULL);
+	close_source(&run->tidy_source, NULL);
 	close_source(&run->reap_timer, NULL);
 	close_source(&run->orphan_source, NULL);
 	close_source(&run->end_source, NULL);
@@ -814,8 +833,12 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	if (k < 0)
 		return k;
 	hooktree_ensure_subreaper();
-	/* By now every child of the agent is an earlier run's leftover. */
-	hooktree_sweep();
+	/* An ended run left no child; only a freed one (or one given up on)
+	 * may have: by now every child of the agent is such a leftover. */
+	if (sweep_pending) {
+		sweep_pending = false;
+		hooktree_sweep();
+	}
 
 	run = xcalloc(1, sizeof(*run));
 	run->event = sd_event_ref(p->event);
@@ -851,7 +874,6 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	a = (struct child_args){
 		.in_fd = in_pipe[0], .out_fd = out_pipe[1], .err_fd = err_pipe[1],
 		.argv = argv, .envp = envp, .max_fd = (int)max_fd, .agent_pid = getpid(),
-		.cgroup_procs = hooktree_cgroup_procs(),
 	};
 	now = now_usec(CLOCK_MONOTONIC);
 	run->start_mono_usec = now;

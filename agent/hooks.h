@@ -103,9 +103,12 @@ void hook_result_foreach_line(const struct hook_result *r,
  * enforces its budget (SIGTERM to the group, SIGKILL after the grace) and,
  * when the hook's main process ends, kills whatever the hook left behind:
  * its process group, and descendants that left it (setsid, double fork),
- * found through the hook's cgroup when hooks_tree_setup gave one, else as
- * orphans adopted by the agent (PR_SET_CHILD_SUBREAPER). Which hook runs
- * when is the engine's; the runner never decides order, skips or retries.
+ * found as orphans adopted by the agent (PR_SET_CHILD_SUBREAPER). The
+ * hooks' cgroup, when hooks_tree_setup gave one, holds the agent and so
+ * every hook from its fork on; it serves only the set-up of an agent
+ * restarted after a crash, and is never killed while the agent runs. Which
+ * hook runs when is the engine's; the runner never decides order, skips or
+ * retries.
  *
  * One hook runs at a time, and the agent starts no other processes: every
  * child of the agent that is not a running hook's main process is taken for

@@ -1,9 +1,10 @@
 /* hooktree.c - the hooks' process trees: the agent as child subreaper, the
- * hooks' cgroup (set up, killed, removed), and finding, stopping, killing
- * and reaping every descendant of the agent through /proc. It knows no hook
- * run: the runner (hooks.c) says when to kill and which pids a child source
- * waits for, and those it must never reap. It never logs, and never sleeps
- * except in hooks_tree_setup, before the loop runs. */
+ * hooks' cgroup (leftovers killed, the agent moved in and out, removed), and
+ * finding, stopping, killing and reaping every descendant of the agent
+ * through /proc. It knows no hook run: the runner (hooks.c) says when to
+ * kill and which pids a child source waits for, and those it must never
+ * reap. It never logs, and never sleeps except in hooks_tree_setup, before
+ * the loop runs. */
 #include "hooktree.h"
 
 #include <dirent.h>
@@ -36,15 +37,20 @@
 /* Two nets catch what a hook leaves behind. The agent is a child subreaper,
  * so a process whose parent dies is re-parented to the agent instead of
  * init: everything a hook starts stays below the agent, whatever it does
- * with sessions and groups. And, when hooks_tree_setup could make one, each
- * hook moves itself into a cgroup of its own, which is found again by an
- * agent restarted after a crash. Only one hook runs at a time and the agent
- * starts no other processes, so every child of the agent that no child
- * source waits for is a hook's leftover. */
+ * with sessions and groups; that is what the runner kills. And, when
+ * hooks_tree_setup could make one, the agent itself lives in a cgroup of
+ * the hooks, which every hook inherits at fork (a migration per hook would
+ * cost milliseconds in the kernel) and which an agent restarted after a
+ * crash finds again with the old hooks' leftovers in it. Because the agent
+ * is in it, that cgroup is never killed or frozen while the agent runs.
+ * Only one hook runs at a time and the agent starts no other processes, so
+ * every child of the agent that no child source waits for is a hook's
+ * leftover. */
 static struct {
 	bool subreaper;
 	char *cgroup;                /* the hooks' cgroup directory, or NULL */
-	char *cgroup_procs;          /* its cgroup.procs, where each hook moves itself */
+	char *origin;                /* the cgroup the agent came from, to go back to */
+	bool joined;                 /* the agent is in cgroup */
 } tree;
 
 /* ---- sets of pids ---- */
@@ -232,13 +238,18 @@ static bool pid_kept(pid_t p, const pid_t keep[2])
 /* Reaps the agent's children that have died, except the ones in keep: a
  * child source waits for those, and sd-event fails when its pid was reaped
  * behind its back. */
-static void reap_children(const struct hooktree_pidset *children, const pid_t keep[2])
+static void reap_children(const struct hooktree_pidset *children, const pid_t keep[2],
+			  struct hooktree_pidset *killed)
 {
 	for (size_t i = 0; i < children->n; i++) {
 		siginfo_t si = { 0 };
 
-		if (!pid_kept(children->v[i], keep))
-			(void)waitid(P_PID, (id_t)children->v[i], &si, WEXITED | WNOHANG);
+		if (pid_kept(children->v[i], keep) ||
+		    waitid(P_PID, (id_t)children->v[i], &si, WEXITED | WNOHANG) < 0)
+			continue;
+		/* Killed a moment ago, by the runner's SIGKILL to the group. */
+		if (killed && si.si_pid > 0 && si.si_code == CLD_KILLED && si.si_status == SIGKILL)
+			(void)pidset_add(killed, si.si_pid);
 	}
 }
 
@@ -270,7 +281,7 @@ size_t hooktree_kill(const pid_t keep[2], struct hooktree_pidset *killed, pid_t 
 		size_t fresh = 0;
 
 		tree_scan(&t);
-		reap_children(&t.children, keep);
+		reap_children(&t.children, keep, killed);
 		for (size_t i = 0; i < t.alive.n; i++) {
 			if (!pidset_add(&stopped, t.alive.v[i]))
 				continue;
@@ -499,24 +510,53 @@ static int kill_leftovers(const char *dir, unsigned *ret_killed)
 static void tree_forget_cgroup(void)
 {
 	freep_str(&tree.cgroup);
-	freep_str(&tree.cgroup_procs);
+	freep_str(&tree.origin);
+	tree.joined = false;
+}
+
+/* Moves the agent back where it came from and removes the cgroup (EBUSY
+ * while something still lives there: then it stays for the next agent's
+ * set-up to deal with), and forgets it. When the agent cannot move back,
+ * everything stays as it is, and that error is returned. */
+static int tree_leave_cgroup(void)
+{
+	int r;
+
+	if (tree.joined) {
+		r = cgroup_write(tree.origin, "cgroup.procs", "0");
+		if (r < 0)
+			return r;
+		tree.joined = false;
+	}
+	if (tree.cgroup)
+		(void)rmdir(tree.cgroup);
+	tree_forget_cgroup();
+	return 0;
+}
+
+/* The name of the hooks' cgroup for tag, below the agent's own. */
+static char *hooks_cgroup_name(const char *tag)
+{
+	return xasprintf("spot-agent-hooks-%s", tag);
 }
 
 int hooks_tree_setup(const char *tag, unsigned *ret_killed)
 {
-	char own[PATH_MAX];
+	char own[PATH_MAX], *name = NULL, *last;
 	const char *mount;
 	unsigned killed = 0;
-	char *dir = NULL;
-	int r = 0;
+	char *dir = NULL, *origin = NULL;
+	int r;
 
 	if (tag && !tag_valid(tag))
 		return -EINVAL;
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		return -errno;
 	tree.subreaper = true;
-	tree_forget_cgroup();
-	if (!tag)
+	/* Out of the cgroup chosen before, first: its leftovers are killed
+	 * below, and the agent must not be among them. */
+	r = tree_leave_cgroup();
+	if (r < 0 || !tag)
 		goto out;
 
 	/* No cgroup is no error: the subreaper alone still catches what a
@@ -524,22 +564,44 @@ int hooks_tree_setup(const char *tag, unsigned *ret_killed)
 	mount = cgroup2_mount();
 	if (!mount || own_cgroup(own, sizeof(own)) < 0)
 		goto out;
-	dir = xasprintf("%s%s/spot-agent-hooks-%s", mount, strcmp(own, "/") == 0 ? "" : own, tag);
+	/* An agent that finds itself in the hooks' cgroup already (started
+	 * from within it) uses the one above, and moves there first. */
+	name = hooks_cgroup_name(tag);
+	last = strrchr(own, '/');
+	if (strcmp(last + 1, name) == 0) {
+		*last = '\0';
+		origin = xasprintf("%s%s", mount, own);
+		if (cgroup_write(origin, "cgroup.procs", "0") < 0)
+			goto out;
+	} else
+		origin = xasprintf("%s%s", mount, strcmp(own, "/") == 0 ? "" : own);
+	dir = xasprintf("%s/%s", origin, name);
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		goto out;
-	tree.cgroup_procs = xasprintf("%s/cgroup.procs", dir);
-	if (access(tree.cgroup_procs, W_OK) < 0) {
-		freep_str(&tree.cgroup_procs);
+	/* A previous agent may have died between freezing and thawing; a
+	 * process moved into a frozen cgroup would hang. */
+	(void)cgroup_write(dir, "cgroup.freeze", "0");
+	r = kill_leftovers(dir, &killed);
+	if (r < 0 && r != -EBUSY)
+		goto out;
+	/* Now the agent moves in, once, and every hook is born there. When
+	 * it cannot (no write access where the two cgroups meet, or a
+	 * cgroup that may not hold processes), there is no cgroup. Still
+	 * joined when leftovers would not die: they are kept apart from the
+	 * next agent's hooks by nothing else anyway. */
+	if (cgroup_write(dir, "cgroup.procs", "0") < 0) {
+		(void)rmdir(dir);
+		r = 0;
 		goto out;
 	}
-	/* A previous agent may have died between freezing and thawing; a
-	 * hook moved into a frozen cgroup would hang. */
-	(void)cgroup_write(dir, "cgroup.freeze", "0");
 	tree.cgroup = dir;
-	dir = NULL;
-	r = kill_leftovers(tree.cgroup, &killed);
+	tree.origin = origin;
+	tree.joined = true;
+	dir = origin = NULL;
 out:
 	free(dir);
+	free(origin);
+	free(name);
 	if (r >= 0 && ret_killed)
 		*ret_killed = killed;
 	return r;
@@ -552,11 +614,7 @@ const char *hooks_tree_cgroup(void)
 
 void hooks_tree_done(void)
 {
-	/* EBUSY while something still lives there: then it stays for the
-	 * next agent's set-up to deal with. */
-	if (tree.cgroup)
-		(void)rmdir(tree.cgroup);
-	tree_forget_cgroup();
+	(void)tree_leave_cgroup();
 }
 
 /* ---- for the runner ---- */
@@ -571,27 +629,24 @@ void hooktree_ensure_subreaper(void)
 	tree.subreaper = true;
 }
 
-const char *hooktree_cgroup_procs(void)
+bool hooktree_reap_all(struct hooktree_pidset *killed)
 {
-	return tree.cgroup_procs;
-}
+	for (;;) {
+		siginfo_t si = { 0 };
 
-void hooktree_cgroup_kill(struct hooktree_pidset *killed)
-{
-	if (!tree.cgroup)
-		return;
-	if (killed)
-		cgroup_read_pids(tree.cgroup, killed, 0);
-	cgroup_kill(tree.cgroup);
-}
-
-bool hooktree_cgroup_populated(void)
-{
-	return tree.cgroup && cgroup_populated(tree.cgroup);
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG) < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == ECHILD;
+		}
+		if (si.si_pid == 0)
+			return false;
+		if (killed && si.si_code == CLD_KILLED && si.si_status == SIGKILL)
+			(void)pidset_add(killed, si.si_pid);
+	}
 }
 
 void hooktree_sweep(void)
 {
-	hooktree_cgroup_kill(NULL);
 	(void)hooktree_kill(NULL, NULL, NULL);
 }

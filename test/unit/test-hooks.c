@@ -1445,21 +1445,59 @@ static bool setup_cgroup(void)
 	return true;
 }
 
-/* With the subreaper off, only the cgroup finds them (they go to init);
- * with a hook that leaves the cgroup, only the subreaper does. */
+/* The test process's cgroup2 path ("/" or "/a/b"), in buf. */
+static void own_cgroup(char *buf, size_t n)
+{
+	char line[PATH_MAX + 16];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	bool found = false;
+
+	assert_non_null(f);
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::/", 4) != 0)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		assert_int_equal(strscpy(buf, n, line + 3), 0);
+		found = true;
+	}
+	fclose(f);
+	assert_true(found);
+}
+
+/* Whether the cgroup2 path cg (as /proc/PID/cgroup names it) is the
+ * directory dir. */
+static bool cgroup_is(const char *cg, const char *dir)
+{
+	return strcmp(cg, "/") != 0 && str_endswith(dir, cg);
+}
+
+/* The agent lives in the hooks' cgroup, so every hook is born there (and
+ * an agent restarted after a crash finds the leftovers there); while the
+ * agent runs, the subreaper kills them, those of a hook that left the
+ * cgroup as well. */
 static void test_run_leftovers_cgroup(void **state)
 {
 	char *dir = tpath("left-cg"), *parent, *escape;
+	char cg[PATH_MAX];
+	struct trun t;
 
 	if (!setup_cgroup())
 		skip();
 	assert_int_equal(mkdir(dir, 0755), 0);
+	own_cgroup(cg, sizeof(cg));
+	assert_true(cgroup_is(cg, test_cgroup));
 
-	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
-	/* Not noted: the leftovers are not below the agent, and a zombie
-	 * leaves cgroup.procs at once; only the test counts them here. */
-	leaver_case(dir, "10-cgroup-only", NULL, false);
-	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+	write_hook(dir, "05-where", "sed -n 's/^0:://p' /proc/self/cgroup\n"
+		   "setsid sh -c 'sed -n \"s/^0:://p\" /proc/self/cgroup'");
+	trun_init(&t);
+	run_simple(&t, dir, "05-where", NULL);
+	assert_int_equal(t.res.outcome, HOOK_OK);
+	assert_int_equal(t.res.n_output, 2);
+	assert_string_equal(t.res.output[0], cg);
+	assert_string_equal(t.res.output[1], cg);
+	trun_done(&t);
+
+	leaver_case(dir, "10-in-cgroup", NULL, true);
 
 	parent = xstrdup(test_cgroup);
 	escape = xasprintf("echo $$ > %s/cgroup.procs", dirname(parent));
@@ -1467,13 +1505,6 @@ static void test_run_leftovers_cgroup(void **state)
 	free(escape);
 	free(parent);
 	free(dir);
-}
-
-/* Teardown of test_run_leftovers_cgroup, which turns the subreaper off for
- * a while: later tests need it even when that one failed half-way. */
-static int restore_subreaper(void **state)
-{
-	return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
 
 static void exit_when_ready(struct trun *t)
@@ -1619,9 +1650,16 @@ static void test_tree_setup_leftovers(void **state)
 	assert_false(dead_now(helper));
 	assert_false(dead_now((pid_t)gc));
 
-	/* The restarted agent, same tag. */
+	/* The restarted agent, same tag: it moves out, kills them, and moves
+	 * back in. */
 	assert_int_equal(hooks_tree_setup(test_tag(), &killed), 0);
 	assert_int_equal(killed, 2);
+	{
+		char cg[PATH_MAX];
+
+		own_cgroup(cg, sizeof(cg));
+		assert_true(cgroup_is(cg, test_cgroup));
+	}
 	assert_true(dead_now(helper));
 	assert_true(dead_now((pid_t)gc));
 	assert_int_equal(waitpid(helper, &status, 0), helper);
@@ -1638,18 +1676,24 @@ static void test_tree_setup_leftovers(void **state)
 	assert_int_equal(killed, 0);
 }
 
-/* hooks_tree_done forgets the cgroup but leaves one still in use (rmdir
- * fails) to the next set-up, which kills what is in it. */
+/* hooks_tree_done moves the agent back out and forgets the cgroup, but
+ * leaves one still in use (rmdir fails) to the next set-up, which kills
+ * what is in it; an empty one it removes. */
 static void test_tree_done_busy(void **state)
 {
+	char before[PATH_MAX], cg[PATH_MAX];
 	unsigned killed = 0;
 	int pipefd[2], status;
 	char ok = 0;
 	pid_t helper;
 	char *procs;
 
+	hooks_tree_done();
+	own_cgroup(before, sizeof(before));
 	if (!setup_cgroup())
 		skip();
+	own_cgroup(cg, sizeof(cg));
+	assert_true(cgroup_is(cg, test_cgroup));
 	procs = xasprintf("%s/cgroup.procs", test_cgroup);
 	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
 	helper = fork();
@@ -1671,6 +1715,8 @@ static void test_tree_done_busy(void **state)
 	assert_null(hooks_tree_cgroup());
 	assert_true(exists(test_cgroup));
 	assert_false(dead_now(helper));
+	own_cgroup(cg, sizeof(cg));
+	assert_string_equal(cg, before);
 	hooks_tree_done();                /* nothing to forget */
 	assert_null(hooks_tree_cgroup());
 
@@ -1681,6 +1727,8 @@ static void test_tree_done_busy(void **state)
 	assert_int_equal(WTERMSIG(status), SIGKILL);
 	hooks_tree_done();
 	assert_false(exists(test_cgroup));
+	own_cgroup(cg, sizeof(cg));
+	assert_string_equal(cg, before);
 	/* Back to what the later tests expect. */
 	assert_true(setup_cgroup());
 }
@@ -1819,7 +1867,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_stdin),
 		cmocka_unit_test(test_run_exec_failure),
 		cmocka_unit_test(test_run_leftovers_subreaper),
-		cmocka_unit_test_teardown(test_run_leftovers_cgroup, restore_subreaper),
+		cmocka_unit_test(test_run_leftovers_cgroup),
 		cmocka_unit_test(test_run_free_running),
 		cmocka_unit_test(test_run_free_in_ended),
 		cmocka_unit_test(test_tree_setup_leftovers),
