@@ -545,6 +545,10 @@ static void advance(struct engine *e, uint64_t now)
 	advance_chain(e, now);
 	maybe_approve(e, now);
 	maybe_release(e, now);
+	if (e->persist_later) {
+		e->persist_later = false;
+		push(e, ENGINE_PERSIST, NULL);
+	}
 	update_phase(e, now);
 	if (e->stopping && !in_hand(e, now)) {
 		e->exited = true;
@@ -649,8 +653,9 @@ void engine_round(struct engine *e, const struct event_list *events, const char 
 		r->gone_wall_usec = now;
 		r->rt.listed = false;
 		push(e, ENGINE_GONE, r->ev.id);
-		/* On disk, so that a restart does not resume a cancelled chain. */
-		push(e, ENGINE_PERSIST, NULL);
+		/* On disk, so that a restart does not resume a cancelled chain;
+		 * after a hook this round starts, not in front of it. */
+		e->persist_later = true;
 	}
 	advance(e, now);
 }

@@ -122,6 +122,7 @@ struct engine {
 	bool stopping;
 	bool exited;
 	uint64_t now;                /* the time of the latest input */
+	bool persist_later;          /* a write that may follow this step's hook start */
 	/* The OS is shutting down (engine_shutdown) until cancelled. */
 	bool shutdown;
 	unsigned shutdown_rounds;    /* rounds that came since it began */
