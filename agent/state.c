@@ -410,6 +410,7 @@ void event_record_done(struct event_record *r)
 		hook_result_done(&r->hooks[i]);
 	free(r->hooks);
 	event_done(&r->ev);
+	free(r->file_text);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -594,26 +595,128 @@ enum output_policy {
 	_OUTPUT_POLICY_MAX,
 };
 
+static uint64_t sig_bytes(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+static uint64_t sig_str(uint64_t h, const char *s)
+{
+	return sig_bytes(h, s ? s : "", s ? strlen(s) + 1 : 1);
+}
+
+static void sig_line(const char *line, void *userdata)
+{
+	uint64_t *h = userdata;
+
+	*h = sig_str(*h, line);
+}
+
+/* A signature of everything record_to_json writes: equal signatures, equal
+ * text. Hashing is far cheaper than building and printing the JSON, which
+ * on the eviction path is what a save costs besides its fsync. */
+static uint64_t record_sig(const struct event_record *r, bool with_output)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+	const struct spot_event *ev = &r->ev;
+
+	h = sig_str(h, ev->id);
+	h = sig_bytes(h, &ev->type, sizeof(ev->type));
+	h = sig_bytes(h, &ev->status, sizeof(ev->status));
+	h = sig_str(h, ev->source);
+	h = sig_bytes(h, &ev->not_before_usec, sizeof(ev->not_before_usec));
+	h = sig_str(h, ev->description);
+	h = sig_bytes(h, &ev->duration_sec, sizeof(ev->duration_sec));
+	h = sig_bytes(h, &ev->provider, sizeof(ev->provider));
+	for (size_t i = 0; i < ev->n_resources; i++)
+		h = sig_str(h, ev->resources[i]);
+	h = sig_bytes(h, &ev->n_resources, sizeof(ev->n_resources));
+	h = sig_bytes(h, &r->detected_wall_usec, sizeof(r->detected_wall_usec));
+	h = sig_bytes(h, &r->deadline_wall_usec, sizeof(r->deadline_wall_usec));
+	h = sig_bytes(h, &r->approved_wall_usec, sizeof(r->approved_wall_usec));
+	h = sig_bytes(h, &r->gone_wall_usec, sizeof(r->gone_wall_usec));
+	h = sig_bytes(h, &r->approve_attempts, sizeof(r->approve_attempts));
+	{
+		bool flags[] = { r->emergency, r->drill, r->chain_done, r->approved, r->no_approve, r->gone,
+				 with_output };
+
+		h = sig_bytes(h, flags, sizeof(flags));
+	}
+	h = sig_str(h, r->key);
+	h = sig_bytes(h, &r->n_hooks, sizeof(r->n_hooks));
+	for (size_t i = 0; i < r->n_hooks; i++) {
+		const struct hook_result *x = &r->hooks[i];
+
+		h = sig_str(h, x->name);
+		h = sig_str(h, x->path);
+		h = sig_bytes(h, &x->outcome, sizeof(x->outcome));
+		h = sig_bytes(h, &x->exit_status, sizeof(x->exit_status));
+		h = sig_bytes(h, &x->term_signal, sizeof(x->term_signal));
+		h = sig_bytes(h, &x->timed_out, sizeof(x->timed_out));
+		h = sig_bytes(h, &x->start_wall_usec, sizeof(x->start_wall_usec));
+		h = sig_bytes(h, &x->duration_usec, sizeof(x->duration_usec));
+		h = sig_bytes(h, &x->budget_usec, sizeof(x->budget_usec));
+		h = sig_str(h, x->skip_reason);
+		h = sig_bytes(h, &x->output_bytes, sizeof(x->output_bytes));
+		h = sig_bytes(h, &x->n_output, sizeof(x->n_output));
+		if (with_output)
+			hook_result_foreach_line(x, sig_line, &h);
+	}
+	return h;
+}
+
+/* The record's text, from the cache when nothing it shows has changed.
+ * Borrowed until the record changes or goes. The cache is bookkeeping,
+ * not state: it is written through a const record on purpose. */
+static const char *record_file_text(const struct event_record *r, bool with_output)
+{
+	struct event_record *w = (struct event_record *)r;
+	uint64_t sig = record_sig(r, with_output);
+	cJSON *o;
+
+	if (w->file_text && w->file_sig == sig)
+		return w->file_text;
+	o = record_to_json(r, with_output);
+	free(w->file_text);
+	w->file_text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!w->file_text)
+		json_check(NULL);
+	w->file_sig = sig;
+	return w->file_text;
+}
+
 static char *state_file_render(const struct agent_state *s, enum output_policy policy)
 {
-	cJSON *o = json_check(cJSON_CreateObject()), *records;
+	size_t len = 64, off;
 	char *text;
 
-	json_add_int(o, "version", STATE_FILE_VERSION);
-	records = json_check(cJSON_CreateArray());
 	for (size_t i = 0; i < s->n_records; i++) {
 		const struct event_record *r = &s->records[i];
 		bool with_output = policy == OUTPUT_ALL ||
 			(policy == OUTPUT_UNFINISHED && !event_record_is_finished(r));
 
-		if (!cJSON_AddItemToArray(records, record_to_json(r, with_output)))
-			json_check(NULL);
+		len += strlen(record_file_text(r, with_output)) + 1;
 	}
-	json_add(o, "records", records);
-	text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!text)
-		json_check(NULL);
+	text = xmalloc(len);
+	off = (size_t)snprintf(text, len, "{\"version\":%d,\"records\":[", STATE_FILE_VERSION);
+	for (size_t i = 0; i < s->n_records; i++) {
+		const struct event_record *r = &s->records[i];
+		const char *t = r->file_text;   /* rendered just above */
+		size_t n = strlen(t);
+
+		if (i > 0)
+			text[off++] = ',';
+		memcpy(text + off, t, n);
+		off += n;
+	}
+	memcpy(text + off, "]}", 3);
 	return text;
 }
 
@@ -635,7 +738,7 @@ int state_save_opt(const struct agent_state *s, bool durable)
 	/* Never write what state_load would refuse: shed output lines first,
 	 * and if even the bare records are too large, keep the old file. */
 	for (int policy = OUTPUT_ALL; policy < _OUTPUT_POLICY_MAX; policy++) {
-		cJSON_free(text);
+		free(text);
 		text = state_file_render(s, (enum output_policy)policy);
 		len = strlen(text);
 		if (len <= STATE_FILE_MAX)
@@ -700,7 +803,7 @@ out:
 		(void)unlink(tmp);
 	free(final);
 	free(tmp);
-	cJSON_free(text);
+	free(text);
 	return r;
 }
 

@@ -48,6 +48,11 @@ struct event_record {
 	 * when the id is the provider's own. */
 	char key[EVENT_ID_MAX];
 
+	/* The record's rendered state-file form and the signature of what it
+	 * was rendered from (owned; state.c's, never part of the value). */
+	char *file_text;
+	uint64_t file_sig;
+
 	/* The engine's view since this process started; never persisted. */
 	struct {
 		bool listed;               /* named by a round since start */

@@ -719,6 +719,7 @@ static bool step(struct world *w, enum choice c)
 static void record_clone(struct event_record *dst, const struct event_record *src)
 {
 	*dst = *src;
+	dst->file_text = NULL;
 	dst->ev.resources = NULL;
 	dst->ev.n_resources = 0;
 	event_copy(&dst->ev, &src->ev);
