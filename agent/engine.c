@@ -396,6 +396,7 @@ static void advance_chain(struct engine *e, uint64_t now)
 			if (r->gone || r->rt.retry_wall_usec > now)
 				return;
 			push(e, ENGINE_SCAN_HOOKS, r->ev.id);
+			e->scan_pending = true;
 			return;  /* engine_hooks_scanned goes on */
 		}
 		for (i = 0; i < r->n_hooks; i++)
@@ -545,7 +546,8 @@ static void advance(struct engine *e, uint64_t now)
 	advance_chain(e, now);
 	maybe_approve(e, now);
 	maybe_release(e, now);
-	if (e->persist_later) {
+	/* Behind the hook start this step may still make (after a scan). */
+	if (e->persist_later && !e->scan_pending) {
 		e->persist_later = false;
 		push(e, ENGINE_PERSIST, NULL);
 	}
@@ -664,6 +666,7 @@ void engine_hooks_scanned(struct engine *e, const char *id, const struct hook_pl
 {
 	struct event_record *r = find_id(e, id);
 
+	e->scan_pending = false;
 	if (!r || r->chain_done || strcasecmp(e->chain_id, r->ev.id) != 0) {
 		advance(e, now);
 		return;
