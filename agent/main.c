@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -156,6 +157,9 @@ int main(int argc, char **argv)
 	struct config c;
 	int r;
 
+	/* The time zone is read now, not at the first log line of an
+	 * eviction (localtime would open /etc/localtime on the way to a hook). */
+	tzset();
 	log_setup(LOG_FORMAT_AUTO, LOG_INFO);
 	if (config_parse_args(argc, argv, &cl) < 0)
 		return EXIT_USAGE;
