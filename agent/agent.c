@@ -679,15 +679,11 @@ static void load_state(struct agent *a)
  * (tests) keep apart. */
 static void setup_tree(struct agent *a)
 {
-	uint64_t h = UINT64_C(14695981039346656037);
+	uint64_t h = hash_fnv(HASH_FNV_INIT, a->cfg.state_dir, a->cfg.state_dir ? strlen(a->cfg.state_dir) : 0);
 	char tag[17];
 	unsigned killed = 0;
 	int r;
 
-	for (const char *p = a->cfg.state_dir; p && *p; p++) {
-		h ^= (unsigned char)*p;
-		h *= UINT64_C(1099511628211);
-	}
 	(void)snprintf(tag, sizeof(tag), "%016" PRIx64, h);
 	r = hooks_tree_setup(tag, &killed);
 	if (r < 0)

@@ -871,18 +871,7 @@ uint64_t engine_next_wake(const struct engine *e)
 
 bool engine_active(const struct engine *e)
 {
-	if (e->running >= 0 || e->chain_id[0])
-		return true;
-	for (size_t i = 0; i < e->state->n_records; i++) {
-		const struct event_record *r = &e->state->records[i];
-
-		if (r->drill)
-			continue;
-		if ((!r->chain_done && !gone_for_good(r, e->now)) || r->rt.approving ||
-		    engine_wants_approval(e, r, e->now))
-			return true;
-	}
-	return false;
+	return e->chain_id[0] || in_hand(e, e->now);
 }
 
 enum agent_phase engine_phase(const struct engine *e)

@@ -597,13 +597,7 @@ enum output_policy {
 
 static uint64_t sig_bytes(uint64_t h, const void *p, size_t n)
 {
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= UINT64_C(1099511628211);
-	}
-	return h;
+	return hash_fnv(h, p, n);
 }
 
 static uint64_t sig_str(uint64_t h, const char *s)
@@ -623,7 +617,7 @@ static void sig_line(const char *line, void *userdata)
  * on the eviction path is what a save costs besides its fsync. */
 static uint64_t record_sig(const struct event_record *r, bool with_output)
 {
-	uint64_t h = UINT64_C(14695981039346656037);
+	uint64_t h = HASH_FNV_INIT;
 	const struct spot_event *ev = &r->ev;
 
 	h = sig_str(h, ev->id);

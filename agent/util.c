@@ -237,3 +237,14 @@ const char *boot_id_tag(void)
 	}
 	return tag;
 }
+
+uint64_t hash_fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}

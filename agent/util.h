@@ -59,6 +59,11 @@ char *format_rfc3339(char *buf, size_t n, uint64_t wall_usec);
  * within one boot. Read once; the string is static. */
 const char *boot_id_tag(void);
 
+/* FNV-1a over n bytes, continuing from h (start with HASH_FNV_INIT): a
+ * cheap signature, not for anything an adversary controls. */
+#define HASH_FNV_INIT UINT64_C(14695981039346656037)
+uint64_t hash_fnv(uint64_t h, const void *p, size_t n);
+
 /* Returns true when s ends with suffix. */
 bool str_endswith(const char *s, const char *suffix);
 

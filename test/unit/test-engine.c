@@ -779,13 +779,7 @@ static bool seen_add(struct seen_set *s, uint64_t h)
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= UINT64_C(1099511628211);
-	}
-	return h;
+	return hash_fnv(h, p, n);
 }
 
 static uint64_t hash_records(uint64_t h, const struct agent_state *st)
@@ -824,7 +818,7 @@ static uint64_t hash_records(uint64_t h, const struct agent_state *st)
 /* Everything the future of a path depends on. */
 static uint64_t signature(const struct world *w)
 {
-	uint64_t h = UINT64_C(14695981039346656037);
+	uint64_t h = HASH_FNV_INIT;
 	uint64_t rel = w->now - T0;
 
 	h = fnv(h, w->disk ? w->disk : "-", w->disk ? strlen(w->disk) : 1);
