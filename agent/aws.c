@@ -39,28 +39,6 @@ struct aws_state {
 	bool rebalance;
 };
 
-/* Parses body[0..len) as one JSON value with nothing but whitespace after it. */
-static cJSON *parse_json(const char *body, size_t len)
-{
-	const char *end = NULL;
-	cJSON *root;
-
-	if (!body || len == 0)
-		return NULL;
-	root = cJSON_ParseWithLengthOpts(body, len, &end, false);
-	if (!root)
-		return NULL;
-	if (!end || end < body || end > body + len)
-		goto bad;
-	for (; end < body + len; end++)
-		if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')
-			goto bad;
-	return root;
-bad:
-	cJSON_Delete(root);
-	return NULL;
-}
-
 int aws_parse_instance_action(const char *body, size_t len, uint64_t now_wall_usec,
 			      struct spot_event *ret)
 {
@@ -73,7 +51,7 @@ int aws_parse_instance_action(const char *body, size_t len, uint64_t now_wall_us
 	int r = -EBADMSG;
 
 	event_init(&ev);
-	root = parse_json(body, len);
+	root = provider_parse_json(body, len);
 	if (!cJSON_IsObject(root))
 		goto out;
 	action = cJSON_GetObjectItemCaseSensitive(root, "action");

@@ -19,28 +19,6 @@ static const char *const metadata_headers[] = { "Metadata: true", NULL };
 
 _Static_assert(EVENT_ID_MAX == 128, "the drop reason below names the limit");
 
-/* Parses body[0..len) as one JSON value with nothing but whitespace after it. */
-static cJSON *parse_document(const char *body, size_t len)
-{
-	const char *end = NULL;
-	cJSON *root;
-	bool ok;
-
-	if (!body || len == 0)
-		return NULL;
-	root = cJSON_ParseWithLengthOpts(body, len, &end, false);
-	if (!root)
-		return NULL;
-	ok = end && end >= body && end <= body + len;
-	for (; ok && end < body + len; end++)
-		ok = *end == ' ' || *end == '\t' || *end == '\r' || *end == '\n';
-	if (!ok) {
-		cJSON_Delete(root);
-		return NULL;
-	}
-	return root;
-}
-
 /* A JSON number holding a whole value in [min, max] (within 2^53). */
 static bool json_whole_number(const cJSON *n, double min, double max, int64_t *ret)
 {
@@ -243,7 +221,7 @@ int azure_parse_events(const char *body, size_t len, const char *vm_name, struct
 
 	if (vm_name && !vm_name[0])
 		vm_name = NULL;
-	root = parse_document(body, len);
+	root = provider_parse_json(body, len);
 	if (!cJSON_IsObject(root))
 		goto out;
 	if (!json_whole_number(cJSON_GetObjectItemCaseSensitive(root, "DocumentIncarnation"),
@@ -298,7 +276,7 @@ int azure_parse_compute_name(const char *body, size_t len, char **ret_name)
 	size_t n;
 	int r = -EBADMSG;
 
-	root = parse_document(body, len);
+	root = provider_parse_json(body, len);
 	if (!cJSON_IsObject(root))
 		goto out;
 	name = json_string(root, "name");

@@ -131,8 +131,7 @@ static void start(struct chain *c, const struct engine_action *a)
 	if (k < 0) {
 		c->run = NULL;
 		log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' could not start: %s, %s", h->name,
-			 strerror(-k), k == -EAGAIN || k == -ENOMEM || k == -EMFILE || k == -ENFILE ?
-			 "could not start, retrying" : "not run");
+			 strerror(-k), engine_start_error_retried(-k) ? "could not start, retrying" : "not run");
 		release_run(c);
 		engine_hook_start_failed(c->engine, -k, now_usec(CLOCK_REALTIME));
 		return;

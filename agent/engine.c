@@ -82,7 +82,7 @@ bool engine_next_action(struct engine *e, struct engine_action *ret)
 
 /* ---- records ---- */
 
-static bool resource_error(int err)
+bool engine_start_error_retried(int err)
 {
 	/* Shortages that pass: worth another try a moment later. */
 	return err == EAGAIN || err == ENOMEM || err == EMFILE || err == ENFILE || err == ENOBUFS ||
@@ -697,7 +697,7 @@ void engine_hook_start_failed(struct engine *e, int err, uint64_t now)
 		struct engine_action *a;
 
 		h->start_errno = err;
-		if (resource_error(err)) {
+		if (engine_start_error_retried(err)) {
 			h->outcome = HOOK_PENDING;
 			h->start_wall_usec = 0;
 			r->rt.retry_wall_usec = now + ENGINE_START_RETRY_USEC;

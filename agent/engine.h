@@ -158,6 +158,9 @@ void engine_round(struct engine *e, const struct event_list *events, const char 
  * be read. */
 void engine_hooks_scanned(struct engine *e, const char *id, const struct hook_plan *plan,
 			  uint64_t now_wall_usec);
+/* Whether a hook that could not start with err (a positive errno) stays
+ * pending and is tried again: a shortage that passes (EAGAIN, ENOMEM, ...). */
+bool engine_start_error_retried(int err);
 /* ENGINE_START_HOOK could not be carried out: err is a positive errno. */
 void engine_hook_start_failed(struct engine *e, int err, uint64_t now_wall_usec);
 /* The running hook ended. The outcome fields of res are copied and its

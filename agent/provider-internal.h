@@ -105,5 +105,8 @@ void provider_approve_end(struct provider_handle *p, enum imds_result result, co
 
 /* Plain-text parsing shared by AWS and GCP. */
 bool provider_trailing_space(char c);
+/* body[0..len) as one JSON value with nothing but whitespace after it;
+ * NULL when it is not. The caller deletes the result. */
+cJSON *provider_parse_json(const char *body, size_t len);
 
 #endif

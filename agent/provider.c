@@ -528,6 +528,27 @@ int provider_probe_step(struct provider_probe *pr, uint64_t timeout_usec, provid
 
 /* ---- plain-text answers ---- */
 
+cJSON *provider_parse_json(const char *body, size_t len)
+{
+	const char *end = NULL;
+	cJSON *root;
+
+	if (!body || len == 0)
+		return NULL;
+	root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+	if (!root)
+		return NULL;
+	if (!end || end < body || end > body + len)
+		goto bad;
+	for (; end < body + len; end++)
+		if (!provider_trailing_space(*end))
+			goto bad;
+	return root;
+bad:
+	cJSON_Delete(root);
+	return NULL;
+}
+
 bool provider_trailing_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
