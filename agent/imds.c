@@ -12,11 +12,20 @@
 
 #include "util.h"
 
+/* What a slot's handle was last set up with: a request like the one
+ * before it (every poll) only changes what differs. Rebuilding the URL,
+ * the header list and curl's options for each request is most of what an
+ * idle poll costs in user space. */
 struct imds_request {
 	struct imds *owner;
-	CURL *easy;                  /* kept across requests: keeps settings warm */
+	CURL *easy;                  /* kept across requests, never reset */
+	CURLU *url;                  /* parsed url_text, handed to curl */
+	char *url_text;              /* owned, NULL before the first request */
+	char *headers_text;          /* the header lines of q->headers, joined; owned */
+	struct curl_slist *headers;  /* owned, kept while requests repeat them */
+	char method[8];              /* "" before the first request */
+	long timeout_ms;
 	bool busy;
-	struct curl_slist *headers;
 	char *body;                  /* POST/PUT body, owned */
 	char *buf;                   /* received body, capped at IMDS_BODY_MAX */
 	size_t len;
@@ -36,7 +45,35 @@ struct imds {
 	sd_event_source *defer;
 	struct imds_observer observer;
 	struct imds_request slots[_IMDS_SLOT_MAX];
+	/* curl asked to be run again at once (a timeout of 0 ms) while
+	 * run_curl had it running: done right after, not a loop iteration
+	 * later through the timer. */
+	bool in_curl;
+	bool run_now;
 };
+
+/* Runs curl on fd (CURL_SOCKET_TIMEOUT: its timers), and again as long as
+ * it asks for that at once -- it does so to finish a transfer whose
+ * answer it has just read. Bounded, in case it kept asking. */
+static int on_timer_change(CURLM *multi, long timeout_ms, void *userp);
+
+#define IMDS_RUN_NOW_MAX 8
+static void run_curl(struct imds *m, curl_socket_t fd, int action)
+{
+	int running;
+	unsigned i;
+
+	m->in_curl = true;
+	m->run_now = false;
+	(void)curl_multi_socket_action(m->multi, fd, action, &running);
+	for (i = 0; m->run_now && i < IMDS_RUN_NOW_MAX; i++) {
+		m->run_now = false;
+		(void)curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	m->in_curl = false;
+	if (m->run_now)   /* still asking: the timer takes it from here */
+		(void)on_timer_change(m->multi, 0, m);
+}
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -105,8 +142,6 @@ static void finish(struct imds *m, struct imds_request *q, CURLcode code)
 	}
 
 	(void)curl_multi_remove_handle(m->multi, q->easy);
-	curl_slist_free_all(q->headers);
-	q->headers = NULL;
 	q->busy = false;
 	/* The callback may start the next request in this very slot, so the
 	 * slot is released before it runs and the buffer only after. */
@@ -144,7 +179,7 @@ static void check_done(struct imds *m)
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct imds *m = userdata;
-	int action = 0, running;
+	int action = 0;
 
 	if (revents & (EPOLLIN | EPOLLHUP))
 		action |= CURL_CSELECT_IN;
@@ -152,7 +187,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 		action |= CURL_CSELECT_OUT;
 	if (revents & EPOLLERR)
 		action |= CURL_CSELECT_ERR;
-	(void)curl_multi_socket_action(m->multi, fd, action, &running);
+	run_curl(m, fd, action);
 	check_done(m);
 	return 0;
 }
@@ -165,11 +200,8 @@ static int on_defer(sd_event_source *s, void *userdata)
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	struct imds *m = userdata;
-	int running;
-
-	(void)curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(m);
+	run_curl(userdata, CURL_SOCKET_TIMEOUT, 0);
+	check_done(userdata);
 	return 0;
 }
 
@@ -217,11 +249,109 @@ static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
 
 	if (timeout_ms < 0)
 		return sd_event_source_set_enabled(m->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+	if (timeout_ms == 0 && m->in_curl) {
+		m->run_now = true;
+		return sd_event_source_set_enabled(m->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+	}
 	when = now_usec(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * USEC_PER_MSEC;
 	r = sd_event_source_set_time(m->timer, when);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(m->timer, SD_EVENT_ONESHOT);
 	return r < 0 ? -1 : 0;
+}
+
+/* The options every request of a slot has, set once per handle. */
+static int set_fixed_options(struct imds_request *q)
+{
+	CURL *c = q->easy;
+
+	if (/* Metadata calls must never go through a proxy, whatever the
+	     * environment says: "" disables proxies, "*" bypasses any left. */
+	    curl_easy_setopt(c, CURLOPT_PROXY, "") != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_NOPROXY, "*") != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_CURLU, q->url) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_WRITEDATA, q) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_PRIVATE, q) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, q->error) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)IMDS_CONNECT_TIMEOUT_MS) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)IMDS_BODY_MAX) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK)
+		return -EIO;
+	return 0;
+}
+
+/* curl_slist_append, freeing the list when it fails. */
+static struct curl_slist *curl_slist_append_checked(struct curl_slist *list, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(list, line);
+
+	if (!l)
+		curl_slist_free_all(list);
+	return l;
+}
+
+/* Parses url into the slot's CURLU unless it is the one parsed last. */
+static int set_url(struct imds_request *q, const char *url)
+{
+	if (q->url_text && strcmp(q->url_text, url) == 0)
+		return 0;
+	free(q->url_text);
+	q->url_text = NULL;
+	if (curl_url_set(q->url, CURLUPART_URL, url, 0) != CURLUE_OK)
+		return -EINVAL;
+	/* Set again: curl takes the parts at this call. */
+	if (curl_easy_setopt(q->easy, CURLOPT_CURLU, q->url) != CURLE_OK)
+		return -EIO;
+	q->url_text = xstrdup(url);
+	return 0;
+}
+
+/* The request's header lines, with the ones every request carries; the
+ * list is rebuilt only when they differ from the last request's. The
+ * User-Agent is a header line rather than CURLOPT_USERAGENT, which curl
+ * formats anew for every request. */
+static int set_headers(struct imds_request *q, const char *const *headers)
+{
+	/* "Expect: 100-continue" would add a round trip to a short POST;
+	 * "Accept:" drops curl's default Accept line, which nobody reads. */
+	static const char *const fixed[] = { "Expect:", "Accept:", "User-Agent: spot-agent/" SPOT_VERSION };
+	struct curl_slist *list = NULL;
+	size_t len = 1;
+	char *text, *p;
+
+	for (size_t i = 0; headers && headers[i]; i++)
+		len += strlen(headers[i]) + 1;
+	text = p = xmalloc(len);
+	for (size_t i = 0; headers && headers[i]; i++)
+		p = stpcpy(stpcpy(p, headers[i]), "\n");
+	*p = '\0';
+	if (q->headers_text && strcmp(q->headers_text, text) == 0) {
+		free(text);
+		return 0;
+	}
+	for (size_t i = 0; i < ELEMENTSOF(fixed); i++)
+		if (!(list = curl_slist_append_checked(list, fixed[i])))
+			goto oom;
+	for (size_t i = 0; headers && headers[i]; i++)
+		if (!(list = curl_slist_append_checked(list, headers[i])))
+			goto oom;
+	if (curl_easy_setopt(q->easy, CURLOPT_HTTPHEADER, list) != CURLE_OK) {
+		curl_slist_free_all(list);
+		free(text);
+		return -EIO;
+	}
+	curl_slist_free_all(q->headers);
+	free(q->headers_text);
+	q->headers = list;
+	q->headers_text = text;
+	return 0;
+oom:
+	free(text);
+	return -ENOMEM;
 }
 
 int imds_new(sd_event *e, struct imds **ret)
@@ -262,10 +392,14 @@ int imds_new(sd_event *e, struct imds **ret)
 	for (size_t i = 0; i < _IMDS_SLOT_MAX; i++) {
 		m->slots[i].owner = m;
 		m->slots[i].easy = curl_easy_init();
-		if (!m->slots[i].easy) {
+		m->slots[i].url = curl_url();
+		if (!m->slots[i].easy || !m->slots[i].url) {
 			r = -ENOMEM;
 			goto fail;
 		}
+		r = set_fixed_options(&m->slots[i]);
+		if (r < 0)
+			goto fail;
 	}
 	*ret = m;
 	return 0;
@@ -281,8 +415,6 @@ void imds_cancel(struct imds *m, enum imds_slot slot)
 	if (!q->busy)
 		return;
 	(void)curl_multi_remove_handle(m->multi, q->easy);
-	curl_slist_free_all(q->headers);
-	q->headers = NULL;
 	free(q->body);
 	q->body = NULL;
 	free(q->buf);
@@ -300,6 +432,10 @@ void imds_free(struct imds *m)
 			imds_cancel(m, (enum imds_slot)i);
 			curl_easy_cleanup(m->slots[i].easy);
 		}
+		curl_url_cleanup(m->slots[i].url);
+		curl_slist_free_all(m->slots[i].headers);
+		free(m->slots[i].headers_text);
+		free(m->slots[i].url_text);
 	}
 	if (m->multi)
 		(void)curl_multi_cleanup(m->multi);
@@ -327,54 +463,52 @@ int imds_request(struct imds *m, enum imds_slot slot, const char *method, const 
 	CURL *c = q->easy;
 	bool put = strcmp(method, "PUT") == 0;
 	bool post = put || strcmp(method, "POST") == 0;
-	int r = -EIO, running;
+	long timeout_ms = (long)(timeout_usec / USEC_PER_MSEC);
+	int r;
 
 	if (q->busy)
 		return -EBUSY;
+	if (strlen(method) >= sizeof(q->method))
+		return -EINVAL;
 
-	curl_easy_reset(c);
-	q->headers = NULL;
-	/* "Expect: 100-continue" would add a round trip to a short POST. */
-	q->headers = curl_slist_append(q->headers, "Expect:");
-	for (size_t i = 0; headers && headers[i]; i++)
-		q->headers = curl_slist_append(q->headers, headers[i]);
-	if (!q->headers)
-		return -ENOMEM;
+	r = set_url(q, url);
+	if (r < 0)
+		return r;
+	r = set_headers(q, headers);
+	if (r < 0)
+		return r;
+	if (strcmp(q->method, method) != 0) {
+		/* HTTPGET undoes an earlier POST; CUSTOMREQUEST NULL an earlier PUT. */
+		if ((!post && curl_easy_setopt(c, CURLOPT_HTTPGET, 1L) != CURLE_OK) ||
+		    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, put ? "PUT" : NULL) != CURLE_OK)
+			return -EIO;
+		(void)strscpy(q->method, sizeof(q->method), method);
+	}
+	if (post) {
+		q->body = xstrdup(body ? body : "");
+		if (curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body) != CURLE_OK) {
+			r = -EIO;
+			goto fail;
+		}
+	}
+	if (q->timeout_ms != timeout_ms) {
+		if (curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK) {
+			r = -EIO;
+			goto fail;
+		}
+		q->timeout_ms = timeout_ms;
+	}
 	q->error[0] = '\0';
 	q->overflow = false;
 	q->len = 0;
 	q->cb = cb;
 	q->userdata = userdata;
 
-	if (curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK ||
-	    /* Metadata calls must never go through a proxy, whatever the
-	     * environment says: "" disables proxies, "*" bypasses any left. */
-	    curl_easy_setopt(c, CURLOPT_PROXY, "") != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_NOPROXY, "*") != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_HTTPHEADER, q->headers) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_WRITEDATA, q) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_PRIVATE, q) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, q->error) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)IMDS_CONNECT_TIMEOUT_MS) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_usec / USEC_PER_MSEC)) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)IMDS_BODY_MAX) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_USERAGENT, "spot-agent/" SPOT_VERSION) != CURLE_OK)
-		goto fail;
-	if (post) {
-		q->body = xstrdup(body ? body : "");
-		if (curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body) != CURLE_OK)
-			goto fail;
-		if (put && curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT") != CURLE_OK)
-			goto fail;
-	}
 	q->start_mono_usec = now_usec(CLOCK_MONOTONIC);
-	if (curl_multi_add_handle(m->multi, c) != CURLM_OK)
+	if (curl_multi_add_handle(m->multi, c) != CURLM_OK) {
+		r = -EIO;
 		goto fail;
+	}
 	q->busy = true;
 	if (m->observer.sent)
 		m->observer.sent(m->observer.userdata, slot, q->start_mono_usec);
@@ -383,12 +517,10 @@ int imds_request(struct imds *m, enum imds_slot slot, const char *method, const 
 	 * Whatever that completes is handed over from the loop (on_defer), not
 	 * from here: the caller is still setting up and must not be called
 	 * back from inside its own request. */
-	(void)curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	run_curl(m, CURL_SOCKET_TIMEOUT, 0);
 	(void)sd_event_source_set_enabled(m->defer, SD_EVENT_ONESHOT);
 	return 0;
 fail:
-	curl_slist_free_all(q->headers);
-	q->headers = NULL;
 	free(q->body);
 	q->body = NULL;
 	return r;

@@ -284,15 +284,20 @@ int provider_request(struct provider_handle *p, enum imds_slot slot, const char 
 		     provider_reply_cb cb)
 {
 	struct provider_slot *s = &p->slots[slot];
-	char *url;
+	size_t nb = strlen(p->base_url), np = strlen(path);
+	char url[PROVIDER_URL_MAX];
 	int r;
 
 	if (s->busy)
 		return -EBUSY;
-	url = xasprintf("%s%s", p->base_url, path);
+	/* Joined by hand: this runs for every poll, and a printf is most of
+	 * what building the string would cost. */
+	if (nb + np >= sizeof(url))
+		return -ENAMETOOLONG;
+	memcpy(url, p->base_url, nb);
+	memcpy(url + nb, path, np + 1);
 	s->cb = cb;
 	r = imds_request(p->imds, slot, method, url, headers, body, timeout_usec, on_reply, s);
-	free(url);
 	if (r < 0) {
 		s->cb = NULL;
 		return r;

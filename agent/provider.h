@@ -19,6 +19,7 @@
 #define PROVIDER_NAME_MAX     256  /* bytes incl. NUL of this machine's name/id */
 #define PROVIDER_DROPS_MAX    4    /* dropped events described per round */
 #define PROVIDER_TOKEN_MAX    64   /* longest plain-text state or flag value */
+#define PROVIDER_URL_MAX      2048 /* a request URL: imds-url (at most 1023 bytes) and a path */
 /* Longest key (id_from_first_seen) incl. NUL: the engine appends
  * "-<Unix seconds>" and the whole must stay a valid EVENT_ID_MAX id. */
 #define PROVIDER_KEY_MAX      (EVENT_ID_MAX - 12)
