@@ -64,6 +64,7 @@ struct agent {
 
 	enum agent_phase last_notified_phase;
 	bool draining;
+	struct state_sync sync;          /* fsyncs of the last save, owed until the drain ends */
 	bool stopping;
 };
 
@@ -133,13 +134,34 @@ static void notify_phase(struct agent *a)
 
 /* ---- carrying out the engine's actions ---- */
 
+/* Every save is in place before the engine's next action is carried out:
+ * a restarted agent reads it, so a hook whose outcome was saved never runs
+ * again and an id or deadline made up at first sight never changes. What a
+ * durable save adds are its two fsyncs, for a crash of the machine; they
+ * are paid once the drain has carried out the actions that followed the
+ * save (the next hook's start, the approval), before the loop handles
+ * anything else. So the next hook and the approval do not wait a
+ * millisecond for the disk, and the window in which only a power loss
+ * could undo the save is that one loop turn. */
 static void save(struct agent *a, bool durable)
 {
-	int r = state_save_opt(&a->state, durable);
+	/* A fast save after a durable one still owes the durable one's fsyncs. */
+	bool owed = durable || a->sync.fd >= 0;
+	int r = state_save_begin(&a->state, &a->sync);
 
+	if (r >= 0 && !owed)
+		state_sync_drop(&a->sync);
 	if (r < 0)
 		log_errno(r, "state: cannot write '%s/%s', continuing in memory", a->cfg.state_dir,
 			  STATE_FILE_NAME);
+}
+
+static void pay_sync(struct agent *a)
+{
+	int r = state_sync_finish(&a->sync);
+
+	if (r < 0)
+		log_errno(r, "state: cannot sync '%s/%s' to disk", a->cfg.state_dir, STATE_FILE_NAME);
 }
 
 static void on_approve_answer(const char *id, enum imds_result result, const char *error, void *userdata)
@@ -359,6 +381,7 @@ static void drain(struct agent *a)
 	a->draining = true;
 	while (engine_next_action(&a->engine, &act))
 		carry_out(a, &act);
+	pay_sync(a);
 	a->draining = false;
 	arm_engine_timer(a);
 	notify_phase(a);
@@ -706,6 +729,7 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	size_t n;
 	int r;
 
+	a->sync = (struct state_sync)STATE_SYNC_INIT;
 	a->event = sd_event_ref(e);
 	a->cfg = *cfg;
 	memset(cfg, 0, sizeof(*cfg));
@@ -890,6 +914,7 @@ void agent_free(struct agent *a)
 	imds_free(a->imds);
 	metrics_free(a->metrics);
 	engine_done(&a->engine);
+	pay_sync(a);
 	state_done(&a->state);
 	config_done(&a->cfg);
 	free(a->base_url);

@@ -721,7 +721,62 @@ int state_save(const struct agent_state *s)
 
 int state_save_opt(const struct agent_state *s, bool durable)
 {
-	char *text = NULL, *tmp = NULL, *final = NULL;
+	struct state_sync sync = STATE_SYNC_INIT;
+	int r = state_save_begin(s, &sync);
+
+	if (r < 0)
+		return r;
+	if (!durable) {
+		state_sync_drop(&sync);
+		return 0;
+	}
+	return state_sync_finish(&sync);
+}
+
+void state_sync_drop(struct state_sync *sync)
+{
+	if (sync->fd >= 0)
+		(void)close(sync->fd);
+	if (sync->dfd >= 0)
+		(void)close(sync->dfd);
+	*sync = (struct state_sync)STATE_SYNC_INIT;
+}
+
+int state_sync_finish(struct state_sync *sync)
+{
+	int r = 0;
+
+	if (sync->fd < 0)
+		return 0;
+	/* The data first, then the directory that names it. */
+	if (fdatasync(sync->fd) < 0 || fsync(sync->dfd) < 0)
+		r = -errno;
+	state_sync_drop(sync);
+	return r;
+}
+
+/* Puts the temp file tmp in the place of state.json. An exchange rather
+ * than a rename over the old file: ext4 writes a file out at once when it
+ * replaces another by rename (auto_da_alloc), which made every save cost
+ * half a millisecond before a hook could start. After the exchange the
+ * temp name holds the old contents, which go. */
+static int replace_file(int dfd, const char *tmp)
+{
+	if (renameat2(dfd, tmp, dfd, STATE_FILE_NAME, RENAME_EXCHANGE) == 0) {
+		(void)unlinkat(dfd, tmp, 0);
+		return 0;
+	}
+	/* No old file yet, or a file system without exchange. */
+	if ((errno == ENOENT || errno == EINVAL || errno == ENOSYS) &&
+	    renameat(dfd, tmp, dfd, STATE_FILE_NAME) == 0)
+		return 0;
+	return -errno;
+}
+
+int state_save_begin(const struct agent_state *s, struct state_sync *sync)
+{
+	char *text = NULL, *tmp = NULL;
+	const char *name;
 	bool created = false;
 	int fd = -1, dfd = -1, r;
 	size_t len = 0;
@@ -747,6 +802,11 @@ int state_save_opt(const struct agent_state *s, bool durable)
 		r = -errno;
 		goto out;
 	}
+	dfd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = -errno;
+		goto out;
+	}
 
 	tmp = xasprintf("%s/.%s.XXXXXX", s->state_dir, STATE_FILE_NAME);
 	fd = mkostemp(tmp, O_CLOEXEC);   /* mode 0600 */
@@ -755,47 +815,27 @@ int state_save_opt(const struct agent_state *s, bool durable)
 		goto out;
 	}
 	created = true;
+	name = strrchr(tmp, '/') + 1;
 
 	r = write_all(fd, text, len);
 	if (r < 0)
 		goto out;
-	if (durable && fsync(fd) < 0) {
-		r = -errno;
+	r = replace_file(dfd, name);
+	if (r < 0)
 		goto out;
-	}
-	r = close(fd);
-	fd = -1;
-	if (r < 0) {
-		r = -errno;
-		goto out;
-	}
-
-	final = xasprintf("%s/%s", s->state_dir, STATE_FILE_NAME);
-	if (rename(tmp, final) < 0) {
-		r = -errno;
-		goto out;
-	}
 	created = false;
-
-	if (!durable) {
-		r = 0;
-		goto out;
-	}
-	/* The rename is durable only once the directory is. */
-	dfd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = fsync(dfd) < 0 ? -errno : 0;
+	state_sync_drop(sync);   /* what it owed is covered by this save's fsyncs */
+	sync->fd = fd;
+	sync->dfd = dfd;
+	fd = dfd = -1;
+	r = 0;
 out:
+	if (created)
+		(void)unlink(tmp);
 	if (fd >= 0)
 		(void)close(fd);
 	if (dfd >= 0)
 		(void)close(dfd);
-	if (created)
-		(void)unlink(tmp);
-	free(final);
 	free(tmp);
 	free(text);
 	return r;

@@ -150,15 +150,35 @@ struct state_load_report {
  * freed). Stale temp files are removed first. */
 int state_load_report(struct agent_state *s, struct state_load_report *rep);
 
-/* Writes the records atomically: temp file, fsync, rename, fsync of the
- * directory; creates state_dir (0700) when missing. Returns 0 or -errno.
- * No-op when state_dir is NULL. Should the file outgrow STATE_FILE_MAX, hook
- * output lines are left out (first of finished records, then of all), and
- * if that is not enough, -EFBIG and the previous file stays. */
+/* Writes the records atomically: temp file, exchange with state.json,
+ * fsync of the file and of the directory; creates state_dir (0700) when
+ * missing. Returns 0 or -errno. No-op when state_dir is NULL. Should the
+ * file outgrow STATE_FILE_MAX, hook output lines are left out (first of
+ * finished records, then of all), and if that is not enough, -EFBIG and the
+ * previous file stays. */
 int state_save(const struct agent_state *s);
 /* The same; !durable skips both fsyncs: the file then survives a crash of
  * the agent (the kernel has it) but not of the machine. */
 int state_save_opt(const struct agent_state *s, bool durable);
+
+/* A save whose fsyncs are still owed. */
+struct state_sync {
+	int fd;    /* the new state.json, -1 when nothing is owed */
+	int dfd;   /* its directory */
+};
+#define STATE_SYNC_INIT { -1, -1 }
+
+/* state_save in two halves. The first writes the file and puts it in
+ * place: when it returns, any process that reads the state directory, a
+ * restarted agent included, finds the new file. The fsyncs that carry it
+ * through a crash of the machine are owed in *sync until
+ * state_sync_finish; a later successful state_save_begin replaces them,
+ * since its own cover the newer file. */
+int state_save_begin(const struct agent_state *s, struct state_sync *sync);
+/* Pays what *sync owes (no-op when nothing): 0 or -errno. */
+int state_sync_finish(struct state_sync *sync);
+/* Forgets it without the fsyncs. */
+void state_sync_drop(struct state_sync *sync);
 
 /* /v1/status: version, provider, vm_name, uptime_s, state, poll{...},
  * event (the current/last record or null), history[]. Caller owns it. */
