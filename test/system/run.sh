@@ -29,10 +29,23 @@
 # gcp-shutdown: provider gcp; instance/preempted turns TRUE and the poweroff
 #   comes at the same moment (GCP's soft-off): the hooks run once, as the
 #   Preempt, not as a Shutdown.
+# cloud-init: Debian's cloud-init boots with a NoCloud seed whose user data
+#   is cloud-init/spot-agent.yaml, the .deb at the path it documents for
+#   images (/var/cache/spot-agent/spot-agent.deb) and no network: at the
+#   first boot cloud-init ends done with no errors, its bootcmd made the
+#   early Scheduled Events call, the package is installed, the service
+#   active with the config of write_files, logind's InhibitDelayMaxSec is
+#   the package's 30 s, `spot-agent check` passes and `spot-agent drill`
+#   runs the hook of write_files. Then the installer it
+#   wrote refuses to run with neither a cached .deb nor DEB_URL (or a
+#   DEB_URL that is not http/https), and with DEB_URL set it downloads the
+#   .deb (from a server in the container) and installs it.
 #
 # Needs root, debootstrap and systemd-nspawn (installed when missing) and
 # the Debian mirror once: the base root file system is cached in
-# /var/cache/spot-agent-test/, keyed by a hash of its package list.
+# /var/cache/spot-agent-test/, keyed by a hash of its package list, and so
+# is the root of the cloud-init scenario (the base plus CLOUD_PKGS, put in
+# by apt-get in a container that has the host's network).
 # Where containers cannot run, it says why and fails, unless
 # SPOT_SKIP_SYSTEM=1: then it prints "skipped: <reason>" and exits 0.
 #
@@ -40,17 +53,19 @@
 # mirror, default http://deb.debian.org/debian), SPOT_TEST_KEEP=1 (keep the
 # containers' directories for a post-mortem), SPOT_TEST_SCENARIOS (the
 # scenarios to run, default all: "install eviction-shutdown os-shutdown
-# gcp-shutdown").
+# gcp-shutdown cloud-init").
 set -euo pipefail
 
 BUILD=${BUILD:-build}
 VERSION=${VERSION:-0.1.0}
 MIRROR=${SPOT_TEST_MIRROR:-http://deb.debian.org/debian}
-SCENARIOS=${SPOT_TEST_SCENARIOS:-install eviction-shutdown os-shutdown gcp-shutdown}
+SCENARIOS=${SPOT_TEST_SCENARIOS:-install eviction-shutdown os-shutdown gcp-shutdown cloud-init}
 SUITE=bookworm
 CACHE=/var/cache/spot-agent-test
 # Packages of the base root file system besides the .deb's own dependencies.
 BASE_PKGS="systemd systemd-sysv dbus curl python3 iproute2"
+# ... and what the cloud-init scenario's root adds to it.
+CLOUD_PKGS="cloud-init"
 WAIT_STEP=0.2    # every bounded wait polls this often
 WAIT_MAX=60      # ... for at most this many seconds
 LOGIND_DELAY_USEC=30000000   # InhibitDelayMaxSec of the package's logind drop-in
@@ -175,7 +190,7 @@ want() {
 }
 for s in $SCENARIOS; do
 	case $s in
-	install|eviction-shutdown|os-shutdown|gcp-shutdown) ;;
+	install|eviction-shutdown|os-shutdown|gcp-shutdown|cloud-init) ;;
 	*) say "check-system: unknown scenario '$s' in SPOT_TEST_SCENARIOS" >&3; exit 2 ;;
 	esac
 done
@@ -231,6 +246,40 @@ else
 	done
 	ok "base root file system built in $(elapsed "$t0"): $base"
 fi
+
+# The cloud-init scenario's root: a copy of the base with CLOUD_PKGS
+# installed by apt-get, in a container on the host's network (the mirror of
+# the base's sources.list). Keyed by the base and the list.
+ci_key=$(printf '%s\n' "v1" "$key" "$CLOUD_PKGS" | sha256sum | cut -c1-16)
+ci_base=$CACHE/cloud-init-$ci_key
+if want cloud-init; then
+	t0=$SECONDS
+	if [ -f "$ci_base/.complete" ]; then
+		ok "cloud-init root file system cached: $ci_base"
+	else
+		say "building the cloud-init root file system (the base + $CLOUD_PKGS)"
+		rm -rf "$ci_base.tmp"
+		cp -a --reflink=auto "$base" "$ci_base.tmp"
+		nspawn_apt=(--quiet --register=no --resolv-conf=bind-host)
+		[ -d /run/systemd/system ] || nspawn_apt+=(--keep-unit)
+		# shellcheck disable=SC2016 # $1 is expanded by the container's shell
+		if ! systemd-nspawn "${nspawn_apt[@]}" -D "$ci_base.tmp" -M "spot-apt-$$" --as-pid2 \
+			env DEBIAN_FRONTEND=noninteractive sh -c \
+			'apt-get update -q && apt-get install -y -q --no-install-recommends $1 && apt-get clean' \
+			sh "$CLOUD_PKGS" >"$CACHE/apt-cloud-init-$ci_key.log" 2>&1; then
+			tail -n 20 "$CACHE/apt-cloud-init-$ci_key.log" >&2
+			rm -rf "$ci_base.tmp"
+			cannot_run "apt-get install $CLOUD_PKGS failed (mirror $MIRROR unreachable?), log: $CACHE/apt-cloud-init-$ci_key.log"
+		fi
+		touch "$ci_base.tmp/.complete"
+		rm -rf "$ci_base"
+		mv "$ci_base.tmp" "$ci_base"
+		for old in "$CACHE"/cloud-init-*; do
+			[ "$old" = "$ci_base" ] || rm -rf "$old"
+		done
+		ok "cloud-init root file system built in $(elapsed "$t0"): $ci_base"
+	fi
+fi
 flock -u 9
 
 # --- containers --------------------------------------------------------------
@@ -242,13 +291,14 @@ work=$(mktemp -d /var/tmp/spot-system.XXXXXX)
 nspawn_opts=(--quiet --register=no --private-network)
 [ -d /run/systemd/system ] || nspawn_opts+=(--keep-unit)
 
-# prepare_root DIR: DIR/root, a copy of the base root with what runs in the
-# container besides the package (the address of the metadata service on lo,
-# the simulator on it, both before spot-agent) and the .deb in /root.
+# prepare_root DIR [ROOT]: DIR/root, a copy of ROOT (default: the base
+# root) with what runs in the container besides the package (the address of
+# the metadata service on lo, the simulator on it, both before spot-agent)
+# and the .deb in /root.
 prepare_root() {
 	local r=$1/root
 	mkdir -p "$1"
-	cp -a --reflink=auto "$base" "$r"
+	cp -a --reflink=auto "${2:-$base}" "$r"
 	if [ -z "$probed" ]; then
 		probe=$(systemd-nspawn "${nspawn_opts[@]}" -D "$r" -M "spot-probe-$$" /bin/true 2>&1) ||
 			cannot_run "systemd-nspawn cannot start a container: $(printf '%s' "$probe" | tail -n 1)"
@@ -644,9 +694,168 @@ assert (s["provider"], s["vm_name"]) == ("gcp", "gce-vm0"), (s["provider"], s["v
 	check_record gcp-shutdown --preempt "$t_preempt"
 }
 
+# --- cloud-init: the cloud-config at the first boot, offline ---------------
+
+# Runs the installer that spot-agent.yaml wrote; out: its output, rc: its
+# exit status.
+run_installer() {
+	rc=0
+	out=$(in_ct /usr/local/sbin/install-spot-agent 2>&1) || rc=$?
+}
+
+# set_deb_url URL: DEB_URL= in the installer that spot-agent.yaml wrote.
+set_deb_url() {
+	local f=$root/usr/local/sbin/install-spot-agent
+	grep -q '^DEB_URL=' "$f" || fail "no DEB_URL= line in $f"
+	sed -i "s|^DEB_URL=.*|DEB_URL=\"$1\"|" "$f"
+}
+
+scenario_cloud_init() {
+	local r seed t0 v status_text out rc WAIT_MAX=240
+	say "== cloud-init: first boot with cloud-init/spot-agent.yaml as user data, no network"
+	dir=$work/cloud-init
+	prepare_root "$dir" "$ci_base"
+	r=$dir/root
+	[ ! -e "$r/usr/bin/spot-agent" ] || fail "spot-agent is in the image before its first boot"
+	# The image as cloud-init/README.md has it baked: the .deb in the cache.
+	mkdir -p "$r/var/cache/spot-agent"
+	cp "$deb" "$r/var/cache/spot-agent/spot-agent.deb"
+	# A default locale, as Debian's cloud images have: without one, the
+	# locale module of Debian 12's cloud-init fails (it asks locale-gen for
+	# en_US.UTF-8, which Debian's locale-gen does not take as an argument).
+	printf 'LANG=C.UTF-8\n' >"$r/etc/default/locale"
+	seed=$r/var/lib/cloud/seed/nocloud
+	mkdir -p "$seed"
+	printf 'instance-id: spot-test-%s\n' "$$" >"$seed/meta-data"
+	cp cloud-init/spot-agent.yaml "$seed/user-data"
+	cat >"$r/etc/cloud/cloud.cfg.d/90-spot-test.cfg" <<'EOF'
+# Test: the NoCloud seed and nothing else; the container's only link is lo.
+datasource_list: [ NoCloud, None ]
+network: {config: disabled}
+EOF
+	# The metadata service is up before cloud-init, as on a cloud VM: the
+	# simulator listens before bootcmd runs.
+	mkdir -p "$r/etc/systemd/system/imds-sim.service.d"
+	cat >"$r/etc/systemd/system/imds-sim.service.d/50-before-cloud-init.conf" <<'EOF'
+[Unit]
+DefaultDependencies=no
+After=local-fs.target
+Before=cloud-init.service shutdown.target
+Conflicts=shutdown.target
+
+[Service]
+ExecStartPost=/bin/sh -c 'until [ -s /run/imds-sim.port ]; do sleep 0.1; done'
+EOF
+	t0=$SECONDS
+	boot_ct "$dir"
+	[ -z "$(in_ct ip -o link show | awk -F': ' '$2 != "lo"')" ] || fail "the container has a link besides lo"
+	out=$(in_ct cloud-init status --wait --long 2>&1) || { say "$out" >&3; fail "cloud-init status --wait"; }
+	printf '%s\n' "$out" | grep -qx 'status: done' || { say "$out" >&3; fail "cloud-init status is not done"; }
+	in_ct cat /run/cloud-init/result.json >"$dir/result.json" || fail "no /run/cloud-init/result.json"
+	in_ct cat /run/cloud-init/status.json >"$dir/status.json" || fail "no /run/cloud-init/status.json"
+	v=$(python3 - "$dir" <<'EOF'
+import json, sys
+d = sys.argv[1]
+r = json.load(open(d + "/result.json"))["v1"]
+assert "NoCloud" in r["datasource"], r
+assert r["errors"] == [], r["errors"]
+st = json.load(open(d + "/status.json"))["v1"]
+for stage in ("init-local", "init", "modules-config", "modules-final"):
+    assert st[stage]["finished"] and st[stage]["errors"] == [], (stage, st[stage])
+print(r["datasource"])
+EOF
+) || { in_ct tail -n 40 /var/log/cloud-init-output.log >&3 2>&1 || true; fail "cloud-init reported errors"; }
+	ok "first boot in $(elapsed "$t0"): cloud-init status --wait: done, no errors in result.json and status.json ($v)"
+
+	# bootcmd: the early Scheduled Events call, by curl.
+	early_call() {
+		sim http://169.254.169.254/__sim/requests | python3 -c '
+import json, sys
+assert any(r["method"] == "GET" and r["path"] == "/metadata/scheduledevents"
+           and r["query"].get("api-version") == ["2020-07-01"]
+           and r["headers"].get("metadata") == "true"
+           and r["headers"].get("user-agent", "").startswith("curl/")
+           for r in json.load(sys.stdin))'
+	}
+	wait_for "bootcmd's Scheduled Events call (curl) at the simulator" early_call
+	ok "bootcmd: GET /metadata/scheduledevents?api-version=2020-07-01 with Metadata: true, by curl"
+
+	# runcmd: the package from the cache, the service, the config of write_files.
+	in_ct grep -q '^install-spot-agent: installing /var/cache/spot-agent/spot-agent.deb from the image$' \
+		/var/log/cloud-init-output.log || fail "the installer's line is not in /var/log/cloud-init-output.log"
+	# shellcheck disable=SC2016 # dpkg-query's format, not the shell's
+	v=$(in_ct dpkg-query -W -f='${Status} ${Version}' spot-agent) || fail "spot-agent is not installed"
+	[ "$v" = "install ok installed $(dpkg-deb -f "$deb" Version)" ] || fail "dpkg-query: $v"
+	ok "runcmd installed the cached .deb with no network: $v"
+	[ "$(in_ct systemctl is-enabled spot-agent.service)" = enabled ] || fail "spot-agent.service is not enabled"
+	wait_for "spot-agent.service active" active
+	status_text=$(in_ct systemctl show -p StatusText --value spot-agent.service)
+	ok "spot-agent.service enabled and active; StatusText: $status_text"
+	grep -qx 'hook-timeout = 20' "$r/etc/spot-agent/spot-agent.conf" ||
+		fail "/etc/spot-agent/spot-agent.conf is not the one of write_files (--force-confold)"
+	out=$(in_ct spot-agent check 2>&1) || { say "$out" >&3; fail "spot-agent check"; }
+	for v in 'provider = azure' 'margin = 3' 'hook-timeout = 20' 'events = Preempt,Terminate' \
+		'run   /etc/spot-agent.d/10-checkpoint'; do
+		printf '%s\n' "$out" | grep -qxF "$v" || { say "$out" >&3; fail "spot-agent check: no line '$v'"; }
+	done
+	ok "spot-agent check: passes; the config of write_files, the hook 10-checkpoint"
+	wait_for "spot-agent's delay inhibitor lock for shutdown in logind" holds_lock
+	v=$(logind_prop InhibitDelayMaxUSec) || fail "logind does not answer on the system bus"
+	[ "$v" = "t $LOGIND_DELAY_USEC" ] ||
+		fail "logind's InhibitDelayMaxUSec is ${v#t } µs after the first boot, not the package's $LOGIND_DELAY_USEC"
+	ok "logind: InhibitDelayMaxSec=$((LOGIND_DELAY_USEC / 1000000)) at the first boot; spot-agent holds its delay lock"
+
+	# A drill runs the hook of write_files.
+	out=$(in_ct spot-agent drill 2>&1) || { say "$out" >&3; fail "spot-agent drill"; }
+	printf '%s\n' "$out" | grep -Eq '^10-checkpoint +ok +0 ' ||
+		{ say "$out" >&3; fail "spot-agent drill: no report line '10-checkpoint ok 0'"; }
+	printf '%s\n' "$out" | grep -Eq '\[drill-[0-9]+ 10-checkpoint\] eviction: Preempt drill-[0-9]+, deadline [0-9]+, timeout 20s$' ||
+		{ say "$out" >&3; fail "spot-agent drill: the hook's line is not in its output"; }
+	ok "spot-agent drill: 10-checkpoint ok: $(printf '%s\n' "$out" | grep -o 'eviction: Preempt.*')"
+
+	# The installer without a cached .deb: DEB_URL must be set, and http(s).
+	rm "$r/var/cache/spot-agent/spot-agent.deb"
+	run_installer
+	if [ "$rc" != 2 ] || [ "$out" != "install-spot-agent: no /var/cache/spot-agent/spot-agent.deb in the image and DEB_URL is not set: set DEB_URL in install-spot-agent (write_files of spot-agent.yaml)" ]; then
+		say "$out" >&3
+		fail "install-spot-agent with no cached .deb and no DEB_URL: exit $rc"
+	fi
+	ok "no cached .deb, DEB_URL not set: exit 2, $out"
+	set_deb_url "ftp://127.0.0.1/spot-agent.deb"
+	run_installer
+	if [ "$rc" != 2 ] || [ "$out" != "install-spot-agent: DEB_URL 'ftp://127.0.0.1/spot-agent.deb' is not an http:// or https:// URL" ]; then
+		say "$out" >&3
+		fail "install-spot-agent with an ftp:// DEB_URL: exit $rc"
+	fi
+	ok "DEB_URL ftp://: exit 2, $out"
+
+	# ... and with DEB_URL set it downloads the .deb and installs it (after
+	# dpkg -r, which keeps the config).
+	in_ct dpkg -r spot-agent >"$dir/remove.log" 2>&1 || { cat "$dir/remove.log" >&3; fail "dpkg -r spot-agent"; }
+	in_ct systemd-run --quiet --unit=spot-test-http \
+		python3 -m http.server --bind 127.0.0.1 --directory /root 8080 || fail "systemd-run the download server"
+	wait_for "the download server on 127.0.0.1:8080" in_ct curl -fsS -o /dev/null http://127.0.0.1:8080/
+	set_deb_url "http://127.0.0.1:8080/spot-agent.deb"
+	run_installer
+	[ "$rc" = 0 ] || { say "$out" >&3; fail "install-spot-agent with DEB_URL: exit $rc"; }
+	printf '%s\n' "$out" | grep -qx 'install-spot-agent: downloading http://127.0.0.1:8080/spot-agent.deb' ||
+		{ say "$out" >&3; fail "install-spot-agent did not say it downloads"; }
+	cmp -s "$r/var/cache/spot-agent/spot-agent.deb" "$deb" || fail "the downloaded .deb differs from $deb"
+	# shellcheck disable=SC2016 # dpkg-query's format, not the shell's
+	v=$(in_ct dpkg-query -W -f='${Status}' spot-agent) || fail "spot-agent is not installed after the download"
+	[ "$v" = "install ok installed" ] || fail "dpkg-query after the download: $v"
+	grep -qx 'hook-timeout = 20' "$r/etc/spot-agent/spot-agent.conf" || fail "the reinstall replaced the config"
+	wait_for "spot-agent.service active after the download" active
+	ok "DEB_URL set: downloaded to the cache, installed, config kept, service active"
+	in_ct systemctl stop spot-test-http || true
+	stop_ct
+	[ "${SPOT_TEST_KEEP:-0}" = 1 ] || rm -rf "$dir"
+}
+
 if want install; then scenario_install; fi
 if want eviction-shutdown; then scenario_eviction_shutdown; fi
 if want os-shutdown; then scenario_os_shutdown; fi
 if want gcp-shutdown; then scenario_gcp_shutdown; fi
+if want cloud-init; then scenario_cloud_init; fi
 
 say "check-system: all passed in $(elapsed "$t_start")"
