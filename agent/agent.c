@@ -68,6 +68,7 @@ struct agent {
 	sd_event_source *health_timer;   /* the failing streak outgrows the window */
 	bool unhealthy;
 	uint64_t unhealthy_since_mono_usec;  /* start of the failing streak that did it */
+	uint64_t unhealthy_since_wall_usec;  /* the same, as first logged */
 	bool unready;
 	char unready_id[EVENT_ID_MAX];   /* the event that took readiness down */
 	bool draining;
@@ -181,16 +182,17 @@ static void note_health(struct agent *a)
 	if (!healthy && !a->unhealthy) {
 		a->unhealthy = true;
 		a->unhealthy_since_mono_usec = p->first_failure_mono_usec;
+		a->unhealthy_since_wall_usec = mono_to_wall_usec(p->first_failure_mono_usec);
 		n = strlen(reason);
 		if (n > 0 && reason[n - 1] == '\n')
 			reason[n - 1] = '\0';
 		log_warning("health: /healthz answers 503 from now: %s (failing since %s)", reason,
-			    log_format_timestamp(since, sizeof(since), mono_to_wall_usec(p->first_failure_mono_usec)));
+			    log_format_timestamp(since, sizeof(since), a->unhealthy_since_wall_usec));
 	} else if (healthy && a->unhealthy) {
 		a->unhealthy = false;
 		log_notice("health: /healthz answers 200 again: imds polls answer after failing for %.0f s (since %s)",
 			   (double)(now - a->unhealthy_since_mono_usec) / USEC_PER_SEC,
-			   log_format_timestamp(since, sizeof(since), mono_to_wall_usec(a->unhealthy_since_mono_usec)));
+			   log_format_timestamp(since, sizeof(since), a->unhealthy_since_wall_usec));
 	}
 	if (healthy && p->consecutive_failures > 0) {
 		r = sd_event_source_set_time(a->health_timer, p->first_failure_mono_usec +
@@ -881,19 +883,14 @@ fail:
 	return r;
 }
 
-/* Where the endpoint listens: the configured address with the port it got
- * (listen = ...:0 picks one), or systemd's socket. */
+/* Where the endpoint listens: the configured address, or systemd's socket,
+ * which replaces it. */
 static void describe_listen(const struct agent *a, char *buf, size_t n)
 {
-	const char *colon = strrchr(a->cfg.listen, ':');
-	int port = http_server_port(a->http);
-
 	if (!a->http)
 		(void)snprintf(buf, n, "none");
 	else if (sd_listen_fds(0) > 0)
-		(void)snprintf(buf, n, "the socket passed by systemd (port %d)", port);
-	else if (colon)
-		(void)snprintf(buf, n, "%.*s:%d", (int)(colon - a->cfg.listen), a->cfg.listen, port);
+		(void)snprintf(buf, n, "the socket passed by systemd (port %d)", http_server_port(a->http));
 	else
 		(void)snprintf(buf, n, "%s", a->cfg.listen);
 }
