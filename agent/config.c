@@ -1,7 +1,7 @@
 /* config.c - the option table and everything it drives: the defaults, the
  * config file parser, the command line, config_print and --help. This is the
- * edge where the operator's input enters the agent, so it prints its own
- * one-line errors to stderr. It never exits and never applies a half-valid
+ * edge where the operator's input enters the agent, so it logs its own
+ * one-line errors. It never exits and never applies a half-valid
  * configuration: a result is handed out whole or not at all. */
 #include "config.h"
 
