@@ -63,6 +63,14 @@ struct agent {
 	size_t ignored_next;
 
 	enum agent_phase last_notified_phase;
+	/* What /healthz and /readyz last answered, as logged: each change is
+	 * logged once, not per request or per poll. */
+	sd_event_source *health_timer;   /* the failing streak outgrows the window */
+	bool unhealthy;
+	uint64_t unhealthy_since_mono_usec;  /* start of the failing streak that did it */
+	uint64_t unhealthy_since_wall_usec;  /* the same, as first logged */
+	bool unready;
+	char unready_id[EVENT_ID_MAX];   /* the event that took readiness down */
 	bool draining;
 	struct state_sync sync;          /* fsyncs of the last save, owed until the drain ends */
 	bool stopping;
@@ -130,6 +138,79 @@ static void notify_phase(struct agent *a)
 				 r && r->approved ? ", approved" : "");
 		break;
 	}
+}
+
+/* ---- health and readiness, as /healthz and /readyz answer ---- */
+
+/* /readyz answers 503 in these phases (http.c's route_readyz). */
+static bool phase_unready(enum agent_phase phase)
+{
+	return phase == PHASE_PENDING || phase == PHASE_RUNNING || phase == PHASE_DONE;
+}
+
+/* Readiness follows the phase, which only drain() changes. */
+static void note_readiness(struct agent *a)
+{
+	const struct event_record *r;
+
+	if (phase_unready(a->state.phase) == a->unready)
+		return;
+	a->unready = !a->unready;
+	if (a->unready) {
+		r = state_current(&a->state);
+		(void)strscpy(a->unready_id, sizeof(a->unready_id), r ? r->ev.id : "");
+		log_event(LOG_NOTICE, r ? r->ev.id : NULL, "readiness: /readyz answers 503 from now: evicting (%s %s)",
+			  r ? event_type_to_string(r->ev.type) : "unknown", r ? r->ev.id : "unknown");
+	} else {
+		log_event(LOG_NOTICE, a->unready_id[0] ? a->unready_id : NULL,
+			  "readiness: /readyz answers 200 again: no eviction in hand");
+		a->unready_id[0] = '\0';
+	}
+}
+
+/* Health changes when a round ends, or when a failing streak outgrows
+ * HTTP_HEALTH_WINDOW_SEC between two rounds: the timer is armed for that
+ * moment, so the line comes when /healthz first answers 503. */
+static void note_health(struct agent *a)
+{
+	const struct poll_stats *p = &a->state.poll;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	char reason[STATE_REASON_MAX + 64], since[LOG_TIMESTAMP_MAX];
+	bool healthy = http_healthy(&a->state, now, reason, sizeof(reason));
+	size_t n;
+	int r = 0;
+
+	if (!healthy && !a->unhealthy) {
+		a->unhealthy = true;
+		a->unhealthy_since_mono_usec = p->first_failure_mono_usec;
+		a->unhealthy_since_wall_usec = mono_to_wall_usec(p->first_failure_mono_usec);
+		n = strlen(reason);
+		if (n > 0 && reason[n - 1] == '\n')
+			reason[n - 1] = '\0';
+		log_warning("health: /healthz answers 503 from now: %s (failing since %s)", reason,
+			    log_format_timestamp(since, sizeof(since), a->unhealthy_since_wall_usec));
+	} else if (healthy && a->unhealthy) {
+		a->unhealthy = false;
+		log_notice("health: /healthz answers 200 again: imds polls answer after failing for %.0f s (since %s)",
+			   (double)(now - a->unhealthy_since_mono_usec) / USEC_PER_SEC,
+			   log_format_timestamp(since, sizeof(since), a->unhealthy_since_wall_usec));
+	}
+	if (healthy && p->consecutive_failures > 0) {
+		r = sd_event_source_set_time(a->health_timer, p->first_failure_mono_usec +
+					     HTTP_HEALTH_WINDOW_SEC * USEC_PER_SEC + 1);
+		if (r >= 0)
+			r = sd_event_source_set_enabled(a->health_timer, SD_EVENT_ONESHOT);
+	} else {
+		(void)sd_event_source_set_enabled(a->health_timer, SD_EVENT_OFF);
+	}
+	if (r < 0)
+		log_warning_errno(r, "loop: cannot arm the health timer, health changes are logged when a poll ends");
+}
+
+static int on_health_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	note_health(userdata);
+	return 0;
 }
 
 /* ---- carrying out the engine's actions ---- */
@@ -306,9 +387,10 @@ static void carry_out(struct agent *a, const struct engine_action *act)
 	case ENGINE_RESUMED:
 		if (r)
 			log_event(LOG_NOTICE, r->ev.id,
-				  "resuming the hook chain of %s %s after a restart: %zu of %zu hooks left, %.1f s to the deadline",
+				  "resuming the hook chain of %s %s after a restart: %zu of %zu %s left, %.1f s to the deadline",
 				  event_type_to_string(r->ev.type), r->ev.id, r->n_hooks ? count_left(r) : 0,
-				  r->n_hooks, (double)(r->deadline_wall_usec - now_wall()) / USEC_PER_SEC);
+				  r->n_hooks, plural(r->n_hooks, "hook", "hooks"),
+				  (double)(r->deadline_wall_usec - now_wall()) / USEC_PER_SEC);
 		break;
 	case ENGINE_CHANGED:
 		if (r) {
@@ -385,6 +467,7 @@ static void drain(struct agent *a)
 	a->draining = false;
 	arm_engine_timer(a);
 	notify_phase(a);
+	note_readiness(a);
 }
 
 static void after_hook(void *userdata)
@@ -445,6 +528,7 @@ static void round_failed(struct agent *a, enum imds_result result, const char *w
 			    item[0] ? item : what, detail, p->consecutive_failures);
 		a->last_failure_log_mono_usec = now;
 	}
+	note_health(a);
 	poll_round_ended(&a->sched, now, result == IMDS_RESULT_THROTTLED ? POLL_THROTTLED : POLL_FAILED);
 	schedule_poll(a, a->sched.next_round_mono_usec);
 	/* Time passed without an answer: the engine may have a deadline. */
@@ -457,7 +541,8 @@ static void round_succeeded(struct agent *a, uint64_t latency_usec, uint64_t don
 	struct poll_stats *p = &a->state.poll;
 
 	if (p->consecutive_failures > 0)
-		log_info("imds: polls recovered after %" PRIu64 " failures", p->consecutive_failures);
+		log_info("imds: polls recovered after %" PRIu64 " %s", p->consecutive_failures,
+			 plural(p->consecutive_failures, "failure", "failures"));
 	p->ok++;
 	p->consecutive_failures = 0;
 	p->first_failure_mono_usec = 0;
@@ -465,6 +550,7 @@ static void round_succeeded(struct agent *a, uint64_t latency_usec, uint64_t don
 	p->last_ok_wall_usec = now_wall();
 	p->last_ok_mono_usec = done_mono_usec;
 	p->last_latency_usec = latency_usec;
+	note_health(a);
 }
 
 static void set_vm_name(struct agent *a, const char *name)
@@ -505,11 +591,12 @@ static void log_round_notes(struct agent *a, const struct provider_round *r)
 			log_notice("imds: document %" PRId64 ": event '%s' dropped: %s, ignoring it", r->incarnation,
 				   r->drops[i].id[0] ? r->drops[i].id : "?", r->drops[i].reason);
 		if (r->n_drops > PROVIDER_DROPS_MAX)
-			log_notice("imds: document %" PRId64 ": and %zu more events dropped", r->incarnation,
-				   r->n_drops - PROVIDER_DROPS_MAX);
+			log_notice("imds: document %" PRId64 ": and %zu more %s dropped", r->incarnation,
+				   r->n_drops - PROVIDER_DROPS_MAX, plural(r->n_drops - PROVIDER_DROPS_MAX, "event", "events"));
 		if (r->n_other > 0 && r->n_other != a->n_other_logged)
-			log_info("imds: document %" PRId64 " lists %zu events for other VMs, ignoring them",
-				 r->incarnation, r->n_other);
+			log_info("imds: document %" PRId64 " lists %zu %s for other VMs, ignoring %s",
+				 r->incarnation, r->n_other, plural(r->n_other, "event", "events"),
+				 plural(r->n_other, "it", "them"));
 		a->n_other_logged = r->n_other;
 	}
 }
@@ -564,7 +651,8 @@ static void on_probe(enum provider found, enum imds_result result, const char *e
 	int r;
 
 	if (found != PROVIDER_AUTO) {
-		log_info("imds: the metadata service speaks %s", provider_to_string(found));
+		log_info("imds: the metadata service speaks %s; provider auto chose it, the first of azure, aws "
+			 "and gcp to answer in its own dialect", provider_to_string(found));
 		provider_probe_free(a->probe);
 		a->probe = NULL;
 		r = use_provider(a, found);
@@ -686,8 +774,8 @@ static void load_state(struct agent *a)
 		log_warning_errno(r, "state: cannot open '%s', continuing without the saved state",
 				  a->cfg.state_dir);
 	if (rep.stale_removed > 0)
-		log_info("state: removed %u stale temp file%s of interrupted saves in '%s'", rep.stale_removed,
-			 rep.stale_removed == 1 ? "" : "s", a->cfg.state_dir);
+		log_info("state: removed %u stale temp %s of interrupted saves in '%s'", rep.stale_removed,
+			 plural(rep.stale_removed, "file", "files"), a->cfg.state_dir);
 	if (rep.error < 0 && rep.moved)
 		log_warning("state: '%s' was unreadable (%s), moved it to '%s' and started afresh", path,
 			    strerror(-rep.error), rep.moved);
@@ -713,8 +801,8 @@ static void setup_tree(struct agent *a)
 		log_warning_errno(r, "hooks: cannot set up the hooks' process tree, children that leave "
 				  "their session are still killed while the agent runs");
 	if (killed > 0)
-		log_warning("hooks: killed %u process%s left over from a previous run's hooks", killed,
-			    killed == 1 ? "" : "es");
+		log_warning("hooks: killed %u %s left over from a previous run's hooks", killed,
+			    plural(killed, "process", "processes"));
 	if (!hooks_tree_cgroup())
 		log_info("hooks: no cgroup for the hooks, their leftovers are found as orphans");
 }
@@ -785,6 +873,8 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 		r = sd_event_add_time(e, &a->engine_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_engine_timer, a);
 	if (r >= 0)
 		r = sd_event_add_time(e, &a->approve_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_approve_timer, a);
+	if (r >= 0)
+		r = sd_event_add_time(e, &a->health_timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_health_timer, a);
 	if (r < 0) {
 		log_errno(r, "loop: cannot add timers");
 		goto fail;
@@ -792,6 +882,7 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	(void)sd_event_source_set_description(a->poll_timer, "poll");
 	(void)sd_event_source_set_description(a->engine_timer, "engine");
 	(void)sd_event_source_set_description(a->approve_timer, "approve");
+	(void)sd_event_source_set_description(a->health_timer, "health");
 	/* Polls and the engine outrank the HTTP endpoint: a busy client must
 	 * not delay detection (lower value = higher priority in sd-event). */
 	(void)sd_event_source_set_priority(a->poll_timer, SD_EVENT_PRIORITY_IMPORTANT);
@@ -816,14 +907,46 @@ fail:
 	return r;
 }
 
+/* Where the endpoint listens: the configured address, or systemd's socket,
+ * which replaces it. */
+static void describe_listen(const struct agent *a, char *buf, size_t n)
+{
+	if (!a->http)
+		(void)snprintf(buf, n, "none");
+	else if (sd_listen_fds(0) > 0)
+		(void)snprintf(buf, n, "the socket passed by systemd (port %d)", http_server_port(a->http));
+	else
+		(void)snprintf(buf, n, "%s", a->cfg.listen);
+}
+
+/* The one line that says what this run watches and where it answers. */
+static void log_started(const struct agent *a, const struct hook_plan *plan, int scan_error)
+{
+	const char *lib = a->cfg.hooks_lib_dir && a->cfg.hooks_lib_dir[0] ? a->cfg.hooks_lib_dir : NULL;
+	char listen[CONFIG_LISTEN_MAX + 64], hooks[32];
+
+	describe_listen(a, listen, sizeof(listen));
+	if (scan_error < 0)
+		(void)snprintf(hooks, sizeof(hooks), "unreadable hooks");
+	else
+		(void)snprintf(hooks, sizeof(hooks), "%zu %s", plan->n_hooks, plural(plan->n_hooks, "hook", "hooks"));
+	log_info("spot-agent " SPOT_VERSION " started: provider %s, imds %s, listen %s, %s from '%s'%s%s%s, "
+		 "state in '%s'", a->cfg.provider == PROVIDER_AUTO ? "auto (probing azure, aws, then gcp)" :
+		 provider_to_string(a->cfg.provider), a->base_url, listen, hooks, a->cfg.hooks_dir,
+		 lib ? " and '" : "", lib ? lib : "", lib ? "'" : "", a->cfg.state_dir);
+}
+
 int agent_start(struct agent *a)
 {
 	struct hook_plan plan = { 0 };
+	int r;
 
-	if (hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan) >= 0) {
+	r = hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan);
+	if (r >= 0) {
 		chain_log_skips(&plan, &a->chain.skips_signature);
 		log_info("hooks: %zu to run from '%s'", plan.n_hooks, a->cfg.hooks_dir);
 	}
+	log_started(a, &plan, r);
 	hook_plan_done(&plan);
 	/* An unfinished chain resumes now, without waiting for the service. */
 	engine_start(&a->engine, now_wall());
@@ -869,13 +992,15 @@ void agent_reload(struct agent *a, struct config *cfg)
 	log_setup(a->cfg.log_format, a->cfg.log_level);
 	ec = engine_config_of(a);
 	engine_set_config(&a->engine, &ec);
+	provider_set_gcp_notice(a->provider, a->cfg.gcp_preempt_notice_sec);
 	poll_sched_set_interval(&a->sched, a->cfg.poll_interval_ms * USEC_PER_MSEC);
 
 	if (hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan) >= 0) {
 		free(a->chain.skips_signature);
 		a->chain.skips_signature = NULL;
 		chain_log_skips(&plan, &a->chain.skips_signature);
-		log_info("config reloaded; %zu hooks to run from '%s'", plan.n_hooks, a->cfg.hooks_dir);
+		log_info("config reloaded; %zu %s to run from '%s'", plan.n_hooks, plural(plan.n_hooks, "hook", "hooks"),
+			 a->cfg.hooks_dir);
 	} else {
 		log_warning("config reloaded; hooks directory '%s' cannot be read", a->cfg.hooks_dir);
 	}
@@ -907,6 +1032,7 @@ void agent_free(struct agent *a)
 	sd_event_source_disable_unref(a->poll_timer);
 	sd_event_source_disable_unref(a->engine_timer);
 	sd_event_source_disable_unref(a->approve_timer);
+	sd_event_source_disable_unref(a->health_timer);
 	http_server_free(a->http);
 	logind_free(a->logind);
 	provider_free(a->provider);

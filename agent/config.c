@@ -1,7 +1,7 @@
 /* config.c - the option table and everything it drives: the defaults, the
  * config file parser, the command line, config_print and --help. This is the
- * edge where the operator's input enters the agent, so it prints its own
- * one-line errors to stderr. It never exits and never applies a half-valid
+ * edge where the operator's input enters the agent, so it logs its own
+ * one-line errors. It never exits and never applies a half-valid
  * configuration: a result is handed out whole or not at all. */
 #include "config.h"
 
@@ -639,7 +639,7 @@ static void usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "spot-agent: %s\n", msg);
+	log_error("%s", msg);
 }
 
 static void add_override(struct cmdline *cl, const char *key, const char *value)
@@ -886,7 +886,7 @@ static void file_error(struct file_parser *p, unsigned line, const char *fmt, ..
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "spot-agent: %s:%u: %s\n", p->path, line, msg);
+	log_error("%s:%u: %s", p->path, line, msg);
 	p->errors++;
 }
 
@@ -1084,11 +1084,10 @@ int config_load(const struct cmdline *cl, struct config *ret)
 		r = 0; /* no file at the default place: the defaults */
 	else if (r < 0) {
 		if (r == -EFBIG)
-			fprintf(stderr, "spot-agent: cannot read config '%s': larger than %d bytes\n",
-				cl->config_path, CONFIG_FILE_MAX);
+			log_error("cannot read config '%s': larger than %d bytes", cl->config_path, CONFIG_FILE_MAX);
 		else
-			fprintf(stderr, "spot-agent: cannot read config '%s': %s\n", cl->config_path,
-				r == -EBADF ? "not a regular file" : strerror(-r));
+			log_error("cannot read config '%s': %s", cl->config_path,
+				  r == -EBADF ? "not a regular file" : strerror(-r));
 		p.errors++;
 	} else {
 		c.config_path = xstrdup(cl->config_path);
@@ -1108,11 +1107,10 @@ int config_load(const struct cmdline *cl, struct config *ret)
 		if (!o || (o->flags & OPT_CMDLINE) || !eq) {
 			char e1[ECHO_MAX + 1];
 
-			fprintf(stderr, "spot-agent: unknown option '--%s'\n",
-				echo(key ? key : cl->overrides[i], e1, sizeof(e1)));
+			log_error("unknown option '--%s'", echo(key ? key : cl->overrides[i], e1, sizeof(e1)));
 			p.errors++;
 		} else if (parse_value(o, eq + 1, &v, err, sizeof(err)) < 0) {
-			fprintf(stderr, "spot-agent: option --%s: %s\n", o->name, err);
+			log_error("option --%s: %s", o->name, err);
 			p.errors++;
 		} else
 			store_value(o, &c, &v);

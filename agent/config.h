@@ -68,8 +68,8 @@ struct cmdline {
 	size_t n_overrides;
 };
 
-/* Parses argv. On a usage error prints one line "spot-agent: ..." to stderr
- * and returns -EINVAL (the caller exits 2). */
+/* Parses argv. On a usage error logs one error line and returns -EINVAL
+ * (the caller exits 2). */
 int config_parse_args(int argc, char **argv, struct cmdline *ret);
 void cmdline_done(struct cmdline *cl);
 
@@ -77,7 +77,7 @@ void cmdline_done(struct cmdline *cl);
  * Every error is printed as one line ("FILE:LINE: message" or
  * "option --x: message"); parsing goes on to report them all, and on any
  * error -EINVAL is returned and *ret is left untouched. */
-/* Each of those lines starts with "spot-agent: ". On success *ret is
+/* Each of those lines is an error record of the logger. On success *ret is
  * overwritten without being freed, so a reload loads into a fresh struct and
  * swaps it in. cl->config_path NULL means no file (the defaults). */
 int config_load(const struct cmdline *cl, struct config *ret);

@@ -164,7 +164,7 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 	engine_round(&d.engine, &list, host, now);
 	rec = st.n_records > 0 ? &st.records[0] : NULL;
 	if (!rec) {
-		r = -EINVAL;
+		r = log_errno(-EINVAL, "drill: the synthetic %s event was not taken up", event_type_to_string(t));
 		goto out;
 	}
 	fprintf(out, "drill: %s event %s, notice %" PRIu64 " s, margin %" PRIu64 " s, budget %.1f s\n",

@@ -1,22 +1,31 @@
 /* log.c - the agent's only output channel for diagnostics. Under systemd it
  * writes structured journal entries (SPOT_EVENT_ID, SPOT_HOOK, PRIORITY);
- * otherwise one text or JSON line per record on stderr. It never exits and
- * never allocates on a failure path it cannot recover from. */
+ * otherwise one text or JSON line per record on stderr, each with its time
+ * in UTC to the millisecond. Without a journal to write to it falls back to
+ * text rather than lose the records. It never exits and never allocates on
+ * a failure path it cannot recover from. */
 #include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <systemd/sd-journal.h>
 
 #define LOG_MESSAGE_MAX 4096
+/* A text line: the message, its time, level, event id and hook name. */
+#define LOG_LINE_MAX (LOG_MESSAGE_MAX + 512)
 
 static enum log_format log_format = LOG_FORMAT_TEXT;
 static int log_max_priority = LOG_INFO;
+/* The journal fallback has been announced; cleared when a journal is found. */
+static bool journal_fallback_warned;
 
 static const char *const level_names[] = {
 	[LOG_EMERG] = "emerg", [LOG_ALERT] = "alert", [LOG_CRIT] = "crit",
@@ -29,13 +38,72 @@ static const char *const format_names[] = {
 	[LOG_FORMAT_JSON] = "json", [LOG_FORMAT_JOURNAL] = "journal",
 };
 
+/* systemd sets JOURNAL_STREAM to "DEV:INODE" of the stream it connects
+ * stdout/stderr to; a child whose stderr went elsewhere inherits it too,
+ * so only a match with stderr itself counts. */
+static bool stderr_is_journal_stream(void)
+{
+	const char *e = getenv("JOURNAL_STREAM"), *colon;
+	char dev_text[32];
+	uint64_t dev, ino;
+	struct stat st;
+
+	if (!e || !(colon = strchr(e, ':')) || (size_t)(colon - e) >= sizeof(dev_text))
+		return false;
+	memcpy(dev_text, e, (size_t)(colon - e));
+	dev_text[colon - e] = '\0';
+	if (parse_uint64(dev_text, 0, UINT64_MAX, &dev) < 0 || parse_uint64(colon + 1, 0, UINT64_MAX, &ino) < 0)
+		return false;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
+}
+
+int log_journal_probe(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, r = 0;
+
+	if (strscpy(sa.sun_path, sizeof(sa.sun_path), path) < 0)
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
+		r = -errno;
+	(void)close(fd);
+	return r;
+}
+
 void log_setup(enum log_format format, int max_priority)
 {
+	int r;
+
 	if (format == LOG_FORMAT_AUTO)
-		/* systemd sets JOURNAL_STREAM when stderr is connected to the journal. */
-		format = getenv("JOURNAL_STREAM") ? LOG_FORMAT_JOURNAL : LOG_FORMAT_TEXT;
-	log_format = format;
+		format = stderr_is_journal_stream() ? LOG_FORMAT_JOURNAL : LOG_FORMAT_TEXT;
 	log_max_priority = max_priority;
+	if (format != LOG_FORMAT_JOURNAL) {
+		log_format = format;
+		return;
+	}
+	/* libsystemd drops entries without a word when the socket is missing
+	 * (a container, a run by hand): text on stderr is better than nothing. */
+	r = log_journal_probe(LOG_JOURNAL_SOCKET);
+	if (r >= 0) {
+		log_format = LOG_FORMAT_JOURNAL;
+		journal_fallback_warned = false;
+		return;
+	}
+	log_format = LOG_FORMAT_TEXT;
+	if (!journal_fallback_warned) {
+		journal_fallback_warned = true;
+		log_warning_errno(r, "log: no journal at '%s', logging text to stderr instead", LOG_JOURNAL_SOCKET);
+	}
+}
+
+enum log_format log_get_format(void)
+{
+	return log_format;
 }
 
 int log_get_max_priority(void)
@@ -77,24 +145,63 @@ const char *log_level_to_string(int priority)
 	return priority >= 0 && (size_t)priority < ELEMENTSOF(level_names) ? level_names[priority] : "?";
 }
 
+char *log_format_timestamp(char *buf, size_t n, uint64_t wall_usec)
+{
+	time_t t = (time_t)(wall_usec / USEC_PER_SEC);
+	unsigned ms = (unsigned)(wall_usec / USEC_PER_MSEC % 1000);
+	struct tm tm;
+	size_t k;
+	int m;
+
+	if (n == 0)
+		return buf;
+	buf[0] = '\0';
+	if (!gmtime_r(&t, &tm))
+		return buf;
+	k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (k == 0) {
+		buf[0] = '\0';  /* strftime may leave a part behind */
+		return buf;
+	}
+	m = snprintf(buf + k, n - k, ".%03uZ", ms);
+	if (m < 0 || (size_t)m >= n - k)
+		buf[0] = '\0';
+	return buf;
+}
+
 static void emit_text(int priority, const char *event_id, const char *hook, const char *msg)
 {
+	char line[LOG_LINE_MAX], ts[LOG_TIMESTAMP_MAX];
+	const char *level = level_names[priority];
+	size_t len;
+	int k;
+
+	(void)log_format_timestamp(ts, sizeof(ts), now_usec(CLOCK_REALTIME));
 	if (hook)
-		fprintf(stderr, "spot-agent: %s: [%s %s] %s\n", level_names[priority],
-			event_id ? event_id : "-", hook, msg);
+		k = snprintf(line, sizeof(line), "%s spot-agent: %s: [%s %s] %s", ts, level,
+			     event_id ? event_id : "-", hook, msg);
 	else if (event_id)
-		fprintf(stderr, "spot-agent: %s: [%s] %s\n", level_names[priority], event_id, msg);
+		k = snprintf(line, sizeof(line), "%s spot-agent: %s: [%s] %s", ts, level, event_id, msg);
 	else
-		fprintf(stderr, "spot-agent: %s: %s\n", level_names[priority], msg);
+		k = snprintf(line, sizeof(line), "%s spot-agent: %s: %s", ts, level, msg);
+	if (k < 0)
+		return;
+	/* One record, one line, written at once: a cut line still ends. */
+	len = (size_t)k < sizeof(line) - 1 ? (size_t)k : sizeof(line) - 2;
+	for (size_t i = 0; i < len; i++)
+		if (line[i] == '\n' || line[i] == '\r')
+			line[i] = ' ';
+	line[len++] = '\n';
+	(void)fwrite(line, 1, len, stderr);
 }
 
 static void emit_json(int priority, const char *event_id, const char *hook, const char *msg)
 {
-	char ts[RFC3339_MAX];
+	char ts[LOG_TIMESTAMP_MAX];
 	cJSON *o = cJSON_CreateObject();
 	char *line;
 
-	cJSON_AddStringToObject(o, "time", format_rfc3339(ts, sizeof(ts), now_usec(CLOCK_REALTIME)));
+	cJSON_AddStringToObject(o, "time", log_format_timestamp(ts, sizeof(ts), now_usec(CLOCK_REALTIME)));
 	cJSON_AddStringToObject(o, "level", level_names[priority]);
 	if (event_id)
 		cJSON_AddStringToObject(o, "event_id", event_id);

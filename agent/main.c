@@ -49,10 +49,9 @@ static void check_shutdown_delay(const struct config *c)
 		printf("\n# logind InhibitDelayMaxSec = %.1f s (%s)\n", (double)usec / USEC_PER_SEC,
 		       source[0] ? source : "logind's default");
 	if (usec != USEC_INFINITY && usec < want * USEC_PER_SEC)
-		fprintf(stderr, "spot-agent: warning: logind's InhibitDelayMaxSec (%.1f s) is shorter than the "
-			"%" PRIu64 " s the hooks may need at a shutdown; the package's "
-			"logind.conf.d/zz-spot-agent.conf raises it unless a later drop-in lowers it\n",
-			(double)usec / USEC_PER_SEC, want);
+		log_warning("logind: InhibitDelayMaxSec (%.1f s) is shorter than the %" PRIu64 " s the hooks may "
+			    "need at a shutdown; the package's logind.conf.d/zz-spot-agent.conf raises it unless a "
+			    "later drop-in lowers it", (double)usec / USEC_PER_SEC, want);
 }
 
 static int cmd_check(const struct config *c)
@@ -63,7 +62,7 @@ static int cmd_check(const struct config *c)
 	config_print(c, stdout);
 	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
 	if (r < 0) {
-		fprintf(stderr, "spot-agent: cannot read hooks directory '%s': %s\n", c->hooks_dir, strerror(-r));
+		log_errno(r, "cannot read hooks directory '%s'", c->hooks_dir);
 		return EXIT_USAGE;
 	}
 	printf("\n# hooks in run order (%zu)\n", plan.n_hooks);
@@ -113,8 +112,7 @@ static int cmd_run(const struct cmdline *cl, struct config *c)
 	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
 	hook_plan_done(&plan);
 	if (r < 0) {
-		fprintf(stderr, "spot-agent: cannot read hooks directory '%s' or '%s': %s\n", c->hooks_dir,
-			c->hooks_lib_dir, strerror(-r));
+		log_errno(r, "cannot read hooks directory '%s' or '%s'", c->hooks_dir, c->hooks_lib_dir);
 		return EXIT_USAGE;
 	}
 	r = loop_new(&e);
@@ -139,7 +137,6 @@ static int cmd_run(const struct cmdline *cl, struct config *c)
 	/* Ready once config, state, hooks and the listener are up; the first
 	 * IMDS answer can take minutes and is not waited for. */
 	(void)sd_notify(false, "READY=1");
-	log_info("spot-agent " SPOT_VERSION " started");
 
 	r = loop_run(e);
 	agent_free(m.agent);
@@ -149,6 +146,21 @@ static int cmd_run(const struct cmdline *cl, struct config *c)
 		return EXIT_FAILURE;
 	}
 	return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* The config file's errors come before its log-format is known: they are
+ * logged in the one the command line names, if it does (the last wins). */
+static void log_setup_cmdline(const struct cmdline *cl)
+{
+	static const char key[] = "log-format=";
+	enum log_format f;
+
+	for (size_t i = cl->n_overrides; i-- > 0;)
+		if (strncmp(cl->overrides[i], key, sizeof(key) - 1) == 0) {
+			if (log_parse_format(cl->overrides[i] + sizeof(key) - 1, &f) == 0)
+				log_setup(f, LOG_INFO);
+			return;
+		}
 }
 
 int main(int argc, char **argv)
@@ -175,11 +187,13 @@ int main(int argc, char **argv)
 	default:
 		break;
 	}
+	log_setup_cmdline(&cl);
 	if (config_load(&cl, &c) < 0) {
 		cmdline_done(&cl);
 		return EXIT_USAGE;
 	}
-	log_setup(cl.command == COMMAND_RUN ? c.log_format : LOG_FORMAT_TEXT, c.log_level);
+	/* check and drill log like the daemon; their reports go to stdout. */
+	log_setup(c.log_format, c.log_level);
 
 	switch (cl.command) {
 	case COMMAND_CHECK:

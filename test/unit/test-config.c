@@ -69,6 +69,38 @@ static void capture_begin(void)
 	assert_true(dup2(fileno(capture_file), STDERR_FILENO) >= 0);
 }
 
+/* Errors are log lines ("<time> spot-agent: error: <message>", see
+ * test-log.c): each line is cut back to "spot-agent: <message>", what these
+ * tests compare. */
+static void strip_log_prefixes(char *s)
+{
+	static const char head[] = "spot-agent: ", level[] = "error: ";
+	char *in = s, *out = s;
+
+	while (*in) {
+		char *eol = strchr(in, '\n');
+		size_t n = eol ? (size_t)(eol - in) + 1 : strlen(in);
+		char *ts_end = memchr(in, ' ', n);
+
+		/* "2026-12-01T11:48:54.123Z " */
+		if (ts_end && ts_end - in == 24 && in[4] == '-' && in[10] == 'T' && in[23] == 'Z') {
+			n -= (size_t)(ts_end + 1 - in);
+			in = ts_end + 1;
+		}
+		if (n > strlen(head) + strlen(level) && strncmp(in, head, strlen(head)) == 0 &&
+		    strncmp(in + strlen(head), level, strlen(level)) == 0) {
+			memmove(out, head, strlen(head));
+			out += strlen(head);
+			in += strlen(head) + strlen(level);
+			n -= strlen(head) + strlen(level);
+		}
+		memmove(out, in, n);
+		out += n;
+		in += n;
+	}
+	*out = '\0';
+}
+
 /* Returns what was written to stderr; the caller frees it. */
 static char *capture_end(void)
 {
@@ -81,6 +113,7 @@ static char *capture_end(void)
 	s = read_all(capture_file);
 	fclose(capture_file);
 	capture_file = NULL;
+	strip_log_prefixes(s);
 	return s;
 }
 
