@@ -183,8 +183,9 @@ static const struct option_def options[] = {
 	  "this VM's name as events list it; set only to override (default: from the "
 	  "metadata service)", NULL, NULL },
 	{ "events", 0, OPT_EVENTS, 0, CFG(events_mask), 0, 0, "Preempt,Terminate,Shutdown", "LIST",
-	  "comma-separated event types that trigger the hooks; '+Type' adds to the default, "
-	  "'!Type' takes one out of it, plain names replace it", &event_type_desc, NULL },
+	  "comma-separated event types that trigger the hooks: '+Type' adds to the default, "
+	  "'!Type' takes one out of it; plain names replace it, and such a list names "
+	  "Preempt or drops it with '!Preempt'", &event_type_desc, NULL },
 	{ "margin", 0, OPT_UINT, 0, CFG(margin_sec), 0, 600, "2", "SECONDS",
 	  "the hook chain must end this long before the event's NotBefore", NULL, NULL },
 	{ "gcp-preempt-notice", 0, OPT_UINT, 0, CFG(gcp_preempt_notice_sec), 1, 600, "30", "SECONDS",
@@ -275,14 +276,31 @@ static int parse_enum(const struct enum_desc *d, const char *s, int *ret)
 	return -EINVAL;
 }
 
-/* "A,B" replaces the default set; "+A" adds to it and "!A" takes A out of
- * it, so adding is never mistaken for replacing. The two forms do not mix. */
+/* Appends "sep" and "text" to the list in buf (of n bytes), cut when full. */
+static void list_append(char *buf, size_t n, const char *sep, const char *text)
+{
+	size_t k = strlen(buf);
+
+	if (k < n)
+		(void)snprintf(buf + k, n - k, "%s%s", k ? sep : "", text);
+}
+
+/* Three forms, so that adding is never mistaken for replacing and Preempt
+ * is never lost by accident:
+ *   "+A,!B"  the default, plus A, minus B;
+ *   "A,C"    exactly A and C, replacing the default; it must name Preempt
+ *            or drop it on purpose with "!Preempt" ("A,!Preempt");
+ *   "!B" next to plain names only says that B is left out on purpose, while
+ *   "+A" next to them is refused: adding to a list that replaces the
+ *   default means nothing.
+ * A type both wanted and dropped, and a list that leaves no type, are
+ * refused as well. */
 static int parse_events(const struct option_def *o, const char *s, unsigned *ret,
 			char *err, size_t n)
 {
 	char e1[ECHO_MAX + 1], e2[ECHO_MAX + 1], names[128];
 	unsigned mask = 0, add = 0, del = 0;
-	bool plain = false, relative = false;
+	const unsigned preempt = 1u << EVENT_PREEMPT;
 	const char *p = s;
 	int r;
 
@@ -323,23 +341,54 @@ static int parse_events(const struct option_def *o, const char *s, unsigned *ret
 			del |= 1u << v;
 		else
 			mask |= 1u << v;
-		relative = relative || sign;
-		plain = plain || !sign;
+		if ((mask | add) & del & (1u << v)) {
+			(void)snprintf(err, n, "value '%s' both wants and drops '%s'",
+				       echo(s, e1, sizeof(e1)), o->choices->name(v));
+			return -EINVAL;
+		}
 		if (!end)
 			break;
 		p = end + 1;
 	}
-	if (plain && relative) {
-		(void)snprintf(err, n, "value '%s' mixes names with '+'/'!' items: list the types to "
-			       "replace the default, or only '+Type'/'!Type' to change it",
-			       echo(s, e1, sizeof(e1)));
+	if (mask && add) {
+		(void)snprintf(err, n, "value '%s' mixes plain names with '+Type': list every type "
+			       "wanted, or only '+Type' and '!Type' items to change the default (%s)",
+			       echo(s, e1, sizeof(e1)), o->def ? o->def : "");
 		return -EINVAL;
 	}
-	if (relative) {
+	if (mask && !(mask & preempt) && !(del & preempt)) {
+		char plus[128] = "", keep[128] = "", drop[128] = "", not_pre[40];
+		const char *pre = o->choices->name(EVENT_PREEMPT);
+
+		list_append(keep, sizeof(keep), ",", pre);
+		for (size_t i = 0; i < o->choices->n_values; i++) {
+			int t = o->choices->values[i];
+			char signed_name[40];
+
+			if (mask & (1u << t)) {
+				(void)snprintf(signed_name, sizeof(signed_name), "+%s", o->choices->name(t));
+				list_append(plus, sizeof(plus), ",", signed_name);
+				list_append(keep, sizeof(keep), ",", o->choices->name(t));
+				list_append(drop, sizeof(drop), ",", o->choices->name(t));
+			}
+		}
+		(void)snprintf(not_pre, sizeof(not_pre), "!%s", pre);
+		list_append(drop, sizeof(drop), ",", not_pre);
+		(void)snprintf(err, n, "value '%s' would ignore %s notices: write '%s' to add to the "
+			       "default types, '%s' to keep %s, or '%s' to drop it on purpose",
+			       echo(s, e1, sizeof(e1)), pre, plus, keep, pre, drop);
+		return -EINVAL;
+	}
+	if (!mask) {
 		r = o->def && o->def != s ? parse_events(o, o->def, &mask, err, n) : 0;
 		if (r < 0)
 			return r;
 		mask = (mask | add) & ~del;
+	}
+	if (!mask) {
+		(void)snprintf(err, n, "value '%s' leaves no event type to act on",
+			       echo(s, e1, sizeof(e1)));
+		return -EINVAL;
 	}
 	*ret = mask;
 	return 0;
@@ -1135,7 +1184,6 @@ static const char *format_value(const struct option_def *o, const struct config 
 				char *buf, size_t n)
 {
 	const void *field = (const char *)c + o->offset;
-	size_t k = 0;
 
 	switch (o->type) {
 	case OPT_PATH:
@@ -1155,19 +1203,26 @@ static const char *format_value(const struct option_def *o, const struct config 
 		return *(const bool *)field ? "yes" : "no";
 	case OPT_ENUM:
 		return o->choices->name(*(const int *)field);
-	case OPT_EVENTS:
+	case OPT_EVENTS: {
+		unsigned mask = *(const unsigned *)field;
+
+		/* The full list; a list without Preempt says so, or it would
+		 * not read back (parse_events). */
 		buf[0] = '\0';
 		for (size_t i = 0; i < o->choices->n_values; i++) {
 			int t = o->choices->values[i];
-			int w;
 
-			if (!(*(const unsigned *)field & (1u << t)) || k >= n)
-				continue;
-			w = snprintf(buf + k, n - k, "%s%s", k ? "," : "", o->choices->name(t));
-			if (w > 0)
-				k += (size_t)w;
+			if (mask & (1u << t))
+				list_append(buf, n, ",", o->choices->name(t));
+		}
+		if (!(mask & (1u << EVENT_PREEMPT))) {
+			char not_pre[40];
+
+			(void)snprintf(not_pre, sizeof(not_pre), "!%s", o->choices->name(EVENT_PREEMPT));
+			list_append(buf, n, ",", not_pre);
 		}
 		return buf;
+	}
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;
