@@ -398,3 +398,33 @@ def test_reload_to_no_hooks_warns(ctx):
     a.wait_log(r"config reloaded; 1 hooks to run", start=start)
     check(a.proc.poll() is None, "agent died")
 
+
+def test_check_output_is_a_config_file_that_reads_back(ctx):
+    ctx.hook("10-ok", "true")
+    ctx.hook("20-noexec", "true", mode=0o644)
+    # A file name that would be a config line of its own if printed raw.
+    ctx.hook("30-x\nprovider = aws", "true", mode=0o644)
+    ctx.hook("05-lib", "true", directory=ctx.lib_hooks)
+    conf = ctx.config_file("margin = 7\nevents = !Preempt\nvm-name = \" vm #1 \"\n", "in put.conf")
+    first = check_args(ctx, "--poll-interval", "250", "--no-approve", "--log-level", "debug",
+                       "--provider", "gcp")
+    first[2] = conf
+    r = run(first)
+    check(r.returncode == 0, "exit %d %r" % (r.returncode, r.stderr))
+    for line in r.stdout.splitlines():
+        check(line == "" or line.startswith("#") or re.match(r"^[a-z-]+ = \S", line),
+              "not a config line: %r" % line)
+    check("# skip  %s/30-x?provider = aws: not executable" % ctx.hooks in r.stdout, r.stdout)
+    check(r.stdout.startswith("# spot-agent effective configuration (file: %s/in put.conf)\n"
+                              % ctx.dir), r.stdout)
+    for want in ("margin = 7", "events = Terminate,Shutdown,!Preempt", 'vm-name = " vm #1 "',
+                 "poll-interval = 250", "approve = no", "log-level = debug", "provider = gcp"):
+        check("\n%s\n" % want in r.stdout, "lacks %r: %s" % (want, r.stdout))
+
+    # Fed back on its own, it gives the same output but for the file name.
+    out = ctx.config_file(r.stdout, "check-out.conf")
+    r2 = run(["check", "-c", out])
+    check(r2.returncode == 0, "read back: exit %d %r" % (r2.returncode, r2.stderr))
+    a, b = r.stdout.splitlines(), r2.stdout.splitlines()
+    check(b[0] == "# spot-agent effective configuration (file: %s)" % out, b[0])
+    check(a[1:] == b[1:], "differs:\n%s\n---\n%s" % (r.stdout, r2.stdout))
