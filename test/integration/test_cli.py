@@ -428,3 +428,58 @@ def test_check_output_is_a_config_file_that_reads_back(ctx):
     a, b = r.stdout.splitlines(), r2.stdout.splitlines()
     check(b[0] == "# spot-agent effective configuration (file: %s)" % out, b[0])
     check(a[1:] == b[1:], "differs:\n%s\n---\n%s" % (r.stdout, r2.stdout))
+
+
+def option_table():
+    """--help's options and check's config keys, as test/check-docs.py reads them."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "check_docs", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                   "check-docs.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.parse_help(run(["--help"]).stdout), mod.config_keys(AGENT)
+
+
+def test_reload_keeps_exactly_the_keys_marked_needs_a_restart(ctx):
+    sim = ctx.start_sim()
+    opts, keys = option_table()
+    marked = sorted(k for k in keys if opts[k].restart)
+    check(len(marked) >= 3, "restart marks %r" % marked)
+    other_hooks = os.path.join(ctx.dir, "other-hooks.d")
+    os.mkdir(other_hooks)
+    # A different valid value for every key; a new key must be added here.
+    changed = {
+        "provider": "gcp",
+        "imds-url": "http://127.0.0.1:9",
+        "hooks-dir": other_hooks,
+        "hooks-lib-dir": "none",
+        "state-dir": os.path.join(ctx.dir, "other-state"),
+        "listen": "127.0.0.1:%d" % free_port(),
+        "poll-interval": "300",
+        "vm-name": "other-vm",
+        "events": "+Reboot",
+        "margin": "3",
+        "gcp-preempt-notice": "40",
+        "hook-timeout": "5",
+        "approve": "no",
+        "log-format": "json",
+        "log-level": "info",
+    }
+    check(sorted(changed) == sorted(keys), "keys to change %r, config keys %r" % (sorted(changed), keys))
+    ctx.http_port = free_port()
+    first = {"imds-url": sim.url, "hooks-dir": ctx.hooks, "hooks-lib-dir": ctx.lib_hooks,
+             "state-dir": ctx.state, "listen": "127.0.0.1:%d" % ctx.http_port,
+             "poll-interval": "200", "log-format": "text", "log-level": "debug"}
+    conf = ctx.config_file("".join("%s = %s\n" % kv for kv in first.items()), "live.conf")
+    a = ctx.start_agent(args=["-c", conf])
+    a.wait_log(r"this VM is")
+    with open(conf, "w") as f:
+        f.write("".join("%s = %s\n" % kv for kv in changed.items()))
+    start = len(a.lines)
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"config reloaded", start=start)
+    warned = sorted(set(re.findall(r"changing '([a-z-]+)' needs a restart", "\n".join(a.lines[start:]))))
+    check(warned == marked, "a reload kept %r, --help marks %r" % (warned, marked))
+    # The kept ones are still in force: the endpoint did not move.
+    check(ctx.http_get("/healthz")[0] == 200, "endpoint moved")

@@ -966,6 +966,12 @@ static void test_help(void **state)
 		"spot-agent --version | --help", "for tests and packaging",
 		"Preempt, Terminate, Reboot, Redeploy, Freeze, Shutdown", "azure, aws, gcp, auto",
 		"(200 to 60000; Azure IMDS allows about 5 requests per second; default: 1000)", CONFIG_DEFAULT_LISTEN, CONFIG_DEFAULT_PATH,
+		/* Keys a SIGHUP does not change, as agent_reload keeps them. */
+		"(one of: azure, aws, gcp, auto; default: azure; needs a restart)",
+		"(default: " CONFIG_DEFAULT_STATE "; needs a restart)",
+		"(default: " CONFIG_DEFAULT_LISTEN "; needs a restart)",
+		"asked from the metadata service (needs a restart)",
+		"SIGHUP reloads the config file; options that need a restart keep their",
 	};
 	char *help = NULL, *flat, *q, *printed, *line;
 	size_t n = 0;
@@ -994,6 +1000,9 @@ static void test_help(void **state)
 			fprintf(stderr, "help lacks '%s'\n", words[i]);
 		assert_non_null(strstr(flat, words[i]));
 	}
+	/* Keys a reload applies carry no mark. */
+	assert_non_null(strstr(flat, "(default: " CONFIG_DEFAULT_HOOKS ")"));
+	assert_non_null(strstr(flat, "(0 to 600; default: 2)"));
 	free(flat);
 	/* No line wider than 79 columns. */
 	for (char *p = help; *p;) {
