@@ -21,6 +21,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(TOP, "README.md")
 MAN8 = os.path.join(TOP, "man", "spot-agent.8")
 MAN5 = os.path.join(TOP, "man", "spot-agent.conf.5")
+PACKAGED_CONF = os.path.join(TOP, "packaging", "spot-agent.conf")
 HELP_COLUMN = 32
 
 
@@ -165,7 +166,7 @@ def squash(s):
     return re.sub(r"\s+", "", s).lower()
 
 
-def compare(agent, readme_text=None, man8_text=None, man5_text=None):
+def compare(agent, readme_text=None, man8_text=None, man5_text=None, conf_text=None):
     """Every mismatch, as lines."""
     bad = []
     r = subprocess.run([agent, "--help"], capture_output=True, text=True, timeout=60)
@@ -238,6 +239,21 @@ def compare(agent, readme_text=None, man8_text=None, man5_text=None):
                 bad.append("%s: '%s' %s 'Needs a restart'" % (page, name, "lacks" if o.restart
                                                                else "wrongly says"))
 
+    # The packaged config: every key, commented out, at its default.
+    packaged = {}
+    for line in (conf_text if conf_text is not None else open(PACKAGED_CONF).read()).splitlines():
+        m = re.match(r"^#([a-z][a-z-]*) =(?: (.*))?$", line)
+        if m:
+            packaged[m.group(1)] = m.group(2) or ""
+    if list(packaged) != keys:
+        bad.append("packaging/spot-agent.conf: keys %s, the config has %s"
+                   % (",".join(packaged), ",".join(keys)))
+    for k, v in packaged.items():
+        o = opts.get(k)
+        if o and v != (o.default or ""):
+            bad.append("packaging/spot-agent.conf: '%s = %s', the default is '%s'"
+                       % (k, v, o.default or ""))
+
     # Both listen forms, wherever listen is described.
     if "listen" in opts:
         texts = [("--help", opts["listen"].metavar + " " + opts["listen"].text)]
@@ -258,6 +274,7 @@ def self_test(agent):
     readme = open(README).read()
     man8 = open(MAN8).read()
     man5 = open(MAN5).read()
+    conf = open(PACKAGED_CONF).read()
     row = next(l for l in readme.splitlines() if l.startswith("| `--margin"))
     breaks = [
         ("a README row dropped", dict(readme_text=readme.replace(row + "\n", ""))),
@@ -269,9 +286,11 @@ def self_test(agent):
         ("a man 5 default changed", dict(man5_text=re.sub(r"(\.It Cm margin = Ar seconds\n(?:.*\n)*?Default: )2", r"\g<1>5", man5, count=1))),
         ("a man 5 restart mark dropped", dict(man5_text=man5.replace("Needs a restart.\n", "", 1))),
         ("a man 5 listen form dropped", dict(man5_text=man5.replace("ipv6", "ip6"))),
+        ("a packaged default changed", dict(conf_text=conf.replace("#margin = 2\n", "#margin = 4\n"))),
+        ("a packaged key dropped", dict(conf_text=conf.replace("#margin = 2\n", ""))),
     ]
     failed = 0
-    originals = dict(readme_text=readme, man8_text=man8, man5_text=man5)
+    originals = dict(readme_text=readme, man8_text=man8, man5_text=man5, conf_text=conf)
     for what, kw in breaks:
         if all(v == originals[k] for k, v in kw.items()):
             print("check-docs: self-test: cannot make %s (the docs changed shape)" % what)
@@ -297,10 +316,11 @@ def main():
     if selftest and not bad:
         failed += self_test(agent)
     if failed:
-        print("check-docs: %d mismatch%s between --help, README.md, spot-agent(8) and "
-              "spot-agent.conf(5)" % (failed, "" if failed == 1 else "es"))
+        print("check-docs: %d mismatch%s between --help, README.md, spot-agent(8), "
+              "spot-agent.conf(5) and the packaged config" % (failed, "" if failed == 1 else "es"))
         return 1
-    print("check-docs: --help, README.md, spot-agent(8) and spot-agent.conf(5) agree on every option")
+    print("check-docs: --help, README.md, spot-agent(8), spot-agent.conf(5) and the packaged "
+          "config agree on every option")
     return 0
 
 
