@@ -999,8 +999,12 @@ void agent_reload(struct agent *a, struct config *cfg)
 		free(a->chain.skips_signature);
 		a->chain.skips_signature = NULL;
 		chain_log_skips(&plan, &a->chain.skips_signature);
-		log_info("config reloaded; %zu %s to run from '%s'", plan.n_hooks, plural(plan.n_hooks, "hook", "hooks"),
-			 a->cfg.hooks_dir);
+		if (plan.n_hooks == 0)
+			log_warning("config reloaded, but no hook would run: hooks-dir '%s' is missing or "
+				    "has no runnable file", a->cfg.hooks_dir);
+		else
+			log_info("config reloaded; %zu %s to run from '%s'", plan.n_hooks,
+				 plural(plan.n_hooks, "hook", "hooks"), a->cfg.hooks_dir);
 	} else {
 		log_warning("config reloaded; hooks directory '%s' cannot be read", a->cfg.hooks_dir);
 	}

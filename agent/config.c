@@ -47,6 +47,7 @@ enum {
 	OPT_DRILL   = 1u << 1,  /* only together with the drill subcommand */
 	OPT_UNSET   = 1u << 2,  /* "" leaves it unset (NULL): the value comes from elsewhere */
 	OPT_NONE    = 1u << 3,  /* "none" (or "") is stored as "" and disables the feature */
+	OPT_RESTART = 1u << 4,  /* a reload keeps the running value (agent_reload): needs a restart */
 };
 
 /* The names of an enum and how to parse them; values lists the accepted ones. */
@@ -157,11 +158,12 @@ static const struct option_def options[] = {
 	{ "config", 'c', OPT_PATH, OPT_CMDLINE, 0, 0, PATH_MAX - 1, CONFIG_DEFAULT_PATH, "FILE",
 	  "config file, command line only; a missing default file means defaults, a "
 	  "missing named file is an error", NULL, NULL },
-	{ "provider", 0, OPT_ENUM, 0, CFG(provider), 0, 0, "azure", "NAME",
+	{ "provider", 0, OPT_ENUM, OPT_RESTART, CFG(provider), 0, 0, "azure", "NAME",
 	  "cloud whose metadata service is watched; auto probes them", &provider_desc, NULL },
-	{ "imds-url", 0, OPT_URL, OPT_UNSET, CFG(imds_url), 0, CONFIG_URL_MAX, NULL, "URL",
-	  "base URL of the metadata service, for tests and simulators (default: the "
-	  "provider's, " CONFIG_IMDS_URL_DEFAULT ", for gcp " CONFIG_IMDS_URL_GCP ")", NULL, NULL },
+	{ "imds-url", 0, OPT_URL, OPT_UNSET | OPT_RESTART, CFG(imds_url), 0, CONFIG_URL_MAX, NULL, "URL",
+	  "base URL of the metadata service, for tests and simulators; unset means the "
+	  "provider's: " CONFIG_IMDS_URL_DEFAULT " for azure and aws, " CONFIG_IMDS_URL_GCP
+	  " for gcp", NULL, NULL },
 	{ "hooks-dir", 0, OPT_PATH, 0, CFG(hooks_dir), 0, PATH_MAX - 1, CONFIG_DEFAULT_HOOKS, "DIR",
 	  "hook directory; its files run one after another in byte order of their names",
 	  NULL, NULL },
@@ -170,21 +172,22 @@ static const struct option_def options[] = {
 	  "packaged hooks, merged with the hook directory by file name: the hook "
 	  "directory wins and a link to /dev/null there masks; 'none' disables the "
 	  "merge (for tests and packaging)", NULL, NULL },
-	{ "state-dir", 0, OPT_PATH, 0, CFG(state_dir), 0, PATH_MAX - 1, CONFIG_DEFAULT_STATE, "DIR",
+	{ "state-dir", 0, OPT_PATH, OPT_RESTART, CFG(state_dir), 0, PATH_MAX - 1, CONFIG_DEFAULT_STATE, "DIR",
 	  "persistent state (state.json)", NULL, NULL },
-	{ "listen", 0, OPT_LISTEN, 0, CFG(listen), 0, CONFIG_LISTEN_MAX, CONFIG_DEFAULT_LISTEN,
+	{ "listen", 0, OPT_LISTEN, OPT_RESTART, CFG(listen), 0, CONFIG_LISTEN_MAX, CONFIG_DEFAULT_LISTEN,
 	  "ADDR:PORT",
 	  "HTTP endpoint (/healthz, /readyz, /v1/status, /metrics), ADDR:PORT or "
 	  "[IPV6]:PORT; 'none' disables it", NULL, NULL },
 	{ "poll-interval", 0, OPT_UINT, 0, CFG(poll_interval_ms), CONFIG_POLL_MIN_MS,
 	  CONFIG_POLL_MAX_MS, "1000", "MS", "metadata poll period in milliseconds", NULL,
 	  "Azure IMDS allows about 5 requests per second" },
-	{ "vm-name", 0, OPT_STRING, OPT_UNSET, CFG(vm_name), 0, CONFIG_VM_NAME_MAX, NULL, "NAME",
-	  "this VM's name as events list it; set only to override (default: from the "
-	  "metadata service)", NULL, NULL },
+	{ "vm-name", 0, OPT_STRING, OPT_UNSET | OPT_RESTART, CFG(vm_name), 0, CONFIG_VM_NAME_MAX, NULL, "NAME",
+	  "this VM's name as events list it; set only to override, unset means it is "
+	  "asked from the metadata service", NULL, NULL },
 	{ "events", 0, OPT_EVENTS, 0, CFG(events_mask), 0, 0, "Preempt,Terminate,Shutdown", "LIST",
-	  "comma-separated event types that trigger the hooks; '+Type' adds to the default, "
-	  "'!Type' takes one out of it, plain names replace it", &event_type_desc, NULL },
+	  "comma-separated event types that trigger the hooks: '+Type' adds to the default, "
+	  "'!Type' takes one out of it; plain names replace it, and such a list names "
+	  "Preempt or drops it with '!Preempt'", &event_type_desc, NULL },
 	{ "margin", 0, OPT_UINT, 0, CFG(margin_sec), 0, 600, "2", "SECONDS",
 	  "the hook chain must end this long before the event's NotBefore", NULL, NULL },
 	{ "gcp-preempt-notice", 0, OPT_UINT, 0, CFG(gcp_preempt_notice_sec), 1, 600, "30", "SECONDS",
@@ -275,14 +278,39 @@ static int parse_enum(const struct enum_desc *d, const char *s, int *ret)
 	return -EINVAL;
 }
 
-/* "A,B" replaces the default set; "+A" adds to it and "!A" takes A out of
- * it, so adding is never mistaken for replacing. The two forms do not mix. */
+/* Appends text to the string in buf (of n bytes), cut when full. */
+static void str_append(char *buf, size_t n, const char *text)
+{
+	size_t k = strlen(buf);
+
+	if (k + 1 < n)
+		(void)strscpy(buf + k, n - k, text);
+}
+
+/* Appends sep (unless buf is empty) and text to the list in buf. */
+static void list_append(char *buf, size_t n, const char *sep, const char *text)
+{
+	if (buf[0])
+		str_append(buf, n, sep);
+	str_append(buf, n, text);
+}
+
+/* Three forms, so that adding is never mistaken for replacing and Preempt
+ * is never lost by accident:
+ *   "+A,!B"  the default, plus A, minus B;
+ *   "A,C"    exactly A and C, replacing the default; it must name Preempt
+ *            or drop it on purpose with "!Preempt" ("A,!Preempt");
+ *   "!B" next to plain names only says that B is left out on purpose, while
+ *   "+A" next to them is refused: adding to a list that replaces the
+ *   default means nothing.
+ * A type both wanted and dropped, and a list that leaves no type, are
+ * refused as well. */
 static int parse_events(const struct option_def *o, const char *s, unsigned *ret,
 			char *err, size_t n)
 {
 	char e1[ECHO_MAX + 1], e2[ECHO_MAX + 1], names[128];
 	unsigned mask = 0, add = 0, del = 0;
-	bool plain = false, relative = false;
+	const unsigned preempt = 1u << EVENT_PREEMPT;
 	const char *p = s;
 	int r;
 
@@ -323,23 +351,54 @@ static int parse_events(const struct option_def *o, const char *s, unsigned *ret
 			del |= 1u << v;
 		else
 			mask |= 1u << v;
-		relative = relative || sign;
-		plain = plain || !sign;
+		if ((mask | add) & del & (1u << v)) {
+			(void)snprintf(err, n, "value '%s' both wants and drops '%s'",
+				       echo(s, e1, sizeof(e1)), o->choices->name(v));
+			return -EINVAL;
+		}
 		if (!end)
 			break;
 		p = end + 1;
 	}
-	if (plain && relative) {
-		(void)snprintf(err, n, "value '%s' mixes names with '+'/'!' items: list the types to "
-			       "replace the default, or only '+Type'/'!Type' to change it",
-			       echo(s, e1, sizeof(e1)));
+	if (mask && add) {
+		(void)snprintf(err, n, "value '%s' mixes plain names with '+Type': list every type "
+			       "wanted, or only '+Type' and '!Type' items to change the default (%s)",
+			       echo(s, e1, sizeof(e1)), o->def ? o->def : "");
 		return -EINVAL;
 	}
-	if (relative) {
+	if (mask && !(mask & preempt) && !(del & preempt)) {
+		char plus[128] = "", keep[128] = "", drop[128] = "", not_pre[40];
+		const char *pre = o->choices->name(EVENT_PREEMPT);
+
+		list_append(keep, sizeof(keep), ",", pre);
+		for (size_t i = 0; i < o->choices->n_values; i++) {
+			int t = o->choices->values[i];
+			char signed_name[40];
+
+			if (mask & (1u << t)) {
+				(void)snprintf(signed_name, sizeof(signed_name), "+%s", o->choices->name(t));
+				list_append(plus, sizeof(plus), ",", signed_name);
+				list_append(keep, sizeof(keep), ",", o->choices->name(t));
+				list_append(drop, sizeof(drop), ",", o->choices->name(t));
+			}
+		}
+		(void)snprintf(not_pre, sizeof(not_pre), "!%s", pre);
+		list_append(drop, sizeof(drop), ",", not_pre);
+		(void)snprintf(err, n, "value '%s' would ignore %s notices: write '%s' to add to the "
+			       "default types, '%s' to keep %s, or '%s' to drop it on purpose",
+			       echo(s, e1, sizeof(e1)), pre, plus, keep, pre, drop);
+		return -EINVAL;
+	}
+	if (!mask) {
 		r = o->def && o->def != s ? parse_events(o, o->def, &mask, err, n) : 0;
 		if (r < 0)
 			return r;
 		mask = (mask | add) & ~del;
+	}
+	if (!mask) {
+		(void)snprintf(err, n, "value '%s' leaves no event type to act on",
+			       echo(s, e1, sizeof(e1)));
+		return -EINVAL;
 	}
 	*ret = mask;
 	return 0;
@@ -1133,7 +1192,6 @@ static const char *format_value(const struct option_def *o, const struct config 
 				char *buf, size_t n)
 {
 	const void *field = (const char *)c + o->offset;
-	size_t k = 0;
 
 	switch (o->type) {
 	case OPT_PATH:
@@ -1153,19 +1211,26 @@ static const char *format_value(const struct option_def *o, const struct config 
 		return *(const bool *)field ? "yes" : "no";
 	case OPT_ENUM:
 		return o->choices->name(*(const int *)field);
-	case OPT_EVENTS:
+	case OPT_EVENTS: {
+		unsigned mask = *(const unsigned *)field;
+
+		/* The full list; a list without Preempt says so, or it would
+		 * not read back (parse_events). */
 		buf[0] = '\0';
 		for (size_t i = 0; i < o->choices->n_values; i++) {
 			int t = o->choices->values[i];
-			int w;
 
-			if (!(*(const unsigned *)field & (1u << t)) || k >= n)
-				continue;
-			w = snprintf(buf + k, n - k, "%s%s", k ? "," : "", o->choices->name(t));
-			if (w > 0)
-				k += (size_t)w;
+			if (mask & (1u << t))
+				list_append(buf, n, ",", o->choices->name(t));
+		}
+		if (!(mask & (1u << EVENT_PREEMPT))) {
+			char not_pre[40];
+
+			(void)snprintf(not_pre, sizeof(not_pre), "!%s", o->choices->name(EVENT_PREEMPT));
+			list_append(buf, n, ",", not_pre);
 		}
 		return buf;
+	}
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;
@@ -1257,19 +1322,41 @@ static void print_option_help(FILE *f, const struct option_def *o)
 			      o->metavar ? " " : "", o->metavar ? o->metavar : "");
 	fputs(head, f);
 
+	/* "help (range; note; choices; default; restart)", each part only
+	 * when it applies: the form the docs check (test/check-docs.py) reads. */
+	text[0] = '\0';
+	if (o->type == OPT_UINT) {
+		char range[64];
+
+		(void)snprintf(range, sizeof(range), "%" PRIu64 " to %" PRIu64, o->min, o->max);
+		list_append(text, sizeof(text), "; ", range);
+		if (o->min_note)
+			list_append(text, sizeof(text), "; ", o->min_note);
+	}
 	if (o->choices) {
+		char part[160];
+
 		join_choices(o->choices, ", ", names, sizeof(names));
-		(void)snprintf(text, sizeof(text), "%s (%s: %s%s%s)", o->help,
-			       o->type == OPT_EVENTS ? "any of" : "one of", names,
-			       o->def ? "; default: " : "", o->def ? o->def : "");
-	} else if (o->type == OPT_UINT)
-		(void)snprintf(text, sizeof(text), "%s (%" PRIu64 " to %" PRIu64 "%s%s; default: %s)",
-			       o->help, o->min, o->max, o->min_note ? "; " : "",
-			       o->min_note ? o->min_note : "", o->def);
-	else if (o->def)
-		(void)snprintf(text, sizeof(text), "%s (default: %s)", o->help, o->def);
-	else
-		(void)snprintf(text, sizeof(text), "%s", o->help);
+		(void)snprintf(part, sizeof(part), "%s: %s",
+			       o->type == OPT_EVENTS ? "any of" : "one of", names);
+		list_append(text, sizeof(text), "; ", part);
+	}
+	if (o->def) {
+		list_append(text, sizeof(text), "; ", "default: ");
+		str_append(text, sizeof(text), o->def);
+	}
+	if (o->flags & OPT_RESTART)
+		list_append(text, sizeof(text), "; ", "needs a restart");
+	if (text[0]) {
+		char parts[sizeof(text)];
+
+		(void)strscpy(parts, sizeof(parts), text);
+		(void)strscpy(text, sizeof(text), o->help);
+		str_append(text, sizeof(text), " (");
+		str_append(text, sizeof(text), parts);
+		str_append(text, sizeof(text), ")");
+	} else
+		(void)strscpy(text, sizeof(text), o->help);
 	print_wrapped(f, text, at > 0 ? (size_t)at : 0, HELP_COLUMN);
 }
 
@@ -1285,8 +1372,10 @@ void config_usage(FILE *f)
 	      "\n"
 	      "Commands:\n"
 	      "  (none)    run the agent in the foreground (systemd Type=notify)\n"
-	      "  check     validate the config, list the hooks in run order and every\n"
-	      "            skipped file with its reason; exit 0 when valid, 2 when not\n"
+	      "  check     validate the config, the hook and state directories and the\n"
+	      "            listen address; print the config (as a config file), the hooks\n"
+	      "            in run order and every skipped file with its reason; exit 0\n"
+	      "            when the agent could start, 2 when not\n"
 	      "  drill     game day: run the hooks against a synthetic event, no metadata\n"
 	      "            service needed; print a per-hook report (exit, duration, budget)\n"
 	      "            and exit non-zero if a hook failed or the chain overran its budget\n"
@@ -1304,7 +1393,9 @@ void config_usage(FILE *f)
 	for (size_t i = 0; i < N_OPTIONS; i++)
 		if (options[i].type == OPT_HELP || options[i].type == OPT_VERSION)
 			print_option_help(f, &options[i]);
-	fputs("\nExit status: 0 success, 1 runtime failure, 2 usage or config error.\n", f);
+	fputs("\nSIGHUP reloads the config file; options that need a restart keep their\n"
+	      "running value until the next start.\n"
+	      "Exit status: 0 success, 1 runtime failure, 2 usage or config error.\n", f);
 }
 
 const char *config_imds_url(const struct config *c)

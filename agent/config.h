@@ -83,8 +83,8 @@ void cmdline_done(struct cmdline *cl);
 int config_load(const struct cmdline *cl, struct config *ret);
 void config_done(struct config *c);
 
-/* Prints the effective configuration as "key = value" lines (a valid
- * config file). */
+/* Prints the effective configuration as "key = value" lines and '#'
+ * comments: a valid config file that loads back to the same config. */
 void config_print(const struct config *c, FILE *f);
 
 /* Prints --help, generated from the option table. */

@@ -175,7 +175,8 @@ static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, const ch
 		return MHD_NO;
 	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES ||
 	    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
-	    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") != MHD_YES)
+	    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") != MHD_YES ||
+	    MHD_add_response_header(r, MHD_HTTP_HEADER_SERVER, HTTP_SERVER_PRODUCT "/" SPOT_VERSION) != MHD_YES)
 		goto out;
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED &&
 	    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, ALLOWED_METHODS) != MHD_YES)

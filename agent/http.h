@@ -26,6 +26,9 @@
  * connection slots a probe needs for long. */
 #define HTTP_PRESSURE_CONNECTIONS (HTTP_CONNECTIONS_MAX * 3 / 4)
 #define HTTP_PRESSURE_TIMEOUT_SEC 1
+/* Every answer carries "Server: spot-agent/VERSION": 'spot-agent check'
+ * tells a running agent on the listen address from another program. */
+#define HTTP_SERVER_PRODUCT      "spot-agent"
 
 struct http_server;
 

@@ -2,9 +2,11 @@
  * place that exits. 0 clean stop, 1 runtime failure, 2 usage or config error.
  * Before READY=1 a fatal error ends the program with one clear line; after
  * it, the agent itself never exits on a runtime error. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include "log.h"
 #include "logind.h"
 #include "loop.h"
+#include "preflight.h"
 
 #define EXIT_USAGE 2
 
@@ -26,6 +29,24 @@ struct main_ctx {
 	const struct cmdline *cmdline;
 	struct agent *agent;
 };
+
+/* Prints one line of check's report as a config file comment: "# " and
+ * the text, control characters (a newline in a file name) as '?', so the
+ * whole output stays a config file that reads back the same. */
+static void comment(const char *fmt, ...) _printf_(1, 2);
+static void comment(const char *fmt, ...)
+{
+	char line[PREFLIGHT_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	for (char *p = line; *p; p++)
+		if (iscntrl((unsigned char)*p))
+			*p = '?';
+	printf("# %s\n", line);
+}
 
 /* How long a shutdown waits for the hooks: logind's InhibitDelayMaxSec,
  * as its files set it. Shorter than an eviction window, it cuts the chain
@@ -39,41 +60,70 @@ static void check_shutdown_delay(const struct config *c)
 	if ((c->provider == PROVIDER_GCP || c->provider == PROVIDER_AUTO) && c->gcp_preempt_notice_sec > want)
 		want = c->gcp_preempt_notice_sec;
 	r = logind_read_delay_max(&usec, source, sizeof(source));
+	printf("\n");
 	if (r < 0) {
-		printf("\n# logind InhibitDelayMaxSec: cannot read '%s': %s\n", source, strerror(-r));
+		comment("logind InhibitDelayMaxSec: cannot read '%s': %s", source, strerror(-r));
 		return;
 	}
 	if (usec == USEC_INFINITY)
-		printf("\n# logind InhibitDelayMaxSec = infinity (%s)\n", source[0] ? source : "default");
+		comment("logind InhibitDelayMaxSec = infinity (%s)", source[0] ? source : "default");
 	else
-		printf("\n# logind InhibitDelayMaxSec = %.1f s (%s)\n", (double)usec / USEC_PER_SEC,
-		       source[0] ? source : "logind's default");
+		comment("logind InhibitDelayMaxSec = %.1f s (%s)", (double)usec / USEC_PER_SEC,
+			source[0] ? source : "logind's default");
 	if (usec != USEC_INFINITY && usec < want * USEC_PER_SEC)
 		log_warning("logind: InhibitDelayMaxSec (%.1f s) is shorter than the %" PRIu64 " s the hooks may "
 			    "need at a shutdown; the package's logind.conf.d/zz-spot-agent.conf raises it unless a "
 			    "later drop-in lowers it", (double)usec / USEC_PER_SEC, want);
 }
 
+/* One preflight result: a comment on stdout when fine, one line on stderr
+ * when not. Returns 0 or EXIT_USAGE. */
+static int report(int r, const char *msg)
+{
+	if (r >= 0) {
+		comment("%s", msg);
+		return 0;
+	}
+	log_error("%s", msg);
+	return EXIT_USAGE;
+}
+
+/* Everything goes to stdout as a config file: the effective configuration,
+ * then comments. Problems go to stderr, one line each, all of them. */
 static int cmd_check(const struct config *c)
 {
 	struct hook_plan plan = { 0 };
-	int r;
+	char msg[PREFLIGHT_MSG_MAX];
+	int r, rc;
 
 	config_print(c, stdout);
+	printf("\n");
+	r = preflight_hooks_dirs(c->hooks_dir, c->hooks_lib_dir, msg, sizeof(msg));
+	rc = report(r, msg);
+	r = preflight_state_dir(c->state_dir, false, msg, sizeof(msg));
+	rc = report(r, msg) ? EXIT_USAGE : rc;
+	r = preflight_listen(c->listen, msg, sizeof(msg));
+	rc = report(r, msg) ? EXIT_USAGE : rc;
 	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
 	if (r < 0) {
-		log_errno(r, "cannot read hooks directory '%s'", c->hooks_dir);
-		return EXIT_USAGE;
+		if (rc == 0)
+			log_errno(r, "cannot read hooks directory '%s'", c->hooks_dir);
+		rc = EXIT_USAGE;
+	} else {
+		printf("\n");
+		comment("hooks in run order (%zu)", plan.n_hooks);
+		for (size_t i = 0; i < plan.n_hooks; i++)
+			comment("run   %s", plan.hooks[i].path);
+		printf("\n");
+		comment("skipped files (%zu)", plan.n_skips + plan.n_skips_dropped);
+		for (size_t i = 0; i < plan.n_skips; i++)
+			comment("skip  %s: %s", plan.skips[i].path, plan.skips[i].reason);
+		if (plan.n_skips_dropped > 0)
+			comment("and %zu more, not listed", plan.n_skips_dropped);
 	}
-	printf("\n# hooks in run order (%zu)\n", plan.n_hooks);
-	for (size_t i = 0; i < plan.n_hooks; i++)
-		printf("run   %s\n", plan.hooks[i].path);
-	printf("\n# skipped files (%zu)\n", plan.n_skips);
-	for (size_t i = 0; i < plan.n_skips; i++)
-		printf("skip  %s: %s\n", plan.skips[i].path, plan.skips[i].reason);
 	hook_plan_done(&plan);
 	check_shutdown_delay(c);
-	return 0;
+	return rc;
 }
 
 static int on_term(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -104,11 +154,18 @@ static int cmd_run(const struct cmdline *cl, struct config *c)
 {
 	struct main_ctx m = { .cmdline = cl };
 	struct hook_plan plan = { 0 };
+	char msg[PREFLIGHT_MSG_MAX];
 	sd_event *e = NULL;
 	int r;
 
-	/* An unreadable hook directory is a configuration error, as in
-	 * 'check': exit 2, so systemd does not restart us in a loop. */
+	/* A missing or unreadable hook directory, or a state directory where
+	 * state.json cannot be saved, is a configuration error, as in 'check':
+	 * exit 2, so systemd does not restart us in a loop. */
+	if (preflight_hooks_dirs(c->hooks_dir, c->hooks_lib_dir, msg, sizeof(msg)) < 0 ||
+	    preflight_state_dir(c->state_dir, true, msg, sizeof(msg)) < 0) {
+		log_error("%s", msg);
+		return EXIT_USAGE;
+	}
 	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
 	hook_plan_done(&plan);
 	if (r < 0) {
@@ -199,10 +256,18 @@ int main(int argc, char **argv)
 	case COMMAND_CHECK:
 		r = cmd_check(&c);
 		break;
-	case COMMAND_DRILL:
+	case COMMAND_DRILL: {
+		char msg[PREFLIGHT_MSG_MAX];
+
+		if (preflight_hooks_dirs(c.hooks_dir, c.hooks_lib_dir, msg, sizeof(msg)) < 0) {
+			log_error("%s", msg);
+			r = EXIT_USAGE;
+			break;
+		}
 		r = drill_run(&c, cl.drill_type, cl.drill_notice_sec, stdout);
 		r = r < 0 ? EXIT_FAILURE : r;
 		break;
+	}
 	default:
 		r = cmd_run(&cl, &c);
 		break;

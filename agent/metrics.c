@@ -501,7 +501,8 @@ char *metrics_render(const struct metrics *m, const struct agent_state *s,
 			   event_type_names[i], m->events[i]);
 
 	family(&b, "spot_agent_eviction_pending", "gauge",
-	       "1 from the detection of an eviction for this VM until the agent stops.");
+	       "1 from the detection of an eviction for this VM until its hooks are done and the "
+	       "metadata service no longer lists it (while /readyz answers 503), else 0.");
 	buf_printf(&b, "spot_agent_eviction_pending %d\n", evicting ? 1 : 0);
 
 	family(&b, "spot_agent_eviction_deadline_timestamp_seconds", "gauge",

@@ -80,6 +80,7 @@ grep -qx 'ExecStart=/usr/local/bin/spot-agent' "$dest/usr/local/lib/systemd/syst
 
 step "default config: every key, uncommented, passes spot-agent check"
 sed 's/^#\([a-z]\)/\1/' "$dest/etc/spot-agent/spot-agent.conf" >"$tmp/all-keys.conf"
+mkdir "$tmp/nohooks"   # check refuses a missing hook directory
 if "$dest/usr/local/bin/spot-agent" check -c "$tmp/all-keys.conf" --hooks-dir "$tmp/nohooks" \
 	--hooks-lib-dir none >"$tmp/check.out" 2>&1; then
 	ok "spot-agent check -c <default config with every key set>"

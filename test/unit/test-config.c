@@ -262,6 +262,8 @@ static void write_file(const char *path, const void *data, size_t n)
 
 #define EV(t) (1u << (t))
 
+static void round_trip(struct config *c);
+
 /* ---- defaults ---- */
 
 static void test_defaults(void **state)
@@ -440,42 +442,101 @@ static void test_bool_spellings(void **state)
 }
 
 /* Adding to the default event types is written differently from
- * replacing them, and the two forms do not mix. */
-static void test_events_add_remove(void **state)
+ * replacing them, a list that replaces them keeps Preempt unless it drops
+ * it by name, and each refusal is one exact line. The printed form of each
+ * accepted value reads back to the same set. */
+static void test_events_forms(void **state)
 {
 #define ALL_DEFAULT (EV(EVENT_PREEMPT) | EV(EVENT_TERMINATE) | EV(EVENT_SHUTDOWN))
 	static const struct {
 		const char *text;
-		int rc;
-		unsigned mask;
+		unsigned mask;         /* 0: refused with line */
+		const char *printed;   /* config_print's value */
+		const char *line;
 	} cases[] = {
-		{ "Reboot", 0, EV(EVENT_REBOOT) },
-		{ "+Reboot", 0, ALL_DEFAULT | EV(EVENT_REBOOT) },
-		{ "+Reboot, +Freeze", 0, ALL_DEFAULT | EV(EVENT_REBOOT) | EV(EVENT_FREEZE) },
-		{ "!Shutdown", 0, EV(EVENT_PREEMPT) | EV(EVENT_TERMINATE) },
-		{ "+Redeploy,!Terminate", 0, EV(EVENT_PREEMPT) | EV(EVENT_SHUTDOWN) | EV(EVENT_REDEPLOY) },
-		{ "Preempt,+Reboot", -EINVAL, 0 },
-		{ "+", -EINVAL, 0 },
-		{ "+Hibernate", -EINVAL, 0 },
+		/* The default, plus or minus. */
+		{ "+Reboot", ALL_DEFAULT | EV(EVENT_REBOOT), "Preempt,Terminate,Reboot,Shutdown", NULL },
+		{ "+Reboot, +Freeze", ALL_DEFAULT | EV(EVENT_REBOOT) | EV(EVENT_FREEZE),
+		  "Preempt,Terminate,Reboot,Freeze,Shutdown", NULL },
+		{ "!Shutdown", EV(EVENT_PREEMPT) | EV(EVENT_TERMINATE), "Preempt,Terminate", NULL },
+		{ "+Redeploy,!Terminate", EV(EVENT_PREEMPT) | EV(EVENT_SHUTDOWN) | EV(EVENT_REDEPLOY),
+		  "Preempt,Redeploy,Shutdown", NULL },
+		{ "+Preempt", ALL_DEFAULT, "Preempt,Terminate,Shutdown", NULL },
+		{ "!Preempt", EV(EVENT_TERMINATE) | EV(EVENT_SHUTDOWN), "Terminate,Shutdown,!Preempt", NULL },
+		/* A list of its own. */
+		{ "Preempt", EV(EVENT_PREEMPT), "Preempt", NULL },
+		{ "Reboot,Preempt", EV(EVENT_PREEMPT) | EV(EVENT_REBOOT), "Preempt,Reboot", NULL },
+		{ "Reboot, !Preempt", EV(EVENT_REBOOT), "Reboot,!Preempt", NULL },
+		{ "!Preempt,Freeze,Reboot", EV(EVENT_REBOOT) | EV(EVENT_FREEZE), "Reboot,Freeze,!Preempt", NULL },
+		{ "Preempt,!Terminate", EV(EVENT_PREEMPT), "Preempt", NULL },
+		/* Refused. */
+		{ "Reboot", 0, NULL,
+		  "value 'Reboot' would ignore Preempt notices: write '+Reboot' to add to the default "
+		  "types, 'Preempt,Reboot' to keep Preempt, or 'Reboot,!Preempt' to drop it on purpose" },
+		{ "Freeze,Reboot", 0, NULL,
+		  "value 'Freeze,Reboot' would ignore Preempt notices: write '+Reboot,+Freeze' to add to "
+		  "the default types, 'Preempt,Reboot,Freeze' to keep Preempt, or 'Reboot,Freeze,!Preempt' "
+		  "to drop it on purpose" },
+		{ "Terminate,!Shutdown", 0, NULL,
+		  "value 'Terminate,!Shutdown' would ignore Preempt notices: write '+Terminate' to add to "
+		  "the default types, 'Preempt,Terminate' to keep Preempt, or 'Terminate,!Preempt' to drop "
+		  "it on purpose" },
+		{ "Preempt,+Reboot", 0, NULL,
+		  "value 'Preempt,+Reboot' mixes plain names with '+Type': list every type wanted, or "
+		  "only '+Type' and '!Type' items to change the default (Preempt,Terminate,Shutdown)" },
+		{ "+Reboot,Preempt", 0, NULL,
+		  "value '+Reboot,Preempt' mixes plain names with '+Type': list every type wanted, or "
+		  "only '+Type' and '!Type' items to change the default (Preempt,Terminate,Shutdown)" },
+		{ "Preempt,!Preempt", 0, NULL, "value 'Preempt,!Preempt' both wants and drops 'Preempt'" },
+		{ "!Reboot,+Reboot", 0, NULL, "value '!Reboot,+Reboot' both wants and drops 'Reboot'" },
+		{ "!Preempt,!Terminate,!Shutdown", 0, NULL,
+		  "value '!Preempt,!Terminate,!Shutdown' leaves no event type to act on" },
+		{ "+", 0, NULL, "value '+' has an empty item" },
+		{ "Preempt,,Reboot", 0, NULL, "value 'Preempt,,Reboot' has an empty item" },
+		{ "+Hibernate", 0, NULL,
+		  "value '+Hibernate' names an unknown event type 'Hibernate' "
+		  "(known: Preempt, Terminate, Reboot, Redeploy, Freeze, Shutdown)" },
 	};
 	char *path = tmp_path("bool.conf");
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char text[96];
+		char text[96], want[512], *err = NULL, *out, *line;
+		struct cmdline cl;
 		struct config c;
-		char *err = NULL;
 
 		snprintf(text, sizeof(text), "events = %s\n", cases[i].text);
 		write_file(path, text, strlen(text));
-		assert_int_equal(load_file(path, &c, &err), cases[i].rc);
-		if (cases[i].rc == 0) {
-			assert_int_equal(c.events_mask, cases[i].mask);
-			config_done(&c);
-		} else {
-			assert_non_null(strstr(err, "events: value"));
+		if (!cases[i].mask) {
+			assert_int_equal(load_file(path, &c, &err), -EINVAL);
+			snprintf(want, sizeof(want), "spot-agent: %s:1: events: %s\n", path, cases[i].line);
+			if (strcmp(err, want) != 0)
+				fprintf(stderr, "case '%s': got %s", cases[i].text, err);
+			assert_string_equal(err, want);
+			free(err);
+
+			/* The same line for the option. */
+			assert_int_equal(PARSE(&cl, &err, "--events", cases[i].text), -EINVAL);
+			snprintf(want, sizeof(want), "spot-agent: option --events: %s\n", cases[i].line);
+			assert_string_equal(err, want);
+			free(err);
+			continue;
 		}
+		assert_int_equal(load_file(path, &c, &err), 0);
+		assert_string_equal(err, "");
 		free(err);
+		if (c.events_mask != cases[i].mask)
+			fprintf(stderr, "case '%s': mask %#x\n", cases[i].text, c.events_mask);
+		assert_int_equal(c.events_mask, cases[i].mask);
+		out = print_config(&c);
+		snprintf(want, sizeof(want), "\nevents = %s\n", cases[i].printed);
+		line = strstr(out, want);
+		if (!line)
+			fprintf(stderr, "case '%s': printed\n%s", cases[i].text, out);
+		assert_non_null(line);
+		free(out);
+		round_trip(&c);
+		config_done(&c);
 	}
 	free(path);
 #undef ALL_DEFAULT
@@ -613,7 +674,7 @@ static void test_flags_win(void **state)
 
 	(void)state;
 	assert_int_equal(PARSE(&cl, &err, "-c", DATA "good-full.conf", "--poll-interval", "500",
-			       "--approve", "--vm-name=other", "--events", "Redeploy",
+			       "--approve", "--vm-name=other", "--events", "Redeploy,!Preempt",
 			       "--hooks-lib-dir", "/opt/lib", "--listen=none", "--log-level", "warning",
 			       "--imds-url", ""),
 			 0);
@@ -938,6 +999,12 @@ static void test_help(void **state)
 		"spot-agent --version | --help", "for tests and packaging",
 		"Preempt, Terminate, Reboot, Redeploy, Freeze, Shutdown", "azure, aws, gcp, auto",
 		"(200 to 60000; Azure IMDS allows about 5 requests per second; default: 1000)", CONFIG_DEFAULT_LISTEN, CONFIG_DEFAULT_PATH,
+		/* Keys a SIGHUP does not change, as agent_reload keeps them. */
+		"(one of: azure, aws, gcp, auto; default: azure; needs a restart)",
+		"(default: " CONFIG_DEFAULT_STATE "; needs a restart)",
+		"(default: " CONFIG_DEFAULT_LISTEN "; needs a restart)",
+		"asked from the metadata service (needs a restart)",
+		"SIGHUP reloads the config file; options that need a restart keep their",
 	};
 	char *help = NULL, *flat, *q, *printed, *line;
 	size_t n = 0;
@@ -966,6 +1033,9 @@ static void test_help(void **state)
 			fprintf(stderr, "help lacks '%s'\n", words[i]);
 		assert_non_null(strstr(flat, words[i]));
 	}
+	/* Keys a reload applies carry no mark. */
+	assert_non_null(strstr(flat, "(default: " CONFIG_DEFAULT_HOOKS ")"));
+	assert_non_null(strstr(flat, "(0 to 600; default: 2)"));
 	free(flat);
 	/* No line wider than 79 columns. */
 	for (char *p = help; *p;) {
@@ -1007,7 +1077,7 @@ int main(void)
 		cmocka_unit_test(test_quoted),
 		cmocka_unit_test(test_gcp_default_url),
 		cmocka_unit_test(test_bool_spellings),
-		cmocka_unit_test(test_events_add_remove),
+		cmocka_unit_test(test_events_forms),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_reload_keeps_old),
 		cmocka_unit_test(test_limits),
