@@ -784,6 +784,7 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 			log_errno(r, "http: cannot listen on '%s'", a->cfg.listen);
 			goto fail;
 		}
+		http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);
 	}
 	*ret = a;
 	return 0;
@@ -843,6 +844,7 @@ void agent_reload(struct agent *a, struct config *cfg)
 	config_done(&a->cfg);
 	a->cfg = n;
 	log_setup(a->cfg.log_format, a->cfg.log_level);
+	http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);
 	ec = engine_config_of(a);
 	engine_set_config(&a->engine, &ec);
 	poll_sched_set_interval(&a->sched, a->cfg.poll_interval_ms * USEC_PER_MSEC);

@@ -1,9 +1,10 @@
 /* http.c - the local read-only HTTP endpoint: libmicrohttpd without threads,
  * its epoll fd and timeout driven by the agent's sd-event loop, and a flat
- * GET/HEAD route table over the state and the metrics. It must never block
- * the loop or make a hook or a poll wait: every request is answered from
- * memory on its first callback, bodies are refused before they are read, and
- * connections are capped in number, memory and idle time. */
+ * GET/HEAD route table over the state and the metrics, with a smaller public
+ * face on addresses that are not loopback. It must never block the loop or
+ * make a hook or a poll wait: every request is answered from memory on its
+ * first callback, bodies are refused before they are read, and connections
+ * are capped in number, memory and idle time. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -48,6 +49,9 @@ struct http_server {
 	const struct metrics *metrics;      /* borrowed, may be NULL */
 	const char *version;                /* borrowed */
 	int port;
+	char address[INET6_ADDRSTRLEN + 8]; /* the bound one, for log lines */
+	bool public_face;                   /* bound to an address that is not loopback */
+	bool expose_metrics, expose_status; /* on the public face */
 	struct http_conn *conns;            /* owned list */
 	unsigned n_conns;
 	bool closed;                        /* a connection closed in this MHD_run */
@@ -121,6 +125,27 @@ int http_parse_listen(const char *listen_addr, struct sockaddr_storage *ret, soc
 	*ret = ss;
 	*ret_len = len;
 	return 0;
+}
+
+/* 127.0.0.0/8, ::1 and IPv4-mapped 127.0.0.0/8. */
+static bool sockaddr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+bool http_listen_is_loopback(const char *listen_addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	return http_parse_listen(listen_addr, &ss, &len) == 0 && sockaddr_is_loopback(&ss);
 }
 
 /* ---- health ---- */
@@ -261,15 +286,38 @@ static enum MHD_Result route_metrics(struct http_server *h, struct MHD_Connectio
 		     MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE));
 }
 
+/* Who may see a route: everybody, or on the public face only when
+ * exposed. */
+enum route_face {
+	FACE_BOTH,
+	FACE_METRICS,
+	FACE_STATUS,
+};
+
 static const struct route {
 	const char *path;
+	enum route_face face;
 	enum MHD_Result (*handle)(struct http_server *h, struct MHD_Connection *c);
 } routes[] = {
-	{ "/healthz", route_healthz },
-	{ "/readyz", route_readyz },
-	{ "/v1/status", route_status },
-	{ "/metrics", route_metrics },
+	{ "/healthz", FACE_BOTH, route_healthz },
+	{ "/readyz", FACE_BOTH, route_readyz },
+	{ "/v1/status", FACE_STATUS, route_status },
+	{ "/metrics", FACE_METRICS, route_metrics },
 };
+
+static bool route_shown(const struct http_server *h, const struct route *r)
+{
+	if (!h->public_face)
+		return true;
+	switch (r->face) {
+	case FACE_METRICS:
+		return h->expose_metrics;
+	case FACE_STATUS:
+		return h->expose_status;
+	default:
+		return true;
+	}
+}
 
 /* True when the request announces a body (any Content-Length but 0, or a
  * transfer coding). */
@@ -286,7 +334,9 @@ static bool has_body(struct MHD_Connection *c)
 /* The access handler. Every request is answered on its first call, when the
  * headers are in and no byte of a body has been read: libmicrohttpd then
  * never reads (or buffers) the body and closes the connection after the
- * answer instead. */
+ * answer instead. url is the path as sent (see unescape_none), without the
+ * query, which no route looks at. A route hidden on this face answers as an
+ * unknown path does. */
 static enum MHD_Result handle_request(void *userdata, struct MHD_Connection *c, const char *url,
 				      const char *method, _unused_ const char *version,
 				      _unused_ const char *upload_data, size_t *upload_data_size,
@@ -304,9 +354,20 @@ static enum MHD_Result handle_request(void *userdata, struct MHD_Connection *c, 
 		return respond_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request bodies are not accepted\n");
 
 	for (size_t i = 0; i < ELEMENTSOF(routes); i++)
-		if (strcmp(url, routes[i].path) == 0)
+		if (strcmp(url, routes[i].path) == 0 && route_shown(h, &routes[i]))
 			return routes[i].handle(h, c);
 	return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+}
+
+/* Paths are matched byte for byte as sent: no %XX is decoded (in the path or
+ * in the query), so "/healthz%00.json" or "/%68ealthz" is no route. No route
+ * has a byte that needs escaping, so no client escapes one. (A raw NUL byte
+ * in the request line, which no client can send from a URL, still ends the
+ * path for us: libmicrohttpd hands it over as a C string. The face is
+ * applied to what is left.) */
+static size_t unescape_none(_unused_ void *userdata, _unused_ struct MHD_Connection *c, char *s)
+{
+	return strlen(s);
 }
 
 /* Sees the whole request target (with its query) before it is parsed. */
@@ -495,18 +556,28 @@ fail:
 	return r;
 }
 
-static int socket_port(int fd)
+/* The bound address of fd, for the face and the log lines. A non-IP socket
+ * (AF_UNIX from systemd) is local: the private face. */
+static void describe_socket(struct http_server *h, int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "";
 
+	(void)strscpy(h->address, sizeof(h->address), "a passed socket");
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-		return 0;
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (ss.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	return 0;
+		return;
+	h->public_face = (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
+			 !sockaddr_is_loopback(&ss);
+	if (ss.ss_family == AF_INET) {
+		h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		(void)inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+		(void)snprintf(h->address, sizeof(h->address), "%s:%d", host, h->port);
+	} else if (ss.ss_family == AF_INET6) {
+		h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		(void)inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+		(void)snprintf(h->address, sizeof(h->address), "[%s]:%d", host, h->port);
+	}
 }
 
 int http_server_new(sd_event *e, const char *listen_addr, const struct agent_state *state,
@@ -530,7 +601,7 @@ int http_server_new(sd_event *e, const char *listen_addr, const struct agent_sta
 	h->state = state;
 	h->metrics = metrics;
 	h->version = version ? version : "";
-	h->port = socket_port(fd);
+	describe_socket(h, fd);
 
 	h->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				     handle_request, h,
@@ -540,6 +611,7 @@ int http_server_new(sd_event *e, const char *listen_addr, const struct agent_sta
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_SEC,
 				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_HEADERS_MAX_BYTES,
 				     MHD_OPTION_URI_LOG_CALLBACK, uri_logged, h,
+				     MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h,
 				     MHD_OPTION_NOTIFY_CONNECTION, connection_notify, h,
 				     MHD_OPTION_END);
 	/* From here on the socket is the daemon's (or, on failure, left to
@@ -583,6 +655,23 @@ out:
 int http_server_port(const struct http_server *h)
 {
 	return h ? h->port : 0;
+}
+
+bool http_server_is_public(const struct http_server *h)
+{
+	return h && h->public_face;
+}
+
+void http_server_expose(struct http_server *h, bool metrics, bool status)
+{
+	if (!h)
+		return;
+	h->expose_metrics = metrics;
+	h->expose_status = status;
+	if (h->public_face)
+		log_info("http: %s is not a loopback address: serving /healthz, /readyz%s%s there, "
+			 "other paths answer 404", h->address, metrics ? ", /metrics" : "",
+			 status ? ", /v1/status" : "");
 }
 
 void http_server_free(struct http_server *h)

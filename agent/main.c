@@ -16,6 +16,7 @@
 #include "config.h"
 #include "drill.h"
 #include "hooks.h"
+#include "http.h"
 #include "log.h"
 #include "logind.h"
 #include "loop.h"
@@ -61,6 +62,10 @@ static int cmd_check(const struct config *c)
 	int r;
 
 	config_print(c, stdout);
+	if (strcmp(c->listen, "none") != 0 && !http_listen_is_loopback(c->listen))
+		fprintf(stderr, "spot-agent: warning: listen '%s' is not a loopback address: only /healthz, "
+			"/readyz%s%s are served there, other paths answer 404\n", c->listen,
+			c->expose_metrics ? ", /metrics" : "", c->expose_status ? ", /v1/status" : "");
 	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
 	if (r < 0) {
 		fprintf(stderr, "spot-agent: cannot read hooks directory '%s': %s\n", c->hooks_dir, strerror(-r));

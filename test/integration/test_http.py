@@ -1,16 +1,20 @@
 """The local HTTP endpoint against the real binary: routes, methods, limits,
-readiness during an eviction, health during an IMDS outage, metrics that
-promtool accepts, and a flood of idle connections."""
+exact paths, the public face on other addresses and its reload, readiness
+during an eviction, health during an IMDS outage, metrics that promtool
+accepts, and a flood of idle connections."""
 
 import http.client
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
 
-from harness import check, wait_for
+import harness
+from harness import AGENT, TOP, check, wait_for
 
 
 def request(ctx, method, path, body=None, headers=None):
@@ -146,3 +150,134 @@ def test_idle_connection_flood(ctx):
         for s in socks:
             s.close()
     check(a.proc.poll() is None, "agent died")
+
+
+def test_exact_paths(ctx):
+    ctx.start_sim()
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    for path in ("/healthz%00.json", "/healthz%00", "/healthz/", "/healthz.json", "/%68ealthz",
+                 "/v1/status/", "/metrics%00"):
+        st, h, body = request(ctx, "GET", path)
+        check(st == 404 and body == "not found\n", "%s -> %d %r" % (path, st, body))
+    for path in ("/healthz?verbose=1", "/healthz?a=%00", "/healthz?"):
+        st, h, body = request(ctx, "GET", path)
+        check(st == 200 and body == "ok\n", "%s -> %d %r" % (path, st, body))
+
+
+def write_conf(ctx, text):
+    return ctx.config_file(text, "http.conf")
+
+
+def test_public_face_and_reload(ctx):
+    """On 0.0.0.0 only the probes answer, also to a client on 127.0.0.1;
+    expose-metrics and expose-status open the rest, and a reload applies
+    them both ways."""
+    ctx.start_sim()
+    ctx.http_port = harness.free_port()
+    conf = write_conf(ctx, "# nothing exposed\n")
+    a = ctx.start_agent(args=ctx.base_args(config=conf, listen="0.0.0.0:%d" % ctx.http_port))
+    a.wait_log(r"this VM is")
+    a.wait_log(r"http: 0\.0\.0\.0:%d is not a loopback address: serving /healthz, /readyz there"
+               % ctx.http_port)
+
+    def face():
+        return {p: request(ctx, "GET", p)[0] for p in ("/healthz", "/readyz", "/metrics", "/v1/status")}
+
+    st = face()
+    check(st == {"/healthz": 200, "/readyz": 200, "/metrics": 404, "/v1/status": 404}, "closed %r" % st)
+    unknown = request(ctx, "GET", "/nope")
+    for path in ("/metrics", "/v1/status"):
+        got = request(ctx, "GET", path)
+        check((got[0], got[2]) == (unknown[0], unknown[2]), "%s tells itself apart: %r" % (path, got))
+        check(request(ctx, "HEAD", path)[0] == 404, "HEAD %s" % path)
+
+    n = len(a.lines)
+    write_conf(ctx, "expose-metrics = yes\n")
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"config reloaded", start=n)
+    st = face()
+    check(st["/metrics"] == 200 and st["/v1/status"] == 404 and st["/healthz"] == 200, "metrics %r" % st)
+    check("spot_agent_eviction_pending 0" in request(ctx, "GET", "/metrics")[2], "metrics body")
+
+    n = len(a.lines)
+    write_conf(ctx, "expose-metrics = no\nexpose-status = yes\n")
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"config reloaded", start=n)
+    st = face()
+    check(st["/metrics"] == 404 and st["/v1/status"] == 200, "status %r" % st)
+    check(json.loads(request(ctx, "GET", "/v1/status")[2])["state"] == "idle", "status body")
+
+    n = len(a.lines)
+    write_conf(ctx, "expose-status = no\n")
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"config reloaded", start=n)
+    st = face()
+    check(st == {"/healthz": 200, "/readyz": 200, "/metrics": 404, "/v1/status": 404}, "closed again %r" % st)
+    check(a.proc.poll() is None, "agent died")
+
+
+def run_cli(args):
+    return subprocess.run([AGENT] + args, capture_output=True, text=True, timeout=60)
+
+
+def test_check_warns_about_a_public_listen(ctx):
+    base = ["check", "-c", ctx.config_file(""), "--hooks-dir", ctx.hooks, "--hooks-lib-dir", "none"]
+    warning = re.compile(r"^spot-agent: warning: listen '([^']*)' is not a loopback address: "
+                         r"only /healthz, /readyz(.*) are served there, other paths answer 404$", re.M)
+    for listen, extra, shown in (("0.0.0.0:9470", [], ""),
+                                 ("[::]:9470", ["--expose-metrics"], ", /metrics"),
+                                 ("192.0.2.1:80", ["--expose-metrics", "--expose-status"],
+                                  ", /metrics, /v1/status")):
+        r = run_cli(base + ["--listen", listen] + extra)
+        check(r.returncode == 0, "check --listen %s: exit %d %s" % (listen, r.returncode, r.stderr))
+        m = warning.findall(r.stderr)
+        check(m == [(listen, shown)], "warning for %s: %r" % (listen, r.stderr))
+        check("listen = %s\n" % listen in r.stdout, "effective listen %s" % listen)
+    for listen in ("127.0.0.1:9470", "127.9.9.9:9470", "[::1]:9470", "none"):
+        r = run_cli(base + ["--listen", listen])
+        check(r.returncode == 0 and not warning.search(r.stderr),
+              "check --listen %s: exit %d %r" % (listen, r.returncode, r.stderr))
+        check("listen = %s\n" % listen in r.stdout, "effective listen %s" % listen)
+    r = run_cli(base)
+    check("expose-metrics = no\n" in r.stdout and "expose-status = no\n" in r.stdout, r.stdout)
+    for bad in ("[::1:9470", "::1:9470", "[::1]"):
+        r = run_cli(base + ["--listen", bad])
+        check(r.returncode == 2 and r.stderr.count("\n") == 1, "bad %s: %r" % (bad, r.stderr))
+
+
+def test_listen_forms_documented_and_served(ctx):
+    """[IPV6]:PORT and ADDR:PORT: in --help and the man pages as such, and
+    the daemon serves on both."""
+    r = run_cli(["--help"])
+    help_text = " ".join(r.stdout.split())
+    check("ADDR:PORT or [IPV6]:PORT" in help_text, "--help: %r" % help_text)
+    for opt in ("--expose-metrics", "--expose-status"):
+        check(opt in r.stdout, "--help lacks %s" % opt)
+    if shutil.which("mandoc"):
+        for page in ("spot-agent.8", "spot-agent.conf.5"):
+            text = subprocess.run(["mandoc", "-Tascii", os.path.join(TOP, "man", page)],
+                                  capture_output=True, text=True).stdout
+            text = re.sub(r".\x08", "", text)
+            check("[ipv6]:port" in text and "[ipv6:port]" not in text, "%s listen form" % page)
+            check("expose-metrics" in text and "expose-status" in text, "%s lacks expose-*" % page)
+    ctx.start_sim()
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    check(request(ctx, "GET", "/healthz")[0] == 200, "ADDR:PORT")
+    a.stop()
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+    except OSError:
+        return  # no IPv6 loopback here
+    port = harness.free_port()
+    b = ctx.start_agent(args=ctx.base_args(listen="[::1]:%d" % port))
+    b.wait_log(r"this VM is")
+    c = http.client.HTTPConnection("::1", port, timeout=10)
+    c.request("GET", "/v1/status")
+    r6 = c.getresponse()
+    check(r6.status == 200 and json.loads(r6.read())["state"] == "idle", "[::1] is loopback: status")
+    c.close()
+    check(not b.log_has(r"is not a loopback address"), "[::1] taken for public")

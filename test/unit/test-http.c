@@ -161,6 +161,12 @@ static int head_ok(const struct fixture *f, const char *path, long status)
 	return ok ? 0 : 1;
 }
 
+static const char *const near_misses[] = {
+	"/healthz%00.json", "/healthz%00", "/%68ealthz", "/healthz%2F", "/healthz.json",
+	"/healthzz", "/HEALTHZ", "//healthz", "/healthz;x", "/v1/status%00", "/v1//status",
+	"/metrics/", "/readyz%20",
+};
+
 static int client_routes(const struct fixture *f)
 {
 	struct reply *r = xcalloc(1, sizeof(*r));
@@ -189,8 +195,19 @@ static int client_routes(const struct fixture *f)
 	CHECK(strstr(r->body, "\nspot_agent_eviction_pending 0\n"));
 	CHECK(head_ok(f, "/metrics", 200) == 0);
 
-	/* A query string does not change the route. */
+	/* A query string does not change the route, whatever it holds. */
 	CHECK(get_ok(f, "/healthz?verbose=1", "text/plain; charset=utf-8", r) == 0);
+	CHECK(get_ok(f, "/healthz?x=%00&y", "text/plain; charset=utf-8", r) == 0);
+
+	/* Paths match byte for byte: an escaped NUL, an escaped letter, a
+	 * suffix or a different case is no route. */
+	for (size_t i = 0; i < ELEMENTSOF(near_misses); i++) {
+		CHECK(request(f, "GET", near_misses[i], NULL, 0, r) == CURLE_OK);
+		if (r->status != 404)
+			fprintf(stderr, "GET %s: %ld\n", near_misses[i], r->status);
+		CHECK(r->status == 404);
+		CHECK(strcmp(r->body, "not found\n") == 0);
+	}
 
 	CHECK(request(f, "GET", "/nope", NULL, 0, r) == CURLE_OK);
 	CHECK(r->status == 404);
@@ -200,6 +217,85 @@ static int client_routes(const struct fixture *f)
 	CHECK(request(f, "GET", "/healthz/", NULL, 0, r) == CURLE_OK);
 	CHECK(r->status == 404);
 	CHECK(head_ok(f, "/nope", 404) == 0);
+	free(r);
+	return 0;
+}
+
+/* The public face: bodies of what is refused are those of an unknown path. */
+static int public_hidden(const struct fixture *f, const char *path, struct reply *r)
+{
+	char unknown[sizeof(r->body)];
+
+	CHECK(request(f, "GET", "/nope", NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 404);
+	memcpy(unknown, r->body, r->len + 1);
+	CHECK(request(f, "GET", path, NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 404);
+	CHECK(strcmp(r->body, unknown) == 0);
+	CHECK(head_ok(f, path, 404) == 0);
+	return 0;
+}
+
+static int client_public_probes(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ok\n") == 0);
+	CHECK(head_ok(f, "/healthz", 200) == 0);
+	CHECK(get_ok(f, "/readyz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ready\n") == 0);
+	CHECK(head_ok(f, "/readyz", 200) == 0);
+	/* Other methods answer as on the private face: nothing told apart. */
+	CHECK(request(f, "POST", "/v1/status", NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 405);
+	free(r);
+	return 0;
+}
+
+static int client_public_closed(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(client_public_probes(f) == 0);
+	CHECK(public_hidden(f, "/v1/status", r) == 0);
+	CHECK(public_hidden(f, "/metrics", r) == 0);
+	CHECK(public_hidden(f, "/v1/status?x=1", r) == 0);
+	free(r);
+	return 0;
+}
+
+static int client_public_metrics(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(client_public_probes(f) == 0);
+	CHECK(get_ok(f, "/metrics", "text/plain; version=0.0.4; charset=utf-8", r) == 0);
+	CHECK(strstr(r->body, "\nspot_agent_eviction_pending 0\n"));
+	CHECK(public_hidden(f, "/v1/status", r) == 0);
+	free(r);
+	return 0;
+}
+
+static int client_public_all(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(client_public_probes(f) == 0);
+	CHECK(get_ok(f, "/metrics", "text/plain; version=0.0.4; charset=utf-8", r) == 0);
+	CHECK(get_ok(f, "/v1/status", "application/json", r) == 0);
+	CHECK(strstr(r->body, "\"" VERSION "\""));
+	free(r);
+	return 0;
+}
+
+static int client_public_status(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(client_public_probes(f) == 0);
+	CHECK(get_ok(f, "/v1/status", "application/json", r) == 0);
+	CHECK(public_hidden(f, "/metrics", r) == 0);
 	free(r);
 	return 0;
 }
@@ -512,6 +608,7 @@ static void test_routes(_unused_ void **unused)
 	struct fixture f;
 
 	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	assert_false(http_server_is_public(f.h));
 	run_client(&f, client_routes);
 	fixture_stop(&f);
 }
@@ -586,6 +683,71 @@ static void test_idle_flood(_unused_ void **unused)
 	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
 	run_client(&f, client_idle_flood);
 	fixture_stop(&f);
+}
+
+static void test_public_face(_unused_ void **unused)
+{
+	struct fixture f;
+	int r;
+
+	/* The face follows the bound address, not the client's: a wildcard is
+	 * public, also to a client on 127.0.0.1. */
+	assert_int_equal(fixture_start(&f, "0.0.0.0:0", "127.0.0.1"), 0);
+	assert_true(http_server_is_public(f.h));
+	run_client(&f, client_public_closed);
+	http_server_expose(f.h, true, false);
+	run_client(&f, client_public_metrics);
+	http_server_expose(f.h, false, true);
+	run_client(&f, client_public_status);
+	http_server_expose(f.h, true, true);
+	run_client(&f, client_public_all);
+	/* As a reload turns them off again. */
+	http_server_expose(f.h, false, false);
+	run_client(&f, client_public_closed);
+	fixture_stop(&f);
+
+	/* The private face ignores the exposure settings. */
+	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	assert_false(http_server_is_public(f.h));
+	http_server_expose(f.h, false, false);
+	run_client(&f, client_routes);
+	fixture_stop(&f);
+	http_server_expose(NULL, true, true);
+	assert_false(http_server_is_public(NULL));
+
+	r = fixture_start(&f, "[::]:0", "[::1]");
+	if (r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT) {
+		fixture_stop(&f);
+		return;
+	}
+	assert_int_equal(r, 0);
+	assert_true(http_server_is_public(f.h));
+	run_client(&f, client_public_closed);
+	fixture_stop(&f);
+}
+
+static void test_listen_loopback(_unused_ void **unused)
+{
+	static const char *const loopback[] = {
+		"127.0.0.1:9470", "127.0.0.1:0", "127.255.1.2:80", "localhost:9470", "[::1]:9470",
+		"[::ffff:127.0.0.1]:9470", "[0:0:0:0:0:0:0:1]:1",
+	};
+	static const char *const other[] = {
+		"0.0.0.0:9470", "[::]:9470", "192.0.2.1:9470", "10.0.0.1:80", "128.0.0.1:80",
+		"126.255.255.255:80", "[::ffff:10.0.0.1]:80", "[2001:db8::1]:80", "[::2]:80",
+		"none", "", "127.0.0.1", "[::1]", "127.0.0.1:99999", "localhost", NULL,
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(loopback); i++)
+		if (!http_listen_is_loopback(loopback[i])) {
+			print_error("'%s' is loopback\n", loopback[i]);
+			fail();
+		}
+	for (size_t i = 0; i < ELEMENTSOF(other); i++)
+		if (http_listen_is_loopback(other[i])) {
+			print_error("'%s' is not loopback\n", other[i] ? other[i] : "(null)");
+			fail();
+		}
 }
 
 static void test_ipv6(_unused_ void **unused)
@@ -783,6 +945,8 @@ int main(void)
 		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_socket_activation),
 		cmocka_unit_test(test_idle_flood),
+		cmocka_unit_test(test_public_face),
+		cmocka_unit_test(test_listen_loopback),
 	};
 	sigset_t mask;
 
