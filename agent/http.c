@@ -4,7 +4,8 @@
  * face on addresses that are not loopback. It must never block the loop or
  * make a hook or a poll wait: every request is answered from memory on its
  * first callback, bodies are refused before they are read, and connections
- * are capped in number, memory and idle time. */
+ * are capped in number, memory, idle time and time to a complete request;
+ * near the cap the ones waiting longest are shed, so a probe gets in. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -33,10 +35,13 @@
 #define ALLOWED_METHODS "GET, HEAD"
 
 /* One open TCP connection, known from libmicrohttpd's connection
- * notifications; kept so the pressure rule can shorten its idle timeout. */
+ * notifications; kept to enforce the request deadline and to shed the
+ * connections that wait longest when the limit comes near. */
 struct http_conn {
-	struct MHD_Connection *c;
-	bool hurried;                /* idle timeout already shortened */
+	struct MHD_Connection *c;    /* libmicrohttpd's, valid until its CLOSED notice */
+	uint64_t since_usec;         /* CLOCK_MONOTONIC: opened, or its last answer sent */
+	bool answering;              /* a request head is in, its answer not yet sent */
+	bool shed;                   /* shut down by us, not yet closed by libmicrohttpd */
 	struct http_conn *prev, *next;
 };
 
@@ -52,8 +57,13 @@ struct http_server {
 	char address[INET6_ADDRSTRLEN + 8]; /* the bound one, for log lines */
 	bool public_face;                   /* bound to an address that is not loopback */
 	bool expose_metrics, expose_status; /* on the public face */
-	struct http_conn *conns;            /* owned list */
-	unsigned n_conns;
+	unsigned conn_limit;                /* libmicrohttpd's connection limit */
+	/* Owned list, ordered by since_usec: oldest first. */
+	struct http_conn *head, *tail;
+	unsigned n_conns;                   /* on the list */
+	unsigned n_shed;                    /* of which shut down by us */
+	uint64_t shed_crowded;              /* ever shed to make room */
+	bool started;                       /* a connection opened in this MHD_run */
 	bool closed;                        /* a connection closed in this MHD_run */
 };
 
@@ -331,6 +341,15 @@ static bool has_body(struct MHD_Connection *c)
 	return cl && strcmp(cl, "0") != 0;
 }
 
+/* Our record of libmicrohttpd's connection c, or NULL. */
+static struct http_conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return info ? info->socket_context : NULL;
+}
+
 /* The access handler. Every request is answered on its first call, when the
  * headers are in and no byte of a body has been read: libmicrohttpd then
  * never reads (or buffers) the body and closes the connection after the
@@ -343,9 +362,12 @@ static enum MHD_Result handle_request(void *userdata, struct MHD_Connection *c, 
 				      void **req)
 {
 	struct http_server *h = userdata;
+	struct http_conn *conn = conn_of(c);
 
 	if (*upload_data_size != 0)
 		return MHD_NO;
+	if (conn)
+		conn->answering = true;
 	if (*req == &request_too_long_tag || strlen(url) > HTTP_URL_MAX)
 		return respond_text(c, MHD_HTTP_URI_TOO_LONG, "URI too long\n");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
@@ -391,8 +413,32 @@ static _printf_(2, 0) void mhd_log(_unused_ void *userdata, const char *fmt, va_
 
 /* ---- connections and the loop ---- */
 
-static void connection_notify(void *userdata, struct MHD_Connection *c, void **socket_context,
-			      enum MHD_ConnectionNotificationCode code)
+static void conn_append(struct http_server *h, struct http_conn *conn)
+{
+	conn->prev = h->tail;
+	conn->next = NULL;
+	if (h->tail)
+		h->tail->next = conn;
+	else
+		h->head = conn;
+	h->tail = conn;
+}
+
+static void conn_unlink(struct http_server *h, struct http_conn *conn)
+{
+	if (conn->prev)
+		conn->prev->next = conn->next;
+	else
+		h->head = conn->next;
+	if (conn->next)
+		conn->next->prev = conn->prev;
+	else
+		h->tail = conn->prev;
+	conn->prev = conn->next = NULL;
+}
+
+static void connection_notify(void *userdata, _unused_ struct MHD_Connection *c,
+			      void **socket_context, enum MHD_ConnectionNotificationCode code)
 {
 	struct http_server *h = userdata;
 	struct http_conn *conn;
@@ -401,24 +447,20 @@ static void connection_notify(void *userdata, struct MHD_Connection *c, void **s
 	case MHD_CONNECTION_NOTIFY_STARTED:
 		conn = xcalloc(1, sizeof(*conn));
 		conn->c = c;
-		conn->next = h->conns;
-		if (h->conns)
-			h->conns->prev = conn;
-		h->conns = conn;
+		conn->since_usec = now_usec(CLOCK_MONOTONIC);
+		conn_append(h, conn);
 		h->n_conns++;
+		h->started = true;
 		*socket_context = conn;
 		break;
 	case MHD_CONNECTION_NOTIFY_CLOSED:
 		conn = *socket_context;
 		if (!conn)
 			break;
-		if (conn->prev)
-			conn->prev->next = conn->next;
-		else
-			h->conns = conn->next;
-		if (conn->next)
-			conn->next->prev = conn->prev;
+		conn_unlink(h, conn);
 		h->n_conns--;
+		if (conn->shed)
+			h->n_shed--;
 		h->closed = true;
 		*socket_context = NULL;
 		free(conn);
@@ -426,45 +468,101 @@ static void connection_notify(void *userdata, struct MHD_Connection *c, void **s
 	}
 }
 
-/* The pressure rule: near the connection limit, every open connection may
- * stay idle only HTTP_PRESSURE_TIMEOUT_SEC, so sockets that connect and say
- * nothing give their slots back quickly. Runs between MHD_run calls, when
- * every connection on the list is fully set up and not yet cleaned up. */
-static void hurry_connections(struct http_server *h)
+/* An answer is out: the connection waits for its next request from now on,
+ * so it goes to the young end of the list. */
+static void request_completed(_unused_ void *userdata, struct MHD_Connection *c,
+			      _unused_ void **req, _unused_ enum MHD_RequestTerminationCode code)
 {
-	if (h->n_conns < HTTP_PRESSURE_CONNECTIONS)
+	struct http_server *h = userdata;
+	struct http_conn *conn = conn_of(c);
+
+	if (!conn || conn->shed)
 		return;
-	for (struct http_conn *conn = h->conns; conn; conn = conn->next) {
-		if (conn->hurried)
+	conn->answering = false;
+	conn->since_usec = now_usec(CLOCK_MONOTONIC);
+	conn_unlink(h, conn);
+	conn_append(h, conn);
+}
+
+/* Closes a connection from our side: shutdown(2) wakes libmicrohttpd's
+ * epoll set with an end of stream, and its next run closes the connection
+ * (and notifies CLOSED) as if the client had gone. The fd stays
+ * libmicrohttpd's. */
+static void shed(struct http_server *h, struct http_conn *conn)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(conn->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	if (!info || info->connect_fd < 0)
+		return;
+	(void)shutdown(info->connect_fd, SHUT_RDWR);
+	conn->shed = true;
+	h->n_shed++;
+}
+
+/* The first connection that waits for a request and has not been shed: the
+ * one with the earliest request deadline. */
+static struct http_conn *first_waiting(const struct http_server *h)
+{
+	struct http_conn *conn = h->head;
+
+	while (conn && (conn->shed || conn->answering))
+		conn = conn->next;
+	return conn;
+}
+
+/* Sheds, oldest first, every connection past its request deadline and, with
+ * fewer than HTTP_CONNECTIONS_SPARE slots left, as many waiting connections
+ * as it takes to free them: idle and slow ones lose their place to a new
+ * one, which is then never refused. Runs between MHD_run calls, when every
+ * connection on the list is fully set up and not yet cleaned up. Walks only
+ * the connections it sheds and the few being answered. */
+static void shed_connections(struct http_server *h, uint64_t now)
+{
+	unsigned keep = h->conn_limit - HTTP_CONNECTIONS_SPARE;
+	struct http_conn *conn, *next;
+
+	for (conn = first_waiting(h); conn; conn = next) {
+		bool expired, crowded;
+
+		next = conn->next;
+		if (conn->shed || conn->answering)
 			continue;
-		(void)MHD_set_connection_option(conn->c, MHD_CONNECTION_OPTION_TIMEOUT,
-						(unsigned)HTTP_PRESSURE_TIMEOUT_SEC);
-		conn->hurried = true;
+		expired = now - conn->since_usec >= HTTP_REQUEST_DEADLINE_SEC * USEC_PER_SEC;
+		crowded = h->n_conns - h->n_shed > keep;
+		/* The list is ordered: everything after is younger. */
+		if (!expired && !crowded)
+			break;
+		if (!expired)
+			h->shed_crowded++;
+		shed(h, conn);
 	}
 }
 
-/* Arms the timer for libmicrohttpd's next deadline, or disables it when
- * there is none; now_too forces an immediate run. */
+/* Arms the timer for the earlier of libmicrohttpd's next deadline and the
+ * next request deadline, or disables it when there is none; now_too forces
+ * an immediate run. */
 static void arm_timer(struct http_server *h, bool now_too)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
-	uint64_t now, when;
+	struct http_conn *conn = first_waiting(h);
+	uint64_t now, when = USEC_INFINITY;
 	int r;
 
-	if (MHD_get_timeout(h->daemon, &ms) != MHD_YES) {
-		if (!now_too) {
-			r = sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
-			goto out;
-		}
-		ms = 0;
-	}
-	if (now_too)
-		ms = 0;
 	r = sd_event_now(h->event, CLOCK_MONOTONIC, &now);
 	if (r < 0)
 		goto out;
-	when = ms >= (USEC_INFINITY - now) / USEC_PER_MSEC ? USEC_INFINITY - 1 :
-	       now + ms * USEC_PER_MSEC;
+	if (now_too)
+		when = now;
+	else if (MHD_get_timeout(h->daemon, &ms) == MHD_YES)
+		when = ms >= (USEC_INFINITY - now) / USEC_PER_MSEC ? USEC_INFINITY - 1 :
+		       now + ms * USEC_PER_MSEC;
+	if (conn && conn->since_usec + HTTP_REQUEST_DEADLINE_SEC * USEC_PER_SEC < when)
+		when = conn->since_usec + HTTP_REQUEST_DEADLINE_SEC * USEC_PER_SEC;
+	if (when == USEC_INFINITY) {
+		r = sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+		goto out;
+	}
 	r = sd_event_source_set_time(h->timer, when);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
@@ -473,12 +571,22 @@ out:
 		log_warning_errno(r, "http: cannot arm the connection timer, ignoring");
 }
 
+/* One loop turn of the endpoint. A pass that accepted connections is
+ * followed by another, which reads and answers what they have already sent:
+ * a request is answered in the turn that accepts its connection. */
 static void run_daemon(struct http_server *h)
 {
-	h->closed = false;
-	if (MHD_run(h->daemon) != MHD_YES)
-		log_debug("http: MHD_run failed, ignoring");
-	hurry_connections(h);
+	for (unsigned i = 0; i < HTTP_RUNS_PER_TURN; i++) {
+		h->started = false;
+		h->closed = false;
+		if (MHD_run(h->daemon) != MHD_YES) {
+			log_debug("http: MHD_run failed, ignoring");
+			break;
+		}
+		if (!h->started)
+			break;
+	}
+	shed_connections(h, now_usec(CLOCK_MONOTONIC));
 	/* At the connection limit libmicrohttpd takes its listen socket out of
 	 * its epoll set and puts it back only at the start of a later run,
 	 * which nothing would trigger: after closing connections, run again
@@ -580,6 +688,34 @@ static void describe_socket(struct http_server *h, int fd)
 	}
 }
 
+/* Makes room for HTTP_CONNECTIONS_MAX connections under RLIMIT_NOFILE,
+ * raising the soft limit as far as that needs (not further: hooks inherit
+ * it), at most to the hard one. Returns the connection limit that fits. */
+static unsigned fit_connection_limit(void)
+{
+	const rlim_t want = (rlim_t)HTTP_CONNECTIONS_MAX + HTTP_FD_RESERVE;
+	struct rlimit rl;
+	unsigned limit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return HTTP_CONNECTIONS_MIN;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		struct rlimit raised = rl;
+
+		raised.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return HTTP_CONNECTIONS_MAX;
+	limit = rl.rlim_cur > (rlim_t)HTTP_FD_RESERVE + HTTP_CONNECTIONS_MIN ?
+		(unsigned)(rl.rlim_cur - HTTP_FD_RESERVE) : HTTP_CONNECTIONS_MIN;
+	log_warning("http: the open file limit (%llu) leaves room for %u connections, not %u; "
+		    "serving at most %u", (unsigned long long)rl.rlim_cur, limit, HTTP_CONNECTIONS_MAX,
+		    limit);
+	return limit;
+}
+
 int http_server_new(sd_event *e, const char *listen_addr, const struct agent_state *state,
 		    const struct metrics *metrics, const char *version, struct http_server **ret)
 {
@@ -602,17 +738,19 @@ int http_server_new(sd_event *e, const char *listen_addr, const struct agent_sta
 	h->metrics = metrics;
 	h->version = version ? version : "";
 	describe_socket(h, fd);
+	h->conn_limit = fit_connection_limit();
 
 	h->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				     handle_request, h,
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
 				     MHD_OPTION_LISTEN_SOCKET, fd,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
+				     MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_SEC,
 				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_HEADERS_MAX_BYTES,
 				     MHD_OPTION_URI_LOG_CALLBACK, uri_logged, h,
 				     MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h,
 				     MHD_OPTION_NOTIFY_CONNECTION, connection_notify, h,
+				     MHD_OPTION_NOTIFY_COMPLETED, request_completed, h,
 				     MHD_OPTION_END);
 	/* From here on the socket is the daemon's (or, on failure, left to
 	 * whatever libmicrohttpd did with it: never closed twice). */
@@ -657,6 +795,16 @@ int http_server_port(const struct http_server *h)
 	return h ? h->port : 0;
 }
 
+unsigned http_server_connection_limit(const struct http_server *h)
+{
+	return h ? h->conn_limit : 0;
+}
+
+uint64_t http_server_shed_count(const struct http_server *h)
+{
+	return h ? h->shed_crowded : 0;
+}
+
 bool http_server_is_public(const struct http_server *h)
 {
 	return h && h->public_face;
@@ -681,13 +829,14 @@ void http_server_free(struct http_server *h)
 	/* The sources go before the daemon closes the fd they watch. */
 	h->io = sd_event_source_disable_unref(h->io);
 	h->timer = sd_event_source_disable_unref(h->timer);
+	/* Stopping notifies CLOSED for every connection, emptying the list. */
 	if (h->daemon)
 		MHD_stop_daemon(h->daemon);
-	while (h->conns) {
-		struct http_conn *next = h->conns->next;
+	while (h->head) {
+		struct http_conn *next = h->head->next;
 
-		free(h->conns);
-		h->conns = next;
+		free(h->head);
+		h->head = next;
 	}
 	sd_event_unref(h->event);
 	free(h);

@@ -1,16 +1,18 @@
 """The local HTTP endpoint against the real binary: routes, methods, limits,
 exact paths, the public face on other addresses and its reload, readiness
 during an eviction, health during an IMDS outage, metrics that promtool
-accepts, and a flood of idle connections."""
+accepts, and a flood of idle and slow connections."""
 
 import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import harness
@@ -125,31 +127,6 @@ def test_metrics_pass_promtool(ctx):
     check(promtool, "promtool not installed (Debian package prometheus)")
     r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
     check(r.returncode == 0, "promtool: %s %s" % (r.stdout, r.stderr))
-
-
-def test_idle_connection_flood(ctx):
-    sim = ctx.start_sim()
-    ctx.recording_hook("10-hook")
-    a = ctx.start_agent()
-    a.wait_log(r"this VM is")
-    socks = []
-    try:
-        for _ in range(300):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", ctx.http_port))
-            socks.append(s)
-        t0 = time.monotonic()
-        eid = sim.add_event(type="Preempt", not_before_in=30)
-        wait_for(lambda: approvals_for(sim, eid), what="approval under a connection flood")
-        took = time.monotonic() - t0
-        check(took < 10, "chain took %.1f s under the flood" % took)
-        st = wait_for(lambda: request(ctx, "GET", "/healthz")[0], timeout=30, what="healthz under flood")
-        check(st == 200, "healthz %d" % st)
-    finally:
-        for s in socks:
-            s.close()
-    check(a.proc.poll() is None, "agent died")
 
 
 def test_exact_paths(ctx):
@@ -281,3 +258,99 @@ def test_listen_forms_documented_and_served(ctx):
     check(r6.status == 200 and json.loads(r6.read())["state"] == "idle", "[::1] is loopback: status")
     c.close()
     check(not b.log_has(r"is not a loopback address"), "[::1] taken for public")
+
+
+def raise_nofile(need):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    check(soft == resource.RLIM_INFINITY or soft >= need,
+          "the test needs %d descriptors, the hard limit is %d" % (need, hard))
+
+
+class Slowloris:
+    """Connections that send a request head one byte at a time, a byte every
+    300 ms, until the server ends them."""
+
+    def __init__(self, port, n):
+        self.socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            self.socks.append(s)
+        self.ended = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        t0 = time.monotonic()
+        while not self.stop.wait(0.3):
+            for i, s in enumerate(self.socks):
+                with self.lock:
+                    if i in self.ended:
+                        continue
+                try:
+                    s.sendall(b"a")
+                    s.setblocking(False)
+                    try:
+                        gone = s.recv(1) == b""
+                    except BlockingIOError:
+                        gone = False
+                    s.setblocking(True)
+                except OSError:
+                    gone = True
+                if gone:
+                    with self.lock:
+                        self.ended[i] = time.monotonic() - t0
+
+    def all_ended(self):
+        with self.lock:
+            return len(self.ended) == len(self.socks)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        for s in self.socks:
+            s.close()
+
+
+def test_idle_connection_flood(ctx):
+    """1000 idle and 20 slow connections from this host: the probes are
+    answered, the hook chain keeps its pace, the slow ones are ended by the
+    request deadline although they never go idle."""
+    raise_nofile(1200)
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    socks = []
+    slow = None
+    try:
+        for _ in range(1000):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", ctx.http_port))
+            socks.append(s)
+        slow = Slowloris(ctx.http_port, 20)
+        for path, body in (("/healthz", "ok\n"), ("/readyz", "ready\n")):
+            st, h, got = request(ctx, "GET", path)
+            check(st == 200 and got == body, "%s under the flood: %d %r" % (path, st, got))
+        t0 = time.monotonic()
+        eid = sim.add_event(type="Preempt", not_before_in=30)
+        wait_for(lambda: approvals_for(sim, eid), what="approval under a connection flood")
+        took = time.monotonic() - t0
+        check(took < 10, "chain took %.1f s under the flood" % took)
+        st, h, got = request(ctx, "GET", "/readyz")
+        check(st == 503 and eid in got, "readyz during the eviction under the flood: %d %r" % (st, got))
+        check(request(ctx, "GET", "/healthz")[0] == 200, "healthz during the eviction")
+        wait_for(slow.all_ended, timeout=40, what="the request deadline to end the slow connections",
+                 interval=0.2)
+    finally:
+        if slow:
+            slow.close()
+        for s in socks:
+            s.close()
+    check(a.proc.poll() is None, "agent died")
