@@ -781,7 +781,8 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	if (strcmp(a->cfg.listen, "none") != 0) {
 		r = http_server_new(e, a->cfg.listen, &a->state, a->metrics, SPOT_VERSION, &a->http);
 		if (r < 0) {
-			log_errno(r, "http: cannot listen on '%s'", a->cfg.listen);
+			log_errno(r, "http: cannot listen on '%s' (%s)", a->cfg.listen,
+				  strerrorname_np(-r) ? strerrorname_np(-r) : "?");
 			goto fail;
 		}
 		http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);

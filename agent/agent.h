@@ -15,7 +15,9 @@ struct agent;
 
 /* Takes ownership of *cfg (zeroed on success). Loads the state, kills what
  * a previous run's hooks left behind, starts the HTTP endpoint and the
- * IMDS client; does not poll yet. Logs its errors; returns 0 or -errno. */
+ * IMDS client; does not poll yet. Logs its errors; returns 0 or -errno,
+ * -EADDRINUSE, -EADDRNOTAVAIL or -EACCES when the listen address cannot be
+ * bound (a configuration error). */
 int agent_new(sd_event *e, struct config *cfg, struct agent **ret);
 /* Resumes unfinished chains at once and starts polling. */
 int agent_start(struct agent *a);

@@ -130,7 +130,8 @@ static int cmd_run(const struct cmdline *cl, struct config *c)
 	r = agent_new(e, c, &m.agent);
 	if (r < 0) {
 		sd_event_unref(e);
-		return EXIT_FAILURE;
+		/* A listen address that cannot be bound is the config's fault. */
+		return r == -EADDRINUSE || r == -EADDRNOTAVAIL || r == -EACCES ? EXIT_USAGE : EXIT_FAILURE;
 	}
 	if ((r = loop_add_signal(e, SIGTERM, on_term, &m)) < 0 ||
 	    (r = loop_add_signal(e, SIGINT, on_term, &m)) < 0 ||

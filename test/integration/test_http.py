@@ -1,8 +1,10 @@
 """The local HTTP endpoint against the real binary: routes, methods, limits,
 exact paths, the public face on other addresses and its reload, readiness
 during an eviction, health during an IMDS outage, metrics that promtool
-accepts, and a flood of idle and slow connections."""
+accepts, a flood of idle and slow connections, and a listen address that
+cannot be bound."""
 
+import errno
 import http.client
 import json
 import os
@@ -354,3 +356,43 @@ def test_idle_connection_flood(ctx):
         for s in socks:
             s.close()
     check(a.proc.poll() is None, "agent died")
+
+
+def expect_bind_refused(ctx, listen, name, wrap=()):
+    r = subprocess.run(list(wrap) + [AGENT] + ctx.base_args(listen=listen), capture_output=True,
+                       text=True, timeout=60, stdin=subprocess.DEVNULL)
+    out = r.stdout + r.stderr
+    check(r.returncode == 2, "listen %s: exit %s, want 2:\n%s" % (listen, r.returncode, out))
+    lines = [l for l in out.splitlines() if "cannot listen" in l]
+    check(len(lines) == 1 and ("'%s'" % listen) in lines[0] and "(%s)" % name in lines[0],
+          "listen %s: %r" % (listen, lines))
+    check(" started" not in out, "started anyway:\n" + out)
+
+
+def test_unbindable_listen_exits_2(ctx):
+    ctx.start_sim()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        expect_bind_refused(ctx, "127.0.0.1:%d" % busy.getsockname()[1], "EADDRINUSE")
+    finally:
+        busy.close()
+    # An address of no interface here (TEST-NET-2), if the test's own bind
+    # agrees.
+    probe = socket.socket()
+    try:
+        probe.bind(("198.51.100.7", 0))
+        foreign = False
+    except OSError as e:
+        foreign = e.errno == errno.EADDRNOTAVAIL
+    probe.close()
+    if foreign:
+        expect_bind_refused(ctx, "198.51.100.7:9470", "EADDRNOTAVAIL")
+    # A privileged port without the capability to bind it.
+    if os.geteuid() != 0:
+        expect_bind_refused(ctx, "127.0.0.1:1", "EACCES")
+    elif shutil.which("setpriv"):
+        expect_bind_refused(ctx, "127.0.0.1:1", "EACCES",
+                            wrap=(shutil.which("setpriv"), "--inh-caps=-net_bind_service",
+                                  "--bounding-set=-net_bind_service"))
