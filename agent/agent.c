@@ -896,9 +896,11 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	if (strcmp(a->cfg.listen, "none") != 0) {
 		r = http_server_new(e, a->cfg.listen, &a->state, a->metrics, SPOT_VERSION, &a->http);
 		if (r < 0) {
-			log_errno(r, "http: cannot listen on '%s'", a->cfg.listen);
+			log_errno(r, "http: cannot listen on '%s' (%s)", a->cfg.listen,
+				  strerrorname_np(-r) ? strerrorname_np(-r) : "?");
 			goto fail;
 		}
+		http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);
 	}
 	*ret = a;
 	return 0;
@@ -990,6 +992,7 @@ void agent_reload(struct agent *a, struct config *cfg)
 	config_done(&a->cfg);
 	a->cfg = n;
 	log_setup(a->cfg.log_format, a->cfg.log_level);
+	http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);
 	ec = engine_config_of(a);
 	engine_set_config(&a->engine, &ec);
 	provider_set_gcp_notice(a->provider, a->cfg.gcp_preempt_notice_sec);

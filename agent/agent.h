@@ -15,13 +15,16 @@ struct agent;
 
 /* Takes ownership of *cfg (zeroed on success). Loads the state, kills what
  * a previous run's hooks left behind, starts the HTTP endpoint and the
- * IMDS client; does not poll yet. Logs its errors; returns 0 or -errno. */
+ * IMDS client; does not poll yet. Logs its errors; returns 0 or -errno,
+ * -EADDRINUSE, -EADDRNOTAVAIL or -EACCES when the listen address cannot be
+ * bound (a configuration error). */
 int agent_new(sd_event *e, struct config *cfg, struct agent **ret);
 /* Resumes unfinished chains at once and starts polling. */
 int agent_start(struct agent *a);
-/* Applies a reloaded configuration (SIGHUP). Settings that need a restart
- * (provider, imds-url, state-dir, listen) keep their old values with a
- * warning. Takes ownership of *cfg. */
+/* Applies a reloaded configuration (SIGHUP), expose-metrics and
+ * expose-status included. Settings that need a restart (provider, imds-url,
+ * state-dir, listen) keep their old values with a warning. Takes ownership
+ * of *cfg. */
 void agent_reload(struct agent *a, struct config *cfg);
 /* SIGTERM: stop polling, let a running hook end within its budget, send a
  * due approval, then leave the loop with exit code 0. */

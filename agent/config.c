@@ -177,7 +177,13 @@ static const struct option_def options[] = {
 	{ "listen", 0, OPT_LISTEN, OPT_RESTART, CFG(listen), 0, CONFIG_LISTEN_MAX, CONFIG_DEFAULT_LISTEN,
 	  "ADDR:PORT",
 	  "HTTP endpoint (/healthz, /readyz, /v1/status, /metrics), ADDR:PORT or "
-	  "[IPV6]:PORT; 'none' disables it", NULL, NULL },
+	  "[IPV6]:PORT; 'none' disables it; on an address that is not loopback only "
+	  "/healthz and /readyz unless exposed", NULL, NULL },
+	{ "expose-metrics", 0, OPT_BOOL, 0, CFG(expose_metrics), 0, 0, "no", NULL,
+	  "also serve /metrics when listen is not a loopback address", NULL, NULL },
+	{ "expose-status", 0, OPT_BOOL, 0, CFG(expose_status), 0, 0, "no", NULL,
+	  "also serve /v1/status (hook output, paths, event ids) when listen is not a "
+	  "loopback address", NULL, NULL },
 	{ "poll-interval", 0, OPT_UINT, 0, CFG(poll_interval_ms), CONFIG_POLL_MIN_MS,
 	  CONFIG_POLL_MAX_MS, "1000", "MS", "metadata poll period in milliseconds", NULL,
 	  "Azure IMDS allows about 5 requests per second" },

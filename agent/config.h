@@ -44,6 +44,8 @@ struct config {
 	char *hooks_lib_dir;        /* "" disables the merge with /usr/lib */
 	char *state_dir;
 	char *listen;               /* "none" disables the endpoint */
+	bool expose_metrics;        /* /metrics on a listen address that is not loopback */
+	bool expose_status;         /* /v1/status there */
 	uint64_t poll_interval_ms;
 	char *vm_name;              /* NULL means: ask IMDS */
 	unsigned events_mask;       /* bit (1u << enum event_type) per handled type */

@@ -1,9 +1,11 @@
 /* http.c - the local read-only HTTP endpoint: libmicrohttpd without threads,
  * its epoll fd and timeout driven by the agent's sd-event loop, and a flat
- * GET/HEAD route table over the state and the metrics. It must never block
- * the loop or make a hook or a poll wait: every request is answered from
- * memory on its first callback, bodies are refused before they are read, and
- * connections are capped in number, memory and idle time. */
+ * GET/HEAD route table over the state and the metrics, with a smaller public
+ * face on addresses that are not loopback. It must never block the loop or
+ * make a hook or a poll wait: every request is answered from memory on its
+ * first callback, bodies are refused before they are read, and connections
+ * are capped in number, memory, idle time and time to a complete request;
+ * near the cap the ones waiting longest are shed, so a probe gets in. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -32,10 +35,13 @@
 #define ALLOWED_METHODS "GET, HEAD"
 
 /* One open TCP connection, known from libmicrohttpd's connection
- * notifications; kept so the pressure rule can shorten its idle timeout. */
+ * notifications; kept to enforce the request deadline and to shed the
+ * connections that wait longest when the limit comes near. */
 struct http_conn {
-	struct MHD_Connection *c;
-	bool hurried;                /* idle timeout already shortened */
+	struct MHD_Connection *c;    /* libmicrohttpd's, valid until its CLOSED notice */
+	uint64_t since_usec;         /* CLOCK_MONOTONIC: opened, or its last answer sent */
+	bool answering;              /* a request head is in, its answer not yet sent */
+	bool shed;                   /* shut down by us, not yet closed by libmicrohttpd */
 	struct http_conn *prev, *next;
 };
 
@@ -48,8 +54,16 @@ struct http_server {
 	const struct metrics *metrics;      /* borrowed, may be NULL */
 	const char *version;                /* borrowed */
 	int port;
-	struct http_conn *conns;            /* owned list */
-	unsigned n_conns;
+	char address[INET6_ADDRSTRLEN + 8]; /* the bound one, for log lines */
+	bool public_face;                   /* bound to an address that is not loopback */
+	bool expose_metrics, expose_status; /* on the public face */
+	unsigned conn_limit;                /* libmicrohttpd's connection limit */
+	/* Owned list, ordered by since_usec: oldest first. */
+	struct http_conn *head, *tail;
+	unsigned n_conns;                   /* on the list */
+	unsigned n_shed;                    /* of which shut down by us */
+	uint64_t shed_crowded;              /* ever shed to make room */
+	bool started;                       /* a connection opened in this MHD_run */
 	bool closed;                        /* a connection closed in this MHD_run */
 };
 
@@ -121,6 +135,27 @@ int http_parse_listen(const char *listen_addr, struct sockaddr_storage *ret, soc
 	*ret = ss;
 	*ret_len = len;
 	return 0;
+}
+
+/* 127.0.0.0/8, ::1 and IPv4-mapped 127.0.0.0/8. */
+static bool sockaddr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+bool http_listen_is_loopback(const char *listen_addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	return http_parse_listen(listen_addr, &ss, &len) == 0 && sockaddr_is_loopback(&ss);
 }
 
 /* ---- health ---- */
@@ -262,15 +297,38 @@ static enum MHD_Result route_metrics(struct http_server *h, struct MHD_Connectio
 		     MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE));
 }
 
+/* Who may see a route: everybody, or on the public face only when
+ * exposed. */
+enum route_face {
+	FACE_BOTH,
+	FACE_METRICS,
+	FACE_STATUS,
+};
+
 static const struct route {
 	const char *path;
+	enum route_face face;
 	enum MHD_Result (*handle)(struct http_server *h, struct MHD_Connection *c);
 } routes[] = {
-	{ "/healthz", route_healthz },
-	{ "/readyz", route_readyz },
-	{ "/v1/status", route_status },
-	{ "/metrics", route_metrics },
+	{ "/healthz", FACE_BOTH, route_healthz },
+	{ "/readyz", FACE_BOTH, route_readyz },
+	{ "/v1/status", FACE_STATUS, route_status },
+	{ "/metrics", FACE_METRICS, route_metrics },
 };
+
+static bool route_shown(const struct http_server *h, const struct route *r)
+{
+	if (!h->public_face)
+		return true;
+	switch (r->face) {
+	case FACE_METRICS:
+		return h->expose_metrics;
+	case FACE_STATUS:
+		return h->expose_status;
+	default:
+		return true;
+	}
+}
 
 /* True when the request announces a body (any Content-Length but 0, or a
  * transfer coding). */
@@ -284,19 +342,33 @@ static bool has_body(struct MHD_Connection *c)
 	return cl && strcmp(cl, "0") != 0;
 }
 
+/* Our record of libmicrohttpd's connection c, or NULL. */
+static struct http_conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return info ? info->socket_context : NULL;
+}
+
 /* The access handler. Every request is answered on its first call, when the
  * headers are in and no byte of a body has been read: libmicrohttpd then
  * never reads (or buffers) the body and closes the connection after the
- * answer instead. */
+ * answer instead. url is the path as sent (see unescape_none), without the
+ * query, which no route looks at. A route hidden on this face answers as an
+ * unknown path does. */
 static enum MHD_Result handle_request(void *userdata, struct MHD_Connection *c, const char *url,
 				      const char *method, _unused_ const char *version,
 				      _unused_ const char *upload_data, size_t *upload_data_size,
 				      void **req)
 {
 	struct http_server *h = userdata;
+	struct http_conn *conn = conn_of(c);
 
 	if (*upload_data_size != 0)
 		return MHD_NO;
+	if (conn)
+		conn->answering = true;
 	if (*req == &request_too_long_tag || strlen(url) > HTTP_URL_MAX)
 		return respond_text(c, MHD_HTTP_URI_TOO_LONG, "URI too long\n");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
@@ -305,9 +377,20 @@ static enum MHD_Result handle_request(void *userdata, struct MHD_Connection *c, 
 		return respond_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request bodies are not accepted\n");
 
 	for (size_t i = 0; i < ELEMENTSOF(routes); i++)
-		if (strcmp(url, routes[i].path) == 0)
+		if (strcmp(url, routes[i].path) == 0 && route_shown(h, &routes[i]))
 			return routes[i].handle(h, c);
 	return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+}
+
+/* Paths are matched byte for byte as sent: no %XX is decoded (in the path or
+ * in the query), so "/healthz%00.json" or "/%68ealthz" is no route. No route
+ * has a byte that needs escaping, so no client escapes one. (A raw NUL byte
+ * in the request line, which no client can send from a URL, still ends the
+ * path for us: libmicrohttpd hands it over as a C string. The face is
+ * applied to what is left.) */
+static size_t unescape_none(_unused_ void *userdata, _unused_ struct MHD_Connection *c, char *s)
+{
+	return strlen(s);
 }
 
 /* Sees the whole request target (with its query) before it is parsed. */
@@ -331,8 +414,32 @@ static _printf_(2, 0) void mhd_log(_unused_ void *userdata, const char *fmt, va_
 
 /* ---- connections and the loop ---- */
 
-static void connection_notify(void *userdata, struct MHD_Connection *c, void **socket_context,
-			      enum MHD_ConnectionNotificationCode code)
+static void conn_append(struct http_server *h, struct http_conn *conn)
+{
+	conn->prev = h->tail;
+	conn->next = NULL;
+	if (h->tail)
+		h->tail->next = conn;
+	else
+		h->head = conn;
+	h->tail = conn;
+}
+
+static void conn_unlink(struct http_server *h, struct http_conn *conn)
+{
+	if (conn->prev)
+		conn->prev->next = conn->next;
+	else
+		h->head = conn->next;
+	if (conn->next)
+		conn->next->prev = conn->prev;
+	else
+		h->tail = conn->prev;
+	conn->prev = conn->next = NULL;
+}
+
+static void connection_notify(void *userdata, _unused_ struct MHD_Connection *c,
+			      void **socket_context, enum MHD_ConnectionNotificationCode code)
 {
 	struct http_server *h = userdata;
 	struct http_conn *conn;
@@ -341,24 +448,20 @@ static void connection_notify(void *userdata, struct MHD_Connection *c, void **s
 	case MHD_CONNECTION_NOTIFY_STARTED:
 		conn = xcalloc(1, sizeof(*conn));
 		conn->c = c;
-		conn->next = h->conns;
-		if (h->conns)
-			h->conns->prev = conn;
-		h->conns = conn;
+		conn->since_usec = now_usec(CLOCK_MONOTONIC);
+		conn_append(h, conn);
 		h->n_conns++;
+		h->started = true;
 		*socket_context = conn;
 		break;
 	case MHD_CONNECTION_NOTIFY_CLOSED:
 		conn = *socket_context;
 		if (!conn)
 			break;
-		if (conn->prev)
-			conn->prev->next = conn->next;
-		else
-			h->conns = conn->next;
-		if (conn->next)
-			conn->next->prev = conn->prev;
+		conn_unlink(h, conn);
 		h->n_conns--;
+		if (conn->shed)
+			h->n_shed--;
 		h->closed = true;
 		*socket_context = NULL;
 		free(conn);
@@ -366,45 +469,101 @@ static void connection_notify(void *userdata, struct MHD_Connection *c, void **s
 	}
 }
 
-/* The pressure rule: near the connection limit, every open connection may
- * stay idle only HTTP_PRESSURE_TIMEOUT_SEC, so sockets that connect and say
- * nothing give their slots back quickly. Runs between MHD_run calls, when
- * every connection on the list is fully set up and not yet cleaned up. */
-static void hurry_connections(struct http_server *h)
+/* An answer is out: the connection waits for its next request from now on,
+ * so it goes to the young end of the list. */
+static void request_completed(_unused_ void *userdata, struct MHD_Connection *c,
+			      _unused_ void **req, _unused_ enum MHD_RequestTerminationCode code)
 {
-	if (h->n_conns < HTTP_PRESSURE_CONNECTIONS)
+	struct http_server *h = userdata;
+	struct http_conn *conn = conn_of(c);
+
+	if (!conn || conn->shed)
 		return;
-	for (struct http_conn *conn = h->conns; conn; conn = conn->next) {
-		if (conn->hurried)
+	conn->answering = false;
+	conn->since_usec = now_usec(CLOCK_MONOTONIC);
+	conn_unlink(h, conn);
+	conn_append(h, conn);
+}
+
+/* Closes a connection from our side: shutdown(2) wakes libmicrohttpd's
+ * epoll set with an end of stream, and its next run closes the connection
+ * (and notifies CLOSED) as if the client had gone. The fd stays
+ * libmicrohttpd's. */
+static void shed(struct http_server *h, struct http_conn *conn)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(conn->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	if (!info || info->connect_fd < 0)
+		return;
+	(void)shutdown(info->connect_fd, SHUT_RDWR);
+	conn->shed = true;
+	h->n_shed++;
+}
+
+/* The first connection that waits for a request and has not been shed: the
+ * one with the earliest request deadline. */
+static struct http_conn *first_waiting(const struct http_server *h)
+{
+	struct http_conn *conn = h->head;
+
+	while (conn && (conn->shed || conn->answering))
+		conn = conn->next;
+	return conn;
+}
+
+/* Sheds, oldest first, every connection past its request deadline and, with
+ * fewer than HTTP_CONNECTIONS_SPARE slots left, as many waiting connections
+ * as it takes to free them: idle and slow ones lose their place to a new
+ * one, which is then never refused. Runs between MHD_run calls, when every
+ * connection on the list is fully set up and not yet cleaned up. Walks only
+ * the connections it sheds and the few being answered. */
+static void shed_connections(struct http_server *h, uint64_t now)
+{
+	unsigned keep = h->conn_limit - HTTP_CONNECTIONS_SPARE;
+	struct http_conn *conn, *next;
+
+	for (conn = first_waiting(h); conn; conn = next) {
+		bool expired, crowded;
+
+		next = conn->next;
+		if (conn->shed || conn->answering)
 			continue;
-		(void)MHD_set_connection_option(conn->c, MHD_CONNECTION_OPTION_TIMEOUT,
-						(unsigned)HTTP_PRESSURE_TIMEOUT_SEC);
-		conn->hurried = true;
+		expired = now - conn->since_usec >= HTTP_REQUEST_DEADLINE_SEC * USEC_PER_SEC;
+		crowded = h->n_conns - h->n_shed > keep;
+		/* The list is ordered: everything after is younger. */
+		if (!expired && !crowded)
+			break;
+		if (!expired)
+			h->shed_crowded++;
+		shed(h, conn);
 	}
 }
 
-/* Arms the timer for libmicrohttpd's next deadline, or disables it when
- * there is none; now_too forces an immediate run. */
+/* Arms the timer for the earlier of libmicrohttpd's next deadline and the
+ * next request deadline, or disables it when there is none; now_too forces
+ * an immediate run. */
 static void arm_timer(struct http_server *h, bool now_too)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
-	uint64_t now, when;
+	struct http_conn *conn = first_waiting(h);
+	uint64_t now, when = USEC_INFINITY;
 	int r;
 
-	if (MHD_get_timeout(h->daemon, &ms) != MHD_YES) {
-		if (!now_too) {
-			r = sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
-			goto out;
-		}
-		ms = 0;
-	}
-	if (now_too)
-		ms = 0;
 	r = sd_event_now(h->event, CLOCK_MONOTONIC, &now);
 	if (r < 0)
 		goto out;
-	when = ms >= (USEC_INFINITY - now) / USEC_PER_MSEC ? USEC_INFINITY - 1 :
-	       now + ms * USEC_PER_MSEC;
+	if (now_too)
+		when = now;
+	else if (MHD_get_timeout(h->daemon, &ms) == MHD_YES)
+		when = ms >= (USEC_INFINITY - now) / USEC_PER_MSEC ? USEC_INFINITY - 1 :
+		       now + ms * USEC_PER_MSEC;
+	if (conn && conn->since_usec + HTTP_REQUEST_DEADLINE_SEC * USEC_PER_SEC < when)
+		when = conn->since_usec + HTTP_REQUEST_DEADLINE_SEC * USEC_PER_SEC;
+	if (when == USEC_INFINITY) {
+		r = sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+		goto out;
+	}
 	r = sd_event_source_set_time(h->timer, when);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
@@ -413,12 +572,22 @@ out:
 		log_warning_errno(r, "http: cannot arm the connection timer, ignoring");
 }
 
+/* One loop turn of the endpoint. A pass that accepted connections is
+ * followed by another, which reads and answers what they have already sent:
+ * a request is answered in the turn that accepts its connection. */
 static void run_daemon(struct http_server *h)
 {
-	h->closed = false;
-	if (MHD_run(h->daemon) != MHD_YES)
-		log_debug("http: MHD_run failed, ignoring");
-	hurry_connections(h);
+	for (unsigned i = 0; i < HTTP_RUNS_PER_TURN; i++) {
+		h->started = false;
+		h->closed = false;
+		if (MHD_run(h->daemon) != MHD_YES) {
+			log_debug("http: MHD_run failed, ignoring");
+			break;
+		}
+		if (!h->started)
+			break;
+	}
+	shed_connections(h, now_usec(CLOCK_MONOTONIC));
 	/* At the connection limit libmicrohttpd takes its listen socket out of
 	 * its epoll set and puts it back only at the start of a later run,
 	 * which nothing would trigger: after closing connections, run again
@@ -496,18 +665,56 @@ fail:
 	return r;
 }
 
-static int socket_port(int fd)
+/* The bound address of fd, for the face and the log lines. A non-IP socket
+ * (AF_UNIX from systemd) is local: the private face. */
+static void describe_socket(struct http_server *h, int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "";
 
+	(void)strscpy(h->address, sizeof(h->address), "a passed socket");
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-		return 0;
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (ss.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	return 0;
+		return;
+	h->public_face = (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
+			 !sockaddr_is_loopback(&ss);
+	if (ss.ss_family == AF_INET) {
+		h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		(void)inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+		(void)snprintf(h->address, sizeof(h->address), "%s:%d", host, h->port);
+	} else if (ss.ss_family == AF_INET6) {
+		h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		(void)inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+		(void)snprintf(h->address, sizeof(h->address), "[%s]:%d", host, h->port);
+	}
+}
+
+/* Makes room for HTTP_CONNECTIONS_MAX connections under RLIMIT_NOFILE,
+ * raising the soft limit as far as that needs (not further: hooks inherit
+ * it), at most to the hard one. Returns the connection limit that fits. */
+static unsigned fit_connection_limit(void)
+{
+	const rlim_t want = (rlim_t)HTTP_CONNECTIONS_MAX + HTTP_FD_RESERVE;
+	struct rlimit rl;
+	unsigned limit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return HTTP_CONNECTIONS_MIN;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		struct rlimit raised = rl;
+
+		raised.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return HTTP_CONNECTIONS_MAX;
+	limit = rl.rlim_cur > (rlim_t)HTTP_FD_RESERVE + HTTP_CONNECTIONS_MIN ?
+		(unsigned)(rl.rlim_cur - HTTP_FD_RESERVE) : HTTP_CONNECTIONS_MIN;
+	log_warning("http: the open file limit (%llu) leaves room for %u connections, not %u; "
+		    "serving at most %u", (unsigned long long)rl.rlim_cur, limit, HTTP_CONNECTIONS_MAX,
+		    limit);
+	return limit;
 }
 
 int http_server_new(sd_event *e, const char *listen_addr, const struct agent_state *state,
@@ -531,17 +738,20 @@ int http_server_new(sd_event *e, const char *listen_addr, const struct agent_sta
 	h->state = state;
 	h->metrics = metrics;
 	h->version = version ? version : "";
-	h->port = socket_port(fd);
+	describe_socket(h, fd);
+	h->conn_limit = fit_connection_limit();
 
 	h->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				     handle_request, h,
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
 				     MHD_OPTION_LISTEN_SOCKET, fd,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
+				     MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_SEC,
 				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_HEADERS_MAX_BYTES,
 				     MHD_OPTION_URI_LOG_CALLBACK, uri_logged, h,
+				     MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h,
 				     MHD_OPTION_NOTIFY_CONNECTION, connection_notify, h,
+				     MHD_OPTION_NOTIFY_COMPLETED, request_completed, h,
 				     MHD_OPTION_END);
 	/* From here on the socket is the daemon's (or, on failure, left to
 	 * whatever libmicrohttpd did with it: never closed twice). */
@@ -586,6 +796,33 @@ int http_server_port(const struct http_server *h)
 	return h ? h->port : 0;
 }
 
+unsigned http_server_connection_limit(const struct http_server *h)
+{
+	return h ? h->conn_limit : 0;
+}
+
+uint64_t http_server_shed_count(const struct http_server *h)
+{
+	return h ? h->shed_crowded : 0;
+}
+
+bool http_server_is_public(const struct http_server *h)
+{
+	return h && h->public_face;
+}
+
+void http_server_expose(struct http_server *h, bool metrics, bool status)
+{
+	if (!h)
+		return;
+	h->expose_metrics = metrics;
+	h->expose_status = status;
+	if (h->public_face)
+		log_info("http: %s is not a loopback address: serving /healthz, /readyz%s%s there, "
+			 "other paths answer 404", h->address, metrics ? ", /metrics" : "",
+			 status ? ", /v1/status" : "");
+}
+
 void http_server_free(struct http_server *h)
 {
 	if (!h)
@@ -593,13 +830,14 @@ void http_server_free(struct http_server *h)
 	/* The sources go before the daemon closes the fd they watch. */
 	h->io = sd_event_source_disable_unref(h->io);
 	h->timer = sd_event_source_disable_unref(h->timer);
+	/* Stopping notifies CLOSED for every connection, emptying the list. */
 	if (h->daemon)
 		MHD_stop_daemon(h->daemon);
-	while (h->conns) {
-		struct http_conn *next = h->conns->next;
+	while (h->head) {
+		struct http_conn *next = h->head->next;
 
-		free(h->conns);
-		h->conns = next;
+		free(h->head);
+		h->head = next;
 	}
 	sd_event_unref(h->event);
 	free(h);

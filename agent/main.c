@@ -18,6 +18,7 @@
 #include "config.h"
 #include "drill.h"
 #include "hooks.h"
+#include "http.h"
 #include "log.h"
 #include "logind.h"
 #include "loop.h"
@@ -104,6 +105,10 @@ static int cmd_check(const struct config *c)
 	rc = report(r, msg) ? EXIT_USAGE : rc;
 	r = preflight_listen(c->listen, msg, sizeof(msg));
 	rc = report(r, msg) ? EXIT_USAGE : rc;
+	if (r >= 0 && strcmp(c->listen, "none") != 0 && !http_listen_is_loopback(c->listen))
+		log_warning("listen '%s' is not a loopback address: only /healthz, /readyz%s%s are served "
+			    "there, other paths answer 404", c->listen, c->expose_metrics ? ", /metrics" : "",
+			    c->expose_status ? ", /v1/status" : "");
 	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
 	if (r < 0) {
 		if (rc == 0)
@@ -180,7 +185,8 @@ static int cmd_run(const struct cmdline *cl, struct config *c)
 	r = agent_new(e, c, &m.agent);
 	if (r < 0) {
 		sd_event_unref(e);
-		return EXIT_FAILURE;
+		/* A listen address that cannot be bound is the config's fault. */
+		return r == -EADDRINUSE || r == -EADDRNOTAVAIL || r == -EACCES ? EXIT_USAGE : EXIT_FAILURE;
 	}
 	if ((r = loop_add_signal(e, SIGTERM, on_term, &m)) < 0 ||
 	    (r = loop_add_signal(e, SIGINT, on_term, &m)) < 0 ||

@@ -14,7 +14,9 @@
   (SPOT_BENCH_OUTAGE_REPS repetitions per kind, default 8);
 - idle at 1 Hz: Private_Dirty and RSS, CPU time per poll;
 - HTTP (with wrk when installed): /healthz and /metrics throughput and p99,
-  and the reaction figures again while wrk floods the endpoint.
+  and the reaction figures again while wrk floods the endpoint;
+- /healthz latency, a new connection per request, behind 1000 idle
+  connections from the same host.
 """
 
 import concurrent.futures
@@ -22,6 +24,8 @@ import json
 import os
 import random
 import re
+import resource
+import socket
 import shutil
 import subprocess
 import sys
@@ -320,6 +324,47 @@ def instructions_per_poll(ctx, sim):
           % ((i2 - i1) / polls, p1, p2))
 
 
+IDLE_CONNECTIONS = 1000
+IDLE_PROBES = int(os.environ.get("SPOT_BENCH_IDLE_PROBES", "200"))
+
+
+def healthz_behind_idle_connections(port):
+    """/healthz round trips (connect, request, answer, close), one after
+    another, while IDLE_CONNECTIONS connections that never send a byte stay
+    open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < IDLE_CONNECTIONS + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    idle, lat, failed = [], [], 0
+    try:
+        for _ in range(IDLE_CONNECTIONS):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            idle.append(s)
+        for _ in range(IDLE_PROBES):
+            t0 = time.monotonic()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                    answer = b""
+                    while True:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        answer += chunk
+                if answer.startswith(b"HTTP/1.1 200 "):
+                    lat.append((time.monotonic() - t0) * 1000.0)
+                else:
+                    failed += 1
+            except OSError:
+                failed += 1
+    finally:
+        for s in idle:
+            s.close()
+    print("\n/healthz behind %d idle connections (a new connection per request, one at a time):"
+          % IDLE_CONNECTIONS)
+    print(fmt("/healthz round trip", lat) + ("   %d failed" % failed if failed else ""))
+
+
 def main():
     ctx = harness.Context("bench")
     try:
@@ -360,6 +405,7 @@ def main():
             print_events(loaded, stamps)
         else:
             print("\n(wrk not installed: HTTP figures skipped)")
+        healthz_behind_idle_connections(ctx.http_port)
         a.stop()
 
         outage_section()

@@ -461,6 +461,8 @@ def test_reload_keeps_exactly_the_keys_marked_needs_a_restart(ctx):
         "hooks-lib-dir": "none",
         "state-dir": os.path.join(ctx.dir, "other-state"),
         "listen": "127.0.0.1:%d" % free_port(),
+        "expose-metrics": "yes",
+        "expose-status": "yes",
         "poll-interval": "300",
         "vm-name": "other-vm",
         "events": "+Reboot",

@@ -1,16 +1,24 @@
 """The local HTTP endpoint against the real binary: routes, methods, limits,
-readiness during an eviction, health during an IMDS outage, metrics that
-promtool accepts, and a flood of idle connections."""
+exact paths, the public face on other addresses and its reload, readiness
+during an eviction, health during an IMDS outage, metrics that promtool
+accepts, a flood of idle and slow connections, and a listen address that
+cannot be bound."""
 
+import errno
 import http.client
 import json
 import os
+import re
+import resource
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
 
-from harness import check, wait_for
+import harness
+from harness import AGENT, TOP, check, wait_for
 
 
 def request(ctx, method, path, body=None, headers=None):
@@ -123,26 +131,270 @@ def test_metrics_pass_promtool(ctx):
     check(r.returncode == 0, "promtool: %s %s" % (r.stdout, r.stderr))
 
 
+def test_exact_paths(ctx):
+    ctx.start_sim()
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    for path in ("/healthz%00.json", "/healthz%00", "/healthz/", "/healthz.json", "/%68ealthz",
+                 "/v1/status/", "/metrics%00"):
+        st, h, body = request(ctx, "GET", path)
+        check(st == 404 and body == "not found\n", "%s -> %d %r" % (path, st, body))
+    for path in ("/healthz?verbose=1", "/healthz?a=%00", "/healthz?"):
+        st, h, body = request(ctx, "GET", path)
+        check(st == 200 and body == "ok\n", "%s -> %d %r" % (path, st, body))
+
+
+def write_conf(ctx, text):
+    return ctx.config_file(text, "http.conf")
+
+
+def test_public_face_and_reload(ctx):
+    """On 0.0.0.0 only the probes answer, also to a client on 127.0.0.1;
+    expose-metrics and expose-status open the rest, and a reload applies
+    them both ways."""
+    ctx.start_sim()
+    ctx.http_port = harness.free_port()
+    conf = write_conf(ctx, "# nothing exposed\n")
+    a = ctx.start_agent(args=ctx.base_args(config=conf, listen="0.0.0.0:%d" % ctx.http_port))
+    a.wait_log(r"this VM is")
+    a.wait_log(r"http: 0\.0\.0\.0:%d is not a loopback address: serving /healthz, /readyz there"
+               % ctx.http_port)
+
+    def face():
+        return {p: request(ctx, "GET", p)[0] for p in ("/healthz", "/readyz", "/metrics", "/v1/status")}
+
+    st = face()
+    check(st == {"/healthz": 200, "/readyz": 200, "/metrics": 404, "/v1/status": 404}, "closed %r" % st)
+    unknown = request(ctx, "GET", "/nope")
+    for path in ("/metrics", "/v1/status"):
+        got = request(ctx, "GET", path)
+        check((got[0], got[2]) == (unknown[0], unknown[2]), "%s tells itself apart: %r" % (path, got))
+        check(request(ctx, "HEAD", path)[0] == 404, "HEAD %s" % path)
+
+    n = len(a.lines)
+    write_conf(ctx, "expose-metrics = yes\n")
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"config reloaded", start=n)
+    st = face()
+    check(st["/metrics"] == 200 and st["/v1/status"] == 404 and st["/healthz"] == 200, "metrics %r" % st)
+    check("spot_agent_eviction_pending 0" in request(ctx, "GET", "/metrics")[2], "metrics body")
+
+    n = len(a.lines)
+    write_conf(ctx, "expose-metrics = no\nexpose-status = yes\n")
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"config reloaded", start=n)
+    st = face()
+    check(st["/metrics"] == 404 and st["/v1/status"] == 200, "status %r" % st)
+    check(json.loads(request(ctx, "GET", "/v1/status")[2])["state"] == "idle", "status body")
+
+    n = len(a.lines)
+    write_conf(ctx, "expose-status = no\n")
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"config reloaded", start=n)
+    st = face()
+    check(st == {"/healthz": 200, "/readyz": 200, "/metrics": 404, "/v1/status": 404}, "closed again %r" % st)
+    check(a.proc.poll() is None, "agent died")
+
+
+def run_cli(args):
+    return subprocess.run([AGENT] + args, capture_output=True, text=True, timeout=60)
+
+
+def test_check_warns_about_a_public_listen(ctx):
+    free_port = harness.free_port
+    base = ["check", "-c", ctx.config_file(""), "--hooks-dir", ctx.hooks, "--hooks-lib-dir", "none"]
+    warning = re.compile(r"^(?:\S+Z )?spot-agent: warning: listen '([^']*)' is not a loopback address: "
+                         r"only /healthz, /readyz(.*) are served there, other paths answer 404$", re.M)
+    # check also binds the address: free ports on the wildcards.
+    for listen, extra, shown in (("0.0.0.0:%d" % free_port(), [], ""),
+                                 ("[::]:%d" % free_port(), ["--expose-metrics"], ", /metrics"),
+                                 ("0.0.0.0:%d" % free_port(), ["--expose-metrics", "--expose-status"],
+                                  ", /metrics, /v1/status")):
+        r = run_cli(base + ["--listen", listen] + extra)
+        check(r.returncode == 0, "check --listen %s: exit %d %s" % (listen, r.returncode, r.stderr))
+        m = warning.findall(r.stderr)
+        check(m == [(listen, shown)], "warning for %s: %r" % (listen, r.stderr))
+        check("listen = %s\n" % listen in r.stdout, "effective listen %s" % listen)
+    for listen in ("127.0.0.1:%d" % free_port(), "127.9.9.9:%d" % free_port(), "[::1]:%d" % free_port(), "none"):
+        r = run_cli(base + ["--listen", listen])
+        check(r.returncode == 0 and not warning.search(r.stderr),
+              "check --listen %s: exit %d %r" % (listen, r.returncode, r.stderr))
+        check("listen = %s\n" % listen in r.stdout, "effective listen %s" % listen)
+    r = run_cli(base)
+    check("expose-metrics = no\n" in r.stdout and "expose-status = no\n" in r.stdout, r.stdout)
+    for bad in ("[::1:9470", "::1:9470", "[::1]"):
+        r = run_cli(base + ["--listen", bad])
+        check(r.returncode == 2 and r.stderr.count("\n") == 1, "bad %s: %r" % (bad, r.stderr))
+
+
+def test_listen_forms_documented_and_served(ctx):
+    """[IPV6]:PORT and ADDR:PORT: in --help and the man pages as such, and
+    the daemon serves on both."""
+    r = run_cli(["--help"])
+    help_text = " ".join(r.stdout.split())
+    check("ADDR:PORT or [IPV6]:PORT" in help_text, "--help: %r" % help_text)
+    for opt in ("--expose-metrics", "--expose-status"):
+        check(opt in r.stdout, "--help lacks %s" % opt)
+    if shutil.which("mandoc"):
+        for page in ("spot-agent.8", "spot-agent.conf.5"):
+            text = subprocess.run(["mandoc", "-Tascii", os.path.join(TOP, "man", page)],
+                                  capture_output=True, text=True).stdout
+            text = re.sub(r".\x08", "", text)
+            check("[ipv6]:port" in text and "[ipv6:port]" not in text, "%s listen form" % page)
+            check("expose-metrics" in text and "expose-status" in text, "%s lacks expose-*" % page)
+    ctx.start_sim()
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    check(request(ctx, "GET", "/healthz")[0] == 200, "ADDR:PORT")
+    a.stop()
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+    except OSError:
+        return  # no IPv6 loopback here
+    port = harness.free_port()
+    b = ctx.start_agent(args=ctx.base_args(listen="[::1]:%d" % port))
+    b.wait_log(r"this VM is")
+    c = http.client.HTTPConnection("::1", port, timeout=10)
+    c.request("GET", "/v1/status")
+    r6 = c.getresponse()
+    check(r6.status == 200 and json.loads(r6.read())["state"] == "idle", "[::1] is loopback: status")
+    c.close()
+    check(not b.log_has(r"is not a loopback address"), "[::1] taken for public")
+
+
+def raise_nofile(need):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    check(soft == resource.RLIM_INFINITY or soft >= need,
+          "the test needs %d descriptors, the hard limit is %d" % (need, hard))
+
+
+class Slowloris:
+    """Connections that send a request head one byte at a time, a byte every
+    300 ms, until the server ends them."""
+
+    def __init__(self, port, n):
+        self.socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            self.socks.append(s)
+        self.ended = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        t0 = time.monotonic()
+        while not self.stop.wait(0.3):
+            for i, s in enumerate(self.socks):
+                with self.lock:
+                    if i in self.ended:
+                        continue
+                try:
+                    s.sendall(b"a")
+                    s.setblocking(False)
+                    try:
+                        gone = s.recv(1) == b""
+                    except BlockingIOError:
+                        gone = False
+                    s.setblocking(True)
+                except OSError:
+                    gone = True
+                if gone:
+                    with self.lock:
+                        self.ended[i] = time.monotonic() - t0
+
+    def all_ended(self):
+        with self.lock:
+            return len(self.ended) == len(self.socks)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        for s in self.socks:
+            s.close()
+
+
 def test_idle_connection_flood(ctx):
+    """1000 idle and 20 slow connections from this host: the probes are
+    answered, the hook chain keeps its pace, the slow ones are ended by the
+    request deadline although they never go idle."""
+    raise_nofile(1200)
     sim = ctx.start_sim()
     ctx.recording_hook("10-hook")
     a = ctx.start_agent()
     a.wait_log(r"this VM is")
     socks = []
+    slow = None
     try:
-        for _ in range(300):
+        for _ in range(1000):
             s = socket.socket()
             s.setblocking(False)
             s.connect_ex(("127.0.0.1", ctx.http_port))
             socks.append(s)
+        slow = Slowloris(ctx.http_port, 20)
+        for path, body in (("/healthz", "ok\n"), ("/readyz", "ready\n")):
+            st, h, got = request(ctx, "GET", path)
+            check(st == 200 and got == body, "%s under the flood: %d %r" % (path, st, got))
         t0 = time.monotonic()
         eid = sim.add_event(type="Preempt", not_before_in=30)
         wait_for(lambda: approvals_for(sim, eid), what="approval under a connection flood")
         took = time.monotonic() - t0
         check(took < 10, "chain took %.1f s under the flood" % took)
-        st = wait_for(lambda: request(ctx, "GET", "/healthz")[0], timeout=30, what="healthz under flood")
-        check(st == 200, "healthz %d" % st)
+        st, h, got = request(ctx, "GET", "/readyz")
+        check(st == 503 and eid in got, "readyz during the eviction under the flood: %d %r" % (st, got))
+        check(request(ctx, "GET", "/healthz")[0] == 200, "healthz during the eviction")
+        wait_for(slow.all_ended, timeout=40, what="the request deadline to end the slow connections",
+                 interval=0.2)
     finally:
+        if slow:
+            slow.close()
         for s in socks:
             s.close()
     check(a.proc.poll() is None, "agent died")
+
+
+def expect_bind_refused(ctx, listen, name, wrap=()):
+    r = subprocess.run(list(wrap) + [AGENT] + ctx.base_args(listen=listen), capture_output=True,
+                       text=True, timeout=60, stdin=subprocess.DEVNULL)
+    out = r.stdout + r.stderr
+    check(r.returncode == 2, "listen %s: exit %s, want 2:\n%s" % (listen, r.returncode, out))
+    lines = [l for l in out.splitlines() if "cannot listen" in l]
+    check(len(lines) == 1 and ("'%s'" % listen) in lines[0] and "(%s)" % name in lines[0],
+          "listen %s: %r" % (listen, lines))
+    check(" started" not in out, "started anyway:\n" + out)
+
+
+def test_unbindable_listen_exits_2(ctx):
+    ctx.start_sim()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        expect_bind_refused(ctx, "127.0.0.1:%d" % busy.getsockname()[1], "EADDRINUSE")
+    finally:
+        busy.close()
+    # An address of no interface here (TEST-NET-2), if the test's own bind
+    # agrees.
+    probe = socket.socket()
+    try:
+        probe.bind(("198.51.100.7", 0))
+        foreign = False
+    except OSError as e:
+        foreign = e.errno == errno.EADDRNOTAVAIL
+    probe.close()
+    if foreign:
+        expect_bind_refused(ctx, "198.51.100.7:9470", "EADDRNOTAVAIL")
+    # A privileged port without the capability to bind it.
+    if os.geteuid() != 0:
+        expect_bind_refused(ctx, "127.0.0.1:1", "EACCES")
+    elif shutil.which("setpriv"):
+        expect_bind_refused(ctx, "127.0.0.1:1", "EACCES",
+                            wrap=(shutil.which("setpriv"), "--inh-caps=-net_bind_service",
+                                  "--bounding-set=-net_bind_service"))

@@ -4,6 +4,7 @@
  * blocked by the client. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <poll.h>
@@ -161,6 +163,12 @@ static int head_ok(const struct fixture *f, const char *path, long status)
 	return ok ? 0 : 1;
 }
 
+static const char *const near_misses[] = {
+	"/healthz%00.json", "/healthz%00", "/%68ealthz", "/healthz%2F", "/healthz.json",
+	"/healthzz", "/HEALTHZ", "//healthz", "/healthz;x", "/v1/status%00", "/v1//status",
+	"/metrics/", "/readyz%20",
+};
+
 static int client_routes(const struct fixture *f)
 {
 	struct reply *r = xcalloc(1, sizeof(*r));
@@ -189,8 +197,19 @@ static int client_routes(const struct fixture *f)
 	CHECK(strstr(r->body, "\nspot_agent_eviction_pending 0\n"));
 	CHECK(head_ok(f, "/metrics", 200) == 0);
 
-	/* A query string does not change the route. */
+	/* A query string does not change the route, whatever it holds. */
 	CHECK(get_ok(f, "/healthz?verbose=1", "text/plain; charset=utf-8", r) == 0);
+	CHECK(get_ok(f, "/healthz?x=%00&y", "text/plain; charset=utf-8", r) == 0);
+
+	/* Paths match byte for byte: an escaped NUL, an escaped letter, a
+	 * suffix or a different case is no route. */
+	for (size_t i = 0; i < ELEMENTSOF(near_misses); i++) {
+		CHECK(request(f, "GET", near_misses[i], NULL, 0, r) == CURLE_OK);
+		if (r->status != 404)
+			fprintf(stderr, "GET %s: %ld\n", near_misses[i], r->status);
+		CHECK(r->status == 404);
+		CHECK(strcmp(r->body, "not found\n") == 0);
+	}
 
 	CHECK(request(f, "GET", "/nope", NULL, 0, r) == CURLE_OK);
 	CHECK(r->status == 404);
@@ -200,6 +219,85 @@ static int client_routes(const struct fixture *f)
 	CHECK(request(f, "GET", "/healthz/", NULL, 0, r) == CURLE_OK);
 	CHECK(r->status == 404);
 	CHECK(head_ok(f, "/nope", 404) == 0);
+	free(r);
+	return 0;
+}
+
+/* The public face: bodies of what is refused are those of an unknown path. */
+static int public_hidden(const struct fixture *f, const char *path, struct reply *r)
+{
+	char unknown[sizeof(r->body)];
+
+	CHECK(request(f, "GET", "/nope", NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 404);
+	memcpy(unknown, r->body, r->len + 1);
+	CHECK(request(f, "GET", path, NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 404);
+	CHECK(strcmp(r->body, unknown) == 0);
+	CHECK(head_ok(f, path, 404) == 0);
+	return 0;
+}
+
+static int client_public_probes(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ok\n") == 0);
+	CHECK(head_ok(f, "/healthz", 200) == 0);
+	CHECK(get_ok(f, "/readyz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ready\n") == 0);
+	CHECK(head_ok(f, "/readyz", 200) == 0);
+	/* Other methods answer as on the private face: nothing told apart. */
+	CHECK(request(f, "POST", "/v1/status", NULL, 0, r) == CURLE_OK);
+	CHECK(r->status == 405);
+	free(r);
+	return 0;
+}
+
+static int client_public_closed(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(client_public_probes(f) == 0);
+	CHECK(public_hidden(f, "/v1/status", r) == 0);
+	CHECK(public_hidden(f, "/metrics", r) == 0);
+	CHECK(public_hidden(f, "/v1/status?x=1", r) == 0);
+	free(r);
+	return 0;
+}
+
+static int client_public_metrics(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(client_public_probes(f) == 0);
+	CHECK(get_ok(f, "/metrics", "text/plain; version=0.0.4; charset=utf-8", r) == 0);
+	CHECK(strstr(r->body, "\nspot_agent_eviction_pending 0\n"));
+	CHECK(public_hidden(f, "/v1/status", r) == 0);
+	free(r);
+	return 0;
+}
+
+static int client_public_all(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(client_public_probes(f) == 0);
+	CHECK(get_ok(f, "/metrics", "text/plain; version=0.0.4; charset=utf-8", r) == 0);
+	CHECK(get_ok(f, "/v1/status", "application/json", r) == 0);
+	CHECK(strstr(r->body, "\"" VERSION "\""));
+	free(r);
+	return 0;
+}
+
+static int client_public_status(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+
+	CHECK(client_public_probes(f) == 0);
+	CHECK(get_ok(f, "/v1/status", "application/json", r) == 0);
+	CHECK(public_hidden(f, "/metrics", r) == 0);
 	free(r);
 	return 0;
 }
@@ -362,44 +460,107 @@ static int client_healthy(const struct fixture *f)
 	return 0;
 }
 
-#define IDLE_CONNECTIONS 200
-#define PROMPT_USEC (15 * USEC_PER_SEC)
-
-/* Many connections that connect and send nothing: the limit keeps them from
- * exhausting the server, the idle timeouts give their slots back, and a
- * probe behind them is still answered within a few seconds. */
-static int client_idle_flood(const struct fixture *f)
+/* Opens n connections to the server on 127.0.0.1 (the fixtures listen on
+ * 127.0.0.1 or a wildcard), each sending head (may be NULL: idle). */
+static int open_connections(const struct fixture *f, int *fds, size_t n, const char *head)
 {
-	struct reply *r = xcalloc(1, sizeof(*r));
 	struct sockaddr_in sin = { .sin_family = AF_INET };
-	int fds[IDLE_CONNECTIONS];
-	uint64_t t0, took;
-	struct pollfd pfd;
-	char c;
 
 	sin.sin_port = htons((uint16_t)f->port);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	for (size_t i = 0; i < IDLE_CONNECTIONS; i++) {
+	for (size_t i = 0; i < n; i++) {
 		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		CHECK(fds[i] >= 0);
 		CHECK(connect(fds[i], (struct sockaddr *)&sin, sizeof(sin)) == 0);
+		if (head)
+			CHECK(send(fds[i], head, strlen(head), MSG_NOSIGNAL) == (ssize_t)strlen(head));
 	}
+	return 0;
+}
 
-	t0 = now_usec(CLOCK_MONOTONIC);
-	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
-	took = now_usec(CLOCK_MONOTONIC) - t0;
-	fprintf(stderr, "  /healthz behind %d idle connections: %.3f s\n", IDLE_CONNECTIONS,
-		(double)took / (double)USEC_PER_SEC);
-	CHECK(took < PROMPT_USEC);
-
-	/* The server closes idle connections on its own (its timer works
-	 * without any traffic): the first one sees EOF. */
-	pfd = (struct pollfd){ .fd = fds[0], .events = POLLIN };
-	CHECK(poll(&pfd, 1, 30 * 1000) == 1);
-	CHECK(recv(fds[0], &c, 1, 0) <= 0);
-
-	for (size_t i = 0; i < IDLE_CONNECTIONS; i++)
+static void close_all(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
 		(void)close(fds[i]);
+}
+
+/* Waits (up to 30 s) for the server to end the connection. */
+static bool ended(int fd, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char c;
+
+	return poll(&pfd, 1, timeout_ms) == 1 && recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* The client's own descriptors: as many as the hard limit allows. */
+static int raise_nofile(void)
+{
+	struct rlimit rl;
+
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	rl.rlim_cur = rl.rlim_max;
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	return 0;
+}
+
+#define FLOOD_IDLE 1000
+#define FLOOD_SLOW 20
+#define SLOW_HEAD "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+
+/* A thousand connections that say nothing and some that send half a
+ * request head, all open at once: well within the connection limit, none is
+ * shed and the probes are answered behind them. */
+static int client_idle_flood(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+	int *idle = xcalloc(FLOOD_IDLE, sizeof(int)), slow[FLOOD_SLOW];
+
+	CHECK(raise_nofile() == 0);
+	CHECK(open_connections(f, idle, FLOOD_IDLE, NULL) == 0);
+	CHECK(open_connections(f, slow, FLOOD_SLOW, SLOW_HEAD) == 0);
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ok\n") == 0);
+	CHECK(get_ok(f, "/readyz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(strcmp(r->body, "ready\n") == 0);
+	/* Nothing had to go to make room. */
+	CHECK(!ended(idle[0], 0));
+	CHECK(!ended(slow[0], 0));
+	close_all(idle, FLOOD_IDLE);
+	close_all(slow, FLOOD_SLOW);
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	free(idle);
+	free(r);
+	return 0;
+}
+
+/* The shedding test's server gets room for this many connections. */
+#define SHED_LIMIT 128
+#define SHED_SLOW 4
+#define SHED_IDLE (3 * SHED_LIMIT)
+
+/* More connections than the limit: the oldest (slow ones first, then idle
+ * ones) are closed as new ones come, the probes get in, the youngest stay
+ * until their idle timeout. */
+static int client_shedding(const struct fixture *f)
+{
+	struct reply *r = xcalloc(1, sizeof(*r));
+	int slow[SHED_SLOW], idle[SHED_IDLE];
+
+	CHECK(open_connections(f, slow, SHED_SLOW, SLOW_HEAD) == 0);
+	CHECK(open_connections(f, idle, SHED_IDLE, NULL) == 0);
+	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
+	CHECK(get_ok(f, "/readyz", "text/plain; charset=utf-8", r) == 0);
+	/* Shed before the probes were accepted: their ends are here already. */
+	for (size_t i = 0; i < SHED_SLOW; i++)
+		CHECK(ended(slow[i], 0));
+	for (size_t i = 0; i < SHED_IDLE - SHED_LIMIT; i++)
+		CHECK(ended(idle[i], 0));
+	CHECK(!ended(idle[SHED_IDLE - 1], 0));
+	/* The server's timer closes idle connections without any traffic. */
+	CHECK(ended(idle[SHED_IDLE - 1], 30 * 1000));
+	close_all(slow, SHED_SLOW);
+	close_all(idle, SHED_IDLE);
 	CHECK(get_ok(f, "/healthz", "text/plain; charset=utf-8", r) == 0);
 	free(r);
 	return 0;
@@ -434,26 +595,15 @@ static int on_guard(_unused_ sd_event_source *s, _unused_ uint64_t usec, void *u
 	return 0;
 }
 
-/* Forks a client running fn and runs the loop until it exits. Returns 0
- * when the client exited 0. No cmocka asserts: also used in a child. */
-static int run_client_status(struct fixture *f, int (*fn)(const struct fixture *f))
+/* Runs the loop until the client pid exits (or the guard kills it).
+ * Returns 0 when it exited 0. */
+static int wait_client(struct fixture *f, pid_t pid)
 {
-	struct child_wait w = { 0 };
+	struct child_wait w = { .pid = pid };
 	sd_event_source *child = NULL, *guard = NULL;
 	uint64_t now;
 	int r;
 
-	fflush(NULL);
-	w.pid = fork();
-	if (w.pid < 0)
-		return -errno;
-	if (w.pid == 0) {
-		int rc;
-
-		curl_global_init(CURL_GLOBAL_DEFAULT);
-		rc = fn(f);
-		_exit(rc == 0 ? 0 : 1);
-	}
 	r = sd_event_add_child(f->e, &child, w.pid, WEXITED, on_child, &w);
 	if (r >= 0)
 		r = sd_event_now(f->e, CLOCK_MONOTONIC, &now);
@@ -473,6 +623,61 @@ static int run_client_status(struct fixture *f, int (*fn)(const struct fixture *
 	if (w.timed_out)
 		fprintf(stderr, "client did not finish in time\n");
 	return !w.timed_out && w.code == CLD_EXITED && w.status == 0 ? 0 : 1;
+}
+
+/* Forks a client running fn and runs the loop until it exits. Returns 0
+ * when the client exited 0. No cmocka asserts: also used in a child. */
+static int run_client_status(struct fixture *f, int (*fn)(const struct fixture *f))
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		_exit(fn(f) == 0 ? 0 : 1);
+	}
+	return wait_client(f, pid);
+}
+
+/* As run_client_status, but the client is forked before start(f) sets up
+ * the server (and may lower this process's limits, which the client then
+ * does not share); it learns the port through a pipe. */
+static int run_client_first(struct fixture *f, int (*start)(struct fixture *f),
+			    int (*fn)(const struct fixture *f))
+{
+	int p[2], r;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		int port = 0;
+
+		(void)close(p[1]);
+		if (read(p[0], &port, sizeof(port)) != (ssize_t)sizeof(port) || port <= 0)
+			_exit(1);
+		f->port = port;
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		_exit(fn(f) == 0 ? 0 : 1);
+	}
+	(void)close(p[0]);
+	r = start(f);
+	if (r == 0 && write(p[1], &f->port, sizeof(f->port)) != (ssize_t)sizeof(f->port))
+		r = -EIO;
+	(void)close(p[1]);
+	if (r < 0) {
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		return r;
+	}
+	return wait_client(f, pid);
 }
 
 static void run_client(struct fixture *f, int (*fn)(const struct fixture *f))
@@ -512,6 +717,7 @@ static void test_routes(_unused_ void **unused)
 	struct fixture f;
 
 	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	assert_false(http_server_is_public(f.h));
 	run_client(&f, client_routes);
 	fixture_stop(&f);
 }
@@ -584,8 +790,163 @@ static void test_idle_flood(_unused_ void **unused)
 	struct fixture f;
 
 	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	assert_true(http_server_connection_limit(f.h) > FLOOD_IDLE + FLOOD_SLOW + HTTP_CONNECTIONS_SPARE);
 	run_client(&f, client_idle_flood);
+	assert_int_equal(http_server_shed_count(f.h), 0);
 	fixture_stop(&f);
+}
+
+/* Runs fn in a child process (limits set there stay there); the test
+ * passes when it exits 0. */
+static void in_child(int (*fn)(void))
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(fn() == 0 ? 0 : 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* A server whose open file limit leaves room for SHED_LIMIT connections. */
+static int start_shedding_server(struct fixture *f)
+{
+	struct rlimit rl = { HTTP_FD_RESERVE + SHED_LIMIT, HTTP_FD_RESERVE + SHED_LIMIT };
+
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	CHECK(http_server_new(f->e, "127.0.0.1:0", &f->s, f->m, VERSION, &f->h) == 0);
+	CHECK(http_server_connection_limit(f->h) == SHED_LIMIT);
+	f->port = http_server_port(f->h);
+	return 0;
+}
+
+static int shedding_server(void)
+{
+	struct fixture f = { .host = "127.0.0.1" };
+
+	CHECK(sd_event_new(&f.e) >= 0);
+	state_init(&f.s, NULL);
+	f.s.provider = xstrdup("azure");
+	f.m = metrics_new();
+	CHECK(run_client_first(&f, start_shedding_server, client_shedding) == 0);
+	/* At least every connection beyond the limit went to make room. */
+	CHECK(http_server_shed_count(f.h) >= SHED_IDLE + SHED_SLOW - SHED_LIMIT);
+	fixture_stop(&f);
+	return 0;
+}
+
+static void test_shedding(_unused_ void **unused)
+{
+	in_child(shedding_server);
+}
+
+/* A soft limit too low for the connection limit is raised as far as it
+ * needs, within the hard one. */
+static int low_soft_limit(void)
+{
+	const rlim_t want = HTTP_CONNECTIONS_MAX + HTTP_FD_RESERVE;
+	struct fixture f = { .host = "127.0.0.1" };
+	struct rlimit rl;
+	rlim_t hard;
+
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	hard = rl.rlim_max;
+	rl.rlim_cur = 256;
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	CHECK(sd_event_new(&f.e) >= 0);
+	state_init(&f.s, NULL);
+	f.s.provider = xstrdup("azure");
+	CHECK(http_server_new(f.e, "127.0.0.1:0", &f.s, NULL, VERSION, &f.h) == 0);
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	CHECK(rl.rlim_max == hard);
+	if (hard == RLIM_INFINITY || hard >= want) {
+		CHECK(rl.rlim_cur == want);
+		CHECK(http_server_connection_limit(f.h) == HTTP_CONNECTIONS_MAX);
+	} else {
+		CHECK(rl.rlim_cur == hard);
+		CHECK(http_server_connection_limit(f.h) ==
+		      (hard > HTTP_FD_RESERVE + HTTP_CONNECTIONS_MIN ? hard - HTTP_FD_RESERVE :
+		       HTTP_CONNECTIONS_MIN));
+	}
+	f.port = http_server_port(f.h);
+	CHECK(run_client_status(&f, client_healthy) == 0);
+	fixture_stop(&f);
+	return 0;
+}
+
+static void test_fd_limit(_unused_ void **unused)
+{
+	in_child(low_soft_limit);
+}
+
+static void test_public_face(_unused_ void **unused)
+{
+	struct fixture f;
+	int r;
+
+	/* The face follows the bound address, not the client's: a wildcard is
+	 * public, also to a client on 127.0.0.1. */
+	assert_int_equal(fixture_start(&f, "0.0.0.0:0", "127.0.0.1"), 0);
+	assert_true(http_server_is_public(f.h));
+	run_client(&f, client_public_closed);
+	http_server_expose(f.h, true, false);
+	run_client(&f, client_public_metrics);
+	http_server_expose(f.h, false, true);
+	run_client(&f, client_public_status);
+	http_server_expose(f.h, true, true);
+	run_client(&f, client_public_all);
+	/* As a reload turns them off again. */
+	http_server_expose(f.h, false, false);
+	run_client(&f, client_public_closed);
+	fixture_stop(&f);
+
+	/* The private face ignores the exposure settings. */
+	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
+	assert_false(http_server_is_public(f.h));
+	http_server_expose(f.h, false, false);
+	run_client(&f, client_routes);
+	fixture_stop(&f);
+	http_server_expose(NULL, true, true);
+	assert_false(http_server_is_public(NULL));
+
+	r = fixture_start(&f, "[::]:0", "[::1]");
+	if (r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT) {
+		fixture_stop(&f);
+		return;
+	}
+	assert_int_equal(r, 0);
+	assert_true(http_server_is_public(f.h));
+	run_client(&f, client_public_closed);
+	fixture_stop(&f);
+}
+
+static void test_listen_loopback(_unused_ void **unused)
+{
+	static const char *const loopback[] = {
+		"127.0.0.1:9470", "127.0.0.1:0", "127.255.1.2:80", "localhost:9470", "[::1]:9470",
+		"[::ffff:127.0.0.1]:9470", "[0:0:0:0:0:0:0:1]:1",
+	};
+	static const char *const other[] = {
+		"0.0.0.0:9470", "[::]:9470", "192.0.2.1:9470", "10.0.0.1:80", "128.0.0.1:80",
+		"126.255.255.255:80", "[::ffff:10.0.0.1]:80", "[2001:db8::1]:80", "[::2]:80",
+		"none", "", "127.0.0.1", "[::1]", "127.0.0.1:99999", "localhost", NULL,
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(loopback); i++)
+		if (!http_listen_is_loopback(loopback[i])) {
+			print_error("'%s' is loopback\n", loopback[i]);
+			fail();
+		}
+	for (size_t i = 0; i < ELEMENTSOF(other); i++)
+		if (http_listen_is_loopback(other[i])) {
+			print_error("'%s' is not loopback\n", other[i] ? other[i] : "(null)");
+			fail();
+		}
 }
 
 static void test_ipv6(_unused_ void **unused)
@@ -671,17 +1032,7 @@ static int activated_server(void)
 
 static void test_socket_activation(_unused_ void **unused)
 {
-	int status;
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		_exit(activated_server() == 0 ? 0 : 1);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	in_child(activated_server);
 }
 
 static void test_parse_listen(_unused_ void **unused)
@@ -783,6 +1134,10 @@ int main(void)
 		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_socket_activation),
 		cmocka_unit_test(test_idle_flood),
+		cmocka_unit_test(test_shedding),
+		cmocka_unit_test(test_fd_limit),
+		cmocka_unit_test(test_public_face),
+		cmocka_unit_test(test_listen_loopback),
 	};
 	sigset_t mask;
 
