@@ -755,30 +755,41 @@ int state_sync_finish(struct state_sync *sync)
 	return r;
 }
 
-/* Puts the temp file tmp in the place of state.json. An exchange rather
- * than a rename over the old file: ext4 writes a file out at once when it
- * replaces another by rename (auto_da_alloc), which made every save cost
- * half a millisecond before a hook could start. After the exchange the
- * temp name holds the old contents, which go. */
-static int replace_file(int dfd, const char *tmp)
+/* Puts the spare file in the place of state.json. An exchange rather than
+ * a rename over the old file, and the old file kept as the next save's
+ * spare rather than unlinked: ext4 writes a file out at once when it
+ * replaces another by rename (auto_da_alloc), and frees an unlinked file's
+ * blocks there and then; either cost half a millisecond before the next
+ * hook could start. Overwriting the spare in place reuses its blocks. */
+static int replace_file(int dfd)
 {
-	if (renameat2(dfd, tmp, dfd, STATE_FILE_NAME, RENAME_EXCHANGE) == 0) {
-		(void)unlinkat(dfd, tmp, 0);
+	if (renameat2(dfd, STATE_SPARE_NAME, dfd, STATE_FILE_NAME, RENAME_EXCHANGE) == 0)
 		return 0;
-	}
-	/* No old file yet, or a file system without exchange. */
+	/* No state.json yet (the next save makes a new spare), or a file
+	 * system without exchange. */
 	if ((errno == ENOENT || errno == EINVAL || errno == ENOSYS) &&
-	    renameat(dfd, tmp, dfd, STATE_FILE_NAME) == 0)
+	    renameat(dfd, STATE_SPARE_NAME, dfd, STATE_FILE_NAME) == 0)
 		return 0;
 	return -errno;
 }
 
+static int open_state_dir(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dfd < 0 && errno == ENOENT) {
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	return dfd < 0 ? -errno : dfd;
+}
+
 int state_save_begin(const struct agent_state *s, struct state_sync *sync)
 {
-	char *text = NULL, *tmp = NULL;
-	const char *name;
-	bool created = false;
+	char *text = NULL;
 	int fd = -1, dfd = -1, r;
+	struct stat st;
 	size_t len = 0;
 
 	if (!s->state_dir)
@@ -798,45 +809,38 @@ int state_save_begin(const struct agent_state *s, struct state_sync *sync)
 		goto out;
 	}
 
-	if (mkdir(s->state_dir, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
-		goto out;
-	}
-	dfd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		r = -errno;
-		goto out;
-	}
-
-	tmp = xasprintf("%s/.%s.XXXXXX", s->state_dir, STATE_FILE_NAME);
-	fd = mkostemp(tmp, O_CLOEXEC);   /* mode 0600 */
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	created = true;
-	name = strrchr(tmp, '/') + 1;
-
-	r = write_all(fd, text, len);
+	r = dfd = open_state_dir(s->state_dir);
 	if (r < 0)
 		goto out;
-	r = replace_file(dfd, name);
+	fd = openat(dfd, STATE_SPARE_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EEXIST;
+		goto out;
+	}
+	r = pwrite_all(fd, text, len, 0);
 	if (r < 0)
 		goto out;
-	created = false;
+	if (ftruncate(fd, (off_t)len) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = replace_file(dfd);
+	if (r < 0)
+		goto out;
 	state_sync_drop(sync);   /* what it owed is covered by this save's fsyncs */
 	sync->fd = fd;
 	sync->dfd = dfd;
 	fd = dfd = -1;
 	r = 0;
 out:
-	if (created)
-		(void)unlink(tmp);
 	if (fd >= 0)
 		(void)close(fd);
 	if (dfd >= 0)
 		(void)close(dfd);
-	free(tmp);
 	free(text);
 	return r;
 }

@@ -12,6 +12,9 @@
 #include "hooks.h"
 
 #define STATE_FILE_NAME    "state.json"
+/* The file the next save is written to, then exchanged with state.json:
+ * it holds the previous contents in between and is never read. */
+#define STATE_SPARE_NAME   ".state.json.spare"
 #define STATE_FILE_MAX     (1024 * 1024)  /* a larger file is treated as corrupt */
 #define STATE_RECORDS_MAX  16             /* handled events remembered, oldest dropped */
 #define STATE_REASON_MAX   256
@@ -150,7 +153,7 @@ struct state_load_report {
  * freed). Stale temp files are removed first. */
 int state_load_report(struct agent_state *s, struct state_load_report *rep);
 
-/* Writes the records atomically: temp file, exchange with state.json,
+/* Writes the records atomically: the spare file, exchange with state.json,
  * fsync of the file and of the directory; creates state_dir (0700) when
  * missing. Returns 0 or -errno. No-op when state_dir is NULL. Should the
  * file outgrow STATE_FILE_MAX, hook output lines are left out (first of

@@ -210,6 +210,25 @@ int write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+int pwrite_all(int fd, const void *buf, size_t n, off_t offset)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t k = pwrite(fd, p, n, offset);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += k;
+		n -= (size_t)k;
+		offset += k;
+	}
+	return 0;
+}
+
 /* The kernel's boot id, first 8 hex digits, lower case: read once. */
 const char *boot_id_tag(void)
 {

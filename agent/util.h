@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -69,5 +70,7 @@ bool str_endswith(const char *s, const char *suffix);
 
 /* Writes all of buf to fd, retrying on EINTR/short writes. 0 or -errno. */
 int write_all(int fd, const void *buf, size_t n);
+/* The same at offset, with pwrite. */
+int pwrite_all(int fd, const void *buf, size_t n, off_t offset);
 
 #endif

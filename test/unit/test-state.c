@@ -393,9 +393,15 @@ static void test_file_mode_and_no_temp(void **unused)
 	assert_true(S_ISREG(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0600);
 
+	/* No temp files left, only the spare the next save overwrites. */
 	names = list_dir(dir);
-	assert_string_equal(names, "state.json");
+	assert_string_equal(names, STATE_SPARE_NAME ",state.json");
 	free(names);
+	free(p);
+	p = path_join(dir, STATE_SPARE_NAME);
+	assert_int_equal(lstat(p, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
 
 	free(p);
 	state_done(&s);
@@ -1163,7 +1169,7 @@ static void test_save_size_bound(void **unused)
 	{
 		char *names = list_dir(dir);
 
-		assert_string_equal(names, "state.json");
+		assert_string_equal(names, STATE_SPARE_NAME ",state.json");
 		free(names);
 	}
 	state_done(&s);
