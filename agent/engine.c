@@ -166,10 +166,8 @@ static void create_record(struct engine *e, const struct spot_event *ev, uint64_
 		push(e, ENGINE_DETECTED, stored->ev.id);
 		/* The first sighting fixes the id and the deadline (they depend
 		 * on the time it happened): on disk before a hook sees them, so
-		 * a restarted agent gives the same. Not durable: a crash of the
-		 * agent keeps what the kernel has, and a power loss takes the
-		 * hooks with it; the fsync waits for the first hook's outcome. */
-		push(e, ENGINE_PERSIST, NULL)->fast = true;
+		 * a restarted agent gives the same (see persist_new). */
+		e->persist_new = true;
 	}
 }
 
@@ -364,6 +362,23 @@ static void sweep_gone(struct engine *e, uint64_t now)
 	}
 }
 
+/* New records go to disk right in front of the first hook start that
+ * follows them (after the scan of the hook directories, so as not to make
+ * the hook wait for both), or, when no hook starts, at the end of the step,
+ * after an approval it sends: an empty chain's approval does not wait for
+ * the disk. Until then nothing outside the agent has seen what the record
+ * fixed but the provider's own id, which a restart finds again. The write
+ * is fast, not durable: a crash of the agent keeps what the kernel has,
+ * and a power loss takes the hooks with it; the fsync comes with the
+ * first hook's outcome. */
+static void save_new_records(struct engine *e)
+{
+	if (!e->persist_new)
+		return;
+	e->persist_new = false;
+	push(e, ENGINE_PERSIST, NULL)->fast = true;
+}
+
 /* One step of the chain slot: keeps going until a hook runs, the chain
  * waits (retry, scan, pause) or nothing is left. */
 static void advance_chain(struct engine *e, uint64_t now)
@@ -430,6 +445,7 @@ static void advance_chain(struct engine *e, uint64_t now)
 		e->running = (int)i;
 		e->running_end_wall_usec = now + budget;
 		e->kill_sent = false;
+		save_new_records(e);
 		a = push(e, ENGINE_START_HOOK, r->ev.id);
 		a->hook = i;
 		a->budget_usec = budget;
@@ -494,7 +510,7 @@ static void decide_shutdown(struct engine *e, uint64_t now)
 
 		push(e, ENGINE_SHUTDOWN_NOTED, stored->ev.id);
 		push(e, ENGINE_DETECTED, stored->ev.id);
-		push(e, ENGINE_PERSIST, NULL)->fast = true;
+		e->persist_new = true;
 	}
 }
 
@@ -546,6 +562,10 @@ static void advance(struct engine *e, uint64_t now)
 	advance_chain(e, now);
 	maybe_approve(e, now);
 	maybe_release(e, now);
+	/* Behind an approval, when no hook start came first: nothing a
+	 * restart could get wrong waits on it. */
+	if (!e->scan_pending)
+		save_new_records(e);
 	/* Behind the hook start this step may still make (after a scan). */
 	if (e->persist_later && !e->scan_pending) {
 		e->persist_later = false;

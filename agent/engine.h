@@ -123,6 +123,7 @@ struct engine {
 	bool exited;
 	uint64_t now;                /* the time of the latest input */
 	bool persist_later;          /* a write that may follow this step's hook start */
+	bool persist_new;            /* new records not on disk yet (save_new_records) */
 	bool scan_pending;           /* ENGINE_SCAN_HOOKS not answered yet */
 	/* The OS is shutting down (engine_shutdown) until cancelled. */
 	bool shutdown;
