@@ -9,6 +9,9 @@
   small static C program, bench/hook-stamp.c, built into the temp dir);
 - hook-to-hook gap: one hook's exit reaped -> the next one forked;
 - approval latency: last hook's exit -> the approval POST at the simulator;
+- empty chain: the simulator's answer that first shows the event -> the
+  approval POST, for the agent with no hooks and for the smallest Python
+  poll-and-ack loop (bench/ack-loop.py) in the same run, as a ratio;
 - detection after an IMDS outage, for each fault kind the simulator has:
   faults cleared -> the hook's own clock, at a 1000 ms poll interval
   (SPOT_BENCH_OUTAGE_REPS repetitions per kind, default 8);
@@ -256,6 +259,70 @@ def outage_section():
     print("  (section took %.0f s)" % (time.monotonic() - t0))
 
 
+def answer_to_approval(sim, n, seen, wait_approved):
+    """n events, one at a time: the simulator's answer to the first poll
+    that showed the event -> the approval POST's arrival, both on the
+    simulator's clock, in ms. wait_approved(eid, line) returns once eid is
+    approved."""
+    out, ambiguous, line = [], 0, 0
+    seen.fetch(sim)
+    for i in range(n):
+        t0 = time.time()
+        eid = sim.add_event(type="Preempt", not_before_in=60)
+        t1 = time.time()
+        line = wait_approved(eid, line)
+        appr = [x for x in sim.approvals() if eid in x["event_ids"]][0]
+        polls = [r for r in seen.fetch(sim)
+                 if r["method"] == "GET" and r["path"] == "/metadata/scheduledevents"]
+        if any(t0 <= r["t"] <= t1 for r in polls):
+            ambiguous += 1
+        else:
+            first = [r for r in polls if r["t"] > t1 and r.get("t_answer")]
+            if first:
+                out.append((appr["t"] - first[0]["t_answer"]) * 1000.0)
+        sim.remove_event(eid)
+    return out, ambiguous
+
+
+def empty_chain_section(ctx, sim, seen):
+    """The empty chain against the smallest possible poll-and-ack loop
+    (bench/ack-loop.py), measured the same way, one after the other."""
+    empty = os.path.join(ctx.dir, "empty-hooks.d")
+    os.makedirs(empty, mode=0o755, exist_ok=True)
+    a = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=200, hooks_dir=empty,
+                                           hooks_lib_dir="none"))
+    a.wait_log(r"this VM is")
+
+    def agent_approved(eid, line):
+        a.wait_log(r"\[%s\] event approved" % re.escape(eid), start=line)
+        return len(a.lines)
+
+    agent, amb_a = answer_to_approval(sim, EVENTS, seen, agent_approved)
+    a.stop()
+
+    loop = subprocess.Popen([sys.executable, os.path.join(BENCH, "ack-loop.py"), sim.url, "200"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def loop_approved(eid, line):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if any(eid in x["event_ids"] for x in sim.approvals()):
+                return line
+            time.sleep(0.05)
+        raise RuntimeError("ack-loop.py did not approve %s" % eid)
+
+    try:
+        ref, amb_r = answer_to_approval(sim, EVENTS, seen, loop_approved)
+    finally:
+        loop.terminate()
+        loop.wait()
+    print("\nempty chain: answer -> approval POST (simulator's clock, 200 ms polls):")
+    print("  " + fmt("spot-agent", agent) + ("   %d raced" % amb_a if amb_a else ""))
+    print("  " + fmt("ack-loop.py (20 lines of Python)", ref) + ("   %d raced" % amb_r if amb_r else ""))
+    if agent and ref:
+        print("  spot-agent / ack-loop.py, p50: %.2f" % (pct(agent, 50) / pct(ref, 50)))
+
+
 def proc_figures(pid):
     fields = {}
     with open("/proc/%d/smaps_rollup" % pid) as f:
@@ -387,6 +454,10 @@ def main():
         a = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=200))
         a.wait_log(r"this VM is")
         print_events(run_events(ctx, a, sim, EVENTS, stamps, seen), stamps)
+        a.stop()
+        empty_chain_section(ctx, sim, seen)
+        a = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=200))
+        a.wait_log(r"this VM is")
 
         if shutil.which("wrk"):
             print("\nHTTP endpoint (wrk, 2 threads, 32 connections, 5 s):")
