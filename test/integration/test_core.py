@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from harness import TIMEOUT, check, wait_for
+from harness import TIMEOUT, check, event_document, wait_for
 
 VM = "agent-vm0"
 
@@ -46,10 +46,11 @@ def test_order_once_env_stdin_and_approval(ctx):
     check(0 < int(env["SPOT_HOOK_TIMEOUT"]) <= 28, "hook timeout")
     check(open(os.path.join(ctx.out, "cwd")).read().strip() == "/", "cwd")
 
-    ev = json.loads(open(stdin_dump).read())
+    ev = event_document(open(stdin_dump).read())
     check(ev["id"] == eid and ev["type"] == "Preempt" and ev["status"] == "Scheduled", "stdin %r" % ev)
     check(ev["resources"] == [VM] and ev["provider"] == "azure" and ev["drill"] is False, "stdin fields")
-    check(ev["deadline"] == deadline, "stdin deadline")
+    check(ev["deadline_usec"] // 1000000 == deadline, "stdin deadline")
+    check(ev["not_before"] == env["SPOT_NOT_BEFORE"].replace("Z", ".000000Z"), "stdin not_before")
 
     # Approved exactly once, after the last hook, before NotBefore.
     a.wait_log(r"event approved")
@@ -64,6 +65,14 @@ def test_order_once_env_stdin_and_approval(ctx):
     wait_for(lambda: len(sim.polls()) >= n + 5, what="more polls")
     check(len(ctx.recorded()) == 6, "hooks ran again")
     check(ev_state is not None, "sim state")
+    # /v1/status shows the event exactly as the last hook read it, and what
+    # the platform says now beside it.
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    last = json.loads(open(stdin_dump).read())
+    check(st["event"] == last, "status event %r is not the stdin %r" % (st["event"], last))
+    check(st["event_status"] == "Started" and st["approval"]["approved"] is True,
+          "status after approval: %r %r" % (st["event_status"], st["approval"]))
+    check([h["result"] for h in st["hooks"]] == ["ok", "ok", "ok"], "hooks %r" % st["hooks"])
 
 
 def test_other_vm_and_unhandled_types_ignored(ctx):
@@ -126,7 +135,7 @@ def test_short_notice_respected(ctx):
     check(rec == ["10-slow start " + eid], "record %r" % rec)
     status = ctx.http_get("/v1/status")
     check(status[0] == 200, "status code")
-    hooks = json.loads(status[1])["event"]["hooks"]
+    hooks = json.loads(status[1])["hooks"]
     check(hooks[1]["skip_reason"] == "deadline", "skip reason %r" % hooks[1])
     check(hooks[0]["timed_out"] is True, "first hook not timed out")
 
@@ -290,7 +299,7 @@ def test_failing_hook_and_exit77(ctx):
     # recording_hook's "end" line comes after the exit, so neither hook writes it.
     check(rec == ["10-fail start " + eid, "20-skip-rest start " + eid], "record %r" % rec)
     st = json.loads(ctx.http_get("/v1/status")[1])
-    hooks = {h["name"]: h for h in st["event"]["hooks"]}
+    hooks = {h["name"]: h for h in st["hooks"]}
     check(hooks["10-fail"]["exit_status"] == 3 and hooks["10-fail"]["result"] == "failed", "failed hook")
     check(hooks["30-skipped"]["result"] == "skipped", "skipped hook")
 
@@ -305,7 +314,7 @@ def test_hook_output_logged_with_tags(ctx):
     a.wait_log(r"\[%s 10-talk\] oops" % eid)
     wait_for(lambda: approvals_for(sim, eid), what="approval")
     st = json.loads(ctx.http_get("/v1/status")[1])
-    out = st["event"]["hooks"][0]["output"]
+    out = st["hooks"][0]["output"]
     check("hello-from-hook" in out and "oops" in out, "output %r" % out)
 
 
@@ -345,7 +354,7 @@ def test_corrupt_state_moved_aside(ctx):
     check(any(n.startswith("state.json.corrupt-") for n in os.listdir(ctx.state)), "not moved")
     eid = sim.add_event(type="Preempt", not_before_in=30)
     wait_for(lambda: approvals_for(sim, eid), what="approval")
-    saved = json.load(open(os.path.join(ctx.state, "state.json")))
+    saved = ctx.saved_state()
     check(saved["records"][0]["event"]["id"] == eid, "state not written")
 
 
