@@ -15,7 +15,7 @@
  *
  * state.json (written by state_save, records oldest first):
  *   {"version": 2, "records": [<record>, ...]}
- * <record>: event (the event document as the last hook started read it on
+ * <record>: event (the event document as the latest hook started read it on
  *   stdin, see event_to_json), event_status, not_before(_usec),
  *   deadline(_usec), emergency, detected(_usec), key, gone, gone_at(_usec),
  *   chain_done, hooks [<hook>...], approval {wanted, approved,

@@ -47,7 +47,7 @@ struct event_record {
 	 * (spot_event.id_from_first_seen): later sightings match on it. ""
 	 * when the id is the provider's own. */
 	char key[EVENT_ID_MAX];
-	/* The event's status, NotBefore and deadline as the last hook started
+	/* The event's status, NotBefore and deadline as the latest hook started
 	 * read them on stdin (event_record_stdin), or as the event was first
 	 * seen before that (state_add_record fills them in when !set). The rest
 	 * of the event does not change once seen. Persisted as "event". */
