@@ -593,6 +593,10 @@ static void log_round_notes(struct agent *a, const struct provider_round *r)
 		if (r->n_drops > PROVIDER_DROPS_MAX)
 			log_notice("imds: document %" PRId64 ": and %zu more %s dropped", r->incarnation,
 				   r->n_drops - PROVIDER_DROPS_MAX, plural(r->n_drops - PROVIDER_DROPS_MAX, "event", "events"));
+		for (size_t i = 0; r->events && i < r->events->n_events; i++)
+			if (r->events->events[i].note[0])
+				log_notice("imds: document %" PRId64 ": event '%s': %s", r->incarnation,
+					   r->events->events[i].id, r->events->events[i].note);
 		if (r->n_other > 0 && r->n_other != a->n_other_logged)
 			log_info("imds: document %" PRId64 " lists %zu %s for other VMs, ignoring %s",
 				 r->incarnation, r->n_other, plural(r->n_other, "event", "events"),
@@ -778,11 +782,17 @@ static void load_state(struct agent *a)
 			 plural(rep.stale_removed, "file", "files"), a->cfg.state_dir);
 	if (rep.error < 0 && rep.moved)
 		log_warning("state: '%s' was unreadable (%s), moved it to '%s' and started afresh", path,
-			    strerror(-rep.error), rep.moved);
+			    rep.reason[0] ? rep.reason : strerror(-rep.error), rep.moved);
 	else if (rep.error < 0)
 		log_warning("state: '%s' was unreadable (%s) and could not be moved aside; starting afresh, "
-			    "the next save replaces it", path, strerror(-rep.error));
+			    "the next save replaces it", path, rep.reason[0] ? rep.reason : strerror(-rep.error));
+	if (rep.dropped > 0)
+		log_warning("state: %u %s of '%s' did not read back and %s left out, the others are "
+			    "kept (%s); the file as it was is in '%s'", rep.dropped, plural(rep.dropped, "record", "records"),
+			    path, rep.dropped == 1 ? "was" : "were", rep.dropped_reason,
+			    rep.kept ? rep.kept : "(no copy could be written)");
 	free(rep.moved);
+	free(rep.kept);
 }
 
 /* The hooks' cgroup is named after the state directory: the same agent

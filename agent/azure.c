@@ -136,7 +136,7 @@ static int parse_event(const cJSON *o, const char *vm_name, struct spot_event *e
 	const cJSON *resources, *item;
 	const char *s, *defect;
 	bool kept_vm = false;
-	int type, status;
+	int type, status, k;
 
 	if (!cJSON_IsObject(o)) {
 		(void)snprintf(why, n, "not an object");
@@ -165,11 +165,16 @@ static int parse_event(const cJSON *o, const char *vm_name, struct spot_event *e
 	}
 	ev->provider = PROVIDER_AZURE;
 
-	/* An unreadable NotBefore counts as unknown (0): the deadline logic then
-	 * gives the hooks the emergency budget instead of missing the event. */
+	/* An unreadable NotBefore, or one beyond what the agent keeps exactly
+	 * (2200), counts as unknown (0): the deadline logic then gives the
+	 * hooks the emergency budget instead of missing the event. */
 	s = json_string(o, "NotBefore");
-	if (!s || event_parse_time(s, &ev->not_before_usec) < 0)
+	k = s ? event_parse_time(s, &ev->not_before_usec) : 0;
+	if (!s || k < 0)
 		ev->not_before_usec = 0;
+	if (k < 0)
+		event_set_note(ev, "NotBefore '%.48s' is %s, taken as unknown (emergency budget)", s,
+			       k == -ERANGE ? "out of range" : "unreadable");
 
 	s = json_string(o, "Description");
 	if (s)
@@ -178,7 +183,7 @@ static int parse_event(const cJSON *o, const char *vm_name, struct spot_event *e
 	if (s)
 		event_set_text(ev->source, sizeof(ev->source), s);
 	if (!json_whole_number(cJSON_GetObjectItemCaseSensitive(o, "DurationInSeconds"),
-			       -1.0, 9007199254740992.0, &ev->duration_sec))
+			       -1.0, (double)EVENT_DURATION_MAX_SEC, &ev->duration_sec))
 		ev->duration_sec = -1;
 
 	/* Non-string, empty and oversized names are skipped and the list is
@@ -225,7 +230,7 @@ int azure_parse_events(const char *body, size_t len, const char *vm_name, struct
 	if (!cJSON_IsObject(root))
 		goto out;
 	if (!json_whole_number(cJSON_GetObjectItemCaseSensitive(root, "DocumentIncarnation"),
-			       0.0, 9007199254740992.0, &doc.incarnation))
+			       0.0, (double)JSON_INT_MAX, &doc.incarnation))
 		goto out;
 	events = cJSON_GetObjectItemCaseSensitive(root, "Events");
 	if (events && !cJSON_IsArray(events))

@@ -99,7 +99,6 @@ static void start(struct chain *c, const struct engine_action *a)
 	struct event_record *r = state_find(c->state, a->id);
 	struct hook_run_params p = { 0 };
 	struct hook_result *h;
-	cJSON *json;
 	int k;
 
 	if (!r || a->hook >= r->n_hooks) {
@@ -108,14 +107,9 @@ static void start(struct chain *c, const struct engine_action *a)
 	}
 	h = &r->hooks[a->hook];
 	release_run(c);
-	/* The event as the hooks see it: the record's, with its deadline. */
-	json = event_to_json(&r->ev, r->deadline_wall_usec, c->drill);
-	c->run_stdin = json ? cJSON_PrintUnformatted(json) : NULL;
-	cJSON_Delete(json);
-	if (!c->run_stdin) {
-		engine_hook_start_failed(c->engine, ENOMEM, now_usec(CLOCK_REALTIME));
-		return;
-	}
+	/* The event as the hooks see it: the record's, with its deadline;
+	 * the record remembers it for /v1/status. */
+	c->run_stdin = event_record_stdin(r, c->drill);
 	c->run_env = hooks_env_new(&r->ev, c->state->vm_name ? c->state->vm_name : "", r->deadline_wall_usec,
 				   c->drill);
 	p.event = c->event;

@@ -818,7 +818,10 @@ void engine_shutdown(struct engine *e, uint64_t budget_usec, const char *boot_ta
 	e->shutdown_decided = false;
 	e->shutdown_released = false;
 	e->shutdown_decide_wall_usec = now + ENGINE_SHUTDOWN_WAIT_USEC;
-	e->shutdown_end_wall_usec = budget_usec > UINT64_MAX - now ? UINT64_MAX : now + budget_usec;
+	/* An unlimited delay (InhibitDelayMaxSec=infinity) ends at the last
+	 * instant a record can hold: it becomes the Shutdown event's NotBefore. */
+	e->shutdown_end_wall_usec = now > JSON_TIME_MAX_USEC || budget_usec > JSON_TIME_MAX_USEC - now ?
+		JSON_TIME_MAX_USEC : now + budget_usec;
 	(void)strscpy(e->boot_tag, sizeof(e->boot_tag), boot_tag ? boot_tag : "");
 	advance(e, now);
 }

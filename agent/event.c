@@ -1,10 +1,13 @@
 /* event.c - the normalised eviction event: names of its enums, NotBefore
  * parsing, deadline arithmetic and its JSON form. Everything here is pure:
  * no I/O, no logging, no clock reads (callers pass "now"), and nothing
- * depends on the process locale or TZ, so the parsers can be fuzzed alone. */
+ * depends on the process locale or TZ, so the parsers can be fuzzed alone.
+ * What enters an event is bounded here (times, text), so whatever the
+ * agent holds it can write and read back. */
 #include "event.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,8 +214,6 @@ static int64_t days_since_epoch(int y, int m, int d)
 	return days + d - 1;
 }
 
-#define EVENT_TIME_END_SEC INT64_C(253402300800)   /* 10000-01-01T00:00:00Z */
-
 struct civil_time {
 	int year, month, day, hour, minute, second;
 	int frac_usec;
@@ -223,15 +224,17 @@ static int civil_to_usec(const struct civil_time *t, uint64_t *ret)
 {
 	int64_t secs;
 
-	if (t->year < 1970 || t->month < 1 || t->month > 12 || t->day < 1 ||
+	if (t->month < 1 || t->month > 12 || t->day < 1 ||
 	    t->day > days_in_month(t->year, t->month) || t->hour > 23 || t->minute > 59 ||
 	    t->second > 59)
 		return -EINVAL;
+	if (t->year < 1970)
+		return -ERANGE;   /* days_since_epoch counts from 1970 on */
 	secs = days_since_epoch(t->year, t->month, t->day) * 86400 +
 	       t->hour * 3600 + t->minute * 60 + t->second - t->offset_sec;
-	/* Before the epoch, or past what RFC 3339 can write back (year 9999). */
-	if (secs < 0 || secs >= EVENT_TIME_END_SEC)
-		return -EINVAL;
+	/* Before the epoch, or past what the agent's JSON holds exactly. */
+	if (secs < 0 || secs >= JSON_TIME_END_SEC)
+		return -ERANGE;
 	*ret = (uint64_t)secs * USEC_PER_SEC + (uint64_t)t->frac_usec;
 	return 0;
 }
@@ -439,21 +442,12 @@ bool event_id_valid(const char *id)
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
 			return false;
-	return true;
+	return json_text_valid(id);
 }
 
 void event_set_text(char *dst, size_t n, const char *src)
 {
-	size_t len = strlen(src);
-
-	if (len >= n) {
-		len = n - 1;
-		/* Back off over continuation bytes so no character is cut. */
-		while (len > 0 && ((unsigned char)src[len] & 0xc0) == 0x80)
-			len--;
-	}
-	memcpy(dst, src, len);
-	dst[len] = '\0';
+	(void)json_text_copy(dst, n, src);
 }
 
 int event_add_resource(struct spot_event *ev, const char *name)
@@ -465,9 +459,24 @@ int event_add_resource(struct spot_event *ev, const char *name)
 	if (ev->n_resources >= EVENT_RESOURCES_MAX)
 		return -E2BIG;
 	ev->resources = xrealloc(ev->resources, (ev->n_resources + 1) * sizeof(*ev->resources));
-	memcpy(ev->resources[ev->n_resources], name, n + 1);
+	event_set_text(ev->resources[ev->n_resources], EVENT_RESOURCE_MAX, name);
 	ev->n_resources++;
 	return 0;
+}
+
+void event_set_note(struct spot_event *ev, const char *fmt, ...)
+{
+	char raw[EVENT_NOTE_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	/* One log line: nothing the service sent may break it. */
+	for (char *p = raw; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	event_set_text(ev->note, sizeof(ev->note), raw);
 }
 
 bool event_equal(const struct spot_event *a, const struct spot_event *b)
@@ -483,138 +492,93 @@ bool event_equal(const struct spot_event *a, const struct spot_event *b)
 	return true;
 }
 
+/* The fields of the event document, in the order they are written. */
+static const char *const doc_keys[] = {
+	"id", "type", "status", "source", "not_before", "not_before_usec", "resources",
+	"description", "duration_s", "provider", "deadline", "deadline_usec", "drill",
+};
+
 cJSON *event_to_json(const struct spot_event *ev, uint64_t deadline_wall_usec, bool drill)
 {
-	const char *type = event_type_to_string(ev->type);
-	const char *status = event_status_to_string(ev->status);
-	const char *provider = provider_to_string(ev->provider);
-	char not_before[EVENT_TIME_MAX];
-	cJSON *o, *resources;
-	bool ok;
+	cJSON *o = json_object_new(), *resources = json_array_new();
 
-	/* Any NULL below is out of memory; the whole object is then dropped. */
-	o = cJSON_CreateObject();
-	resources = cJSON_CreateArray();
-	ok = o && resources;
-	for (size_t i = 0; ok && i < ev->n_resources; i++) {
-		cJSON *name = cJSON_CreateString(ev->resources[i]);
-
-		ok = name && cJSON_AddItemToArray(resources, name);
-		if (!ok)
-			cJSON_Delete(name);
-	}
-	if (!ok)
-		goto out;
-	ok = cJSON_AddStringToObject(o, "id", ev->id) &&
-	     cJSON_AddStringToObject(o, "type", type ? type : "") &&
-	     cJSON_AddStringToObject(o, "status", status ? status : "") &&
-	     cJSON_AddStringToObject(o, "source", ev->source) &&
-	     cJSON_AddStringToObject(o, "not_before",
-				     event_format_time(not_before, sizeof(not_before), ev->not_before_usec)) &&
-	     cJSON_AddItemToObject(o, "resources", resources);
-	if (!ok)
-		goto out;
-	resources = NULL; /* owned by o now */
-	ok = cJSON_AddStringToObject(o, "description", ev->description) &&
-	     cJSON_AddNumberToObject(o, "duration_s", (double)ev->duration_sec) &&
-	     cJSON_AddStringToObject(o, "provider", provider ? provider : "");
-	if (ok && deadline_wall_usec != 0)
-		ok = cJSON_AddNumberToObject(o, "deadline", (double)(deadline_wall_usec / USEC_PER_SEC));
-	if (ok)
-		ok = cJSON_AddBoolToObject(o, "drill", drill);
-out:
-	if (!ok) {
-		cJSON_Delete(resources);
-		cJSON_Delete(o);
-		o = NULL;
-	}
+	for (size_t i = 0; i < ev->n_resources; i++)
+		json_append(resources, json_text_new(ev->resources[i], EVENT_RESOURCE_MAX));
+	json_add_text(o, "id", ev->id, EVENT_ID_MAX);
+	json_add_text(o, "type", event_type_to_string(ev->type), 0);
+	json_add_text(o, "status", event_status_to_string(ev->status), 0);
+	json_add_text(o, "source", ev->source, EVENT_SOURCE_MAX);
+	json_add_instant(o, "not_before", ev->not_before_usec);
+	json_add(o, "resources", resources);
+	json_add_text(o, "description", ev->description, EVENT_DESCRIPTION_MAX);
+	json_add_int_or_null(o, "duration_s", ev->duration_sec, 0, EVENT_DURATION_MAX_SEC, -1);
+	json_add_text(o, "provider", provider_to_string(ev->provider), 0);
+	json_add_instant(o, "deadline", deadline_wall_usec);
+	json_add_bool(o, "drill", drill);
 	return o;
 }
 
-/* A JSON number that is a whole value in [min, max] (both within 2^53). */
-static bool json_integer(const cJSON *n, double min, double max, int64_t *ret)
+int event_doc_from_json(const cJSON *o, struct spot_event *ret, uint64_t *ret_deadline_wall_usec,
+			bool *ret_drill, struct json_err *err)
 {
-	double v;
-	int64_t i;
-
-	if (!cJSON_IsNumber(n))
-		return false;
-	v = n->valuedouble;
-	if (!(v >= min && v <= max))
-		return false;
-	i = (int64_t)v;
-	if ((double)i != v)
-		return false;
-	*ret = i;
-	return true;
-}
-
-/* Returns the string value of key, NULL when absent; *bad when present but not a string. */
-static const char *json_optional_string(const cJSON *o, const char *key, bool *bad)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	if (!v)
-		return NULL;
-	if (!cJSON_IsString(v) || !v->valuestring) {
-		*bad = true;
-		return NULL;
-	}
-	return v->valuestring;
-}
-
-int event_from_json(const cJSON *o, struct spot_event *ret)
-{
+	char type[16], status[16], provider[16];
+	const cJSON *resources, *item;
 	struct spot_event ev;
-	const cJSON *resources, *duration, *item;
-	const char *s;
-	bool bad = false;
+	uint64_t deadline = 0;
+	bool drill = false;
 	int r = -EINVAL;
 
 	event_init(&ev);
-	if (!cJSON_IsObject(o))
+	if (json_check_keys(err, o, doc_keys, ELEMENTSOF(doc_keys)) < 0 ||
+	    json_get_text(err, o, "id", false, ev.id, sizeof(ev.id)) < 0 ||
+	    json_get_text(err, o, "type", false, type, sizeof(type)) < 0 ||
+	    json_get_text(err, o, "status", false, status, sizeof(status)) < 0 ||
+	    json_get_text(err, o, "source", true, ev.source, sizeof(ev.source)) < 0 ||
+	    json_get_instant(err, o, "not_before", &ev.not_before_usec) < 0 ||
+	    json_get_text(err, o, "description", true, ev.description, sizeof(ev.description)) < 0 ||
+	    json_get_int_or_null(err, o, "duration_s", 0, EVENT_DURATION_MAX_SEC, -1, &ev.duration_sec) < 0 ||
+	    json_get_text(err, o, "provider", false, provider, sizeof(provider)) < 0 ||
+	    json_get_instant(err, o, "deadline", &deadline) < 0 ||
+	    json_get_bool(err, o, "drill", &drill) < 0)
 		goto out;
-
-	s = json_optional_string(o, "id", &bad);
-	if (!event_id_valid(s))
+	if (!event_id_valid(ev.id)) {
+		(void)json_fail(err, "'id' has control characters");
 		goto out;
-	memcpy(ev.id, s, strlen(s) + 1);
-	ev.type = event_type_from_string(json_optional_string(o, "type", &bad));
-	ev.status = event_status_from_string(json_optional_string(o, "status", &bad));
-	if (ev.type == EVENT_TYPE_INVALID || ev.status == EVENT_STATUS_INVALID)
+	}
+	ev.type = event_type_from_string(type);
+	ev.status = event_status_from_string(status);
+	if (ev.type == EVENT_TYPE_INVALID || ev.status == EVENT_STATUS_INVALID ||
+	    provider_from_string(provider, &ev.provider) < 0 || ev.provider == PROVIDER_AUTO) {
+		(void)json_fail(err, "unknown type, status or provider '%s', '%s', '%s'", type, status, provider);
 		goto out;
-	if (provider_from_string(json_optional_string(o, "provider", &bad), &ev.provider) < 0)
-		goto out;
-
-	s = json_optional_string(o, "source", &bad);
-	if (s)
-		event_set_text(ev.source, sizeof(ev.source), s);
-	s = json_optional_string(o, "description", &bad);
-	if (s)
-		event_set_text(ev.description, sizeof(ev.description), s);
-	s = json_optional_string(o, "not_before", &bad);
-	if (s && event_parse_time(s, &ev.not_before_usec) < 0)
-		goto out;
-	if (bad)
-		goto out;
-
-	duration = cJSON_GetObjectItemCaseSensitive(o, "duration_s");
-	if (duration && !json_integer(duration, -1.0, 9007199254740992.0, &ev.duration_sec))
-		goto out;
+	}
 
 	resources = cJSON_GetObjectItemCaseSensitive(o, "resources");
-	if (resources && !cJSON_IsArray(resources))
+	if (!cJSON_IsArray(resources) || cJSON_GetArraySize(resources) > EVENT_RESOURCES_MAX) {
+		(void)json_fail(err, "'resources' is not an array of at most %d names", EVENT_RESOURCES_MAX);
 		goto out;
+	}
 	cJSON_ArrayForEach(item, resources) {
-		if (!cJSON_IsString(item) || !item->valuestring ||
-		    event_add_resource(&ev, item->valuestring) < 0)
+		if (!cJSON_IsString(item) || !item->valuestring || !json_text_valid(item->valuestring) ||
+		    event_add_resource(&ev, item->valuestring) < 0) {
+			(void)json_fail(err, "'resources' holds something other than a name");
 			goto out;
+		}
 	}
 
 	*ret = ev;
 	event_init(&ev);
+	if (ret_deadline_wall_usec)
+		*ret_deadline_wall_usec = deadline;
+	if (ret_drill)
+		*ret_drill = drill;
 	r = 0;
 out:
 	event_done(&ev);
 	return r;
+}
+
+int event_from_json(const cJSON *o, struct spot_event *ret)
+{
+	return event_doc_from_json(o, ret, NULL, NULL, NULL);
 }

@@ -8,12 +8,17 @@
 
 #include <cjson/cJSON.h>
 
+#include "json.h"
+
 #define EVENT_ID_MAX          128   /* bytes incl. NUL; longer ids are rejected */
 #define EVENT_SOURCE_MAX      32
 #define EVENT_DESCRIPTION_MAX 512   /* longer descriptions are truncated */
 #define EVENT_RESOURCES_MAX   64    /* further names are dropped */
 #define EVENT_RESOURCE_MAX    256
 #define EVENTS_MAX            32    /* events kept from one document */
+#define EVENT_NOTE_MAX        160
+/* A longer expected duration (Azure DurationInSeconds) is taken as unknown. */
+#define EVENT_DURATION_MAX_SEC JSON_INT_MAX
 
 /* A Started event, or one seen past its NotBefore, still gets this long for
  * its hooks: the platform may act any moment, but a short checkpoint or
@@ -65,6 +70,10 @@ struct spot_event {
 				     * "<key>-<first sighting, Unix seconds>" */
 	uint64_t notice_usec;       /* when not_before_usec is 0: NotBefore is
 				     * the first sighting + this (0 = unknown) */
+	/* What the provider could not use in this notice and how it coped
+	 * ("NotBefore '...' is out of range, taken as unknown"), for the log;
+	 * "" when nothing. Not part of the JSON form. */
+	char note[EVENT_NOTE_MAX];
 };
 
 struct event_list {
@@ -90,15 +99,16 @@ int provider_from_string(const char *s, enum provider *ret);
 /* Parses a NotBefore: RFC 1123 ("Mon, 19 Sep 2016 18:29:47 GMT"), the AWS
  * maintenance form ("21 Jan 2019 09:00:43 GMT") or ISO 8601/RFC 3339
  * ("2016-09-19T18:29:47Z", fraction and numeric offset accepted).
- * "" gives 0. Returns 0 or -EINVAL.
+ * "" gives 0. Returns 0, -EINVAL when s is not such a time, or -ERANGE for
+ * an instant before 1970 or from 2200-01-01T00:00:00Z on (UTC), which the
+ * agent's JSON could not carry exactly (JSON_TIME_MAX_USEC).
  * RFC 1123: optional weekday ("Tue, ", not cross-checked against the date),
  * day of 1-2 digits, English month abbreviation, 4-digit year, HH:MM:SS,
  * zone GMT, UTC or +hhmm/-hhmm (names ASCII case-insensitive). ISO 8601:
  * YYYY-MM-DD, 'T' (or 't' or one space), HH:MM:SS, optional '.' and 1-9
  * fraction digits (kept to the microsecond), zone Z or +hh:mm/+hhmm. Fields
  * are range-checked (Feb 29 only in leap years, hour < 24, no leap second),
- * single spaces only, nothing may follow, and instants before 1970 or
- * from year 10000 on (in UTC) are rejected. Independent of locale and TZ. */
+ * single spaces only, nothing may follow. Independent of locale and TZ. */
 int event_parse_time(const char *s, uint64_t *ret_wall_usec);
 
 /* True when ev names resource vm_name (ASCII case-insensitive). */
@@ -114,34 +124,46 @@ bool event_names_resource(const struct spot_event *ev, const char *vm_name);
 uint64_t event_deadline(const struct spot_event *ev, uint64_t now_wall_usec,
 			uint64_t margin_usec, bool *ret_emergency);
 
-/* The event as the JSON object hooks read on stdin and /v1/status shows:
- * id, type, status, source, not_before (RFC 3339 or ""), resources,
- * description, duration_s, provider, and when deadline_wall_usec != 0 also
- * deadline (Unix seconds), plus drill (bool). Caller owns the result
- * (cJSON_Delete); NULL only when out of memory. */
+/* The event document: the JSON object hooks read on stdin, /v1/status shows
+ * as "event" and state.json keeps (json.h's conventions; spot-agent(8) and
+ * spot-agent-hooks(7) list the fields): id, type, status, source,
+ * not_before, not_before_usec, resources, description, duration_s,
+ * provider, deadline, deadline_usec (null for 0), drill. Text is UTF-8,
+ * absent values are null. Caller owns the result (cJSON_Delete); never
+ * NULL (out of memory aborts). */
 cJSON *event_to_json(const struct spot_event *ev, uint64_t deadline_wall_usec, bool drill);
 
-/* Reads back what event_to_json wrote (used by the state file); deadline
- * and drill are not part of struct spot_event and are left to the caller.
- * id, type, status and provider are required; the other keys may be absent
- * and take the event_init defaults. *ret is overwritten only on success and
- * must not hold resources then (initialised or done). Returns 0 or -EINVAL. */
+/* Reads back exactly what event_to_json writes, every field with its type
+ * and nothing else; err (may be NULL) then names the first defect. The
+ * deadline and drill are not part of struct spot_event: they go to
+ * *ret_deadline_wall_usec and *ret_drill (each may be NULL). *ret is
+ * overwritten only on success and must not hold resources then
+ * (initialised or done). Returns 0 or -EINVAL. */
+int event_doc_from_json(const cJSON *o, struct spot_event *ret, uint64_t *ret_deadline_wall_usec,
+			bool *ret_drill, struct json_err *err);
+/* The same without the deadline, drill and the defect. */
 int event_from_json(const cJSON *o, struct spot_event *ret);
 
 /* Helpers shared by the provider parsers. */
 
-/* True when id can name an event: non-empty, shorter than EVENT_ID_MAX and
- * free of control characters (it ends up in environments, logs and JSON). */
+/* True when id can name an event: non-empty, shorter than EVENT_ID_MAX,
+ * UTF-8 and free of control characters (it ends up in environments, logs
+ * and JSON, and must read back byte for byte to match the next answer). */
 bool event_id_valid(const char *id);
 
-/* Copies src into dst (size n >= 1), truncated on a UTF-8 character
- * boundary when it does not fit. Never fails. */
+/* Copies src into dst (size n >= 1) as UTF-8 text: bytes that are not UTF-8
+ * become U+FFFD, and what does not fit is cut at a character boundary.
+ * Never fails. */
 void event_set_text(char *dst, size_t n, const char *src);
 
-/* Appends a resource name. -EINVAL for an empty name or one of
- * EVENT_RESOURCE_MAX bytes or more, -E2BIG once EVENT_RESOURCES_MAX names
- * are held; 0 otherwise. */
+/* Appends a resource name (made UTF-8 text as event_set_text). -EINVAL for
+ * an empty name or one of EVENT_RESOURCE_MAX bytes or more, -E2BIG once
+ * EVENT_RESOURCES_MAX names are held; 0 otherwise. */
 int event_add_resource(struct spot_event *ev, const char *name);
+
+/* Sets ev->note (printf format), cut to fit, control characters and bytes
+ * that are not UTF-8 replaced: it quotes what the metadata service sent. */
+void event_set_note(struct spot_event *ev, const char *fmt, ...) _printf_(2, 3);
 
 /* Formats a wall-clock time as RFC 3339 UTC ("2016-09-19T18:29:47Z", with a
  * ".ffffff" fraction only when it is not whole seconds) into buf; "" for 0.

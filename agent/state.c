@@ -1,73 +1,42 @@
 /* state.c - the agent's one state struct: every handled event with its hooks'
  * results, the poll statistics, their JSON form for /v1/status, and the
  * crash-safe state file. It never logs (callers do) and never trusts the
- * state file: whatever does not read back strictly is moved aside and the
- * agent starts empty rather than acting on half-understood data.
+ * state file: a file that is not what state_save writes is moved aside, a
+ * record in it that does not read back strictly is left out alone, and the
+ * agent never acts on half-understood data.
  *
- * JSON field names. They are stable: the HTTP documentation cites them.
+ * Both documents follow json.h's conventions (integers written as
+ * integers, instants as "x" in RFC 3339 plus "x_usec", null for absent,
+ * UTF-8 text) and share one shape for a record; spot-agent(8) lists every
+ * field and doc/spot-agent.schema.json is their schema. What the agent can
+ * hold it can write and read back: values are bounded where they enter
+ * (event.c, the providers) and clamped again on the way out, the reader
+ * checks the same bounds.
  *
  * state.json (written by state_save, records oldest first):
- *   {"version": 1, "records": [<record>, ...]}
+ *   {"version": 2, "records": [<record>, ...]}
+ * <record>: event (the event document as the latest hook started read it on
+ *   stdin, see event_to_json), event_status, not_before(_usec),
+ *   deadline(_usec), emergency, detected(_usec), key, gone, gone_at(_usec),
+ *   chain_done, hooks [<hook>...], approval {wanted, approved,
+ *   approved_at(_usec), attempts}.
+ * <hook>: name, path, result, exit_status, signal, timed_out,
+ *   started(_usec), duration_usec, budget_usec, skip_reason, output,
+ *   output_bytes.
+ * /v1/status: version, provider, vm_name, uptime_s, state,
+ *   rebalance_recommended, poll {...}, the <record> fields of the current
+ *   or last event (hooks with "error" too; all null when there is none),
+ *   history [...].
  *
- * <record>, one handled event (also "event" in /v1/status):
- *   event             object from event_to_json(): id, type, status, source,
- *                     not_before, resources, description, duration_s,
- *                     provider, deadline (Unix seconds), drill
- *   detected          string, RFC 3339 UTC: when the event was first seen
- *   detected_usec     integer, the same in microseconds since the epoch
- *   deadline_usec     integer, the chain's deadline (microseconds since the epoch)
- *   emergency         bool, the deadline is the emergency budget
- *   drill             bool
- *   chain_done        bool, every hook has a final result
- *   approved          bool, the platform accepted the approval
- *   approved_usec     integer, when (0 until approved)
- *   approve_attempts  integer
- *   no_approve        bool, no approval is wanted for this event
- *   gone              bool, the event has left the metadata document
- *   gone_usec         integer, when it left (0 while listed)
- *   key               string, the provider's key of a made-up id ("" if none)
- *   hooks             array of <hook> in run order
- *
- * <hook>:
- *   name, path        strings
- *   result            "pending", "running", "ok", "failed", "timeout", "skipped"
- *   exit_status       integer, -1 when killed by a signal or never started
- *   signal            integer, the signal that ended it, else 0
- *   timed_out         bool
- *   started           string, RFC 3339 UTC, "" when never started
- *   started_usec      integer, 0 when never started
- *   duration_ms       number with up to 3 decimals, for humans
- *   duration_usec     integer
- *   budget_usec       integer, the timeout the hook was given
- *   skip_reason       string, "" unless skipped ("deadline", "exit 77", "stopping")
- *   output            array of strings, the last lines, oldest first; bytes
- *                     that are not UTF-8 are shown as U+FFFD
- *   output_bytes      integer, bytes the hook wrote in total
- *
- * /v1/status (state_to_json):
- *   version           string
- *   provider          string or null
- *   vm_name           string, null until known
- *   uptime_s          integer
- *   state             "idle", "pending", "running" or "done"
- *   poll              {ok, failed, consecutive_failures (integers),
- *                      last_success (RFC 3339 or null), last_latency_ms (number),
- *                      incarnation (integer, null until known),
- *                      last_error (string, null when the last poll succeeded)}
- *   event             <record> of the current or last event, or null
- *   history           up to 10 other events, newest first, each
- *                     {id, type, status, detected (RFC 3339), deadline (RFC 3339),
- *                      approved, chain_done, hooks_ok, hooks_failed,
- *                      hooks_timeout, hooks_skipped}
- *
- * Integers in microseconds stay exact: JSON numbers are doubles here, exact up
- * to 2^53 (about year 2255 in microseconds). A reader must accept exponent
- * notation (1.7642e+15) for them, as any JSON parser does.
+ * Text is made UTF-8 (U+FFFD for other bytes) everywhere but in a hook's
+ * name and path in state.json: those are kept byte for byte, since a hook
+ * is recognised by its file name after a restart.
  */
 #include "state.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,9 +47,10 @@
 
 #include "util.h"
 
-#define STATE_FILE_VERSION  1
+#define STATE_FILE_VERSION  2
 #define STATE_HISTORY_MAX   10
-#define JSON_EXACT_MAX      ((double)(UINT64_C(1) << 53))
+#define HOOK_EXIT_MAX       255
+#define HOOK_SIGNAL_MAX     127   /* what a wait status can carry */
 
 static const char *const phase_names[_PHASE_MAX] = {
 	[PHASE_IDLE] = "idle",
@@ -96,187 +66,122 @@ const char *agent_phase_to_string(enum agent_phase p)
 	return phase_names[p];
 }
 
-/* ---- building JSON: cJSON returns NULL only when out of memory, and like
- * the xmalloc family we abort then rather than write a partial file. ---- */
+/* The fields, in the order they are written. */
+static const char *const hook_keys[] = {
+	"name", "path", "result", "exit_status", "signal", "timed_out", "started", "started_usec",
+	"duration_usec", "budget_usec", "skip_reason", "output", "output_bytes",
+};
+static const char *const record_keys[] = {
+	"event", "event_status", "not_before", "not_before_usec", "deadline", "deadline_usec",
+	"emergency", "detected", "detected_usec", "key", "gone", "gone_at", "gone_at_usec",
+	"chain_done", "hooks", "approval",
+};
+static const char *const approval_keys[] = {
+	"wanted", "approved", "approved_at", "approved_at_usec", "attempts",
+};
+static const char *const file_keys[] = { "version", "records" };
 
-static cJSON *json_check(cJSON *item)
+/* ---- writing a record ---- */
+
+/* Microseconds of a duration as a JSON integer, 0 meaning none. */
+static int64_t usec_int(uint64_t usec)
 {
-	if (!item) {
-		static const char msg[] = "spot-agent: out of memory\n";
-
-		(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
-		abort();
-	}
-	return item;
-}
-
-static void json_add(cJSON *o, const char *key, cJSON *item)
-{
-	json_check(item);
-	if (!cJSON_AddItemToObject(o, key, item))
-		json_check(NULL);
-}
-
-static void json_add_uint(cJSON *o, const char *key, uint64_t v)
-{
-	json_add(o, key, cJSON_CreateNumber((double)v));
-}
-
-static void json_add_int(cJSON *o, const char *key, int64_t v)
-{
-	json_add(o, key, cJSON_CreateNumber((double)v));
-}
-
-static void json_add_bool(cJSON *o, const char *key, bool v)
-{
-	json_add(o, key, cJSON_CreateBool(v));
-}
-
-/* NULL becomes JSON null. */
-static void json_add_string(cJSON *o, const char *key, const char *v)
-{
-	json_add(o, key, v ? cJSON_CreateString(v) : cJSON_CreateNull());
-}
-
-/* RFC 3339, or "" (null_if_zero false) / null (true) for 0. */
-static void json_add_time(cJSON *o, const char *key, uint64_t wall_usec, bool null_if_zero)
-{
-	char buf[RFC3339_MAX];
-
-	if (wall_usec == 0 && null_if_zero)
-		json_add(o, key, cJSON_CreateNull());
-	else
-		json_add_string(o, key, format_rfc3339(buf, sizeof(buf), wall_usec));
-}
-
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when invalid. */
-static size_t utf8_sequence(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0;      /* overlong */
-		else if (c == 0xed)
-			hi = 0x9f;      /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;      /* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f;      /* above U+10FFFF */
-	} else
-		return 0;
-
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
-}
-
-/* Hook output is whatever a program printed; JSON wants UTF-8. Returns a
- * copy with every invalid byte replaced by U+FFFD (caller frees), or NULL
- * when s is valid already. */
-static char *utf8_sanitize(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	char *copy, *q;
-
-	while (*p) {
-		size_t n = utf8_sequence(p);
-
-		if (n == 0)
-			break;
-		p += n;
-	}
-	if (*p == '\0')
-		return NULL;
-
-	q = copy = xmalloc(strlen(s) * 3 + 1);
-	p = (const unsigned char *)s;
-	while (*p) {
-		size_t n = utf8_sequence(p);
-
-		if (n == 0) {
-			memcpy(q, "\xef\xbf\xbd", 3);
-			q += 3;
-			p++;
-		} else {
-			memcpy(q, p, n);
-			q += n;
-			p += n;
-		}
-	}
-	*q = '\0';
-	return copy;
+	return usec > (uint64_t)JSON_INT_MAX ? JSON_INT_MAX : (int64_t)usec;
 }
 
 static void add_output_line(const char *line, void *userdata)
 {
-	cJSON *array = userdata;
-	char *clean = utf8_sanitize(line);
-
-	if (!cJSON_AddItemToArray(array, json_check(cJSON_CreateString(clean ? clean : line))))
-		json_check(NULL);
-	free(clean);
+	/* Lines read back through hook_result_add_line, which keeps
+	 * HOOK_LINE_MAX bytes: they are written that short. */
+	json_append(userdata, json_text_new(line, HOOK_LINE_MAX + 1));
 }
 
-static cJSON *hook_to_json(const struct hook_result *h, bool with_output)
+/* The one place a hook's error is put in words (/v1/status only: the
+ * errno behind it is not persisted). */
+static const char *hook_error(const struct hook_result *h, char *buf, size_t n)
 {
-	cJSON *o = json_check(cJSON_CreateObject()), *output;
+	if (h->exec_errno)
+		(void)snprintf(buf, n, "cannot execute: %s", strerror(h->exec_errno));
+	else if (h->start_errno)
+		(void)snprintf(buf, n, "cannot start: %s", strerror(h->start_errno));
+	else
+		return NULL;
+	return buf;
+}
 
-	json_add_string(o, "name", h->name);
-	json_add_string(o, "path", h->path);
-	json_add_string(o, "result", hook_outcome_to_string(h->outcome));
-	json_add_int(o, "exit_status", h->exit_status);
-	json_add_int(o, "signal", h->term_signal);
+static cJSON *hook_to_json(const struct hook_result *h, bool with_output, bool for_status)
+{
+	cJSON *o = json_object_new(), *output = json_array_new();
+	char error[STATE_REASON_MAX];
+
+	if (for_status) {
+		json_add_text(o, "name", h->name, sizeof(h->name));
+		json_add_text(o, "path", h->path, sizeof(h->path));
+	} else {
+		json_add_bytes(o, "name", h->name);
+		json_add_bytes(o, "path", h->path);
+	}
+	json_add_text(o, "result", hook_outcome_to_string(h->outcome), 0);
+	json_add_int_or_null(o, "exit_status", h->exit_status, 0, HOOK_EXIT_MAX, -1);
+	json_add_int_or_null(o, "signal", h->term_signal, 1, HOOK_SIGNAL_MAX, 0);
 	json_add_bool(o, "timed_out", h->timed_out);
-	json_add_time(o, "started", h->start_wall_usec, false);
-	json_add_uint(o, "started_usec", h->start_wall_usec);
-	json_add(o, "duration_ms", cJSON_CreateNumber((double)h->duration_usec / 1000.0));
-	json_add_uint(o, "duration_usec", h->duration_usec);
-	json_add_uint(o, "budget_usec", h->budget_usec);
-	json_add_string(o, "skip_reason", h->skip_reason);
-	output = json_check(cJSON_CreateArray());
+	json_add_instant(o, "started", h->start_wall_usec);
+	json_add_int_or_null(o, "duration_usec", usec_int(h->duration_usec), 1, JSON_INT_MAX, 0);
+	json_add_int_or_null(o, "budget_usec", usec_int(h->budget_usec), 1, JSON_INT_MAX, 0);
+	json_add_text(o, "skip_reason", h->skip_reason, sizeof(h->skip_reason));
 	if (with_output)
 		hook_result_foreach_line(h, add_output_line, output);
 	json_add(o, "output", output);
-	json_add_uint(o, "output_bytes", h->output_bytes);
+	json_add_count(o, "output_bytes", h->output_bytes);
+	if (for_status)
+		json_add_text(o, "error", hook_error(h, error, sizeof(error)), 0);
 	return o;
+}
+
+/* The event as the hooks last read it (r->seen) or, before any, as seen. */
+static cJSON *seen_event_to_json(const struct event_record *r)
+{
+	struct spot_event ev = r->ev;    /* shallow: the resources stay r's */
+	uint64_t deadline = r->deadline_wall_usec;
+
+	if (r->seen.set) {
+		ev.status = r->seen.status;
+		ev.not_before_usec = r->seen.not_before_usec;
+		deadline = r->seen.deadline_wall_usec;
+	}
+	return event_to_json(&ev, deadline, r->drill);
+}
+
+/* Adds the record's fields (record_keys) to o. */
+static void add_record_fields(cJSON *o, const struct event_record *r, bool with_output, bool for_status)
+{
+	cJSON *hooks = json_array_new(), *approval = json_object_new();
+
+	json_add(o, "event", seen_event_to_json(r));
+	json_add_text(o, "event_status", event_status_to_string(r->ev.status), 0);
+	json_add_instant(o, "not_before", r->ev.not_before_usec);
+	json_add_instant(o, "deadline", r->deadline_wall_usec);
+	json_add_bool(o, "emergency", r->emergency);
+	json_add_instant(o, "detected", r->detected_wall_usec);
+	json_add_text(o, "key", r->key, sizeof(r->key));
+	json_add_bool(o, "gone", r->gone);
+	json_add_instant(o, "gone_at", r->gone_wall_usec);
+	json_add_bool(o, "chain_done", r->chain_done);
+	for (size_t i = 0; i < r->n_hooks; i++)
+		json_append(hooks, hook_to_json(&r->hooks[i], with_output, for_status));
+	json_add(o, "hooks", hooks);
+	json_add_bool(approval, "wanted", !r->no_approve);
+	json_add_bool(approval, "approved", r->approved);
+	json_add_instant(approval, "approved_at", r->approved_wall_usec);
+	json_add_int(approval, "attempts", r->approve_attempts, 0, UINT32_MAX);
+	json_add(o, "approval", approval);
 }
 
 static cJSON *record_to_json(const struct event_record *r, bool with_output)
 {
-	cJSON *o = json_check(cJSON_CreateObject()), *hooks;
+	cJSON *o = json_object_new();
 
-	json_add(o, "event", event_to_json(&r->ev, r->deadline_wall_usec, r->drill));
-	json_add_time(o, "detected", r->detected_wall_usec, false);
-	json_add_uint(o, "detected_usec", r->detected_wall_usec);
-	json_add_uint(o, "deadline_usec", r->deadline_wall_usec);
-	json_add_bool(o, "emergency", r->emergency);
-	json_add_bool(o, "drill", r->drill);
-	json_add_bool(o, "chain_done", r->chain_done);
-	json_add_bool(o, "approved", r->approved);
-	json_add_uint(o, "approved_usec", r->approved_wall_usec);
-	json_add_uint(o, "approve_attempts", r->approve_attempts);
-	json_add_bool(o, "no_approve", r->no_approve);
-	json_add_bool(o, "gone", r->gone);
-	json_add_uint(o, "gone_usec", r->gone_wall_usec);
-	json_add_string(o, "key", r->key);
-	hooks = json_check(cJSON_CreateArray());
-	for (size_t i = 0; i < r->n_hooks; i++)
-		if (!cJSON_AddItemToArray(hooks, hook_to_json(&r->hooks[i], with_output)))
-			json_check(NULL);
-	json_add(o, "hooks", hooks);
+	add_record_fields(o, r, with_output, false);
 	return o;
 }
 
@@ -285,115 +190,102 @@ cJSON *event_record_to_json(const struct event_record *r)
 	return record_to_json(r, true);
 }
 
-/* ---- reading JSON back: every field must be there with its type. ---- */
-
-static int json_get_bool(const cJSON *o, const char *key, bool *ret)
+char *event_record_stdin(struct event_record *r, bool drill)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	cJSON *o;
+	char *printed, *text;
 
-	if (!cJSON_IsBool(v))
-		return -EBADMSG;
-	*ret = cJSON_IsTrue(v);
-	return 0;
+	r->seen.set = true;
+	r->seen.status = r->ev.status;
+	r->seen.not_before_usec = r->ev.not_before_usec;
+	r->seen.deadline_wall_usec = r->deadline_wall_usec;
+	o = event_to_json(&r->ev, r->deadline_wall_usec, drill);
+	printed = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	text = xstrdup(printed ? printed : "");
+	cJSON_free(printed);
+	if (!text[0])
+		abort();   /* only when out of memory */
+	return text;
 }
 
-/* An integral number in [0, max] that a double holds exactly. */
-static int json_get_uint(const cJSON *o, const char *key, uint64_t max, uint64_t *ret)
+/* ---- reading a record back: every field there, with its type and in its
+ * range, nothing else. ---- */
+
+/* Puts "<context>: " in front of the defect recorded so far. */
+static void err_context(struct json_err *err, const char *fmt, ...) _printf_(2, 3);
+static void err_context(struct json_err *err, const char *fmt, ...)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	double d;
+	char head[64], tail[sizeof(err->why)];
+	va_list ap;
+	size_t k;
 
-	if (!cJSON_IsNumber(v))
-		return -EBADMSG;
-	d = v->valuedouble;
-	if (!(d >= 0 && d <= JSON_EXACT_MAX) || d > (double)max || (double)(uint64_t)d != d)
-		return -EBADMSG;
-	*ret = (uint64_t)d;
-	return 0;
-}
-
-static int json_get_int(const cJSON *o, const char *key, int min, int max, int *ret)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	double d;
-
-	if (!cJSON_IsNumber(v))
-		return -EBADMSG;
-	d = v->valuedouble;
-	if (!(d >= min && d <= max) || (double)(int)d != d)
-		return -EBADMSG;
-	*ret = (int)d;
-	return 0;
-}
-
-/* A string that fits buf (n bytes with the NUL); buf may be NULL to only check. */
-static int json_get_string(const cJSON *o, const char *key, char *buf, size_t n)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	if (!cJSON_IsString(v) || !v->valuestring)
-		return -EBADMSG;
-	if (buf && strscpy(buf, n, v->valuestring) < 0)
-		return -EBADMSG;
-	return 0;
-}
-
-static int json_get_number(const cJSON *o, const char *key)
-{
-	return cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, key)) ? 0 : -EBADMSG;
+	if (!err)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(head, sizeof(head), fmt, ap);
+	va_end(ap);
+	(void)strscpy(tail, sizeof(tail), err->why);
+	(void)strscpy(err->why, sizeof(err->why), head);
+	k = strlen(err->why);
+	if (k + 2 < sizeof(err->why)) {
+		memcpy(err->why + k, ": ", 2);
+		(void)strscpy(err->why + k + 2, sizeof(err->why) - k - 2, tail);
+	}
 }
 
 /* Fills h from o. On success h holds owned lines (hook_result_done frees
  * them); on failure nothing is left to free. */
-static int hook_from_json(const cJSON *o, struct hook_result *h)
+static int hook_from_json(const cJSON *o, struct hook_result *h, struct json_err *err)
 {
 	char name[HOOK_NAME_MAX], path[PATH_MAX], result[16];
+	int64_t exit_status, term_signal, duration, budget, output_bytes;
 	const cJSON *output, *line;
-	int r;
+	uint64_t started;
+	bool timed_out;
 
-	if (!cJSON_IsObject(o))
-		return -EBADMSG;
-	if (json_get_string(o, "name", name, sizeof(name)) < 0 ||
-	    json_get_string(o, "path", path, sizeof(path)) < 0 ||
-	    json_get_string(o, "result", result, sizeof(result)) < 0)
+	if (json_check_keys(err, o, hook_keys, ELEMENTSOF(hook_keys)) < 0 ||
+	    json_get_bytes(err, o, "name", name, sizeof(name)) < 0 ||
+	    json_get_bytes(err, o, "path", path, sizeof(path)) < 0 ||
+	    json_get_text(err, o, "result", false, result, sizeof(result)) < 0 ||
+	    json_get_int_or_null(err, o, "exit_status", 0, HOOK_EXIT_MAX, -1, &exit_status) < 0 ||
+	    json_get_int_or_null(err, o, "signal", 1, HOOK_SIGNAL_MAX, 0, &term_signal) < 0 ||
+	    json_get_bool(err, o, "timed_out", &timed_out) < 0 ||
+	    json_get_instant(err, o, "started", &started) < 0 ||
+	    json_get_int_or_null(err, o, "duration_usec", 1, JSON_INT_MAX, 0, &duration) < 0 ||
+	    json_get_int_or_null(err, o, "budget_usec", 1, JSON_INT_MAX, 0, &budget) < 0 ||
+	    json_get_int(err, o, "output_bytes", 0, JSON_INT_MAX, &output_bytes) < 0)
 		return -EBADMSG;
 	output = cJSON_GetObjectItemCaseSensitive(o, "output");
 	if (!cJSON_IsArray(output) || cJSON_GetArraySize(output) > HOOK_OUTPUT_LINES)
-		return -EBADMSG;
+		return json_fail(err, "'output' is not an array of at most %d lines", HOOK_OUTPUT_LINES);
 	cJSON_ArrayForEach(line, output)
-		if (!cJSON_IsString(line) || !line->valuestring)
-			return -EBADMSG;
+		if (!cJSON_IsString(line) || !line->valuestring || !json_text_valid(line->valuestring) ||
+		    strlen(line->valuestring) > HOOK_LINE_MAX)
+			return json_fail(err, "'output' holds something other than a line of UTF-8 text");
 
 	hook_result_init(h, name, path);
-	if (hook_outcome_from_string(result, &h->outcome) < 0 ||
-	    json_get_int(o, "exit_status", -1, 255, &h->exit_status) < 0 ||
-	    json_get_int(o, "signal", 0, 128, &h->term_signal) < 0 ||
-	    json_get_bool(o, "timed_out", &h->timed_out) < 0 ||
-	    json_get_string(o, "started", NULL, 0) < 0 ||
-	    json_get_uint(o, "started_usec", UINT64_MAX, &h->start_wall_usec) < 0 ||
-	    json_get_number(o, "duration_ms") < 0 ||
-	    json_get_uint(o, "duration_usec", UINT64_MAX, &h->duration_usec) < 0 ||
-	    json_get_uint(o, "budget_usec", UINT64_MAX, &h->budget_usec) < 0 ||
-	    json_get_string(o, "skip_reason", h->skip_reason, sizeof(h->skip_reason)) < 0 ||
-	    json_get_uint(o, "output_bytes", UINT64_MAX, &h->output_bytes) < 0) {
-		r = -EBADMSG;
-		goto out;
-	}
-
+	if (hook_outcome_from_string(result, &h->outcome) < 0)
+		return json_fail(err, "'result' is '%s'", result);
+	if (json_get_text(err, o, "skip_reason", true, h->skip_reason, sizeof(h->skip_reason)) < 0)
+		return -EBADMSG;
 	if (h->outcome == HOOK_RUNNING) {
 		/* The agent stopped while this hook ran: it never completed, so it
 		 * runs again. The interrupted run's figures and lines go. */
 		hook_result_init(h, name, path);
 		h->outcome = HOOK_PENDING;
-	} else {
-		cJSON_ArrayForEach(line, output)
-			hook_result_add_line(h, line->valuestring);
+		return 0;
 	}
-	r = 0;
-out:
-	if (r < 0)
-		hook_result_done(h);
-	return r;
+	h->exit_status = (int)exit_status;
+	h->term_signal = (int)term_signal;
+	h->timed_out = timed_out;
+	h->start_wall_usec = started;
+	h->duration_usec = (uint64_t)duration;
+	h->budget_usec = (uint64_t)budget;
+	h->output_bytes = (uint64_t)output_bytes;
+	cJSON_ArrayForEach(line, output)
+		hook_result_add_line(h, line->valuestring);
+	return 0;
 }
 
 void event_record_init(struct event_record *r)
@@ -414,58 +306,76 @@ void event_record_done(struct event_record *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int event_record_from_json(const cJSON *o, struct event_record *ret)
+static int approval_from_json(const cJSON *o, struct event_record *rec, struct json_err *err)
+{
+	int64_t attempts;
+	bool wanted;
+
+	if (json_check_keys(err, o, approval_keys, ELEMENTSOF(approval_keys)) < 0 ||
+	    json_get_bool(err, o, "wanted", &wanted) < 0 ||
+	    json_get_bool(err, o, "approved", &rec->approved) < 0 ||
+	    json_get_instant(err, o, "approved_at", &rec->approved_wall_usec) < 0 ||
+	    json_get_int(err, o, "attempts", 0, UINT32_MAX, &attempts) < 0)
+		return -EBADMSG;
+	rec->no_approve = !wanted;
+	rec->approve_attempts = (unsigned)attempts;
+	return 0;
+}
+
+int event_record_from_json_err(const cJSON *o, struct event_record *ret, struct json_err *err)
 {
 	struct event_record rec;
 	const cJSON *hooks, *h;
-	uint64_t attempts;
-	int n, r;
+	char status[16];
+	int n, r = -EBADMSG;
 
 	event_record_init(&rec);
-	r = -EBADMSG;
-	if (!cJSON_IsObject(o))
+	if (json_check_keys(err, o, record_keys, ELEMENTSOF(record_keys)) < 0)
 		goto out;
+	if (event_doc_from_json(cJSON_GetObjectItemCaseSensitive(o, "event"), &rec.ev,
+				&rec.seen.deadline_wall_usec, &rec.drill, err) < 0) {
+		err_context(err, "event");
+		goto out;
+	}
+	rec.seen.set = true;
+	rec.seen.status = rec.ev.status;
+	rec.seen.not_before_usec = rec.ev.not_before_usec;
+	if (json_get_text(err, o, "event_status", false, status, sizeof(status)) < 0 ||
+	    json_get_instant(err, o, "not_before", &rec.ev.not_before_usec) < 0 ||
+	    json_get_instant(err, o, "deadline", &rec.deadline_wall_usec) < 0 ||
+	    json_get_bool(err, o, "emergency", &rec.emergency) < 0 ||
+	    json_get_instant(err, o, "detected", &rec.detected_wall_usec) < 0 ||
+	    json_get_text(err, o, "key", true, rec.key, sizeof(rec.key)) < 0 ||
+	    json_get_bool(err, o, "gone", &rec.gone) < 0 ||
+	    json_get_instant(err, o, "gone_at", &rec.gone_wall_usec) < 0 ||
+	    json_get_bool(err, o, "chain_done", &rec.chain_done) < 0)
+		goto out;
+	rec.ev.status = event_status_from_string(status);
+	if (rec.ev.status == EVENT_STATUS_INVALID) {
+		(void)json_fail(err, "'event_status' is '%s'", status);
+		goto out;
+	}
+	if (rec.key[0] && !event_id_valid(rec.key)) {
+		(void)json_fail(err, "'key' has control characters");
+		goto out;
+	}
+	if (approval_from_json(cJSON_GetObjectItemCaseSensitive(o, "approval"), &rec, err) < 0) {
+		err_context(err, "approval");
+		goto out;
+	}
+
 	hooks = cJSON_GetObjectItemCaseSensitive(o, "hooks");
-	if (!cJSON_IsArray(hooks))
-		goto out;
 	n = cJSON_GetArraySize(hooks);
-	if (n < 0 || n > STATE_RECORD_HOOKS_MAX)
-		goto out;
-
-	if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "event")) ||
-	    event_from_json(cJSON_GetObjectItemCaseSensitive(o, "event"), &rec.ev) < 0) {
-		r = -EBADMSG;
+	if (!cJSON_IsArray(hooks) || n > STATE_RECORD_HOOKS_MAX) {
+		(void)json_fail(err, "'hooks' is not an array of at most %d hooks", STATE_RECORD_HOOKS_MAX);
 		goto out;
 	}
-	if (json_get_string(o, "detected", NULL, 0) < 0 ||
-	    json_get_uint(o, "detected_usec", UINT64_MAX, &rec.detected_wall_usec) < 0 ||
-	    json_get_uint(o, "deadline_usec", UINT64_MAX, &rec.deadline_wall_usec) < 0 ||
-	    json_get_bool(o, "emergency", &rec.emergency) < 0 ||
-	    json_get_bool(o, "drill", &rec.drill) < 0 ||
-	    json_get_bool(o, "chain_done", &rec.chain_done) < 0 ||
-	    json_get_bool(o, "approved", &rec.approved) < 0 ||
-	    json_get_uint(o, "approved_usec", UINT64_MAX, &rec.approved_wall_usec) < 0 ||
-	    json_get_uint(o, "approve_attempts", UINT32_MAX, &attempts) < 0 ||
-	    json_get_bool(o, "no_approve", &rec.no_approve) < 0 ||
-	    json_get_bool(o, "gone", &rec.gone) < 0) {
-		r = -EBADMSG;
-		goto out;
-	}
-	rec.approve_attempts = (unsigned)attempts;
-	/* Added later: a file written before them reads as "" and 0. */
-	if ((cJSON_GetObjectItemCaseSensitive(o, "gone_usec") &&
-	     json_get_uint(o, "gone_usec", UINT64_MAX, &rec.gone_wall_usec) < 0) ||
-	    (cJSON_GetObjectItemCaseSensitive(o, "key") &&
-	     json_get_string(o, "key", rec.key, sizeof(rec.key)) < 0)) {
-		r = -EBADMSG;
-		goto out;
-	}
-
 	rec.hooks = xcalloc((size_t)n, sizeof(*rec.hooks));
 	cJSON_ArrayForEach(h, hooks) {
-		r = hook_from_json(h, &rec.hooks[rec.n_hooks]);
-		if (r < 0)
+		if (hook_from_json(h, &rec.hooks[rec.n_hooks], err) < 0) {
+			err_context(err, "hooks[%zu]", rec.n_hooks);
 			goto out;
+		}
 		rec.n_hooks++;
 	}
 
@@ -474,6 +384,11 @@ int event_record_from_json(const cJSON *o, struct event_record *ret)
 out:
 	event_record_done(&rec);
 	return r;
+}
+
+int event_record_from_json(const cJSON *o, struct event_record *ret)
+{
+	return event_record_from_json_err(o, ret, NULL);
 }
 
 /* ---- the state struct ---- */
@@ -563,6 +478,13 @@ struct event_record *state_add_record(struct agent_state *s, struct event_record
 struct event_record *state_add_record_at(struct agent_state *s, struct event_record *r,
 					 uint64_t now_wall_usec)
 {
+	if (!r->seen.set) {
+		/* Until a hook reads it, the event shows as first seen. */
+		r->seen.set = true;
+		r->seen.status = r->ev.status;
+		r->seen.not_before_usec = r->ev.not_before_usec;
+		r->seen.deadline_wall_usec = r->deadline_wall_usec;
+	}
 	s->records = xrealloc(s->records, (s->n_records + 1) * sizeof(*s->records));
 	s->records[s->n_records++] = *r;
 	memset(r, 0, sizeof(*r));
@@ -643,6 +565,10 @@ static uint64_t record_sig(const struct event_record *r, bool with_output)
 		h = sig_bytes(h, flags, sizeof(flags));
 	}
 	h = sig_str(h, r->key);
+	h = sig_bytes(h, &r->seen.set, sizeof(r->seen.set));
+	h = sig_bytes(h, &r->seen.status, sizeof(r->seen.status));
+	h = sig_bytes(h, &r->seen.not_before_usec, sizeof(r->seen.not_before_usec));
+	h = sig_bytes(h, &r->seen.deadline_wall_usec, sizeof(r->seen.deadline_wall_usec));
 	h = sig_bytes(h, &r->n_hooks, sizeof(r->n_hooks));
 	for (size_t i = 0; i < r->n_hooks; i++) {
 		const struct hook_result *x = &r->hooks[i];
@@ -681,7 +607,7 @@ static const char *record_file_text(const struct event_record *r, bool with_outp
 	w->file_text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	if (!w->file_text)
-		json_check(NULL);
+		abort();   /* only when out of memory */
 	w->file_sig = sig;
 	return w->file_text;
 }
@@ -888,48 +814,93 @@ static ssize_t read_bounded(int fd, char **ret)
 	return (ssize_t)len;
 }
 
+/* The id of a record that did not read back, for the log: as much of it
+ * as is plain text, "?" when there is none. */
+static void record_label(const cJSON *item, char *buf, size_t n)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item, "event"), "id");
+	char raw[EVENT_ID_MAX];
+
+	if (!cJSON_IsString(id) || !id->valuestring || !id->valuestring[0]) {
+		(void)strscpy(buf, n, "?");
+		return;
+	}
+	(void)strscpy(raw, sizeof(raw), id->valuestring);
+	for (char *p = raw; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	(void)json_text_copy(buf, n, raw);
+}
+
 /* Parses a whole state file into records (oldest first, at most
- * STATE_RECORDS_MAX: the newest are kept). */
-static int parse_state_file(const char *text, size_t len,
-			    struct event_record **ret_records, size_t *ret_n)
+ * STATE_RECORDS_MAX: the newest are kept). A file that is not JSON, not a
+ * state file or of another version is refused (-EBADMSG, rep->reason); a
+ * record that does not read back is left out and counted in rep. */
+static int parse_state_file(const char *text, size_t len, struct event_record **ret_records,
+			    size_t *ret_n, struct state_load_report *rep)
 {
 	struct event_record *records = NULL;
-	const cJSON *version, *array, *item;
-	size_t n = 0, skip, i = 0;
+	const cJSON *array, *item;
+	struct json_err err = { "" };
+	size_t n = 0, index = 0;
+	int64_t version;
 	cJSON *root;
-	int r, total;
+	int r = -EBADMSG;
 
 	/* Embedded NULs would hide trailing bytes from the parser. */
-	if (len == 0 || memchr(text, '\0', len))
+	if (len == 0 || memchr(text, '\0', len)) {
+		(void)strscpy(rep->reason, sizeof(rep->reason), len == 0 ? "empty" : "not JSON (a NUL byte)");
 		return -EBADMSG;
+	}
 	/* The length includes our NUL so trailing garbage is refused. */
 	root = cJSON_ParseWithLengthOpts(text, len + 1, NULL, true);
-	if (!root)
+	if (!root) {
+		(void)strscpy(rep->reason, sizeof(rep->reason), "not JSON");
 		return -EBADMSG;
-
-	version = cJSON_GetObjectItemCaseSensitive(root, "version");
+	}
+	if (json_check_keys(&err, root, file_keys, ELEMENTSOF(file_keys)) < 0 ||
+	    json_get_int(&err, root, "version", 1, JSON_INT_MAX, &version) < 0) {
+		(void)snprintf(rep->reason, sizeof(rep->reason), "not a spot-agent state file: %s", err.why);
+		goto out;
+	}
+	if (version != STATE_FILE_VERSION) {
+		(void)snprintf(rep->reason, sizeof(rep->reason),
+			       "format version %lld, this spot-agent reads version %d only",
+			       (long long)version, STATE_FILE_VERSION);
+		goto out;
+	}
 	array = cJSON_GetObjectItemCaseSensitive(root, "records");
-	if (!cJSON_IsObject(root) || !cJSON_IsNumber(version) ||
-	    version->valuedouble != STATE_FILE_VERSION || !cJSON_IsArray(array)) {
-		r = -EBADMSG;
+	if (!cJSON_IsArray(array)) {
+		(void)strscpy(rep->reason, sizeof(rep->reason), "not a spot-agent state file: 'records' is not an array");
 		goto out;
 	}
 
-	total = cJSON_GetArraySize(array);
-	skip = total > STATE_RECORDS_MAX ? (size_t)total - STATE_RECORDS_MAX : 0;
-	records = xcalloc((size_t)total - skip, sizeof(*records));
+	records = xcalloc((size_t)cJSON_GetArraySize(array), sizeof(*records));
 	cJSON_ArrayForEach(item, array) {
-		/* Older records beyond the cap are still checked: a file that
-		 * is wrong anywhere is not ours. */
 		struct event_record rec;
 
-		r = event_record_from_json(item, &rec);
-		if (r < 0)
-			goto out;
-		if (i++ < skip)
-			event_record_done(&rec);
-		else
-			records[n++] = rec;
+		index++;
+		memset(&err, 0, sizeof(err));
+		if (event_record_from_json_err(item, &rec, &err) < 0) {
+			/* One bad record costs that record, not the file. */
+			if (rep->dropped++ == 0) {
+				char label[48];
+
+				record_label(item, label, sizeof(label));
+				(void)snprintf(rep->dropped_reason, sizeof(rep->dropped_reason),
+					       "record %zu ('%s'): %s", index, label, err.why);
+			}
+			continue;
+		}
+		records[n++] = rec;
+	}
+	if (n > STATE_RECORDS_MAX) {
+		size_t skip = n - STATE_RECORDS_MAX;
+
+		for (size_t j = 0; j < skip; j++)
+			event_record_done(&records[j]);
+		memmove(records, records + skip, STATE_RECORDS_MAX * sizeof(*records));
+		n = STATE_RECORDS_MAX;
 	}
 
 	*ret_records = records;
@@ -943,6 +914,29 @@ out:
 	free(records);
 	cJSON_Delete(root);
 	return r;
+}
+
+/* Writes the text of a file whose records were partly left out next to it,
+ * as it was, for a human to look at: the next save replaces the file. Not
+ * made durable (it is evidence, not state). Returns the path (caller frees)
+ * or NULL. */
+static char *keep_copy(int dfd, const char *dir, const char *text, size_t len)
+{
+	uint64_t secs = now_usec(CLOCK_REALTIME) / USEC_PER_SEC;
+	char *name = xasprintf("%s.corrupt-%llu", STATE_FILE_NAME, (unsigned long long)secs);
+	char *path = NULL;
+	int fd;
+
+	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (fd >= 0) {
+		if (write_all(fd, text, len) == 0 && close(fd) == 0)
+			path = xasprintf("%s/%s", dir, name);
+		else
+			(void)unlinkat(dfd, name, 0);
+		fd = -1;
+	}
+	free(name);
+	return path;
 }
 
 /* Moves the bad file out of the way so the next save starts afresh and a
@@ -1000,6 +994,7 @@ int state_load(struct agent_state *s, char **ret_moved)
 		*ret_moved = rep.moved;
 	else
 		free(rep.moved);
+	free(rep.kept);
 	return r;
 }
 
@@ -1028,10 +1023,12 @@ int state_load_report(struct agent_state *s, struct state_load_report *rep)
 		goto out;
 	}
 	len = read_bounded(fd, &text);
-	r = len < 0 ? (int)len : parse_state_file(text, (size_t)len, &records, &n);
+	r = len < 0 ? (int)len : parse_state_file(text, (size_t)len, &records, &n, rep);
 	if (r >= 0) {
 		s->records = records;
 		s->n_records = n;
+		if (rep->dropped > 0)
+			rep->kept = keep_copy(dfd, s->state_dir, text, (size_t)len);
 	}
 out:
 	if (r < 0) {
@@ -1051,7 +1048,7 @@ out:
 
 static cJSON *record_summary(const struct event_record *r)
 {
-	cJSON *o = json_check(cJSON_CreateObject());
+	cJSON *o = json_object_new();
 	unsigned ok = 0, failed = 0, timeout = 0, skipped = 0;
 
 	for (size_t i = 0; i < r->n_hooks; i++)
@@ -1072,34 +1069,31 @@ static cJSON *record_summary(const struct event_record *r)
 			break;
 		}
 
-	json_add_string(o, "id", r->ev.id);
-	json_add_string(o, "type", event_type_to_string(r->ev.type));
-	json_add_string(o, "status", event_status_to_string(r->ev.status));
-	json_add_time(o, "detected", r->detected_wall_usec, true);
-	json_add_time(o, "deadline", r->deadline_wall_usec, true);
-	json_add_bool(o, "approved", r->approved);
+	json_add_text(o, "id", r->ev.id, sizeof(r->ev.id));
+	json_add_text(o, "type", event_type_to_string(r->ev.type), 0);
+	json_add_text(o, "event_status", event_status_to_string(r->ev.status), 0);
+	json_add_instant(o, "detected", r->detected_wall_usec);
+	json_add_instant(o, "deadline", r->deadline_wall_usec);
 	json_add_bool(o, "chain_done", r->chain_done);
-	json_add_uint(o, "hooks_ok", ok);
-	json_add_uint(o, "hooks_failed", failed);
-	json_add_uint(o, "hooks_timeout", timeout);
-	json_add_uint(o, "hooks_skipped", skipped);
+	json_add_bool(o, "approved", r->approved);
+	json_add_count(o, "hooks_ok", ok);
+	json_add_count(o, "hooks_failed", failed);
+	json_add_count(o, "hooks_timeout", timeout);
+	json_add_count(o, "hooks_skipped", skipped);
 	return o;
 }
 
 static cJSON *poll_to_json(const struct poll_stats *p)
 {
-	cJSON *o = json_check(cJSON_CreateObject());
+	cJSON *o = json_object_new();
 
-	json_add_uint(o, "ok", p->ok);
-	json_add_uint(o, "failed", p->failed);
-	json_add_uint(o, "consecutive_failures", p->consecutive_failures);
-	json_add_time(o, "last_success", p->last_ok_wall_usec, true);
-	json_add(o, "last_latency_ms", cJSON_CreateNumber((double)p->last_latency_usec / 1000.0));
-	if (p->incarnation < 0)
-		json_add(o, "incarnation", cJSON_CreateNull());
-	else
-		json_add_int(o, "incarnation", p->incarnation);
-	json_add_string(o, "last_error", p->last_error[0] ? p->last_error : NULL);
+	json_add_count(o, "ok", p->ok);
+	json_add_count(o, "failed", p->failed);
+	json_add_count(o, "consecutive_failures", p->consecutive_failures);
+	json_add_instant(o, "last_success", p->last_ok_wall_usec);
+	json_add_int_or_null(o, "last_latency_usec", usec_int(p->last_latency_usec), 1, JSON_INT_MAX, 0);
+	json_add_int_or_null(o, "incarnation", p->incarnation, 0, JSON_INT_MAX, -1);
+	json_add_text(o, "last_error", p->last_error, sizeof(p->last_error));
 	return o;
 }
 
@@ -1107,27 +1101,30 @@ cJSON *state_to_json(const struct agent_state *s, const char *version)
 {
 	const struct event_record *current = state_current_const(s);
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	cJSON *o = json_check(cJSON_CreateObject()), *history;
+	cJSON *o = json_object_new(), *history = json_array_new();
 	size_t shown = 0;
 
-	json_add_string(o, "version", version);
-	json_add_string(o, "provider", s->provider);
-	json_add_string(o, "vm_name", s->vm_name);
-	json_add_uint(o, "uptime_s", now > s->started_mono_usec ?
-		      (now - s->started_mono_usec) / USEC_PER_SEC : 0);
-	json_add_string(o, "state", agent_phase_to_string(s->phase));
+	json_add_text(o, "version", version, 0);
+	json_add_text(o, "provider", s->provider, 0);
+	json_add_text(o, "vm_name", s->vm_name, 0);
+	json_add_count(o, "uptime_s", now > s->started_mono_usec ?
+		       (now - s->started_mono_usec) / USEC_PER_SEC : 0);
+	json_add_text(o, "state", agent_phase_to_string(s->phase), 0);
 	json_add_bool(o, "rebalance_recommended", s->rebalance_recommended);
 	json_add(o, "poll", poll_to_json(&s->poll));
-	json_add(o, "event", current ? event_record_to_json(current) : cJSON_CreateNull());
+	/* The record flat at the top: status.event is what the hooks read. */
+	if (current)
+		add_record_fields(o, current, true, true);
+	else
+		for (size_t i = 0; i < ELEMENTSOF(record_keys); i++)
+			json_add_null(o, record_keys[i]);
 
-	history = json_check(cJSON_CreateArray());
 	for (size_t i = s->n_records; i > 0 && shown < STATE_HISTORY_MAX; i--) {
 		const struct event_record *r = &s->records[i - 1];
 
 		if (r == current)
 			continue;
-		if (!cJSON_AddItemToArray(history, record_summary(r)))
-			json_check(NULL);
+		json_append(history, record_summary(r));
 		shown++;
 	}
 	json_add(o, "history", history);

@@ -50,6 +50,16 @@ struct event_record {
 	 * (spot_event.id_from_first_seen): later sightings match on it. ""
 	 * when the id is the provider's own. */
 	char key[EVENT_ID_MAX];
+	/* The event's status, NotBefore and deadline as the latest hook started
+	 * read them on stdin (event_record_stdin), or as the event was first
+	 * seen before that (state_add_record fills them in when !set). The rest
+	 * of the event does not change once seen. Persisted as "event". */
+	struct {
+		bool set;
+		enum event_status status;
+		uint64_t not_before_usec;
+		uint64_t deadline_wall_usec;
+	} seen;
 
 	/* The record's rendered state-file form and the signature of what it
 	 * was rendered from (owned; state.c's, never part of the value). */
@@ -118,6 +128,11 @@ bool event_record_is_finished(const struct event_record *r);
  * valid until the next state_add_record/state_load. */
 struct event_record *state_find(struct agent_state *s, const char *event_id);
 
+/* The event document for a hook's stdin (event_to_json of the record's
+ * event and deadline), remembered as what hooks last read (r->seen).
+ * Caller frees. */
+char *event_record_stdin(struct event_record *r, bool drill);
+
 /* Appends a record (taking ownership of its contents; *r is zeroed), dropping
  * the oldest finished records beyond STATE_RECORDS_MAX. Unfinished records
  * (see event_record_is_finished) and the one just added are never dropped,
@@ -133,24 +148,35 @@ struct event_record *state_add_record_at(struct agent_state *s, struct event_rec
 struct event_record *state_current(struct agent_state *s);
 
 /* Loads <state_dir>/state.json. A missing file is an empty state. A file
- * that is unreadable, too large or not what state_save writes is renamed to
- * state.json.corrupt-<unix seconds> and an empty state is used: *ret_moved
- * (may be NULL) is set to the new path (caller frees) so the caller can warn,
- * else to NULL. Replaces the records held; keeps the newest
- * STATE_RECORDS_MAX. A hook saved as running (the agent died during it) is
- * loaded as pending, so it runs again. Leftover temp files of crashed saves are removed.
- * Returns 0, or -errno only when the directory itself is unusable. */
+ * that is unreadable, too large, not JSON, not a state file or of another
+ * format version is renamed to state.json.corrupt-<unix seconds> and an
+ * empty state is used: *ret_moved (may be NULL) is set to the new path
+ * (caller frees) so the caller can warn, else to NULL. A record in it that
+ * does not read back is left out alone (state_load_report tells). Replaces
+ * the records held; keeps the newest STATE_RECORDS_MAX. A hook saved as
+ * running (the agent died during it) is loaded as pending, so it runs
+ * again. Leftover temp files of crashed saves are removed. Returns 0, or
+ * -errno only when the directory itself is unusable. */
 int state_load(struct agent_state *s, char **ret_moved);
 
 /* What state_load_report found besides the records, for the caller's log. */
 struct state_load_report {
 	int error;               /* -errno why the file was refused, 0 if it was fine */
+	char reason[STATE_REASON_MAX]; /* the refused file's defect in words
+					* ("not JSON", "format version 1 ..."),
+					* "" when error says it all */
 	char *moved;             /* where it was moved (owned), NULL when it
 				  * was fine or could not be moved */
 	unsigned stale_removed;  /* .state.json.XXXXXX temp files of crashed saves removed */
+	unsigned dropped;        /* records of the file that did not read back, left out */
+	char dropped_reason[STATE_REASON_MAX]; /* the first of them, e.g. "record 2
+						* ('<id>'): hooks[0]: 'started_usec' ..." */
+	char *kept;              /* a copy of that file as it was, for a human
+				  * (owned), NULL when nothing was dropped or
+				  * the copy could not be written */
 };
-/* state_load, reporting everything: rep is always filled (rep->moved to be
- * freed). Stale temp files are removed first. */
+/* state_load, reporting everything: rep is always filled (rep->moved and
+ * rep->kept to be freed). Stale temp files are removed first. */
 int state_load_report(struct agent_state *s, struct state_load_report *rep);
 
 /* Writes the records atomically: the spare file, exchange with state.json,
@@ -183,12 +209,19 @@ int state_sync_finish(struct state_sync *sync);
 /* Forgets it without the fsyncs. */
 void state_sync_drop(struct state_sync *sync);
 
-/* /v1/status: version, provider, vm_name, uptime_s, state, poll{...},
- * event (the current/last record or null), history[]. Caller owns it. */
+/* /v1/status (spot-agent(8) lists every field, doc/spot-agent.schema.json
+ * is its schema): version, provider, vm_name, uptime_s, state,
+ * rebalance_recommended, poll{...}, the fields of the current or last
+ * record (event, event_status, ..., hooks, approval; all null when there is
+ * none), history[]. Caller owns it. */
 cJSON *state_to_json(const struct agent_state *s, const char *version);
 
-/* One record as JSON (also the persisted form). Caller owns it. */
+/* One record in its state.json form. Caller owns it. */
 cJSON *event_record_to_json(const struct event_record *r);
+/* Reads back exactly what event_record_to_json writes. *ret is written
+ * only on success. Returns 0 or -EBADMSG, with the defect in err (may be
+ * NULL). */
+int event_record_from_json_err(const cJSON *o, struct event_record *ret, struct json_err *err);
 int event_record_from_json(const cJSON *o, struct event_record *ret);
 
 const char *agent_phase_to_string(enum agent_phase p);

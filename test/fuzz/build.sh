@@ -32,7 +32,7 @@ mkdir -p "$out"
 cflags="-std=c11 -g -O1 -D_GNU_SOURCE -iquote agent $($PKG_CONFIG --cflags libcjson libcurl libsystemd)
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 libs=$($PKG_CONFIG --libs libcjson libcurl libsystemd)
-lib_srcs="agent/event.c agent/azure.c agent/util.c agent/log.c agent/config.c agent/aws.c agent/gcp.c
+lib_srcs="agent/event.c agent/json.c agent/azure.c agent/util.c agent/log.c agent/config.c agent/aws.c agent/gcp.c
 	agent/provider.c agent/imds.c"
 
 for t in $targets; do

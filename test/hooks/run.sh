@@ -57,7 +57,7 @@ make_stub journalctl ''
 make_stub uname 'echo stub-host'
 
 cat >"$tmp/event.json" <<'EOF'
-{"id":"A1B2C3D4-0000-4000-8000-000000000001","type":"Preempt","status":"Scheduled","source":"Platform","not_before":"2030-01-01T00:00:30Z","resources":["vm-test-1"],"description":"","duration_s":-1,"provider":"azure","deadline":1893456028,"drill":false}
+{"id":"A1B2C3D4-0000-4000-8000-000000000001","type":"Preempt","status":"Scheduled","source":"Platform","not_before":"2030-01-01T00:00:30.000000Z","not_before_usec":1893456030000000,"resources":["vm-test-1"],"description":null,"duration_s":null,"provider":"azure","deadline":"2030-01-01T00:00:28.000000Z","deadline_usec":1893456028000000,"drill":false}
 EOF
 
 # --- running a hook ---------------------------------------------------------

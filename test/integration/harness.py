@@ -20,6 +20,7 @@ import urllib.request
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT = os.path.join(TOP, os.environ.get("SPOT_AGENT", "agent/spot-agent"))
 SIM = os.path.join(TOP, "test", "imds-sim")
+SCHEMA = os.path.join(TOP, "doc", "spot-agent.schema.json")
 PYTHON = "/usr/bin/python3"
 # Generous: the tests must pass on a loaded 2-core machine and under ASan.
 TIMEOUT = float(os.environ.get("SPOT_TEST_TIMEOUT", "30"))
@@ -44,6 +45,91 @@ def wait_for(cond, timeout=TIMEOUT, what="condition", interval=0.01):
         if time.monotonic() > end:
             raise TestFailure("timed out waiting for " + what)
         time.sleep(interval)
+
+
+# ---- the JSON contract: every /v1/status document the tests fetch, every
+# state.json an agent run leaves and every hook stdin they look at is checked
+# against doc/spot-agent.schema.json ----
+
+_validators = {}
+
+
+def _validator(definition):
+    if definition not in _validators:
+        try:
+            import jsonschema   # python3-jsonschema (Debian 12: 4.10, draft 2020-12)
+        except ImportError:
+            raise TestFailure("python3-jsonschema is missing (apt-get install python3-jsonschema; "
+                              "make check installs it)")
+        with open(SCHEMA) as f:
+            schema = json.load(f)
+        root = {"$schema": schema["$schema"], "$defs": schema["$defs"],
+                "$ref": "#/$defs/" + definition}
+        jsonschema.Draft202012Validator.check_schema(root)
+        _validators[definition] = jsonschema.Draft202012Validator(
+            root, format_checker=jsonschema.FormatChecker())
+    return _validators[definition]
+
+
+def _rfc3339(usec):
+    secs, frac = divmod(usec, 1000000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + ".%06dZ" % frac
+
+
+def _check_pairs(o, where):
+    """Every instant is a pair: "x" must be the RFC 3339 form of "x_usec"."""
+    if isinstance(o, list):
+        for i, v in enumerate(o):
+            _check_pairs(v, "%s[%d]" % (where, i))
+        return
+    if not isinstance(o, dict):
+        return
+    for k, v in o.items():
+        base = k[:-len("_usec")]
+        if k.endswith("_usec") and base in o and (o[base] is None or isinstance(o[base], str)):
+            want = None if v is None else _rfc3339(v)
+            if o[base] != want:
+                raise TestFailure("%s.%s is %r, not %r (%s.%s = %r)" % (where, base, o[base], want,
+                                                                       where, k, v))
+        _check_pairs(v, "%s.%s" % (where, k))
+
+
+def validate(doc, definition, what):
+    """Raises TestFailure unless doc is a valid $defs/<definition>."""
+    import jsonschema.exceptions
+    errors = list(_validator(definition).iter_errors(doc))
+    if errors:
+        # The deepest error inside a oneOf says what is wrong, not just where.
+        e = jsonschema.exceptions.best_match(errors)
+        raise TestFailure("%s does not follow doc/spot-agent.schema.json (%d errors), e.g. at %s: %s"
+                          % (what, len(errors), "/".join(str(x) for x in e.absolute_path) or "top",
+                             e.message[:300]))
+    _check_pairs(doc, what)
+    return doc
+
+
+def status_document(text):
+    """A /v1/status body, parsed and checked."""
+    return validate(json.loads(text), "status_document", "/v1/status")
+
+
+def event_document(text):
+    """A hook's standard input, parsed and checked."""
+    return validate(json.loads(text), "event", "the hook's stdin")
+
+
+def state_file(path):
+    """A state.json, parsed and checked."""
+    with open(path, "rb") as f:
+        return validate(json.loads(f.read().decode()), "state_file", path)
+
+
+def _file_id(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def pid_alive(pid):
@@ -176,6 +262,9 @@ class Agent:
             e["NOTIFY_SOCKET"] = self.notify.path
         if env:
             e.update(env)
+        # The state file as it was: the one this run leaves is checked.
+        self.state_path = os.path.join(ctx.state, "state.json")
+        self.state_before = _file_id(self.state_path)
         self.log_path = os.path.join(ctx.dir, "agent-%d.log" % len(ctx.agents))
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([AGENT] + args, stdin=subprocess.DEVNULL,
@@ -242,7 +331,14 @@ class Agent:
         except subprocess.TimeoutExpired:
             raise TestFailure("agent did not exit")
         self.reader.join(5)
+        self.check_state()
         return rc
+
+    def check_state(self):
+        """The state.json this run wrote (if it wrote one) follows the schema."""
+        now = _file_id(self.state_path)
+        if now is not None and now != self.state_before:
+            state_file(self.state_path)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -342,9 +438,20 @@ class Context:
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.http_port, path), method=method)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, r.read().decode()
+                status, body = r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+        if method == "GET" and path == "/v1/status" and status == 200:
+            status_document(body)
+            # And the state file as the agent has it now (renamed into
+            # place whole, so never half-written).
+            for a in self.agents:
+                a.check_state()
+        return status, body
+
+    def saved_state(self):
+        """state.json, parsed and checked against the schema."""
+        return state_file(os.path.join(self.state, "state.json"))
 
     def defer(self, fn):
         """Runs fn at cleanup, after the agents and the simulator stopped

@@ -3,10 +3,11 @@ approval, deadlines, crash safety, faults, signals and configuration."""
 
 import json
 import os
+import re
 import signal
 import time
 
-from harness import TIMEOUT, check, wait_for
+from harness import TIMEOUT, check, event_document, wait_for
 
 VM = "agent-vm0"
 
@@ -46,10 +47,11 @@ def test_order_once_env_stdin_and_approval(ctx):
     check(0 < int(env["SPOT_HOOK_TIMEOUT"]) <= 28, "hook timeout")
     check(open(os.path.join(ctx.out, "cwd")).read().strip() == "/", "cwd")
 
-    ev = json.loads(open(stdin_dump).read())
+    ev = event_document(open(stdin_dump).read())
     check(ev["id"] == eid and ev["type"] == "Preempt" and ev["status"] == "Scheduled", "stdin %r" % ev)
     check(ev["resources"] == [VM] and ev["provider"] == "azure" and ev["drill"] is False, "stdin fields")
-    check(ev["deadline"] == deadline, "stdin deadline")
+    check(ev["deadline_usec"] // 1000000 == deadline, "stdin deadline")
+    check(ev["not_before"] == env["SPOT_NOT_BEFORE"].replace("Z", ".000000Z"), "stdin not_before")
 
     # Approved exactly once, after the last hook, before NotBefore.
     a.wait_log(r"event approved")
@@ -64,6 +66,14 @@ def test_order_once_env_stdin_and_approval(ctx):
     wait_for(lambda: len(sim.polls()) >= n + 5, what="more polls")
     check(len(ctx.recorded()) == 6, "hooks ran again")
     check(ev_state is not None, "sim state")
+    # /v1/status shows the event exactly as the last hook read it, and what
+    # the platform says now beside it.
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    last = json.loads(open(stdin_dump).read())
+    check(st["event"] == last, "status event %r is not the stdin %r" % (st["event"], last))
+    check(st["event_status"] == "Started" and st["approval"]["approved"] is True,
+          "status after approval: %r %r" % (st["event_status"], st["approval"]))
+    check([h["result"] for h in st["hooks"]] == ["ok", "ok", "ok"], "hooks %r" % st["hooks"])
 
 
 def test_other_vm_and_unhandled_types_ignored(ctx):
@@ -126,7 +136,7 @@ def test_short_notice_respected(ctx):
     check(rec == ["10-slow start " + eid], "record %r" % rec)
     status = ctx.http_get("/v1/status")
     check(status[0] == 200, "status code")
-    hooks = json.loads(status[1])["event"]["hooks"]
+    hooks = json.loads(status[1])["hooks"]
     check(hooks[1]["skip_reason"] == "deadline", "skip reason %r" % hooks[1])
     check(hooks[0]["timed_out"] is True, "first hook not timed out")
 
@@ -290,7 +300,7 @@ def test_failing_hook_and_exit77(ctx):
     # recording_hook's "end" line comes after the exit, so neither hook writes it.
     check(rec == ["10-fail start " + eid, "20-skip-rest start " + eid], "record %r" % rec)
     st = json.loads(ctx.http_get("/v1/status")[1])
-    hooks = {h["name"]: h for h in st["event"]["hooks"]}
+    hooks = {h["name"]: h for h in st["hooks"]}
     check(hooks["10-fail"]["exit_status"] == 3 and hooks["10-fail"]["result"] == "failed", "failed hook")
     check(hooks["30-skipped"]["result"] == "skipped", "skipped hook")
 
@@ -305,7 +315,7 @@ def test_hook_output_logged_with_tags(ctx):
     a.wait_log(r"\[%s 10-talk\] oops" % eid)
     wait_for(lambda: approvals_for(sim, eid), what="approval")
     st = json.loads(ctx.http_get("/v1/status")[1])
-    out = st["event"]["hooks"][0]["output"]
+    out = st["hooks"][0]["output"]
     check("hello-from-hook" in out and "oops" in out, "output %r" % out)
 
 
@@ -334,6 +344,94 @@ def test_vm_name_override_and_identity_retry(ctx):
     check(eid, "id")
 
 
+def instant(o, key, usec):
+    """Sets the pair key / key_usec as the agent writes it."""
+    o[key] = None if usec is None else (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(usec // 1000000))
+                                        + ".%06dZ" % (usec % 1000000))
+    o[key + "_usec"] = usec
+
+
+def saved_record(eid, not_before_usec, hooks):
+    """A record of state.json: eid seen a moment ago, its chain done with
+    hooks [(name, path)] all ok, not yet approved."""
+    now = int(time.time()) * 1000000
+    ev = {"id": eid, "type": "Preempt", "status": "Scheduled", "source": "Platform"}
+    instant(ev, "not_before", not_before_usec)
+    ev.update({"resources": [VM], "description": None, "duration_s": None, "provider": "azure"})
+    instant(ev, "deadline", not_before_usec - 2000000)
+    ev["drill"] = False
+    r = {"event": ev, "event_status": "Scheduled"}
+    instant(r, "not_before", not_before_usec)
+    instant(r, "deadline", not_before_usec - 2000000)
+    r["emergency"] = False
+    instant(r, "detected", now - 3000000)
+    r.update({"key": None, "gone": False})
+    instant(r, "gone_at", None)
+    r["chain_done"] = True
+    r["hooks"] = []
+    for name, path in hooks:
+        h = {"name": name, "path": path, "result": "ok", "exit_status": 0, "signal": None,
+             "timed_out": False}
+        instant(h, "started", now - 2000000)
+        h.update({"duration_usec": 1000, "budget_usec": 20000000, "skip_reason": None,
+                  "output": [], "output_bytes": 0})
+        r["hooks"].append(h)
+    r["approval"] = {"wanted": True, "approved": False}
+    instant(r["approval"], "approved_at", None)
+    r["approval"]["attempts"] = 0
+    return r
+
+
+def test_bad_record_left_out_alone(ctx):
+    """A record that does not read back costs that record, not the file: the
+    other event's completed hook is not run again and it is approved once."""
+    sim = ctx.start_sim()
+    path = ctx.recording_hook("10-hook")
+    eid = sim.add_event(type="Preempt", not_before_in=60)
+    broken = saved_record("old-broken", int(time.time() + 3600) * 1000000, [])
+    # As cJSON used to write microseconds beyond 2^53: not exact, refused.
+    broken["deadline_usec"] = 1.8446744073709552e+19
+    good = saved_record(eid, int(time.time() + 58) * 1000000, [("10-hook", path)])
+    os.mkdir(ctx.state, 0o700)
+    with open(os.path.join(ctx.state, "state.json"), "w") as f:
+        json.dump({"version": 2, "records": [broken, good]}, f)
+    a = ctx.start_agent()
+    a.wait_log(r"state: 1 record of '%s' did not read back and was left out, the others are kept "
+               r"\(record 1 \('old-broken'\): 'deadline_usec' is beyond" % re.escape(
+                   os.path.join(ctx.state, "state.json")))
+    check(any(n.startswith("state.json.corrupt-") for n in os.listdir(ctx.state)), "no copy kept")
+    wait_for(lambda: approvals_for(sim, eid), what="approval of the kept record's event")
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 3, what="more polls")
+    check(ctx.recorded() == [], "a completed hook ran again: %r" % ctx.recorded())
+    check(len(approvals_for(sim, eid)) == 1, "approved %d times" % len(approvals_for(sim, eid)))
+    saved = ctx.saved_state()
+    check([r["event"]["id"] for r in saved["records"]] == [eid], "records %r" % saved["records"])
+
+
+def test_not_before_beyond_2200_logged_and_survived(ctx):
+    """A NotBefore the agent cannot keep exactly is logged and taken as
+    unknown (the emergency budget), and the state file still loads."""
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    raw = "Fri, 31 Dec 2300 23:59:59 GMT"
+    eid = sim.add_event(type="Preempt", not_before=raw)
+    a.wait_log(r"event '%s': NotBefore '%s' is out of range, taken as unknown" % (re.escape(eid), raw))
+    a.wait_log(r"hook chain done")
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    check(st["not_before"] is None and st["emergency"] is True, "status %r" % st)
+    a.signal(signal.SIGTERM)
+    check(a.wait_exit() == 0, "agent exit status")
+    b = ctx.start_agent()
+    b.wait_log(r"this VM is")
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 3, what="polls after the restart")
+    check(not b.log_has(r"did not read back|moved it to"), "the saved record was refused")
+    check(ctx.recorded() == ["10-hook start " + eid, "10-hook end"], "record %r" % ctx.recorded())
+
+
 def test_corrupt_state_moved_aside(ctx):
     sim = ctx.start_sim()
     os.mkdir(ctx.state)
@@ -345,7 +443,7 @@ def test_corrupt_state_moved_aside(ctx):
     check(any(n.startswith("state.json.corrupt-") for n in os.listdir(ctx.state)), "not moved")
     eid = sim.add_event(type="Preempt", not_before_in=30)
     wait_for(lambda: approvals_for(sim, eid), what="approval")
-    saved = json.load(open(os.path.join(ctx.state, "state.json")))
+    saved = ctx.saved_state()
     check(saved["records"][0]["event"]["id"] == eid, "state not written")
 
 

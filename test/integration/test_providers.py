@@ -1,5 +1,6 @@
 """AWS and GCP through the same pipeline, and provider auto-detection."""
 
+import json
 import os
 
 from harness import check, wait_for
@@ -21,6 +22,12 @@ def test_aws_spot_interruption_runs_hooks_without_approval(ctx):
     check(env["SPOT_PROVIDER"] == "aws" and env["SPOT_EVENT_TYPE"] == "Preempt", "env %r" % env)
     check(env["SPOT_VM_NAME"] == "i-0123456789abcdef0", "vm name %r" % env["SPOT_VM_NAME"])
     check(env["SPOT_EVENT_ID"].startswith("aws-spot-terminate-"), "id %r" % env["SPOT_EVENT_ID"])
+    # The made-up id and its key in /v1/status (checked against the schema).
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    check(st["provider"] == "aws" and st["event"]["provider"] == "aws", "status provider %r" % st["provider"])
+    check(st["event"]["id"] == env["SPOT_EVENT_ID"] and st["key"] == "aws-spot-terminate",
+          "status id %r key %r" % (st["event"]["id"], st["key"]))
+    check(st["approval"]["approved"] is False and st["approval"]["attempts"] == 0, "approval %r" % st["approval"])
     reqs = sim.requests()
     gets = [r for r in reqs if r["method"] == "GET" and r["path"].startswith("/latest/meta-data/")]
     check(gets and all(r["headers"].get("x-aws-ec2-metadata-token") for r in gets), "GET without a token")
@@ -58,6 +65,13 @@ def test_gcp_preemption_and_maintenance(ctx):
     env = env_of(dump)
     check(env["SPOT_PROVIDER"] == "gcp" and env["SPOT_EVENT_TYPE"] == "Preempt", "env %r" % env)
     check(0 < int(env["SPOT_HOOK_TIMEOUT"]) <= 30, "a 30 s window: %r" % env["SPOT_HOOK_TIMEOUT"])
+    # NotBefore is the first sighting plus 30 s, to the microsecond.
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    check(st["provider"] == "gcp" and st["key"] is not None and st["event"]["id"].startswith(st["key"]),
+          "status %r %r" % (st["key"], st["event"]["id"]))
+    check(st["not_before_usec"] - st["detected_usec"] == 30 * 1000000,
+          "NotBefore %r, detected %r" % (st["not_before_usec"], st["detected_usec"]))
+    check(st["event"]["deadline_usec"] // 1000000 == int(env["SPOT_DEADLINE"]), "deadline %r" % st["event"])
     reqs = [r for r in sim.requests() if r["path"].startswith("/computeMetadata/")]
     check(reqs and all(r["headers"].get("metadata-flavor") == "Google" for r in reqs), "header")
     # instance/preempted is watched with a hanging GET (SPEC: wait_for_change).

@@ -448,7 +448,7 @@ EOF
 import json, sys
 ev = json.load(open("/var/tmp/spot-test-stdin-10-x.json"))
 assert ev["id"].lower() == sys.argv[1].lower(), ev
-assert ev["type"] == "Preempt" and ev["drill"] is False and ev["deadline"] > 0, ev
+assert ev["type"] == "Preempt" and ev["drill"] is False and ev["deadline_usec"] > 0, ev
 assert "agent-vm0" in ev["resources"], ev
 EOF
 	ok "hook stdin: the event as JSON (id, type, resources, deadline, drill)"
@@ -460,7 +460,7 @@ EOF
 import json, sys
 s = json.load(sys.stdin)
 assert s["state"] == "done", s["state"]
-assert [h["result"] for h in s["event"]["hooks"]] == ["ok", "ok"], s["event"]["hooks"]'
+assert [h["result"] for h in s["hooks"]] == ["ok", "ok"], s["hooks"]'
 	}
 	wait_for "/v1/status state done with both hooks ok" done_state
 	ok "/v1/status: state done, hooks ok"

@@ -237,6 +237,9 @@ static void test_events_case(void **state)
 			if (strcmp(cur->description, rest) != 0)
 				fail_msg("%s:%u: description '%s'", expect_path, lineno, cur->description);
 			desc_checked = true;
+		} else if (strcmp(kw, "note") == 0 && cur) {
+			if (strcmp(cur->note, rest) != 0)
+				fail_msg("%s:%u: note '%s'", expect_path, lineno, cur->note);
 		} else if (strcmp(kw, "description-len") == 0 && cur) {
 			assert_int_equal(strlen(cur->description), parse_u64(expect_path, lineno, rest));
 			desc_checked = true;

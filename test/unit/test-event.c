@@ -57,8 +57,11 @@ static const struct {
 	{ "2000-02-29T00:00:00Z", SEC(951782400) },
 	{ "2100-03-01T00:00:00Z", SEC(4107542400) },
 	{ "2038-01-19T03:14:08Z", SEC(2147483648) },
-	{ "9999-12-31T23:59:59Z", SEC(253402300799) },
-	{ "9999-12-31T23:59:59+00:01", SEC(253402300739) },
+	/* The last instants the agent keeps (JSON_TIME_MAX_USEC). */
+	{ "2199-12-31T23:59:59Z", SEC(7258118399) },
+	{ "2199-12-31T23:59:59.999999Z", JSON_TIME_MAX_USEC },
+	{ "2200-01-01T00:59:59+01:00", SEC(7258118399) },
+	{ "Tue, 31 Dec 2199 23:59:59 GMT", SEC(7258118399) },
 	{ "1970-01-01T00:00:01Z", SEC(1) },
 	{ "1970-01-01T01:00:01+01:00", SEC(1) },
 };
@@ -118,16 +121,25 @@ static const char *const bad_times[] = {
 	"2016-09-19T18:29:47+01",
 	"2016-09-19T18:29:47+01:0",
 	"+2016-09-19T18:29:47Z",
-	"1969-12-31T23:59:59Z",              /* before the epoch */
-	"1970-01-01T00:30:00+01:00",
-	"Wed, 31 Dec 1969 23:59:59 GMT",
-	"9999-12-31T23:59:59-00:01",         /* year 10000 in UTC */
-	"31 Dec 9999 23:59:59 -2359",
+	"1969-02-30T00:00:00Z",              /* not a date, before the epoch too */
 	"1474309787",
 	"now",
 	"-",
 	"T",
 	"Tue,",
+};
+
+/* Real times the agent's JSON could not carry exactly: -ERANGE. */
+static const char *const out_of_range_times[] = {
+	"1969-12-31T23:59:59Z",              /* before the epoch */
+	"1970-01-01T00:30:00+01:00",
+	"Wed, 31 Dec 1969 23:59:59 GMT",
+	"2200-01-01T00:00:00Z",              /* JSON_TIME_END_SEC */
+	"2199-12-31T23:59:59-00:01",
+	"Fri, 31 Dec 2300 23:59:59 GMT",
+	"2255-06-05T23:47:34.740993Z",       /* 2^53 microseconds */
+	"9999-12-31T23:59:59Z",
+	"31 Dec 9999 23:59:59 -2359",
 };
 
 static void test_parse_time_good(void **state)
@@ -154,6 +166,13 @@ static void test_parse_time_bad(void **state)
 		assert_int_equal(usec, 42);  /* untouched on error */
 	}
 	assert_int_equal(event_parse_time(NULL, &usec), -EINVAL);
+	for (size_t i = 0; i < ELEMENTSOF(out_of_range_times); i++) {
+		int r = event_parse_time(out_of_range_times[i], &usec);
+
+		if (r != -ERANGE)
+			fail_msg("'%s': %d, not -ERANGE", out_of_range_times[i], r);
+		assert_int_equal(usec, 42);
+	}
 }
 
 /* A NotBefore must mean the same instant whatever TZ and locale say. */
@@ -191,7 +210,8 @@ static void test_format_time(void **state)
 {
 	static const uint64_t values[] = {
 		1, SEC(1), SEC(1474309787), SEC(1474309787) + 500000, SEC(1474309787) + 123456,
-		SEC(1474309787) + 1, SEC(951782400), SEC(1709208000) + 999999, SEC(253402300799),
+		SEC(1474309787) + 1, SEC(951782400), SEC(1709208000) + 999999, SEC(7258118399),
+		JSON_TIME_MAX_USEC,
 	};
 	char buf[EVENT_TIME_MAX], small[8];
 
@@ -292,102 +312,177 @@ static void fill_event(struct spot_event *ev)
 	assert_int_equal(event_add_resource(ev, "WestNO_1"), 0);
 }
 
+/* The object's key k as text ("null", digits, "\"text\""). */
+static char *member_text(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	assert_non_null(v);
+	return cJSON_PrintUnformatted(v);
+}
+
+static void assert_member(const cJSON *o, const char *k, const char *want)
+{
+	char *got = member_text(o, k);
+
+	if (strcmp(got, want) != 0)
+		fail_msg("'%s' is %s, want %s", k, got, want);
+	cJSON_free(got);
+}
+
 static void test_json(void **state)
 {
+	static const char *const keys[] = {
+		"id", "type", "status", "source", "not_before", "not_before_usec", "resources",
+		"description", "duration_s", "provider", "deadline", "deadline_usec", "drill",
+	};
 	struct spot_event ev, back;
-	const cJSON *v;
+	uint64_t deadline = 7;
+	const cJSON *item;
 	cJSON *o, *parsed;
+	bool drill = false;
+	size_t i = 0;
 	char *text;
 
 	fill_event(&ev);
 	o = event_to_json(&ev, SEC(1615856300) + 999999, true);
 	assert_non_null(o);
-	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "id")->valuestring, ev.id);
-	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "type")->valuestring, "Freeze");
-	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "status")->valuestring, "Scheduled");
-	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "source")->valuestring, "Platform");
-	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "not_before")->valuestring,
-			    "2021-03-16T00:58:46Z");
-	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "provider")->valuestring, "azure");
-	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "resources")), 2);
-	v = cJSON_GetObjectItemCaseSensitive(o, "duration_s");
-	assert_true(cJSON_IsNumber(v) && v->valuedouble == 5);
-	v = cJSON_GetObjectItemCaseSensitive(o, "deadline");
-	assert_true(cJSON_IsNumber(v) && v->valuedouble == 1615856300.0);
-	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "drill")));
+	/* Every field, in this order, and no other. */
+	cJSON_ArrayForEach(item, o) {
+		assert_true(i < ELEMENTSOF(keys));
+		assert_string_equal(item->string, keys[i]);
+		i++;
+	}
+	assert_int_equal(i, ELEMENTSOF(keys));
+	assert_member(o, "id", "\"A123BC45-1234-5678-AB90-ABCDEF123456\"");
+	assert_member(o, "type", "\"Freeze\"");
+	assert_member(o, "status", "\"Scheduled\"");
+	assert_member(o, "source", "\"Platform\"");
+	assert_member(o, "not_before", "\"2021-03-16T00:58:46.000000Z\"");
+	assert_member(o, "not_before_usec", "1615856326000000");
+	assert_member(o, "resources", "[\"WestNO_0\",\"WestNO_1\"]");
+	assert_member(o, "duration_s", "5");
+	assert_member(o, "provider", "\"azure\"");
+	/* Microseconds as digits, never a double's 1.6158563009999e+15. */
+	assert_member(o, "deadline", "\"2021-03-16T00:58:20.999999Z\"");
+	assert_member(o, "deadline_usec", "1615856300999999");
+	assert_member(o, "drill", "true");
 
 	/* Through text and back, as the state file does. */
 	text = cJSON_PrintUnformatted(o);
 	assert_non_null(text);
-	assert_non_null(strstr(text, "\"deadline\":1615856300,"));
+	assert_non_null(strstr(text, "\"deadline_usec\":1615856300999999,"));
 	parsed = cJSON_Parse(text);
 	assert_non_null(parsed);
 	event_init(&back);
-	assert_int_equal(event_from_json(parsed, &back), 0);
+	assert_int_equal(event_doc_from_json(parsed, &back, &deadline, &drill, NULL), 0);
 	assert_true(event_equal(&ev, &back));
+	assert_int_equal(deadline, SEC(1615856300) + 999999);
+	assert_true(drill);
 	event_done(&back);
 	cJSON_Delete(parsed);
 	free(text);
 	cJSON_Delete(o);
 
-	/* No deadline, no drill, unknown NotBefore, a fraction, no resources. */
+	/* Absent is null: no deadline, unknown NotBefore, duration, source
+	 * and description; no resources is an empty list. */
 	event_done(&ev);
 	make_event(&ev, EVENT_STARTED, 0);
 	ev.provider = PROVIDER_GCP;
 	o = event_to_json(&ev, 0, false);
-	assert_non_null(o);
-	assert_null(cJSON_GetObjectItemCaseSensitive(o, "deadline"));
-	assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "drill")));
-	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "not_before")->valuestring, "");
-	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "source")->valuestring, "");
-	v = cJSON_GetObjectItemCaseSensitive(o, "duration_s");
-	assert_true(cJSON_IsNumber(v) && v->valuedouble == -1);
+	assert_member(o, "deadline", "null");
+	assert_member(o, "deadline_usec", "null");
+	assert_member(o, "not_before", "null");
+	assert_member(o, "not_before_usec", "null");
+	assert_member(o, "source", "null");
+	assert_member(o, "description", "null");
+	assert_member(o, "duration_s", "null");
+	assert_member(o, "resources", "[]");
+	assert_member(o, "drill", "false");
+	/* Also straight from the object built in memory. */
 	event_init(&back);
-	assert_int_equal(event_from_json(o, &back), 0);
+	assert_int_equal(event_doc_from_json(o, &back, &deadline, &drill, NULL), 0);
 	assert_true(event_equal(&ev, &back));
+	assert_int_equal(deadline, 0);
+	assert_false(drill);
 	event_done(&back);
 	cJSON_Delete(o);
 
-	ev.not_before_usec = SEC(1474309787) + 250000;
-	o = event_to_json(&ev, 0, false);
-	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "not_before")->valuestring,
-			    "2016-09-19T18:29:47.25Z");
+	/* Extremes: the last instant and the longest duration the agent keeps. */
+	ev.not_before_usec = JSON_TIME_MAX_USEC;
+	ev.duration_sec = EVENT_DURATION_MAX_SEC;
+	o = event_to_json(&ev, JSON_TIME_MAX_USEC, false);
+	assert_member(o, "not_before", "\"2199-12-31T23:59:59.999999Z\"");
+	assert_member(o, "not_before_usec", "7258118399999999");
+	assert_member(o, "duration_s", "9007199254740991");
+	text = cJSON_PrintUnformatted(o);
+	parsed = cJSON_Parse(text);
+	event_init(&back);
+	assert_int_equal(event_doc_from_json(parsed, &back, &deadline, NULL, NULL), 0);
+	assert_int_equal(back.not_before_usec, JSON_TIME_MAX_USEC);
+	assert_int_equal(back.duration_sec, EVENT_DURATION_MAX_SEC);
+	assert_int_equal(deadline, JSON_TIME_MAX_USEC);
+	event_done(&back);
+	cJSON_Delete(parsed);
+	free(text);
+	cJSON_Delete(o);
+
+	/* Beyond them (only code could set such values) is clamped on the way
+	 * out, so what is written still reads back. */
+	ev.not_before_usec = UINT64_MAX;
+	o = event_to_json(&ev, UINT64_MAX, false);
+	assert_member(o, "not_before_usec", "7258118399999999");
+	assert_member(o, "deadline_usec", "7258118399999999");
 	event_init(&back);
 	assert_int_equal(event_from_json(o, &back), 0);
-	assert_int_equal(back.not_before_usec, ev.not_before_usec);
+	assert_int_equal(back.not_before_usec, JSON_TIME_MAX_USEC);
 	event_done(&back);
+	cJSON_Delete(o);
+
+	/* Text is UTF-8 whatever was put in: bytes that are not become U+FFFD. */
+	(void)strscpy(ev.description, sizeof(ev.description), "bad \xff byte");
+	o = event_to_json(&ev, 0, false);
+	assert_member(o, "description", "\"bad \xef\xbf\xbd byte\"");
 	cJSON_Delete(o);
 	event_done(&ev);
 }
 
 static void test_json_minimal_and_bad(void **state)
 {
-	static const char *const bad[] = {
-		"[]",
-		"{}",
-		"{\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\"}",
-		"{\"id\":\"\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\"}",
-		"{\"id\":7,\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\"}",
-		"{\"id\":\"a\",\"type\":\"Hibernate\",\"status\":\"Scheduled\",\"provider\":\"azure\"}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Completed\",\"provider\":\"azure\"}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\"}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"Azure\"}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\",\"not_before\":\"soon\"}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\",\"not_before\":1}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\",\"resources\":\"vm\"}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\",\"resources\":[\"vm\",1]}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\",\"resources\":[\"\"]}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\",\"duration_s\":1.5}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\",\"duration_s\":\"5\"}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\",\"source\":false}",
-		"{\"id\":\"a\",\"type\":\"Preempt\",\"status\":\"Scheduled\",\"provider\":\"azure\",\"description\":null}",
+	static const char good[] =
+		"{\"id\":\"a\",\"type\":\"Terminate\",\"status\":\"Scheduled\",\"source\":null,"
+		"\"not_before\":null,\"not_before_usec\":null,\"resources\":[],\"description\":null,"
+		"\"duration_s\":null,\"provider\":\"aws\",\"deadline\":null,\"deadline_usec\":null,"
+		"\"drill\":false}";
+	/* Each: a key of the good document and the value it gets instead
+	 * (NULL: the key is left out). */
+	static const struct {
+		const char *key, *value;
+	} bad[] = {
+		{ "id", NULL }, { "id", "\"\"" }, { "id", "7" }, { "id", "\"a\\tb\"" }, { "id", "null" },
+		{ "type", "\"Hibernate\"" }, { "type", "\"preempt\"" }, { "type", "null" },
+		{ "status", "\"Completed\"" }, { "status", NULL },
+		{ "source", "false" }, { "source", "\"\"" }, { "source", NULL },
+		{ "not_before", "\"2016-09-19T18:29:47Z\"" },   /* not its _usec's form */
+		{ "not_before_usec", "1474309787000000" },       /* without its string */
+		{ "not_before_usec", "0" }, { "not_before_usec", "1.5" }, { "not_before_usec", "\"1\"" },
+		{ "not_before_usec", "9007199254740993" },
+		{ "resources", "\"vm\"" }, { "resources", "[\"vm\",1]" }, { "resources", "[\"\"]" },
+		{ "resources", "null" }, { "resources", "[\"\xff\"]" },
+		{ "description", "\"\"" }, { "description", "1" },
+		{ "duration_s", "-1" }, { "duration_s", "1.5" }, { "duration_s", "\"5\"" },
+		{ "duration_s", "9007199254740992" },
+		{ "provider", "\"Azure\"" }, { "provider", "\"auto\"" }, { "provider", NULL },
+		{ "deadline_usec", "7258118400000000" },         /* 2200-01-01 */
+		{ "drill", "0" }, { "drill", NULL },
+		{ "extra", "1" },
 	};
-	static const char minimal[] =
-		"{\"id\":\"a\",\"type\":\"Terminate\",\"status\":\"Scheduled\",\"provider\":\"aws\"}";
 	struct spot_event ev;
+	struct json_err err;
 	cJSON *o;
 
-	o = cJSON_Parse(minimal);
+	o = cJSON_Parse(good);
+	assert_non_null(o);
 	event_init(&ev);
 	assert_int_equal(event_from_json(o, &ev), 0);
 	assert_string_equal(ev.id, "a");
@@ -403,12 +498,26 @@ static void test_json_minimal_and_bad(void **state)
 
 	assert_int_equal(event_from_json(NULL, &ev), -EINVAL);
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-		o = cJSON_Parse(bad[i]);
-		assert_non_null(o);
+		o = cJSON_Parse(good);
+		if (bad[i].value) {
+			cJSON *v = cJSON_Parse(bad[i].value);
+
+			assert_non_null(v);
+			if (cJSON_HasObjectItem(o, bad[i].key))
+				assert_true(cJSON_ReplaceItemInObjectCaseSensitive(o, bad[i].key, v));
+			else
+				cJSON_AddItemToObject(o, bad[i].key, v);
+		} else {
+			cJSON_DeleteItemFromObjectCaseSensitive(o, bad[i].key);
+		}
 		event_init(&ev);
 		strscpy(ev.id, sizeof(ev.id), "untouched");
-		if (event_from_json(o, &ev) != -EINVAL)
-			fail_msg("accepted %s", bad[i]);
+		memset(&err, 0, sizeof(err));
+		if (event_doc_from_json(o, &ev, NULL, NULL, &err) != -EINVAL)
+			fail_msg("accepted '%s' = %s", bad[i].key, bad[i].value ? bad[i].value : "(missing)");
+		/* The defect is named. */
+		if (!strstr(err.why, bad[i].key) && !strstr(err.why, "unknown"))
+			fail_msg("'%s' = %s: defect '%s'", bad[i].key, bad[i].value ? bad[i].value : "-", err.why);
 		assert_string_equal(ev.id, "untouched");
 		assert_null(ev.resources);
 		cJSON_Delete(o);
@@ -559,6 +668,30 @@ static void test_helpers(void **state)
 	assert_false(event_id_valid("a\tb"));
 	assert_false(event_id_valid("a\x7f"));
 	assert_true(event_id_valid("602d9444-d2cd-49c7-8624-8643e7171297"));
+	/* An id must read back byte for byte, so it must be UTF-8. */
+	assert_true(event_id_valid("caf\xc3\xa9"));
+	assert_false(event_id_valid("caf\xe9"));
+	assert_false(event_id_valid("\xed\xa0\x80"));   /* a surrogate */
+
+	/* Text that is not UTF-8 is made so where it enters. */
+	event_set_text(buf, sizeof(buf), "a\xff" "b");
+	assert_string_equal(buf, "a\xef\xbf\xbd" "b");
+	event_set_text(buf, sizeof(buf), "ab\xff\xff");     /* the second does not fit */
+	assert_string_equal(buf, "ab\xef\xbf\xbd");
+
+	/* Notes quote what a service sent, on one line. */
+	event_init(&ev);
+	event_set_note(&ev, "NotBefore '%s' is unreadable", "x\ny\x01\xff");
+	assert_string_equal(ev.note, "NotBefore 'x?y?\xef\xbf\xbd' is unreadable");
+	{
+		char longer[2 * EVENT_NOTE_MAX];
+
+		memset(longer, 'z', sizeof(longer) - 1);
+		longer[sizeof(longer) - 1] = '\0';
+		event_set_note(&ev, "%s", longer);
+		assert_int_equal(strlen(ev.note), EVENT_NOTE_MAX - 1);
+	}
+	event_done(&ev);
 
 	/* resources cap */
 	event_init(&ev);
@@ -584,6 +717,8 @@ static void test_helpers(void **state)
 	}
 	assert_int_equal(event_add_resource(&ev, ""), -EINVAL);
 	assert_int_equal(ev.n_resources, 1);
+	assert_int_equal(event_add_resource(&ev, "vm-\xc0"), 0);
+	assert_string_equal(ev.resources[1], "vm-\xef\xbf\xbd");
 	event_done(&ev);
 }
 
