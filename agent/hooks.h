@@ -17,7 +17,8 @@
 #define HOOKS_MAX              64      /* further runnable files are skipped ("too many hooks") */
 #define HOOK_NAME_MAX          128     /* bytes incl. NUL; longer names are skipped */
 #define HOOKS_SKIPS_MAX        256     /* skipped files listed; the rest are only counted */
-#define HOOK_REASON_MAX        64
+#define HOOK_REASON_MAX        64      /* a hook result's skip_reason ("deadline", ...) */
+#define HOOK_SKIP_REASON_MAX   (PATH_MAX + 256) /* why a file may not run; names a path */
 #define HOOK_OUTPUT_LINES      10      /* last lines kept per hook for /v1/status */
 #define HOOK_LINE_MAX          1024    /* longer lines are cut into pieces */
 #define HOOK_LOG_BYTES_MAX     (256 * 1024) /* output logged per hook; the rest is counted, not logged */
@@ -33,7 +34,9 @@ struct hook_file {
 struct hook_skip {
 	char name[HOOK_NAME_MAX];
 	char path[PATH_MAX];
-	char reason[HOOK_REASON_MAX]; /* e.g. "not executable", "group-writable" */
+	/* e.g. "not executable", "group-writable",
+	 * "directory '/etc/spot-agent.d' is world-writable" */
+	char reason[HOOK_SKIP_REASON_MAX];
 };
 
 /* The hooks to run, in bytewise order, and every file that was skipped. */
@@ -49,8 +52,13 @@ struct hook_plan {
  * file name, etc_dir winning; a link to /dev/null in etc_dir masks (and is
  * listed as skipped, reason "masked"). A missing directory is empty, not an
  * error. The files' checks follow SPEC §4; allowed owners are root and the
- * agent's effective uid. Returns 0 or -errno when a directory exists but
- * cannot be read. Does not log: the caller logs the skips. */
+ * agent's effective uid. Every directory on the way from / to a hook (each
+ * directory's parents, and for a symbolic link every directory its target
+ * is reached through) must be owned by root or the agent's effective uid
+ * and be neither group- nor world-writable, sticky or not: else the files
+ * below it are skipped, the reason naming the directory. Returns 0 or
+ * -errno when a directory exists but cannot be read. Does not log: the
+ * caller logs the skips. */
 int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret);
 void hook_plan_done(struct hook_plan *plan);
 

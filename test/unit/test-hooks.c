@@ -44,7 +44,7 @@
 
 extern char **environ;
 
-static char tmpdir[64];
+static char tmpdir[PATH_MAX];
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -52,10 +52,24 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 	return 0;
 }
 
+/* The scratch directory: below one whose every component passes the hook
+ * directory checks, which /tmp (world-writable) does not. The build tree
+ * unless SPOT_TEST_HOOKS_BASE names another; run from the top directory. */
 static int setup_tmp(void **state)
 {
-	strscpy(tmpdir, sizeof(tmpdir), "/tmp/test-hooks-XXXXXX");
+	const char *base = getenv("SPOT_TEST_HOOKS_BASE");
+	char real[PATH_MAX];
+
+	if (!base || !base[0]) {
+		base = "build/it-hooks";
+		(void)mkdir("build", 0755);
+	}
+	if (mkdir(base, 0700) < 0 && errno != EEXIST)
+		fail_msg("cannot make '%s': %s", base, strerror(errno));
+	assert_non_null(realpath(base, real));
+	assert_true((size_t)snprintf(tmpdir, sizeof(tmpdir), "%s/test-hooks-XXXXXX", real) < sizeof(tmpdir));
 	assert_non_null(mkdtemp(tmpdir));
+	assert_int_equal(chmod(tmpdir, 0755), 0);
 	return 0;
 }
 
@@ -511,6 +525,167 @@ static void test_scan_skips_capped(void **state)
 	assert_int_equal(plan.n_skips_dropped, 10);
 	hook_plan_done(&plan);
 	free(dir);
+}
+
+/* The way to a hook: every directory from / to it, and for a link every
+ * directory its target is reached through, must be root's (or ours) and
+ * writable by nobody else. */
+static void assert_only_skip(const struct hook_plan *p, const char *dir, const char *name,
+			     const char *reason)
+{
+	assert_int_equal(p->n_hooks, 0);
+	assert_int_equal(p->n_skips, 1);
+	assert_skip(p, dir, name, reason);
+}
+
+static void scan_one(const char *dir, const char *name, const char *reason)
+{
+	struct hook_plan plan;
+
+	assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+	if (reason) {
+		assert_only_skip(&plan, dir, name, reason);
+	} else {
+		assert_int_equal(plan.n_skips, 0);
+		assert_int_equal(plan.n_hooks, 1);
+		assert_string_equal(plan.hooks[0].name, name);
+	}
+	hook_plan_done(&plan);
+}
+
+static char *fmt(char *buf, size_t n, const char *f, ...) _printf_(3, 4);
+static char *fmt(char *buf, size_t n, const char *f, ...)
+{
+	va_list ap;
+	int k;
+
+	va_start(ap, f);
+	k = vsnprintf(buf, n, f, ap);
+	va_end(ap);
+	assert_true(k >= 0 && (size_t)k < n);
+	return buf;
+}
+
+static void test_scan_trust(void **state)
+{
+	char base[PATH_MAX], d[PATH_MAX], p[PATH_MAX], why[2 * PATH_MAX], other[PATH_MAX], ww[PATH_MAX];
+	char links[PATH_MAX], alias[PATH_MAX], lnk[PATH_MAX];
+	char tmp[] = "/tmp/test-hooks-trust-XXXXXX";
+	struct hook_plan plan;
+
+	fmt(base, sizeof(base), "%s/trust", tmpdir);
+	assert_int_equal(mkdir(base, 0755), 0);
+
+	/* The hook directory itself: every file in it is refused, for the
+	 * same reason. */
+	fmt(d, sizeof(d), "%s/ww", base);
+	assert_int_equal(mkdir(d, 0755), 0);
+	write_hook(d, "10-a", "exit 0");
+	write_hook(d, "20-b", "exit 0");
+	assert_int_equal(chmod(d, 0777), 0);
+	fmt(why, sizeof(why), "directory '%s' is world-writable", d);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 0);
+	assert_int_equal(plan.n_skips, 2);
+	assert_skip(&plan, d, "10-a", why);
+	assert_skip(&plan, d, "20-b", why);
+	hook_plan_done(&plan);
+	/* Sticky does not help. */
+	assert_int_equal(chmod(d, 01777), 0);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 0);
+	assert_skip(&plan, d, "10-a", why);
+	hook_plan_done(&plan);
+	assert_int_equal(chmod(d, 0775), 0);
+	fmt(why, sizeof(why), "directory '%s' is group-writable", d);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 0);
+	assert_skip(&plan, d, "20-b", why);
+	hook_plan_done(&plan);
+	assert_int_equal(chmod(d, 0755), 0);
+	assert_int_equal(chown(d, 65534, 0), 0);
+	fmt(why, sizeof(why), "directory '%s' is owned by uid 65534", d);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 0);
+	assert_skip(&plan, d, "10-a", why);
+	hook_plan_done(&plan);
+	/* Back to root's: both run. */
+	assert_int_equal(chown(d, 0, 0), 0);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 2);
+	hook_plan_done(&plan);
+
+	/* A parent of the hook directory, and its parent. */
+	fmt(p, sizeof(p), "%s/parent", base);
+	assert_int_equal(mkdir(p, 0755), 0);
+	fmt(d, sizeof(d), "%s/hooks", p);
+	assert_int_equal(mkdir(d, 0755), 0);
+	write_hook(d, "10-a", "exit 0");
+	scan_one(d, "10-a", NULL);
+	assert_int_equal(chown(p, 65534, 65534), 0);
+	scan_one(d, "10-a", fmt(why, sizeof(why), "directory '%s' is owned by uid 65534", p));
+	assert_int_equal(chown(p, 0, 0), 0);
+	assert_int_equal(chmod(base, 0757), 0);
+	scan_one(d, "10-a", fmt(why, sizeof(why), "directory '%s' is world-writable", base));
+	assert_int_equal(chmod(base, 0755), 0);
+	/* The same directory named with "." and "..": the same rules. */
+	fmt(alias, sizeof(alias), "%s/./hooks/../hooks", p);
+	scan_one(alias, "10-a", NULL);
+	assert_int_equal(chmod(p, 0777), 0);
+	scan_one(alias, "10-a", fmt(why, sizeof(why), "directory '%s' is world-writable", p));
+	assert_int_equal(chmod(p, 0755), 0);
+
+	/* A hook directory below /tmp is never trusted. */
+	assert_non_null(mkdtemp(tmp));
+	write_hook(tmp, "10-a", "exit 0");
+	scan_one(tmp, "10-a", "directory '/tmp' is world-writable");
+	fmt(p, sizeof(p), "%s/10-a", tmp);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(rmdir(tmp), 0);
+
+	/* Links: the link's directory is the hook directory; the target's
+	 * directories, and those of any link on the way, are checked too. */
+	fmt(other, sizeof(other), "%s/other", base);
+	fmt(ww, sizeof(ww), "%s/open", base);
+	fmt(links, sizeof(links), "%s/links", base);
+	assert_int_equal(mkdir(other, 0755), 0);
+	assert_int_equal(mkdir(ww, 0755), 0);
+	assert_int_equal(mkdir(links, 0755), 0);
+	write_hook(other, "target", "exit 0");
+	write_hook(ww, "target", "exit 0");
+	assert_int_equal(chmod(ww, 0777), 0);
+	fmt(lnk, sizeof(lnk), "%s/10-l", links);
+	assert_int_equal(symlink("../other/target", lnk), 0);
+	scan_one(links, "10-l", NULL);
+	assert_int_equal(unlink(lnk), 0);
+	assert_int_equal(symlink("../open/target", lnk), 0);
+	scan_one(links, "10-l", fmt(why, sizeof(why),
+				    "link target '%s/../open/target': directory '%s' is world-writable",
+				    links, ww));
+	/* Through a link that lives in the open directory. */
+	fmt(p, sizeof(p), "%s/hop", ww);
+	assert_int_equal(symlink("../other/target", p), 0);
+	assert_int_equal(unlink(lnk), 0);
+	assert_int_equal(symlink("../open/hop", lnk), 0);
+	scan_one(links, "10-l", fmt(why, sizeof(why),
+				    "link target '%s/../open/hop': directory '%s' is world-writable",
+				    links, ww));
+	/* An absolute target, in a directory owned by someone else. */
+	assert_int_equal(unlink(lnk), 0);
+	assert_int_equal(symlink(fmt(p, sizeof(p), "%s/target", other), lnk), 0);
+	assert_int_equal(chown(other, 65534, 0), 0);
+	scan_one(links, "10-l", fmt(why, sizeof(why),
+				    "link target '%s/target': directory '%s' is owned by uid 65534",
+				    other, other));
+	assert_int_equal(chown(other, 0, 0), 0);
+	scan_one(links, "10-l", NULL);
+
+	/* The hook directory reached through a link in an open directory. */
+	fmt(alias, sizeof(alias), "%s/hooklink", ww);
+	assert_int_equal(symlink("../links", alias), 0);
+	scan_one(alias, "10-l", fmt(why, sizeof(why), "directory '%s' is world-writable", ww));
+	assert_int_equal(chmod(ww, 0755), 0);
+	scan_one(alias, "10-l", NULL);
 }
 
 /* ---- environment ---- */
@@ -1856,6 +2031,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_scan_missing_and_bad),
 		cmocka_unit_test(test_scan_too_many),
 		cmocka_unit_test(test_scan_skips_capped),
+		cmocka_unit_test(test_scan_trust),
 		cmocka_unit_test(test_run_exit_status),
 		cmocka_unit_test(test_run_child_setup),
 		cmocka_unit_test(test_run_hook_timeout_env),

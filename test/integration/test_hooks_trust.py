@@ -1,0 +1,140 @@
+"""Which hook files the agent trusts: every directory on the way to a hook
+must be root's and writable by nobody else, or the hook is refused, by
+`spot-agent check`, by a drill and by the daemon alike."""
+
+import json
+import os
+import subprocess
+
+from harness import AGENT, check, wait_for
+
+NOBODY = 65534
+
+
+def run(args, **kw):
+    return subprocess.run([AGENT] + args, capture_output=True, text=True, timeout=120, **kw)
+
+
+def mkdir(path, mode=0o755, uid=0):
+    os.mkdir(path)
+    os.chmod(path, mode)
+    os.chown(path, uid, uid)
+    return path
+
+
+def script(path, body, mode=0o755):
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+def recorder(ctx, path):
+    """A root 0755 hook that would leave its name in the record."""
+    return script(path, 'echo "%s ran" >> %s' % (os.path.basename(path), ctx.record))
+
+
+def attacks(ctx):
+    """Hook directories an attacker could have planted a hook in, each with
+    the reason `check` must give. Returns [(hooks_dir, name, reason)]."""
+    top = ctx.hook_dir
+    out = []
+
+    d = mkdir(os.path.join(top, "open"), 0o777)
+    recorder(ctx, os.path.join(d, "10-in-open"))
+    out.append((d, "10-in-open", "directory '%s' is world-writable" % d))
+
+    d = mkdir(os.path.join(top, "nobodys"), 0o755, NOBODY)
+    recorder(ctx, os.path.join(d, "10-in-nobodys"))
+    out.append((d, "10-in-nobodys", "directory '%s' is owned by uid %d" % (d, NOBODY)))
+
+    p = mkdir(os.path.join(top, "nobody-parent"), 0o755, NOBODY)
+    d = mkdir(os.path.join(p, "hooks"))
+    recorder(ctx, os.path.join(d, "10-below-nobodys"))
+    out.append((d, "10-below-nobodys", "directory '%s' is owned by uid %d" % (p, NOBODY)))
+
+    # A link to a good root binary, planted where nobody may write.
+    d = mkdir(os.path.join(top, "planted"), 0o755, NOBODY)
+    os.symlink("/usr/bin/id", os.path.join(d, "05-planted"))
+    out.append((d, "05-planted", "directory '%s' is owned by uid %d" % (d, NOBODY)))
+
+    # A link in a good directory to a file in a world-writable one.
+    ww = mkdir(os.path.join(top, "ww-target"), 0o1777)
+    recorder(ctx, os.path.join(ww, "target"))
+    d = mkdir(os.path.join(top, "good-with-link"))
+    os.symlink(os.path.join(ww, "target"), os.path.join(d, "10-link-out"))
+    out.append((d, "10-link-out", "link target '%s/target': directory '%s' is world-writable" % (ww, ww)))
+    return out
+
+
+def approvals_for(sim, eid):
+    return [a for a in sim.approvals() if any(x.lower() == eid.lower() for x in a["event_ids"])]
+
+
+def plan_of(stdout):
+    runs = [l.split()[1] for l in stdout.splitlines() if l.startswith("run ")]
+    skips = [l[len("skip  "):] for l in stdout.splitlines() if l.startswith("skip  ")]
+    return runs, skips
+
+
+def test_check_refuses_untrusted_ways(ctx):
+    conf = ctx.config_file("")
+    for d, name, reason in attacks(ctx):
+        r = run(["check", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", "none"])
+        check(r.returncode == 0, "check exit %d: %s" % (r.returncode, r.stderr))
+        runs, skips = plan_of(r.stdout)
+        check(runs == [], "%s: would run %r" % (d, runs))
+        check(skips == ["%s/%s: %s" % (d, name, reason)], "%s: skips %r" % (d, skips))
+    # The same hooks run once the way to them is fixed.
+    recorder(ctx, os.path.join(ctx.hooks, "10-fine"))
+    r = run(["check", "-c", conf, "--hooks-dir", ctx.hooks, "--hooks-lib-dir", "none"])
+    check(plan_of(r.stdout) == ([os.path.join(ctx.hooks, "10-fine")], []), r.stdout)
+
+
+def test_hooks_below_tmp_are_refused(ctx):
+    # ctx.dir is below /tmp, which anybody may write to (sticky or not).
+    d = mkdir(os.path.join(ctx.dir, "hooks-in-tmp"))
+    recorder(ctx, os.path.join(d, "10-x"))
+    r = run(["check", "-c", ctx.config_file(""), "--hooks-dir", d, "--hooks-lib-dir", "none"])
+    runs, skips = plan_of(r.stdout)
+    check(runs == [] and skips == ["%s/10-x: directory '/tmp' is world-writable" % d],
+          "hooks below /tmp: %r %r" % (runs, skips))
+
+
+def test_drill_runs_no_untrusted_hook(ctx):
+    conf = ctx.config_file("")
+    for d, name, reason in attacks(ctx):
+        r = run(["drill", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", ctx.lib_hooks,
+                 "--notice", "20"])
+        check(name not in r.stdout, "%s: drill lists %s:\n%s" % (d, name, r.stdout))
+        check("uid=0(" not in r.stderr, "the planted link ran: %s" % r.stderr)
+        check(reason in r.stderr, "%s: drill does not say why (%s):\n%s" % (d, reason, r.stderr))
+    check(ctx.recorded() == [], "refused hooks ran: %r" % ctx.recorded())
+
+
+def test_daemon_runs_no_untrusted_hook(ctx):
+    """An eviction with an untrusted hook directory (etc) and a trusted one
+    (lib) holding a good hook and a link out to an untrusted target: only
+    the good hook runs, the refusals are logged with their reasons."""
+    sim = ctx.start_sim()
+    top = ctx.hook_dir
+    etc = mkdir(os.path.join(top, "etc-open"), 0o777)
+    recorder(ctx, os.path.join(etc, "10-planted"))
+    os.symlink("/usr/bin/id", os.path.join(etc, "20-planted-id"))
+    ww = mkdir(os.path.join(top, "ww"), 0o777)
+    recorder(ctx, os.path.join(ww, "target"))
+    os.symlink(os.path.join(ww, "target"), os.path.join(ctx.lib_hooks, "30-link-out"))
+    recorder(ctx, os.path.join(ctx.lib_hooks, "50-good"))
+    a = ctx.start_agent(hooks_dir=etc)
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    check(ctx.recorded() == ["50-good ran"], "ran: %r" % ctx.recorded())
+    check(not a.log_has(r"uid=0\("), "the planted link ran")
+    for name in ("10-planted", "20-planted-id"):
+        check(a.log_has(r"skipping '%s/%s': directory '%s' is world-writable" % (etc, name, etc)),
+              "no skip line for %s" % name)
+    check(a.log_has(r"skipping '%s/30-link-out': link target '%s/target': directory '%s' is "
+                    r"world-writable" % (ctx.lib_hooks, ww, ww)), "no skip line for the link")
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    check([h["name"] for h in st["event"]["hooks"]] == ["50-good"], "status hooks %r" % st["event"]["hooks"])
