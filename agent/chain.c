@@ -33,6 +33,7 @@ void chain_done(struct chain *c)
 	if (!c)
 		return;
 	release_run(c);
+	hook_plan_done(&c->plan);
 	free(c->skips_signature);
 	c->skips_signature = NULL;
 }
@@ -82,6 +83,9 @@ static void scan(struct chain *c, const struct engine_action *a)
 	struct hook_plan plan = { 0 };
 	int r = hooks_scan(c->cfg->hooks_dir, c->cfg->hooks_lib_dir, &plan);
 
+	/* A hook not in the new plan (the directories could not be read) is
+	 * opened and checked when it starts. */
+	hook_plan_done(&c->plan);
 	if (r < 0) {
 		log_event(LOG_ERR, a->id, "hooks: cannot read '%s' or '%s': %s, %s", c->cfg->hooks_dir,
 			  c->cfg->hooks_lib_dir ? c->cfg->hooks_lib_dir : "", strerror(-r),
@@ -89,15 +93,28 @@ static void scan(struct chain *c, const struct engine_action *a)
 		engine_hooks_scanned(c->engine, a->id, NULL, now_usec(CLOCK_REALTIME));
 	} else {
 		chain_log_skips(&plan, &c->skips_signature);
-		engine_hooks_scanned(c->engine, a->id, &plan, now_usec(CLOCK_REALTIME));
+		c->plan = plan;
+		engine_hooks_scanned(c->engine, a->id, &c->plan, now_usec(CLOCK_REALTIME));
 	}
-	hook_plan_done(&plan);
+}
+
+/* The plan's checked file for the record's hook h, or NULL. */
+static const struct hook_file *planned_file(const struct chain *c, const struct hook_result *h)
+{
+	for (size_t i = 0; i < c->plan.n_hooks; i++) {
+		const struct hook_file *f = &c->plan.hooks[i];
+
+		if (f->fd >= 0 && strcmp(f->name, h->name) == 0 && strcmp(f->path, h->path) == 0)
+			return f;
+	}
+	return NULL;
 }
 
 static void start(struct chain *c, const struct engine_action *a)
 {
 	struct event_record *r = state_find(c->state, a->id);
 	struct hook_run_params p = { 0 };
+	char why[HOOK_SKIP_REASON_MAX];
 	struct hook_result *h;
 	cJSON *json;
 	int k;
@@ -121,6 +138,9 @@ static void start(struct chain *c, const struct engine_action *a)
 	p.event = c->event;
 	p.name = h->name;
 	p.path = h->path;
+	p.file = planned_file(c, h);
+	p.why = why;
+	p.why_size = sizeof(why);
 	p.event_id = r->ev.id;
 	p.stdin_json = c->run_stdin;
 	p.env = c->run_env;
@@ -130,8 +150,13 @@ static void start(struct chain *c, const struct engine_action *a)
 	k = hook_run_start(&p, &c->run);
 	if (k < 0) {
 		c->run = NULL;
-		log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' could not start: %s, %s", h->name,
-			 strerror(-k), engine_start_error_retried(-k) ? "could not start, retrying" : "not run");
+		if (k == -EPERM && why[0])
+			log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' refused at its start: %s, not run",
+				 h->name, why);
+		else
+			log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' could not start: %s, %s", h->name,
+				 strerror(-k), engine_start_error_retried(-k) ? "could not start, retrying" :
+										 "not run");
 		release_run(c);
 		engine_hook_start_failed(c->engine, -k, now_usec(CLOCK_REALTIME));
 		return;

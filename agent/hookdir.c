@@ -427,24 +427,23 @@ static int open_entry(const struct scan_dir *d, const char *name, bool masks, st
 	return fd;
 }
 
-/* Why the entry may not run, in why; "" when it may, or when it vanished
- * while we looked (*ret_gone). */
-static void entry_fault(const struct scan_dir *d, const char *name, bool masks, char *why, size_t n,
-			bool *ret_gone)
+/* Opens the entry when it may run: the descriptor, or -1 with the reason
+ * in why ("" when it vanished while we looked). */
+static int entry_open(const struct scan_dir *d, const char *name, bool masks, char *why, size_t n)
 {
 	struct stat st;
 	const char *fault;
 	int fd = open_entry(d, name, masks, &st, why, n);
 
-	*ret_gone = false;
-	if (fd < 0) {
-		*ret_gone = !why[0];
-		return;
-	}
+	if (fd < 0)
+		return -1;
 	fault = inode_fault(&st);
-	if (fault)
+	if (fault) {
 		(void)strscpy(why, n, fault);
-	close(fd);
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static void plan_add_skip(struct hook_plan *plan, size_t *cap, const char *name,
@@ -467,7 +466,8 @@ static void plan_add_skip(struct hook_plan *plan, size_t *cap, const char *name,
 	(void)strscpy(s->reason, sizeof(s->reason), reason);
 }
 
-static void plan_add_hook(struct hook_plan *plan, size_t *cap, const char *name, const char *path)
+static void plan_add_hook(struct hook_plan *plan, size_t *cap, const char *name, const char *path,
+			  int fd)
 {
 	struct hook_file *h;
 
@@ -479,12 +479,14 @@ static void plan_add_hook(struct hook_plan *plan, size_t *cap, const char *name,
 	memset(h, 0, sizeof(*h));
 	(void)strscpy(h->name, sizeof(h->name), name);
 	(void)strscpy(h->path, sizeof(h->path), path);
+	h->fd = fd;
+	h->script = true;
 }
 
 int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 {
 	struct scan_dir *dirs = xcalloc(2, sizeof(*dirs));
-	struct hook_plan plan = { 0 };
+	struct hook_plan plan = { .owns_fds = true };
 	struct scan_entry *entries = NULL;
 	size_t n = 0, cap = 0, hooks_cap = 0, skips_cap = 0;
 	char *why = xmalloc(HOOK_SKIP_REASON_MAX);
@@ -505,8 +507,7 @@ int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 		const struct scan_dir *d = &dirs[e->dir];
 		char path[PATH_MAX];
 		const char *reason;
-		bool gone = false;
-		int k;
+		int k, fd = -1;
 
 		/* The same name in lib_dir after its etc_dir entry is overridden. */
 		if (i > 0 && strcmp(entries[i - 1].name, e->name) == 0)
@@ -517,18 +518,20 @@ int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 		if (!reason && (k < 0 || (size_t)k >= sizeof(path)))
 			reason = "name too long";
 		if (!reason) {
-			entry_fault(d, e->name, e->dir == 0, why, HOOK_SKIP_REASON_MAX, &gone);
-			if (gone)
-				continue;
-			if (why[0])
+			fd = entry_open(d, e->name, e->dir == 0, why, HOOK_SKIP_REASON_MAX);
+			if (fd < 0 && !why[0])
+				continue;  /* vanished */
+			if (fd < 0)
 				reason = why;
 		}
-		if (!reason && plan.n_hooks >= HOOKS_MAX)
+		if (!reason && plan.n_hooks >= HOOKS_MAX) {
 			reason = "too many hooks";
+			close(fd);
+		}
 		if (reason)
 			plan_add_skip(&plan, &skips_cap, e->name, d->path, reason);
 		else
-			plan_add_hook(&plan, &hooks_cap, e->name, path);
+			plan_add_hook(&plan, &hooks_cap, e->name, path, fd);
 	}
 	*ret = plan;
 	plan = (struct hook_plan){ 0 };
@@ -550,7 +553,53 @@ void hook_plan_done(struct hook_plan *plan)
 {
 	if (!plan)
 		return;
+	for (size_t i = 0; plan->owns_fds && i < plan->n_hooks; i++)
+		if (plan->hooks[i].fd >= 0)
+			close(plan->hooks[i].fd);
 	free(plan->hooks);
 	free(plan->skips);
 	*plan = (struct hook_plan){ 0 };
+}
+
+int hooks_open(const char *path, const char *name, struct hook_file *ret, char *why, size_t why_size)
+{
+	const char *fault, *slash;
+	struct walk w;
+	int r;
+
+	if (!path || !path[0])
+		return -EINVAL;
+	r = walk_path(path, &w);
+	if (r < 0)
+		return r;
+	fault = w.fault[0] ? w.fault : inode_fault(&w.st);
+	if (fault) {
+		if (why && why_size)
+			(void)strscpy(why, why_size, fault);
+		close(w.fd);
+		return -EPERM;
+	}
+	slash = strrchr(path, '/');
+	memset(ret, 0, sizeof(*ret));
+	(void)strscpy(ret->name, sizeof(ret->name), name ? name : slash ? slash + 1 : path);
+	(void)strscpy(ret->path, sizeof(ret->path), path);
+	ret->fd = w.fd;
+	ret->script = true;
+	return 0;
+}
+
+int hook_file_recheck(const struct hook_file *f, char *why, size_t why_size)
+{
+	const char *fault;
+	struct stat st;
+
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	fault = inode_fault(&st);
+	if (fault) {
+		if (why && why_size)
+			(void)strscpy(why, why_size, fault);
+		return -EPERM;
+	}
+	return 0;
 }

@@ -666,6 +666,8 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 
 struct child_args {
 	int in_fd, out_fd, err_fd;
+	int exec_fd;                 /* the checked hook file */
+	bool keep_exec_fd;           /* a script: its interpreter reads /dev/fd/3 */
 	char *const *argv;
 	char *const *envp;
 	int max_fd;
@@ -677,7 +679,7 @@ static _Noreturn void child_exec(const struct child_args *a)
 {
 	struct sigaction sa;
 	sigset_t none;
-	int in, out, err, e;
+	int in, out, err, ex, e;
 
 	/* No cgroup to join: the child was born in the hooks' cgroup, where
 	 * the agent lives (hooks_tree_setup). */
@@ -701,23 +703,26 @@ static _Noreturn void child_exec(const struct child_args *a)
 	if (chdir("/") < 0)
 		_exit(127);
 
-	/* Move the pipe ends above 2 first: one of them may be 0, 1 or 2
-	 * when the agent runs without standard streams. The exec error pipe
-	 * ends up at 3, close-on-exec, and everything above it is closed. */
-	in = fcntl(a->in_fd, F_DUPFD_CLOEXEC, 3);
-	out = fcntl(a->out_fd, F_DUPFD_CLOEXEC, 3);
-	err = fcntl(a->err_fd, F_DUPFD_CLOEXEC, 3);
-	if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+	/* Move the descriptors above 4 first: one of them may be 0 to 4
+	 * when the agent runs without standard streams. The hook's file
+	 * ends up at 3 (open across the exec for a script, whose interpreter
+	 * is handed /dev/fd/3), the exec error pipe at 4, close-on-exec, and
+	 * everything above it is closed. */
+	in = fcntl(a->in_fd, F_DUPFD_CLOEXEC, 5);
+	out = fcntl(a->out_fd, F_DUPFD_CLOEXEC, 5);
+	err = fcntl(a->err_fd, F_DUPFD_CLOEXEC, 5);
+	ex = fcntl(a->exec_fd, F_DUPFD_CLOEXEC, 5);
+	if (in < 0 || out < 0 || err < 0 || ex < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(out, 2) < 0 || dup3(ex, 3, a->keep_exec_fd ? 0 : O_CLOEXEC) < 0 ||
+	    dup3(err, 4, O_CLOEXEC) < 0)
 		_exit(127);
-	if (err != 3 && dup3(err, 3, O_CLOEXEC) < 0)
-		_exit(127);
-	if (close_range(4, ~0U, 0) < 0)
-		for (int fd = 4; fd < a->max_fd; fd++)
+	if (close_range(5, ~0U, 0) < 0)
+		for (int fd = 5; fd < a->max_fd; fd++)
 			(void)close(fd);
 
-	execve(a->argv[0], a->argv, a->envp);
+	execveat(3, "", a->argv, a->envp, AT_EMPTY_PATH);
 	e = errno;
-	(void)!write(3, &e, sizeof(e));
+	(void)!write(4, &e, sizeof(e));
 	_exit(127);
 }
 
@@ -793,9 +798,9 @@ void hook_run_free(struct hook_run *run)
 	run_release(run);
 }
 
-/* The environment of the hook: the base one without any SPOT_HOOK_TIMEOUT,
- * then that variable for this budget. Frees with strv_free. */
-static char **run_env(char **base, uint64_t budget_usec)
+/* The environment of the hook: the base one without any SPOT_HOOK_TIMEOUT
+ * or SPOT_HOOK_PATH, then those two for this run. Frees with strv_free. */
+static char **run_env(char **base, uint64_t budget_usec, const char *path)
 {
 	uint64_t secs = budget_usec == USEC_INFINITY ? 0 : budget_usec / USEC_PER_SEC;
 	size_t n = 0, k = 0;
@@ -805,11 +810,13 @@ static char **run_env(char **base, uint64_t budget_usec)
 		secs = 1;
 	while (base && base[n])
 		n++;
-	v = xcalloc(n + 2, sizeof(char *));
+	v = xcalloc(n + 3, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(base[i], "SPOT_HOOK_TIMEOUT=", 18) != 0)
+		if (strncmp(base[i], "SPOT_HOOK_TIMEOUT=", 18) != 0 &&
+		    strncmp(base[i], "SPOT_HOOK_PATH=", 15) != 0)
 			v[k++] = xstrdup(base[i]);
 	v[k++] = xasprintf("SPOT_HOOK_TIMEOUT=%llu", (unsigned long long)secs);
+	v[k++] = xasprintf("SPOT_HOOK_PATH=%s", path);
 	v[k] = NULL;
 	return v;
 }
@@ -817,6 +824,9 @@ static char **run_env(char **base, uint64_t budget_usec)
 int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 {
 	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
+	struct hook_file own = { .fd = -1 };
+	const struct hook_file *file = p ? p->file : NULL;
+	const char *path = p ? p->path ? p->path : file ? file->path : NULL : NULL;
 	struct child_args a = { 0 };
 	struct hook_run *run;
 	char *argv[2] = { NULL, NULL };
@@ -825,10 +835,22 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	uint64_t now;
 	int k;
 
-	if (!p || !p->event || !p->path || !p->ended || !ret)
+	if (!p || !p->event || !path || !p->ended || !ret)
 		return -EINVAL;
 	if (active_run)
 		return -EBUSY;
+	if (p->why && p->why_size)
+		p->why[0] = '\0';
+	/* What runs is the descriptor checked here: a file renamed over the
+	 * path from now on changes nothing. */
+	if (file) {
+		k = hook_file_recheck(file, p->why, p->why_size);
+	} else {
+		k = hooks_open(path, p->name, &own, p->why, p->why_size);
+		file = &own;
+	}
+	if (k < 0)
+		return k;
 	k = ensure_sigchld_blocked();
 	if (k < 0)
 		return k;
@@ -842,7 +864,7 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 
 	run = xcalloc(1, sizeof(*run));
 	run->event = sd_event_ref(p->event);
-	hook_result_init(&run->res, p->name ? p->name : p->path, p->path);
+	hook_result_init(&run->res, p->name ? p->name : path, path);
 	run->res.budget_usec = p->budget_usec;
 	run->event_id = xstrdup(p->event_id ? p->event_id : "");
 	run->stdin_json = xstrdup(p->stdin_json ? p->stdin_json : "");
@@ -852,7 +874,7 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	run->userdata = p->userdata;
 	run->stdin_fd = run->out_fd = run->exec_fd = -1;
 
-	envp = run_env(p->env, p->budget_usec);
+	envp = run_env(p->env, p->budget_usec, path);
 	argv[0] = run->res.path;
 	max_fd = sysconf(_SC_OPEN_MAX);
 	if (max_fd < 0 || max_fd > 65536)
@@ -873,6 +895,7 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 
 	a = (struct child_args){
 		.in_fd = in_pipe[0], .out_fd = out_pipe[1], .err_fd = err_pipe[1],
+		.exec_fd = file->fd, .keep_exec_fd = file->script,
 		.argv = argv, .envp = envp, .max_fd = (int)max_fd, .agent_pid = getpid(),
 	};
 	now = now_usec(CLOCK_MONOTONIC);
@@ -885,6 +908,12 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	}
 	if (run->pid == 0)
 		child_exec(&a);
+	/* The child's ends are the child's: kept here, they would leak, and
+	 * the output pipe would never see its end. */
+	close_fd(&in_pipe[0]);
+	close_fd(&out_pipe[1]);
+	close_fd(&err_pipe[1]);
+	close_fd(&own.fd);
 
 	run->stdin_fd = in_pipe[1];
 	run->out_fd = out_pipe[0];
@@ -928,6 +957,7 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	return 0;
 
 fail:
+	close_fd(&own.fd);
 	for (int i = 0; i < 2; i++) {
 		close_fd(&in_pipe[i]);
 		close_fd(&out_pipe[i]);

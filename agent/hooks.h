@@ -29,6 +29,14 @@
 struct hook_file {
 	char name[HOOK_NAME_MAX];
 	char path[PATH_MAX];        /* the file that runs (/etc or /usr/lib) */
+	/* The file that was checked, opened O_PATH (or read-only) and
+	 * O_CLOEXEC; it is what runs, whatever the path names by then. -1
+	 * none. Owned by the plan when the plan's owns_fds is set. */
+	int fd;
+	/* A "#!" script (or a file that could not be read): the interpreter
+	 * reads it through /dev/fd/N, so the descriptor stays open across
+	 * the exec. */
+	bool script;
 };
 
 struct hook_skip {
@@ -46,6 +54,7 @@ struct hook_plan {
 	struct hook_skip *skips;
 	size_t n_skips;
 	size_t n_skips_dropped;     /* skipped files beyond HOOKS_SKIPS_MAX, not listed */
+	bool owns_fds;              /* hooks[].fd are the plan's (hooks_scan's plans) */
 };
 
 /* Reads etc_dir and lib_dir (lib_dir NULL or "" = none) and merges them by
@@ -58,9 +67,21 @@ struct hook_plan {
  * and be neither group- nor world-writable, sticky or not: else the files
  * below it are skipped, the reason naming the directory. Returns 0 or
  * -errno when a directory exists but cannot be read. Does not log: the
- * caller logs the skips. */
+ * caller logs the skips. Each hook of the plan holds a descriptor of the
+ * file that was checked (at most HOOKS_MAX), closed by hook_plan_done. */
 int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret);
+/* Closes the plan's descriptors (when it owns them) and frees it. NULL ok. */
 void hook_plan_done(struct hook_plan *plan);
+
+/* One hook file outside a plan, by its path: the same checks as
+ * hooks_scan's on the file and the way to it (masking aside). On success
+ * *ret holds name, path and a descriptor the caller closes. Returns 0,
+ * -EPERM when a check fails (the reason in why), or -errno when the file
+ * cannot be reached (-ENOENT, ...). */
+int hooks_open(const char *path, const char *name, struct hook_file *ret, char *why, size_t why_size);
+/* The file rules again, on f->fd as it is now (type, size, mode, owner):
+ * 0, or -EPERM with the reason in why, or -errno. */
+int hook_file_recheck(const struct hook_file *f, char *why, size_t why_size);
 
 enum hook_outcome {
 	HOOK_PENDING,    /* not yet run (or interrupted by a crash: runs again) */
@@ -138,27 +159,39 @@ typedef void (*hook_run_ended)(struct hook_run *run, struct hook_result *res, vo
 struct hook_run_params {
 	sd_event *event;
 	const char *name;              /* for log lines and the result */
-	const char *path;              /* the file to exec */
+	const char *path;              /* the hook's path, for the result, the log
+					* and SPOT_HOOK_PATH */
+	/* The checked file to run, from the plan (borrowed, only for the
+	 * call): its descriptor is re-checked (hook_file_recheck) and
+	 * executed. NULL: path is opened and checked now (hooks_open). */
+	const struct hook_file *file;
+	char *why;                     /* NULL, or gets why a start was refused */
+	size_t why_size;
 	const char *event_id;          /* tags log lines */
 	const char *stdin_json;        /* written to the hook's stdin */
 	char **env;                    /* NULL-terminated base environment; the
 					* runner adds SPOT_HOOK_TIMEOUT (whole
 					* seconds of budget_usec, at least 1;
-					* 0 when it is USEC_INFINITY) */
+					* 0 when it is USEC_INFINITY) and
+					* SPOT_HOOK_PATH (path) */
 	uint64_t budget_usec;          /* USEC_INFINITY = none */
 	uint64_t kill_grace_usec;      /* 0 = HOOK_KILL_GRACE_USEC */
 	hook_run_ended ended;
 	void *userdata;
 };
 
-/* Starts the hook. Returns 0, or -errno when it could not be started
+/* Starts the hook: executes the checked file's descriptor (execveat with
+ * AT_EMPTY_PATH), never the path, so a file put in the hook's place after
+ * the check does not run. Returns 0, or -errno when it could not be started
  * (pipe2/fork failures: -EAGAIN, -ENOMEM, -EMFILE, -ENFILE, ...); then no
  * process is left and ended is not called, so the caller may retry.
- * -EBUSY: another run has not ended yet (a caller bug). A file that cannot
- * be executed (ENOENT, ENOEXEC, EACCES, a missing interpreter) is started
- * and ends as HOOK_FAILED with exit_status 127 and exec_errno set. Nothing
- * is called back from within this function. Blocks SIGCHLD in the calling
- * thread; the caller ignores SIGPIPE. */
+ * -EPERM: the file fails its checks now (the reason in p->why); -ENOENT
+ * and the like: without p->file, the path cannot be opened. -EBUSY:
+ * another run has not ended yet (a caller bug). A file that cannot be
+ * executed (ENOEXEC, EACCES, a missing interpreter) is started and ends as
+ * HOOK_FAILED with exit_status 127 and exec_errno set. Nothing is called
+ * back from within this function. Blocks SIGCHLD in the calling thread;
+ * the caller ignores SIGPIPE. */
 int hook_run_start(const struct hook_run_params *p, struct hook_run **ret);
 
 /* Ends the hook early as on a timeout (SIGTERM, then SIGKILL after the

@@ -138,3 +138,41 @@ def test_daemon_runs_no_untrusted_hook(ctx):
                     r"world-writable" % (ctx.lib_hooks, ww, ww)), "no skip line for the link")
     st = json.loads(ctx.http_get("/v1/status")[1])
     check([h["name"] for h in st["event"]["hooks"]] == ["50-good"], "status hooks %r" % st["event"]["hooks"])
+
+
+def test_file_swapped_after_the_scan_does_not_run(ctx):
+    """The plan keeps the files it checked open, and runs those: a file
+    renamed over a hook after the scan does not run, the checked one does;
+    a hook made group-writable after the scan is refused at its start."""
+    sim = ctx.start_sim()
+    ready = os.path.join(ctx.out, "ready")
+    fifo = os.path.join(ctx.out, "go")
+    os.mkfifo(fifo)
+    script(os.path.join(ctx.hooks, "10-first"), "touch %s\nread x < %s" % (ready, fifo))
+    second = script(os.path.join(ctx.hooks, "20-second"),
+                    'echo "second original $0 $SPOT_HOOK_PATH" >> %s' % ctx.record)
+    third = script(os.path.join(ctx.hooks, "30-third"), 'echo "third ran" >> %s' % ctx.record)
+    evil = script(os.path.join(ctx.hook_dir, "evil"), 'echo "EVIL $0" >> %s' % ctx.record)
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: os.path.exists(ready), what="the first hook running")
+    os.rename(evil, second)
+    os.chmod(third, 0o775)
+
+    def release():
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return False   # ENXIO: the hook has not opened it yet
+        os.write(fd, b"go\n")
+        os.close(fd)
+        return True
+    wait_for(release, what="the first hook reading the fifo")
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    check(ctx.recorded() == ["second original /dev/fd/3 %s" % second], "ran: %r" % ctx.recorded())
+    a.wait_log(r"hook '30-third' refused at its start: group-writable, not run")
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    results = [(h["name"], h["result"]) for h in st["event"]["hooks"]]
+    check(results == [("10-first", "ok"), ("20-second", "ok"), ("30-third", "failed")],
+          "results %r" % results)
