@@ -45,16 +45,20 @@ void chain_log_skips(const struct hook_plan *plan, char **signature)
 
 	for (size_t i = 0; i < plan->n_skips; i++)
 		len += strlen(plan->skips[i].path) + strlen(plan->skips[i].reason) + 2;
+	len += 24;
 	sig = p = xmalloc(len);
 	*p = '\0';
 	for (size_t i = 0; i < plan->n_skips; i++)
 		p += snprintf(p, len - (size_t)(p - sig), "%s\n%s\n", plan->skips[i].path, plan->skips[i].reason);
+	(void)snprintf(p, len - (size_t)(p - sig), "%zu\n", plan->n_skips_dropped);
 	if (*signature && strcmp(*signature, sig) == 0) {
 		free(sig);
 		return;
 	}
 	for (size_t i = 0; i < plan->n_skips; i++)
 		log_warning("hooks: skipping '%s': %s", plan->skips[i].path, plan->skips[i].reason);
+	if (plan->n_skips_dropped > 0)
+		log_warning("hooks: skipping %zu more files, not listed", plan->n_skips_dropped);
 	free(*signature);
 	*signature = sig;
 }

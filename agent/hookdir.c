@@ -7,6 +7,8 @@
 #include "hooks.h"
 
 #include <dirent.h>
+#include <elf.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +21,50 @@
 
 /* Symbolic links followed in one path before giving up, as the kernel. */
 #define WALK_LINKS_MAX 40
+/* Bytes of a file the kernel looks at to tell its format (BINPRM_BUF_SIZE):
+ * a "#!" line must fit, interpreter name and argument. */
+#define EXEC_HEAD_MAX 256
+
+/* This host's ELF: the class and machine it runs natively, and one it
+ * runs through the kernel's compat layer (0 none). */
+#if defined(__x86_64__) && defined(__LP64__)
+#define HOST_ELF_CLASS ELFCLASS64
+#define HOST_ELF_MACHINE EM_X86_64
+#define HOST_ELF_COMPAT_MACHINE EM_386      /* and x32: ELFCLASS32, EM_X86_64 */
+#elif defined(__i386__)
+#define HOST_ELF_CLASS ELFCLASS32
+#define HOST_ELF_MACHINE EM_386
+#elif defined(__aarch64__)
+#define HOST_ELF_CLASS ELFCLASS64
+#define HOST_ELF_MACHINE EM_AARCH64
+#define HOST_ELF_COMPAT_MACHINE EM_ARM
+#elif defined(__arm__)
+#define HOST_ELF_CLASS ELFCLASS32
+#define HOST_ELF_MACHINE EM_ARM
+#elif defined(__riscv) && __riscv_xlen == 64
+#define HOST_ELF_CLASS ELFCLASS64
+#define HOST_ELF_MACHINE EM_RISCV
+#elif defined(__powerpc64__)
+#define HOST_ELF_CLASS ELFCLASS64
+#define HOST_ELF_MACHINE EM_PPC64
+#elif defined(__s390x__)
+#define HOST_ELF_CLASS ELFCLASS64
+#define HOST_ELF_MACHINE EM_S390
+#endif
+#ifndef HOST_ELF_COMPAT_MACHINE
+#define HOST_ELF_COMPAT_MACHINE 0
+#endif
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HOST_ELF_DATA ELFDATA2LSB
+#else
+#define HOST_ELF_DATA ELFDATA2MSB
+#endif
+
+/* The interpreter looked at last and what was found: most hooks share one. */
+struct interp_cache {
+	char path[EXEC_HEAD_MAX];
+	char fault[EXEC_HEAD_MAX + 64];   /* "" when it may run */
+};
 
 struct scan_entry {
 	char *name;
@@ -34,7 +80,7 @@ struct scan_dir {
 
 /* What walk_path found at the end of a path. */
 struct walk {
-	int fd;                              /* O_PATH, owned by the caller */
+	int fd;                              /* see open_leaf; owned by the caller */
 	struct stat st;
 	char real[PATH_MAX];                 /* the path with every link resolved */
 	char fault[HOOK_SKIP_REASON_MAX];    /* "" or the first directory that fails */
@@ -74,11 +120,40 @@ static int note_dir(int dfd, const char *real, struct walk *w)
 	return 0;
 }
 
+/* Opens name in dfd without following a link: O_PATH, or read-only when it
+ * is a regular file the agent may read, so that its first bytes can be
+ * read from the very file that was looked at. Fills *st. */
+static int open_leaf(int dfd, const char *name, struct stat *st)
+{
+	struct stat rst;
+	int fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC), rfd, r;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st->st_mode))
+		return fd;
+	rfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (rfd < 0)
+		return fd;  /* not ours to read: it may still be executed */
+	if (fstat(rfd, &rst) < 0 || rst.st_dev != st->st_dev || rst.st_ino != st->st_ino) {
+		close(rfd);  /* replaced in between: keep the one looked at */
+		return fd;
+	}
+	close(fd);
+	*st = rst;
+	return rfd;
+}
+
 /* Resolves path from / one component at a time, as the kernel would, and
  * checks every directory it passes through on the way, the ones a symbolic
  * link's target is reached through included. A relative path starts at
- * the working directory. On success *w holds an O_PATH descriptor of what
- * the path names (a link at the end followed), its stat, its real path,
+ * the working directory. On success *w holds a descriptor of what the path
+ * names (a link at the end followed; see open_leaf), its stat, its real path,
  * and the first directory that fails the check, if any (the walk goes on
  * past it, so that the caller can still list what is there). Returns 0 or
  * -errno: -ENOENT, -ENOTDIR, -ELOOP, -ENAMETOOLONG, -EACCES, ... */
@@ -157,11 +232,9 @@ static int walk_path(const char *path, struct walk *w)
 		}
 		memcpy(name, p, len);
 		name[len] = '\0';
-		fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0 || fstat(fd, &st) < 0) {
-			r = -errno;
-			if (fd >= 0)
-				close(fd);
+		fd = open_leaf(dfd, name, &st);
+		if (fd < 0) {
+			r = fd;
 			goto out;
 		}
 		if (S_ISLNK(st.st_mode)) {
@@ -356,6 +429,143 @@ static const char *inode_fault(const struct stat *st)
 	return NULL;
 }
 
+/* The interpreter of a "#!" line: the first word after "#!", read as the
+ * kernel reads it. Returns false when the line names none, or does not fit
+ * in EXEC_HEAD_MAX bytes. */
+static bool script_interpreter(const char *head, size_t k, char *buf, size_t n)
+{
+	const char *nl = memchr(head, '\n', k);
+	size_t end = nl ? (size_t)(nl - head) : k, i = 2, j = 0;
+
+	while (i < end && (head[i] == ' ' || head[i] == '\t'))
+		i++;
+	while (i < end && head[i] != ' ' && head[i] != '\t' && head[i] != '\0') {
+		if (j + 1 >= n)
+			return false;
+		buf[j++] = head[i++];
+	}
+	buf[j] = '\0';
+	if (j == 0)
+		return false;
+	/* No newline in a full buffer: the kernel refuses a name that
+	 * runs to its end, since it may have been cut. */
+	return nl || k < EXEC_HEAD_MAX || i < end;
+}
+
+/* Why the interpreter a "#!" line names cannot run the script, or "". The
+ * hook's working directory is /, so a relative name is taken from there. */
+static void interpreter_fault(const char *interp, struct interp_cache *cache)
+{
+	char full[EXEC_HEAD_MAX + 1];
+	struct stat st;
+
+	if (cache->path[0] && strcmp(cache->path, interp) == 0)
+		return;
+	(void)strscpy(cache->path, sizeof(cache->path), interp);
+	(void)snprintf(full, sizeof(full), "%s%s", interp[0] == '/' ? "" : "/", interp);
+	cache->fault[0] = '\0';
+	if (stat(full, &st) < 0) {
+		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' %s", interp,
+			       errno == ENOENT || errno == ENOTDIR ? "does not exist" : "cannot be examined");
+		return;
+	}
+	if (!S_ISREG(st.st_mode))
+		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is not a regular file", interp);
+	else if (faccessat(AT_FDCWD, full, X_OK, AT_EACCESS) < 0)
+		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is not executable", interp);
+}
+
+static const char *elf_machine_name(unsigned m)
+{
+	switch (m) {
+	case EM_386: return "i386";
+	case EM_X86_64: return "x86-64";
+	case EM_ARM: return "ARM";
+	case EM_AARCH64: return "AArch64";
+	case EM_RISCV: return "RISC-V";
+	case EM_PPC64: return "PowerPC64";
+	case EM_S390: return "s390";
+	default: return NULL;
+	}
+}
+
+/* Why this host cannot run the ELF file whose header is head, or NULL. */
+static const char *elf_fault(const unsigned char *head, size_t k, char *why, size_t n)
+{
+	unsigned cls, data, type, machine;
+	const char *name;
+
+	if (k < 20)
+		return "truncated ELF header";
+	cls = head[EI_CLASS];
+	data = head[EI_DATA];
+	if (data == ELFDATA2LSB) {
+		type = head[16] | (unsigned)head[17] << 8;
+		machine = head[18] | (unsigned)head[19] << 8;
+	} else {
+		type = (unsigned)head[16] << 8 | head[17];
+		machine = (unsigned)head[18] << 8 | head[19];
+	}
+	if (type != ET_EXEC && type != ET_DYN)
+		return "ELF file that is not an executable";
+#ifdef HOST_ELF_MACHINE
+	if (data == HOST_ELF_DATA &&
+	    ((cls == HOST_ELF_CLASS && machine == HOST_ELF_MACHINE) ||
+	     (HOST_ELF_COMPAT_MACHINE && cls == ELFCLASS32 && machine == HOST_ELF_COMPAT_MACHINE) ||
+	     (HOST_ELF_MACHINE == EM_X86_64 && cls == ELFCLASS32 && machine == EM_X86_64)))
+		return NULL;
+	name = elf_machine_name(machine);
+	if (name)
+		(void)snprintf(why, n, "ELF executable for another machine (%s%s, %s-bit)", name,
+			       data == ELFDATA2MSB ? " big-endian" : "", cls == ELFCLASS64 ? "64" : "32");
+	else
+		(void)snprintf(why, n, "ELF executable for another machine (e_machine %u, %s-bit)", machine,
+			       cls == ELFCLASS64 ? "64" : "32");
+	return why;
+#else
+	(void)name;
+	(void)cls;
+	(void)machine;
+	return NULL;
+#endif
+}
+
+/* Whether the kernel can execute the file: a "#!" line naming an
+ * interpreter that exists and is executable, or an ELF executable for this
+ * host; anything else fails with ENOEXEC or ENOENT at the moment it
+ * matters. NULL when it can (or the file cannot be read, which the kernel
+ * does not need for a binary), else why not, in why or static. Sets
+ * *ret_script when the descriptor must stay open across the exec. */
+static const char *exec_fault(int fd, struct interp_cache *cache, bool *ret_script, char *why, size_t n)
+{
+	unsigned char head[EXEC_HEAD_MAX];
+	char interp[EXEC_HEAD_MAX];
+	int flags = fcntl(fd, F_GETFL);
+	ssize_t k;
+
+	*ret_script = true;
+	if (flags < 0 || (flags & O_PATH))
+		return NULL;
+	do
+		k = pread(fd, head, sizeof(head), 0);
+	while (k < 0 && errno == EINTR);
+	if (k < 0)
+		return "cannot be read";
+	if (k >= 2 && head[0] == '#' && head[1] == '!') {
+		if (!script_interpreter((const char *)head, (size_t)k, interp, sizeof(interp)))
+			return "'#!' line names no interpreter, or is too long";
+		interpreter_fault(interp, cache);
+		if (!cache->fault[0])
+			return NULL;
+		(void)strscpy(why, n, cache->fault);
+		return why;
+	}
+	*ret_script = false;
+	if (k >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0)
+		return elf_fault(head, (size_t)k, why, n);
+	return "not an executable format (no '#!' line, not ELF)";
+}
+
 /* Opens the entry name of the directory d, a link followed through a walk
  * that checks every directory on its way. Returns an O_PATH descriptor
  * and its stat, or -1 with the reason in why ("" when the entry vanished
@@ -416,12 +626,10 @@ static int open_entry(const struct scan_dir *d, const char *name, bool masks, st
 		*ret_st = w.st;
 		return w.fd;
 	}
-	fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, ret_st) < 0) {
-		if (errno != ENOENT)
+	fd = open_leaf(dfd, name, ret_st);
+	if (fd < 0) {
+		if (fd != -ENOENT)
 			(void)strscpy(why, n, "cannot be examined");
-		if (fd >= 0)
-			close(fd);
 		return -1;
 	}
 	return fd;
@@ -429,7 +637,8 @@ static int open_entry(const struct scan_dir *d, const char *name, bool masks, st
 
 /* Opens the entry when it may run: the descriptor, or -1 with the reason
  * in why ("" when it vanished while we looked). */
-static int entry_open(const struct scan_dir *d, const char *name, bool masks, char *why, size_t n)
+static int entry_open(const struct scan_dir *d, const char *name, bool masks, struct interp_cache *cache,
+		      bool *ret_script, char *why, size_t n)
 {
 	struct stat st;
 	const char *fault;
@@ -438,8 +647,11 @@ static int entry_open(const struct scan_dir *d, const char *name, bool masks, ch
 	if (fd < 0)
 		return -1;
 	fault = inode_fault(&st);
+	if (!fault)
+		fault = exec_fault(fd, cache, ret_script, why, n);
 	if (fault) {
-		(void)strscpy(why, n, fault);
+		if (fault != why)
+			(void)strscpy(why, n, fault);
 		close(fd);
 		return -1;
 	}
@@ -467,7 +679,7 @@ static void plan_add_skip(struct hook_plan *plan, size_t *cap, const char *name,
 }
 
 static void plan_add_hook(struct hook_plan *plan, size_t *cap, const char *name, const char *path,
-			  int fd)
+			  int fd, bool script)
 {
 	struct hook_file *h;
 
@@ -480,13 +692,14 @@ static void plan_add_hook(struct hook_plan *plan, size_t *cap, const char *name,
 	(void)strscpy(h->name, sizeof(h->name), name);
 	(void)strscpy(h->path, sizeof(h->path), path);
 	h->fd = fd;
-	h->script = true;
+	h->script = script;
 }
 
 int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 {
 	struct scan_dir *dirs = xcalloc(2, sizeof(*dirs));
 	struct hook_plan plan = { .owns_fds = true };
+	struct interp_cache cache = { 0 };
 	struct scan_entry *entries = NULL;
 	size_t n = 0, cap = 0, hooks_cap = 0, skips_cap = 0;
 	char *why = xmalloc(HOOK_SKIP_REASON_MAX);
@@ -507,6 +720,7 @@ int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 		const struct scan_dir *d = &dirs[e->dir];
 		char path[PATH_MAX];
 		const char *reason;
+		bool script = true;
 		int k, fd = -1;
 
 		/* The same name in lib_dir after its etc_dir entry is overridden. */
@@ -518,7 +732,7 @@ int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 		if (!reason && (k < 0 || (size_t)k >= sizeof(path)))
 			reason = "name too long";
 		if (!reason) {
-			fd = entry_open(d, e->name, e->dir == 0, why, HOOK_SKIP_REASON_MAX);
+			fd = entry_open(d, e->name, e->dir == 0, &cache, &script, why, HOOK_SKIP_REASON_MAX);
 			if (fd < 0 && !why[0])
 				continue;  /* vanished */
 			if (fd < 0)
@@ -531,7 +745,7 @@ int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 		if (reason)
 			plan_add_skip(&plan, &skips_cap, e->name, d->path, reason);
 		else
-			plan_add_hook(&plan, &hooks_cap, e->name, path, fd);
+			plan_add_hook(&plan, &hooks_cap, e->name, path, fd, script);
 	}
 	*ret = plan;
 	plan = (struct hook_plan){ 0 };
@@ -563,7 +777,10 @@ void hook_plan_done(struct hook_plan *plan)
 
 int hooks_open(const char *path, const char *name, struct hook_file *ret, char *why, size_t why_size)
 {
+	struct interp_cache cache = { 0 };
+	char buf[HOOK_SKIP_REASON_MAX];
 	const char *fault, *slash;
+	bool script = true;
 	struct walk w;
 	int r;
 
@@ -573,6 +790,8 @@ int hooks_open(const char *path, const char *name, struct hook_file *ret, char *
 	if (r < 0)
 		return r;
 	fault = w.fault[0] ? w.fault : inode_fault(&w.st);
+	if (!fault)
+		fault = exec_fault(w.fd, &cache, &script, buf, sizeof(buf));
 	if (fault) {
 		if (why && why_size)
 			(void)strscpy(why, why_size, fault);
@@ -584,7 +803,7 @@ int hooks_open(const char *path, const char *name, struct hook_file *ret, char *
 	(void)strscpy(ret->name, sizeof(ret->name), name ? name : slash ? slash + 1 : path);
 	(void)strscpy(ret->path, sizeof(ret->path), path);
 	ret->fd = w.fd;
-	ret->script = true;
+	ret->script = script;
 	return 0;
 }
 

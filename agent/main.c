@@ -69,9 +69,11 @@ static int cmd_check(const struct config *c)
 	printf("\n# hooks in run order (%zu)\n", plan.n_hooks);
 	for (size_t i = 0; i < plan.n_hooks; i++)
 		printf("run   %s\n", plan.hooks[i].path);
-	printf("\n# skipped files (%zu)\n", plan.n_skips);
+	printf("\n# skipped files (%zu)\n", plan.n_skips + plan.n_skips_dropped);
 	for (size_t i = 0; i < plan.n_skips; i++)
 		printf("skip  %s: %s\n", plan.skips[i].path, plan.skips[i].reason);
+	if (plan.n_skips_dropped > 0)
+		printf("skip  ... and %zu more\n", plan.n_skips_dropped);
 	hook_plan_done(&plan);
 	check_shutdown_delay(c);
 	return 0;

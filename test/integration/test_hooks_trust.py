@@ -1,6 +1,7 @@
-"""Which hook files the agent trusts: every directory on the way to a hook
-must be root's and writable by nobody else, or the hook is refused, by
-`spot-agent check`, by a drill and by the daemon alike."""
+"""Which hook files the agent trusts and can run: every directory on the way
+to a hook must be root's and writable by nobody else, what runs is the file
+that was checked, and a file the kernel could not execute is refused up
+front; by `spot-agent check`, by a drill and by the daemon alike."""
 
 import json
 import os
@@ -176,3 +177,69 @@ def test_file_swapped_after_the_scan_does_not_run(ctx):
     results = [(h["name"], h["result"]) for h in st["event"]["hooks"]]
     check(results == [("10-first", "ok"), ("20-second", "ok"), ("30-third", "failed")],
           "results %r" % results)
+
+
+def write(path, data, mode=0o755):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+    return path
+
+
+def test_check_refuses_what_cannot_be_executed(ctx):
+    d = ctx.hooks
+    write(os.path.join(d, "10-text"), b"echo no interpreter line\n")
+    write(os.path.join(d, "20-missing"), b"#!/nonexistent/sh\necho never\n")
+    noexec = write(os.path.join(ctx.hook_dir, "interp"), b"#!/bin/sh\n", 0o644)
+    write(os.path.join(d, "30-noexec-interp"), b"#!" + noexec.encode() + b"\n")
+    with open("/bin/true", "rb") as f:
+        elf = bytearray(f.read())
+    elf[18:20] = (43).to_bytes(2, "little" if elf[5] == 1 else "big")   # SPARC V9
+    write(os.path.join(d, "40-foreign-elf"), bytes(elf))
+    write(os.path.join(d, "50-true"), open("/bin/true", "rb").read())
+    r = run(["check", "-c", ctx.config_file(""), "--hooks-dir", d, "--hooks-lib-dir", "none"])
+    runs, skips = plan_of(r.stdout)
+    bits = "64" if elf[4] == 2 else "32"
+    check(runs == [os.path.join(d, "50-true")], "runs %r" % runs)
+    check(skips == [os.path.join(d, "10-text") + ": not an executable format (no '#!' line, not ELF)",
+                    os.path.join(d, "20-missing") + ": interpreter '/nonexistent/sh' does not exist",
+                    os.path.join(d, "30-noexec-interp") + ": interpreter '%s' is not executable" % noexec,
+                    os.path.join(d, "40-foreign-elf") +
+                    ": ELF executable for another machine (e_machine 43, %s-bit)" % bits],
+          "skips %r" % skips)
+
+
+def test_check_accounts_for_100000_files(ctx):
+    d = ctx.hooks
+    src = None
+    for i in range(100000):
+        p = os.path.join(d, "h%06d" % i)
+        if i % 50000 == 0:   # below the file system's limit of links to one file
+            src = script(p, "exit 0")
+        else:
+            os.link(src, p)
+    r = run(["check", "-c", ctx.config_file(""), "--hooks-dir", d, "--hooks-lib-dir", "none"])
+    runs, skips = plan_of(r.stdout)
+    check(len(runs) == 64 and runs[-1].endswith("/h000063"), "runs %d" % len(runs))
+    check("# skipped files (99936)" in r.stdout, "no total of the skips")
+    check(len(skips) == 257 and all(x.endswith(": too many hooks") for x in skips[:256]),
+          "skips listed %d: %r" % (len(skips), skips[:3]))
+    check(skips[256] == "... and 99680 more", "last line %r" % skips[256])
+
+
+def test_daemon_refuses_what_cannot_be_executed_and_counts_every_skip(ctx):
+    sim = ctx.start_sim()
+    write(os.path.join(ctx.hooks, "10-missing"), b"#!/nonexistent/sh\necho never >> %s\n"
+          % ctx.record.encode())
+    recorder(ctx, os.path.join(ctx.hooks, "20-good"))
+    for i in range(300):
+        recorder(ctx, os.path.join(ctx.hooks, "junk%03d~" % i))
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    check(ctx.recorded() == ["20-good ran"], "ran: %r" % ctx.recorded())
+    check(a.log_has(r"skipping '%s/10-missing': interpreter '/nonexistent/sh' does not exist" % ctx.hooks),
+          "no skip line for the missing interpreter")
+    # 301 skips: 256 listed, the rest counted.
+    check(a.log_has(r"hooks: skipping 45 more files, not listed"), "the skips beyond the list not logged")

@@ -11,6 +11,7 @@
  * shim (test/shim/failfork.c; SPOT_FAILFORK_SO names it, default
  * build/test/failfork.so, skipped when it is missing). */
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -38,6 +39,9 @@
 #include "hooks.h"
 #include "log.h"
 #include "util.h"
+
+/* Longer than the part of a file the kernel reads to tell its format. */
+#define EXEC_HEAD_PROBE 300
 
 /* Upper bound for any one run in these tests; reaching it is a failure. */
 #define TEST_RUN_LIMIT_USEC (60 * USEC_PER_SEC)
@@ -686,6 +690,155 @@ static void test_scan_trust(void **state)
 	scan_one(alias, "10-l", fmt(why, sizeof(why), "directory '%s' is world-writable", ww));
 	assert_int_equal(chmod(ww, 0755), 0);
 	scan_one(alias, "10-l", NULL);
+}
+
+/* A copy of /bin/true with its header bytes at off replaced. */
+static void elf_copy(const char *dir, const char *name, size_t off, const unsigned char *bytes, size_t n)
+{
+	char *src, *path = xasprintf("%s/%s", dir, name);
+	struct stat st;
+	int fd;
+
+	assert_int_equal(stat("/bin/true", &st), 0);
+	src = xmalloc((size_t)st.st_size);
+	fd = open("/bin/true", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, src, (size_t)st.st_size), st.st_size);
+	close(fd);
+	if (n)
+		memcpy(src + off, bytes, n);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, src, (size_t)st.st_size), 0);
+	close(fd);
+	free(src);
+	free(path);
+}
+
+/* Files the kernel would refuse to execute are skipped at the scan, with
+ * the reason: no "#!" and not ELF, a "#!" interpreter that is missing or
+ * not executable, an ELF file for another machine. */
+static void test_scan_exec_formats(void **state)
+{
+	char *dir = tpath("formats"), *f, *want, *interp = tpath("formats-interp");
+	unsigned char sparc[2] = { 43, 0 }, rel[2] = { 1, 0 };
+	char longline[EXEC_HEAD_PROBE];
+	struct hook_plan plan;
+	unsigned char head[5];
+	int fd;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	write_hook(dir, "10-sh", "exit 0");
+	f = xasprintf("%s/11-env", dir);
+	write_mode(f, "#! /usr/bin/env sh\nexit 0\n", 0755);
+	free(f);
+	f = xasprintf("%s/20-text", dir);
+	write_mode(f, "echo no interpreter line\n", 0755);
+	free(f);
+	f = xasprintf("%s/21-bang-only", dir);
+	write_mode(f, "#!\n", 0755);
+	free(f);
+	memset(longline, 'x', sizeof(longline));
+	memcpy(longline, "#!/", 3);
+	longline[sizeof(longline) - 1] = '\0';
+	f = xasprintf("%s/22-long", dir);
+	write_mode(f, longline, 0755);
+	free(f);
+	f = xasprintf("%s/30-missing", dir);
+	write_mode(f, "#!/nonexistent/interpreter -x\necho never\n", 0755);
+	free(f);
+	write_mode(interp, "#!/bin/sh\n", 0644);
+	f = xasprintf("%s/31-noexec-interp", dir);
+	want = xasprintf("#!%s\n", interp);
+	write_mode(f, want, 0755);
+	free(want);
+	free(f);
+	f = xasprintf("%s/32-dir-interp", dir);
+	write_mode(f, "#!/usr\n", 0755);
+	free(f);
+	f = xasprintf("%s/33-relative", dir);
+	write_mode(f, "#!bin/sh\nexit 0\n", 0755);
+	free(f);
+	elf_copy(dir, "40-elf", 0, NULL, 0);
+	elf_copy(dir, "41-elf-sparc", 18, sparc, 2);
+	elf_copy(dir, "42-elf-rel", 16, rel, 2);
+
+	assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 4);
+	assert_string_equal(plan.hooks[0].name, "10-sh");
+	assert_true(plan.hooks[0].script);
+	assert_string_equal(plan.hooks[1].name, "11-env");
+	assert_string_equal(plan.hooks[2].name, "33-relative");
+	assert_string_equal(plan.hooks[3].name, "40-elf");
+	/* A binary needs no descriptor across its exec. */
+	assert_false(plan.hooks[3].script);
+	assert_skip(&plan, dir, "20-text", "not an executable format (no '#!' line, not ELF)");
+	assert_skip(&plan, dir, "21-bang-only", "'#!' line names no interpreter, or is too long");
+	assert_skip(&plan, dir, "22-long", "'#!' line names no interpreter, or is too long");
+	assert_skip(&plan, dir, "30-missing", "interpreter '/nonexistent/interpreter' does not exist");
+	want = xasprintf("interpreter '%s' is not executable", interp);
+	assert_skip(&plan, dir, "31-noexec-interp", want);
+	free(want);
+	assert_skip(&plan, dir, "32-dir-interp", "interpreter '/usr' is not a regular file");
+	fd = open("/bin/true", O_RDONLY | O_CLOEXEC);
+	assert_int_equal(read(fd, head, sizeof(head)), (ssize_t)sizeof(head));
+	close(fd);
+	want = xasprintf("ELF executable for another machine (e_machine 43, %s-bit)",
+			 head[EI_CLASS] == ELFCLASS64 ? "64" : "32");
+	assert_skip(&plan, dir, "41-elf-sparc", want);
+	free(want);
+	assert_skip(&plan, dir, "42-elf-rel", "ELF file that is not an executable");
+	assert_int_equal(plan.n_skips, 8);
+	hook_plan_done(&plan);
+	free(interp);
+	free(dir);
+}
+
+static size_t count_fds(void);
+
+/* 100 000 runnable files: 64 run, every other one is accounted for, the
+ * first HOOKS_SKIPS_MAX listed as "too many hooks", the rest counted. */
+static void test_scan_huge_dir(void **state)
+{
+	char *dir = tpath("huge"), *first, name[32], *p;
+	const size_t n = 100000;
+	struct hook_plan plan;
+	size_t fds = count_fds();
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	first = NULL;
+	for (size_t i = 0; i < n; i++) {
+		(void)snprintf(name, sizeof(name), "h%06zu", i);
+		p = xasprintf("%s/%s", dir, name);
+		/* Links to a few files, below the file systems' link limits. */
+		if (i % 50000 == 0) {
+			write_hook(dir, name, "exit 0");
+			free(first);
+			first = p;
+			continue;
+		}
+		assert_int_equal(link(first, p), 0);
+		free(p);
+	}
+	assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, HOOKS_MAX);
+	assert_string_equal(plan.hooks[HOOKS_MAX - 1].name, "h000063");
+	assert_int_equal(plan.n_skips, HOOKS_SKIPS_MAX);
+	for (size_t i = 0; i < plan.n_skips; i++)
+		assert_string_equal(plan.skips[i].reason, "too many hooks");
+	assert_int_equal(plan.n_hooks + plan.n_skips + plan.n_skips_dropped, n);
+	/* Only the hooks that run are held open. */
+	assert_int_equal(count_fds(), fds + HOOKS_MAX);
+	hook_plan_done(&plan);
+	assert_int_equal(count_fds(), fds);
+	for (size_t i = 0; i < n; i++) {
+		(void)snprintf(name, sizeof(name), "h%06zu", i);
+		p = xasprintf("%s/%s", dir, name);
+		assert_int_equal(unlink(p), 0);
+		free(p);
+	}
+	free(first);
+	free(dir);
 }
 
 /* ---- environment ---- */
@@ -1628,14 +1781,26 @@ static void test_run_what_was_checked(void **state)
 static void exec_case(const char *dir, const char *name, int want_errno, const char *want_log,
 		      const char *not_logged)
 {
+	struct hook_file file = { 0 };
+	struct hook_run_params p;
 	struct capture cap;
 	struct trun t;
 	char *logged;
 
+	/* Opened here, past the scan's checks, as a file whose
+	 * interpreter went after the scan would be. */
+	(void)snprintf(file.path, sizeof(file.path), "%s/%s", dir, name);
+	(void)strscpy(file.name, sizeof(file.name), name);
+	file.fd = open(file.path, O_PATH | O_CLOEXEC);
+	assert_true(file.fd >= 0);
+	file.script = true;
 	trun_init(&t);
+	trun_params(&t, &p, dir, name);
+	p.file = &file;
 	capture_start(&cap);
-	run_simple(&t, dir, name, NULL);
+	trun_run(&t, &p);
 	logged = capture_end(&cap);
+	close(file.fd);
 	assert_int_equal(t.res.outcome, HOOK_FAILED);
 	assert_int_equal(t.res.exit_status, 127);
 	assert_int_equal(t.res.term_signal, 0);
@@ -1656,9 +1821,6 @@ static void test_run_exec_failure(void **state)
 	assert_int_equal(mkdir(dir, 0755), 0);
 	f = xasprintf("%s/20-badinterp", dir);
 	write_mode(f, "#!/nonexistent/interpreter -x\necho never\n", 0755);
-	free(f);
-	f = xasprintf("%s/30-noexec", dir);
-	write_mode(f, "#!/bin/sh\necho never\n", 0644);
 	free(f);
 	f = xasprintf("%s/40-garbage", dir);
 	write_mode(f, "\x01\x02 not a script, not ELF\n", 0755);
@@ -2175,6 +2337,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_scan_too_many),
 		cmocka_unit_test(test_scan_skips_capped),
 		cmocka_unit_test(test_scan_trust),
+		cmocka_unit_test(test_scan_exec_formats),
+		cmocka_unit_test(test_scan_huge_dir),
 		cmocka_unit_test(test_run_exit_status),
 		cmocka_unit_test(test_run_child_setup),
 		cmocka_unit_test(test_run_hook_timeout_env),
