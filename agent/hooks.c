@@ -183,7 +183,9 @@ struct hook_run {
 	char *stdin_json;
 	size_t stdin_len;
 	size_t stdin_off;
-	uint64_t kill_grace_usec;
+	uint64_t kill_grace_usec;        /* SIGTERM -> SIGKILL */
+	uint64_t kill_at_mono_usec;      /* the end of the budget, USEC_INFINITY none */
+	uint64_t term_grace_usec;        /* SIGTERM -> SIGKILL, as it was set */
 	hook_run_ended ended;
 	void *userdata;
 
@@ -408,12 +410,18 @@ static void begin_kill(struct hook_run *run)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
 
+	uint64_t kill_at = now + run->kill_grace_usec;
+
+	/* SIGKILL by the end of the budget at the latest. */
+	if (kill_at > run->kill_at_mono_usec)
+		kill_at = run->kill_at_mono_usec > now ? run->kill_at_mono_usec : now;
 	run->term_sent = true;
+	run->term_grace_usec = kill_at - now;
 	run->res.timed_out = true;
 	log_hook(LOG_WARNING, run->event_id, run->res.name, "hook '%s' timed out after %.1f s, killing",
 		 run->res.name, usec_to_sec(now - run->start_mono_usec));
 	signal_run(run, SIGTERM);
-	if (arm_timer(run, &run->timer_source, now + run->kill_grace_usec, on_timer) < 0)
+	if (arm_timer(run, &run->timer_source, kill_at, on_timer) < 0)
 		signal_run(run, SIGKILL);  /* cannot wait for the grace */
 }
 
@@ -427,7 +435,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	}
 	log_hook(LOG_WARNING, run->event_id, run->res.name,
 		 "hook '%s' still running %.1f s after SIGTERM, sending SIGKILL",
-		 run->res.name, usec_to_sec(run->kill_grace_usec));
+		 run->res.name, usec_to_sec(run->term_grace_usec));
 	signal_run(run, SIGKILL);
 	return 0;
 }
@@ -870,6 +878,7 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	run->stdin_json = xstrdup(p->stdin_json ? p->stdin_json : "");
 	run->stdin_len = strlen(run->stdin_json);
 	run->kill_grace_usec = p->kill_grace_usec ? p->kill_grace_usec : HOOK_KILL_GRACE_USEC;
+	run->kill_at_mono_usec = USEC_INFINITY;
 	run->ended = p->ended;
 	run->userdata = p->userdata;
 	run->stdin_fd = run->out_fd = run->exec_fd = -1;
@@ -929,8 +938,16 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 		k = sd_event_add_io(run->event, &run->stdin_source, run->stdin_fd, EPOLLOUT, on_stdin, run);
 	else if (k >= 0)
 		close_fd(&run->stdin_fd);
-	if (k >= 0 && p->budget_usec != USEC_INFINITY)
-		k = arm_timer(run, &run->timer_source, now + p->budget_usec, on_timer);
+	/* The grace comes out of the budget: SIGTERM a grace (at most a
+	 * quarter of the budget) before its end, SIGKILL at its end, so that a
+	 * hook that ignores SIGTERM still ends within its budget. */
+	if (k >= 0 && p->budget_usec != USEC_INFINITY) {
+		uint64_t grace = run->kill_grace_usec < p->budget_usec / 4 ? run->kill_grace_usec :
+									     p->budget_usec / 4;
+
+		run->kill_at_mono_usec = now + p->budget_usec;
+		k = arm_timer(run, &run->timer_source, now + p->budget_usec - grace, on_timer);
+	}
 	if (k < 0) {
 		signal_run(run, SIGKILL);
 		if (run->child_source) {

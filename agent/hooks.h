@@ -22,7 +22,7 @@
 #define HOOK_OUTPUT_LINES      10      /* last lines kept per hook for /v1/status */
 #define HOOK_LINE_MAX          1024    /* longer lines are cut into pieces */
 #define HOOK_LOG_BYTES_MAX     (256 * 1024) /* output logged per hook; the rest is counted, not logged */
-#define HOOK_KILL_GRACE_USEC   (2 * USEC_PER_SEC)  /* SIGTERM -> SIGKILL */
+#define HOOK_KILL_GRACE_USEC   (2 * USEC_PER_SEC)  /* SIGTERM -> SIGKILL, out of the budget */
 #define HOOK_EXIT_SKIP_REST    77
 #define HOOK_PATH_ENV          "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -129,7 +129,8 @@ void hook_result_foreach_line(const struct hook_result *r,
 /* ---- running one hook ----
  * The runner forks and execs one hook into a new session and process group
  * with a clean environment, feeds the event on stdin, collects its output,
- * enforces its budget (SIGTERM to the group, SIGKILL after the grace) and,
+ * enforces its budget (SIGTERM to the group a grace before the budget's
+ * end, SIGKILL at its end; the grace is at most a quarter of the budget) and,
  * when the hook's main process ends, kills whatever the hook left behind:
  * its process group, and descendants that left it (setsid, double fork),
  * found as orphans adopted by the agent (PR_SET_CHILD_SUBREAPER). The
@@ -174,8 +175,9 @@ struct hook_run_params {
 					* seconds of budget_usec, at least 1;
 					* 0 when it is USEC_INFINITY) and
 					* SPOT_HOOK_PATH (path) */
-	uint64_t budget_usec;          /* USEC_INFINITY = none */
-	uint64_t kill_grace_usec;      /* 0 = HOOK_KILL_GRACE_USEC */
+	uint64_t budget_usec;          /* USEC_INFINITY = none; SIGKILL at its end */
+	uint64_t kill_grace_usec;      /* 0 = HOOK_KILL_GRACE_USEC; SIGTERM comes this
+					* long (at most budget_usec / 4) before */
 	hook_run_ended ended;
 	void *userdata;
 };
@@ -195,8 +197,9 @@ struct hook_run_params {
 int hook_run_start(const struct hook_run_params *p, struct hook_run **ret);
 
 /* Ends the hook early as on a timeout (SIGTERM, then SIGKILL after the
- * grace); ended follows with timed_out set. No-op once the hook's main
- * process has ended or a timeout is under way. NULL ok. */
+ * grace, or at the end of its budget if that comes first); ended follows
+ * with timed_out set. No-op once the hook's main process has ended or a
+ * timeout is under way. NULL ok. */
 void hook_run_kill(struct hook_run *run);
 
 /* Kills the hook's whole tree at once (SIGKILL), reaps what it can without

@@ -243,3 +243,23 @@ def test_daemon_refuses_what_cannot_be_executed_and_counts_every_skip(ctx):
           "no skip line for the missing interpreter")
     # 301 skips: 256 listed, the rest counted.
     check(a.log_has(r"hooks: skipping 45 more files, not listed"), "the skips beyond the list not logged")
+
+
+def test_grace_comes_out_of_the_budget(ctx):
+    """A first hook that ignores SIGTERM and would run on: its SIGKILL comes
+    at the end of its budget (8 s), not a grace after it, so the second
+    hook still gets its turn before the deadline (about 9.5 s away)."""
+    sim = ctx.start_sim()
+    script(os.path.join(ctx.hooks, "10-stubborn"),
+           "trap '' TERM\necho \"stubborn $SPOT_HOOK_TIMEOUT\" >> %s\nwhile :; do sleep 1; done" % ctx.record)
+    recorder(ctx, os.path.join(ctx.hooks, "20-next"))
+    a = ctx.start_agent(hook_timeout=8)
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=11.5)
+    wait_for(lambda: approvals_for(sim, eid), what="approval", timeout=60)
+    check(ctx.recorded() == ["stubborn 8", "20-next ran"], "ran: %r" % ctx.recorded())
+    check(not a.log_has(r"not run: deadline"), "the second hook was skipped for the deadline")
+    a.wait_log(r"hook '10-stubborn' still running 2.0 s after SIGTERM, sending SIGKILL")
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    results = [(h["name"], h["result"]) for h in st["event"]["hooks"]]
+    check(results == [("10-stubborn", "timeout"), ("20-next", "ok")], "results %r" % results)

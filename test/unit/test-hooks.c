@@ -1419,8 +1419,39 @@ static void test_run_budget(void **state)
 	assert_int_equal(t.res.term_signal, SIGTERM);
 	assert_int_equal(t.res.exit_status, -1);
 	assert_int_equal(t.res.budget_usec, 300 * USEC_PER_MSEC);
-	assert_true(t.res.duration_usec >= 300 * USEC_PER_MSEC);
+	/* SIGTERM a quarter of the budget before its end (the grace is
+	 * longer than that). */
+	assert_true(t.res.duration_usec >= 225 * USEC_PER_MSEC);
 	assert_true(t.res.duration_usec < 20 * USEC_PER_SEC);
+	trun_done(&t);
+	free(dir);
+}
+
+/* One that ignores SIGTERM: SIGKILL at the end of its budget, not a grace
+ * after it, so that it ends within its budget. */
+static void test_run_budget_includes_grace(void **state)
+{
+	char *dir = tpath("budget-grace"), *logged;
+	struct hook_run_params p;
+	struct capture cap;
+	struct trun t;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	write_hook(dir, "10-stubborn", "trap '' TERM\nsleep 1000\nsleep 1000");
+	trun_init(&t);
+	trun_params(&t, &p, dir, "10-stubborn");
+	p.budget_usec = 800 * USEC_PER_MSEC;
+	p.kill_grace_usec = 30 * USEC_PER_SEC;
+	capture_start(&cap);
+	trun_run(&t, &p);
+	logged = capture_end(&cap);
+	assert_int_equal(t.res.outcome, HOOK_TIMEOUT);
+	assert_int_equal(t.res.term_signal, SIGKILL);
+	assert_true(t.res.duration_usec >= 800 * USEC_PER_MSEC);
+	assert_true(t.res.duration_usec < 20 * USEC_PER_SEC);
+	assert_contains(logged, "hook '10-stubborn' timed out after ");
+	assert_contains(logged, "hook '10-stubborn' still running 0.2 s after SIGTERM, sending SIGKILL");
+	free(logged);
 	trun_done(&t);
 	free(dir);
 }
@@ -2343,6 +2374,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_child_setup),
 		cmocka_unit_test(test_run_hook_timeout_env),
 		cmocka_unit_test(test_run_budget),
+		cmocka_unit_test(test_run_budget_includes_grace),
 		cmocka_unit_test(test_run_kill_term),
 		cmocka_unit_test(test_run_kill_grace),
 		cmocka_unit_test(test_run_output),
