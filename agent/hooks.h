@@ -127,7 +127,8 @@ void hook_result_foreach_line(const struct hook_result *r,
 			      void (*fn)(const char *line, void *userdata), void *userdata);
 
 /* ---- running one hook ----
- * The runner forks and execs one hook into a new session and process group
+ * The runner starts one hook (a vfork-style clone, then execveat of the
+ * checked file's descriptor) into a new session and process group
  * with a clean environment, feeds the event on stdin, collects its output,
  * enforces its budget (SIGTERM to the group a grace before the budget's
  * end, SIGKILL at its end; the grace is at most a quarter of the budget) and,
@@ -135,7 +136,7 @@ void hook_result_foreach_line(const struct hook_result *r,
  * its process group, and descendants that left it (setsid, double fork),
  * found as orphans adopted by the agent (PR_SET_CHILD_SUBREAPER). The
  * hooks' cgroup, when hooks_tree_setup gave one, holds the agent and so
- * every hook from its fork on; it serves only the set-up of an agent
+ * every hook from its start on; it serves only the set-up of an agent
  * restarted after a crash, and is never killed while the agent runs. Which
  * hook runs when is the engine's; the runner never decides order, skips or
  * retries.
@@ -185,7 +186,7 @@ struct hook_run_params {
 /* Starts the hook: executes the checked file's descriptor (execveat with
  * AT_EMPTY_PATH), never the path, so a file put in the hook's place after
  * the check does not run. Returns 0, or -errno when it could not be started
- * (pipe2/fork failures: -EAGAIN, -ENOMEM, -EMFILE, -ENFILE, ...); then no
+ * (pipe2/clone failures: -EAGAIN, -ENOMEM, -EMFILE, -ENFILE, ...); then no
  * process is left and ended is not called, so the caller may retry.
  * -EPERM: the file fails its checks now (the reason in p->why); -ENOENT
  * and the like: without p->file, the path cannot be opened. -EBUSY:
