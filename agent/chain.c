@@ -154,10 +154,13 @@ static void start(struct chain *c, const struct engine_action *a)
 	k = hook_run_start(&p, &c->run);
 	if (k < 0) {
 		c->run = NULL;
-		if (k == -EPERM && why[0])
+		if (k == -EPERM && why[0]) {
 			log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' refused at its start: %s, not run",
 				 h->name, why);
-		else
+			/* Cut to fit when it must. */
+			if (snprintf(h->exec_detail, sizeof(h->exec_detail), "refused at its start: %s", why) < 0)
+				h->exec_detail[0] = '\0';
+		} else
 			log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' could not start: %s, %s", h->name,
 				 strerror(-k), engine_start_error_retried(-k) ? "could not start, retrying" :
 										 "not run");

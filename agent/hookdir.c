@@ -822,3 +822,88 @@ int hook_file_recheck(const struct hook_file *f, char *why, size_t why_size)
 	}
 	return 0;
 }
+
+/* The program interpreter of the ELF file on fd (native byte order only):
+ * the PT_INTERP entry of its program headers. */
+static int elf_interpreter(int fd, const unsigned char *head, size_t k, char *buf, size_t n)
+{
+	bool is64 = head[EI_CLASS] == ELFCLASS64;
+	uint64_t phoff, off = 0, size = 0;
+	unsigned phnum, phentsize;
+	Elf64_Ehdr e64;
+	Elf32_Ehdr e32;
+
+	if (head[EI_DATA] != HOST_ELF_DATA || k < (is64 ? sizeof(e64) : sizeof(e32)))
+		return -ENOENT;
+	if (is64) {
+		memcpy(&e64, head, sizeof(e64));
+		phoff = e64.e_phoff;
+		phnum = e64.e_phnum;
+		phentsize = e64.e_phentsize;
+	} else {
+		memcpy(&e32, head, sizeof(e32));
+		phoff = e32.e_phoff;
+		phnum = e32.e_phnum;
+		phentsize = e32.e_phentsize;
+	}
+	/* The kernel reads no more than 64 KiB of program headers either. */
+	if (phentsize < (is64 ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr)) ||
+	    (uint64_t)phnum * phentsize > 65536)
+		return -ENOENT;
+	for (unsigned i = 0; i < phnum && !size; i++) {
+		off_t at = (off_t)(phoff + (uint64_t)i * phentsize);
+		Elf64_Phdr p64;
+		Elf32_Phdr p32;
+
+		if (is64) {
+			if (pread(fd, &p64, sizeof(p64), at) != (ssize_t)sizeof(p64))
+				return -ENOENT;
+			if (p64.p_type == PT_INTERP) {
+				off = p64.p_offset;
+				size = p64.p_filesz;
+			}
+		} else {
+			if (pread(fd, &p32, sizeof(p32), at) != (ssize_t)sizeof(p32))
+				return -ENOENT;
+			if (p32.p_type == PT_INTERP) {
+				off = p32.p_offset;
+				size = p32.p_filesz;
+			}
+		}
+	}
+	if (size < 2 || size > n || pread(fd, buf, (size_t)size, (off_t)off) != (ssize_t)size ||
+	    buf[size - 1] != '\0')
+		return -ENOENT;
+	return 0;
+}
+
+int hook_file_interpreter(const struct hook_file *f, char *buf, size_t n)
+{
+	unsigned char head[EXEC_HEAD_MAX];
+	int flags = fcntl(f->fd, F_GETFL), fd = f->fd, r;
+	ssize_t k;
+
+	if (flags < 0)
+		return -errno;
+	if (flags & O_PATH) {
+		/* Opened only to be executed: read it through /proc. */
+		char proc[64];
+
+		(void)snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
+		fd = open(proc, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+	}
+	k = pread(fd, head, sizeof(head), 0);
+	if (k < 0)
+		r = -errno;
+	else if (k >= 2 && head[0] == '#' && head[1] == '!')
+		r = script_interpreter((const char *)head, (size_t)k, buf, n) ? 0 : -ENOENT;
+	else if (k >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0)
+		r = elf_interpreter(fd, head, (size_t)k, buf, n);
+	else
+		r = -ENOENT;
+	if (fd != f->fd)
+		close(fd);
+	return r;
+}

@@ -204,6 +204,7 @@ struct hook_run {
 	int spawn_errno;                 /* why the child failed before its exec, or
 					  * the exec itself, else 0 */
 	const char *spawn_step;          /* where: "execveat", "setsid", ...; static */
+	char spawn_detail[HOOK_DETAIL_MAX]; /* both in words */
 	char line[HOOK_LINE_MAX + 1];
 	size_t line_len;
 	uint64_t logged_bytes;
@@ -450,48 +451,35 @@ void hook_run_kill(struct hook_run *run)
 	begin_kill(run);
 }
 
-/* The interpreter a "#!" line names, when it does not exist; else "". */
-static void missing_interpreter(const char *path, char *buf, size_t n)
+/* Why the child did not get to run the hook, in words, from the errno and
+ * the step the child reported. */
+static void spawn_detail(const struct hook_file *f, int err, const char *step, char *buf, size_t n)
 {
-	char head[256];
-	struct stat st;
-	ssize_t k;
-	size_t i = 2, j = 0;
-	int fd;
+	char interp[PATH_MAX];
 
-	buf[0] = '\0';
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	k = fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) ? read(fd, head, sizeof(head) - 1) : -1;
-	close(fd);
-	if (k < 2 || head[0] != '#' || head[1] != '!')
-		return;
-	head[k] = '\0';
-	while (head[i] == ' ' || head[i] == '\t')
-		i++;
-	while (head[i] && !strchr(" \t\r\n", head[i]) && j < n - 1)
-		buf[j++] = head[i++];
-	buf[j] = '\0';
-	if (j == 0 || access(buf, F_OK) >= 0)
-		buf[0] = '\0';
+	int k;
+
+	if (strcmp(step, "execveat") != 0)
+		k = snprintf(buf, n, "could not be set up: %s: %s", step, strerror(err));
+	else if ((err == ENOENT || (f->script && (err == EACCES || err == ENOEXEC))) &&
+		 hook_file_interpreter(f, interp, sizeof(interp)) >= 0)
+		k = snprintf(buf, n, "cannot execute: %s (interpreter '%s')", strerror(err), interp);
+	else
+		k = snprintf(buf, n, "cannot execute: %s", strerror(err));
+	if (k < 0)
+		buf[0] = '\0';  /* cut to fit otherwise */
 }
 
 static void log_end(struct hook_run *run)
 {
 	const struct hook_result *r = &run->res;
 	const char *suffix = r->timed_out ? " (timed out)" :
-			     r->exit_status == 127 ? " (a command was not found, or the hook could not be set up)" : "";
+			     r->exit_status == 127 ? " (a command was not found)" : "";
 	char sig[32];
 
-	if (r->exec_errno) {
-		char interp[PATH_MAX];
-
-		missing_interpreter(r->path, interp, sizeof(interp));
-		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' cannot be executed: %s%s%s%s",
-			 r->name, strerror(r->exec_errno), interp[0] ? " (interpreter '" : "",
-			 interp, interp[0] ? "')" : "");
-	} else if (r->term_signal > 0)
+	if (r->exec_detail[0])
+		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' %s", r->name, r->exec_detail);
+	else if (r->term_signal > 0)
 		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' killed by %s after %.2f s%s",
 			 r->name, signal_name(r->term_signal, sig, sizeof(sig)),
 			 usec_to_sec(r->duration_usec), suffix);
@@ -639,8 +627,11 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 	close_source(&run->timer_source, NULL);
 	close_source(&run->stdin_source, &run->stdin_fd);
 
-	if (run->spawn_errno && r->exit_status == 127 && strcmp(run->spawn_step, "execveat") == 0)
-		r->exec_errno = run->spawn_errno;
+	if (run->spawn_errno && r->exit_status == 127) {
+		if (strcmp(run->spawn_step, "execveat") == 0)
+			r->exec_errno = run->spawn_errno;
+		(void)strscpy(r->exec_detail, sizeof(r->exec_detail), run->spawn_detail);
+	}
 
 	if (r->timed_out)
 		r->outcome = HOOK_TIMEOUT;
@@ -959,6 +950,8 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	/* The child has exec'd or exited by now. */
 	run->spawn_errno = a.err;
 	run->spawn_step = a.step;
+	if (a.err)
+		spawn_detail(file, a.err, a.step, run->spawn_detail, sizeof(run->spawn_detail));
 	/* The child's ends are the child's: kept here, they would leak, and
 	 * the output pipe would never see its end. */
 	close_fd(&in_pipe[0]);

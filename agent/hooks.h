@@ -19,6 +19,7 @@
 #define HOOKS_SKIPS_MAX        256     /* skipped files listed; the rest are only counted */
 #define HOOK_REASON_MAX        64      /* a hook result's skip_reason ("deadline", ...) */
 #define HOOK_SKIP_REASON_MAX   (PATH_MAX + 256) /* why a file may not run; names a path */
+#define HOOK_DETAIL_MAX        256     /* a hook result's exec_detail */
 #define HOOK_OUTPUT_LINES      10      /* last lines kept per hook for /v1/status */
 #define HOOK_LINE_MAX          1024    /* longer lines are cut into pieces */
 #define HOOK_LOG_BYTES_MAX     (256 * 1024) /* output logged per hook; the rest is counted, not logged */
@@ -82,6 +83,10 @@ int hooks_open(const char *path, const char *name, struct hook_file *ret, char *
 /* The file rules again, on f->fd as it is now (type, size, mode, owner):
  * 0, or -EPERM with the reason in why, or -errno. */
 int hook_file_recheck(const struct hook_file *f, char *why, size_t why_size);
+/* The interpreter the file needs, read from f->fd: a script's "#!" one, or
+ * an ELF binary's program interpreter (its dynamic loader). 0 with buf
+ * filled, -ENOENT when it needs none, or -errno. */
+int hook_file_interpreter(const struct hook_file *f, char *buf, size_t n);
 
 enum hook_outcome {
 	HOOK_PENDING,    /* not yet run (or interrupted by a crash: runs again) */
@@ -111,6 +116,10 @@ struct hook_result {
 	uint64_t output_bytes;       /* bytes read from the hook in total */
 	int exec_errno;              /* why execve failed (exit 127), else 0 */
 	int start_errno;             /* why it could not be started, else 0 */
+	/* Why it did not get to run, in words, else "": "cannot execute: No
+	 * such file or directory (interpreter '/usr/bin/python9')", "could not
+	 * be set up: setsid: ...", "refused at its start: group-writable". */
+	char exec_detail[HOOK_DETAIL_MAX];
 };
 
 const char *hook_outcome_to_string(enum hook_outcome o);

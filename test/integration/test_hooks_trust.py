@@ -141,6 +141,19 @@ def test_daemon_runs_no_untrusted_hook(ctx):
     check([h["name"] for h in st["event"]["hooks"]] == ["50-good"], "status hooks %r" % st["event"]["hooks"])
 
 
+def release(fifo):
+    """Lets a hook blocked in `read x < fifo` go on."""
+    def go():
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return False   # ENXIO: the hook has not opened it yet
+        os.write(fd, b"go\n")
+        os.close(fd)
+        return True
+    wait_for(go, what="the first hook reading the fifo")
+
+
 def test_file_swapped_after_the_scan_does_not_run(ctx):
     """The plan keeps the files it checked open, and runs those: a file
     renamed over a hook after the scan does not run, the checked one does;
@@ -161,15 +174,7 @@ def test_file_swapped_after_the_scan_does_not_run(ctx):
     os.rename(evil, second)
     os.chmod(third, 0o775)
 
-    def release():
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            return False   # ENXIO: the hook has not opened it yet
-        os.write(fd, b"go\n")
-        os.close(fd)
-        return True
-    wait_for(release, what="the first hook reading the fifo")
+    release(fifo)
     wait_for(lambda: approvals_for(sim, eid), what="approval")
     check(ctx.recorded() == ["second original /dev/fd/3 %s" % second], "ran: %r" % ctx.recorded())
     a.wait_log(r"hook '30-third' refused at its start: group-writable, not run")
@@ -263,3 +268,33 @@ def test_grace_comes_out_of_the_budget(ctx):
     st = json.loads(ctx.http_get("/v1/status")[1])
     results = [(h["name"], h["result"]) for h in st["event"]["hooks"]]
     check(results == [("10-stubborn", "timeout"), ("20-next", "ok")], "results %r" % results)
+
+
+def test_exec_error_is_logged_with_the_interpreter(ctx):
+    """A hook whose interpreter goes away after the scan fails to execute:
+    the log says why, naming the interpreter, and the chain goes on."""
+    sim = ctx.start_sim()
+    ready = os.path.join(ctx.out, "ready")
+    fifo = os.path.join(ctx.out, "go")
+    os.mkfifo(fifo)
+    interp = os.path.join(ctx.hook_dir, "mysh")
+    with open("/bin/sh", "rb") as f:
+        write(interp, f.read())
+    script(os.path.join(ctx.hooks, "10-first"), "touch %s\nread x < %s" % (ready, fifo))
+    write(os.path.join(ctx.hooks, "20-needs-mysh"), b"#!%s\necho never >> %s\n"
+          % (interp.encode(), ctx.record.encode()))
+    recorder(ctx, os.path.join(ctx.hooks, "30-after"))
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: os.path.exists(ready), what="the first hook running")
+    os.unlink(interp)
+    release(fifo)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    check(ctx.recorded() == ["30-after ran"], "ran: %r" % ctx.recorded())
+    a.wait_log(r"hook '20-needs-mysh' cannot execute: No such file or directory \(interpreter '%s'\)"
+               % interp)
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    results = [(h["name"], h["result"]) for h in st["event"]["hooks"]]
+    check(results == [("10-first", "ok"), ("20-needs-mysh", "failed"), ("30-after", "ok")],
+          "results %r" % results)

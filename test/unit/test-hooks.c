@@ -1809,14 +1809,13 @@ static void test_run_what_was_checked(void **state)
 	free(open_dir);
 }
 
-static void exec_case(const char *dir, const char *name, int want_errno, const char *want_log,
-		      const char *not_logged)
+static void exec_case(const char *dir, const char *name, bool script, int want_errno, const char *want_detail)
 {
 	struct hook_file file = { 0 };
 	struct hook_run_params p;
 	struct capture cap;
 	struct trun t;
-	char *logged;
+	char *logged, *want;
 
 	/* Opened here, past the scan's checks, as a file whose
 	 * interpreter went after the scan would be. */
@@ -1824,7 +1823,7 @@ static void exec_case(const char *dir, const char *name, int want_errno, const c
 	(void)strscpy(file.name, sizeof(file.name), name);
 	file.fd = open(file.path, O_PATH | O_CLOEXEC);
 	assert_true(file.fd >= 0);
-	file.script = true;
+	file.script = script;
 	trun_init(&t);
 	trun_params(&t, &p, dir, name);
 	p.file = &file;
@@ -1836,18 +1835,61 @@ static void exec_case(const char *dir, const char *name, int want_errno, const c
 	assert_int_equal(t.res.exit_status, 127);
 	assert_int_equal(t.res.term_signal, 0);
 	assert_int_equal(t.res.exec_errno, want_errno);
+	assert_string_equal(t.res.exec_detail, want_detail);
 	assert_int_equal(t.res.n_output, 0);
 	assert_int_equal(t.res.output_bytes, 0);
-	assert_contains(logged, want_log);
-	if (not_logged)
-		assert_null(strstr(logged, not_logged));
+	want = xasprintf("[ev-1234 %s] hook '%s' %s\n", name, name, want_detail);
+	assert_contains(logged, want);
+	free(want);
 	free(logged);
 	trun_done(&t);
 }
 
+/* /bin/true with its program interpreter's path changed to one that does
+ * not exist; false when it has none this test knows. */
+static bool elf_bad_loader(const char *dir, const char *name, char *ret_loader, size_t n)
+{
+	char *path = xasprintf("%s/%s", dir, name), *bin, *hit;
+	struct stat st;
+	bool found;
+
+	assert_int_equal(stat("/bin/true", &st), 0);
+	bin = xmalloc((size_t)st.st_size + 1);
+	{
+		int fd = open("/bin/true", O_RDONLY | O_CLOEXEC);
+
+		assert_int_equal(read(fd, bin, (size_t)st.st_size), st.st_size);
+		close(fd);
+	}
+	bin[st.st_size] = '\0';
+	hit = memmem(bin, (size_t)st.st_size, "/lib64/ld-", 10);
+	if (!hit)
+		hit = memmem(bin, (size_t)st.st_size, "/lib/ld-", 8);
+	found = hit != NULL;
+	if (found) {
+		memcpy(hit, "/nox", 4);
+		(void)strscpy(ret_loader, n, hit);
+		write_mode(path, "", 0755);
+		{
+			int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+			assert_int_equal(write_all(fd, bin, (size_t)st.st_size), 0);
+			close(fd);
+		}
+	}
+	free(bin);
+	free(path);
+	return found;
+}
+
+/* A file past the scan's checks that still cannot be executed (its
+ * interpreter went away after the scan, say): it ends as failed with exit
+ * 127, and the result and the log say why, the interpreter named. */
 static void test_run_exec_failure(void **state)
 {
-	char *dir = tpath("execfail"), *f;
+	char *dir = tpath("execfail"), *f, *interp = tpath("execfail-interp"), *want;
+	unsigned char sparc[2] = { 43, 0 };
+	char loader[PATH_MAX];
 
 	assert_int_equal(mkdir(dir, 0755), 0);
 	f = xasprintf("%s/20-badinterp", dir);
@@ -1856,12 +1898,28 @@ static void test_run_exec_failure(void **state)
 	f = xasprintf("%s/40-garbage", dir);
 	write_mode(f, "\x01\x02 not a script, not ELF\n", 0755);
 	free(f);
+	write_mode(interp, "#!/bin/sh\n", 0644);
+	f = xasprintf("%s/50-noexec-interp", dir);
+	want = xasprintf("#!%s\n", interp);
+	write_mode(f, want, 0755);
+	free(want);
+	free(f);
+	elf_copy(dir, "60-foreign", 18, sparc, 2);
 
-	exec_case(dir, "20-badinterp", ENOENT,
-		  "hook '20-badinterp' cannot be executed: No such file or directory "
-		  "(interpreter '/nonexistent/interpreter')\n", NULL);
-	exec_case(dir, "40-garbage", ENOEXEC,
-		  "hook '40-garbage' cannot be executed: Exec format error\n", NULL);
+	exec_case(dir, "20-badinterp", true, ENOENT,
+		  "cannot execute: No such file or directory (interpreter '/nonexistent/interpreter')");
+	exec_case(dir, "40-garbage", true, ENOEXEC, "cannot execute: Exec format error");
+	want = xasprintf("cannot execute: Permission denied (interpreter '%s')", interp);
+	exec_case(dir, "50-noexec-interp", true, EACCES, want);
+	free(want);
+	/* Not the loader's fault: no interpreter named. */
+	exec_case(dir, "60-foreign", false, ENOEXEC, "cannot execute: Exec format error");
+	if (elf_bad_loader(dir, "70-no-loader", loader, sizeof(loader))) {
+		want = xasprintf("cannot execute: No such file or directory (interpreter '%s')", loader);
+		exec_case(dir, "70-no-loader", false, ENOENT, want);
+		free(want);
+	}
+	free(interp);
 	free(dir);
 }
 
