@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -530,10 +531,10 @@ static const char *elf_fault(const unsigned char *head, size_t k, char *why, siz
 #endif
 }
 
-/* Whether the kernel can execute the file: a "#!" line naming an
- * interpreter that exists and is executable, or an ELF executable for this
- * host; anything else fails with ENOEXEC or ENOENT at the moment it
- * matters. NULL when it can (or the file cannot be read, which the kernel
+/* Whether the kernel can execute the file: on a file system not mounted
+ * noexec, a "#!" line naming an interpreter that exists and is executable,
+ * or an ELF executable for this host; anything else fails with ENOEXEC,
+ * ENOENT or EACCES at the moment it matters. NULL when it can (or the file cannot be read, which the kernel
  * does not need for a binary), else why not, in why or static. Sets
  * *ret_script when the descriptor must stay open across the exec. */
 static const char *exec_fault(int fd, struct interp_cache *cache, bool *ret_script, char *why, size_t n)
@@ -543,7 +544,11 @@ static const char *exec_fault(int fd, struct interp_cache *cache, bool *ret_scri
 	int flags = fcntl(fd, F_GETFL);
 	ssize_t k;
 
+	struct statvfs sv;
+
 	*ret_script = true;
+	if (fstatvfs(fd, &sv) == 0 && (sv.f_flag & ST_NOEXEC))
+		return "on a file system mounted noexec";
 	if (flags < 0 || (flags & O_PATH))
 		return NULL;
 	do

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -790,6 +791,21 @@ static void test_scan_exec_formats(void **state)
 	assert_skip(&plan, dir, "42-elf-rel", "ELF file that is not an executable");
 	assert_int_equal(plan.n_skips, 8);
 	hook_plan_done(&plan);
+
+	/* A file system mounted noexec. */
+	free(dir);
+	dir = tpath("formats-noexec");
+	assert_int_equal(mkdir(dir, 0755), 0);
+	if (mount("spot-test", dir, "tmpfs", MS_NOEXEC, "mode=0755") < 0) {
+		fprintf(stderr, "test-hooks: cannot mount a tmpfs (%s), skipping the noexec case\n",
+			strerror(errno));
+	} else {
+		write_hook(dir, "10-sh", "exit 0");
+		assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+		assert_only_skip(&plan, dir, "10-sh", "on a file system mounted noexec");
+		hook_plan_done(&plan);
+		assert_int_equal(umount(dir), 0);
+	}
 	free(interp);
 	free(dir);
 }
