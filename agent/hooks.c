@@ -700,8 +700,8 @@ static _child_ int child_main(void *userdata)
 {
 	static const uint64_t none = 0;
 	/* All zeros is SIG_DFL in every layout of the kernel's struct
-	 * sigaction. */
-	static const unsigned long dfl[4] = { 0 };
+	 * sigaction, which glibc's is larger than. */
+	static const struct sigaction dfl;
 	struct child_args *a = userdata;
 	long in, out, ex;
 
@@ -723,7 +723,7 @@ static _child_ int child_main(void *userdata)
 	 * everything around the clone) emptied. */
 	for (int sig = 1; sig < _NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)syscall(SYS_rt_sigaction, sig, dfl, NULL, (size_t)KERNEL_SIGSET_SIZE);
+			(void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, (size_t)KERNEL_SIGSET_SIZE);
 	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, (size_t)KERNEL_SIGSET_SIZE) < 0)
 		child_fail(a, "sigprocmask");
 	if (syscall(SYS_chdir, "/") < 0)
