@@ -33,6 +33,7 @@ void chain_done(struct chain *c)
 	if (!c)
 		return;
 	release_run(c);
+	hook_plan_done(&c->plan);
 	free(c->skips_signature);
 	c->skips_signature = NULL;
 }
@@ -44,16 +45,20 @@ void chain_log_skips(const struct hook_plan *plan, char **signature)
 
 	for (size_t i = 0; i < plan->n_skips; i++)
 		len += strlen(plan->skips[i].path) + strlen(plan->skips[i].reason) + 2;
+	len += 24;
 	sig = p = xmalloc(len);
 	*p = '\0';
 	for (size_t i = 0; i < plan->n_skips; i++)
 		p += snprintf(p, len - (size_t)(p - sig), "%s\n%s\n", plan->skips[i].path, plan->skips[i].reason);
+	(void)snprintf(p, len - (size_t)(p - sig), "%zu\n", plan->n_skips_dropped);
 	if (*signature && strcmp(*signature, sig) == 0) {
 		free(sig);
 		return;
 	}
 	for (size_t i = 0; i < plan->n_skips; i++)
 		log_warning("hooks: skipping '%s': %s", plan->skips[i].path, plan->skips[i].reason);
+	if (plan->n_skips_dropped > 0)
+		log_warning("hooks: skipping %zu more files, not listed", plan->n_skips_dropped);
 	free(*signature);
 	*signature = sig;
 }
@@ -82,6 +87,9 @@ static void scan(struct chain *c, const struct engine_action *a)
 	struct hook_plan plan = { 0 };
 	int r = hooks_scan(c->cfg->hooks_dir, c->cfg->hooks_lib_dir, &plan);
 
+	/* A hook not in the new plan (the directories could not be read) is
+	 * opened and checked when it starts. */
+	hook_plan_done(&c->plan);
 	if (r < 0) {
 		log_event(LOG_ERR, a->id, "hooks: cannot read '%s' or '%s': %s, %s", c->cfg->hooks_dir,
 			  c->cfg->hooks_lib_dir ? c->cfg->hooks_lib_dir : "", strerror(-r),
@@ -89,15 +97,28 @@ static void scan(struct chain *c, const struct engine_action *a)
 		engine_hooks_scanned(c->engine, a->id, NULL, now_usec(CLOCK_REALTIME));
 	} else {
 		chain_log_skips(&plan, &c->skips_signature);
-		engine_hooks_scanned(c->engine, a->id, &plan, now_usec(CLOCK_REALTIME));
+		c->plan = plan;
+		engine_hooks_scanned(c->engine, a->id, &c->plan, now_usec(CLOCK_REALTIME));
 	}
-	hook_plan_done(&plan);
+}
+
+/* The plan's checked file for the record's hook h, or NULL. */
+static const struct hook_file *planned_file(const struct chain *c, const struct hook_result *h)
+{
+	for (size_t i = 0; i < c->plan.n_hooks; i++) {
+		const struct hook_file *f = &c->plan.hooks[i];
+
+		if (f->fd >= 0 && strcmp(f->name, h->name) == 0 && strcmp(f->path, h->path) == 0)
+			return f;
+	}
+	return NULL;
 }
 
 static void start(struct chain *c, const struct engine_action *a)
 {
 	struct event_record *r = state_find(c->state, a->id);
 	struct hook_run_params p = { 0 };
+	char why[HOOK_SKIP_REASON_MAX];
 	struct hook_result *h;
 	int k;
 
@@ -115,6 +136,9 @@ static void start(struct chain *c, const struct engine_action *a)
 	p.event = c->event;
 	p.name = h->name;
 	p.path = h->path;
+	p.file = planned_file(c, h);
+	p.why = why;
+	p.why_size = sizeof(why);
 	p.event_id = r->ev.id;
 	p.stdin_json = c->run_stdin;
 	p.env = c->run_env;
@@ -124,8 +148,16 @@ static void start(struct chain *c, const struct engine_action *a)
 	k = hook_run_start(&p, &c->run);
 	if (k < 0) {
 		c->run = NULL;
-		log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' could not start: %s, %s", h->name,
-			 strerror(-k), engine_start_error_retried(-k) ? "could not start, retrying" : "not run");
+		if (k == -EPERM && why[0]) {
+			log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' refused at its start: %s, not run",
+				 h->name, why);
+			/* Cut to fit when it must. */
+			if (snprintf(h->exec_detail, sizeof(h->exec_detail), "refused at its start: %s", why) < 0)
+				h->exec_detail[0] = '\0';
+		} else
+			log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' could not start: %s, %s", h->name,
+				 strerror(-k), engine_start_error_retried(-k) ? "could not start, retrying" :
+										 "not run");
 		release_run(c);
 		engine_hook_start_failed(c->engine, -k, now_usec(CLOCK_REALTIME));
 		return;

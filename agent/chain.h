@@ -28,6 +28,9 @@ struct chain {
 	void (*after_input)(void *userdata);
 	void *userdata;
 
+	/* The last scan's plan, kept until the next scan: its descriptors are
+	 * the files that were checked, and what the chain's hooks run. */
+	struct hook_plan plan;
 	struct hook_run *run;        /* the running hook, NULL none */
 	char run_id[EVENT_ID_MAX];
 	char *run_stdin;

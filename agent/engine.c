@@ -748,6 +748,7 @@ void engine_hook_ended(struct engine *e, struct hook_result *res, uint64_t now)
 		h->term_signal = res->term_signal;
 		h->timed_out = res->timed_out;
 		h->exec_errno = res->exec_errno;
+		(void)strscpy(h->exec_detail, sizeof(h->exec_detail), res->exec_detail);
 		h->start_errno = 0;
 		if (res->start_wall_usec)
 			h->start_wall_usec = res->start_wall_usec;

@@ -1,8 +1,8 @@
 /* hooks.c - the hook runner: runs one hook on the caller's sd-event loop
- * (fork/exec into a clean session, the event on stdin, output to the log,
- * the budget enforced) and reports its end only once nothing it started is
- * alive: its process group, and every process the agent adopted, which
- * hooktree.c finds and kills. Which hook runs when is the engine's. It
+ * (a vfork-style clone and exec into a clean session, the event on stdin,
+ * output to the log, the budget enforced) and reports its end only once
+ * nothing it started is alive: its process group, and every process the
+ * agent adopted, which hooktree.c finds and kills. Which hook runs when is the engine's. It
  * never blocks the loop, except for a bounded wait for processes it has
  * just SIGKILLed on the free path, and it walks /proc only when a hook did
  * leave something behind. */
@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -183,7 +184,9 @@ struct hook_run {
 	char *stdin_json;
 	size_t stdin_len;
 	size_t stdin_off;
-	uint64_t kill_grace_usec;
+	uint64_t kill_grace_usec;        /* SIGTERM -> SIGKILL */
+	uint64_t kill_at_mono_usec;      /* the end of the budget, USEC_INFINITY none */
+	uint64_t term_grace_usec;        /* SIGTERM -> SIGKILL, as it was set */
 	hook_run_ended ended;
 	void *userdata;
 
@@ -198,7 +201,10 @@ struct hook_run {
 	sd_event_source *stdin_source;
 	int out_fd;                      /* stdout and stderr share one pipe */
 	sd_event_source *out_source;
-	int exec_fd;                     /* execve's errno, or EOF when it worked */
+	int spawn_errno;                 /* why the child failed before its exec, or
+					  * the exec itself, else 0 */
+	const char *spawn_step;          /* where: "execveat", "setsid", ...; static */
+	char spawn_detail[HOOK_DETAIL_MAX]; /* both in words */
 	char line[HOOK_LINE_MAX + 1];
 	size_t line_len;
 	uint64_t logged_bytes;
@@ -408,12 +414,18 @@ static void begin_kill(struct hook_run *run)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
 
+	uint64_t kill_at = now + run->kill_grace_usec;
+
+	/* SIGKILL by the end of the budget at the latest. */
+	if (kill_at > run->kill_at_mono_usec)
+		kill_at = run->kill_at_mono_usec > now ? run->kill_at_mono_usec : now;
 	run->term_sent = true;
+	run->term_grace_usec = kill_at - now;
 	run->res.timed_out = true;
 	log_hook(LOG_WARNING, run->event_id, run->res.name, "hook '%s' timed out after %.1f s, killing",
 		 run->res.name, usec_to_sec(now - run->start_mono_usec));
 	signal_run(run, SIGTERM);
-	if (arm_timer(run, &run->timer_source, now + run->kill_grace_usec, on_timer) < 0)
+	if (arm_timer(run, &run->timer_source, kill_at, on_timer) < 0)
 		signal_run(run, SIGKILL);  /* cannot wait for the grace */
 }
 
@@ -427,7 +439,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	}
 	log_hook(LOG_WARNING, run->event_id, run->res.name,
 		 "hook '%s' still running %.1f s after SIGTERM, sending SIGKILL",
-		 run->res.name, usec_to_sec(run->kill_grace_usec));
+		 run->res.name, usec_to_sec(run->term_grace_usec));
 	signal_run(run, SIGKILL);
 	return 0;
 }
@@ -439,48 +451,35 @@ void hook_run_kill(struct hook_run *run)
 	begin_kill(run);
 }
 
-/* The interpreter a "#!" line names, when it does not exist; else "". */
-static void missing_interpreter(const char *path, char *buf, size_t n)
+/* Why the child did not get to run the hook, in words, from the errno and
+ * the step the child reported. */
+static void spawn_detail(const struct hook_file *f, int err, const char *step, char *buf, size_t n)
 {
-	char head[256];
-	struct stat st;
-	ssize_t k;
-	size_t i = 2, j = 0;
-	int fd;
+	char interp[PATH_MAX];
 
-	buf[0] = '\0';
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	k = fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) ? read(fd, head, sizeof(head) - 1) : -1;
-	close(fd);
-	if (k < 2 || head[0] != '#' || head[1] != '!')
-		return;
-	head[k] = '\0';
-	while (head[i] == ' ' || head[i] == '\t')
-		i++;
-	while (head[i] && !strchr(" \t\r\n", head[i]) && j < n - 1)
-		buf[j++] = head[i++];
-	buf[j] = '\0';
-	if (j == 0 || access(buf, F_OK) >= 0)
-		buf[0] = '\0';
+	int k;
+
+	if (strcmp(step, "execveat") != 0)
+		k = snprintf(buf, n, "could not be set up: %s: %s", step, strerror(err));
+	else if ((err == ENOENT || (f->script && (err == EACCES || err == ENOEXEC))) &&
+		 hook_file_interpreter(f, interp, sizeof(interp)) >= 0)
+		k = snprintf(buf, n, "cannot execute: %s (interpreter '%s')", strerror(err), interp);
+	else
+		k = snprintf(buf, n, "cannot execute: %s", strerror(err));
+	if (k < 0)
+		buf[0] = '\0';  /* cut to fit otherwise */
 }
 
 static void log_end(struct hook_run *run)
 {
 	const struct hook_result *r = &run->res;
 	const char *suffix = r->timed_out ? " (timed out)" :
-			     r->exit_status == 127 ? " (a command was not found, or the hook could not be set up)" : "";
+			     r->exit_status == 127 ? " (a command was not found)" : "";
 	char sig[32];
 
-	if (r->exec_errno) {
-		char interp[PATH_MAX];
-
-		missing_interpreter(r->path, interp, sizeof(interp));
-		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' cannot be executed: %s%s%s%s",
-			 r->name, strerror(r->exec_errno), interp[0] ? " (interpreter '" : "",
-			 interp, interp[0] ? "')" : "");
-	} else if (r->term_signal > 0)
+	if (r->exec_detail[0])
+		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' %s", r->name, r->exec_detail);
+	else if (r->term_signal > 0)
 		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' killed by %s after %.2f s%s",
 			 r->name, signal_name(r->term_signal, sig, sizeof(sig)),
 			 usec_to_sec(r->duration_usec), suffix);
@@ -520,7 +519,6 @@ static void finish(struct hook_run *run)
 	flush_output(run);
 	close_source(&run->out_source, &run->out_fd);
 	close_source(&run->stdin_source, &run->stdin_fd);
-	close_fd(&run->exec_fd);
 	/* A hook killed for its timeout took its children with it; one that
 	 * ended by itself should not have left any. */
 	if (run->left.n > 0 && !run->res.timed_out)
@@ -616,7 +614,6 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 {
 	struct hook_run *run = userdata;
 	struct hook_result *r = &run->res;
-	int err = 0;
 
 	if (si->si_code == CLD_EXITED) {
 		r->exit_status = si->si_status;
@@ -630,12 +627,11 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 	close_source(&run->timer_source, NULL);
 	close_source(&run->stdin_source, &run->stdin_fd);
 
-	/* The exec error pipe is complete by now: the child wrote execve's
-	 * errno before it exited, or the exec closed the pipe (EOF). */
-	if (run->exec_fd >= 0 && read(run->exec_fd, &err, sizeof(err)) == (ssize_t)sizeof(err) &&
-	    err > 0 && r->exit_status == 127)
-		r->exec_errno = err;
-	close_fd(&run->exec_fd);
+	if (run->spawn_errno && r->exit_status == 127) {
+		if (strcmp(run->spawn_step, "execveat") == 0)
+			r->exec_errno = run->spawn_errno;
+		(void)strscpy(r->exec_detail, sizeof(r->exec_detail), run->spawn_detail);
+	}
 
 	if (r->timed_out)
 		r->outcome = HOOK_TIMEOUT;
@@ -665,60 +661,113 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 }
 
 struct child_args {
-	int in_fd, out_fd, err_fd;
+	int in_fd, out_fd;
+	int exec_fd;                 /* the checked hook file */
+	bool keep_exec_fd;           /* a script: its interpreter reads /dev/fd/3 */
 	char *const *argv;
 	char *const *envp;
 	int max_fd;
 	pid_t agent_pid;
+	/* Written by the child, read by the agent once the child has
+	 * exec'd or exited (they share memory until then): why it failed,
+	 * and at which step. 0 when the exec worked. */
+	int err;
+	const char *step;
 };
 
-/* Runs in the forked child: only async-signal-safe calls from here on. */
-static _Noreturn void child_exec(const struct child_args *a)
+/* The child runs on this stack from clone until its exec, while the agent
+ * waits (CLONE_VFORK); one spawn at a time, and only a few hundred bytes
+ * of it are used. */
+#define CHILD_STACK_SIZE (64 * 1024)
+static _Alignas(64) unsigned char child_stack[CHILD_STACK_SIZE];
+
+/* The kernel's sigset_t: 64 signals. */
+#define KERNEL_SIGSET_SIZE 8
+
+#define _child_ __attribute__((no_sanitize("address", "undefined"), noinline))
+
+static _child_ _Noreturn void child_fail(struct child_args *a, const char *step)
 {
-	struct sigaction sa;
-	sigset_t none;
-	int in, out, err, e;
+	a->err = errno;
+	a->step = step;
+	_exit(127);
+}
+
+/* The child, sharing the agent's memory until it execs: nothing here may
+ * allocate, lock or touch what the agent uses, so it makes raw system
+ * calls only (no sanitizer either, whose run-time expects its own stacks). */
+static _child_ int child_main(void *userdata)
+{
+	static const uint64_t none = 0;
+	/* All zeros is SIG_DFL in every layout of the kernel's struct
+	 * sigaction, which glibc's is larger than. */
+	static const struct sigaction dfl;
+	struct child_args *a = userdata;
+	long in, out, ex;
 
 	/* No cgroup to join: the child was born in the hooks' cgroup, where
 	 * the agent lives (hooks_tree_setup). */
-	if (setsid() < 0)
-		_exit(127);
+	if (syscall(SYS_setsid) < 0)
+		child_fail(a, "setsid");
 	/* A hook must not outlive a crashed agent: the restarted agent runs
 	 * it again (it never completed), and two copies must never overlap.
 	 * The check after prctl closes the race with an agent already gone. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != a->agent_pid)
-		_exit(127);
-	/* The raw system call, because glibc refuses to touch the two signals
-	 * it reserves (32, 33) and an ignored disposition there would
-	 * otherwise be inherited. All zeros is SIG_DFL in every layout of
-	 * the kernel's struct sigaction. */
-	memset(&sa, 0, sizeof(sa));
+	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		child_fail(a, "prctl");
+	if (syscall(SYS_getppid) != a->agent_pid) {
+		errno = ESRCH;
+		child_fail(a, "getppid");
+	}
+	/* Every disposition back to the default, the two signals glibc
+	 * reserves (32, 33) included, and then the mask (the agent blocked
+	 * everything around the clone) emptied. */
 	for (int sig = 1; sig < _NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)syscall(SYS_rt_sigaction, sig, &sa, NULL, (size_t)(_NSIG - 1) / 8);
-	sigemptyset(&none);
-	(void)sigprocmask(SIG_SETMASK, &none, NULL);
-	if (chdir("/") < 0)
-		_exit(127);
+			(void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, (size_t)KERNEL_SIGSET_SIZE);
+	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, (size_t)KERNEL_SIGSET_SIZE) < 0)
+		child_fail(a, "sigprocmask");
+	if (syscall(SYS_chdir, "/") < 0)
+		child_fail(a, "chdir");
 
-	/* Move the pipe ends above 2 first: one of them may be 0, 1 or 2
-	 * when the agent runs without standard streams. The exec error pipe
-	 * ends up at 3, close-on-exec, and everything above it is closed. */
-	in = fcntl(a->in_fd, F_DUPFD_CLOEXEC, 3);
-	out = fcntl(a->out_fd, F_DUPFD_CLOEXEC, 3);
-	err = fcntl(a->err_fd, F_DUPFD_CLOEXEC, 3);
-	if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-		_exit(127);
-	if (err != 3 && dup3(err, 3, O_CLOEXEC) < 0)
-		_exit(127);
-	if (close_range(4, ~0U, 0) < 0)
+	/* Move the descriptors above 3 first: one of them may be 0 to 3
+	 * when the agent runs without standard streams. The hook's file
+	 * ends up at 3 (open across the exec for a script, whose interpreter
+	 * is handed /dev/fd/3), and everything above it is closed. */
+	in = syscall(SYS_fcntl, a->in_fd, F_DUPFD_CLOEXEC, 4);
+	out = syscall(SYS_fcntl, a->out_fd, F_DUPFD_CLOEXEC, 4);
+	ex = syscall(SYS_fcntl, a->exec_fd, F_DUPFD_CLOEXEC, 4);
+	if (in < 0 || out < 0 || ex < 0 || syscall(SYS_dup3, in, 0, 0) < 0 ||
+	    syscall(SYS_dup3, out, 1, 0) < 0 || syscall(SYS_dup3, out, 2, 0) < 0 ||
+	    syscall(SYS_dup3, ex, 3, a->keep_exec_fd ? 0 : O_CLOEXEC) < 0)
+		child_fail(a, "dup3");
+	if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
 		for (int fd = 4; fd < a->max_fd; fd++)
-			(void)close(fd);
+			(void)syscall(SYS_close, fd);
 
-	execve(a->argv[0], a->argv, a->envp);
+	(void)syscall(SYS_execveat, 3, "", a->argv, a->envp, AT_EMPTY_PATH);
+	child_fail(a, "execveat");
+}
+
+/* Starts the child like vfork: it shares the agent's memory and the agent
+ * waits until it has exec'd or exited, so nothing is copied (a fork's
+ * page tables are most of a spawn's cost), and a failed exec's errno is
+ * in *a when this returns. Every signal is blocked meanwhile, so that no
+ * handler of the agent's runs in the child. Returns the pid or -errno. */
+static pid_t spawn(struct child_args *a)
+{
+	static const uint64_t all = UINT64_MAX;
+	uint64_t old;
+	pid_t pid;
+	int e;
+
+	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, (size_t)KERNEL_SIGSET_SIZE) < 0)
+		return -errno;
+	a->err = 0;
+	a->step = NULL;
+	pid = clone(child_main, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, a);
 	e = errno;
-	(void)!write(3, &e, sizeof(e));
-	_exit(127);
+	(void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, (size_t)KERNEL_SIGSET_SIZE);
+	return pid < 0 ? -e : pid;
 }
 
 static int set_nonblock(int fd)
@@ -768,7 +817,6 @@ static void run_release(struct hook_run *run)
 	close_source(&run->end_source, NULL);
 	close_source(&run->out_source, &run->out_fd);
 	close_source(&run->stdin_source, &run->stdin_fd);
-	close_fd(&run->exec_fd);
 	hook_result_done(&run->res);
 	hooktree_pidset_done(&run->left);
 	sd_event_unref(run->event);
@@ -793,9 +841,9 @@ void hook_run_free(struct hook_run *run)
 	run_release(run);
 }
 
-/* The environment of the hook: the base one without any SPOT_HOOK_TIMEOUT,
- * then that variable for this budget. Frees with strv_free. */
-static char **run_env(char **base, uint64_t budget_usec)
+/* The environment of the hook: the base one without any SPOT_HOOK_TIMEOUT
+ * or SPOT_HOOK_PATH, then those two for this run. Frees with strv_free. */
+static char **run_env(char **base, uint64_t budget_usec, const char *path)
 {
 	uint64_t secs = budget_usec == USEC_INFINITY ? 0 : budget_usec / USEC_PER_SEC;
 	size_t n = 0, k = 0;
@@ -805,18 +853,23 @@ static char **run_env(char **base, uint64_t budget_usec)
 		secs = 1;
 	while (base && base[n])
 		n++;
-	v = xcalloc(n + 2, sizeof(char *));
+	v = xcalloc(n + 3, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(base[i], "SPOT_HOOK_TIMEOUT=", 18) != 0)
+		if (strncmp(base[i], "SPOT_HOOK_TIMEOUT=", 18) != 0 &&
+		    strncmp(base[i], "SPOT_HOOK_PATH=", 15) != 0)
 			v[k++] = xstrdup(base[i]);
 	v[k++] = xasprintf("SPOT_HOOK_TIMEOUT=%llu", (unsigned long long)secs);
+	v[k++] = xasprintf("SPOT_HOOK_PATH=%s", path);
 	v[k] = NULL;
 	return v;
 }
 
 int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 {
-	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
+	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 };
+	struct hook_file own = { .fd = -1 };
+	const struct hook_file *file = p ? p->file : NULL;
+	const char *path = p ? p->path ? p->path : file ? file->path : NULL : NULL;
 	struct child_args a = { 0 };
 	struct hook_run *run;
 	char *argv[2] = { NULL, NULL };
@@ -825,10 +878,22 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	uint64_t now;
 	int k;
 
-	if (!p || !p->event || !p->path || !p->ended || !ret)
+	if (!p || !p->event || !path || !p->ended || !ret)
 		return -EINVAL;
 	if (active_run)
 		return -EBUSY;
+	if (p->why && p->why_size)
+		p->why[0] = '\0';
+	/* What runs is the descriptor checked here: a file renamed over the
+	 * path from now on changes nothing. */
+	if (file) {
+		k = hook_file_recheck(file, p->why, p->why_size);
+	} else {
+		k = hooks_open(path, p->name, &own, p->why, p->why_size);
+		file = &own;
+	}
+	if (k < 0)
+		return k;
 	k = ensure_sigchld_blocked();
 	if (k < 0)
 		return k;
@@ -842,54 +907,60 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 
 	run = xcalloc(1, sizeof(*run));
 	run->event = sd_event_ref(p->event);
-	hook_result_init(&run->res, p->name ? p->name : p->path, p->path);
+	hook_result_init(&run->res, p->name ? p->name : path, path);
 	run->res.budget_usec = p->budget_usec;
 	run->event_id = xstrdup(p->event_id ? p->event_id : "");
 	run->stdin_json = xstrdup(p->stdin_json ? p->stdin_json : "");
 	run->stdin_len = strlen(run->stdin_json);
 	run->kill_grace_usec = p->kill_grace_usec ? p->kill_grace_usec : HOOK_KILL_GRACE_USEC;
+	run->kill_at_mono_usec = USEC_INFINITY;
 	run->ended = p->ended;
 	run->userdata = p->userdata;
-	run->stdin_fd = run->out_fd = run->exec_fd = -1;
+	run->stdin_fd = run->out_fd = -1;
 
-	envp = run_env(p->env, p->budget_usec);
+	envp = run_env(p->env, p->budget_usec, path);
 	argv[0] = run->res.path;
 	max_fd = sysconf(_SC_OPEN_MAX);
 	if (max_fd < 0 || max_fd > 65536)
 		max_fd = 65536;
 
-	if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0 ||
-	    pipe2(err_pipe, O_CLOEXEC) < 0) {
+	if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0) {
 		k = -errno;
 		goto fail;
 	}
 	k = set_nonblock(in_pipe[1]);
 	if (k >= 0)
 		k = set_nonblock(out_pipe[0]);
-	if (k >= 0)
-		k = set_nonblock(err_pipe[0]);
 	if (k < 0)
 		goto fail;
 
 	a = (struct child_args){
-		.in_fd = in_pipe[0], .out_fd = out_pipe[1], .err_fd = err_pipe[1],
+		.in_fd = in_pipe[0], .out_fd = out_pipe[1],
+		.exec_fd = file->fd, .keep_exec_fd = file->script,
 		.argv = argv, .envp = envp, .max_fd = (int)max_fd, .agent_pid = getpid(),
 	};
 	now = now_usec(CLOCK_MONOTONIC);
 	run->start_mono_usec = now;
 	run->res.start_wall_usec = now_usec(CLOCK_REALTIME);
-	run->pid = fork();
+	run->pid = spawn(&a);
 	if (run->pid < 0) {
-		k = -errno;
+		k = run->pid;
 		goto fail;
 	}
-	if (run->pid == 0)
-		child_exec(&a);
+	/* The child has exec'd or exited by now. */
+	run->spawn_errno = a.err;
+	run->spawn_step = a.step;
+	if (a.err)
+		spawn_detail(file, a.err, a.step, run->spawn_detail, sizeof(run->spawn_detail));
+	/* The child's ends are the child's: kept here, they would leak, and
+	 * the output pipe would never see its end. */
+	close_fd(&in_pipe[0]);
+	close_fd(&out_pipe[1]);
+	close_fd(&own.fd);
 
 	run->stdin_fd = in_pipe[1];
 	run->out_fd = out_pipe[0];
-	run->exec_fd = err_pipe[0];
-	in_pipe[1] = out_pipe[0] = err_pipe[0] = -1;
+	in_pipe[1] = out_pipe[0] = -1;
 
 	k = sd_event_add_child(run->event, &run->child_source, run->pid, WEXITED, on_child_exit, run);
 	if (k >= 0) {
@@ -900,8 +971,16 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 		k = sd_event_add_io(run->event, &run->stdin_source, run->stdin_fd, EPOLLOUT, on_stdin, run);
 	else if (k >= 0)
 		close_fd(&run->stdin_fd);
-	if (k >= 0 && p->budget_usec != USEC_INFINITY)
-		k = arm_timer(run, &run->timer_source, now + p->budget_usec, on_timer);
+	/* The grace comes out of the budget: SIGTERM a grace (at most a
+	 * quarter of the budget) before its end, SIGKILL at its end, so that a
+	 * hook that ignores SIGTERM still ends within its budget. */
+	if (k >= 0 && p->budget_usec != USEC_INFINITY) {
+		uint64_t grace = run->kill_grace_usec < p->budget_usec / 4 ? run->kill_grace_usec :
+									     p->budget_usec / 4;
+
+		run->kill_at_mono_usec = now + p->budget_usec;
+		k = arm_timer(run, &run->timer_source, now + p->budget_usec - grace, on_timer);
+	}
 	if (k < 0) {
 		signal_run(run, SIGKILL);
 		if (run->child_source) {
@@ -928,10 +1007,10 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	return 0;
 
 fail:
+	close_fd(&own.fd);
 	for (int i = 0; i < 2; i++) {
 		close_fd(&in_pipe[i]);
 		close_fd(&out_pipe[i]);
-		close_fd(&err_pipe[i]);
 	}
 	strv_free(envp);
 	run->finished = true;

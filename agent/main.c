@@ -124,7 +124,7 @@ static int cmd_check(const struct config *c)
 		for (size_t i = 0; i < plan.n_skips; i++)
 			comment("skip  %s: %s", plan.skips[i].path, plan.skips[i].reason);
 		if (plan.n_skips_dropped > 0)
-			comment("and %zu more, not listed", plan.n_skips_dropped);
+			comment("skip  ... and %zu more", plan.n_skips_dropped);
 	}
 	hook_plan_done(&plan);
 	check_shutdown_delay(c);

@@ -100,7 +100,9 @@ static void add_output_line(const char *line, void *userdata)
  * errno behind it is not persisted). */
 static const char *hook_error(const struct hook_result *h, char *buf, size_t n)
 {
-	if (h->exec_errno)
+	if (h->exec_detail[0])   /* the runner's own words, the interpreter named */
+		(void)snprintf(buf, n, "%s", h->exec_detail);
+	else if (h->exec_errno)
 		(void)snprintf(buf, n, "cannot execute: %s", strerror(h->exec_errno));
 	else if (h->start_errno)
 		(void)snprintf(buf, n, "cannot start: %s", strerror(h->start_errno));

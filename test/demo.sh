@@ -10,13 +10,18 @@ agent=${SPOT_AGENT:-agent/spot-agent}
 case "$agent" in /*) ;; *) agent="$top/$agent" ;; esac
 tmp=$(mktemp -d /tmp/spot-demo.XXXXXX)
 chmod 755 "$tmp"
+# Hooks run only from a directory that nobody else may write to, all the
+# way from /: not below /tmp. The build tree holds them.
+mkdir -p "$top/build"
+hooks=$(mktemp -d "$top/build/demo-hooks.XXXXXX")
+chmod 755 "$hooks"
 sim_pid=
 agent_pid=
 
 cleanup() {
 	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
 	[ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-	rm -rf "$tmp"
+	rm -rf "$tmp" "$hooks"
 }
 trap cleanup EXIT INT TERM
 
@@ -36,28 +41,28 @@ wait_until() {
 }
 
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir "$tmp/hooks" "$tmp/state"
+mkdir "$tmp/state"
 
-cat >"$tmp/hooks/05-notify" <<'HOOK'
+cat >"$hooks/05-notify" <<'HOOK'
 #!/bin/sh
 echo "notify: $SPOT_EVENT_TYPE $SPOT_EVENT_ID for $SPOT_VM_NAME, deadline in $((SPOT_DEADLINE - $(date +%s))) s"
 HOOK
-cat >"$tmp/hooks/10-checkpoint" <<'HOOK'
+cat >"$hooks/10-checkpoint" <<'HOOK'
 #!/bin/sh
 echo "checkpoint: saving work (budget ${SPOT_HOOK_TIMEOUT} s)"
 sleep 1
 echo "checkpoint: done"
 HOOK
-cat >"$tmp/hooks/50-deregister" <<HOOK
+cat >"$hooks/50-deregister" <<HOOK
 #!/bin/sh
 code=\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/readyz)
 echo "deregister: /readyz already answers \$code, load balancers drain this VM"
 HOOK
-cat >"$tmp/hooks/90-flush-logs" <<'HOOK'
+cat >"$hooks/90-flush-logs" <<'HOOK'
 #!/bin/sh
 echo "flush-logs: event was $(head -c 120)..."
 HOOK
-chmod 755 "$tmp/hooks/"*
+chmod 755 "$hooks/"*
 
 say "starting the IMDS simulator"
 /usr/bin/python3 "$top/test/imds-sim" --port 0 --port-file "$tmp/sim.port" --quiet \
@@ -69,7 +74,7 @@ echo "simulator on $sim"
 
 say "starting spot-agent"
 : >"$tmp/spot-agent.conf"
-"$agent" --config "$tmp/spot-agent.conf" --imds-url "$sim" --hooks-dir "$tmp/hooks" --hooks-lib-dir none \
+"$agent" --config "$tmp/spot-agent.conf" --imds-url "$sim" --hooks-dir "$hooks" --hooks-lib-dir none \
 	--state-dir "$tmp/state" --listen "127.0.0.1:$port" --poll-interval 500 --log-format text &
 agent_pid=$!
 wait_until "curl -sf http://127.0.0.1:$port/healthz" 20

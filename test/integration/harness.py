@@ -30,6 +30,27 @@ class TestFailure(Exception):
     pass
 
 
+def trusted_base():
+    """A directory for hook directories: the agent runs a hook only when
+    every directory from / to it is root's (or the agent's user's) and
+    writable by nobody else, so not below /tmp. $SPOT_TEST_HOOKS_BASE, or
+    the build tree's it-hooks/."""
+    base = os.environ.get("SPOT_TEST_HOOKS_BASE") or os.path.join(TOP, "build", "it-hooks")
+    # 0755: tests that run the agent as nobody need to reach their hooks.
+    os.makedirs(base, mode=0o755, exist_ok=True)
+    if not os.environ.get("SPOT_TEST_HOOKS_BASE"):
+        os.chmod(base, 0o755)
+    d = os.path.realpath(base)
+    while True:
+        st = os.stat(d)
+        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+            raise TestFailure("hook directories cannot go below '%s': '%s' is writable by others "
+                              "or not ours; set SPOT_TEST_HOOKS_BASE" % (base, d))
+        if d == "/":
+            return os.path.realpath(base)
+        d = os.path.dirname(d)
+
+
 def check(cond, msg):
     if not cond:
         raise TestFailure(msg)
@@ -361,8 +382,10 @@ class Context:
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="spot-it-%s-" % name)
         os.chmod(self.dir, 0o755)
-        self.hooks = os.path.join(self.dir, "hooks.d")
-        self.lib_hooks = os.path.join(self.dir, "lib-hooks.d")
+        self.hook_dir = tempfile.mkdtemp(prefix="%s-" % name, dir=trusted_base())
+        os.chmod(self.hook_dir, 0o755)
+        self.hooks = os.path.join(self.hook_dir, "hooks.d")
+        self.lib_hooks = os.path.join(self.hook_dir, "lib-hooks.d")
         self.state = os.path.join(self.dir, "state")
         self.out = os.path.join(self.dir, "out")
         for d in (self.hooks, self.lib_hooks, self.out):
@@ -470,6 +493,7 @@ class Context:
                 pass
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+            shutil.rmtree(self.hook_dir, ignore_errors=True)
 
     def logs(self):
         out = []

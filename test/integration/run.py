@@ -45,7 +45,7 @@ def run_one(full, fn):
         detail = traceback.format_exc()
     keep = not ok
     if not ok:
-        detail += "\n" + ctx.logs() + "\n(kept in %s)" % ctx.dir
+        detail += "\n" + ctx.logs() + "\n(kept in %s and %s)" % (ctx.dir, ctx.hook_dir)
     try:
         ctx.cleanup(keep)
     except Exception:

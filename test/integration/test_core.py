@@ -34,7 +34,7 @@ def test_order_once_env_stdin_and_approval(ctx):
     env = dict(l.split("=", 1) for l in open(env_dump).read().splitlines() if "=" in l)
     expected = {"PATH", "LANG", "TZ", "SPOT_EVENT_ID", "SPOT_EVENT_TYPE", "SPOT_EVENT_STATUS",
                 "SPOT_EVENT_SOURCE", "SPOT_NOT_BEFORE", "SPOT_DEADLINE", "SPOT_HOOK_TIMEOUT",
-                "SPOT_PROVIDER", "SPOT_VM_NAME", "SPOT_DRILL"}
+                "SPOT_HOOK_PATH", "SPOT_PROVIDER", "SPOT_VM_NAME", "SPOT_DRILL"}
     extra = set(env) - expected - {"PWD", "SHLVL", "_", "OLDPWD"}   # set by sh itself
     check(not extra, "unexpected environment: %r" % extra)
     check(expected <= set(env), "missing environment: %r" % (expected - set(env)))
@@ -45,6 +45,7 @@ def test_order_once_env_stdin_and_approval(ctx):
     deadline = int(env["SPOT_DEADLINE"])
     check(abs(deadline - (time.time() + 28)) < 10, "deadline %d" % deadline)
     check(0 < int(env["SPOT_HOOK_TIMEOUT"]) <= 28, "hook timeout")
+    check(env["SPOT_HOOK_PATH"] == os.path.join(ctx.hooks, "10-first"), "hook path %r" % env["SPOT_HOOK_PATH"])
     check(open(os.path.join(ctx.out, "cwd")).read().strip() == "/", "cwd")
 
     ev = event_document(open(stdin_dump).read())
@@ -122,7 +123,8 @@ def test_hung_hook_and_children_killed_next_hook_runs(ctx):
 
 def test_short_notice_respected(ctx):
     sim = ctx.start_sim()
-    ctx.recording_hook("10-slow", "sleep 30")
+    # It ignores SIGTERM, so it takes its whole budget (to the deadline).
+    ctx.recording_hook("10-slow", "trap '' TERM; sleep 30")
     ctx.recording_hook("20-never")
     a = ctx.start_agent(margin=1)
     a.wait_log(r"this VM is")

@@ -1,16 +1,18 @@
-/* failfork.c - an LD_PRELOAD shim that makes fork() fail with EAGAIN, so a
- * test can see what the agent does when it cannot start a hook.
+/* failfork.c - an LD_PRELOAD shim that makes fork() and clone() fail with
+ * EAGAIN, so a test can see what the agent does when it cannot start a
+ * hook (the agent starts its hooks with clone(CLONE_VM | CLONE_VFORK)).
  *
  * While the file named by the environment variable SPOT_FAILFORK_FILE
- * exists, fork() fails with EAGAIN and creates no process:
+ * exists, fork() and clone() fail with EAGAIN and create no process:
  * - if the file holds a number N > 0, only the next N forks fail: each
  *   failure writes N - 1 back, and the one that reaches 0 removes the file,
  *   so later forks work again;
  * - anything else (empty, 0, not a number) fails every fork until the test
  *   removes the file.
- * Without the variable, or without the file, fork() is the real one
- * (dlsym(RTLD_NEXT)). Only fork() is wrapped: the agent forks its hooks with
- * it. Not thread-safe across concurrent forks, which tests do not do.
+ * Without the variable, or without the file, they are the real ones
+ * (dlsym(RTLD_NEXT)). Only the exported fork() and clone() are wrapped,
+ * not what glibc calls inside (pthread_create, posix_spawn). Not
+ * thread-safe across concurrent calls, which tests do not make.
  *
  * Build (the Makefile is not involved):
  *   cc -shared -fPIC -o build/test/failfork.so test/shim/failfork.c -ldl
@@ -22,6 +24,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,9 +73,9 @@ static void set_failures_left(const char *path, long n)
 	close(fd);
 }
 
-pid_t fork(void)
+/* True when this call is to fail (and counts it). */
+static int should_fail(void)
 {
-	static pid_t (*real_fork)(void);
 	const char *path = getenv("SPOT_FAILFORK_FILE");
 
 	if (path && path[0]) {
@@ -80,9 +84,48 @@ pid_t fork(void)
 		if (n != 0) {
 			if (n > 0)
 				set_failures_left(path, n - 1);
-			errno = EAGAIN;
-			return -1;
+			return 1;
 		}
+	}
+	return 0;
+}
+
+int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+	static int (*real_clone)(int (*)(void *), void *, int, void *, ...);
+	pid_t *parent_tid = NULL, *child_tid = NULL;
+	void *tls = NULL;
+	va_list ap;
+
+	if (should_fail()) {
+		errno = EAGAIN;
+		return -1;
+	}
+	/* The optional arguments, only when the flags say they were passed. */
+	if (flags & (CLONE_PARENT_SETTID | CLONE_SETTLS | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID |
+		     CLONE_PIDFD)) {
+		va_start(ap, arg);
+		parent_tid = va_arg(ap, pid_t *);
+		tls = va_arg(ap, void *);
+		child_tid = va_arg(ap, pid_t *);
+		va_end(ap);
+	}
+	if (!real_clone)
+		real_clone = (int (*)(int (*)(void *), void *, int, void *, ...))dlsym(RTLD_NEXT, "clone");
+	if (!real_clone) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return real_clone(fn, stack, flags, arg, parent_tid, tls, child_tid);
+}
+
+pid_t fork(void)
+{
+	static pid_t (*real_fork)(void);
+
+	if (should_fail()) {
+		errno = EAGAIN;
+		return -1;
 	}
 	if (!real_fork)
 		real_fork = (pid_t (*)(void))dlsym(RTLD_NEXT, "fork");

@@ -11,6 +11,7 @@
  * shim (test/shim/failfork.c; SPOT_FAILFORK_SO names it, default
  * build/test/failfork.so, skipped when it is missing). */
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -39,12 +41,15 @@
 #include "log.h"
 #include "util.h"
 
+/* Longer than the part of a file the kernel reads to tell its format. */
+#define EXEC_HEAD_PROBE 300
+
 /* Upper bound for any one run in these tests; reaching it is a failure. */
 #define TEST_RUN_LIMIT_USEC (60 * USEC_PER_SEC)
 
 extern char **environ;
 
-static char tmpdir[64];
+static char tmpdir[PATH_MAX];
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -52,10 +57,24 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 	return 0;
 }
 
+/* The scratch directory: below one whose every component passes the hook
+ * directory checks, which /tmp (world-writable) does not. The build tree
+ * unless SPOT_TEST_HOOKS_BASE names another; run from the top directory. */
 static int setup_tmp(void **state)
 {
-	strscpy(tmpdir, sizeof(tmpdir), "/tmp/test-hooks-XXXXXX");
+	const char *base = getenv("SPOT_TEST_HOOKS_BASE");
+	char real[PATH_MAX];
+
+	if (!base || !base[0]) {
+		base = "build/it-hooks";
+		(void)mkdir("build", 0755);
+	}
+	if (mkdir(base, 0700) < 0 && errno != EEXIST)
+		fail_msg("cannot make '%s': %s", base, strerror(errno));
+	assert_non_null(realpath(base, real));
+	assert_true((size_t)snprintf(tmpdir, sizeof(tmpdir), "%s/test-hooks-XXXXXX", real) < sizeof(tmpdir));
 	assert_non_null(mkdtemp(tmpdir));
+	assert_int_equal(chmod(tmpdir, 0755), 0);
 	return 0;
 }
 
@@ -513,6 +532,331 @@ static void test_scan_skips_capped(void **state)
 	free(dir);
 }
 
+/* The way to a hook: every directory from / to it, and for a link every
+ * directory its target is reached through, must be root's (or ours) and
+ * writable by nobody else. */
+static void assert_only_skip(const struct hook_plan *p, const char *dir, const char *name,
+			     const char *reason)
+{
+	assert_int_equal(p->n_hooks, 0);
+	assert_int_equal(p->n_skips, 1);
+	assert_skip(p, dir, name, reason);
+}
+
+static void scan_one(const char *dir, const char *name, const char *reason)
+{
+	struct hook_plan plan;
+
+	assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+	if (reason) {
+		assert_only_skip(&plan, dir, name, reason);
+	} else {
+		assert_int_equal(plan.n_skips, 0);
+		assert_int_equal(plan.n_hooks, 1);
+		assert_string_equal(plan.hooks[0].name, name);
+	}
+	hook_plan_done(&plan);
+}
+
+static char *fmt(char *buf, size_t n, const char *f, ...) _printf_(3, 4);
+static char *fmt(char *buf, size_t n, const char *f, ...)
+{
+	va_list ap;
+	int k;
+
+	va_start(ap, f);
+	k = vsnprintf(buf, n, f, ap);
+	va_end(ap);
+	assert_true(k >= 0 && (size_t)k < n);
+	return buf;
+}
+
+static void test_scan_trust(void **state)
+{
+	char base[PATH_MAX], d[PATH_MAX], p[PATH_MAX], why[2 * PATH_MAX], other[PATH_MAX], ww[PATH_MAX];
+	char links[PATH_MAX], alias[PATH_MAX], lnk[PATH_MAX];
+	char tmp[] = "/tmp/test-hooks-trust-XXXXXX";
+	struct hook_plan plan;
+
+	fmt(base, sizeof(base), "%s/trust", tmpdir);
+	assert_int_equal(mkdir(base, 0755), 0);
+
+	/* The hook directory itself: every file in it is refused, for the
+	 * same reason. */
+	fmt(d, sizeof(d), "%s/ww", base);
+	assert_int_equal(mkdir(d, 0755), 0);
+	write_hook(d, "10-a", "exit 0");
+	write_hook(d, "20-b", "exit 0");
+	assert_int_equal(chmod(d, 0777), 0);
+	fmt(why, sizeof(why), "directory '%s' is world-writable", d);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 0);
+	assert_int_equal(plan.n_skips, 2);
+	assert_skip(&plan, d, "10-a", why);
+	assert_skip(&plan, d, "20-b", why);
+	hook_plan_done(&plan);
+	/* Sticky does not help. */
+	assert_int_equal(chmod(d, 01777), 0);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 0);
+	assert_skip(&plan, d, "10-a", why);
+	hook_plan_done(&plan);
+	assert_int_equal(chmod(d, 0775), 0);
+	fmt(why, sizeof(why), "directory '%s' is group-writable", d);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 0);
+	assert_skip(&plan, d, "20-b", why);
+	hook_plan_done(&plan);
+	assert_int_equal(chmod(d, 0755), 0);
+	assert_int_equal(chown(d, 65534, 0), 0);
+	fmt(why, sizeof(why), "directory '%s' is owned by uid 65534", d);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 0);
+	assert_skip(&plan, d, "10-a", why);
+	hook_plan_done(&plan);
+	/* Back to root's: both run. */
+	assert_int_equal(chown(d, 0, 0), 0);
+	assert_int_equal(hooks_scan(d, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 2);
+	hook_plan_done(&plan);
+
+	/* A parent of the hook directory, and its parent. */
+	fmt(p, sizeof(p), "%s/parent", base);
+	assert_int_equal(mkdir(p, 0755), 0);
+	fmt(d, sizeof(d), "%s/hooks", p);
+	assert_int_equal(mkdir(d, 0755), 0);
+	write_hook(d, "10-a", "exit 0");
+	scan_one(d, "10-a", NULL);
+	assert_int_equal(chown(p, 65534, 65534), 0);
+	scan_one(d, "10-a", fmt(why, sizeof(why), "directory '%s' is owned by uid 65534", p));
+	assert_int_equal(chown(p, 0, 0), 0);
+	assert_int_equal(chmod(base, 0757), 0);
+	scan_one(d, "10-a", fmt(why, sizeof(why), "directory '%s' is world-writable", base));
+	assert_int_equal(chmod(base, 0755), 0);
+	/* The same directory named with "." and "..": the same rules. */
+	fmt(alias, sizeof(alias), "%s/./hooks/../hooks", p);
+	scan_one(alias, "10-a", NULL);
+	assert_int_equal(chmod(p, 0777), 0);
+	scan_one(alias, "10-a", fmt(why, sizeof(why), "directory '%s' is world-writable", p));
+	assert_int_equal(chmod(p, 0755), 0);
+
+	/* A hook directory below /tmp is never trusted. */
+	assert_non_null(mkdtemp(tmp));
+	write_hook(tmp, "10-a", "exit 0");
+	scan_one(tmp, "10-a", "directory '/tmp' is world-writable");
+	fmt(p, sizeof(p), "%s/10-a", tmp);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(rmdir(tmp), 0);
+
+	/* Links: the link's directory is the hook directory; the target's
+	 * directories, and those of any link on the way, are checked too. */
+	fmt(other, sizeof(other), "%s/other", base);
+	fmt(ww, sizeof(ww), "%s/open", base);
+	fmt(links, sizeof(links), "%s/links", base);
+	assert_int_equal(mkdir(other, 0755), 0);
+	assert_int_equal(mkdir(ww, 0755), 0);
+	assert_int_equal(mkdir(links, 0755), 0);
+	write_hook(other, "target", "exit 0");
+	write_hook(ww, "target", "exit 0");
+	assert_int_equal(chmod(ww, 0777), 0);
+	fmt(lnk, sizeof(lnk), "%s/10-l", links);
+	assert_int_equal(symlink("../other/target", lnk), 0);
+	scan_one(links, "10-l", NULL);
+	assert_int_equal(unlink(lnk), 0);
+	assert_int_equal(symlink("../open/target", lnk), 0);
+	scan_one(links, "10-l", fmt(why, sizeof(why),
+				    "link target '%s/../open/target': directory '%s' is world-writable",
+				    links, ww));
+	/* Through a link that lives in the open directory. */
+	fmt(p, sizeof(p), "%s/hop", ww);
+	assert_int_equal(symlink("../other/target", p), 0);
+	assert_int_equal(unlink(lnk), 0);
+	assert_int_equal(symlink("../open/hop", lnk), 0);
+	scan_one(links, "10-l", fmt(why, sizeof(why),
+				    "link target '%s/../open/hop': directory '%s' is world-writable",
+				    links, ww));
+	/* An absolute target, in a directory owned by someone else. */
+	assert_int_equal(unlink(lnk), 0);
+	assert_int_equal(symlink(fmt(p, sizeof(p), "%s/target", other), lnk), 0);
+	assert_int_equal(chown(other, 65534, 0), 0);
+	scan_one(links, "10-l", fmt(why, sizeof(why),
+				    "link target '%s/target': directory '%s' is owned by uid 65534",
+				    other, other));
+	assert_int_equal(chown(other, 0, 0), 0);
+	scan_one(links, "10-l", NULL);
+
+	/* The hook directory reached through a link in an open directory. */
+	fmt(alias, sizeof(alias), "%s/hooklink", ww);
+	assert_int_equal(symlink("../links", alias), 0);
+	scan_one(alias, "10-l", fmt(why, sizeof(why), "directory '%s' is world-writable", ww));
+	assert_int_equal(chmod(ww, 0755), 0);
+	scan_one(alias, "10-l", NULL);
+}
+
+/* A copy of /bin/true with its header bytes at off replaced. */
+static void elf_copy(const char *dir, const char *name, size_t off, const unsigned char *bytes, size_t n)
+{
+	char *src, *path = xasprintf("%s/%s", dir, name);
+	struct stat st;
+	int fd;
+
+	assert_int_equal(stat("/bin/true", &st), 0);
+	src = xmalloc((size_t)st.st_size);
+	fd = open("/bin/true", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, src, (size_t)st.st_size), st.st_size);
+	close(fd);
+	if (n)
+		memcpy(src + off, bytes, n);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, src, (size_t)st.st_size), 0);
+	close(fd);
+	free(src);
+	free(path);
+}
+
+/* Files the kernel would refuse to execute are skipped at the scan, with
+ * the reason: no "#!" and not ELF, a "#!" interpreter that is missing or
+ * not executable, an ELF file for another machine. */
+static void test_scan_exec_formats(void **state)
+{
+	char *dir = tpath("formats"), *f, *want, *interp = tpath("formats-interp");
+	unsigned char sparc[2] = { 43, 0 }, rel[2] = { 1, 0 };
+	char longline[EXEC_HEAD_PROBE];
+	struct hook_plan plan;
+	unsigned char head[5];
+	int fd;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	write_hook(dir, "10-sh", "exit 0");
+	f = xasprintf("%s/11-env", dir);
+	write_mode(f, "#! /usr/bin/env sh\nexit 0\n", 0755);
+	free(f);
+	f = xasprintf("%s/20-text", dir);
+	write_mode(f, "echo no interpreter line\n", 0755);
+	free(f);
+	f = xasprintf("%s/21-bang-only", dir);
+	write_mode(f, "#!\n", 0755);
+	free(f);
+	memset(longline, 'x', sizeof(longline));
+	memcpy(longline, "#!/", 3);
+	longline[sizeof(longline) - 1] = '\0';
+	f = xasprintf("%s/22-long", dir);
+	write_mode(f, longline, 0755);
+	free(f);
+	f = xasprintf("%s/30-missing", dir);
+	write_mode(f, "#!/nonexistent/interpreter -x\necho never\n", 0755);
+	free(f);
+	write_mode(interp, "#!/bin/sh\n", 0644);
+	f = xasprintf("%s/31-noexec-interp", dir);
+	want = xasprintf("#!%s\n", interp);
+	write_mode(f, want, 0755);
+	free(want);
+	free(f);
+	f = xasprintf("%s/32-dir-interp", dir);
+	write_mode(f, "#!/usr\n", 0755);
+	free(f);
+	f = xasprintf("%s/33-relative", dir);
+	write_mode(f, "#!bin/sh\nexit 0\n", 0755);
+	free(f);
+	elf_copy(dir, "40-elf", 0, NULL, 0);
+	elf_copy(dir, "41-elf-sparc", 18, sparc, 2);
+	elf_copy(dir, "42-elf-rel", 16, rel, 2);
+
+	assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 4);
+	assert_string_equal(plan.hooks[0].name, "10-sh");
+	assert_true(plan.hooks[0].script);
+	assert_string_equal(plan.hooks[1].name, "11-env");
+	assert_string_equal(plan.hooks[2].name, "33-relative");
+	assert_string_equal(plan.hooks[3].name, "40-elf");
+	/* A binary needs no descriptor across its exec. */
+	assert_false(plan.hooks[3].script);
+	assert_skip(&plan, dir, "20-text", "not an executable format (no '#!' line, not ELF)");
+	assert_skip(&plan, dir, "21-bang-only", "'#!' line names no interpreter, or is too long");
+	assert_skip(&plan, dir, "22-long", "'#!' line names no interpreter, or is too long");
+	assert_skip(&plan, dir, "30-missing", "interpreter '/nonexistent/interpreter' does not exist");
+	want = xasprintf("interpreter '%s' is not executable", interp);
+	assert_skip(&plan, dir, "31-noexec-interp", want);
+	free(want);
+	assert_skip(&plan, dir, "32-dir-interp", "interpreter '/usr' is not a regular file");
+	fd = open("/bin/true", O_RDONLY | O_CLOEXEC);
+	assert_int_equal(read(fd, head, sizeof(head)), (ssize_t)sizeof(head));
+	close(fd);
+	want = xasprintf("ELF executable for another machine (e_machine 43, %s-bit)",
+			 head[EI_CLASS] == ELFCLASS64 ? "64" : "32");
+	assert_skip(&plan, dir, "41-elf-sparc", want);
+	free(want);
+	assert_skip(&plan, dir, "42-elf-rel", "ELF file that is not an executable");
+	assert_int_equal(plan.n_skips, 8);
+	hook_plan_done(&plan);
+
+	/* A file system mounted noexec. */
+	free(dir);
+	dir = tpath("formats-noexec");
+	assert_int_equal(mkdir(dir, 0755), 0);
+	if (mount("spot-test", dir, "tmpfs", MS_NOEXEC, "mode=0755") < 0) {
+		fprintf(stderr, "test-hooks: cannot mount a tmpfs (%s), skipping the noexec case\n",
+			strerror(errno));
+	} else {
+		write_hook(dir, "10-sh", "exit 0");
+		assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+		assert_only_skip(&plan, dir, "10-sh", "on a file system mounted noexec");
+		hook_plan_done(&plan);
+		assert_int_equal(umount(dir), 0);
+	}
+	free(interp);
+	free(dir);
+}
+
+static size_t count_fds(void);
+
+/* 100 000 runnable files: 64 run, every other one is accounted for, the
+ * first HOOKS_SKIPS_MAX listed as "too many hooks", the rest counted. */
+static void test_scan_huge_dir(void **state)
+{
+	char *dir = tpath("huge"), *first, name[32], *p;
+	const size_t n = 100000;
+	struct hook_plan plan;
+	size_t fds = count_fds();
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	first = NULL;
+	for (size_t i = 0; i < n; i++) {
+		(void)snprintf(name, sizeof(name), "h%06zu", i);
+		p = xasprintf("%s/%s", dir, name);
+		/* Links to a few files, below the file systems' link limits. */
+		if (i % 50000 == 0) {
+			write_hook(dir, name, "exit 0");
+			free(first);
+			first = p;
+			continue;
+		}
+		assert_int_equal(link(first, p), 0);
+		free(p);
+	}
+	assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, HOOKS_MAX);
+	assert_string_equal(plan.hooks[HOOKS_MAX - 1].name, "h000063");
+	assert_int_equal(plan.n_skips, HOOKS_SKIPS_MAX);
+	for (size_t i = 0; i < plan.n_skips; i++)
+		assert_string_equal(plan.skips[i].reason, "too many hooks");
+	assert_int_equal(plan.n_hooks + plan.n_skips + plan.n_skips_dropped, n);
+	/* Only the hooks that run are held open. */
+	assert_int_equal(count_fds(), fds + HOOKS_MAX);
+	hook_plan_done(&plan);
+	assert_int_equal(count_fds(), fds);
+	for (size_t i = 0; i < n; i++) {
+		(void)snprintf(name, sizeof(name), "h%06zu", i);
+		p = xasprintf("%s/%s", dir, name);
+		assert_int_equal(unlink(p), 0);
+		free(p);
+	}
+	free(first);
+	free(dir);
+}
+
 /* ---- environment ---- */
 
 static char **test_env(void)
@@ -909,6 +1253,8 @@ static void test_run_child_setup(void **state)
 			 "cat > %1$s/stdin\n"
 			 "readlink /proc/$$/cwd > %1$s/cwd\n"
 			 "ls /proc/self/fd > %1$s/fds\n"
+			 "readlink /proc/$$/fd/3 > %1$s/fd3\n"
+			 "echo \"$0\" > %1$s/arg0\n"
 			 "cat /proc/$$/stat > %1$s/stat\n"
 			 "echo $$ > %1$s/pid\n",
 			 dir);
@@ -961,7 +1307,7 @@ static void test_run_child_setup(void **state)
 		free(expected);
 		expected = q;
 	}
-	q = xasprintf("%sSPOT_HOOK_TIMEOUT=5\n", expected);
+	q = xasprintf("%sSPOT_HOOK_TIMEOUT=5\nSPOT_HOOK_PATH=%s/10-probe\n", expected, dir);
 	free(expected);
 	expected = q;
 	assert_string_equal(got, expected);
@@ -980,11 +1326,25 @@ static void test_run_child_setup(void **state)
 	free(got);
 	free(f);
 
-	/* ls's own 0 1 2 and the directory it reads; nothing inherited, and
+	/* ls's own 0 1 2, the hook's file (3, which the shell reads the
+	 * script through) and the directory ls reads; nothing inherited, and
 	 * the exec error pipe closed by the exec. */
 	f = xasprintf("%s/fds", dir);
 	got = read_text(f);
-	assert_string_equal(got, "0\n1\n2\n3\n");
+	assert_string_equal(got, "0\n1\n2\n3\n4\n");
+	free(got);
+	free(f);
+	f = xasprintf("%s/fd3", dir);
+	got = read_text(f);
+	q = xasprintf("%s/10-probe\n", dir);
+	assert_string_equal(got, q);
+	free(q);
+	free(got);
+	free(f);
+	/* A script is handed to its interpreter by descriptor. */
+	f = xasprintf("%s/arg0", dir);
+	got = read_text(f);
+	assert_string_equal(got, "/dev/fd/3\n");
 	free(got);
 	free(f);
 
@@ -1013,7 +1373,7 @@ static void test_run_child_setup(void **state)
 
 static void hook_timeout_case(const char *dir, uint64_t budget_usec, const char *want)
 {
-	char *env[] = { "PATH=/usr/bin:/bin", "SPOT_HOOK_TIMEOUT=999", NULL };
+	char *env[] = { "PATH=/usr/bin:/bin", "SPOT_HOOK_TIMEOUT=999", "SPOT_HOOK_PATH=/elsewhere", NULL };
 	char *f = xasprintf("%s/env", dir), *got;
 	struct hook_run_params p;
 	struct trun t;
@@ -1034,7 +1394,7 @@ static void hook_timeout_case(const char *dir, uint64_t budget_usec, const char 
 
 static void test_run_hook_timeout_env(void **state)
 {
-	char *dir = tpath("tenv"), *body;
+	char *dir = tpath("tenv"), *body, *want;
 
 	assert_int_equal(mkdir(dir, 0755), 0);
 	body = xasprintf("tr '\\0' '\\n' < /proc/$$/environ > %s/env", dir);
@@ -1043,9 +1403,15 @@ static void test_run_hook_timeout_env(void **state)
 
 	/* The base environment's own value goes; less than a second left is
 	 * still "1", never "0"; no budget at all is "0". */
-	hook_timeout_case(dir, 900 * USEC_PER_MSEC, "PATH=/usr/bin:/bin\nSPOT_HOOK_TIMEOUT=1\n");
-	hook_timeout_case(dir, 42 * USEC_PER_SEC + 999999, "PATH=/usr/bin:/bin\nSPOT_HOOK_TIMEOUT=42\n");
-	hook_timeout_case(dir, USEC_INFINITY, "PATH=/usr/bin:/bin\nSPOT_HOOK_TIMEOUT=0\n");
+	want = xasprintf("PATH=/usr/bin:/bin\nSPOT_HOOK_TIMEOUT=1\nSPOT_HOOK_PATH=%s/10-t\n", dir);
+	hook_timeout_case(dir, 900 * USEC_PER_MSEC, want);
+	free(want);
+	want = xasprintf("PATH=/usr/bin:/bin\nSPOT_HOOK_TIMEOUT=42\nSPOT_HOOK_PATH=%s/10-t\n", dir);
+	hook_timeout_case(dir, 42 * USEC_PER_SEC + 999999, want);
+	free(want);
+	want = xasprintf("PATH=/usr/bin:/bin\nSPOT_HOOK_TIMEOUT=0\nSPOT_HOOK_PATH=%s/10-t\n", dir);
+	hook_timeout_case(dir, USEC_INFINITY, want);
+	free(want);
 	free(dir);
 }
 
@@ -1069,8 +1435,39 @@ static void test_run_budget(void **state)
 	assert_int_equal(t.res.term_signal, SIGTERM);
 	assert_int_equal(t.res.exit_status, -1);
 	assert_int_equal(t.res.budget_usec, 300 * USEC_PER_MSEC);
-	assert_true(t.res.duration_usec >= 300 * USEC_PER_MSEC);
+	/* SIGTERM a quarter of the budget before its end (the grace is
+	 * longer than that). */
+	assert_true(t.res.duration_usec >= 225 * USEC_PER_MSEC);
 	assert_true(t.res.duration_usec < 20 * USEC_PER_SEC);
+	trun_done(&t);
+	free(dir);
+}
+
+/* One that ignores SIGTERM: SIGKILL at the end of its budget, not a grace
+ * after it, so that it ends within its budget. */
+static void test_run_budget_includes_grace(void **state)
+{
+	char *dir = tpath("budget-grace"), *logged;
+	struct hook_run_params p;
+	struct capture cap;
+	struct trun t;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	write_hook(dir, "10-stubborn", "trap '' TERM\nsleep 1000\nsleep 1000");
+	trun_init(&t);
+	trun_params(&t, &p, dir, "10-stubborn");
+	p.budget_usec = 800 * USEC_PER_MSEC;
+	p.kill_grace_usec = 30 * USEC_PER_SEC;
+	capture_start(&cap);
+	trun_run(&t, &p);
+	logged = capture_end(&cap);
+	assert_int_equal(t.res.outcome, HOOK_TIMEOUT);
+	assert_int_equal(t.res.term_signal, SIGKILL);
+	assert_true(t.res.duration_usec >= 800 * USEC_PER_MSEC);
+	assert_true(t.res.duration_usec < 20 * USEC_PER_SEC);
+	assert_contains(logged, "hook '10-stubborn' timed out after ");
+	assert_contains(logged, "hook '10-stubborn' still running 0.2 s after SIGTERM, sending SIGKILL");
+	free(logged);
 	trun_done(&t);
 	free(dir);
 }
@@ -1302,55 +1699,243 @@ static void test_run_stdin(void **state)
 	free(count);
 }
 
-static void exec_case(const char *dir, const char *name, int want_errno, const char *want_log,
-		      const char *not_logged)
+/* Runs the plan's hook named name; returns its first output line (owned). */
+static char *run_planned(const struct hook_plan *plan, const char *name)
 {
+	struct hook_run_params p;
+	struct trun t;
+	char *line;
+	size_t i;
+
+	for (i = 0; i < plan->n_hooks && strcmp(plan->hooks[i].name, name) != 0; i++)
+		;
+	assert_true(i < plan->n_hooks);
+	trun_init(&t);
+	trun_params(&t, &p, "/unused", name);
+	p.path = plan->hooks[i].path;
+	p.file = &plan->hooks[i];
+	trun_run(&t, &p);
+	assert_int_equal(t.res.outcome, HOOK_OK);
+	assert_string_equal(t.res.path, plan->hooks[i].path);
+	assert_true(t.res.n_output >= 1);
+	line = xstrdup(t.res.output[0]);
+	trun_done(&t);
+	return line;
+}
+
+/* What runs is the file that was checked: the plan's descriptor, whatever
+ * the path names by then; it is checked again when it starts. Without a
+ * plan the path is opened and checked at the start. */
+static void test_run_what_was_checked(void **state)
+{
+	char *dir = tpath("checked"), *open_dir = tpath("checked-open"), *f, *g, *line;
+	char why[HOOK_SKIP_REASON_MAX];
+	struct hook_run_params p;
+	struct hook_run *run = NULL;
+	struct hook_plan plan;
+	struct trun t;
+	size_t fds;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	write_hook(dir, "10-swapped", "echo \"original $SPOT_HOOK_PATH\"");
+	write_hook(dir, "20-removed", "echo still here");
+	write_hook(dir, "30-chmod", "echo ran");
+	write_hook(dir, "40-evil", "echo evil");
+	fds = count_fds();
+	assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 4);
+	/* One descriptor per hook, held by the plan. */
+	assert_int_equal(count_fds(), fds + 4);
+
+	/* Another executable renamed over the hook after the scan. */
+	f = xasprintf("%s/10-swapped", dir);
+	g = xasprintf("%s/40-evil", dir);
+	assert_int_equal(rename(g, f), 0);
+	free(g);
+	line = run_planned(&plan, "10-swapped");
+	g = xasprintf("original %s", f);
+	assert_string_equal(line, g);
+	free(line);
+	free(g);
+	free(f);
+	/* Removed after the scan: the checked file still runs. */
+	f = xasprintf("%s/20-removed", dir);
+	assert_int_equal(unlink(f), 0);
+	free(f);
+	line = run_planned(&plan, "20-removed");
+	assert_string_equal(line, "still here");
+	free(line);
+	/* Made group-writable after the scan: refused at its start. */
+	f = xasprintf("%s/30-chmod", dir);
+	assert_int_equal(chmod(f, 0775), 0);
+	trun_init(&t);
+	trun_params(&t, &p, dir, "30-chmod");
+	p.file = &plan.hooks[2];
+	p.why = why;
+	p.why_size = sizeof(why);
+	assert_int_equal(hook_run_start(&p, &run), -EPERM);
+	assert_null(run);
+	assert_string_equal(why, "group-writable");
+	assert_true(no_children());
+	trun_done(&t);
+	free(f);
+
+	hook_plan_done(&plan);
+	assert_int_equal(count_fds(), fds);
+
+	/* No plan: the path is opened and checked at the start. */
+	assert_int_equal(mkdir(open_dir, 0755), 0);
+	write_hook(open_dir, "10-a", "echo a");
+	f = xasprintf("%s/30-noexec", dir);
+	write_mode(f, "#!/bin/sh\necho never\n", 0644);
+	free(f);
+	fds = count_fds();
+	assert_int_equal(chmod(open_dir, 0777), 0);
+	trun_init(&t);
+	trun_params(&t, &p, open_dir, "10-a");
+	p.why = why;
+	p.why_size = sizeof(why);
+	assert_int_equal(hook_run_start(&p, &run), -EPERM);
+	line = xasprintf("directory '%s' is world-writable", open_dir);
+	assert_string_equal(why, line);
+	free(line);
+	trun_params(&t, &p, dir, "30-noexec");
+	p.why = why;
+	p.why_size = sizeof(why);
+	assert_int_equal(hook_run_start(&p, &run), -EPERM);
+	assert_string_equal(why, "not executable");
+	trun_params(&t, &p, dir, "50-gone");
+	p.why = why;
+	p.why_size = sizeof(why);
+	assert_int_equal(hook_run_start(&p, &run), -ENOENT);
+	assert_string_equal(why, "");
+	assert_null(run);
+	assert_true(no_children());
+	trun_done(&t);
+	assert_int_equal(count_fds(), fds);
+	assert_int_equal(chmod(open_dir, 0755), 0);
+	trun_init(&t);
+	trun_params(&t, &p, open_dir, "10-a");
+	trun_run(&t, &p);
+	assert_string_equal(t.res.output[0], "a");
+	trun_done(&t);
+	/* A run leaves no descriptor behind. */
+	assert_int_equal(count_fds(), fds);
+	free(dir);
+	free(open_dir);
+}
+
+static void exec_case(const char *dir, const char *name, bool script, int want_errno, const char *want_detail)
+{
+	struct hook_file file = { 0 };
+	struct hook_run_params p;
 	struct capture cap;
 	struct trun t;
-	char *logged;
+	char *logged, *want;
 
+	/* Opened here, past the scan's checks, as a file whose
+	 * interpreter went after the scan would be. */
+	(void)snprintf(file.path, sizeof(file.path), "%s/%s", dir, name);
+	(void)strscpy(file.name, sizeof(file.name), name);
+	file.fd = open(file.path, O_PATH | O_CLOEXEC);
+	assert_true(file.fd >= 0);
+	file.script = script;
 	trun_init(&t);
+	trun_params(&t, &p, dir, name);
+	p.file = &file;
 	capture_start(&cap);
-	run_simple(&t, dir, name, NULL);
+	trun_run(&t, &p);
 	logged = capture_end(&cap);
+	close(file.fd);
 	assert_int_equal(t.res.outcome, HOOK_FAILED);
 	assert_int_equal(t.res.exit_status, 127);
 	assert_int_equal(t.res.term_signal, 0);
 	assert_int_equal(t.res.exec_errno, want_errno);
+	assert_string_equal(t.res.exec_detail, want_detail);
 	assert_int_equal(t.res.n_output, 0);
 	assert_int_equal(t.res.output_bytes, 0);
-	assert_contains(logged, want_log);
-	if (not_logged)
-		assert_null(strstr(logged, not_logged));
+	want = xasprintf("[ev-1234 %s] hook '%s' %s\n", name, name, want_detail);
+	assert_contains(logged, want);
+	free(want);
 	free(logged);
 	trun_done(&t);
 }
 
+/* /bin/true with its program interpreter's path changed to one that does
+ * not exist; false when it has none this test knows. */
+static bool elf_bad_loader(const char *dir, const char *name, char *ret_loader, size_t n)
+{
+	char *path = xasprintf("%s/%s", dir, name), *bin, *hit;
+	struct stat st;
+	bool found;
+
+	assert_int_equal(stat("/bin/true", &st), 0);
+	bin = xmalloc((size_t)st.st_size + 1);
+	{
+		int fd = open("/bin/true", O_RDONLY | O_CLOEXEC);
+
+		assert_int_equal(read(fd, bin, (size_t)st.st_size), st.st_size);
+		close(fd);
+	}
+	bin[st.st_size] = '\0';
+	hit = memmem(bin, (size_t)st.st_size, "/lib64/ld-", 10);
+	if (!hit)
+		hit = memmem(bin, (size_t)st.st_size, "/lib/ld-", 8);
+	found = hit != NULL;
+	if (found) {
+		memcpy(hit, "/nox", 4);
+		(void)strscpy(ret_loader, n, hit);
+		write_mode(path, "", 0755);
+		{
+			int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+			assert_int_equal(write_all(fd, bin, (size_t)st.st_size), 0);
+			close(fd);
+		}
+	}
+	free(bin);
+	free(path);
+	return found;
+}
+
+/* A file past the scan's checks that still cannot be executed (its
+ * interpreter went away after the scan, say): it ends as failed with exit
+ * 127, and the result and the log say why, the interpreter named. */
 static void test_run_exec_failure(void **state)
 {
-	char *dir = tpath("execfail"), *f;
+	char *dir = tpath("execfail"), *f, *interp = tpath("execfail-interp"), *want;
+	unsigned char sparc[2] = { 43, 0 };
+	char loader[PATH_MAX];
 
 	assert_int_equal(mkdir(dir, 0755), 0);
 	f = xasprintf("%s/20-badinterp", dir);
 	write_mode(f, "#!/nonexistent/interpreter -x\necho never\n", 0755);
 	free(f);
-	f = xasprintf("%s/30-noexec", dir);
-	write_mode(f, "#!/bin/sh\necho never\n", 0644);
-	free(f);
 	f = xasprintf("%s/40-garbage", dir);
 	write_mode(f, "\x01\x02 not a script, not ELF\n", 0755);
 	free(f);
+	write_mode(interp, "#!/bin/sh\n", 0644);
+	f = xasprintf("%s/50-noexec-interp", dir);
+	want = xasprintf("#!%s\n", interp);
+	write_mode(f, want, 0755);
+	free(want);
+	free(f);
+	elf_copy(dir, "60-foreign", 18, sparc, 2);
 
-	exec_case(dir, "10-gone", ENOENT,
-		  "[ev-1234 10-gone] hook '10-gone' cannot be executed: No such file or directory\n",
-		  "interpreter");
-	exec_case(dir, "20-badinterp", ENOENT,
-		  "hook '20-badinterp' cannot be executed: No such file or directory "
-		  "(interpreter '/nonexistent/interpreter')\n", NULL);
-	exec_case(dir, "30-noexec", EACCES,
-		  "hook '30-noexec' cannot be executed: Permission denied\n", NULL);
-	exec_case(dir, "40-garbage", ENOEXEC,
-		  "hook '40-garbage' cannot be executed: Exec format error\n", NULL);
+	exec_case(dir, "20-badinterp", true, ENOENT,
+		  "cannot execute: No such file or directory (interpreter '/nonexistent/interpreter')");
+	exec_case(dir, "40-garbage", true, ENOEXEC, "cannot execute: Exec format error");
+	want = xasprintf("cannot execute: Permission denied (interpreter '%s')", interp);
+	exec_case(dir, "50-noexec-interp", true, EACCES, want);
+	free(want);
+	/* Not the loader's fault: no interpreter named. */
+	exec_case(dir, "60-foreign", false, ENOEXEC, "cannot execute: Exec format error");
+	if (elf_bad_loader(dir, "70-no-loader", loader, sizeof(loader))) {
+		want = xasprintf("cannot execute: No such file or directory (interpreter '%s')", loader);
+		exec_case(dir, "70-no-loader", false, ENOENT, want);
+		free(want);
+	}
+	free(interp);
 	free(dir);
 }
 
@@ -1856,15 +2441,20 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_scan_missing_and_bad),
 		cmocka_unit_test(test_scan_too_many),
 		cmocka_unit_test(test_scan_skips_capped),
+		cmocka_unit_test(test_scan_trust),
+		cmocka_unit_test(test_scan_exec_formats),
+		cmocka_unit_test(test_scan_huge_dir),
 		cmocka_unit_test(test_run_exit_status),
 		cmocka_unit_test(test_run_child_setup),
 		cmocka_unit_test(test_run_hook_timeout_env),
 		cmocka_unit_test(test_run_budget),
+		cmocka_unit_test(test_run_budget_includes_grace),
 		cmocka_unit_test(test_run_kill_term),
 		cmocka_unit_test(test_run_kill_grace),
 		cmocka_unit_test(test_run_output),
 		cmocka_unit_test(test_run_big_output),
 		cmocka_unit_test(test_run_stdin),
+		cmocka_unit_test(test_run_what_was_checked),
 		cmocka_unit_test(test_run_exec_failure),
 		cmocka_unit_test(test_run_leftovers_subreaper),
 		cmocka_unit_test(test_run_leftovers_cgroup),
