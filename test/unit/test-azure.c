@@ -813,6 +813,76 @@ static void test_sent_at_once(void **state)
 	world_done(&w);
 }
 
+/* One slot's handle is kept set up between requests and never reset:
+ * whatever one request set (method, body, headers, URL) must not leak into
+ * the next. */
+static void one_request(struct world *w, struct seen *s, const char *method, const char *url,
+			const char *const *headers, const char *body)
+{
+	int before = s->calls;
+
+	assert_int_equal(imds_request(w->imds, IMDS_SLOT_IDENTITY, method, url, headers, body, SEC(5),
+				      on_seen, s), 0);
+	while (s->calls == before)
+		assert_true(sd_event_run(w->event, 100 * USEC_PER_MSEC) >= 0);
+}
+
+static struct fake_route *route_of(struct world *w, const char *method, const char *path)
+{
+	struct fake_route *r = fake_find(&w->fake, method, path);
+
+	assert_non_null(r);
+	return r;
+}
+
+static void test_slot_requests_do_not_leak(void **state)
+{
+	static const char *const token[] = { "X-Token-TTL: 60", NULL };
+	static const char *const meta[] = { "Metadata: true", NULL };
+	struct seen s = { 0 };
+	struct world w;
+	char *a, *b;
+
+	world_init(&w);
+	fake_set(&w.fake, "PUT", "/a", 200, "tok");
+	fake_set(&w.fake, "GET", "/a", 200, "doc");
+	fake_set(&w.fake, "POST", "/a", 200, "");
+	fake_set(&w.fake, "GET", "/b", 200, "other");
+	a = xasprintf("%s/a", w.fake.url);
+	b = xasprintf("%s/b", w.fake.url);
+
+	one_request(&w, &s, "PUT", a, token, "");
+	assert_int_equal(route_of(&w, "PUT", "/a")->hits, 1);
+	assert_non_null(strcasestr(route_of(&w, "PUT", "/a")->last_headers, "x-token-ttl: 60"));
+
+	/* A GET after the PUT is a GET, with its own headers only. */
+	one_request(&w, &s, "GET", a, meta, NULL);
+	assert_int_equal(route_of(&w, "GET", "/a")->hits, 1);
+	assert_non_null(strcasestr(route_of(&w, "GET", "/a")->last_headers, "metadata: true"));
+	assert_null(strcasestr(route_of(&w, "GET", "/a")->last_headers, "x-token-ttl"));
+	assert_non_null(strcasestr(route_of(&w, "GET", "/a")->last_headers, "user-agent: spot-agent/"));
+	assert_null(strcasestr(route_of(&w, "GET", "/a")->last_headers, "accept:"));
+
+	one_request(&w, &s, "POST", a, meta, "{\"x\":1}");
+	assert_int_equal(route_of(&w, "POST", "/a")->hits, 1);
+	assert_string_equal(route_of(&w, "POST", "/a")->last_body, "{\"x\":1}");
+
+	/* After the POST: a GET again, no body, no headers left over. */
+	one_request(&w, &s, "GET", a, NULL, NULL);
+	assert_int_equal(route_of(&w, "GET", "/a")->hits, 2);
+	assert_string_equal(route_of(&w, "GET", "/a")->last_body, "");
+	assert_null(strcasestr(route_of(&w, "GET", "/a")->last_headers, "metadata:"));
+
+	/* Another URL on the same handle. */
+	one_request(&w, &s, "GET", b, meta, NULL);
+	assert_int_equal(route_of(&w, "GET", "/b")->hits, 1);
+	assert_int_equal(route_of(&w, "GET", "/a")->hits, 2);
+	assert_int_equal(s.calls, 5);
+	free(a);
+	free(b);
+	world_done(&w);
+}
+
 static const struct item items[] = {
 	{ "events" },
 	{ "compute" },
@@ -831,6 +901,7 @@ int main(void)
 		cmocka_unit_test(test_compute_fails),
 		cmocka_unit_test(test_approve),
 		cmocka_unit_test(test_sent_at_once),
+		cmocka_unit_test(test_slot_requests_do_not_leak),
 	};
 	struct CMUnitTest *tests;
 	size_t n = ELEMENTSOF(fixed);
