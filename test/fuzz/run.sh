@@ -60,10 +60,9 @@ report_failure() {
 mkdir -p "$FUZZ_DIR/artifacts" "$FUZZ_DIR/log"
 status=0
 n=$#
-per=1
-[ "$mode" = check ] && per=$((seconds / n)) && [ "$per" -lt 1 ] && per=1
-[ "$mode" = long ] && per=$seconds
+per=$seconds
 start_all=$(now_ms)
+left=$n
 
 for t in "$@"; do
 	bin=$FUZZ_DIR/fuzz-$t
@@ -89,6 +88,11 @@ for t in "$@"; do
 		continue
 		;;
 	check)
+		# What is left of the budget, shared by the targets still to
+		# run, less a second for each one's start and corpus loading.
+		per=$(((seconds * 1000 - ($(now_ms) - start_all)) / left / 1000 - 1))
+		[ "$per" -lt 1 ] && per=1
+		left=$((left - 1))
 		# A fresh scratch corpus: every check starts from the seeds alone.
 		corpus=$FUZZ_DIR/corpus-check-$t
 		rm -rf "$corpus"
