@@ -41,7 +41,7 @@ now_ms() {
 }
 
 # The value of a libFuzzer final statistic in log $1.
-stat() {
+final_stat() {
 	sed -n "s/^stat::$2: *\\([0-9]*\\).*/\\1/p" "$1" | tail -n 1
 }
 
@@ -109,7 +109,7 @@ for t in "$@"; do
 		-artifact_prefix="$FUZZ_DIR/artifacts/fuzz-$t-" "$corpus" "$seeds" >"$log" 2>&1
 	rc=$?
 	ms=$(($(now_ms) - t0))
-	execs=$(stat "$log" number_of_executed_units)
+	execs=$(final_stat "$log" number_of_executed_units)
 	echo "fuzz: fuzz-$t: ${execs:-?} runs in $((ms / 1000)).$((ms % 1000 / 100)) s," \
 		"$(find "$corpus" "$seeds" -type f | wc -l) inputs in the corpora, exit $rc"
 	if [ "$rc" != 0 ]; then
