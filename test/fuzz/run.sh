@@ -70,7 +70,6 @@ for t in "$@"; do
 	log=$FUZZ_DIR/log/fuzz-$t.log
 	[ -x "$bin" ] || { echo "fuzz: $bin not built (make fuzz-build)"; status=1; continue; }
 	[ -d "$seeds" ] || { echo "fuzz: no seed corpus $seeds"; status=1; continue; }
-	rm -f "$FUZZ_DIR"/artifacts/fuzz-"$t"-*
 
 	case "$mode" in
 	crashers)
@@ -78,6 +77,7 @@ for t in "$@"; do
 		set -- "$dir"/*
 		[ -f "$1" ] || continue
 		echo "fuzz: replaying $dir"
+		log=$FUZZ_DIR/log/fuzz-$t-crashers.log
 		if SPOT_FUZZ_STRICT=1 "$bin" -runs=1 "$@" >"$log" 2>&1; then
 			echo "fuzz: fuzz-$t: every input of $dir passes now: move them to $seeds"
 		else
@@ -104,6 +104,7 @@ for t in "$@"; do
 		;;
 	esac
 	mkdir -p "$corpus"
+	rm -f "$FUZZ_DIR"/artifacts/fuzz-"$t"-*
 	t0=$(now_ms)
 	"$bin" "$@" -max_total_time="$per" -timeout=10 -print_final_stats=1 -close_fd_mask=3 \
 		-artifact_prefix="$FUZZ_DIR/artifacts/fuzz-$t-" "$corpus" "$seeds" >"$log" 2>&1
