@@ -941,6 +941,35 @@ static char *keep_copy(int dfd, const char *dir, const char *text, size_t len)
 	return path;
 }
 
+int state_parse_text(struct agent_state *s, const char *text, size_t len)
+{
+	struct event_record *records = NULL;
+	size_t n = 0;
+	char *copy;
+	int r;
+
+	if (len > STATE_FILE_MAX)
+		return -EFBIG;
+	/* parse_state_file wants the NUL that read_bounded puts after the text. */
+	copy = xmalloc(len + 1);
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	{
+		struct state_load_report rep = { 0 };
+
+		r = parse_state_file(copy, len, &records, &n, &rep);
+		free(rep.moved);
+		free(rep.kept);
+	}
+	free(copy);
+	if (r < 0)
+		return r;
+	state_clear_records(s);
+	s->records = records;
+	s->n_records = n;
+	return 0;
+}
+
 /* Moves the bad file out of the way so the next save starts afresh and a
  * human can look at it. Returns the new path (caller frees) or NULL when it
  * could only be removed, or not even that. */

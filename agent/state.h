@@ -159,6 +159,13 @@ struct event_record *state_current(struct agent_state *s);
  * -errno only when the directory itself is unusable. */
 int state_load(struct agent_state *s, char **ret_moved);
 
+/* The records of a state file's text, checked as state_load checks a file
+ * (-EFBIG beyond STATE_FILE_MAX, -EBADMSG for anything state_save would not
+ * write), replacing the records held; on error they are left alone. text
+ * need not be NUL-terminated. state_load is this plus the file handling;
+ * the fuzz target calls it directly. Returns 0 or -errno. */
+int state_parse_text(struct agent_state *s, const char *text, size_t len);
+
 /* What state_load_report found besides the records, for the caller's log. */
 struct state_load_report {
 	int error;               /* -errno why the file was refused, 0 if it was fine */

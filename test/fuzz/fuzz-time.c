@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "event.h"
+#include "fuzz-util.h"
+#include "json.h"
 #include "util.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -25,17 +25,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[size] = '\0';
 
 	r = event_parse_time(s, &usec);
-	if (r != 0 && r != -EINVAL && r != -ERANGE)
-		abort();
-	if (r == 0 && usec > JSON_TIME_MAX_USEC)
-		abort();
+	fuzz_assert(r == 0 || r == -EINVAL || r == -ERANGE);
+	fuzz_assert(r != 0 || usec <= JSON_TIME_MAX_USEC);
 	/* Only "" means unknown; any other accepted string is a full date. */
-	if (r == 0 && s[0] != '\0' && strlen(s) < 20)
-		abort();
+	fuzz_assert(r != 0 || s[0] == '\0' || strlen(s) >= 20);
 	if (r == 0 && usec != 0) {
 		event_format_time(buf, sizeof(buf), usec);
-		if (event_parse_time(buf, &back) < 0 || back != usec)
-			abort();
+		fuzz_assert(event_parse_time(buf, &back) == 0 && back == usec);
 	}
 	free(s);
 	return 0;

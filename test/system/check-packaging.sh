@@ -102,9 +102,39 @@ else
 	printf '%s\n' "$out" >&2
 	fail "systemd-analyze verify"
 fi
+# The sandbox the unit and man spot-agent-hooks(7) promise, line by line.
+missing=
+for d in ProtectSystem=full ProtectHome=read-only PrivateTmp=yes PrivateMounts=yes \
+	PrivateDevices=yes ProtectClock=yes ProtectKernelTunables=yes ProtectKernelModules=yes \
+	ProtectKernelLogs=yes ProtectControlGroups=yes ProtectHostname=yes RestrictNamespaces=yes \
+	RestrictSUIDSGID=yes NoNewPrivileges=yes MemoryDenyWriteExecute=yes RestrictRealtime=yes \
+	LockPersonality=yes SystemCallArchitectures=native SystemCallFilter=@system-service \
+	SystemCallErrorNumber=EPERM 'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK'; do
+	grep -qx "$d" "$units/spot-agent.service" || missing="$missing '$d'"
+done
+caps=$(sed -n 's/^CapabilityBoundingSet=//p' "$units/spot-agent.service" | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')
+want="CAP_AUDIT_WRITE CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID CAP_KILL CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW CAP_SETGID CAP_SETUID "
+[ "$caps" = "$want" ] || missing="$missing CapabilityBoundingSet=(got: $caps)"
+if [ -z "$missing" ]; then
+	ok "spot-agent.service: every sandbox directive of spot-agent-hooks(7) is set"
+else
+	fail "spot-agent.service lacks:$missing"
+fi
 score=$(cd "$units" && systemd-analyze security --offline=yes ./spot-agent.service 2>/dev/null |
 	sed -n 's/.*Overall exposure level for spot-agent.service: *//p')
 ok "systemd-analyze security --offline=yes: ${score:-unknown}"
+# The example drop-in, every line of it enabled, still makes a valid unit.
+mkdir -p "$units/spot-agent.service.d"
+sed 's/^#\([A-Z]\)/\1/' packaging/systemd/spot-agent-sandbox.conf >"$units/spot-agent.service.d/50-sandbox.conf"
+if out=$(cd "$units" && systemd-analyze verify --man=no ./spot-agent.service 2>&1) && [ -z "$out" ]; then
+	loose=$(cd "$units" && systemd-analyze security --offline=yes ./spot-agent.service 2>/dev/null |
+		sed -n 's/.*Overall exposure level for spot-agent.service: *//p')
+	ok "packaging/systemd/spot-agent-sandbox.conf, every line enabled: verify clean, exposure ${loose:-unknown}"
+else
+	printf '%s\n' "$out" >&2
+	fail "systemd-analyze verify with packaging/systemd/spot-agent-sandbox.conf"
+fi
+rm -rf "$units/spot-agent.service.d"
 
 step "make uninstall DESTDIR"
 if $MAKE --no-print-directory uninstall DESTDIR="$dest" >"$tmp/uninstall.log" 2>&1; then

@@ -420,18 +420,58 @@ scenario_install() {
 	wait_for "/healthz 200" healthy
 	ok "curl http://127.0.0.1:9470/healthz: 200"
 
-	# A Preempt: hooks in order, approval.
+	# The example drop-in of the sandbox: a checkpoint directory under /home
+	# becomes writable (packaging/systemd/spot-agent-sandbox.conf).
+	mkdir -p "$root/etc/systemd/system/spot-agent.service.d" "$root/home/trainer/checkpoints" "$root/data"
+	cp packaging/systemd/spot-agent-sandbox.conf "$root/etc/systemd/system/spot-agent.service.d/50-sandbox.conf"
+	in_ct systemctl daemon-reload
+	in_ct systemctl restart spot-agent.service || fail "restart with the example drop-in"
+	wait_for "spot-agent.service active with the example drop-in" active
+
+	# A Preempt: hooks in order, approval. Their records go to /var/lib:
+	# the agent's /tmp and /var/tmp are its own (PrivateTmp=yes).
 
 	for name in 10-x 20-y; do
 		cat >"$root/etc/spot-agent.d/$name" <<EOF
 #!/bin/sh
 echo "hook $name: \$SPOT_EVENT_TYPE \$SPOT_EVENT_ID timeout \$SPOT_HOOK_TIMEOUT"
-cat > /var/tmp/spot-test-stdin-$name.json
-echo $name >> /var/tmp/spot-test-order
+mkdir -p /var/lib/spot-test
+cat > /var/lib/spot-test/stdin-$name.json
+echo $name >> /var/lib/spot-test/order
 EOF
 		chmod 0755 "$root/etc/spot-agent.d/$name"
 	done
-	rm -f "$root/var/tmp/spot-test-order"
+	# Between them, what the sandbox lets a hook do: "<probe> yes|no" lines.
+	cat >"$root/etc/spot-agent.d/15-sandbox" <<'EOF'
+#!/bin/sh
+out=/var/lib/spot-test/sandbox
+try() {
+	name=$1 tool=$2
+	shift
+	if ! command -v "$tool" >/dev/null; then echo "$name missing"
+	elif "$@" >/dev/null 2>&1; then echo "$name yes"
+	else echo "$name no"; fi >>"$out"
+}
+try var-lib touch /var/lib/spot-test/probe
+try srv touch /srv/spot-probe
+try data-disk touch /data/spot-probe
+try home-drop-in touch /home/trainer/checkpoints/probe
+try home touch /home/trainer/probe
+try root-home touch /root/spot-probe
+try usr touch /usr/spot-probe
+try etc touch /etc/spot-probe
+try own-tmp touch /var/tmp/spot-probe
+try systemctl systemctl is-active spot-agent.service
+try journal-flush journalctl --flush
+try network curl -fsS --noproxy '*' -o /dev/null -H Metadata:true \
+	'http://169.254.169.254/metadata/scheduledevents?api-version=2020-07-01'
+try namespace unshare --net true
+try mount mount -t tmpfs none /mnt
+try write-exec python3 -c 'import mmap; mmap.mmap(-1, 4096, prot=7)'
+cat >/dev/null
+EOF
+	chmod 0755 "$root/etc/spot-agent.d/15-sandbox"
+	rm -rf "$root/var/lib/spot-test"
 
 	t0=$SECONDS
 	created=$(sim -d '{"type":"Preempt","resources":["agent-vm0"],"not_before_in":30}' \
@@ -441,18 +481,28 @@ EOF
 	approved() { sim http://169.254.169.254/__sim/approvals | grep -qi "\"$event_id\""; }
 	wait_for "approval of $event_id" approved
 	ok "event approved $(elapsed "$t0") after creation"
-	order=$(in_ct cat /var/tmp/spot-test-order | tr '\n' ' ')
+	order=$(in_ct cat /var/lib/spot-test/order | tr '\n' ' ')
 	[ "$order" = "10-x 20-y " ] || fail "hooks ran as '$order', expected '10-x 20-y '"
 	ok "hooks ran once each, in order: $order"
+	sandbox=$(in_ct cat /var/lib/spot-test/sandbox | tr '\n' ' ')
+	want="var-lib yes srv yes data-disk yes home-drop-in yes home no root-home no usr no etc no own-tmp yes"
+	want="$want systemctl yes journal-flush yes network yes namespace no mount no write-exec no "
+	[ "$sandbox" = "$want" ] || fail "the hooks' sandbox: '$sandbox', expected '$want'"
+	in_ct test -e /var/tmp/spot-probe && fail "a hook's /var/tmp file is visible outside the agent"
+	ok "the hooks' sandbox: writes /var/lib, /srv, /data and the drop-in's /home path, not /usr, /etc or" \
+		"homes; its own /var/tmp; systemctl, journalctl --flush and the network work; no namespaces," \
+		"mounts or W+X memory"
 	in_ct python3 - "$event_id" <<'EOF' || fail "the event on the hooks' stdin is not as expected"
 import json, sys
-ev = json.load(open("/var/tmp/spot-test-stdin-10-x.json"))
+ev = json.load(open("/var/lib/spot-test/stdin-10-x.json"))
 assert ev["id"].lower() == sys.argv[1].lower(), ev
 assert ev["type"] == "Preempt" and ev["drill"] is False and ev["deadline_usec"] > 0, ev
 assert "agent-vm0" in ev["resources"], ev
 EOF
 	ok "hook stdin: the event as JSON (id, type, resources, deadline, drill)"
-	hook_logged() { in_ct journalctl --no-pager -u spot-agent SPOT_HOOK=10-x | grep -q "hook 10-x: Preempt"; }
+	# grep reads to the end (no -q): with pipefail, a journalctl cut short
+	# by SIGPIPE would fail the pipeline.
+	hook_logged() { in_ct journalctl --no-pager -u spot-agent SPOT_HOOK=10-x | grep "hook 10-x: Preempt" >/dev/null; }
 	wait_for "the hook's output in the journal" hook_logged
 	ok "journalctl -u spot-agent SPOT_HOOK=10-x: $(in_ct journalctl --no-pager -o cat -u spot-agent SPOT_HOOK=10-x | grep -m1 'hook 10-x')"
 	done_state() {
@@ -460,9 +510,9 @@ EOF
 import json, sys
 s = json.load(sys.stdin)
 assert s["state"] == "done", s["state"]
-assert [h["result"] for h in s["hooks"]] == ["ok", "ok"], s["hooks"]'
+assert [h["result"] for h in s["hooks"]] == ["ok", "ok", "ok"], s["hooks"]'
 	}
-	wait_for "/v1/status state done with both hooks ok" done_state
+	wait_for "/v1/status state done with every hook ok" done_state
 	ok "/v1/status: state done, hooks ok"
 
 	# The watchdog restarts a stopped agent.
@@ -489,7 +539,8 @@ EOF
 		[ "$now" != 0 ] && [ "$now" != "$pid" ] && active
 	}
 	wait_for "the watchdog to restart the stopped agent" restarted
-	in_ct journalctl --no-pager -u spot-agent | grep -q 'Watchdog timeout' || fail "no watchdog timeout in the journal"
+	in_ct journalctl --no-pager -u spot-agent | grep 'Watchdog timeout' >/dev/null ||
+		fail "no watchdog timeout in the journal"
 	[ "$(in_ct systemctl show -p NRestarts --value spot-agent.service)" -gt "$restarts" ] ||
 		fail "NRestarts did not grow"
 	ok "SIGSTOPped agent (pid $pid) killed by the watchdog (WatchdogSec=4s) and restarted in $(elapsed "$t0")"
@@ -513,7 +564,7 @@ EOF
 
 	# Purge leaves nothing behind.
 
-	rm -f "$root/etc/spot-agent.d/10-x" "$root/etc/spot-agent.d/20-y"
+	rm -f "$root/etc/spot-agent.d/10-x" "$root/etc/spot-agent.d/15-sandbox" "$root/etc/spot-agent.d/20-y"
 	in_ct dpkg --purge spot-agent >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; fail "dpkg --purge"; }
 	left=
 	for p in /var/lib/spot-agent /etc/spot-agent /etc/spot-agent.d /usr/bin/spot-agent \
