@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -332,14 +333,26 @@ static bool route_shown(const struct http_server *h, const struct route *r)
 
 /* True when the request announces a body (any Content-Length but 0, or a
  * transfer coding). */
+static enum MHD_Result note_body_header(void *userdata, enum MHD_ValueKind kind, const char *key,
+					const char *value)
+{
+	bool *body = userdata;
+
+	if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0 ||
+	    (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0 && (!value || strcmp(value, "0") != 0)))
+		*body = true;
+	return MHD_YES;
+}
+
+/* Every Content-Length and Transfer-Encoding line counts, not only the
+ * first: "Content-Length: 0" followed by "Content-Length: 4" announces a
+ * body as well. */
 static bool has_body(struct MHD_Connection *c)
 {
-	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	bool body = false;
 
-	if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
-		return true;
-	return cl && strcmp(cl, "0") != 0;
+	(void)MHD_get_connection_values(c, MHD_HEADER_KIND, note_body_header, &body);
+	return body;
 }
 
 /* Our record of libmicrohttpd's connection c, or NULL. */
