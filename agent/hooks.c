@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "log.h"
 
 /* ---- outcomes and results ---- */
@@ -89,9 +90,14 @@ void hook_result_done(struct hook_result *r)
 void hook_result_add_line(struct hook_result *r, const char *line)
 {
 	size_t slot = r->output_next % HOOK_OUTPUT_LINES;
+	char text[HOOK_LINE_MAX + 1];
 
+	/* Made UTF-8 here, cut on a character boundary, so that what is held
+	 * is what the state file and /v1/status show and read back: a line
+	 * with bytes replaced later would grow past HOOK_LINE_MAX. */
+	(void)json_text_copy(text, sizeof(text), line);
 	free(r->output[slot]);
-	r->output[slot] = xstrndup(line, HOOK_LINE_MAX);
+	r->output[slot] = xstrdup(text);
 	r->output_next = (slot + 1) % HOOK_OUTPUT_LINES;
 	if (r->n_output < HOOK_OUTPUT_LINES)
 		r->n_output++;
