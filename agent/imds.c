@@ -318,7 +318,7 @@ static int set_headers(struct imds_request *q, const char *const *headers)
 {
 	/* "Expect: 100-continue" would add a round trip to a short POST;
 	 * "Accept:" drops curl's default Accept line, which nobody reads. */
-	static const char *const fixed[] = { "Expect:", "Accept:", "User-Agent: spot-agent/" SPOT_VERSION };
+	static const char *const fixed[] = { "Expect:", "Accept:", ("User-Agent: spot-agent/" SPOT_VERSION) };
 	struct curl_slist *list = NULL;
 	size_t len = 1;
 	char *text, *p;
