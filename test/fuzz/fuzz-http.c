@@ -245,11 +245,6 @@ static void parse_request(const char *p, size_t n, struct request *rq)
 			return;
 		p = eol + 2;
 	}
-	/* The known gap (test/fuzz/crashers/http/): of several Content-Length
-	 * headers the agent reads the first only, so "0" then "4" is answered
-	 * as a request without a body. */
-	if (rq->n_length > 1 && !fuzz_strict())
-		return;
 	rq->plain = true;
 }
 
