@@ -400,3 +400,22 @@ def test_unbindable_listen_exits_2(ctx):
         expect_bind_refused(ctx, "127.0.0.1:1", "EACCES",
                             wrap=(shutil.which("setpriv"), "--inh-caps=-net_bind_service",
                                   "--bounding-set=-net_bind_service"))
+
+
+def test_a_second_content_length_is_a_body_too(ctx):
+    """'Content-Length: 0' and then 'Content-Length: 4' announce a body:
+    refused (413) like any request body, not answered as /healthz."""
+    ctx.start_sim()
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    for lengths in (("0", "4"), ("4", "0"), ("0", "0")):
+        s = socket.create_connection(("127.0.0.1", ctx.http_port), timeout=10)
+        try:
+            head = "GET /healthz HTTP/1.1\r\nHost: x\r\n" + "".join(
+                "Content-Length: %s\r\n" % n for n in lengths) + "\r\n"
+            s.sendall(head.encode() + b"x" * max(int(n) for n in lengths))
+            status = s.recv(64).split(b"\r\n")[0]
+        finally:
+            s.close()
+        want = b" 413 " if "4" in lengths else b" 200 "
+        check(want in status + b" ", "Content-Length %s: %r" % (" then ".join(lengths), status))

@@ -38,6 +38,7 @@
 
 #include "event.h"
 #include "hooks.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 
@@ -273,6 +274,20 @@ static void test_result_ring(void **state)
 	hook_result_add_line(&r, big);
 	lines_get(&r, &l);
 	assert_int_equal(strlen(l.v[9]), HOOK_LINE_MAX);
+	lines_done(&l);
+	free(big);
+
+	/* A line of bytes that are not UTF-8 is kept as UTF-8 (U+FFFD each,
+	 * three bytes), cut on a character boundary within HOOK_LINE_MAX: the
+	 * state file then reads back exactly what is held. */
+	big = xmalloc(HOOK_LINE_MAX + 1);
+	memset(big, 0xff, HOOK_LINE_MAX);
+	big[HOOK_LINE_MAX] = '\0';
+	hook_result_add_line(&r, big);
+	lines_get(&r, &l);
+	assert_true(json_text_valid(l.v[9]));
+	assert_int_equal(strlen(l.v[9]), HOOK_LINE_MAX / 3 * 3);
+	assert_memory_equal(l.v[9], "\xef\xbf\xbd", 3);
 	lines_done(&l);
 	free(big);
 
