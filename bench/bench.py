@@ -287,7 +287,7 @@ def answer_to_approval(sim, n, seen, wait_approved):
 def empty_chain_section(ctx, sim, seen):
     """The empty chain against the smallest possible poll-and-ack loop
     (bench/ack-loop.py), measured the same way, one after the other."""
-    empty = os.path.join(ctx.dir, "empty-hooks.d")
+    empty = os.path.join(ctx.hook_dir, "empty-hooks.d")
     os.makedirs(empty, mode=0o755, exist_ok=True)
     a = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=200, hooks_dir=empty,
                                            hooks_lib_dir="none"))
