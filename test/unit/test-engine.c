@@ -1087,6 +1087,47 @@ static void test_invented_facts_persisted_before_first_hook(void **unused)
 	fx_done(&f);
 }
 
+static size_t first_of(const struct fixture *f, enum engine_action_kind kind)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->acts[i].kind == kind)
+			return i;
+	return SIZE_MAX;
+}
+
+/* A new record goes to disk right before the first hook start, after the
+ * scan, and for an empty chain after the approval: the approval does not
+ * wait for the disk. */
+static void test_new_record_saved_behind_scan_and_approval(void **unused)
+{
+	for (size_t hooks = 0; hooks <= 1; hooks++) {
+		struct fixture f;
+		struct spot_event ev;
+		size_t persist, scan, next;
+
+		fx_init(&f, true);
+		event_init(&ev);
+		(void)strscpy(ev.id, sizeof(ev.id), "EV-1");
+		ev.type = EVENT_PREEMPT;
+		ev.status = EVENT_SCHEDULED;
+		ev.provider = PROVIDER_AZURE;
+		ev.not_before_usec = T0 + 30 * SEC;
+		(void)event_add_resource(&ev, "vm0");
+		fx_round(&f, &ev, hooks, T0);
+		persist = first_of(&f, ENGINE_PERSIST);
+		scan = first_of(&f, ENGINE_SCAN_HOOKS);
+		next = first_of(&f, hooks ? ENGINE_START_HOOK : ENGINE_APPROVE);
+		assert_true(scan < persist && persist != SIZE_MAX && next != SIZE_MAX);
+		if (hooks)
+			assert_true(persist < next);   /* on disk before a hook sees it */
+		else
+			assert_true(next < persist);   /* the approval first */
+		assert_true(f.acts[persist].fast);
+		event_done(&ev);
+		fx_done(&f);
+	}
+}
+
 /* A fork failure leaves the hook pending and retries it; no approval. */
 static void test_start_failure_retried_never_approved(void **unused)
 {
@@ -1198,6 +1239,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_moving_time_is_one_event),
 		cmocka_unit_test(test_invented_facts_persisted_before_first_hook),
+		cmocka_unit_test(test_new_record_saved_behind_scan_and_approval),
 		cmocka_unit_test(test_start_failure_retried_never_approved),
 		cmocka_unit_test(test_exit77_and_skips_in_one_persist),
 		cmocka_unit_test(test_resume_without_imds),
