@@ -950,16 +950,15 @@ static void log_started(const struct agent *a, const struct hook_plan *plan, int
 
 int agent_start(struct agent *a)
 {
-	struct hook_plan plan = { 0 };
+	static const struct hook_plan none = { 0 };
+	const struct hook_plan *plan = &none;
 	int r;
 
-	r = hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan);
-	if (r >= 0) {
-		chain_log_skips(&plan, &a->chain.skips_signature);
-		log_info("hooks: %zu to run from '%s'", plan.n_hooks, a->cfg.hooks_dir);
-	}
-	log_started(a, &plan, r);
-	hook_plan_done(&plan);
+	/* Scanned now, so that the first event need not wait for it. */
+	r = chain_prescan(&a->chain, &plan);
+	if (r >= 0)
+		log_info("hooks: %zu to run from '%s'", plan->n_hooks, a->cfg.hooks_dir);
+	log_started(a, plan, r);
 	/* An unfinished chain resumes now, without waiting for the service. */
 	engine_start(&a->engine, now_wall());
 	drain(a);
@@ -978,7 +977,9 @@ void agent_reload(struct agent *a, struct config *cfg)
 {
 	struct config n = *cfg;
 	struct hook_plan plan = { 0 };
+	const struct hook_plan *view = &plan;
 	struct engine_config ec;
+	int r;
 
 	memset(cfg, 0, sizeof(*cfg));
 #define KEEP(field, key)                                                                     \
@@ -1008,16 +1009,24 @@ void agent_reload(struct agent *a, struct config *cfg)
 	provider_set_gcp_notice(a->provider, a->cfg.gcp_preempt_notice_sec);
 	poll_sched_set_interval(&a->sched, a->cfg.poll_interval_ms * USEC_PER_MSEC);
 
-	if (hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan) >= 0) {
-		free(a->chain.skips_signature);
-		a->chain.skips_signature = NULL;
-		chain_log_skips(&plan, &a->chain.skips_signature);
-		if (plan.n_hooks == 0)
+	free(a->chain.skips_signature);
+	a->chain.skips_signature = NULL;
+	/* Scanned ahead for the next chain; while one is in hand, only for
+	 * the log (the next chain scans then). */
+	r = chain_prescan(&a->chain, &view);
+	if (r == -EBUSY) {
+		r = hooks_scan(a->cfg.hooks_dir, a->cfg.hooks_lib_dir, &plan);
+		if (r >= 0)
+			chain_log_skips(&plan, &a->chain.skips_signature);
+		view = &plan;
+	}
+	if (r >= 0) {
+		if (view->n_hooks == 0)
 			log_warning("config reloaded, but no hook would run: hooks-dir '%s' is missing or "
 				    "has no runnable file", a->cfg.hooks_dir);
 		else
-			log_info("config reloaded; %zu %s to run from '%s'", plan.n_hooks,
-				 plural(plan.n_hooks, "hook", "hooks"), a->cfg.hooks_dir);
+			log_info("config reloaded; %zu %s to run from '%s'", view->n_hooks,
+				 plural(view->n_hooks, "hook", "hooks"), a->cfg.hooks_dir);
 	} else {
 		log_warning("config reloaded; hooks directory '%s' cannot be read", a->cfg.hooks_dir);
 	}

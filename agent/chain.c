@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "util.h"
@@ -82,22 +83,108 @@ static void on_ended(struct hook_run *run, struct hook_result *res, void *userda
 		c->after_input(c->userdata);
 }
 
-static void scan(struct chain *c, const struct engine_action *a)
+/* A change to a hook directory less than this long before a scan may share
+ * its time stamp with a later one (the file system's clock is coarse), so
+ * such a scan is not taken for the directories' state. */
+#define CHAIN_DIRS_SETTLE_USEC (2 * USEC_PER_SEC)
+
+static uint64_t dir_sig(uint64_t h, const char *path, uint64_t now, bool *settled)
+{
+	struct stat st;
+	uint64_t changed;
+
+	if (!path || !path[0] || strcmp(path, "none") == 0)
+		return hash_fnv(h, "-", 1);
+	if (stat(path, &st) < 0) {
+		int e = errno;
+
+		return hash_fnv(h, &e, sizeof(e));
+	}
+	/* The inode (a directory put in its place is another), its mode and
+	 * owner (what the checks looked at), and its modification time, which
+	 * every entry added, removed or renamed moves. */
+	h = hash_fnv(h, &st.st_dev, sizeof(st.st_dev));
+	h = hash_fnv(h, &st.st_ino, sizeof(st.st_ino));
+	h = hash_fnv(h, &st.st_mode, sizeof(st.st_mode));
+	h = hash_fnv(h, &st.st_uid, sizeof(st.st_uid));
+	h = hash_fnv(h, &st.st_gid, sizeof(st.st_gid));
+	h = hash_fnv(h, &st.st_mtim, sizeof(st.st_mtim));
+	changed = (uint64_t)st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t)st.st_mtim.tv_nsec / 1000;
+	if (changed + CHAIN_DIRS_SETTLE_USEC > now)
+		*settled = false;
+	return h;
+}
+
+/* A signature of the hook directories themselves (not of the files in
+ * them): any file added, removed, renamed or linked in either changes it,
+ * as does a change of a directory's mode or owner. 0 when it cannot be
+ * trusted yet. */
+static uint64_t dirs_sig(const struct config *cfg)
+{
+	uint64_t now = now_usec(CLOCK_REALTIME), h = HASH_FNV_INIT;
+	bool settled = true;
+
+	h = dir_sig(h, cfg->hooks_dir, now, &settled);
+	h = dir_sig(h, cfg->hooks_lib_dir, now, &settled);
+	return settled && h ? h : 0;
+}
+
+/* Reads the directories into c->plan; the signature is taken first, so a
+ * change during the scan makes the next chain scan again. */
+static int scan_into_plan(struct chain *c)
 {
 	struct hook_plan plan = { 0 };
+	uint64_t sig = dirs_sig(c->cfg);
 	int r = hooks_scan(c->cfg->hooks_dir, c->cfg->hooks_lib_dir, &plan);
 
 	/* A hook not in the new plan (the directories could not be read) is
 	 * opened and checked when it starts. */
 	hook_plan_done(&c->plan);
+	c->plan_sig = 0;
+	if (r < 0)
+		return r;
+	chain_log_skips(&plan, &c->skips_signature);
+	c->plan = plan;
+	c->plan_sig = sig;
+	return 0;
+}
+
+int chain_prescan(struct chain *c, const struct hook_plan **ret)
+{
+	int r;
+
+	c->plan_sig = 0;
+	if (c->engine && engine_active(c->engine))
+		return -EBUSY;
+	r = scan_into_plan(c);
+	if (r >= 0)
+		*ret = &c->plan;
+	return r;
+}
+
+/* A chain begins. The plan of the last scan serves as it is while the
+ * directories have not changed since: its descriptors are the files that
+ * were checked then (a file renamed over a hook changes the directory),
+ * and the runner checks each again, on its descriptor, right before the
+ * start. So detection does not wait for a scan, only for two stats. */
+static void scan(struct chain *c, const struct engine_action *a)
+{
+	uint64_t sig = c->plan_sig ? dirs_sig(c->cfg) : 0;
+	int r;
+
+	if (sig && sig == c->plan_sig) {
+		log_event(LOG_DEBUG, a->id, "hooks: the directories are as last scanned, %zu %s to run",
+			  c->plan.n_hooks, plural(c->plan.n_hooks, "hook", "hooks"));
+		engine_hooks_scanned(c->engine, a->id, &c->plan, now_usec(CLOCK_REALTIME));
+		return;
+	}
+	r = scan_into_plan(c);
 	if (r < 0) {
 		log_event(LOG_ERR, a->id, "hooks: cannot read '%s' or '%s': %s, %s", c->cfg->hooks_dir,
 			  c->cfg->hooks_lib_dir ? c->cfg->hooks_lib_dir : "", strerror(-r),
 			  "running the hooks known before, or retrying");
 		engine_hooks_scanned(c->engine, a->id, NULL, now_usec(CLOCK_REALTIME));
 	} else {
-		chain_log_skips(&plan, &c->skips_signature);
-		c->plan = plan;
 		engine_hooks_scanned(c->engine, a->id, &c->plan, now_usec(CLOCK_REALTIME));
 	}
 }

@@ -31,6 +31,10 @@ struct chain {
 	/* The last scan's plan, kept until the next scan: its descriptors are
 	 * the files that were checked, and what the chain's hooks run. */
 	struct hook_plan plan;
+	/* What the hook directories looked like just before that scan; a
+	 * chain that begins while they still look so takes the plan as it is
+	 * (see chain.c). 0: the next chain scans. */
+	uint64_t plan_sig;
 	struct hook_run *run;        /* the running hook, NULL none */
 	char run_id[EVENT_ID_MAX];
 	char *run_stdin;
@@ -51,6 +55,12 @@ void chain_done(struct chain *c);
  * feeding what happened back into the engine; returns false for any other
  * action (the caller's). */
 bool chain_carry_out(struct chain *c, const struct engine_action *a);
+
+/* Scans the hook directories ahead of any event (at start, after a
+ * reload), logging the skips, so that the next chain need not wait for the
+ * scan. *ret borrows the plan until the chain's next scan. -EBUSY while a
+ * chain is in hand (the next chain scans), else hooks_scan's result. */
+int chain_prescan(struct chain *c, const struct hook_plan **ret);
 
 /* A record was detected by this process at read_mono_usec. */
 void chain_note_detected(struct chain *c, const char *id, uint64_t read_mono_usec);

@@ -721,3 +721,32 @@ def test_item12b_bad_state_file_in_readonly_dir_named_in_log(ctx):
     a.wait_log(re.escape(path) + r"(?![.\w])", timeout=10)
     if readonly:
         check(os.path.exists(path), "the state file vanished from a read-only directory")
+
+
+def test_hooks_scanned_ahead_reused_until_the_directory_changes(ctx):
+    """The hook directories are scanned when the agent starts; a chain that
+    begins while they have not changed since takes that plan without a scan.
+    A hook added to the directory changes it: the next chain scans and runs
+    the new hook too."""
+    sim = ctx.start_sim()
+    rec_hook(ctx, "10-a")
+    past = time.time() - 60
+    for d in (ctx.hooks, ctx.lib_hooks):
+        os.makedirs(d, exist_ok=True)
+        os.utime(d, (past, past))
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    line = len(a.lines)
+    e1 = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, e1), what="approval of the first event")
+    a.wait_log(r"\[%s\] hooks: the directories are as last scanned, 1 hook to run" % re.escape(e1),
+               start=line)
+    sim.remove_event(e1)
+    rec_hook(ctx, "20-b")          # the directory changes
+    line = len(a.lines)
+    e2 = sim.add_event(type="Preempt", not_before_in=30)
+    wait_for(lambda: approvals_for(sim, e2), what="approval of the second event")
+    check(not any("as last scanned" in l for l in a.lines[line:]),
+          "a changed directory was not scanned again")
+    ran = [r["name"] for r in runs(ctx) if r["kind"] == "start" and r["id"].lower() == e2.lower()]
+    check(ran == ["10-a", "20-b"], "second chain ran %r" % ran)
