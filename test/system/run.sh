@@ -601,8 +601,9 @@ make_image() {
 	for name in 10-first 20-sleep 30-last; do
 		cat >"$image/root/etc/spot-agent.d/$name" <<'EOF'
 #!/bin/sh
-# Test hook: its start, environment and end, recorded in /spot-rec.
-n=${0##*/}
+# Test hook: its start, environment and end, recorded in /spot-rec. It
+# runs by descriptor ($0 is /dev/fd/3): its own name is in SPOT_HOOK_PATH.
+n=${SPOT_HOOK_PATH##*/}
 echo "hook $n: $SPOT_EVENT_TYPE $SPOT_EVENT_ID source $SPOT_EVENT_SOURCE timeout $SPOT_HOOK_TIMEOUT"
 printf '%s start %s\n' "$n" "$(date +%s.%N)" >>/spot-rec/hooks
 env >"/spot-rec/env-$n"
@@ -846,7 +847,7 @@ assert any(r["method"] == "GET" and r["path"] == "/metadata/scheduledevents"
 		fail "/etc/spot-agent/spot-agent.conf is not the one of write_files (--force-confold)"
 	out=$(in_ct spot-agent check 2>&1) || { say "$out" >&3; fail "spot-agent check"; }
 	for v in 'provider = azure' 'margin = 3' 'hook-timeout = 20' 'events = Preempt,Terminate' \
-		'run   /etc/spot-agent.d/10-checkpoint'; do
+		'# run   /etc/spot-agent.d/10-checkpoint'; do
 		printf '%s\n' "$out" | grep -qxF "$v" || { say "$out" >&3; fail "spot-agent check: no line '$v'"; }
 	done
 	ok "spot-agent check: passes; the config of write_files, the hook 10-checkpoint"
