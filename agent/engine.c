@@ -271,7 +271,8 @@ static void merge_plan(struct event_record *r, const struct hook_plan *plan)
 			(void)strscpy(h->skip_reason, sizeof(h->skip_reason), "removed");
 		}
 	}
-	qsort(r->hooks, r->n_hooks, sizeof(*r->hooks), compare_results);
+	if (r->n_hooks > 1)   /* an empty chain has no array at all */
+		qsort(r->hooks, r->n_hooks, sizeof(*r->hooks), compare_results);
 }
 
 static void finish_chain(struct engine *e, struct event_record *r)
