@@ -1045,6 +1045,18 @@ static void aws_event(struct spot_event *ev, uint64_t nb)
 	(void)event_add_resource(ev, "vm0");
 }
 
+/* An Azure Preempt for vm0, "EV-1", Scheduled with NotBefore nb. */
+static void azure_event(struct spot_event *ev, uint64_t nb)
+{
+	event_init(ev);
+	(void)strscpy(ev->id, sizeof(ev->id), "EV-1");
+	ev->type = EVENT_PREEMPT;
+	ev->status = EVENT_SCHEDULED;
+	ev->provider = PROVIDER_AZURE;
+	ev->not_before_usec = nb;
+	(void)event_add_resource(ev, "vm0");
+}
+
 /* AWS's own mock moves `time` on every answer: one event, one chain. */
 static void test_moving_time_is_one_event(void **unused)
 {
@@ -1106,13 +1118,7 @@ static void test_new_record_saved_behind_scan_and_approval(void **unused)
 		size_t persist, scan, next;
 
 		fx_init(&f, true);
-		event_init(&ev);
-		(void)strscpy(ev.id, sizeof(ev.id), "EV-1");
-		ev.type = EVENT_PREEMPT;
-		ev.status = EVENT_SCHEDULED;
-		ev.provider = PROVIDER_AZURE;
-		ev.not_before_usec = T0 + 30 * SEC;
-		(void)event_add_resource(&ev, "vm0");
+		azure_event(&ev, T0 + 30 * SEC);
 		fx_round(&f, &ev, hooks, T0);
 		persist = first_of(&f, ENGINE_PERSIST);
 		scan = first_of(&f, ENGINE_SCAN_HOOKS);
@@ -1136,13 +1142,7 @@ static void test_start_failure_retried_never_approved(void **unused)
 	uint64_t now = T0;
 
 	fx_init(&f, true);
-	event_init(&ev);
-	(void)strscpy(ev.id, sizeof(ev.id), "EV-1");
-	ev.type = EVENT_PREEMPT;
-	ev.status = EVENT_SCHEDULED;
-	ev.provider = PROVIDER_AZURE;
-	ev.not_before_usec = T0 + 30 * SEC;
-	(void)event_add_resource(&ev, "vm0");
+	azure_event(&ev, T0 + 30 * SEC);
 	fx_round(&f, &ev, 2, now);
 	assert_int_equal(fx_count(&f, ENGINE_START_HOOK), 1);
 	for (unsigned i = 0; i < 50; i++) {
