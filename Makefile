@@ -72,8 +72,9 @@ $(BUILD)/test/failfork.so: test/shim/failfork.c | $(DEPS_OK)
 	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ $< -ldl
 
 # Unit tests run from the top directory so they find test/data.
+# Hook directories in tests go where the agent trusts them (build-aux/trusted-dir).
 unit: $(UNIT_BINS)
-	@sh build-aux/run-unit $(UNIT_BINS)
+	@SPOT_TEST_HOOKS_BASE=$$(sh build-aux/trusted-dir $(BUILD)/it-hooks) sh build-aux/run-unit $(UNIT_BINS)
 
 integration: $(BIN) $(BUILD)/test/failfork.so
 	@SPOT_AGENT=$(BIN) SPOT_FAILFORK_SO=$(abspath $(BUILD)/test/failfork.so) $(PYTHON) test/integration/run.py

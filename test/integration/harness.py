@@ -34,12 +34,17 @@ def trusted_base():
     """A directory for hook directories: the agent runs a hook only when
     every directory from / to it is root's (or the agent's user's) and
     writable by nobody else, so not below /tmp. $SPOT_TEST_HOOKS_BASE, or
-    the build tree's it-hooks/."""
-    base = os.environ.get("SPOT_TEST_HOOKS_BASE") or os.path.join(TOP, "build", "it-hooks")
-    # 0755: tests that run the agent as nobody need to reach their hooks.
+    the build tree's it-hooks/ when its whole way passes, else
+    /var/lib/spot-agent-test/it-hooks (build-aux/trusted-dir). 0755: tests
+    that run the agent as nobody need to reach their hooks."""
+    base = os.environ.get("SPOT_TEST_HOOKS_BASE")
+    if not base:
+        r = subprocess.run(["sh", os.path.join(TOP, "build-aux", "trusted-dir"),
+                            os.path.join(TOP, "build", "it-hooks")], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise TestFailure(r.stderr.strip() or "build-aux/trusted-dir failed")
+        base = r.stdout.strip()
     os.makedirs(base, mode=0o755, exist_ok=True)
-    if not os.environ.get("SPOT_TEST_HOOKS_BASE"):
-        os.chmod(base, 0o755)
     d = os.path.realpath(base)
     while True:
         st = os.stat(d)

@@ -60,7 +60,8 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 
 /* The scratch directory: below one whose every component passes the hook
  * directory checks, which /tmp (world-writable) does not. The build tree
- * unless SPOT_TEST_HOOKS_BASE names another; run from the top directory. */
+ * unless SPOT_TEST_HOOKS_BASE names another (make unit sets it from
+ * build-aux/trusted-dir); run from the top directory. */
 static int setup_tmp(void **state)
 {
 	const char *base = getenv("SPOT_TEST_HOOKS_BASE");
