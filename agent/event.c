@@ -371,31 +371,12 @@ int event_parse_time(const char *s, uint64_t *ret_wall_usec)
 
 char *event_format_time(char *buf, size_t n, uint64_t wall_usec)
 {
-	time_t secs = (time_t)(wall_usec / USEC_PER_SEC);
-	unsigned frac = (unsigned)(wall_usec % USEC_PER_SEC);
-	char fraction[8] = "";
-	struct tm tm;
-	int k;
-
-	if (n == 0)
+	if (wall_usec == 0) {
+		if (n > 0)
+			buf[0] = '\0';
 		return buf;
-	buf[0] = '\0';
-	if (wall_usec == 0 || !gmtime_r(&secs, &tm))
-		return buf;
-	if (frac != 0) {
-		int digits = 6;
-
-		while (frac % 10 == 0) {
-			frac /= 10;
-			digits--;
-		}
-		(void)snprintf(fraction, sizeof(fraction), ".%0*u", digits, frac);
 	}
-	k = snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900,
-		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, fraction);
-	if (k < 0 || (size_t)k >= n)
-		buf[0] = '\0';
-	return buf;
+	return format_rfc3339_frac(buf, n, wall_usec, RFC3339_FRAC_TRIM);
 }
 
 bool event_names_resource(const struct spot_event *ev, const char *vm_name)

@@ -30,25 +30,14 @@ static cJSON *check(cJSON *item)
 
 char *json_format_time(char *buf, size_t n, uint64_t wall_usec)
 {
-	time_t secs;
-	struct tm tm;
-	int k;
-
-	if (n == 0)
+	if (wall_usec == 0) {
+		if (n > 0)
+			buf[0] = '\0';
 		return buf;
-	buf[0] = '\0';
-	if (wall_usec == 0)
-		return buf;
+	}
 	if (wall_usec > JSON_TIME_MAX_USEC)
 		wall_usec = JSON_TIME_MAX_USEC;
-	secs = (time_t)(wall_usec / USEC_PER_SEC);
-	if (!gmtime_r(&secs, &tm))
-		return buf;
-	k = snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(wall_usec % USEC_PER_SEC));
-	if (k < 0 || (size_t)k >= n)
-		buf[0] = '\0';
-	return buf;
+	return format_rfc3339_frac(buf, n, wall_usec, 6);
 }
 
 /* ---- text ---- */

@@ -147,26 +147,7 @@ const char *log_level_to_string(int priority)
 
 char *log_format_timestamp(char *buf, size_t n, uint64_t wall_usec)
 {
-	time_t t = (time_t)(wall_usec / USEC_PER_SEC);
-	unsigned ms = (unsigned)(wall_usec / USEC_PER_MSEC % 1000);
-	struct tm tm;
-	size_t k;
-	int m;
-
-	if (n == 0)
-		return buf;
-	buf[0] = '\0';
-	if (!gmtime_r(&t, &tm))
-		return buf;
-	k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (k == 0) {
-		buf[0] = '\0';  /* strftime may leave a part behind */
-		return buf;
-	}
-	m = snprintf(buf + k, n - k, ".%03uZ", ms);
-	if (m < 0 || (size_t)m >= n - k)
-		buf[0] = '\0';
-	return buf;
+	return format_rfc3339_frac(buf, n, wall_usec, 3);
 }
 
 static void emit_text(int priority, const char *event_id, const char *hook, const char *msg)

@@ -173,16 +173,45 @@ uint64_t wall_to_mono_usec(uint64_t wall_usec)
 	return mono - (wall - wall_usec);
 }
 
-char *format_rfc3339(char *buf, size_t n, uint64_t wall_usec)
+char *format_rfc3339_frac(char *buf, size_t n, uint64_t wall_usec, int digits)
 {
 	time_t t = (time_t)(wall_usec / USEC_PER_SEC);
+	unsigned frac = (unsigned)(wall_usec % USEC_PER_SEC);
+	char fraction[16] = "";
 	struct tm tm;
+	int k;
 
-	if (wall_usec == 0 || !gmtime_r(&t, &tm) || strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+	if (n == 0)
+		return buf;
+	buf[0] = '\0';
+	if (!gmtime_r(&t, &tm))
+		return buf;
+	if (digits == RFC3339_FRAC_TRIM) {
+		for (digits = frac ? 6 : 0; frac && frac % 10 == 0; digits--)
+			frac /= 10;
+	} else {
+		if (digits > 6)
+			digits = 6;
+		for (int i = digits; i < 6; i++)
+			frac /= 10;   /* cut, not rounded */
+	}
+	if (digits > 0)
+		(void)snprintf(fraction, sizeof(fraction), ".%0*u", digits & 7, frac % 1000000);
+	k = snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, fraction);
+	if (k < 0 || (size_t)k >= n)
+		buf[0] = '\0';
+	return buf;
+}
+
+char *format_rfc3339(char *buf, size_t n, uint64_t wall_usec)
+{
+	if (wall_usec == 0) {
 		if (n > 0)
 			buf[0] = '\0';
+		return buf;
 	}
-	return buf;
+	return format_rfc3339_frac(buf, n, wall_usec, 0);
 }
 
 bool str_endswith(const char *s, const char *suffix)

@@ -53,6 +53,12 @@ uint64_t wall_to_mono_usec(uint64_t wall_usec);
 /* Formats a wall-clock time as RFC 3339 UTC with second precision
  * ("2026-11-27T06:31:00Z") into buf (at least 21 bytes). Empty for 0. */
 char *format_rfc3339(char *buf, size_t n, uint64_t wall_usec);
+/* The same with digits (0 to 6) of the second's fraction, cut, not
+ * rounded; RFC3339_FRAC_TRIM: the microseconds without trailing zeros
+ * (none for a whole second). 0 is 1970-01-01T00:00:00Z here. Empty when
+ * buf is too small. */
+#define RFC3339_FRAC_TRIM (-1)
+char *format_rfc3339_frac(char *buf, size_t n, uint64_t wall_usec, int digits);
 #define RFC3339_MAX 32
 
 /* The first 8 hex digits of this boot's id (lower case), "" when unknown:
