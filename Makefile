@@ -31,7 +31,8 @@ SPOT_CFLAGS   = -std=c11 -O2 -g $(WARN) $(SANFLAGS) -MMD -MP
 SPOT_LIBS     = $(shell $(PKG_CONFIG) --libs $(PKGS))
 TEST_LIBS     = $(shell $(PKG_CONFIG) --libs cmocka)
 
-SRCS      := $(wildcard agent/*.c)
+# agent/ and one folder per concern below it (README "Layout").
+SRCS      := $(wildcard agent/*.c agent/*/*.c)
 LIB_OBJS  := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(filter-out agent/main.c,$(SRCS)))
 MAIN_OBJ  := $(BUILD)/agent/main.o
 UNIT_SRCS := $(wildcard test/unit/test-*.c)

@@ -16,16 +16,16 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "chain.h"
-#include "engine.h"
-#include "http.h"
-#include "imds.h"
+#include "hooks/chain.h"
+#include "engine/engine.h"
+#include "http/http.h"
+#include "clouds/imds.h"
 #include "log.h"
-#include "logind.h"
-#include "metrics.h"
-#include "poll.h"
-#include "provider.h"
-#include "state.h"
+#include "logind/logind.h"
+#include "http/metrics.h"
+#include "engine/poll.h"
+#include "clouds/provider.h"
+#include "store/state.h"
 #include "util.h"
 
 #define IGNORED_IDS_MAX 32

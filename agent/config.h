@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "event.h"
+#include "engine/event.h"
 #include "log.h"
 
 #define CONFIG_DEFAULT_PATH     "/etc/spot-agent/spot-agent.conf"

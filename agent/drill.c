@@ -10,12 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "chain.h"
-#include "engine.h"
-#include "hooks.h"
+#include "hooks/chain.h"
+#include "engine/engine.h"
+#include "hooks/hooks.h"
 #include "log.h"
 #include "loop.h"
-#include "state.h"
+#include "store/state.h"
 #include "util.h"
 
 struct drill {

@@ -17,10 +17,10 @@
 #include "agent.h"
 #include "config.h"
 #include "drill.h"
-#include "hooks.h"
-#include "http.h"
+#include "hooks/hooks.h"
+#include "http/http.h"
 #include "log.h"
-#include "logind.h"
+#include "logind/logind.h"
 #include "loop.h"
 #include "preflight.h"
 

@@ -18,8 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "state.h"
+#include "http/http.h"
+#include "store/state.h"
 #include "util.h"
 
 /* ---- hook directories ---- */

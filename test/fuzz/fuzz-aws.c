@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "fuzz-util.h"
-#include "provider.h"
+#include "clouds/provider.h"
 #include "util.h"
 
 /* 2026-11-27T03:20:00Z, between the times the seed corpus uses. */

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "azure.h"
-#include "event.h"
+#include "clouds/azure.h"
+#include "engine/event.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "engine/event.h"
 #include "fuzz-util.h"
 #include "util.h"
 

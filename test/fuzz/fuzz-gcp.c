@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fuzz-util.h"
-#include "provider.h"
+#include "clouds/provider.h"
 #include "util.h"
 
 static void check_key(const struct spot_event *ev, const char *prefix)

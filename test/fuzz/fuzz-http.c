@@ -26,10 +26,10 @@
 #include <systemd/sd-event.h>
 
 #include "fuzz-util.h"
-#include "http.h"
+#include "http/http.h"
 #include "log.h"
-#include "metrics.h"
-#include "state.h"
+#include "http/metrics.h"
+#include "store/state.h"
 #include "util.h"
 
 #define RESPONSE_MAX   (256 * 1024)   /* more than any answer of the agent */

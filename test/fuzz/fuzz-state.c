@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "fuzz-util.h"
-#include "state.h"
+#include "store/state.h"
 #include "util.h"
 
 /* A private directory for the saved files (under $TMPDIR, else /tmp),

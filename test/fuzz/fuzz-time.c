@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "engine/event.h"
 #include "fuzz-util.h"
-#include "json.h"
+#include "store/json.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

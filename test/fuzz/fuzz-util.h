@@ -13,7 +13,7 @@
 
 #include <sanitizer/common_interface_defs.h>
 
-#include "event.h"
+#include "engine/event.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

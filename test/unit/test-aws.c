@@ -33,8 +33,8 @@
 #include <sys/socket.h>
 #include <systemd/sd-event.h>
 
-#include "event.h"
-#include "provider.h"
+#include "engine/event.h"
+#include "clouds/provider.h"
 #include "util.h"
 
 #define DATA_DIR "test/data/aws"

@@ -35,9 +35,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "azure.h"
-#include "event.h"
-#include "provider.h"
+#include "clouds/azure.h"
+#include "engine/event.h"
+#include "clouds/provider.h"
 #include "util.h"
 
 #define DATA_DIR "test/data/azure"

@@ -24,8 +24,8 @@
 
 #include <cmocka.h>
 
-#include "engine.h"
-#include "state.h"
+#include "engine/engine.h"
+#include "store/state.h"
 #include "util.h"
 
 #define T0 UINT64_C(1795761030000000)   /* 2026-11-27T06:30:30Z */

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "event.h"
+#include "engine/event.h"
 #include "util.h"
 
 #define SEC(s) ((uint64_t)(s) * USEC_PER_SEC)

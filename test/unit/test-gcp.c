@@ -28,8 +28,8 @@
 #include <sys/socket.h>
 #include <systemd/sd-event.h>
 
-#include "event.h"
-#include "provider.h"
+#include "engine/event.h"
+#include "clouds/provider.h"
 #include "util.h"
 
 #define DATA_DIR "test/data/gcp"

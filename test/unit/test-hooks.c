@@ -36,9 +36,9 @@
 
 #include <cmocka.h>
 
-#include "event.h"
-#include "hooks.h"
-#include "json.h"
+#include "engine/event.h"
+#include "hooks/hooks.h"
+#include "store/json.h"
 #include "log.h"
 #include "util.h"
 

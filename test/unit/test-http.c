@@ -25,9 +25,9 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
-#include "http.h"
-#include "metrics.h"
-#include "state.h"
+#include "http/http.h"
+#include "http/metrics.h"
+#include "store/state.h"
 #include "util.h"
 
 #define VERSION "9.9.9"

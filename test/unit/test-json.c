@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "store/json.h"
 #include "util.h"
 
 static char *printed(const cJSON *o)

@@ -28,7 +28,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include "logind.h"
+#include "logind/logind.h"
 #include "util.h"
 
 #define SEC(s) ((uint64_t)(s) * USEC_PER_SEC)

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "metrics.h"
-#include "state.h"
+#include "http/metrics.h"
+#include "store/state.h"
 #include "util.h"
 
 #define PROMTOOL "/usr/bin/promtool"

@@ -11,7 +11,7 @@
 
 #include <stdlib.h>
 
-#include "poll.h"
+#include "engine/poll.h"
 #include "util.h"
 
 #define MSEC(ms) ((uint64_t)(ms) * USEC_PER_MSEC)

@@ -21,7 +21,7 @@
 
 #include <cmocka.h>
 
-#include "state.h"
+#include "store/state.h"
 #include "util.h"
 
 #define DATA_DIR "test/data/state"

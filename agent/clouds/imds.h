@@ -1,0 +1,77 @@
+/* imds.h - HTTP requests to the instance metadata service on the event loop. */
+#ifndef SPOT_IMDS_H
+#define SPOT_IMDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "http/metrics.h"
+
+#define IMDS_BODY_MAX            (64 * 1024)  /* larger answers fail as transport errors */
+#define IMDS_CONNECT_TIMEOUT_MS  2000         /* link-local: a connect takes microseconds */
+#define IMDS_ERROR_MAX           256
+
+/* Independent request slots: each keeps one easy handle alive for its
+ * whole life, and the multi handle shares one connection cache, so polls
+ * reuse a single keep-alive connection. */
+enum imds_slot {
+	IMDS_SLOT_POLL,
+	IMDS_SLOT_IDENTITY,
+	IMDS_SLOT_APPROVE,
+	_IMDS_SLOT_MAX,
+};
+
+struct imds_reply {
+	enum imds_result result;
+	long status;                 /* HTTP status, 0 when none arrived */
+	const char *body;            /* borrowed for the callback only; NUL-terminated */
+	size_t len;
+	uint64_t latency_usec;
+	uint64_t done_mono_usec;     /* when the answer was complete */
+	const char *error;           /* one line, "" when result is OK */
+	/* The Metadata-Flavor response header (GCP answers "Google"), "" when
+	 * absent; at most IMDS_FLAVOR_MAX - 1 bytes, borrowed for the callback. */
+	const char *metadata_flavor;
+};
+
+#define IMDS_FLAVOR_MAX 64
+
+/* Sees every request the transport sends and every answer it hands over,
+ * so a caller can count requests against the metadata service's rate limit
+ * and observe latencies. sent is called when a request is handed to curl
+ * (it leaves in the same loop iteration); done once per answered request,
+ * just before its callback. A cancelled request gets no done. Either
+ * function may be NULL; neither may start or cancel requests. */
+struct imds_observer {
+	void (*sent)(void *userdata, enum imds_slot slot, uint64_t mono_usec);
+	void (*done)(void *userdata, enum imds_slot slot, enum imds_result result,
+		     uint64_t latency_usec);
+	void *userdata;
+};
+
+typedef void (*imds_callback)(const struct imds_reply *r, void *userdata);
+
+struct imds;
+
+int imds_new(sd_event *e, struct imds **ret);
+/* Copies *o; NULL removes the observer. */
+void imds_set_observer(struct imds *m, const struct imds_observer *o);
+/* Cancels requests in flight (their callbacks are not called). NULL ok. */
+void imds_free(struct imds *m);
+
+/* Starts a request in slot. method is "GET", "POST" or "PUT"; headers is a
+ * NULL-terminated list of "Name: value" lines; body only for POST and PUT. Proxies
+ * are never used. Returns 0, -EBUSY when the slot is in use, or -errno. The
+ * request is on the wire before this returns when a connection is at hand.
+ * The callback runs from the loop once, with the outcome, never from within
+ * imds_request itself. */
+int imds_request(struct imds *m, enum imds_slot slot, const char *method, const char *url,
+		 const char *const *headers, const char *body, uint64_t timeout_usec,
+		 imds_callback cb, void *userdata);
+bool imds_busy(const struct imds *m, enum imds_slot slot);
+void imds_cancel(struct imds *m, enum imds_slot slot);
+
+#endif

@@ -1,0 +1,112 @@
+/* provider-internal.h - between provider.c (the provider-neutral half) and
+ * the clouds (azure.c, aws.c, gcp.c). Not for other modules: the rest of
+ * the agent sees provider.h only.
+ *
+ * A round is a set of requests, each started with provider_request from
+ * start_round or from an earlier request's reply, ending in exactly one
+ * provider_finish or provider_fail. Nothing may touch the provider after
+ * either (the caller's callback may free it, or start the next round), so
+ * they are the last thing a reply handler does. */
+#ifndef SPOT_PROVIDER_INTERNAL_H
+#define SPOT_PROVIDER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clouds/provider.h"
+
+/* An answer to a request of the provider; state is the cloud's own. */
+typedef void (*provider_reply_cb)(struct provider_handle *p, void *state, const struct imds_reply *r);
+
+struct provider_ops {
+	enum provider kind;
+	size_t state_size;                /* the cloud's state, zeroed by provider_new */
+	/* Requests the next round will send, as provider_round_cost says. */
+	unsigned (*round_cost)(const struct provider_handle *p, const void *state);
+	/* Starts a round: 0, or -errno with no request left in flight (the
+	 * caller's callback is then not called). Resets the round's partial
+	 * results: a cancelled round leaves them behind. */
+	int (*start_round)(struct provider_handle *p, void *state);
+	/* Sends the approval of event_id (IMDS_SLOT_APPROVE); its reply ends
+	 * in provider_approve_end. NULL when the cloud has no approval call. */
+	int (*approve)(struct provider_handle *p, void *state, const char *event_id, uint64_t timeout_usec);
+	void (*done_state)(void *state);  /* NULL when nothing to release */
+
+	/* The 'auto' probe of this dialect: one request, and whether its
+	 * successful (2xx) answer is in this dialect. */
+	const char *probe_method;
+	const char *probe_path;
+	const char *const *probe_headers;
+	bool (*probe_accept)(const struct imds_reply *r);
+};
+
+extern const struct provider_ops azure_provider_ops;
+extern const struct provider_ops aws_provider_ops;
+extern const struct provider_ops gcp_provider_ops;
+
+/* What a successful round hands over; provider_finish moves events out. */
+struct provider_outcome {
+	struct event_list events;         /* owned until provider_finish */
+	int64_t incarnation;              /* -1 when the cloud has none */
+	size_t n_other;
+	struct provider_drop drops[PROVIDER_DROPS_MAX];
+	size_t n_drops;
+	bool rebalance;
+	uint64_t done_mono_usec;          /* 0 = now */
+};
+
+void provider_outcome_init(struct provider_outcome *o);
+void provider_outcome_done(struct provider_outcome *o);
+
+/* Records a dropped event: counted always, described while there is room.
+ * id may be NULL or "" (no usable id). */
+void provider_drop_add(struct provider_drop *drops, size_t *n_drops, const char *id,
+		       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+void *provider_state(struct provider_handle *p);
+/* This machine's name: the override, or what set_vm_name recorded; NULL
+ * until known. Borrowed until the next set_vm_name. */
+const char *provider_vm_name(const struct provider_handle *p);
+bool provider_vm_name_overridden(const struct provider_handle *p);
+/* Ignored when the name is overridden. */
+void provider_set_vm_name(struct provider_handle *p, const char *name);
+/* The per-request timeout of the round in flight. */
+uint64_t provider_timeout(const struct provider_handle *p);
+
+/* A part of the round failed without failing it: reported with the
+ * round's outcome (either one) in identity_error. Cleared at each round's
+ * start. */
+void provider_set_identity_error(struct provider_handle *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Starts method on base URL + path in slot; cb gets the answer from the
+ * loop. A request of the round (slots other than IMDS_SLOT_APPROVE) is
+ * cancelled with the round. 0 or -errno. */
+int provider_request(struct provider_handle *p, enum imds_slot slot, const char *method, const char *path,
+		     const char *const *headers, const char *body, uint64_t timeout_usec,
+		     provider_reply_cb cb);
+bool provider_request_busy(const struct provider_handle *p, enum imds_slot slot);
+
+/* Ends the round with o's results (its events move to the caller's
+ * callback and are freed after it). */
+void provider_finish(struct provider_handle *p, struct provider_outcome *o);
+/* Ends the round with a failure; the line is formatted from fmt. A result
+ * of IMDS_RESULT_OK is reported as IMDS_RESULT_TRANSPORT. */
+void provider_fail(struct provider_handle *p, enum imds_result result, uint64_t done_mono_usec,
+		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A reply that failed: "<item>: <its error line>". */
+void provider_fail_reply(struct provider_handle *p, const char *item, const struct imds_reply *r);
+/* A request that could not be started from a reply handler. */
+void provider_fail_start(struct provider_handle *p, const char *item, int err);
+
+/* Ends the approval in flight; error "" when OK. */
+void provider_approve_end(struct provider_handle *p, enum imds_result result, const char *error);
+
+/* Plain-text parsing shared by AWS and GCP. */
+bool provider_trailing_space(char c);
+/* body[0..len) as one JSON value with nothing but whitespace after it;
+ * NULL when it is not. The caller deletes the result. */
+cJSON *provider_parse_json(const char *body, size_t len);
+
+#endif

@@ -1,0 +1,1025 @@
+/* hooks.c - the hook runner: runs one hook on the caller's sd-event loop
+ * (a vfork-style clone and exec into a clean session, the event on stdin,
+ * output to the log, the budget enforced) and reports its end only once
+ * nothing it started is alive: its process group, and every process the
+ * agent adopted, which hooktree.c finds and kills. Which hook runs when is the engine's. It
+ * never blocks the loop, except for a bounded wait for processes it has
+ * just SIGKILLed on the free path, and it walks /proc only when a hook did
+ * leave something behind. */
+#include "hooks/hooks.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/json.h"
+#include "log.h"
+
+/* ---- outcomes and results ---- */
+
+static const char *const outcome_names[_HOOK_OUTCOME_MAX] = {
+	[HOOK_PENDING] = "pending",
+	[HOOK_RUNNING] = "running",
+	[HOOK_OK] = "ok",
+	[HOOK_FAILED] = "failed",
+	[HOOK_TIMEOUT] = "timeout",
+	[HOOK_SKIPPED] = "skipped",
+};
+
+const char *hook_outcome_to_string(enum hook_outcome o)
+{
+	if ((int)o < 0 || o >= _HOOK_OUTCOME_MAX)
+		return NULL;
+	return outcome_names[o];
+}
+
+int hook_outcome_from_string(const char *s, enum hook_outcome *ret)
+{
+	if (!s)
+		return -EINVAL;
+	for (int i = 0; i < _HOOK_OUTCOME_MAX; i++) {
+		if (strcmp(s, outcome_names[i]) == 0) {
+			*ret = (enum hook_outcome)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+bool hook_outcome_is_final(enum hook_outcome o)
+{
+	return o == HOOK_OK || o == HOOK_FAILED || o == HOOK_TIMEOUT || o == HOOK_SKIPPED;
+}
+
+void hook_result_init(struct hook_result *r, const char *name, const char *path)
+{
+	memset(r, 0, sizeof(*r));
+	(void)strscpy(r->name, sizeof(r->name), name ? name : "");
+	(void)strscpy(r->path, sizeof(r->path), path ? path : "");
+	r->outcome = HOOK_PENDING;
+	r->exit_status = -1;
+}
+
+static void result_clear_output(struct hook_result *r)
+{
+	for (size_t i = 0; i < HOOK_OUTPUT_LINES; i++)
+		freep_str(&r->output[i]);
+	r->output_next = 0;
+	r->n_output = 0;
+}
+
+void hook_result_done(struct hook_result *r)
+{
+	if (!r)
+		return;
+	result_clear_output(r);
+}
+
+void hook_result_add_line(struct hook_result *r, const char *line)
+{
+	size_t slot = r->output_next % HOOK_OUTPUT_LINES;
+	char text[HOOK_LINE_MAX + 1];
+
+	/* Made UTF-8 here, cut on a character boundary, so that what is held
+	 * is what the state file and /v1/status show and read back: a line
+	 * with bytes replaced later would grow past HOOK_LINE_MAX. */
+	(void)json_text_copy(text, sizeof(text), line);
+	free(r->output[slot]);
+	r->output[slot] = xstrdup(text);
+	r->output_next = (slot + 1) % HOOK_OUTPUT_LINES;
+	if (r->n_output < HOOK_OUTPUT_LINES)
+		r->n_output++;
+}
+
+void hook_result_foreach_line(const struct hook_result *r,
+			      void (*fn)(const char *line, void *userdata), void *userdata)
+{
+	size_t n = r->n_output > HOOK_OUTPUT_LINES ? HOOK_OUTPUT_LINES : r->n_output;
+	size_t first = (r->output_next % HOOK_OUTPUT_LINES + HOOK_OUTPUT_LINES - n) % HOOK_OUTPUT_LINES;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *line = r->output[(first + i) % HOOK_OUTPUT_LINES];
+
+		if (line)
+			fn(line, userdata);
+	}
+}
+
+/* ---- environment ---- */
+
+void strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+static const char *str_or_empty(const char *s)
+{
+	return s ? s : "";
+}
+
+char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
+		     uint64_t deadline_wall_usec, bool drill)
+{
+	char not_before[RFC3339_MAX];
+	char deadline[32] = "";
+	char **v = xcalloc(16, sizeof(char *));
+	size_t n = 0;
+
+	(void)format_rfc3339(not_before, sizeof(not_before), ev->not_before_usec);
+	if (deadline_wall_usec > 0)
+		(void)snprintf(deadline, sizeof(deadline), "%llu",
+			       (unsigned long long)(deadline_wall_usec / USEC_PER_SEC));
+
+	v[n++] = xstrdup("PATH=" HOOK_PATH_ENV);
+	v[n++] = xstrdup("LANG=C.UTF-8");
+	v[n++] = xstrdup("TZ=UTC");
+	v[n++] = xasprintf("SPOT_EVENT_ID=%s", ev->id);
+	v[n++] = xasprintf("SPOT_EVENT_TYPE=%s", str_or_empty(event_type_to_string(ev->type)));
+	v[n++] = xasprintf("SPOT_EVENT_STATUS=%s", str_or_empty(event_status_to_string(ev->status)));
+	v[n++] = xasprintf("SPOT_EVENT_SOURCE=%s", ev->source);
+	v[n++] = xasprintf("SPOT_NOT_BEFORE=%s", not_before);
+	v[n++] = xasprintf("SPOT_DEADLINE=%s", deadline);
+	v[n++] = xasprintf("SPOT_PROVIDER=%s", str_or_empty(provider_to_string(ev->provider)));
+	v[n++] = xasprintf("SPOT_VM_NAME=%s", str_or_empty(vm_name));
+	v[n++] = xstrdup(drill ? "SPOT_DRILL=1" : "SPOT_DRILL=0");
+	v[n] = NULL;
+	return v;
+}
+
+/* ---- running one hook ---- */
+
+/* After a hook's main process ended: how long to wait for the processes it
+ * left behind to die (they have been sent SIGKILL, so only a process stuck
+ * in the kernel takes long), and how often to look again meanwhile. */
+#define TREE_WAIT_USEC       (5 * USEC_PER_SEC)
+#define TREE_RECHECK_USEC    (100 * USEC_PER_MSEC)
+/* hook_run_free waits this long for a main process it SIGKILLed. */
+#define FREE_WAIT_MSEC       5
+
+/* Output read in one go: what a finished hook left in the pipe, bounded in
+ * case an escaped process keeps writing. */
+#define DRAIN_MAX (4 * 1024 * 1024)
+
+/* Started, and not yet ended or freed: one hook runs at a time. */
+static struct hook_run *active_run;
+/* A run was freed before all it left was reaped, or given up on: the next
+ * start sweeps first. Otherwise an ended run leaves no child behind, and a
+ * start needs no sweep. */
+static bool sweep_pending;
+
+struct hook_run {
+	sd_event *event;
+	struct hook_result res;
+	char *event_id;
+	char *stdin_json;
+	size_t stdin_len;
+	size_t stdin_off;
+	uint64_t kill_grace_usec;        /* SIGTERM -> SIGKILL */
+	uint64_t kill_at_mono_usec;      /* the end of the budget, USEC_INFINITY none */
+	uint64_t term_grace_usec;        /* SIGTERM -> SIGKILL, as it was set */
+	hook_run_ended ended;
+	void *userdata;
+
+	pid_t pid;                       /* the main process, its group and session */
+	uint64_t start_mono_usec;
+	sd_event_source *child_source;   /* the main process; NULL once it ended */
+	sd_event_source *timer_source;   /* the budget, then the grace */
+	bool term_sent;
+	bool main_ended;                 /* waiting for what it left behind */
+	bool finished;                   /* ended was called */
+	int stdin_fd;
+	sd_event_source *stdin_source;
+	int out_fd;                      /* stdout and stderr share one pipe */
+	sd_event_source *out_source;
+	int spawn_errno;                 /* why the child failed before its exec, or
+					  * the exec itself, else 0 */
+	const char *spawn_step;          /* where: "execveat", "setsid", ...; static */
+	char spawn_detail[HOOK_DETAIL_MAX]; /* both in words */
+	char line[HOOK_LINE_MAX + 1];
+	size_t line_len;
+	uint64_t logged_bytes;
+	bool drop_noted;
+
+	/* After the main process ended. */
+	struct hooktree_pidset left;     /* processes it left behind, killed */
+	sd_event_source *orphan_source;  /* one adopted leftover we wait for */
+	pid_t orphan_pid;
+	sd_event_source *tidy_source;    /* defer: the first look, once the main process is reaped */
+	sd_event_source *reap_timer;     /* looks again; bounds the wait */
+	uint64_t reap_until_mono_usec;
+	sd_event_source *end_source;     /* defer: reports the end */
+};
+
+static double usec_to_sec(uint64_t usec)
+{
+	return (double)usec / (double)USEC_PER_SEC;
+}
+
+static const char *signal_name(int sig, char *buf, size_t n)
+{
+	const char *abbrev = sigabbrev_np(sig);
+
+	if (abbrev)
+		(void)snprintf(buf, n, "SIG%s", abbrev);
+	else
+		(void)snprintf(buf, n, "signal %d", sig);
+	return buf;
+}
+
+static void close_source(sd_event_source **s, int *fd)
+{
+	*s = sd_event_source_disable_unref(*s);
+	if (fd && *fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Bytes below 0x20 other than tab become '?', so a hook cannot forge log
+ * records or terminal escapes. Empty lines are dropped. */
+static void emit_line(struct hook_run *run, char *line, size_t len)
+{
+	struct hook_result *r = &run->res;
+
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (len == 0)
+		return;
+	line[len] = '\0';
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 && line[i] != '\t')
+			line[i] = '?';
+	if (run->logged_bytes < HOOK_LOG_BYTES_MAX) {
+		log_hook(LOG_INFO, run->event_id, r->name, "%s", line);
+		run->logged_bytes += len + 1;
+	} else if (!run->drop_noted) {
+		log_hook(LOG_WARNING, run->event_id, r->name,
+			 "hook '%s' wrote more than %d KiB, further output is counted but not logged",
+			 r->name, HOOK_LOG_BYTES_MAX / 1024);
+		run->drop_noted = true;
+	}
+	hook_result_add_line(r, line);
+}
+
+static void feed_output(struct hook_run *run, const char *buf, size_t n)
+{
+	run->res.output_bytes += n;
+	while (n > 0) {
+		const char *nl = memchr(buf, '\n', n);
+		size_t take = nl ? (size_t)(nl - buf) : n;
+		size_t room = HOOK_LINE_MAX - run->line_len;
+
+		if (take > room)
+			take = room;
+		memcpy(run->line + run->line_len, buf, take);
+		run->line_len += take;
+		buf += take;
+		n -= take;
+		if (n > 0 && *buf == '\n') {
+			buf++;
+			n--;
+			emit_line(run, run->line, run->line_len);
+			run->line_len = 0;
+		} else if (run->line_len == HOOK_LINE_MAX) {
+			emit_line(run, run->line, run->line_len);
+			run->line_len = 0;
+		}
+	}
+}
+
+static void flush_output(struct hook_run *run)
+{
+	if (run->line_len > 0)
+		emit_line(run, run->line, run->line_len);
+	run->line_len = 0;
+}
+
+/* Reads what is there without blocking, at most max bytes; at EOF (or an
+ * error) the pipe is closed. */
+static void read_output(struct hook_run *run, size_t max)
+{
+	char buf[16384];
+	size_t total = 0;
+
+	while (run->out_fd >= 0 && total < max) {
+		ssize_t k = read(run->out_fd, buf, sizeof(buf));
+
+		if (k > 0) {
+			feed_output(run, buf, (size_t)k);
+			total += (size_t)k;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			return;
+		flush_output(run);
+		close_source(&run->out_source, &run->out_fd);
+	}
+}
+
+static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	/* A bounded amount per wakeup keeps a chatty hook from starving the loop. */
+	read_output(userdata, 4 * 16384);
+	return 0;
+}
+
+static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct hook_run *run = userdata;
+
+	while (run->stdin_off < run->stdin_len) {
+		ssize_t k = write(run->stdin_fd, run->stdin_json + run->stdin_off,
+				  run->stdin_len - run->stdin_off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			return 0;
+		if (k <= 0)
+			break;  /* EPIPE: the hook does not read its stdin, fine */
+		run->stdin_off += (size_t)k;
+	}
+	close_source(&run->stdin_source, &run->stdin_fd);
+	return 0;
+}
+
+/* The pids that child sources wait for, which nobody else may reap. */
+static void run_keep(const struct hook_run *run, pid_t keep[2])
+{
+	keep[0] = run->child_source ? run->pid : 0;
+	keep[1] = run->orphan_source ? run->orphan_pid : 0;
+}
+
+/* sig to the hook's group and its whole tree. Never to the hooks' cgroup:
+ * the agent lives there too. */
+static void signal_run(struct hook_run *run, int sig)
+{
+	pid_t keep[2];
+
+	if (run->child_source) {
+		/* The main process is unreaped, so neither id can have been
+		 * reused; the plain pid covers a child that has not reached
+		 * setsid yet. */
+		(void)kill(-run->pid, sig);
+		(void)kill(run->pid, sig);
+		if (sig == SIGTERM) {
+			(void)kill(-run->pid, SIGCONT);
+			(void)kill(run->pid, SIGCONT);
+		}
+	}
+	if (sig == SIGTERM) {
+		hooktree_terminate();
+		return;
+	}
+	run_keep(run, keep);
+	(void)hooktree_kill(keep, NULL, NULL);
+}
+
+static int arm_timer(struct hook_run *run, sd_event_source **s, uint64_t usec,
+		     sd_event_time_handler_t fn)
+{
+	int r;
+
+	if (!*s)
+		return sd_event_add_time(run->event, s, CLOCK_MONOTONIC, usec, USEC_PER_MSEC, fn, run);
+	r = sd_event_source_set_time(*s, usec);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(*s, SD_EVENT_ONESHOT);
+	return r;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* The first step of a timeout: SIGTERM now, SIGKILL after the grace. */
+static void begin_kill(struct hook_run *run)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	uint64_t kill_at = now + run->kill_grace_usec;
+
+	/* SIGKILL by the end of the budget at the latest. */
+	if (kill_at > run->kill_at_mono_usec)
+		kill_at = run->kill_at_mono_usec > now ? run->kill_at_mono_usec : now;
+	run->term_sent = true;
+	run->term_grace_usec = kill_at - now;
+	run->res.timed_out = true;
+	log_hook(LOG_WARNING, run->event_id, run->res.name, "hook '%s' timed out after %.1f s, killing",
+		 run->res.name, usec_to_sec(now - run->start_mono_usec));
+	signal_run(run, SIGTERM);
+	if (arm_timer(run, &run->timer_source, kill_at, on_timer) < 0)
+		signal_run(run, SIGKILL);  /* cannot wait for the grace */
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct hook_run *run = userdata;
+
+	if (!run->term_sent) {
+		begin_kill(run);
+		return 0;
+	}
+	log_hook(LOG_WARNING, run->event_id, run->res.name,
+		 "hook '%s' still running %.1f s after SIGTERM, sending SIGKILL",
+		 run->res.name, usec_to_sec(run->term_grace_usec));
+	signal_run(run, SIGKILL);
+	return 0;
+}
+
+void hook_run_kill(struct hook_run *run)
+{
+	if (!run || run->main_ended || run->term_sent)
+		return;
+	begin_kill(run);
+}
+
+/* Why the child did not get to run the hook, in words, from the errno and
+ * the step the child reported. */
+static void spawn_detail(const struct hook_file *f, int err, const char *step, char *buf, size_t n)
+{
+	char interp[PATH_MAX];
+
+	int k;
+
+	if (strcmp(step, "execveat") != 0)
+		k = snprintf(buf, n, "could not be set up: %s: %s", step, strerror(err));
+	else if ((err == ENOENT || (f->script && (err == EACCES || err == ENOEXEC))) &&
+		 hook_file_interpreter(f, interp, sizeof(interp)) >= 0)
+		k = snprintf(buf, n, "cannot execute: %s (interpreter '%s')", strerror(err), interp);
+	else
+		k = snprintf(buf, n, "cannot execute: %s", strerror(err));
+	if (k < 0)
+		buf[0] = '\0';  /* cut to fit otherwise */
+}
+
+static void log_end(struct hook_run *run)
+{
+	const struct hook_result *r = &run->res;
+	const char *suffix = r->timed_out ? " (timed out)" :
+			     r->exit_status == 127 ? " (a command was not found)" : "";
+	char sig[32];
+
+	if (r->exec_detail[0])
+		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' %s", r->name, r->exec_detail);
+	else if (r->term_signal > 0)
+		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' killed by %s after %.2f s%s",
+			 r->name, signal_name(r->term_signal, sig, sizeof(sig)),
+			 usec_to_sec(r->duration_usec), suffix);
+	else
+		log_hook(r->outcome == HOOK_OK ? LOG_INFO : LOG_WARNING, run->event_id, r->name,
+			 "hook '%s' exited %d after %.2f s%s",
+			 r->name, r->exit_status, usec_to_sec(r->duration_usec), suffix);
+}
+
+static void report_end(struct hook_run *run)
+{
+	if (active_run == run)
+		active_run = NULL;
+	run->finished = true;
+	/* The last thing a run does: ended may free it. */
+	run->ended(run, &run->res, run->userdata);
+}
+
+static int on_end(sd_event_source *s, void *userdata)
+{
+	struct hook_run *run = userdata;
+
+	run->end_source = sd_event_source_disable_unref(run->end_source);
+	report_end(run);
+	return 0;
+}
+
+/* Everything is dead: closes up and reports the end from a callback of its
+ * own. Not from this one: the caller may start the next hook from ended,
+ * and the pid whose child source is being dispatched is reaped by sd-event
+ * only after the dispatch; a sweep must not take it first. */
+static void finish(struct hook_run *run)
+{
+	close_source(&run->reap_timer, NULL);
+	close_source(&run->orphan_source, NULL);
+	read_output(run, DRAIN_MAX);
+	flush_output(run);
+	close_source(&run->out_source, &run->out_fd);
+	close_source(&run->stdin_source, &run->stdin_fd);
+	/* A hook killed for its timeout took its children with it; one that
+	 * ended by itself should not have left any. */
+	if (run->left.n > 0 && !run->res.timed_out)
+		log_hook(LOG_WARNING, run->event_id, run->res.name,
+			 "hook '%s' left %zu process%s behind, killed", run->res.name,
+			 run->left.n, run->left.n == 1 ? "" : "es");
+	if (sd_event_add_defer(run->event, &run->end_source, on_end, run) < 0)
+		report_end(run);  /* no memory for a source: at once, then */
+}
+
+static int on_orphan_exit(sd_event_source *s, const siginfo_t *si, void *userdata);
+static int on_reap_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* The slow path: kills what the ended hook left behind, found by walking
+ * /proc, and reports the end once all of it is dead; until then it waits
+ * for one adopted leftover at a time, and looks again every
+ * TREE_RECHECK_USEC for what that pidfd does not report (a descendant
+ * below another child). dying: a pid whose source is being dispatched,
+ * which sd-event reaps after the callback. */
+static void tidy_up(struct hook_run *run, pid_t dying)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	pid_t keep[2], watch = 0;
+	size_t alive;
+
+	run_keep(run, keep);
+	if (!keep[0])
+		keep[0] = dying;
+	else if (!keep[1])
+		keep[1] = dying;
+	alive = hooktree_kill(keep, &run->left, &watch);
+	if (alive == 0) {
+		finish(run);
+		return;
+	}
+	if (now >= run->reap_until_mono_usec) {
+		log_hook(LOG_WARNING, run->event_id, run->res.name,
+			 "hook '%s': %zu process%s it left behind still alive %.0f s after SIGKILL, going on",
+			 run->res.name, alive, alive == 1 ? "" : "es", usec_to_sec(TREE_WAIT_USEC));
+		sweep_pending = true;
+		finish(run);
+		return;
+	}
+	if (!run->orphan_source && watch > 0 &&
+	    sd_event_add_child(run->event, &run->orphan_source, watch, WEXITED, on_orphan_exit, run) >= 0)
+		run->orphan_pid = watch;
+	if (arm_timer(run, &run->reap_timer, now + TREE_RECHECK_USEC < run->reap_until_mono_usec ?
+					     now + TREE_RECHECK_USEC : run->reap_until_mono_usec,
+		      on_reap_timer) < 0 && !run->orphan_source) {
+		log_hook(LOG_WARNING, run->event_id, run->res.name,
+			 "hook '%s': cannot wait for the processes it left behind, going on",
+			 run->res.name);
+		finish(run);
+	}
+}
+
+static int on_orphan_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
+{
+	struct hook_run *run = userdata;
+	pid_t pid = run->orphan_pid;
+
+	run->orphan_source = sd_event_source_disable_unref(run->orphan_source);
+	run->orphan_pid = 0;
+	tidy_up(run, pid);
+	return 0;
+}
+
+static int on_reap_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	tidy_up(userdata, 0);
+	return 0;
+}
+
+/* The first look after the main process was reaped, its group SIGKILLed.
+ * No child source waits now, so every dead child may be reaped: the
+ * group's members, adopted by the subreaper, among them. When then the
+ * agent has no child at all, nothing the hook started is alive (a living
+ * descendant would be a child of the agent or below one), and the walk of
+ * /proc is skipped: the common case of a hook that leaves nothing. */
+static int on_tidy(sd_event_source *s, void *userdata)
+{
+	struct hook_run *run = userdata;
+
+	run->tidy_source = sd_event_source_disable_unref(run->tidy_source);
+	if (hooktree_reap_all(&run->left))
+		finish(run);
+	else
+		tidy_up(run, 0);
+	return 0;
+}
+
+static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
+{
+	struct hook_run *run = userdata;
+	struct hook_result *r = &run->res;
+
+	if (si->si_code == CLD_EXITED) {
+		r->exit_status = si->si_status;
+		r->term_signal = 0;
+	} else {
+		r->exit_status = -1;
+		r->term_signal = si->si_status;
+	}
+	r->duration_usec = now_usec(CLOCK_MONOTONIC) - run->start_mono_usec;
+	run->main_ended = true;
+	close_source(&run->timer_source, NULL);
+	close_source(&run->stdin_source, &run->stdin_fd);
+
+	if (run->spawn_errno && r->exit_status == 127) {
+		if (strcmp(run->spawn_step, "execveat") == 0)
+			r->exec_errno = run->spawn_errno;
+		(void)strscpy(r->exec_detail, sizeof(r->exec_detail), run->spawn_detail);
+	}
+
+	if (r->timed_out)
+		r->outcome = HOOK_TIMEOUT;
+	else if (r->exit_status == 0 || r->exit_status == HOOK_EXIT_SKIP_REST)
+		r->outcome = HOOK_OK;
+	else
+		r->outcome = HOOK_FAILED;
+
+	/* Take what is in the pipe now, so the output comes before the end in
+	 * the log; what dying leftovers add is read until they are gone. */
+	read_output(run, DRAIN_MAX);
+	flush_output(run);
+	log_end(run);
+
+	/* Every member of the hook's group is below the agent, but a group
+	 * kill is one system call and catches a fork in flight; the leader is
+	 * an unreaped zombie while its callback runs, so the id is still its. */
+	(void)kill(-run->pid, SIGKILL);
+	/* sd-event reaps the zombie after this callback returns; the rest is
+	 * looked at from a defer, once it has. */
+	(void)sd_event_source_set_child_process_own(s, false);
+	run->child_source = sd_event_source_disable_unref(run->child_source);
+	run->reap_until_mono_usec = now_usec(CLOCK_MONOTONIC) + TREE_WAIT_USEC;
+	if (sd_event_add_defer(run->event, &run->tidy_source, on_tidy, run) < 0)
+		tidy_up(run, run->pid);
+	return 0;
+}
+
+struct child_args {
+	int in_fd, out_fd;
+	int exec_fd;                 /* the checked hook file */
+	bool keep_exec_fd;           /* a script: its interpreter reads /dev/fd/3 */
+	char *const *argv;
+	char *const *envp;
+	int max_fd;
+	pid_t agent_pid;
+	/* Written by the child, read by the agent once the child has
+	 * exec'd or exited (they share memory until then): why it failed,
+	 * and at which step. 0 when the exec worked. */
+	int err;
+	const char *step;
+};
+
+/* The child runs on this stack from clone until its exec, while the agent
+ * waits (CLONE_VFORK); one spawn at a time, and only a few hundred bytes
+ * of it are used. */
+#define CHILD_STACK_SIZE (64 * 1024)
+static _Alignas(64) unsigned char child_stack[CHILD_STACK_SIZE];
+
+/* The kernel's sigset_t: 64 signals. */
+#define KERNEL_SIGSET_SIZE 8
+
+#define _child_ __attribute__((no_sanitize("address", "undefined"), noinline))
+
+static _child_ _Noreturn void child_fail(struct child_args *a, const char *step)
+{
+	a->err = errno;
+	a->step = step;
+	_exit(127);
+}
+
+/* The child, sharing the agent's memory until it execs: nothing here may
+ * allocate, lock or touch what the agent uses, so it makes raw system
+ * calls only (no sanitizer either, whose run-time expects its own stacks). */
+static _child_ int child_main(void *userdata)
+{
+	static const uint64_t none = 0;
+	/* All zeros is SIG_DFL in every layout of the kernel's struct
+	 * sigaction, which glibc's is larger than. */
+	static const struct sigaction dfl;
+	struct child_args *a = userdata;
+	long in, out, ex;
+
+	/* No cgroup to join: the child was born in the hooks' cgroup, where
+	 * the agent lives (hooks_tree_setup). */
+	if (syscall(SYS_setsid) < 0)
+		child_fail(a, "setsid");
+	/* A hook must not outlive a crashed agent: the restarted agent runs
+	 * it again (it never completed), and two copies must never overlap.
+	 * The check after prctl closes the race with an agent already gone. */
+	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		child_fail(a, "prctl");
+	if (syscall(SYS_getppid) != a->agent_pid) {
+		errno = ESRCH;
+		child_fail(a, "getppid");
+	}
+	/* Every disposition back to the default, the two signals glibc
+	 * reserves (32, 33) included, and then the mask (the agent blocked
+	 * everything around the clone) emptied. */
+	for (int sig = 1; sig < _NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, (size_t)KERNEL_SIGSET_SIZE);
+	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, (size_t)KERNEL_SIGSET_SIZE) < 0)
+		child_fail(a, "sigprocmask");
+	if (syscall(SYS_chdir, "/") < 0)
+		child_fail(a, "chdir");
+
+	/* Move the descriptors above 3 first: one of them may be 0 to 3
+	 * when the agent runs without standard streams. The hook's file
+	 * ends up at 3 (open across the exec for a script, whose interpreter
+	 * is handed /dev/fd/3), and everything above it is closed. */
+	in = syscall(SYS_fcntl, a->in_fd, F_DUPFD_CLOEXEC, 4);
+	out = syscall(SYS_fcntl, a->out_fd, F_DUPFD_CLOEXEC, 4);
+	ex = syscall(SYS_fcntl, a->exec_fd, F_DUPFD_CLOEXEC, 4);
+	if (in < 0 || out < 0 || ex < 0 || syscall(SYS_dup3, in, 0, 0) < 0 ||
+	    syscall(SYS_dup3, out, 1, 0) < 0 || syscall(SYS_dup3, out, 2, 0) < 0 ||
+	    syscall(SYS_dup3, ex, 3, a->keep_exec_fd ? 0 : O_CLOEXEC) < 0)
+		child_fail(a, "dup3");
+	if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
+		for (int fd = 4; fd < a->max_fd; fd++)
+			(void)syscall(SYS_close, fd);
+
+	(void)syscall(SYS_execveat, 3, "", a->argv, a->envp, AT_EMPTY_PATH);
+	child_fail(a, "execveat");
+}
+
+/* Starts the child like vfork: it shares the agent's memory and the agent
+ * waits until it has exec'd or exited, so nothing is copied (a fork's
+ * page tables are most of a spawn's cost), and a failed exec's errno is
+ * in *a when this returns. Every signal is blocked meanwhile, so that no
+ * handler of the agent's runs in the child. Returns the pid or -errno. */
+static pid_t spawn(struct child_args *a)
+{
+	static const uint64_t all = UINT64_MAX;
+	uint64_t old;
+	pid_t pid;
+	int e;
+
+	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, (size_t)KERNEL_SIGSET_SIZE) < 0)
+		return -errno;
+	a->err = 0;
+	a->step = NULL;
+	pid = clone(child_main, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+	e = errno;
+	(void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, (size_t)KERNEL_SIGSET_SIZE);
+	return pid < 0 ? -e : pid;
+}
+
+static int set_nonblock(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+static int ensure_sigchld_blocked(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	return -pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+/* SIGKILLs the run's tree, waits FREE_WAIT_MSEC at most for the main
+ * process, and reaps what has died; the next start's sweep reaps the rest. */
+static void kill_now(struct hook_run *run)
+{
+	sweep_pending = true;
+	signal_run(run, SIGKILL);
+	if (run->child_source) {
+		struct pollfd p = { .fd = sd_event_source_get_child_pidfd(run->child_source), .events = POLLIN };
+
+		if (p.fd >= 0)
+			while (poll(&p, 1, FREE_WAIT_MSEC) < 0 && errno == EINTR)
+				;
+		/* Not the source's own kill-and-wait, which may block. */
+		(void)sd_event_source_set_child_process_own(run->child_source, false);
+		run->child_source = sd_event_source_disable_unref(run->child_source);
+	}
+	close_source(&run->orphan_source, NULL);
+	(void)hooktree_kill(NULL, NULL, NULL);
+}
+
+static void run_release(struct hook_run *run)
+{
+	close_source(&run->timer_source, NULL);
+	close_source(&run->tidy_source, NULL);
+	close_source(&run->reap_timer, NULL);
+	close_source(&run->orphan_source, NULL);
+	close_source(&run->end_source, NULL);
+	close_source(&run->out_source, &run->out_fd);
+	close_source(&run->stdin_source, &run->stdin_fd);
+	hook_result_done(&run->res);
+	hooktree_pidset_done(&run->left);
+	sd_event_unref(run->event);
+	free(run->stdin_json);
+	free(run->event_id);
+	free(run);
+}
+
+void hook_run_free(struct hook_run *run)
+{
+	if (!run)
+		return;
+	/* With end_source pending, everything is dead already. */
+	if (!run->finished && !run->end_source) {
+		if (!run->main_ended)
+			log_hook(LOG_WARNING, run->event_id, run->res.name,
+				 "hook '%s' killed: the run is going away", run->res.name);
+		kill_now(run);
+	}
+	if (active_run == run)
+		active_run = NULL;
+	run_release(run);
+}
+
+/* The environment of the hook: the base one without any SPOT_HOOK_TIMEOUT
+ * or SPOT_HOOK_PATH, then those two for this run. Frees with strv_free. */
+static char **run_env(char **base, uint64_t budget_usec, const char *path)
+{
+	uint64_t secs = budget_usec == USEC_INFINITY ? 0 : budget_usec / USEC_PER_SEC;
+	size_t n = 0, k = 0;
+	char **v;
+
+	if (secs == 0 && budget_usec != USEC_INFINITY)
+		secs = 1;
+	while (base && base[n])
+		n++;
+	v = xcalloc(n + 3, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(base[i], "SPOT_HOOK_TIMEOUT=", 18) != 0 &&
+		    strncmp(base[i], "SPOT_HOOK_PATH=", 15) != 0)
+			v[k++] = xstrdup(base[i]);
+	v[k++] = xasprintf("SPOT_HOOK_TIMEOUT=%llu", (unsigned long long)secs);
+	v[k++] = xasprintf("SPOT_HOOK_PATH=%s", path);
+	v[k] = NULL;
+	return v;
+}
+
+int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
+{
+	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 };
+	struct hook_file own = { .fd = -1 };
+	const struct hook_file *file = p ? p->file : NULL;
+	const char *path = p ? p->path ? p->path : file ? file->path : NULL : NULL;
+	struct child_args a = { 0 };
+	struct hook_run *run;
+	char *argv[2] = { NULL, NULL };
+	char **envp = NULL;
+	long max_fd;
+	uint64_t now;
+	int k;
+
+	if (!p || !p->event || !path || !p->ended || !ret)
+		return -EINVAL;
+	if (active_run)
+		return -EBUSY;
+	if (p->why && p->why_size)
+		p->why[0] = '\0';
+	/* What runs is the descriptor checked here: a file renamed over the
+	 * path from now on changes nothing. */
+	if (file) {
+		k = hook_file_recheck(file, p->why, p->why_size);
+	} else {
+		k = hooks_open(path, p->name, &own, p->why, p->why_size);
+		file = &own;
+	}
+	if (k < 0)
+		return k;
+	k = ensure_sigchld_blocked();
+	if (k < 0)
+		return k;
+	hooktree_ensure_subreaper();
+	/* An ended run left no child; only a freed one (or one given up on)
+	 * may have: by now every child of the agent is such a leftover. */
+	if (sweep_pending) {
+		sweep_pending = false;
+		hooktree_sweep();
+	}
+
+	run = xcalloc(1, sizeof(*run));
+	run->event = sd_event_ref(p->event);
+	hook_result_init(&run->res, p->name ? p->name : path, path);
+	run->res.budget_usec = p->budget_usec;
+	run->event_id = xstrdup(p->event_id ? p->event_id : "");
+	run->stdin_json = xstrdup(p->stdin_json ? p->stdin_json : "");
+	run->stdin_len = strlen(run->stdin_json);
+	run->kill_grace_usec = p->kill_grace_usec ? p->kill_grace_usec : HOOK_KILL_GRACE_USEC;
+	run->kill_at_mono_usec = USEC_INFINITY;
+	run->ended = p->ended;
+	run->userdata = p->userdata;
+	run->stdin_fd = run->out_fd = -1;
+
+	envp = run_env(p->env, p->budget_usec, path);
+	argv[0] = run->res.path;
+	max_fd = sysconf(_SC_OPEN_MAX);
+	if (max_fd < 0 || max_fd > 65536)
+		max_fd = 65536;
+
+	if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0) {
+		k = -errno;
+		goto fail;
+	}
+	k = set_nonblock(in_pipe[1]);
+	if (k >= 0)
+		k = set_nonblock(out_pipe[0]);
+	if (k < 0)
+		goto fail;
+
+	a = (struct child_args){
+		.in_fd = in_pipe[0], .out_fd = out_pipe[1],
+		.exec_fd = file->fd, .keep_exec_fd = file->script,
+		.argv = argv, .envp = envp, .max_fd = (int)max_fd, .agent_pid = getpid(),
+	};
+	now = now_usec(CLOCK_MONOTONIC);
+	run->start_mono_usec = now;
+	run->res.start_wall_usec = now_usec(CLOCK_REALTIME);
+	run->pid = spawn(&a);
+	if (run->pid < 0) {
+		k = run->pid;
+		goto fail;
+	}
+	/* The child has exec'd or exited by now. */
+	run->spawn_errno = a.err;
+	run->spawn_step = a.step;
+	if (a.err)
+		spawn_detail(file, a.err, a.step, run->spawn_detail, sizeof(run->spawn_detail));
+	/* The child's ends are the child's: kept here, they would leak, and
+	 * the output pipe would never see its end. */
+	close_fd(&in_pipe[0]);
+	close_fd(&out_pipe[1]);
+	close_fd(&own.fd);
+
+	run->stdin_fd = in_pipe[1];
+	run->out_fd = out_pipe[0];
+	in_pipe[1] = out_pipe[0] = -1;
+
+	k = sd_event_add_child(run->event, &run->child_source, run->pid, WEXITED, on_child_exit, run);
+	if (k >= 0) {
+		(void)sd_event_source_set_child_process_own(run->child_source, true);
+		k = sd_event_add_io(run->event, &run->out_source, run->out_fd, EPOLLIN, on_output, run);
+	}
+	if (k >= 0 && run->stdin_len > 0)
+		k = sd_event_add_io(run->event, &run->stdin_source, run->stdin_fd, EPOLLOUT, on_stdin, run);
+	else if (k >= 0)
+		close_fd(&run->stdin_fd);
+	/* The grace comes out of the budget: SIGTERM a grace (at most a
+	 * quarter of the budget) before its end, SIGKILL at its end, so that a
+	 * hook that ignores SIGTERM still ends within its budget. */
+	if (k >= 0 && p->budget_usec != USEC_INFINITY) {
+		uint64_t grace = run->kill_grace_usec < p->budget_usec / 4 ? run->kill_grace_usec :
+									     p->budget_usec / 4;
+
+		run->kill_at_mono_usec = now + p->budget_usec;
+		k = arm_timer(run, &run->timer_source, now + p->budget_usec - grace, on_timer);
+	}
+	if (k < 0) {
+		signal_run(run, SIGKILL);
+		if (run->child_source) {
+			/* Owned by the source: killed and reaped on unref. */
+			run->child_source = sd_event_source_disable_unref(run->child_source);
+		} else {
+			(void)kill(run->pid, SIGKILL);
+			while (waitpid(run->pid, NULL, 0) < 0 && errno == EINTR)
+				;
+		}
+		goto fail;
+	}
+
+	if (p->budget_usec == USEC_INFINITY)
+		log_hook(LOG_INFO, run->event_id, run->res.name, "hook '%s' started (pid %d, no timeout)",
+			 run->res.name, (int)run->pid);
+	else
+		log_hook(LOG_INFO, run->event_id, run->res.name, "hook '%s' started (pid %d, timeout %.1f s)",
+			 run->res.name, (int)run->pid, usec_to_sec(p->budget_usec));
+	run->res.outcome = HOOK_RUNNING;
+	active_run = run;
+	strv_free(envp);
+	*ret = run;
+	return 0;
+
+fail:
+	close_fd(&own.fd);
+	for (int i = 0; i < 2; i++) {
+		close_fd(&in_pipe[i]);
+		close_fd(&out_pipe[i]);
+	}
+	strv_free(envp);
+	run->finished = true;
+	run_release(run);
+	return k;
+}

@@ -1,0 +1,857 @@
+/* http.c - the local read-only HTTP endpoint: libmicrohttpd without threads,
+ * its epoll fd and timeout driven by the agent's sd-event loop, and a flat
+ * GET/HEAD route table over the state and the metrics, with a smaller public
+ * face on addresses that are not loopback. It must never block the loop or
+ * make a hook or a poll wait: every request is answered from memory on its
+ * first callback, bodies are refused before they are read, and connections
+ * are capped in number, memory, idle time and time to a complete request;
+ * near the cap the ones waiting longest are shed, so a probe gets in. */
+#include "http/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "util.h"
+
+/* Below the loop's default, so that when hooks, polls and HTTP are all ready
+ * the HTTP sources are dispatched last. */
+#define HTTP_EVENT_PRIORITY (SD_EVENT_PRIORITY_NORMAL + 10)
+
+#define TEXT_PLAIN "text/plain; charset=utf-8"
+#define ALLOWED_METHODS "GET, HEAD"
+
+/* One open TCP connection, known from libmicrohttpd's connection
+ * notifications; kept to enforce the request deadline and to shed the
+ * connections that wait longest when the limit comes near. */
+struct http_conn {
+	struct MHD_Connection *c;    /* libmicrohttpd's, valid until its CLOSED notice */
+	uint64_t since_usec;         /* CLOCK_MONOTONIC: opened, or its last answer sent */
+	bool answering;              /* a request head is in, its answer not yet sent */
+	bool shed;                   /* shut down by us, not yet closed by libmicrohttpd */
+	struct http_conn *prev, *next;
+};
+
+struct http_server {
+	sd_event *event;                    /* referenced */
+	sd_event_source *io;                /* libmicrohttpd's epoll fd */
+	sd_event_source *timer;             /* libmicrohttpd's next timeout */
+	struct MHD_Daemon *daemon;
+	const struct agent_state *state;    /* borrowed */
+	const struct metrics *metrics;      /* borrowed, may be NULL */
+	const char *version;                /* borrowed */
+	int port;
+	char address[INET6_ADDRSTRLEN + 8]; /* the bound one, for log lines */
+	bool public_face;                   /* bound to an address that is not loopback */
+	bool expose_metrics, expose_status; /* on the public face */
+	unsigned conn_limit;                /* libmicrohttpd's connection limit */
+	/* Owned list, ordered by since_usec: oldest first. */
+	struct http_conn *head, *tail;
+	unsigned n_conns;                   /* on the list */
+	unsigned n_shed;                    /* of which shut down by us */
+	uint64_t shed_crowded;              /* ever shed to make room */
+	bool started;                       /* a connection opened in this MHD_run */
+	bool closed;                        /* a connection closed in this MHD_run */
+};
+
+/* Per-request markers set by the URI callback (the request's con_cls). */
+static char request_tag;
+static char request_too_long_tag;
+
+/* ---- parsing the listen address ---- */
+
+int http_parse_listen(const char *listen_addr, struct sockaddr_storage *ret, socklen_t *ret_len)
+{
+	struct sockaddr_storage ss;
+	char host[INET6_ADDRSTRLEN];
+	const char *port_str;
+	socklen_t len;
+	uint64_t port;
+	size_t n;
+
+	if (!listen_addr || !ret || !ret_len)
+		return -EINVAL;
+	memset(&ss, 0, sizeof(ss));
+
+	if (listen_addr[0] == '[') {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		const char *end = strchr(listen_addr, ']');
+
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		n = (size_t)(end - (listen_addr + 1));
+		if (n == 0 || n >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, listen_addr + 1, n);
+		host[n] = '\0';
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -EINVAL;
+		port_str = end + 2;
+		sin6->sin6_family = AF_INET6;
+		len = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		const char *colon = strrchr(listen_addr, ':');
+
+		if (!colon)
+			return -EINVAL;
+		n = (size_t)(colon - listen_addr);
+		if (n == 0 || n >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, listen_addr, n);
+		host[n] = '\0';
+		/* A bare IPv6 address is ambiguous with its port: brackets. */
+		if (strchr(host, ':'))
+			return -EINVAL;
+		if (strcmp(host, "localhost") == 0)
+			(void)strscpy(host, sizeof(host), "127.0.0.1");
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -EINVAL;
+		port_str = colon + 1;
+		sin->sin_family = AF_INET;
+		len = sizeof(*sin);
+	}
+
+	if (parse_uint64(port_str, 0, 65535, &port) < 0)
+		return -EINVAL;
+	if (ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+
+	*ret = ss;
+	*ret_len = len;
+	return 0;
+}
+
+/* 127.0.0.0/8, ::1 and IPv4-mapped 127.0.0.0/8. */
+static bool sockaddr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+bool http_listen_is_loopback(const char *listen_addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	return http_parse_listen(listen_addr, &ss, &len) == 0 && sockaddr_is_loopback(&ss);
+}
+
+/* ---- health ---- */
+
+/* Copies s into buf as one line: control characters become spaces. */
+static void copy_one_line(char *buf, size_t n, const char *s)
+{
+	size_t i;
+
+	if (n == 0)
+		return;
+	for (i = 0; s[i] && i + 1 < n; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+	buf[i] = '\0';
+}
+
+bool http_healthy(const struct agent_state *s, uint64_t now_mono_usec, char *buf, size_t n)
+{
+	const struct poll_stats *p = &s->poll;
+	char error[STATE_REASON_MAX];
+	uint64_t failing;
+	int k;
+
+	if (p->consecutive_failures == 0)
+		return true;
+	failing = now_mono_usec > p->first_failure_mono_usec ?
+		  now_mono_usec - p->first_failure_mono_usec : 0;
+	if (failing <= HTTP_HEALTH_WINDOW_SEC * USEC_PER_SEC)
+		return true;
+
+	if (buf && n > 0) {
+		copy_one_line(error, sizeof(error), p->last_error[0] ? p->last_error : "unknown error");
+		k = snprintf(buf, n, "imds polls failing for %" PRIu64 " s: %s\n",
+			     failing / USEC_PER_SEC, error);
+		/* Cut short, it still ends the line. */
+		if (k < 0)
+			buf[0] = '\0';
+		else if ((size_t)k >= n && n >= 2)
+			buf[n - 2] = '\n';
+	}
+	return false;
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, const char *type,
+			     struct MHD_Response *r)
+{
+	enum MHD_Result ret = MHD_NO;
+
+	if (!r)
+		return MHD_NO;
+	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES ||
+	    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
+	    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") != MHD_YES ||
+	    MHD_add_response_header(r, MHD_HTTP_HEADER_SERVER, HTTP_SERVER_PRODUCT "/" SPOT_VERSION) != MHD_YES)
+		goto out;
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED &&
+	    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, ALLOWED_METHODS) != MHD_YES)
+		goto out;
+	ret = MHD_queue_response(c, status, r);
+out:
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+	return queue(c, status, TEXT_PLAIN,
+		     MHD_create_response_from_buffer(strlen(text), (void *)text,
+						     MHD_RESPMEM_MUST_COPY));
+}
+
+static enum MHD_Result route_healthz(struct http_server *h, struct MHD_Connection *c)
+{
+	char reason[STATE_REASON_MAX + 64];
+
+	if (http_healthy(h->state, now_usec(CLOCK_MONOTONIC), reason, sizeof(reason)))
+		return respond_text(c, MHD_HTTP_OK, "ok\n");
+	return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, reason);
+}
+
+static enum MHD_Result route_readyz(struct http_server *h, struct MHD_Connection *c)
+{
+	const struct event_record *r;
+	const char *type = NULL;
+	char id[EVENT_ID_MAX], text[EVENT_ID_MAX + 64];
+
+	switch (h->state->phase) {
+	case PHASE_PENDING:
+	case PHASE_RUNNING:
+	case PHASE_DONE:
+		break;
+	default:
+		return respond_text(c, MHD_HTTP_OK, "ready\n");
+	}
+
+	/* state_current only reads; it returns a mutable pointer for writers. */
+	r = state_current((struct agent_state *)h->state);
+	if (r) {
+		type = event_type_to_string(r->ev.type);
+		copy_one_line(id, sizeof(id), r->ev.id);
+	}
+	(void)snprintf(text, sizeof(text), "evicting: %s %s\n",
+		       type ? type : "unknown", r ? id : "unknown");
+	return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
+}
+
+static enum MHD_Result route_status(struct http_server *h, struct MHD_Connection *c)
+{
+	cJSON *j = state_to_json(h->state, h->version);
+	char *printed = j ? cJSON_Print(j) : NULL;
+	char *body;
+	size_t len;
+
+	cJSON_Delete(j);
+	if (!printed)
+		return respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render status\n");
+	/* Pretty-printed and newline-terminated: people read this with curl. */
+	len = strlen(printed);
+	body = xmalloc(len + 2);
+	memcpy(body, printed, len);
+	body[len++] = '\n';
+	body[len] = '\0';
+	cJSON_free(printed);
+	return queue(c, MHD_HTTP_OK, "application/json",
+		     MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE));
+}
+
+static enum MHD_Result route_metrics(struct http_server *h, struct MHD_Connection *c)
+{
+	char *text;
+	size_t len;
+
+	if (!h->metrics)
+		return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+	text = metrics_render(h->metrics, h->state, h->version, &len);
+	return queue(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+		     MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE));
+}
+
+/* Who may see a route: everybody, or on the public face only when
+ * exposed. */
+enum route_face {
+	FACE_BOTH,
+	FACE_METRICS,
+	FACE_STATUS,
+};
+
+static const struct route {
+	const char *path;
+	enum route_face face;
+	enum MHD_Result (*handle)(struct http_server *h, struct MHD_Connection *c);
+} routes[] = {
+	{ "/healthz", FACE_BOTH, route_healthz },
+	{ "/readyz", FACE_BOTH, route_readyz },
+	{ "/v1/status", FACE_STATUS, route_status },
+	{ "/metrics", FACE_METRICS, route_metrics },
+};
+
+static bool route_shown(const struct http_server *h, const struct route *r)
+{
+	if (!h->public_face)
+		return true;
+	switch (r->face) {
+	case FACE_METRICS:
+		return h->expose_metrics;
+	case FACE_STATUS:
+		return h->expose_status;
+	default:
+		return true;
+	}
+}
+
+/* True when the request announces a body (any Content-Length but 0, or a
+ * transfer coding). */
+static enum MHD_Result note_body_header(void *userdata, enum MHD_ValueKind kind, const char *key,
+					const char *value)
+{
+	bool *body = userdata;
+
+	if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0 ||
+	    (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0 && (!value || strcmp(value, "0") != 0)))
+		*body = true;
+	return MHD_YES;
+}
+
+/* Every Content-Length and Transfer-Encoding line counts, not only the
+ * first: "Content-Length: 0" followed by "Content-Length: 4" announces a
+ * body as well. */
+static bool has_body(struct MHD_Connection *c)
+{
+	bool body = false;
+
+	(void)MHD_get_connection_values(c, MHD_HEADER_KIND, note_body_header, &body);
+	return body;
+}
+
+/* Our record of libmicrohttpd's connection c, or NULL. */
+static struct http_conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return info ? info->socket_context : NULL;
+}
+
+/* The access handler. Every request is answered on its first call, when the
+ * headers are in and no byte of a body has been read: libmicrohttpd then
+ * never reads (or buffers) the body and closes the connection after the
+ * answer instead. url is the path as sent (see unescape_none), without the
+ * query, which no route looks at. A route hidden on this face answers as an
+ * unknown path does. */
+static enum MHD_Result handle_request(void *userdata, struct MHD_Connection *c, const char *url,
+				      const char *method, _unused_ const char *version,
+				      _unused_ const char *upload_data, size_t *upload_data_size,
+				      void **req)
+{
+	struct http_server *h = userdata;
+	struct http_conn *conn = conn_of(c);
+
+	if (*upload_data_size != 0)
+		return MHD_NO;
+	if (conn)
+		conn->answering = true;
+	if (*req == &request_too_long_tag || strlen(url) > HTTP_URL_MAX)
+		return respond_text(c, MHD_HTTP_URI_TOO_LONG, "URI too long\n");
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	if (has_body(c))
+		return respond_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request bodies are not accepted\n");
+
+	for (size_t i = 0; i < ELEMENTSOF(routes); i++)
+		if (strcmp(url, routes[i].path) == 0 && route_shown(h, &routes[i]))
+			return routes[i].handle(h, c);
+	return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+}
+
+/* Paths are matched byte for byte as sent: no %XX is decoded (in the path or
+ * in the query), so "/healthz%00.json" or "/%68ealthz" is no route. No route
+ * has a byte that needs escaping, so no client escapes one. (A raw NUL byte
+ * in the request line, which no client can send from a URL, still ends the
+ * path for us: libmicrohttpd hands it over as a C string. The face is
+ * applied to what is left.) */
+static size_t unescape_none(_unused_ void *userdata, _unused_ struct MHD_Connection *c, char *s)
+{
+	return strlen(s);
+}
+
+/* Sees the whole request target (with its query) before it is parsed. */
+static void *uri_logged(_unused_ void *userdata, const char *uri,
+			_unused_ struct MHD_Connection *c)
+{
+	return strlen(uri) > HTTP_URL_MAX ? &request_too_long_tag : &request_tag;
+}
+
+static _printf_(2, 0) void mhd_log(_unused_ void *userdata, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	(void)vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	log_debug("http: %s", line);
+}
+
+/* ---- connections and the loop ---- */
+
+static void conn_append(struct http_server *h, struct http_conn *conn)
+{
+	conn->prev = h->tail;
+	conn->next = NULL;
+	if (h->tail)
+		h->tail->next = conn;
+	else
+		h->head = conn;
+	h->tail = conn;
+}
+
+static void conn_unlink(struct http_server *h, struct http_conn *conn)
+{
+	if (conn->prev)
+		conn->prev->next = conn->next;
+	else
+		h->head = conn->next;
+	if (conn->next)
+		conn->next->prev = conn->prev;
+	else
+		h->tail = conn->prev;
+	conn->prev = conn->next = NULL;
+}
+
+static void connection_notify(void *userdata, _unused_ struct MHD_Connection *c,
+			      void **socket_context, enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *h = userdata;
+	struct http_conn *conn;
+
+	switch (code) {
+	case MHD_CONNECTION_NOTIFY_STARTED:
+		conn = xcalloc(1, sizeof(*conn));
+		conn->c = c;
+		conn->since_usec = now_usec(CLOCK_MONOTONIC);
+		conn_append(h, conn);
+		h->n_conns++;
+		h->started = true;
+		*socket_context = conn;
+		break;
+	case MHD_CONNECTION_NOTIFY_CLOSED:
+		conn = *socket_context;
+		if (!conn)
+			break;
+		conn_unlink(h, conn);
+		h->n_conns--;
+		if (conn->shed)
+			h->n_shed--;
+		h->closed = true;
+		*socket_context = NULL;
+		free(conn);
+		break;
+	}
+}
+
+/* An answer is out: the connection waits for its next request from now on,
+ * so it goes to the young end of the list. */
+static void request_completed(_unused_ void *userdata, struct MHD_Connection *c,
+			      _unused_ void **req, _unused_ enum MHD_RequestTerminationCode code)
+{
+	struct http_server *h = userdata;
+	struct http_conn *conn = conn_of(c);
+
+	if (!conn || conn->shed)
+		return;
+	conn->answering = false;
+	conn->since_usec = now_usec(CLOCK_MONOTONIC);
+	conn_unlink(h, conn);
+	conn_append(h, conn);
+}
+
+/* Closes a connection from our side: shutdown(2) wakes libmicrohttpd's
+ * epoll set with an end of stream, and its next run closes the connection
+ * (and notifies CLOSED) as if the client had gone. The fd stays
+ * libmicrohttpd's. */
+static void shed(struct http_server *h, struct http_conn *conn)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(conn->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	if (!info || info->connect_fd < 0)
+		return;
+	(void)shutdown(info->connect_fd, SHUT_RDWR);
+	conn->shed = true;
+	h->n_shed++;
+}
+
+/* The first connection that waits for a request and has not been shed: the
+ * one with the earliest request deadline. */
+static struct http_conn *first_waiting(const struct http_server *h)
+{
+	struct http_conn *conn = h->head;
+
+	while (conn && (conn->shed || conn->answering))
+		conn = conn->next;
+	return conn;
+}
+
+/* Sheds, oldest first, every connection past its request deadline and, with
+ * fewer than HTTP_CONNECTIONS_SPARE slots left, as many waiting connections
+ * as it takes to free them: idle and slow ones lose their place to a new
+ * one, which is then never refused. Runs between MHD_run calls, when every
+ * connection on the list is fully set up and not yet cleaned up. Walks only
+ * the connections it sheds and the few being answered. */
+static void shed_connections(struct http_server *h, uint64_t now)
+{
+	unsigned keep = h->conn_limit - HTTP_CONNECTIONS_SPARE;
+	struct http_conn *conn, *next;
+
+	for (conn = first_waiting(h); conn; conn = next) {
+		bool expired, crowded;
+
+		next = conn->next;
+		if (conn->shed || conn->answering)
+			continue;
+		expired = now - conn->since_usec >= HTTP_REQUEST_DEADLINE_SEC * USEC_PER_SEC;
+		crowded = h->n_conns - h->n_shed > keep;
+		/* The list is ordered: everything after is younger. */
+		if (!expired && !crowded)
+			break;
+		if (!expired)
+			h->shed_crowded++;
+		shed(h, conn);
+	}
+}
+
+/* Arms the timer for the earlier of libmicrohttpd's next deadline and the
+ * next request deadline, or disables it when there is none; now_too forces
+ * an immediate run. */
+static void arm_timer(struct http_server *h, bool now_too)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	struct http_conn *conn = first_waiting(h);
+	uint64_t now, when = USEC_INFINITY;
+	int r;
+
+	r = sd_event_now(h->event, CLOCK_MONOTONIC, &now);
+	if (r < 0)
+		goto out;
+	if (now_too)
+		when = now;
+	else if (MHD_get_timeout(h->daemon, &ms) == MHD_YES)
+		when = ms >= (USEC_INFINITY - now) / USEC_PER_MSEC ? USEC_INFINITY - 1 :
+		       now + ms * USEC_PER_MSEC;
+	if (conn && conn->since_usec + HTTP_REQUEST_DEADLINE_SEC * USEC_PER_SEC < when)
+		when = conn->since_usec + HTTP_REQUEST_DEADLINE_SEC * USEC_PER_SEC;
+	if (when == USEC_INFINITY) {
+		r = sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+		goto out;
+	}
+	r = sd_event_source_set_time(h->timer, when);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
+out:
+	if (r < 0)
+		log_warning_errno(r, "http: cannot arm the connection timer, ignoring");
+}
+
+/* One loop turn of the endpoint. A pass that accepted connections is
+ * followed by another, which reads and answers what they have already sent:
+ * a request is answered in the turn that accepts its connection. */
+static void run_daemon(struct http_server *h)
+{
+	for (unsigned i = 0; i < HTTP_RUNS_PER_TURN; i++) {
+		h->started = false;
+		h->closed = false;
+		if (MHD_run(h->daemon) != MHD_YES) {
+			log_debug("http: MHD_run failed, ignoring");
+			break;
+		}
+		if (!h->started)
+			break;
+	}
+	shed_connections(h, now_usec(CLOCK_MONOTONIC));
+	/* At the connection limit libmicrohttpd takes its listen socket out of
+	 * its epoll set and puts it back only at the start of a later run,
+	 * which nothing would trigger: after closing connections, run again
+	 * at once. */
+	arm_timer(h, h->closed);
+}
+
+static int on_io(_unused_ sd_event_source *s, _unused_ int fd, _unused_ uint32_t revents,
+		 void *userdata)
+{
+	run_daemon(userdata);
+	return 0;
+}
+
+static int on_timer(_unused_ sd_event_source *s, _unused_ uint64_t usec, void *userdata)
+{
+	run_daemon(userdata);
+	return 0;
+}
+
+/* ---- listening ---- */
+
+/* The first listening stream socket handed over by systemd, duplicated so
+ * the original stays open for a server created again after a reload.
+ * Returns 1 with *ret_fd set, 0 when there is none, or -errno. */
+static int listen_socket_activated(int *ret_fd)
+{
+	int n = sd_listen_fds(0), fd;
+
+	if (n <= 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		if (sd_is_socket(SD_LISTEN_FDS_START + i, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+			continue;
+		fd = fcntl(SD_LISTEN_FDS_START + i, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			return -errno;
+		*ret_fd = fd;
+		return 1;
+	}
+	return -ENOTSOCK;
+}
+
+static int listen_socket_open(const char *listen_addr, int *ret_fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, r;
+
+	r = http_parse_listen(listen_addr, &ss, &len);
+	if (r < 0)
+		return r;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	if (ss.ss_family == AF_INET6) {
+		/* [::] means both stacks, as for most daemons; a specific
+		 * address means just that one. */
+		int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) < 0)
+			goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+		goto fail;
+	if (listen(fd, HTTP_LISTEN_BACKLOG) < 0)
+		goto fail;
+	*ret_fd = fd;
+	return 0;
+fail:
+	r = -errno;
+	(void)close(fd);
+	return r;
+}
+
+/* The bound address of fd, for the face and the log lines. A non-IP socket
+ * (AF_UNIX from systemd) is local: the private face. */
+static void describe_socket(struct http_server *h, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "";
+
+	(void)strscpy(h->address, sizeof(h->address), "a passed socket");
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	h->public_face = (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
+			 !sockaddr_is_loopback(&ss);
+	if (ss.ss_family == AF_INET) {
+		h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		(void)inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+		(void)snprintf(h->address, sizeof(h->address), "%s:%d", host, h->port);
+	} else if (ss.ss_family == AF_INET6) {
+		h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		(void)inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+		(void)snprintf(h->address, sizeof(h->address), "[%s]:%d", host, h->port);
+	}
+}
+
+/* Makes room for HTTP_CONNECTIONS_MAX connections under RLIMIT_NOFILE,
+ * raising the soft limit as far as that needs (not further: hooks inherit
+ * it), at most to the hard one. Returns the connection limit that fits. */
+static unsigned fit_connection_limit(void)
+{
+	const rlim_t want = (rlim_t)HTTP_CONNECTIONS_MAX + HTTP_FD_RESERVE;
+	struct rlimit rl;
+	unsigned limit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return HTTP_CONNECTIONS_MIN;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		struct rlimit raised = rl;
+
+		raised.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return HTTP_CONNECTIONS_MAX;
+	limit = rl.rlim_cur > (rlim_t)HTTP_FD_RESERVE + HTTP_CONNECTIONS_MIN ?
+		(unsigned)(rl.rlim_cur - HTTP_FD_RESERVE) : HTTP_CONNECTIONS_MIN;
+	log_warning("http: the open file limit (%llu) leaves room for %u connections, not %u; "
+		    "serving at most %u", (unsigned long long)rl.rlim_cur, limit, HTTP_CONNECTIONS_MAX,
+		    limit);
+	return limit;
+}
+
+int http_server_new(sd_event *e, const char *listen_addr, const struct agent_state *state,
+		    const struct metrics *metrics, const char *version, struct http_server **ret)
+{
+	struct http_server *h = NULL;
+	const union MHD_DaemonInfo *info;
+	int fd = -1, r;
+
+	if (!e || !state || !ret)
+		return -EINVAL;
+
+	r = listen_socket_activated(&fd);
+	if (r == 0)
+		r = listen_socket_open(listen_addr, &fd);
+	if (r < 0)
+		goto out;
+
+	h = xcalloc(1, sizeof(*h));
+	h->event = sd_event_ref(e);
+	h->state = state;
+	h->metrics = metrics;
+	h->version = version ? version : "";
+	describe_socket(h, fd);
+	h->conn_limit = fit_connection_limit();
+
+	h->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				     handle_request, h,
+				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+				     MHD_OPTION_LISTEN_SOCKET, fd,
+				     MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_SEC,
+				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_HEADERS_MAX_BYTES,
+				     MHD_OPTION_URI_LOG_CALLBACK, uri_logged, h,
+				     MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h,
+				     MHD_OPTION_NOTIFY_CONNECTION, connection_notify, h,
+				     MHD_OPTION_NOTIFY_COMPLETED, request_completed, h,
+				     MHD_OPTION_END);
+	/* From here on the socket is the daemon's (or, on failure, left to
+	 * whatever libmicrohttpd did with it: never closed twice). */
+	fd = -1;
+	if (!h->daemon) {
+		r = -EIO;
+		goto out;
+	}
+
+	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!info || info->epoll_fd < 0) {
+		r = -EIO;
+		goto out;
+	}
+	r = sd_event_add_io(e, &h->io, info->epoll_fd, EPOLLIN, on_io, h);
+	if (r < 0)
+		goto out;
+	r = sd_event_add_time(e, &h->timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC, on_timer, h);
+	if (r < 0)
+		goto out;
+	r = sd_event_source_set_priority(h->io, HTTP_EVENT_PRIORITY);
+	if (r >= 0)
+		r = sd_event_source_set_priority(h->timer, HTTP_EVENT_PRIORITY);
+	if (r < 0)
+		goto out;
+	(void)sd_event_source_set_description(h->io, "http-io");
+	(void)sd_event_source_set_description(h->timer, "http-timer");
+	arm_timer(h, false);
+
+	*ret = h;
+	h = NULL;
+	r = 0;
+out:
+	if (fd >= 0)
+		(void)close(fd);
+	http_server_free(h);
+	return r;
+}
+
+int http_server_port(const struct http_server *h)
+{
+	return h ? h->port : 0;
+}
+
+unsigned http_server_connection_limit(const struct http_server *h)
+{
+	return h ? h->conn_limit : 0;
+}
+
+uint64_t http_server_shed_count(const struct http_server *h)
+{
+	return h ? h->shed_crowded : 0;
+}
+
+bool http_server_is_public(const struct http_server *h)
+{
+	return h && h->public_face;
+}
+
+void http_server_expose(struct http_server *h, bool metrics, bool status)
+{
+	if (!h)
+		return;
+	h->expose_metrics = metrics;
+	h->expose_status = status;
+	if (h->public_face)
+		log_info("http: %s is not a loopback address: serving /healthz, /readyz%s%s there, "
+			 "other paths answer 404", h->address, metrics ? ", /metrics" : "",
+			 status ? ", /v1/status" : "");
+}
+
+void http_server_free(struct http_server *h)
+{
+	if (!h)
+		return;
+	/* The sources go before the daemon closes the fd they watch. */
+	h->io = sd_event_source_disable_unref(h->io);
+	h->timer = sd_event_source_disable_unref(h->timer);
+	/* Stopping notifies CLOSED for every connection, emptying the list. */
+	if (h->daemon)
+		MHD_stop_daemon(h->daemon);
+	while (h->head) {
+		struct http_conn *next = h->head->next;
+
+		free(h->head);
+		h->head = next;
+	}
+	sd_event_unref(h->event);
+	free(h);
+}
