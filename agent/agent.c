@@ -711,14 +711,16 @@ static void on_sent(void *userdata, enum imds_slot slot, uint64_t mono_usec)
 {
 	struct agent *a = userdata;
 
-	poll_note_sent(&a->sched, mono_usec);
+	if (imds_slot_is_metadata(slot))
+		poll_note_sent(&a->sched, mono_usec);
 }
 
 static void on_done(void *userdata, enum imds_slot slot, enum imds_result result, uint64_t latency_usec)
 {
 	struct agent *a = userdata;
 
-	metrics_imds_request(a->metrics, result, latency_usec);
+	if (imds_slot_is_metadata(slot))
+		metrics_imds_request(a->metrics, result, latency_usec);
 }
 
 /* ---- the OS shutting down (logind) ---- */

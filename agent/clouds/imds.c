@@ -1,7 +1,8 @@
-/* imds.c - the metadata-service transport: libcurl's multi interface driven by
- * the agent's sd-event loop (sockets as io sources, curl's timer as one time
- * source). It owns the easy handles and their capped receive buffers; it knows
- * nothing about providers or documents and never blocks or logs. */
+/* imds.c - the HTTP transport: libcurl's multi interface driven by the
+ * agent's sd-event loop (sockets as io sources, curl's timer as one time
+ * source), for the metadata service and the few calls that leave the
+ * machine. It owns the easy handles and their capped receive buffers; it
+ * knows nothing about providers or documents and never blocks or logs. */
 #include "clouds/imds.h"
 
 #include <errno.h>
@@ -11,6 +12,22 @@
 #include <curl/curl.h>
 
 #include "util.h"
+
+static const char *const imds_result_names[_IMDS_RESULT_MAX] = {
+	[IMDS_RESULT_OK] = "ok",
+	[IMDS_RESULT_HTTP_ERROR] = "http_error",
+	[IMDS_RESULT_THROTTLED] = "throttled",
+	[IMDS_RESULT_TIMEOUT] = "timeout",
+	[IMDS_RESULT_TRANSPORT] = "transport",
+	[IMDS_RESULT_BAD_DOCUMENT] = "bad_document",
+};
+
+const char *imds_result_to_string(enum imds_result r)
+{
+	if ((int)r < 0 || r >= _IMDS_RESULT_MAX)
+		return NULL;
+	return imds_result_names[r];
+}
 
 /* What a slot's handle was last set up with: a request like the one
  * before it (every poll) only changes what differs. Rebuilding the URL,
@@ -26,6 +43,7 @@ struct imds_request {
 	char method[8];              /* "" before the first request */
 	long timeout_ms;
 	bool busy;
+	bool signed_last;            /* the last request carried AWS SigV4 options */
 	char *body;                  /* POST/PUT body, owned */
 	char *buf;                   /* received body, capped at IMDS_BODY_MAX */
 	size_t len;
@@ -261,15 +279,16 @@ static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
 }
 
 /* The options every request of a slot has, set once per handle. */
-static int set_fixed_options(struct imds_request *q)
+static int set_fixed_options(struct imds_request *q, bool metadata)
 {
 	CURL *c = q->easy;
 
-	if (/* Metadata calls must never go through a proxy, whatever the
-	     * environment says: "" disables proxies, "*" bypasses any left. */
-	    curl_easy_setopt(c, CURLOPT_PROXY, "") != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_NOPROXY, "*") != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_CURLU, q->url) != CURLE_OK ||
+	/* Metadata calls must never go through a proxy, whatever the
+	 * environment says: "" disables proxies, "*" bypasses any left. */
+	if (metadata && (curl_easy_setopt(c, CURLOPT_PROXY, "") != CURLE_OK ||
+			 curl_easy_setopt(c, CURLOPT_NOPROXY, "*") != CURLE_OK))
+		return -EIO;
+	if (curl_easy_setopt(c, CURLOPT_CURLU, q->url) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_WRITEDATA, q) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_PRIVATE, q) != CURLE_OK ||
@@ -397,7 +416,7 @@ int imds_new(sd_event *e, struct imds **ret)
 			r = -ENOMEM;
 			goto fail;
 		}
-		r = set_fixed_options(&m->slots[i]);
+		r = set_fixed_options(&m->slots[i], imds_slot_is_metadata((enum imds_slot)i));
 		if (r < 0)
 			goto fail;
 	}
@@ -455,15 +474,47 @@ bool imds_busy(const struct imds *m, enum imds_slot slot)
 	return m->slots[slot].busy;
 }
 
+/* SigV4 options for this request, or none: curl signs with them until told
+ * otherwise, so a slot that signed once is cleared before a plain one. */
+static int set_signing(struct imds_request *q, const struct imds_call *call)
+{
+	CURL *c = q->easy;
+	bool sign = call->aws_sigv4 && call->userpwd;
+
+	if (!sign && !q->signed_last)
+		return 0;
+	if (curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sign ? call->aws_sigv4 : NULL) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_USERPWD, sign ? call->userpwd : NULL) != CURLE_OK)
+		return -EIO;
+	q->signed_last = sign;
+	return 0;
+}
+
 int imds_request(struct imds *m, enum imds_slot slot, const char *method, const char *url,
 		 const char *const *headers, const char *body, uint64_t timeout_usec,
 		 imds_callback cb, void *userdata)
 {
+	struct imds_call call = {
+		.method = method,
+		.url = url,
+		.headers = headers,
+		.body = body,
+		.body_len = body ? strlen(body) : 0,
+		.timeout_usec = timeout_usec,
+	};
+
+	return imds_call(m, slot, &call, cb, userdata);
+}
+
+int imds_call(struct imds *m, enum imds_slot slot, const struct imds_call *call, imds_callback cb,
+	      void *userdata)
+{
 	struct imds_request *q = &m->slots[slot];
 	CURL *c = q->easy;
+	const char *method = call->method;
 	bool put = strcmp(method, "PUT") == 0;
 	bool post = put || strcmp(method, "POST") == 0;
-	long timeout_ms = (long)(timeout_usec / USEC_PER_MSEC);
+	long timeout_ms = (long)(call->timeout_usec / USEC_PER_MSEC);
 	int r;
 
 	if (q->busy)
@@ -471,10 +522,13 @@ int imds_request(struct imds *m, enum imds_slot slot, const char *method, const 
 	if (strlen(method) >= sizeof(q->method))
 		return -EINVAL;
 
-	r = set_url(q, url);
+	r = set_url(q, call->url);
 	if (r < 0)
 		return r;
-	r = set_headers(q, headers);
+	r = set_headers(q, call->headers);
+	if (r < 0)
+		return r;
+	r = set_signing(q, call);
 	if (r < 0)
 		return r;
 	if (strcmp(q->method, method) != 0) {
@@ -485,8 +539,13 @@ int imds_request(struct imds *m, enum imds_slot slot, const char *method, const 
 		(void)strscpy(q->method, sizeof(q->method), method);
 	}
 	if (post) {
-		q->body = xstrdup(body ? body : "");
-		if (curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body) != CURLE_OK) {
+		/* Copied: the caller's buffer may be gone before the transfer. */
+		q->body = xmalloc(call->body_len + 1);
+		if (call->body_len > 0)
+			memcpy(q->body, call->body, call->body_len);
+		q->body[call->body_len] = '\0';
+		if (curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len) != CURLE_OK) {
 			r = -EIO;
 			goto fail;
 		}

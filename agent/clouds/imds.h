@@ -1,4 +1,6 @@
-/* imds.h - HTTP requests to the instance metadata service on the event loop. */
+/* imds.h - HTTP requests on the event loop: the instance metadata service,
+ * and the few calls that leave the machine (Auto Scaling, the evidence
+ * receivers), each in a slot of its own. */
 #ifndef SPOT_IMDS_H
 #define SPOT_IMDS_H
 
@@ -8,21 +10,46 @@
 
 #include <systemd/sd-event.h>
 
-#include "http/metrics.h"
 
 #define IMDS_BODY_MAX            (64 * 1024)  /* larger answers fail as transport errors */
 #define IMDS_CONNECT_TIMEOUT_MS  2000         /* link-local: a connect takes microseconds */
 #define IMDS_ERROR_MAX           256
 
+/* How a request ended. */
+enum imds_result {
+	IMDS_RESULT_OK,
+	IMDS_RESULT_HTTP_ERROR,     /* a non-2xx status */
+	IMDS_RESULT_THROTTLED,      /* 429 */
+	IMDS_RESULT_TIMEOUT,
+	IMDS_RESULT_TRANSPORT,      /* connect/reset/oversized body */
+	IMDS_RESULT_BAD_DOCUMENT,   /* 200 with a body we could not parse */
+	_IMDS_RESULT_MAX,
+};
+const char *imds_result_to_string(enum imds_result r);
+
 /* Independent request slots: each keeps one easy handle alive for its
  * whole life, and the multi handle shares one connection cache, so polls
- * reuse a single keep-alive connection. */
+ * reuse a single keep-alive connection. The metadata slots come first;
+ * they never use a proxy. The others reach services off the machine and
+ * take the proxy the environment names (https_proxy, no_proxy), as an
+ * AWS SDK would. */
 enum imds_slot {
 	IMDS_SLOT_POLL,
 	IMDS_SLOT_IDENTITY,
 	IMDS_SLOT_APPROVE,
+	IMDS_SLOT_SIDE,             /* a round's optional request, beside the poll */
+	_IMDS_SLOT_METADATA_END,
+	IMDS_SLOT_AUTOSCALING = _IMDS_SLOT_METADATA_END,  /* the Auto Scaling API */
+	IMDS_SLOT_EVIDENCE,         /* remote-write */
+	IMDS_SLOT_PUSH,             /* the Pushgateway */
 	_IMDS_SLOT_MAX,
 };
+/* A slot whose requests go to the metadata service (and count against its
+ * rate limit). */
+static inline bool imds_slot_is_metadata(enum imds_slot s)
+{
+	return s < _IMDS_SLOT_METADATA_END;
+}
 
 struct imds_reply {
 	enum imds_result result;
@@ -71,6 +98,23 @@ void imds_free(struct imds *m);
 int imds_request(struct imds *m, enum imds_slot slot, const char *method, const char *url,
 		 const char *const *headers, const char *body, uint64_t timeout_usec,
 		 imds_callback cb, void *userdata);
+/* The same with every setting: a body of any bytes (body_len of them;
+ * NULL with 0 is an empty body), and AWS Signature Version 4 computed by
+ * libcurl (aws_sigv4 "aws:amz:REGION:SERVICE" and userpwd "KEY:SECRET";
+ * both NULL: unsigned). The settings are the request's only: a later
+ * request in the slot carries none of them unless it names them again. */
+struct imds_call {
+	const char *method;
+	const char *url;
+	const char *const *headers;
+	const void *body;
+	size_t body_len;
+	uint64_t timeout_usec;
+	const char *aws_sigv4;
+	const char *userpwd;
+};
+int imds_call(struct imds *m, enum imds_slot slot, const struct imds_call *call, imds_callback cb,
+	      void *userdata);
 bool imds_busy(const struct imds *m, enum imds_slot slot);
 void imds_cancel(struct imds *m, enum imds_slot slot);
 

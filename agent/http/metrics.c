@@ -86,15 +86,6 @@ static const char *const hook_label_names[_HOOK_LABEL_MAX] = {
 	[HOOK_LABEL_SKIPPED] = "skipped",
 };
 
-static const char *const imds_result_names[_IMDS_RESULT_MAX] = {
-	[IMDS_RESULT_OK] = "ok",
-	[IMDS_RESULT_HTTP_ERROR] = "http_error",
-	[IMDS_RESULT_THROTTLED] = "throttled",
-	[IMDS_RESULT_TIMEOUT] = "timeout",
-	[IMDS_RESULT_TRANSPORT] = "transport",
-	[IMDS_RESULT_BAD_DOCUMENT] = "bad_document",
-};
-
 /* Label values of spot_agent_events_total; fixed here rather than taken from
  * the wire parser so the exposition stays stable whatever a provider sends. */
 static const char *const event_type_names[_EVENT_TYPE_MAX] = {
@@ -129,13 +120,6 @@ struct metrics {
 	uint64_t approvals_ok;
 	uint64_t approvals_failed;
 };
-
-const char *imds_result_to_string(enum imds_result r)
-{
-	if ((int)r < 0 || r >= _IMDS_RESULT_MAX)
-		return NULL;
-	return imds_result_names[r];
-}
 
 struct metrics *metrics_new(void)
 {
@@ -468,7 +452,7 @@ char *metrics_render(const struct metrics *m, const struct agent_state *s,
 	       "Metadata service requests by result.");
 	for (size_t i = 0; i < _IMDS_RESULT_MAX; i++)
 		buf_printf(&b, "spot_agent_imds_requests_total{result=\"%s\"} %" PRIu64 "\n",
-			   imds_result_names[i], m->imds_requests[i]);
+			   imds_result_to_string((enum imds_result)i), m->imds_requests[i]);
 
 	family(&b, "spot_agent_imds_request_duration_seconds", "histogram",
 	       "Latency of metadata service requests.");

@@ -6,23 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clouds/imds.h"
 #include "engine/event.h"
 #include "hooks/hooks.h"
 #include "store/state.h"
 
 #define METRICS_HOOKS_MAX 128   /* distinct hook names tracked; further ones share "_other" */
 
-enum imds_result {
-	IMDS_RESULT_OK,
-	IMDS_RESULT_HTTP_ERROR,     /* a non-2xx status */
-	IMDS_RESULT_THROTTLED,      /* 429 */
-	IMDS_RESULT_TIMEOUT,
-	IMDS_RESULT_TRANSPORT,      /* connect/reset/oversized body */
-	IMDS_RESULT_BAD_DOCUMENT,   /* 200 with a body we could not parse */
-	_IMDS_RESULT_MAX,
-};
-
-const char *imds_result_to_string(enum imds_result r);
 
 struct metrics;
 
