@@ -5,7 +5,7 @@
 
 #include <systemd/sd-event.h>
 
-#include "config.h"
+#include "config/config.h"
 
 /* A failure streak of polls is logged when it starts, then once per this period. */
 #define AGENT_FAILURE_LOG_USEC        (60 * USEC_PER_SEC)

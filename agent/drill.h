@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-#include "config.h"
+#include "config/config.h"
 
 /* Runs every hook against a synthetic event of type t whose NotBefore is
  * notice_sec from now, with SPOT_DRILL=1, no IMDS and no state; prints a

@@ -15,7 +15,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "agent.h"
-#include "config.h"
+#include "config/config.h"
 #include "drill.h"
 #include "hooks/hooks.h"
 #include "http/http.h"

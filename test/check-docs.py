@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The option docs in step with the one option table (agent/config.c).
+"""The option docs in step with the one option table (agent/config/options.c).
 
 --help is generated from the table, and so is check's effective config
 (the list of config keys). This compares them with the README's option

@@ -10,7 +10,7 @@
 
 #include <systemd/sd-event.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "engine/engine.h"
 #include "hooks/hooks.h"
 #include "http/metrics.h"

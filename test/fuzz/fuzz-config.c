@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "fuzz-util.h"
 
 /* Loads text as a config file through a memfd. 0 or -errno; *ret is then

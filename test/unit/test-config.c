@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "config.h"
+#include "config/config.h"
 
 #define DATA "test/data/config/"
 #define MISSING DATA "does-not-exist.conf"

@@ -1,0 +1,480 @@
+/* values.c - one option's value: parsed and checked against the table's
+ * type and bounds ("FILE:LINE: message" comes from the caller), stored
+ * into struct config, defaulted and freed. The edge where the operator's
+ * input enters the agent: every message quotes it safely (option_echo). */
+#include "config/options.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Copies s for quoting in a message: control characters become '?', and a
+ * long value is cut with "...". Returns buf. */
+const char *option_echo(const char *s, char *buf, size_t n)
+{
+	size_t len = strlen(s), i, k = 0;
+	bool cut = len >= n || len > ECHO_MAX;
+	size_t keep = cut ? (n - 1 < ECHO_MAX ? n - 1 : ECHO_MAX) - 3 : len;
+
+	for (i = 0; i < keep; i++)
+		buf[k++] = iscntrl((unsigned char)s[i]) ? '?' : s[i];
+	if (cut) {
+		memcpy(buf + k, "...", 3);
+		k += 3;
+	}
+	buf[k] = '\0';
+	return buf;
+}
+
+void option_join_choices(const struct enum_desc *d, const char *sep, char *buf, size_t n)
+{
+	size_t k = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < d->n_values && k < n; i++) {
+		int w = snprintf(buf + k, n - k, "%s%s", i ? sep : "", d->name(d->values[i]));
+
+		if (w < 0)
+			break;
+		k += (size_t)w;
+	}
+}
+
+static int parse_enum(const struct enum_desc *d, const char *s, int *ret)
+{
+	int v;
+
+	if (d->parse(s, &v) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < d->n_values; i++)
+		if (d->values[i] == v) {
+			*ret = v;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* Appends text to the string in buf (of n bytes), cut when full. */
+void option_str_append(char *buf, size_t n, const char *text)
+{
+	size_t k = strlen(buf);
+
+	if (k + 1 < n)
+		(void)strscpy(buf + k, n - k, text);
+}
+
+/* Appends sep (unless buf is empty) and text to the list in buf. */
+void option_list_append(char *buf, size_t n, const char *sep, const char *text)
+{
+	if (buf[0])
+		option_str_append(buf, n, sep);
+	option_str_append(buf, n, text);
+}
+
+/* Three forms, so that adding is never mistaken for replacing and Preempt
+ * is never lost by accident:
+ *   "+A,!B"  the default, plus A, minus B;
+ *   "A,C"    exactly A and C, replacing the default; it must name Preempt
+ *            or drop it on purpose with "!Preempt" ("A,!Preempt");
+ *   "!B" next to plain names only says that B is left out on purpose, while
+ *   "+A" next to them is refused: adding to a list that replaces the
+ *   default means nothing.
+ * A type both wanted and dropped, and a list that leaves no type, are
+ * refused as well. */
+int option_parse_events(const struct option_def *o, const char *s, unsigned *ret,
+			char *err, size_t n)
+{
+	char e1[ECHO_MAX + 1], e2[ECHO_MAX + 1], names[128];
+	unsigned mask = 0, add = 0, del = 0;
+	const unsigned preempt = 1u << EVENT_PREEMPT;
+	const char *p = s;
+	int r;
+
+	for (;;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		char item[32], sign = 0;
+		int v;
+
+		while (len > 0 && isspace((unsigned char)*p)) {
+			p++;
+			len--;
+		}
+		while (len > 0 && isspace((unsigned char)p[len - 1]))
+			len--;
+		if (len > 0 && (*p == '+' || *p == '!')) {
+			sign = *p;
+			p++;
+			len--;
+		}
+		if (len == 0) {
+			(void)snprintf(err, n, "value '%s' has an empty item", option_echo(s, e1, sizeof(e1)));
+			return -EINVAL;
+		}
+		if (len >= sizeof(item))
+			len = sizeof(item) - 1; /* longer than any name: still unknown */
+		memcpy(item, p, len);
+		item[len] = '\0';
+		if (parse_enum(o->choices, item, &v) < 0) {
+			option_join_choices(o->choices, ", ", names, sizeof(names));
+			(void)snprintf(err, n, "value '%s' names an unknown event type '%s' (known: %s)",
+				       option_echo(s, e1, sizeof(e1)), option_echo(item, e2, sizeof(e2)), names);
+			return -EINVAL;
+		}
+		if (sign == '+')
+			add |= 1u << v;
+		else if (sign == '!')
+			del |= 1u << v;
+		else
+			mask |= 1u << v;
+		if ((mask | add) & del & (1u << v)) {
+			(void)snprintf(err, n, "value '%s' both wants and drops '%s'",
+				       option_echo(s, e1, sizeof(e1)), o->choices->name(v));
+			return -EINVAL;
+		}
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	if (mask && add) {
+		(void)snprintf(err, n, "value '%s' mixes plain names with '+Type': list every type "
+			       "wanted, or only '+Type' and '!Type' items to change the default (%s)",
+			       option_echo(s, e1, sizeof(e1)), o->def ? o->def : "");
+		return -EINVAL;
+	}
+	if (mask && !(mask & preempt) && !(del & preempt)) {
+		char plus[128] = "", keep[128] = "", drop[128] = "", not_pre[40];
+		const char *pre = o->choices->name(EVENT_PREEMPT);
+
+		option_list_append(keep, sizeof(keep), ",", pre);
+		for (size_t i = 0; i < o->choices->n_values; i++) {
+			int t = o->choices->values[i];
+			char signed_name[40];
+
+			if (mask & (1u << t)) {
+				(void)snprintf(signed_name, sizeof(signed_name), "+%s", o->choices->name(t));
+				option_list_append(plus, sizeof(plus), ",", signed_name);
+				option_list_append(keep, sizeof(keep), ",", o->choices->name(t));
+				option_list_append(drop, sizeof(drop), ",", o->choices->name(t));
+			}
+		}
+		(void)snprintf(not_pre, sizeof(not_pre), "!%s", pre);
+		option_list_append(drop, sizeof(drop), ",", not_pre);
+		(void)snprintf(err, n, "value '%s' would ignore %s notices: write '%s' to add to the "
+			       "default types, '%s' to keep %s, or '%s' to drop it on purpose",
+			       option_echo(s, e1, sizeof(e1)), pre, plus, keep, pre, drop);
+		return -EINVAL;
+	}
+	if (!mask) {
+		r = o->def && o->def != s ? option_parse_events(o, o->def, &mask, err, n) : 0;
+		if (r < 0)
+			return r;
+		mask = (mask | add) & ~del;
+	}
+	if (!mask) {
+		(void)snprintf(err, n, "value '%s' leaves no event type to act on",
+			       option_echo(s, e1, sizeof(e1)));
+		return -EINVAL;
+	}
+	*ret = mask;
+	return 0;
+}
+
+static int parse_listen(const char *s, char *err, size_t n)
+{
+	char e1[ECHO_MAX + 1], e2[ECHO_MAX + 1];
+	char addr[INET6_ADDRSTRLEN + 1];
+	unsigned char bin[sizeof(struct in6_addr)];
+	const char *port;
+	size_t alen;
+	uint64_t p;
+	int family;
+
+	if (strcmp(s, "none") == 0)
+		return 0;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close || close[1] != ':')
+			goto bad_form;
+		alen = (size_t)(close - s - 1);
+		port = close + 2;
+		family = AF_INET6;
+		s++;
+	} else {
+		const char *colon = strrchr(s, ':');
+
+		if (!colon)
+			goto bad_form;
+		alen = (size_t)(colon - s);
+		port = colon + 1;
+		family = AF_INET;
+		if (memchr(s, ':', alen)) {
+			(void)snprintf(err, n, "value '%s' needs brackets around an IPv6 address, "
+				       "as in [::1]:%u", option_echo(s, e1, sizeof(e1)), CONFIG_DEFAULT_PORT);
+			return -EINVAL;
+		}
+	}
+	if (alen == 0 || alen >= sizeof(addr))
+		goto bad_addr;
+	memcpy(addr, s, alen);
+	addr[alen] = '\0';
+	if (inet_pton(family, addr, bin) != 1)
+		goto bad_addr;
+	if (parse_uint64(port, 1, 65535, &p) < 0) {
+		(void)snprintf(err, n, "value '%s' has an invalid port '%s' (1 to 65535)",
+			       option_echo(family == AF_INET6 ? s - 1 : s, e1, sizeof(e1)),
+			       option_echo(port, e2, sizeof(e2)));
+		return -EINVAL;
+	}
+	return 0;
+
+bad_form:
+	(void)snprintf(err, n, "value '%s' is not 'none', ADDR:PORT or [IPV6]:PORT",
+		       option_echo(s, e1, sizeof(e1)));
+	return -EINVAL;
+bad_addr:
+	/* The listener binds a numeric address; names are not resolved. */
+	alen = alen < sizeof(addr) ? alen : sizeof(addr) - 1;
+	memcpy(addr, s, alen);
+	addr[alen] = '\0';
+	(void)snprintf(err, n, "value '%s' has an invalid %s address '%s'",
+		       option_echo(family == AF_INET6 ? s - 1 : s, e1, sizeof(e1)),
+		       family == AF_INET6 ? "IPv6" : "IPv4", option_echo(addr, e2, sizeof(e2)));
+	return -EINVAL;
+}
+
+static int parse_url(const char *s, char *err, size_t n)
+{
+	char e1[ECHO_MAX + 1];
+	const char *host;
+
+	if (strncasecmp(s, "http://", 7) == 0)
+		host = s + 7;
+	else if (strncasecmp(s, "https://", 8) == 0)
+		host = s + 8;
+	else {
+		(void)snprintf(err, n, "value '%s' does not start with http:// or https://",
+			       option_echo(s, e1, sizeof(e1)));
+		return -EINVAL;
+	}
+	if (host[0] == '\0' || host[0] == '/') {
+		(void)snprintf(err, n, "value '%s' has no host", option_echo(s, e1, sizeof(e1)));
+		return -EINVAL;
+	}
+	if (strpbrk(s, " ")) {
+		(void)snprintf(err, n, "value '%s' contains a space", option_echo(s, e1, sizeof(e1)));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Parses text as a value of option o into *ret (strings are allocated).
+ * On failure writes a message (without location) to err. */
+int option_parse_value(const struct option_def *o, const char *text, union value *ret,
+		       char *err, size_t n)
+{
+	char e1[ECHO_MAX + 1], names[128];
+	uint64_t u;
+	int r;
+
+	if (option_is_string_type(o->type)) {
+		size_t len = strlen(text);
+
+		if (len > o->max) {
+			(void)snprintf(err, n, "value is longer than %" PRIu64 " bytes", o->max);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < len; i++)
+			if (iscntrl((unsigned char)text[i])) {
+				(void)snprintf(err, n, "value '%s' contains a control character",
+					       option_echo(text, e1, sizeof(e1)));
+				return -EINVAL;
+			}
+		/* A value never needs a double quote, and without one every value
+		 * can be written back into a config file. */
+		if (strchr(text, '"')) {
+			(void)snprintf(err, n, "value '%s' contains a double quote",
+				       option_echo(text, e1, sizeof(e1)));
+			return -EINVAL;
+		}
+		if (len == 0 && (o->flags & OPT_UNSET)) {
+			ret->s = NULL;
+			return 0;
+		}
+		if ((o->flags & OPT_NONE) && (len == 0 || strcmp(text, "none") == 0)) {
+			ret->s = xstrdup("");
+			return 0;
+		}
+	}
+	if (text[0] == '\0' && option_takes_value(o)) {
+		(void)snprintf(err, n, "value is empty");
+		return -EINVAL;
+	}
+
+	switch (o->type) {
+	case OPT_URL:
+		if (parse_url(text, err, n) < 0)
+			return -EINVAL;
+		ret->s = xstrdup(text);
+		/* The providers append "/metadata/..." to the base. */
+		for (size_t len = strlen(ret->s); len > 0 && ret->s[len - 1] == '/'; len--)
+			ret->s[len - 1] = '\0';
+		return 0;
+	case OPT_LISTEN:
+		if (parse_listen(text, err, n) < 0)
+			return -EINVAL;
+		ret->s = xstrdup(text);
+		return 0;
+	case OPT_PATH:
+		/* Hooks run with cwd "/", so a relative directory is made
+		 * absolute here, against the directory the agent started in.
+		 * The config file keeps its name as given, for messages. */
+		if (strcmp(o->name, "config") != 0 && text[0] != '\0' && text[0] != '/' &&
+		    strcmp(text, "none") != 0) {
+			char cwd[PATH_MAX];
+
+			if (!getcwd(cwd, sizeof(cwd))) {
+				(void)snprintf(err, n, "value '%s' is relative and the current directory is unknown",
+					       option_echo(text, e1, sizeof(e1)));
+				return -EINVAL;
+			}
+			ret->s = xasprintf("%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, text);
+			return 0;
+		}
+		ret->s = xstrdup(text);
+		return 0;
+	case OPT_STRING:
+		ret->s = xstrdup(text);
+		return 0;
+	case OPT_UINT:
+		r = parse_uint64(text, 0, UINT64_MAX, &u);
+		if (r == -EINVAL) {
+			(void)snprintf(err, n, "value '%s' is not a whole number",
+				       option_echo(text, e1, sizeof(e1)));
+			return -EINVAL;
+		}
+		if (r < 0 || u > o->max) {
+			(void)snprintf(err, n, "value '%s' is above the maximum %" PRIu64,
+				       option_echo(text, e1, sizeof(e1)), o->max);
+			return -EINVAL;
+		}
+		if (u < o->min) {
+			(void)snprintf(err, n, "value '%s' is below the minimum %" PRIu64 "%s%s%s",
+				       option_echo(text, e1, sizeof(e1)), o->min, o->min_note ? " (" : "",
+				       o->min_note ? o->min_note : "", o->min_note ? ")" : "");
+			return -EINVAL;
+		}
+		ret->u = u;
+		return 0;
+	case OPT_BOOL:
+		if (parse_bool(text, &ret->b) < 0) {
+			(void)snprintf(err, n, "value '%s' is not a boolean (yes or no)",
+				       option_echo(text, e1, sizeof(e1)));
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_ENUM:
+		if (parse_enum(o->choices, text, &ret->e) < 0) {
+			option_join_choices(o->choices, ", ", names, sizeof(names));
+			(void)snprintf(err, n, "value '%s' is not one of %s",
+				       option_echo(text, e1, sizeof(e1)), names);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_EVENTS:
+		return option_parse_events(o, text, &ret->mask, err, n);
+	case OPT_HELP:
+	case OPT_VERSION:
+		break;
+	}
+	(void)snprintf(err, n, "takes no value");
+	return -EINVAL;
+}
+
+void option_store_value(const struct option_def *o, struct config *c, union value *v)
+{
+	void *field = (char *)c + o->offset;
+
+	switch (o->type) {
+	case OPT_PATH:
+	case OPT_STRING:
+	case OPT_URL:
+	case OPT_LISTEN:
+		free(*(char **)field);
+		*(char **)field = v->s;
+		v->s = NULL;
+		break;
+	case OPT_UINT:
+		*(uint64_t *)field = v->u;
+		break;
+	case OPT_BOOL:
+		*(bool *)field = v->b;
+		break;
+	case OPT_ENUM:
+		*(int *)field = v->e;
+		break;
+	case OPT_EVENTS:
+		*(unsigned *)field = v->mask;
+		break;
+	case OPT_HELP:
+	case OPT_VERSION:
+		break;
+	}
+}
+
+void option_value_done(const struct option_def *o, union value *v)
+{
+	if (option_is_string_type(o->type))
+		freep_str(&v->s);
+}
+
+/* The table's defaults are text parsed by the same code as any value, so a
+ * default can never be something the parser would refuse. */
+void option_default_value(const struct option_def *o, union value *ret)
+{
+	char err[ERR_MAX];
+
+	memset(ret, 0, sizeof(*ret));
+	if (o->def && option_parse_value(o, o->def, ret, err, sizeof(err)) < 0)
+		abort(); /* a broken table is a build bug */
+}
+
+void option_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < OPTIONS_N; i++) {
+		union value v;
+
+		if (option_table[i].flags & OPT_CMDLINE)
+			continue;
+		option_default_value(&option_table[i], &v);
+		option_store_value(&option_table[i], c, &v);
+	}
+}
+
+void config_done(struct config *c)
+{
+	if (!c)
+		return;
+	freep_str(&c->config_path);
+	for (size_t i = 0; i < OPTIONS_N; i++)
+		if (!(option_table[i].flags & OPT_CMDLINE) && option_is_string_type(option_table[i].type))
+			freep_str((char **)((char *)c + option_table[i].offset));
+}
+
+const char *config_imds_url(const struct config *c)
+{
+	if (c->imds_url)
+		return c->imds_url;
+	return c->provider == PROVIDER_GCP ? CONFIG_IMDS_URL_GCP : CONFIG_IMDS_URL_DEFAULT;
+}
