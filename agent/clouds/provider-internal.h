@@ -54,6 +54,7 @@ struct provider_outcome {
 	size_t n_drops;
 	bool rebalance;
 	uint64_t done_mono_usec;          /* 0 = now */
+	uint32_t feeds_answered;          /* 0 = every feed (the whole round answered) */
 };
 
 void provider_outcome_init(struct provider_outcome *o);

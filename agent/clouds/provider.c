@@ -382,6 +382,7 @@ void provider_fail(struct provider_handle *p, enum imds_result result, uint64_t 
 	va_end(ap);
 	/* Not "" on failure, whatever the cloud passed. */
 	res.error = error[0] ? error : "failed";
+	res.optional_error = "";
 	if (res.result == IMDS_RESULT_OK)
 		res.result = IMDS_RESULT_TRANSPORT;
 	res.done_mono_usec = done_mono_usec ? done_mono_usec : now_usec(CLOCK_MONOTONIC);
@@ -418,6 +419,10 @@ void provider_finish(struct provider_handle *p, struct provider_outcome *o)
 	res.n_other = o->n_other;
 	res.drops = drops;
 	res.n_drops = o->n_drops;
+	/* A round that ends well answered every feed, unless the cloud says
+	 * which did not. */
+	res.feeds_answered = o->feeds_answered ? o->feeds_answered : EVENT_FEEDS_ALL;
+	res.optional_error = "";
 	res.rebalance = o->rebalance;
 	res.done_mono_usec = o->done_mono_usec ? o->done_mono_usec : now_usec(CLOCK_MONOTONIC);
 	end_round(p, &res, &list);

@@ -51,9 +51,30 @@ struct provider_round {
 	/* A part of the round that failed without failing it (Azure: the
 	 * compute document while Scheduled Events answered): "" when none. */
 	const char *identity_error;
+	/* The feeds (1u << enum event_feed) whose requests answered in this
+	 * round: events of the others are unknown this round, neither seen
+	 * nor gone. Every feed of the provider on a round that succeeded
+	 * whole. */
+	uint32_t feeds_answered;
+	/* Optional requests that failed without failing the round, one line
+	 * ("events/recommendations/rebalance: HTTP 500; ..."), "" when none. */
+	const char *optional_error;
+	/* AWS: the metadata service is read without a session token (IMDSv1),
+	 * since the token request was refused or not answered. */
+	bool imds_v1;
 };
 
 typedef void (*provider_round_cb)(const struct provider_round *r, void *userdata);
+
+/* What an acknowledgement says: the event (by the id the provider gave it,
+ * or the record's for a made-up id), the feed it came from, and for an
+ * Auto Scaling termination whether a hook asked to abandon the instance
+ * (LifecycleActionResult ABANDON instead of CONTINUE). */
+struct provider_ack {
+	const char *event_id;
+	enum event_feed feed;
+	bool abandon;
+};
 
 /* The answer to an approval: IMDS_RESULT_OK or the failure, with a line. */
 typedef void (*provider_approve_cb)(const char *event_id, enum imds_result result,

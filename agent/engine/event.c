@@ -108,6 +108,23 @@ enum event_status event_status_from_string(const char *s)
 	return EVENT_STATUS_INVALID;
 }
 
+static const char *const feed_names[_EVENT_FEED_MAX] = {
+	[FEED_AZURE_SCHEDULED] = "azure-scheduled-events",
+	[FEED_AWS_SPOT] = "aws-spot",
+	[FEED_AWS_LIFECYCLE] = "aws-lifecycle",
+	[FEED_AWS_MAINTENANCE] = "aws-maintenance",
+	[FEED_GCP_PREEMPTED] = "gcp-preempted",
+	[FEED_GCP_MAINTENANCE] = "gcp-maintenance",
+	[FEED_OS] = "os",
+};
+
+const char *event_feed_to_string(enum event_feed f)
+{
+	if ((int)f < 0 || f >= _EVENT_FEED_MAX)
+		return NULL;
+	return feed_names[f];
+}
+
 const char *provider_to_string(enum provider p)
 {
 	if ((int)p < 0 || p >= _PROVIDER_MAX)

@@ -51,6 +51,32 @@ enum event_status {
 	EVENT_STATUS_INVALID = -1,
 };
 
+/* Which of a provider's requests a notice came from. A record of a feed
+ * whose request did not answer in a round is left as it was (neither seen
+ * nor gone); only an answer of its own feed can say it is gone. */
+enum event_feed {
+	FEED_AZURE_SCHEDULED,   /* Azure Scheduled Events */
+	FEED_AWS_SPOT,          /* spot/instance-action */
+	FEED_AWS_LIFECYCLE,     /* autoscaling/target-lifecycle-state */
+	FEED_AWS_MAINTENANCE,   /* events/maintenance/scheduled */
+	FEED_GCP_PREEMPTED,     /* instance/preempted */
+	FEED_GCP_MAINTENANCE,   /* instance/maintenance-event */
+	FEED_OS,                /* logind's PrepareForShutdown (no request) */
+	_EVENT_FEED_MAX,
+};
+#define EVENT_FEEDS_ALL ((1u << _EVENT_FEED_MAX) - 1)
+
+/* A notice the provider itself says is over, still listed as such (AWS
+ * maintenance events in state completed or canceled): END_NONE for a live
+ * one. A notice that simply leaves the listing is gone, which the engine
+ * tells apart from these after its grace. */
+enum event_end {
+	END_NONE,
+	END_COMPLETED,          /* it happened and is over (the VM lived) */
+	END_CANCELED,           /* the platform called it off */
+	_EVENT_END_MAX,
+};
+
 struct spot_event {
 	char id[EVENT_ID_MAX];
 	enum event_type type;
@@ -70,6 +96,13 @@ struct spot_event {
 				     * "<key>-<first sighting, Unix seconds>" */
 	uint64_t notice_usec;       /* when not_before_usec is 0: NotBefore is
 				     * the first sighting + this (0 = unknown) */
+	enum event_feed feed;
+	enum event_end end;
+	/* The platform waits for this notice's acknowledgement (Azure
+	 * StartRequests; an Auto Scaling termination with a lifecycle hook the
+	 * agent completes): the engine sends it once the chain is done. Not
+	 * part of the JSON form (the record keeps it). */
+	bool needs_ack;
 	/* What the provider could not use in this notice and how it coped
 	 * ("NotBefore '...' is out of range, taken as unknown"), for the log;
 	 * "" when nothing. Not part of the JSON form. */
@@ -94,6 +127,7 @@ enum event_type event_type_from_string(const char *s);
 const char *event_status_to_string(enum event_status s);
 enum event_status event_status_from_string(const char *s);
 const char *provider_to_string(enum provider p);
+const char *event_feed_to_string(enum event_feed f);
 int provider_from_string(const char *s, enum provider *ret);
 
 /* Parses a NotBefore: RFC 1123 ("Mon, 19 Sep 2016 18:29:47 GMT"), the AWS
