@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "clouds/provider.h"
 
 /* An answer to a request of the provider; state is the cloud's own. */

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "util.h"
+#include "engine/base.h"
 
 static const char *const action_names[_ENGINE_ACTION_MAX] = {
 	[ENGINE_PERSIST] = "persist",

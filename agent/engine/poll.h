@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "engine/base.h"
 
 /* Azure IMDS answers about 5 requests per second per VM, then 429. Every
  * request sent (polls, identity, tokens, approvals) counts, and no more than

@@ -95,7 +95,7 @@ void hook_result_add_line(struct hook_result *r, const char *line)
 	/* Made UTF-8 here, cut on a character boundary, so that what is held
 	 * is what the state file and /v1/status show and read back: a line
 	 * with bytes replaced later would grow past HOOK_LINE_MAX. */
-	(void)json_text_copy(text, sizeof(text), line);
+	(void)utf8_copy(text, sizeof(text), line);
 	free(r->output[slot]);
 	r->output[slot] = xstrdup(text);
 	r->output_next = (slot + 1) % HOOK_OUTPUT_LINES;

@@ -40,76 +40,8 @@ char *json_format_time(char *buf, size_t n, uint64_t wall_usec)
 	return format_rfc3339_frac(buf, n, wall_usec, 6);
 }
 
-/* ---- text ---- */
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when invalid. Reads
- * no further than the first byte that breaks the sequence (a NUL does). */
-static size_t utf8_sequence(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n;
 
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0;      /* overlong */
-		else if (c == 0xed)
-			hi = 0x9f;      /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;      /* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f;      /* above U+10FFFF */
-	} else
-		return 0;
-
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
-}
-
-bool json_text_valid(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	while (*p) {
-		size_t n = utf8_sequence(p);
-
-		if (n == 0)
-			return false;
-		p += n;
-	}
-	return true;
-}
-
-size_t json_text_copy(char *dst, size_t n, const char *src)
-{
-	static const char replacement[] = "\xef\xbf\xbd";   /* U+FFFD */
-	const unsigned char *p = (const unsigned char *)src;
-	size_t len = 0;
-
-	while (*p) {
-		size_t k = utf8_sequence(p);
-		size_t take = k ? k : sizeof(replacement) - 1;
-
-		if (len + take > n - 1)
-			break;
-		memcpy(dst + len, k ? (const void *)p : (const void *)replacement, take);
-		len += take;
-		p += k ? k : 1;
-	}
-	dst[len] = '\0';
-	return len;
-}
 
 /* ---- building ---- */
 
@@ -192,13 +124,13 @@ cJSON *json_text_new(const char *s, size_t max)
 	if (!s)
 		return check(cJSON_CreateNull());
 	len = strlen(s);
-	if ((max == 0 || len < max) && json_text_valid(s))
+	if ((max == 0 || len < max) && utf8_valid(s))
 		return check(cJSON_CreateString(s));
 	/* Each invalid byte becomes three. */
 	if (max == 0 || max > 3 * len + 1)
 		max = 3 * len + 1;
 	clean = xmalloc(max);
-	(void)json_text_copy(clean, max, s);
+	(void)utf8_copy(clean, max, s);
 	item = check(cJSON_CreateString(clean));
 	free(clean);
 	return item;
@@ -373,7 +305,7 @@ int json_get_text(struct json_err *err, const cJSON *o, const char *key, bool nu
 	/* "" is never written for text: absent is null. */
 	if (!v->valuestring[0])
 		return json_fail(err, "'%s' is empty", key);
-	if (!json_text_valid(v->valuestring))
+	if (!utf8_valid(v->valuestring))
 		return json_fail(err, "'%s' is not UTF-8", key);
 	if (strlen(v->valuestring) >= n)
 		return json_fail(err, "'%s' is longer than %zu bytes", key, n - 1);

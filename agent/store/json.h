@@ -13,34 +13,12 @@
 
 #include "util.h"
 
-/* Every integer the agent writes lies within +-(2^53 - 1) (RFC 7493), so a
- * reader that holds numbers as doubles, cJSON included, gets it exactly. */
-#define JSON_INT_MAX INT64_C(9007199254740991)
-
-/* Instants are microseconds since the epoch, before 2200-01-01T00:00:00Z;
- * 2^53 microseconds would be reached in 2255. Writers clamp to this range,
- * readers refuse what lies outside it, and the parsers of the metadata
- * services' times (event_parse_time) refuse it at the door. 0 is "none". */
-#define JSON_TIME_END_SEC  INT64_C(7258118400)     /* 2200-01-01T00:00:00Z */
-#define JSON_TIME_MAX_USEC ((uint64_t)JSON_TIME_END_SEC * UINT64_C(1000000) - 1)
-
 /* "2026-11-27T06:30:30.000000Z": UTC, always six fraction digits. */
 #define JSON_TIME_LEN 28   /* with the NUL */
 
 /* Formats an instant (clamped to JSON_TIME_MAX_USEC) as above; "" for 0.
  * Returns buf (n >= JSON_TIME_LEN). */
 char *json_format_time(char *buf, size_t n, uint64_t wall_usec);
-
-/* ---- text ---- */
-
-/* True when s is valid UTF-8 (no overlong forms, surrogates or code points
- * above U+10FFFF). */
-bool json_text_valid(const char *s);
-
-/* Copies src into dst (size n >= 1) with every byte that is not part of a
- * valid UTF-8 sequence replaced by U+FFFD, cut at a character boundary so
- * that it fits. Returns the length written. */
-size_t json_text_copy(char *dst, size_t n, const char *src);
 
 /* ---- building: every function aborts when out of memory, as xmalloc ---- */
 
@@ -62,7 +40,7 @@ void json_add_int_or_null(cJSON *o, const char *key, int64_t v, int64_t min, int
 void json_add_count(cJSON *o, const char *key, uint64_t v);
 void json_add_bool(cJSON *o, const char *key, bool v);
 void json_add_null(cJSON *o, const char *key);
-/* Text as json_text_copy into max bytes (0: no limit), so it reads back
+/* Text as utf8_copy into max bytes (0: no limit), so it reads back
  * into a buffer of that size; null for NULL. */
 cJSON *json_text_new(const char *s, size_t max);
 /* The same as a field: null for NULL and "" (absent is never ""). */

@@ -262,7 +262,7 @@ static int hook_from_json(const cJSON *o, struct hook_result *h, struct json_err
 	if (!cJSON_IsArray(output) || cJSON_GetArraySize(output) > HOOK_OUTPUT_LINES)
 		return json_fail(err, "'output' is not an array of at most %d lines", HOOK_OUTPUT_LINES);
 	cJSON_ArrayForEach(line, output)
-		if (!cJSON_IsString(line) || !line->valuestring || !json_text_valid(line->valuestring) ||
+		if (!cJSON_IsString(line) || !line->valuestring || !utf8_valid(line->valuestring) ||
 		    strlen(line->valuestring) > HOOK_LINE_MAX)
 			return json_fail(err, "'output' holds something other than a line of UTF-8 text");
 
@@ -831,7 +831,7 @@ static void record_label(const cJSON *item, char *buf, size_t n)
 	for (char *p = raw; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	(void)json_text_copy(buf, n, raw);
+	(void)utf8_copy(buf, n, raw);
 }
 
 /* Parses a whole state file into records (oldest first, at most

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine/event.h"
+#include "store/event-json.h"
 #include "hooks/hooks.h"
 
 #define STATE_FILE_NAME    "state.json"

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/event.h"
+#include "store/event-json.h"
 #include "fuzz-util.h"
 #include "util.h"
 

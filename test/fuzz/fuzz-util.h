@@ -14,6 +14,7 @@
 #include <sanitizer/common_interface_defs.h>
 
 #include "engine/event.h"
+#include "store/event-json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

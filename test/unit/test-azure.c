@@ -37,6 +37,7 @@
 
 #include "clouds/azure.h"
 #include "engine/event.h"
+#include "store/event-json.h"
 #include "clouds/provider.h"
 #include "util.h"
 

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "engine/event.h"
+#include "store/event-json.h"
 #include "util.h"
 
 #define SEC(s) ((uint64_t)(s) * USEC_PER_SEC)

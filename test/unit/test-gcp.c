@@ -29,6 +29,7 @@
 #include <systemd/sd-event.h>
 
 #include "engine/event.h"
+#include "store/event-json.h"
 #include "clouds/provider.h"
 #include "util.h"
 

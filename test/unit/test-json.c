@@ -183,20 +183,20 @@ static void test_text(void **state)
 	char buf[8];
 	cJSON *o = json_object_new();
 
-	assert_true(json_text_valid(""));
-	assert_true(json_text_valid("caf\xc3\xa9 \xf0\x9f\x9a\x80"));
-	assert_false(json_text_valid("\xc3"));
-	assert_false(json_text_valid("\xc0\xaf"));           /* overlong */
-	assert_false(json_text_valid("\xed\xa0\x80"));       /* surrogate */
-	assert_false(json_text_valid("\xf4\x90\x80\x80"));   /* above U+10FFFF */
-	assert_false(json_text_valid("\xff"));
+	assert_true(utf8_valid(""));
+	assert_true(utf8_valid("caf\xc3\xa9 \xf0\x9f\x9a\x80"));
+	assert_false(utf8_valid("\xc3"));
+	assert_false(utf8_valid("\xc0\xaf"));           /* overlong */
+	assert_false(utf8_valid("\xed\xa0\x80"));       /* surrogate */
+	assert_false(utf8_valid("\xf4\x90\x80\x80"));   /* above U+10FFFF */
+	assert_false(utf8_valid("\xff"));
 
-	assert_int_equal(json_text_copy(buf, sizeof(buf), "a\xff" "b"), 5);
+	assert_int_equal(utf8_copy(buf, sizeof(buf), "a\xff" "b"), 5);
 	assert_string_equal(buf, "a\xef\xbf\xbd" "b");
 	/* Cut at a character boundary: 7 bytes fit, the emoji's 4 do not. */
-	assert_int_equal(json_text_copy(buf, sizeof(buf), "abcd\xf0\x9f\x9a\x80"), 4);
+	assert_int_equal(utf8_copy(buf, sizeof(buf), "abcd\xf0\x9f\x9a\x80"), 4);
 	assert_string_equal(buf, "abcd");
-	assert_int_equal(json_text_copy(buf, 1, "abc"), 0);
+	assert_int_equal(utf8_copy(buf, 1, "abc"), 0);
 	assert_string_equal(buf, "");
 
 	/* Absent is null, never "". */

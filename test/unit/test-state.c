@@ -1688,7 +1688,7 @@ static bool text_is(const char *got, const char *raw, size_t n)
 	char *want = xmalloc(n);
 	bool same;
 
-	(void)json_text_copy(want, n, raw);
+	(void)utf8_copy(want, n, raw);
 	same = strcmp(got, want) == 0;
 	free(want);
 	return same;
