@@ -1,7 +1,7 @@
-/* logind-sm.c - the life of the logind delay lock as a pure state machine:
+/* shutdown-lock.c - the life of the logind delay lock as a pure state machine:
  * when to ask for the lock, when to let it go, what the owner is told. It
  * does no I/O, not even the close of the lock fd (that is an action), and
- * knows nothing of sd-bus: logind.c feeds it and carries its actions out.
+ * knows nothing of sd-bus: logind/lock.c feeds it and carries its actions out.
  *
  * The rules:
  * - the lock is asked for once the bus is up and PrepareForShutdown is
@@ -13,7 +13,7 @@
  * - after PrepareForShutdown(false) the lock is taken again;
  * - a lock that arrives when it is no longer wanted is closed at once;
  * - "unavailable" is told once, and again only after a lock was held. */
-#include "logind/logind.h"
+#include "engine/shutdown-lock.h"
 
 #include <stdlib.h>
 #include <string.h>
