@@ -15,7 +15,6 @@
 #include "hooks/hooks.h"
 #include "log.h"
 #include "loop.h"
-#include "store/state.h"
 #include "util.h"
 
 struct drill {
@@ -39,7 +38,7 @@ static void drill_drain(void *userdata)
 	while (engine_next_action(&d->engine, &a)) {
 		if (chain_carry_out(&d->chain, &a))
 			continue;
-		if (a.kind == ENGINE_CHAIN_DONE || a.kind == ENGINE_EXIT) {
+		if ((a.kind == ENGINE_CHAIN_DONE && a.chain == CHAIN_EVICT) || a.kind == ENGINE_EXIT) {
 			d->done = true;
 			(void)sd_event_exit(d->event, 0);
 		}
@@ -71,7 +70,7 @@ static int on_interrupt(sd_event_source *s, const struct signalfd_siginfo *si, v
 	return 0;
 }
 
-static void print_report(const struct event_record *r, uint64_t end_wall_usec, FILE *out)
+static void print_report(const struct eviction *r, uint64_t end_wall_usec, FILE *out)
 {
 	fprintf(out, "%-32s %-8s %6s %10s %10s %s\n", "HOOK", "RESULT", "EXIT", "DURATION", "BUDGET", "NOTE");
 	for (size_t i = 0; i < r->n_hooks; i++) {
@@ -100,28 +99,29 @@ static void print_report(const struct event_record *r, uint64_t end_wall_usec, F
 
 int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FILE *out)
 {
-	struct agent_state st;
+	struct records st;
 	struct engine_config ec = {
 		.margin_usec = c->margin_sec * USEC_PER_SEC,
 		.hook_timeout_usec = c->hook_timeout_sec * USEC_PER_SEC,
 		.events_mask = ~0u,
 		.approve = false,
 	};
+	char *vm_name = NULL;
 	struct event_list list = { 0 };
 	struct spot_event ev;
 	struct drill d = { 0 };
-	struct event_record *rec;
+	struct eviction *rec;
 	char host[256] = "localhost";
 	uint64_t now = now_usec(CLOCK_REALTIME), end;
 	bool failed = false;
 	int r;
 
-	state_init(&st, NULL);   /* no state directory: nothing is persisted */
+	records_init(&st);   /* no state directory: nothing is persisted */
 	if (c->vm_name)
 		(void)strscpy(host, sizeof(host), c->vm_name);
 	else
 		(void)gethostname(host, sizeof(host) - 1);
-	st.vm_name = xstrdup(host);
+	vm_name = xstrdup(host);
 	engine_init(&d.engine, &ec, &st);
 	chain_init(&d.chain);
 
@@ -145,8 +145,10 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 	}
 	d.chain.event = d.event;
 	d.chain.engine = &d.engine;
-	d.chain.state = &st;
-	d.chain.cfg = c;
+	d.chain.records = &st;
+	d.chain.hooks_dir = c->hooks_dir;
+	d.chain.hooks_lib_dir = c->hooks_lib_dir;
+	d.chain.vm_name = (const char *const *)&vm_name;
 	d.chain.drill = true;
 	d.chain.after_input = drill_drain;
 	d.chain.userdata = &d;
@@ -161,16 +163,17 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 
 	/* The synthetic event is one round of a pretend provider. */
 	engine_start(&d.engine, now);
-	engine_round(&d.engine, &list, host, now);
-	rec = st.n_records > 0 ? &st.records[0] : NULL;
+	engine_round(&d.engine, &list, EVENT_FEEDS_ALL, host, now);
+	rec = st.n > 0 ? &st.items[0] : NULL;
 	if (!rec) {
 		r = log_errno(-EINVAL, "drill: the synthetic %s event was not taken up", event_type_to_string(t));
 		goto out;
 	}
 	fprintf(out, "drill: %s event %s, notice %" PRIu64 " s, margin %" PRIu64 " s, budget %.1f s\n",
-		event_type_to_string(t), rec->ev.id, notice_sec, c->margin_sec,
+		event_type_to_string(t), rec->id, notice_sec, c->margin_sec,
 		(double)(rec->deadline_wall_usec - now) / USEC_PER_SEC);
 	fflush(out);
+	rec->drill = true;   /* the hooks read "drill": true */
 	drill_drain(&d);
 	if (!d.done) {
 		r = loop_run(d.event);
@@ -181,7 +184,7 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 	}
 	/* Kills a hook still running after an interrupt, before the report. */
 	chain_done(&d.chain);
-	rec = &st.records[0];
+	rec = &st.items[0];
 	end = now_usec(CLOCK_REALTIME);
 	if (d.interrupted)
 		fprintf(out, "drill: interrupted\n");
@@ -206,6 +209,7 @@ out:
 	engine_done(&d.engine);
 	sd_event_unref(d.event);
 	event_done(&ev);
-	state_done(&st);
+	records_done(&st);
+	free(vm_name);
 	return r;
 }

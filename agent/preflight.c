@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "http/http.h"
-#include "store/state.h"
+#include "store/state-file.h"
 #include "util.h"
 
 /* ---- hook directories ---- */

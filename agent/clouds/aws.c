@@ -80,6 +80,7 @@ int aws_parse_instance_action(const char *body, size_t len, uint64_t now_wall_us
 	ev.not_before_usec = not_before;
 	(void)snprintf(ev.description, sizeof(ev.description), "spot interruption: %s", name);
 	ev.provider = PROVIDER_AWS;
+	ev.feed = FEED_AWS_SPOT;
 
 	event_done(ret);
 	*ret = ev;
@@ -151,6 +152,7 @@ int aws_lifecycle_event(const char *instance_id, struct spot_event *ret)
 	event_set_text(ev.description, sizeof(ev.description),
 		       "auto scaling: target lifecycle state Terminated");
 	ev.provider = PROVIDER_AWS;
+	ev.feed = FEED_AWS_LIFECYCLE;
 
 	event_done(ret);
 	*ret = ev;

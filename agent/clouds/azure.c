@@ -164,6 +164,9 @@ static int parse_event(const cJSON *o, const char *vm_name, struct spot_event *e
 		return -EINVAL;
 	}
 	ev->provider = PROVIDER_AZURE;
+	ev->feed = FEED_AZURE_SCHEDULED;
+	/* Azure waits for StartRequests (or NotBefore). */
+	ev->needs_ack = true;
 
 	/* An unreadable NotBefore, or one beyond what the agent keeps exactly
 	 * (2200), counts as unknown (0): the deadline logic then gives the

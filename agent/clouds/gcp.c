@@ -130,6 +130,7 @@ int gcp_preempt_event(const char *name, const char *boot_tag, uint64_t notice_se
 	if (!event_id_valid(ev.id))
 		goto fail;
 	ev.type = EVENT_PREEMPT;
+	ev.feed = FEED_GCP_PREEMPTED;
 	ev.notice_usec = notice_sec * USEC_PER_SEC;
 	event_set_text(ev.description, sizeof(ev.description), "spot preemption");
 	event_done(ret);
@@ -162,6 +163,7 @@ int gcp_maintenance_event(const char *value, enum event_type type, const char *n
 	if (!event_id_valid(ev.id))
 		goto fail;
 	ev.type = type;
+	ev.feed = FEED_GCP_MAINTENANCE;
 	ev.notice_usec = GCP_MAINTENANCE_NOTICE_SEC * USEC_PER_SEC;
 	(void)snprintf(ev.description, sizeof(ev.description), "host maintenance: %s", value);
 	event_done(ret);

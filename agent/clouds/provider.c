@@ -184,9 +184,10 @@ bool provider_can_approve(const struct provider_handle *p)
 	return p->ops->approve != NULL;
 }
 
-int provider_approve(struct provider_handle *p, const char *event_id, uint64_t timeout_usec,
+int provider_approve(struct provider_handle *p, const struct provider_ack *ack, uint64_t timeout_usec,
 		     provider_approve_cb cb, void *userdata)
 {
+	const char *event_id = ack->event_id;
 	int r;
 
 	if (!p->ops->approve)
@@ -226,6 +227,17 @@ void provider_approve_end(struct provider_handle *p, enum imds_result result, co
 	p->approve_userdata = NULL;
 	if (cb)
 		cb(id, result, line, userdata);
+}
+
+int provider_heartbeat(struct provider_handle *p, uint64_t timeout_usec, provider_approve_cb cb,
+		       void *userdata)
+{
+	return -EOPNOTSUPP;
+}
+
+uint64_t provider_heartbeat_period_usec(const struct provider_handle *p)
+{
+	return 0;
 }
 
 /* ---- what the clouds use ---- */

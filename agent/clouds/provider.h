@@ -127,12 +127,19 @@ unsigned provider_round_cost(const struct provider_handle *p);
 
 /* Whether events of this provider can be approved (Azure StartRequests). */
 bool provider_can_approve(const struct provider_handle *p);
-/* Sends one approval (one request); cb is called once from the loop.
- * -EOPNOTSUPP without an approval call, -EBUSY while one is in flight,
- * -EINVAL for an id that cannot name an event. Independent of rounds:
- * provider_cancel leaves it alone, provider_free cancels it. */
-int provider_approve(struct provider_handle *p, const char *event_id, uint64_t timeout_usec,
+/* Sends one acknowledgement (one request); cb is called once from the
+ * loop with the notice's id. -EOPNOTSUPP without an acknowledgement call
+ * for that feed, -EBUSY while one is in flight, -EINVAL for an id that
+ * cannot name an event. Independent of rounds: provider_cancel leaves it
+ * alone, provider_free cancels it. */
+int provider_approve(struct provider_handle *p, const struct provider_ack *ack, uint64_t timeout_usec,
 		     provider_approve_cb cb, void *userdata);
+/* Keeps an Auto Scaling lifecycle action alive (RecordLifecycleActionHeartbeat);
+ * -EOPNOTSUPP when the provider has none. cb as for an approval. */
+int provider_heartbeat(struct provider_handle *p, uint64_t timeout_usec, provider_approve_cb cb,
+		       void *userdata);
+/* How often provider_heartbeat is due while a chain runs, 0 never. */
+uint64_t provider_heartbeat_period_usec(const struct provider_handle *p);
 
 /* GCP: the notice of a preemption, from instance/preempted turning TRUE
  * to the hard power-off (GCP_PREEMPT_NOTICE_SEC unless set; 0 restores

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "engine/event.h"
+#include "engine/record.h"
 #include "log.h"
 
 #define CONFIG_DEFAULT_PATH     "/etc/spot-agent/spot-agent.conf"
@@ -51,6 +52,8 @@ struct config {
 	unsigned events_mask;       /* bit (1u << enum event_type) per handled type */
 	uint64_t margin_sec;
 	uint64_t hook_timeout_sec;  /* 0 means: only the deadline */
+	uint64_t drain_sec;         /* no acknowledgement sooner after readiness dropped */
+	enum ack_policy ack_policy[_EVENT_TYPE_MAX]; /* per event type */
 	uint64_t gcp_preempt_notice_sec; /* GCP soft off to hard off */
 	bool approve;
 	enum log_format log_format;

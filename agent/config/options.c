@@ -140,6 +140,14 @@ const struct option_def option_table[] = {
 	  "preemptionNoticeDuration=120s)", NULL, NULL },
 	{ "hook-timeout", 0, OPT_UINT, 0, CFG(hook_timeout_sec), 0, 3600, "0", "SECONDS",
 	  "upper bound for any single hook; 0 means only the deadline", NULL, NULL },
+	{ "drain", 0, OPT_UINT, 0, CFG(drain_sec), 0, 3600, "10", "SECONDS",
+	  "readiness drain: an acknowledgement is not sent sooner than this after /readyz "
+	  "turned 503 (never later than the deadline); 0 sends it as soon as the hooks are done",
+	  NULL, NULL },
+	{ "approve-policy", 0, OPT_POLICIES, 0, CFG(ack_policy), 0, 0, "after-hooks", "POLICY",
+	  "when the acknowledgement goes out: after-hooks, at-once (on sight, while the hooks "
+	  "run) or never, for every event type, then Type:policy items for one "
+	  "(after-hooks,Reboot:at-once)", NULL, NULL },
 	{ "approve", 0, OPT_BOOL, 0, CFG(approve), 0, 0, "yes", NULL,
 	  "approve the event after the hooks (Azure StartRequests); --no-approve, or "
 	  "'approve = no' in the file, does not", NULL, NULL },

@@ -26,6 +26,7 @@ enum opt_type {
 	OPT_BOOL,
 	OPT_ENUM,
 	OPT_EVENTS,
+	OPT_POLICIES,
 	OPT_LISTEN,
 	OPT_HELP,
 	OPT_VERSION,
@@ -66,6 +67,7 @@ union value {
 	bool b;
 	int e;
 	unsigned mask;
+	uint32_t policies;         /* OPT_POLICIES: 2 bits per event type */
 	char *s;                   /* owned */
 };
 
@@ -85,6 +87,10 @@ void option_str_append(char *buf, size_t n, const char *text);
 void option_list_append(char *buf, size_t n, const char *sep, const char *text);
 int option_parse_events(const struct option_def *o, const char *s, unsigned *ret,
 			char *err, size_t n);
+/* OPT_POLICIES: "after-hooks", "at-once", "never" for every type, and
+ * "Type:policy" items for one, applied left to right. */
+int option_parse_policies(const char *s, uint32_t *ret, char *err, size_t n);
+void option_format_policies(uint32_t policies, char *buf, size_t n);
 int option_parse_value(const struct option_def *o, const char *text, union value *ret,
 		       char *err, size_t n);
 void option_store_value(const struct option_def *o, struct config *c, union value *v);

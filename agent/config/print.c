@@ -57,6 +57,14 @@ static const char *format_value(const struct option_def *o, const struct config 
 		}
 		return buf;
 	}
+	case OPT_POLICIES: {
+		uint32_t v = 0;
+
+		for (int t = 0; t < _EVENT_TYPE_MAX; t++)
+			v |= (uint32_t)((const enum ack_policy *)field)[t] << (2 * t);
+		option_format_policies(v, buf, n);
+		return buf;
+	}
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;

@@ -393,12 +393,78 @@ int option_parse_value(const struct option_def *o, const char *text, union value
 		return 0;
 	case OPT_EVENTS:
 		return option_parse_events(o, text, &ret->mask, err, n);
+	case OPT_POLICIES:
+		return option_parse_policies(text, &ret->policies, err, n);
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;
 	}
 	(void)snprintf(err, n, "takes no value");
 	return -EINVAL;
+}
+
+int option_parse_policies(const char *s, uint32_t *ret, char *err, size_t n)
+{
+	char e1[ECHO_MAX + 1], item[64];
+	uint32_t v = 0;
+	const char *p = s;
+
+	while (*p) {
+		const char *end = strchr(p, ','), *colon;
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		enum ack_policy policy;
+		int type = -1;
+
+		if (len == 0 || len >= sizeof(item))
+			goto bad;
+		memcpy(item, p, len);
+		item[len] = '\0';
+		colon = strchr(item, ':');
+		if (colon) {
+			char name[32];
+			size_t k = (size_t)(colon - item);
+
+			if (k >= sizeof(name))
+				goto bad;
+			memcpy(name, item, k);
+			name[k] = '\0';
+			type = event_type_from_string(name);
+			if (type < 0) {
+				(void)snprintf(err, n, "value '%s' names no event type in '%s'",
+					       option_echo(s, e1, sizeof(e1)), name);
+				return -EINVAL;
+			}
+		}
+		if (ack_policy_from_string(colon ? colon + 1 : item, &policy) < 0)
+			goto bad;
+		for (int t = 0; t < _EVENT_TYPE_MAX; t++)
+			if (type < 0 || t == type)
+				v = (v & ~(3u << (2 * t))) | ((uint32_t)policy << (2 * t));
+		p += len + (end ? 1 : 0);
+		if (end && !*p)
+			goto bad;
+	}
+	*ret = v;
+	return 0;
+bad:
+	(void)snprintf(err, n, "value '%s' is not a list of after-hooks, at-once or never, each for "
+		       "every type or as Type:policy", option_echo(s, e1, sizeof(e1)));
+	return -EINVAL;
+}
+
+void option_format_policies(uint32_t policies, char *buf, size_t n)
+{
+	(void)strscpy(buf, n, ack_policy_to_string(ACK_AFTER_HOOKS));
+	for (int t = 0; t < _EVENT_TYPE_MAX; t++) {
+		enum ack_policy p = (enum ack_policy)((policies >> (2 * t)) & 3u);
+		char item[48];
+
+		if (p == ACK_AFTER_HOOKS)
+			continue;
+		(void)snprintf(item, sizeof(item), "%s:%s", event_type_to_string((enum event_type)t),
+			       ack_policy_to_string(p));
+		option_list_append(buf, n, ",", item);
+	}
 }
 
 void option_store_value(const struct option_def *o, struct config *c, union value *v)
@@ -425,6 +491,10 @@ void option_store_value(const struct option_def *o, struct config *c, union valu
 		break;
 	case OPT_EVENTS:
 		*(unsigned *)field = v->mask;
+		break;
+	case OPT_POLICIES:
+		for (int t = 0; t < _EVENT_TYPE_MAX; t++)
+			((enum ack_policy *)field)[t] = (enum ack_policy)((v->policies >> (2 * t)) & 3u);
 		break;
 	case OPT_HELP:
 	case OPT_VERSION:

@@ -1,16 +1,20 @@
-/* chain.c - the hands of the engine's hook chain: it reads the hook
- * directories when the engine asks, starts the one hook the engine names
- * with the record's environment and stdin, and gives the hook's end (or
- * its failure to start) back to the engine. It decides nothing about order,
- * skips, deadlines or retries: those are engine.c's. */
+/* chain.c - the hands of the engine's hook chains: it reads the hook
+ * directories when the engine asks (recover.d below them for the recover
+ * chain), starts the one hook the engine names with the eviction's
+ * environment and stdin, ends it early when the deadline moves, and gives
+ * the hook's end (or its failure to start) back to the engine. It decides
+ * nothing about order, skips, deadlines or retries: those are the
+ * engine's. */
 #include "hooks/chain.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "log.h"
+#include "store/record-json.h"
 #include "util.h"
 
 void chain_init(struct chain *c)
@@ -35,6 +39,7 @@ void chain_done(struct chain *c)
 		return;
 	release_run(c);
 	hook_plan_done(&c->plan);
+	hook_plan_done(&c->recover_plan);
 	free(c->skips_signature);
 	c->skips_signature = NULL;
 }
@@ -64,19 +69,13 @@ void chain_log_skips(const struct hook_plan *plan, char **signature)
 	*signature = sig;
 }
 
-void chain_note_detected(struct chain *c, const char *id, uint64_t read_mono_usec)
-{
-	(void)strscpy(c->detected_id, sizeof(c->detected_id), id);
-	c->detected_mono_usec = read_mono_usec;
-	c->first_hook_noted = false;
-}
-
 static void on_ended(struct hook_run *run, struct hook_result *res, void *userdata)
 {
 	struct chain *c = userdata;
+	const struct eviction *r = records_find(c->records, c->run_id);
 
-	if (c->metrics)
-		metrics_hook_done(c->metrics, res->name, res->outcome, res->duration_usec);
+	if (c->hook_ended && r)
+		c->hook_ended(c->userdata, r, c->run_chain, res);
 	engine_hook_ended(c->engine, res, now_usec(CLOCK_REALTIME));
 	release_run(c);
 	if (c->after_input)
@@ -119,13 +118,13 @@ static uint64_t dir_sig(uint64_t h, const char *path, uint64_t now, bool *settle
  * them): any file added, removed, renamed or linked in either changes it,
  * as does a change of a directory's mode or owner. 0 when it cannot be
  * trusted yet. */
-static uint64_t dirs_sig(const struct config *cfg)
+static uint64_t dirs_sig(const struct chain *c)
 {
 	uint64_t now = now_usec(CLOCK_REALTIME), h = HASH_FNV_INIT;
 	bool settled = true;
 
-	h = dir_sig(h, cfg->hooks_dir, now, &settled);
-	h = dir_sig(h, cfg->hooks_lib_dir, now, &settled);
+	h = dir_sig(h, c->hooks_dir, now, &settled);
+	h = dir_sig(h, c->hooks_lib_dir, now, &settled);
 	return settled && h ? h : 0;
 }
 
@@ -134,8 +133,8 @@ static uint64_t dirs_sig(const struct config *cfg)
 static int scan_into_plan(struct chain *c)
 {
 	struct hook_plan plan = { 0 };
-	uint64_t sig = dirs_sig(c->cfg);
-	int r = hooks_scan(c->cfg->hooks_dir, c->cfg->hooks_lib_dir, &plan);
+	uint64_t sig = dirs_sig(c);
+	int r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
 
 	/* A hook not in the new plan (the directories could not be read) is
 	 * opened and checked when it starts. */
@@ -162,6 +161,49 @@ int chain_prescan(struct chain *c, const struct hook_plan **ret)
 	return r;
 }
 
+char *chain_recover_dir(const char *dir)
+{
+	if (!dir || !dir[0] || strcmp(dir, "none") == 0)
+		return NULL;
+	return xasprintf("%s/%s", dir, CHAIN_RECOVER_DIR);
+}
+
+/* The plan's hooks as the engine takes them (names and paths, borrowed
+ * from the plan). */
+static void hand_over(struct chain *c, const char *id, enum chain_kind chain, const struct hook_plan *plan)
+{
+	struct hook_ref refs[HOOKS_MAX];
+	size_t n = plan && plan->n_hooks < HOOKS_MAX ? plan->n_hooks : plan ? HOOKS_MAX : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		refs[i].name = plan->hooks[i].name;
+		refs[i].path = plan->hooks[i].path;
+	}
+	engine_hooks_scanned(c->engine, id, chain, refs, n, plan != NULL, now_usec(CLOCK_REALTIME));
+}
+
+/* The recover chain: recover.d below the hook directories, read each time
+ * (it runs rarely, and never on the eviction path). */
+static void scan_recover(struct chain *c, const struct engine_action *a)
+{
+	char *etc = chain_recover_dir(c->hooks_dir), *lib = chain_recover_dir(c->hooks_lib_dir);
+	struct hook_plan plan = { 0 };
+	int r = hooks_scan(etc, lib, &plan);
+
+	hook_plan_done(&c->recover_plan);
+	if (r < 0) {
+		log_event(LOG_ERR, a->id, "hooks: cannot read '%s' or '%s': %s, retrying", etc ? etc : "",
+			  lib ? lib : "", strerror(-r));
+		hand_over(c, a->id, CHAIN_RECOVER, NULL);
+	} else {
+		chain_log_skips(&plan, &c->skips_signature);
+		c->recover_plan = plan;
+		hand_over(c, a->id, CHAIN_RECOVER, &c->recover_plan);
+	}
+	free(etc);
+	free(lib);
+}
+
 /* A chain begins. The plan of the last scan serves as it is while the
  * directories have not changed since: its descriptors are the files that
  * were checked then (a file renamed over a hook changes the directory),
@@ -169,31 +211,36 @@ int chain_prescan(struct chain *c, const struct hook_plan **ret)
  * start. So detection does not wait for a scan, only for two stats. */
 static void scan(struct chain *c, const struct engine_action *a)
 {
-	uint64_t sig = c->plan_sig ? dirs_sig(c->cfg) : 0;
+	uint64_t sig;
 	int r;
 
+	if (a->chain == CHAIN_RECOVER) {
+		scan_recover(c, a);
+		return;
+	}
+	sig = c->plan_sig ? dirs_sig(c) : 0;
 	if (sig && sig == c->plan_sig) {
 		log_event(LOG_DEBUG, a->id, "hooks: the directories are as last scanned, %zu %s to run",
 			  c->plan.n_hooks, plural(c->plan.n_hooks, "hook", "hooks"));
-		engine_hooks_scanned(c->engine, a->id, &c->plan, now_usec(CLOCK_REALTIME));
+		hand_over(c, a->id, CHAIN_EVICT, &c->plan);
 		return;
 	}
 	r = scan_into_plan(c);
 	if (r < 0) {
-		log_event(LOG_ERR, a->id, "hooks: cannot read '%s' or '%s': %s, %s", c->cfg->hooks_dir,
-			  c->cfg->hooks_lib_dir ? c->cfg->hooks_lib_dir : "", strerror(-r),
+		log_event(LOG_ERR, a->id, "hooks: cannot read '%s' or '%s': %s, %s", c->hooks_dir,
+			  c->hooks_lib_dir ? c->hooks_lib_dir : "", strerror(-r),
 			  "running the hooks known before, or retrying");
-		engine_hooks_scanned(c->engine, a->id, NULL, now_usec(CLOCK_REALTIME));
+		hand_over(c, a->id, CHAIN_EVICT, NULL);
 	} else {
-		engine_hooks_scanned(c->engine, a->id, &c->plan, now_usec(CLOCK_REALTIME));
+		hand_over(c, a->id, CHAIN_EVICT, &c->plan);
 	}
 }
 
 /* The plan's checked file for the record's hook h, or NULL. */
-static const struct hook_file *planned_file(const struct chain *c, const struct hook_result *h)
+static const struct hook_file *planned_file(const struct hook_plan *plan, const struct hook_result *h)
 {
-	for (size_t i = 0; i < c->plan.n_hooks; i++) {
-		const struct hook_file *f = &c->plan.hooks[i];
+	for (size_t i = 0; i < plan->n_hooks; i++) {
+		const struct hook_file *f = &plan->hooks[i];
 
 		if (f->fd >= 0 && strcmp(f->name, h->name) == 0 && strcmp(f->path, h->path) == 0)
 			return f;
@@ -203,30 +250,42 @@ static const struct hook_file *planned_file(const struct chain *c, const struct 
 
 static void start(struct chain *c, const struct engine_action *a)
 {
-	struct event_record *r = state_find(c->state, a->id);
+	struct eviction *r = records_find(c->records, a->id);
 	struct hook_run_params p = { 0 };
-	char why[HOOK_SKIP_REASON_MAX];
-	struct hook_result *h;
+	struct hook_phase phase = { 0 };
+	char why[HOOK_SKIP_REASON_MAX], words[HOOK_DETAIL_MAX];
+	struct spot_event ev;
+	struct hook_result *hooks, *h;
+	uint64_t deadline;
+	size_t n = 0;
 	int k;
 
-	if (!r || a->hook >= r->n_hooks) {
-		engine_hook_start_failed(c->engine, ENOENT, now_usec(CLOCK_REALTIME));
+	hooks = r ? engine_chain(r, a->chain, &n) : NULL;
+	if (!r || a->hook >= n) {
+		engine_hook_start_failed(c->engine, ENOENT, NULL, now_usec(CLOCK_REALTIME));
 		return;
 	}
-	h = &r->hooks[a->hook];
+	h = &hooks[a->hook];
 	release_run(c);
-	/* The event as the hooks see it: the record's, with its deadline;
-	 * the record remembers it for /v1/status. */
-	c->run_stdin = event_record_stdin(r, c->drill);
-	c->run_env = hooks_env_new(&r->ev, c->state->vm_name ? c->state->vm_name : "", r->deadline_wall_usec,
-				   c->drill);
+	why[0] = '\0';
+	/* The event as the hooks see it: the lead notice with the eviction's
+	 * id and deadline, as the engine noted it for /v1/status. */
+	c->run_stdin = record_stdin(r);
+	eviction_seen_event(r, &ev, &deadline);
+	if (a->chain == CHAIN_RECOVER) {
+		phase.recover = true;
+		phase.recover_reason = recover_reason_to_string(r->recover_reason);
+		phase.downtime_sec = r->downtime_usec / USEC_PER_SEC;
+		deadline = engine_chain_deadline(r, CHAIN_RECOVER);
+	}
+	c->run_env = hooks_env_new(&ev, c->vm_name && *c->vm_name ? *c->vm_name : "", deadline, c->drill, &phase);
 	p.event = c->event;
 	p.name = h->name;
 	p.path = h->path;
-	p.file = planned_file(c, h);
+	p.file = planned_file(a->chain == CHAIN_RECOVER ? &c->recover_plan : &c->plan, h);
 	p.why = why;
 	p.why_size = sizeof(why);
-	p.event_id = r->ev.id;
+	p.event_id = r->id;
 	p.stdin_json = c->run_stdin;
 	p.env = c->run_env;
 	p.budget_usec = a->budget_usec;
@@ -236,29 +295,24 @@ static void start(struct chain *c, const struct engine_action *a)
 	if (k < 0) {
 		c->run = NULL;
 		if (k == -EPERM && why[0]) {
-			log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' refused at its start: %s, not run",
+			log_hook(LOG_WARNING, r->id, h->name, "hook '%s' refused at its start: %s, not run",
 				 h->name, why);
 			/* Cut to fit when it must. */
-			if (snprintf(h->exec_detail, sizeof(h->exec_detail), "refused at its start: %s", why) < 0)
-				h->exec_detail[0] = '\0';
-		} else
-			log_hook(LOG_WARNING, r->ev.id, h->name, "hook '%s' could not start: %s, %s", h->name,
-				 strerror(-k), engine_start_error_retried(-k) ? "could not start, retrying" :
-										 "not run");
+			if (snprintf(words, sizeof(words), "refused at its start: %s", why) < 0)
+				words[0] = '\0';
+		} else {
+			log_hook(LOG_WARNING, r->id, h->name, "hook '%s' could not start: %s, %s", h->name,
+				 strerror(-k), engine_start_error_retried(-k) ? "retrying" : "not run");
+			(void)snprintf(words, sizeof(words), "cannot start: %s", strerror(-k));
+		}
 		release_run(c);
-		engine_hook_start_failed(c->engine, -k, now_usec(CLOCK_REALTIME));
+		engine_hook_start_failed(c->engine, -k, words, now_usec(CLOCK_REALTIME));
 		return;
 	}
-	(void)strscpy(c->run_id, sizeof(c->run_id), r->ev.id);
-	if (!c->first_hook_noted && strcasecmp(c->detected_id, r->ev.id) == 0) {
-		uint64_t usec = now_usec(CLOCK_MONOTONIC) - c->detected_mono_usec;
-
-		c->first_hook_noted = true;
-		if (c->metrics)
-			metrics_first_hook(c->metrics, usec);
-		log_event(LOG_INFO, r->ev.id, "first hook started %.3f ms after the notice was read",
-			  (double)usec / USEC_PER_MSEC);
-	}
+	(void)strscpy(c->run_id, sizeof(c->run_id), r->id);
+	c->run_chain = a->chain;
+	if (c->hook_started)
+		c->hook_started(c->userdata, r, a->chain, a->hook);
 }
 
 bool chain_carry_out(struct chain *c, const struct engine_action *a)
@@ -270,9 +324,12 @@ bool chain_carry_out(struct chain *c, const struct engine_action *a)
 	case ENGINE_START_HOOK:
 		start(c, a);
 		return true;
-	case ENGINE_KILL_HOOK:
-		if (c->run)
-			hook_run_kill(c->run);
+	case ENGINE_SHORTEN_HOOK:
+		if (c->run) {
+			uint64_t now = now_usec(CLOCK_REALTIME), mono = now_usec(CLOCK_MONOTONIC);
+
+			hook_run_set_end(c->run, a->end_wall_usec > now ? mono + (a->end_wall_usec - now) : mono);
+		}
 		return true;
 	default:
 		return false;

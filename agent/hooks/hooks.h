@@ -11,20 +11,14 @@
 #include <systemd/sd-event.h>
 
 #include "engine/event.h"
+#include "engine/record.h"
 #include "hooks/tree.h"
 #include "util.h"
 
-#define HOOKS_MAX              64      /* further runnable files are skipped ("too many hooks") */
-#define HOOK_NAME_MAX          128     /* bytes incl. NUL; longer names are skipped */
 #define HOOKS_SKIPS_MAX        256     /* skipped files listed; the rest are only counted */
-#define HOOK_REASON_MAX        64      /* a hook result's skip_reason ("deadline", ...) */
 #define HOOK_SKIP_REASON_MAX   (PATH_MAX + 256) /* why a file may not run; names a path */
-#define HOOK_DETAIL_MAX        256     /* a hook result's exec_detail */
-#define HOOK_OUTPUT_LINES      10      /* last lines kept per hook for /v1/status */
-#define HOOK_LINE_MAX          1024    /* longer lines are cut into pieces */
 #define HOOK_LOG_BYTES_MAX     (256 * 1024) /* output logged per hook; the rest is counted, not logged */
 #define HOOK_KILL_GRACE_USEC   (2 * USEC_PER_SEC)  /* SIGTERM -> SIGKILL, out of the budget */
-#define HOOK_EXIT_SKIP_REST    77
 #define HOOK_PATH_ENV          "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 struct hook_file {
@@ -87,53 +81,6 @@ int hook_file_recheck(const struct hook_file *f, char *why, size_t why_size);
  * an ELF binary's program interpreter (its dynamic loader). 0 with buf
  * filled, -ENOENT when it needs none, or -errno. */
 int hook_file_interpreter(const struct hook_file *f, char *buf, size_t n);
-
-enum hook_outcome {
-	HOOK_PENDING,    /* not yet run (or interrupted by a crash: runs again) */
-	HOOK_RUNNING,
-	HOOK_OK,
-	HOOK_FAILED,     /* non-zero exit, killed by a signal, or could not start */
-	HOOK_TIMEOUT,
-	HOOK_SKIPPED,    /* see skip_reason */
-	_HOOK_OUTCOME_MAX,
-};
-
-struct hook_result {
-	char name[HOOK_NAME_MAX];
-	char path[PATH_MAX];
-	enum hook_outcome outcome;
-	int exit_status;             /* exit code; -1 when killed by a signal or not started */
-	int term_signal;             /* signal that ended it, else 0 */
-	bool timed_out;
-	uint64_t start_wall_usec;    /* 0 when never started */
-	uint64_t duration_usec;
-	uint64_t budget_usec;        /* the timeout it was given */
-	char skip_reason[HOOK_REASON_MAX]; /* "deadline", "exit 77", "stopping" */
-	/* Ring of the last output lines (owned strings). */
-	char *output[HOOK_OUTPUT_LINES];
-	size_t output_next;          /* slot the next line goes to */
-	size_t n_output;             /* lines held, <= HOOK_OUTPUT_LINES */
-	uint64_t output_bytes;       /* bytes read from the hook in total */
-	int exec_errno;              /* why execve failed (exit 127), else 0 */
-	int start_errno;             /* why it could not be started, else 0 */
-	/* Why it did not get to run, in words, else "": "cannot execute: No
-	 * such file or directory (interpreter '/usr/bin/python9')", "could not
-	 * be set up: setsid: ...", "refused at its start: group-writable". */
-	char exec_detail[HOOK_DETAIL_MAX];
-};
-
-const char *hook_outcome_to_string(enum hook_outcome o);
-int hook_outcome_from_string(const char *s, enum hook_outcome *ret);
-/* A final outcome is never run again for the same event. */
-bool hook_outcome_is_final(enum hook_outcome o);
-
-void hook_result_init(struct hook_result *r, const char *name, const char *path);
-void hook_result_done(struct hook_result *r);
-/* Appends one line to the ring (copied, cut at HOOK_LINE_MAX). */
-void hook_result_add_line(struct hook_result *r, const char *line);
-/* Calls fn for the held lines, oldest first. */
-void hook_result_foreach_line(const struct hook_result *r,
-			      void (*fn)(const char *line, void *userdata), void *userdata);
 
 /* ---- running one hook ----
  * The runner starts one hook (a vfork-style clone, then execveat of the
@@ -212,6 +159,12 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret);
  * timeout is under way. NULL ok. */
 void hook_run_kill(struct hook_run *run);
 
+/* The hook now ends at end_mono_usec at the latest (only ever earlier than
+ * before): SIGTERM a grace before it (at most a quarter of what its budget
+ * has become), SIGKILL at it; when that time has passed, at once. NULL
+ * ok. */
+void hook_run_set_end(struct hook_run *run, uint64_t end_mono_usec);
+
 /* Kills the hook's whole tree at once (SIGKILL), reaps what it can without
  * blocking the loop for more than a few milliseconds, and frees the run
  * without calling ended. NULL ok. */
@@ -223,8 +176,13 @@ void hook_run_free(struct hook_run *run);
 
 /* The base hook environment: PATH, LANG, TZ and the SPOT_* variables of
  * SPEC §4 except SPOT_HOOK_TIMEOUT. Caller frees with strv_free. */
+struct hook_phase {
+	bool recover;                 /* SPOT_PHASE=recover, else evict */
+	const char *recover_reason;   /* SPOT_RECOVER_REASON */
+	uint64_t downtime_sec;        /* SPOT_DOWNTIME */
+};
 char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
-		     uint64_t deadline_wall_usec, bool drill);
+		     uint64_t deadline_wall_usec, bool drill, const struct hook_phase *phase);
 void strv_free(char **v);
 
 #endif

@@ -27,96 +27,6 @@
 #include "store/json.h"
 #include "log.h"
 
-/* ---- outcomes and results ---- */
-
-static const char *const outcome_names[_HOOK_OUTCOME_MAX] = {
-	[HOOK_PENDING] = "pending",
-	[HOOK_RUNNING] = "running",
-	[HOOK_OK] = "ok",
-	[HOOK_FAILED] = "failed",
-	[HOOK_TIMEOUT] = "timeout",
-	[HOOK_SKIPPED] = "skipped",
-};
-
-const char *hook_outcome_to_string(enum hook_outcome o)
-{
-	if ((int)o < 0 || o >= _HOOK_OUTCOME_MAX)
-		return NULL;
-	return outcome_names[o];
-}
-
-int hook_outcome_from_string(const char *s, enum hook_outcome *ret)
-{
-	if (!s)
-		return -EINVAL;
-	for (int i = 0; i < _HOOK_OUTCOME_MAX; i++) {
-		if (strcmp(s, outcome_names[i]) == 0) {
-			*ret = (enum hook_outcome)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-bool hook_outcome_is_final(enum hook_outcome o)
-{
-	return o == HOOK_OK || o == HOOK_FAILED || o == HOOK_TIMEOUT || o == HOOK_SKIPPED;
-}
-
-void hook_result_init(struct hook_result *r, const char *name, const char *path)
-{
-	memset(r, 0, sizeof(*r));
-	(void)strscpy(r->name, sizeof(r->name), name ? name : "");
-	(void)strscpy(r->path, sizeof(r->path), path ? path : "");
-	r->outcome = HOOK_PENDING;
-	r->exit_status = -1;
-}
-
-static void result_clear_output(struct hook_result *r)
-{
-	for (size_t i = 0; i < HOOK_OUTPUT_LINES; i++)
-		freep_str(&r->output[i]);
-	r->output_next = 0;
-	r->n_output = 0;
-}
-
-void hook_result_done(struct hook_result *r)
-{
-	if (!r)
-		return;
-	result_clear_output(r);
-}
-
-void hook_result_add_line(struct hook_result *r, const char *line)
-{
-	size_t slot = r->output_next % HOOK_OUTPUT_LINES;
-	char text[HOOK_LINE_MAX + 1];
-
-	/* Made UTF-8 here, cut on a character boundary, so that what is held
-	 * is what the state file and /v1/status show and read back: a line
-	 * with bytes replaced later would grow past HOOK_LINE_MAX. */
-	(void)utf8_copy(text, sizeof(text), line);
-	free(r->output[slot]);
-	r->output[slot] = xstrdup(text);
-	r->output_next = (slot + 1) % HOOK_OUTPUT_LINES;
-	if (r->n_output < HOOK_OUTPUT_LINES)
-		r->n_output++;
-}
-
-void hook_result_foreach_line(const struct hook_result *r,
-			      void (*fn)(const char *line, void *userdata), void *userdata)
-{
-	size_t n = r->n_output > HOOK_OUTPUT_LINES ? HOOK_OUTPUT_LINES : r->n_output;
-	size_t first = (r->output_next % HOOK_OUTPUT_LINES + HOOK_OUTPUT_LINES - n) % HOOK_OUTPUT_LINES;
-
-	for (size_t i = 0; i < n; i++) {
-		const char *line = r->output[(first + i) % HOOK_OUTPUT_LINES];
-
-		if (line)
-			fn(line, userdata);
-	}
-}
-
 /* ---- environment ---- */
 
 void strv_free(char **v)
@@ -134,11 +44,11 @@ static const char *str_or_empty(const char *s)
 }
 
 char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
-		     uint64_t deadline_wall_usec, bool drill)
+		     uint64_t deadline_wall_usec, bool drill, const struct hook_phase *phase)
 {
 	char not_before[RFC3339_MAX];
 	char deadline[32] = "";
-	char **v = xcalloc(16, sizeof(char *));
+	char **v = xcalloc(20, sizeof(char *));
 	size_t n = 0;
 
 	(void)format_rfc3339(not_before, sizeof(not_before), ev->not_before_usec);
@@ -158,6 +68,11 @@ char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
 	v[n++] = xasprintf("SPOT_PROVIDER=%s", str_or_empty(provider_to_string(ev->provider)));
 	v[n++] = xasprintf("SPOT_VM_NAME=%s", str_or_empty(vm_name));
 	v[n++] = xstrdup(drill ? "SPOT_DRILL=1" : "SPOT_DRILL=0");
+	v[n++] = xasprintf("SPOT_PHASE=%s", phase && phase->recover ? "recover" : "evict");
+	if (phase && phase->recover) {
+		v[n++] = xasprintf("SPOT_RECOVER_REASON=%s", str_or_empty(phase->recover_reason));
+		v[n++] = xasprintf("SPOT_DOWNTIME=%llu", (unsigned long long)phase->downtime_sec);
+	}
 	v[n] = NULL;
 	return v;
 }
@@ -457,6 +372,32 @@ void hook_run_kill(struct hook_run *run)
 	begin_kill(run);
 }
 
+void hook_run_set_end(struct hook_run *run, uint64_t end_mono_usec)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC), budget, grace, term_at;
+
+	if (!run || run->main_ended || end_mono_usec >= run->kill_at_mono_usec)
+		return;
+	run->kill_at_mono_usec = end_mono_usec;
+	if (run->term_sent) {
+		/* SIGKILL by the new end at the latest. */
+		if (end_mono_usec <= now || arm_timer(run, &run->timer_source, end_mono_usec, on_timer) < 0)
+			signal_run(run, SIGKILL);
+		return;
+	}
+	/* The grace comes out of the shortened budget, as out of the first. */
+	budget = end_mono_usec > run->start_mono_usec ? end_mono_usec - run->start_mono_usec : 0;
+	grace = run->kill_grace_usec < budget / 4 ? run->kill_grace_usec : budget / 4;
+	term_at = end_mono_usec - grace;
+	log_hook(LOG_WARNING, run->event_id, run->res.name,
+		 "hook '%s': the deadline moved, it must end within %.1f s", run->res.name,
+		 usec_to_sec(end_mono_usec > now ? end_mono_usec - now : 0));
+	if (term_at <= now)
+		begin_kill(run);
+	else if (arm_timer(run, &run->timer_source, term_at, on_timer) < 0)
+		begin_kill(run);
+}
+
 /* Why the child did not get to run the hook, in words, from the errno and
  * the step the child reported. */
 static void spawn_detail(const struct hook_file *f, int err, const char *step, char *buf, size_t n)
@@ -483,8 +424,8 @@ static void log_end(struct hook_run *run)
 			     r->exit_status == 127 ? " (a command was not found)" : "";
 	char sig[32];
 
-	if (r->exec_detail[0])
-		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' %s", r->name, r->exec_detail);
+	if (r->error[0])
+		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' %s", r->name, r->error);
 	else if (r->term_signal > 0)
 		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' killed by %s after %.2f s%s",
 			 r->name, signal_name(r->term_signal, sig, sizeof(sig)),
@@ -633,11 +574,8 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 	close_source(&run->timer_source, NULL);
 	close_source(&run->stdin_source, &run->stdin_fd);
 
-	if (run->spawn_errno && r->exit_status == 127) {
-		if (strcmp(run->spawn_step, "execveat") == 0)
-			r->exec_errno = run->spawn_errno;
-		(void)strscpy(r->exec_detail, sizeof(r->exec_detail), run->spawn_detail);
-	}
+	if (run->spawn_errno && r->exit_status == 127)
+		(void)strscpy(r->error, sizeof(r->error), run->spawn_detail);
 
 	if (r->timed_out)
 		r->outcome = HOOK_TIMEOUT;

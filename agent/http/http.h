@@ -10,7 +10,7 @@
 #include <systemd/sd-event.h>
 
 #include "http/metrics.h"
-#include "store/state.h"
+#include "http/status.h"
 
 /* Open connections at most. Each holds one fd and up to
  * HTTP_HEADERS_MAX_BYTES of libmicrohttpd's memory (16 MiB in all). Well

@@ -420,17 +420,8 @@ char *metrics_render(const struct metrics *m, const struct agent_state *s,
 		     const char *version, size_t *ret_len)
 {
 	struct dynbuf b = { 0 };
-	const struct event_record *current = NULL;
-	bool evicting = false;
-
-	if (s) {
-		evicting = s->phase == PHASE_PENDING || s->phase == PHASE_RUNNING ||
-			   s->phase == PHASE_DONE;
-		/* state_current only reads; it is not const-qualified because
-		 * it hands out a mutable pointer to writers. */
-		if (evicting)
-			current = state_current((struct agent_state *)s);
-	}
+	const struct eviction *current = NULL;
+	bool evicting = s && !status_ready(s, now_usec(CLOCK_REALTIME), &current);
 
 	buf_reserve(&b, 16 * 1024);
 

@@ -8,8 +8,8 @@
 
 #include "clouds/imds.h"
 #include "engine/event.h"
-#include "hooks/hooks.h"
-#include "store/state.h"
+#include "engine/record.h"
+#include "http/status.h"
 
 #define METRICS_HOOKS_MAX 128   /* distinct hook names tracked; further ones share "_other" */
 

@@ -176,7 +176,7 @@ static void copy_one_line(char *buf, size_t n, const char *s)
 bool http_healthy(const struct agent_state *s, uint64_t now_mono_usec, char *buf, size_t n)
 {
 	const struct poll_stats *p = &s->poll;
-	char error[STATE_REASON_MAX];
+	char error[STATUS_REASON_MAX];
 	uint64_t failing;
 	int k;
 
@@ -232,7 +232,7 @@ static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, c
 
 static enum MHD_Result route_healthz(struct http_server *h, struct MHD_Connection *c)
 {
-	char reason[STATE_REASON_MAX + 64];
+	char reason[STATUS_REASON_MAX + 64];
 
 	if (http_healthy(h->state, now_usec(CLOCK_MONOTONIC), reason, sizeof(reason)))
 		return respond_text(c, MHD_HTTP_OK, "ok\n");
@@ -241,33 +241,23 @@ static enum MHD_Result route_healthz(struct http_server *h, struct MHD_Connectio
 
 static enum MHD_Result route_readyz(struct http_server *h, struct MHD_Connection *c)
 {
-	const struct event_record *r;
-	const char *type = NULL;
+	const struct eviction *r = NULL;
+	const struct notice *lead;
 	char id[EVENT_ID_MAX], text[EVENT_ID_MAX + 64];
 
-	switch (h->state->phase) {
-	case PHASE_PENDING:
-	case PHASE_RUNNING:
-	case PHASE_DONE:
-		break;
-	default:
+	if (status_ready(h->state, now_usec(CLOCK_REALTIME), &r))
 		return respond_text(c, MHD_HTTP_OK, "ready\n");
-	}
-
-	/* state_current only reads; it returns a mutable pointer for writers. */
-	r = state_current((struct agent_state *)h->state);
-	if (r) {
-		type = event_type_to_string(r->ev.type);
-		copy_one_line(id, sizeof(id), r->ev.id);
-	}
+	lead = r ? eviction_lead_const(r) : NULL;
+	if (r)
+		copy_one_line(id, sizeof(id), r->id);
 	(void)snprintf(text, sizeof(text), "evicting: %s %s\n",
-		       type ? type : "unknown", r ? id : "unknown");
+		       lead ? event_type_to_string(lead->ev.type) : "unknown", r ? id : "unknown");
 	return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
 }
 
 static enum MHD_Result route_status(struct http_server *h, struct MHD_Connection *c)
 {
-	cJSON *j = state_to_json(h->state, h->version);
+	cJSON *j = status_to_json(h->state, h->version);
 	char *printed = j ? cJSON_Print(j) : NULL;
 	char *body;
 	size_t len;

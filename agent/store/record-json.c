@@ -1,0 +1,595 @@
+/* record-json.c - an eviction record as JSON: written by one set of
+ * functions for state.json and /v1/status alike, and read back strictly
+ * (every field there, with its type and in its range, nothing else). It
+ * never logs and decides nothing: what the fields mean is the engine's.
+ *
+ * <record>: id, lifecycle, lifecycle_since(_usec), event (the lead
+ *   notice's event document as the latest hook read it on stdin),
+ *   event_status, not_before(_usec), key, gone, gone_at(_usec) (the lead
+ *   notice's, as now), deadline(_usec), emergency, detected(_usec), boot,
+ *   chain_done, chain_ended(_usec), empty_plan, drain_until(_usec),
+ *   last_alive(_usec), hooks [<hook>...], approval (the first notice that
+ *   is acknowledged, null when none is), notices [<notice>...], recovery
+ *   (null, or reason, started(_usec), downtime_usec, hooks).
+ * <notice>: event (its own document), key, feed, end, needs_ack,
+ *   first_seen(_usec), emergency, gone, gone_at(_usec), started, approval
+ *   {policy, state, at(_usec), attempts}.
+ * <hook>: name, path, result, exit_status, signal, timed_out,
+ *   started(_usec), duration_usec, budget_usec, skip_reason, error, report,
+ *   output, output_bytes.
+ * Text is UTF-8 everywhere but a hook's name and path in state.json: those
+ * are kept byte for byte, since a hook is recognised by its file name after
+ * a restart. */
+#include "store/record-json.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/event-json.h"
+
+#define HOOK_EXIT_MAX       255
+#define HOOK_SIGNAL_MAX     127   /* what a wait status can carry */
+#define REPORT_VALUE_MAX    JSON_INT_MAX
+
+const char *const record_keys[] = {
+	"id", "lifecycle", "lifecycle_since", "lifecycle_since_usec", "event", "event_status",
+	"not_before", "not_before_usec", "key", "gone", "gone_at", "gone_at_usec", "deadline",
+	"deadline_usec", "emergency", "detected", "detected_usec", "boot", "chain_done", "chain_ended",
+	"chain_ended_usec", "empty_plan", "drain_until", "drain_until_usec", "last_alive",
+	"last_alive_usec", "hooks", "approval", "notices", "recovery",
+};
+const size_t record_n_keys = ELEMENTSOF(record_keys);
+
+static const char *const hook_keys[] = {
+	"name", "path", "result", "exit_status", "signal", "timed_out", "started", "started_usec",
+	"duration_usec", "budget_usec", "skip_reason", "error", "report", "output", "output_bytes",
+};
+static const char *const report_keys[] = {
+	"lost_work_seconds", "checkpoint_bytes", "jobs_requeued", "abandon",
+};
+static const char *const notice_keys[] = {
+	"event", "key", "feed", "end", "needs_ack", "first_seen", "first_seen_usec", "emergency",
+	"gone", "gone_at", "gone_at_usec", "started", "approval",
+};
+static const char *const notice_approval_keys[] = {
+	"policy", "state", "at", "at_usec", "attempts",
+};
+static const char *const approval_keys[] = {
+	"wanted", "approved", "approved_at", "approved_at_usec", "attempts",
+};
+static const char *const recovery_keys[] = {
+	"reason", "started", "started_usec", "downtime_usec", "hooks",
+};
+static const char *const end_names[_EVENT_END_MAX] = {
+	[END_NONE] = NULL,
+	[END_COMPLETED] = "completed",
+	[END_CANCELED] = "canceled",
+};
+
+/* ---- writing ---- */
+
+/* Microseconds of a duration as a JSON integer, 0 meaning none. */
+static int64_t usec_int(uint64_t usec)
+{
+	return usec > (uint64_t)JSON_INT_MAX ? JSON_INT_MAX : (int64_t)usec;
+}
+
+static void add_output_line(const char *line, void *userdata)
+{
+	/* Lines read back through hook_result_add_line, which keeps
+	 * HOOK_LINE_MAX bytes: they are written that short. */
+	json_append(userdata, json_text_new(line, HOOK_LINE_MAX + 1));
+}
+
+const char *record_hook_error(const struct hook_result *h)
+{
+	return h->error[0] ? h->error : NULL;
+}
+
+static cJSON *report_to_json(const struct hook_report *rep)
+{
+	cJSON *o = json_object_new();
+
+	for (int k = 0; k < _REPORT_KEY_MAX; k++) {
+		if (rep->present & (1u << k))
+			json_add_int(o, report_keys[k], (int64_t)(rep->value[k] > (uint64_t)REPORT_VALUE_MAX ?
+								   (uint64_t)REPORT_VALUE_MAX : rep->value[k]),
+				     0, REPORT_VALUE_MAX);
+		else
+			json_add_null(o, report_keys[k]);
+	}
+	json_add_bool(o, "abandon", rep->abandon);
+	return o;
+}
+
+static cJSON *hook_to_json(const struct hook_result *h, bool with_output, enum record_form form)
+{
+	cJSON *o = json_object_new(), *output = json_array_new();
+
+	if (form == RECORD_STATUS) {
+		json_add_text(o, "name", h->name, sizeof(h->name));
+		json_add_text(o, "path", h->path, sizeof(h->path));
+	} else {
+		json_add_bytes(o, "name", h->name);
+		json_add_bytes(o, "path", h->path);
+	}
+	json_add_text(o, "result", hook_outcome_to_string(h->outcome), 0);
+	json_add_int_or_null(o, "exit_status", h->exit_status, 0, HOOK_EXIT_MAX, -1);
+	json_add_int_or_null(o, "signal", h->term_signal, 1, HOOK_SIGNAL_MAX, 0);
+	json_add_bool(o, "timed_out", h->timed_out);
+	json_add_instant(o, "started", h->start_wall_usec);
+	json_add_int_or_null(o, "duration_usec", usec_int(h->duration_usec), 1, JSON_INT_MAX, 0);
+	json_add_int_or_null(o, "budget_usec", usec_int(h->budget_usec), 1, JSON_INT_MAX, 0);
+	json_add_text(o, "skip_reason", h->skip_reason, sizeof(h->skip_reason));
+	json_add_text(o, "error", h->error, sizeof(h->error));
+	json_add(o, "report", report_to_json(&h->report));
+	if (with_output)
+		hook_result_foreach_line(h, add_output_line, output);
+	json_add(o, "output", output);
+	json_add_count(o, "output_bytes", h->output_bytes);
+	return o;
+}
+
+static cJSON *hooks_to_json(const struct hook_result *hooks, size_t n, bool with_output, enum record_form form)
+{
+	cJSON *a = json_array_new();
+
+	for (size_t i = 0; i < n; i++)
+		json_append(a, hook_to_json(&hooks[i], with_output, form));
+	return a;
+}
+
+static cJSON *notice_to_json(const struct notice *n)
+{
+	cJSON *o = json_object_new(), *ap = json_object_new();
+
+	json_add(o, "event", event_to_json(&n->ev, n->deadline_wall_usec, false));
+	json_add_text(o, "key", n->key, sizeof(n->key));
+	json_add_text(o, "feed", event_feed_to_string(n->ev.feed), 0);
+	json_add_text(o, "end", end_names[n->ev.end < _EVENT_END_MAX ? n->ev.end : END_NONE], 0);
+	json_add_bool(o, "needs_ack", n->ev.needs_ack);
+	json_add_instant(o, "first_seen", n->first_seen_wall_usec);
+	json_add_bool(o, "emergency", n->emergency);
+	json_add_bool(o, "gone", n->gone);
+	json_add_instant(o, "gone_at", n->gone_wall_usec);
+	json_add_bool(o, "started", n->started);
+	json_add_text(ap, "policy", ack_policy_to_string(n->policy), 0);
+	json_add_text(ap, "state", ack_state_to_string(n->ack), 0);
+	json_add_instant(ap, "at", n->acked_wall_usec);
+	json_add_int(ap, "attempts", n->ack_attempts, 0, UINT32_MAX);
+	json_add(o, "approval", ap);
+	return o;
+}
+
+/* The first notice that is acknowledged, for the record's "approval". */
+static const struct notice *acked_notice(const struct eviction *r)
+{
+	for (size_t k = 0; k < r->n_notices; k++)
+		if (r->notices[k].ack != ACK_NONE)
+			return &r->notices[k];
+	return NULL;
+}
+
+void record_add_fields(cJSON *o, const struct eviction *r, bool with_output, enum record_form form)
+{
+	const struct notice *lead = eviction_lead_const(r), *acked = acked_notice(r);
+	cJSON *notices = json_array_new();
+	struct spot_event seen;
+	uint64_t seen_deadline;
+
+	eviction_seen_event(r, &seen, &seen_deadline);
+	json_add_text(o, "id", r->id, sizeof(r->id));
+	json_add_text(o, "lifecycle", lifecycle_to_string(r->state), 0);
+	json_add_instant(o, "lifecycle_since", r->state_since_wall_usec);
+	json_add(o, "event", event_to_json(&seen, seen_deadline, r->drill));
+	json_add_text(o, "event_status", lead ? event_status_to_string(lead->ev.status) : NULL, 0);
+	json_add_instant(o, "not_before", lead ? lead->ev.not_before_usec : 0);
+	json_add_text(o, "key", lead ? lead->key : NULL, EVENT_ID_MAX);
+	json_add_bool(o, "gone", lead && lead->gone);
+	json_add_instant(o, "gone_at", lead ? lead->gone_wall_usec : 0);
+	json_add_instant(o, "deadline", r->deadline_wall_usec);
+	json_add_bool(o, "emergency", r->emergency);
+	json_add_instant(o, "detected", r->detected_wall_usec);
+	json_add_text(o, "boot", r->boot, sizeof(r->boot));
+	json_add_bool(o, "chain_done", r->chain_ended_wall_usec != 0);
+	json_add_instant(o, "chain_ended", r->chain_ended_wall_usec);
+	json_add_bool(o, "empty_plan", r->empty_plan);
+	json_add_instant(o, "drain_until", r->drain_until_wall_usec);
+	json_add_instant(o, "last_alive", r->last_alive_wall_usec);
+	json_add(o, "hooks", hooks_to_json(r->hooks, r->n_hooks, with_output, form));
+	if (acked) {
+		cJSON *ap = json_object_new();
+
+		json_add_bool(ap, "wanted", acked->ack != ACK_DROPPED);
+		json_add_bool(ap, "approved", acked->ack == ACK_SENT);
+		json_add_instant(ap, "approved_at", acked->acked_wall_usec);
+		json_add_int(ap, "attempts", acked->ack_attempts, 0, UINT32_MAX);
+		json_add(o, "approval", ap);
+	} else {
+		json_add_null(o, "approval");
+	}
+	for (size_t k = 0; k < r->n_notices; k++)
+		json_append(notices, notice_to_json(&r->notices[k]));
+	json_add(o, "notices", notices);
+	if (r->recover_reason != RECOVER_NONE || r->n_recover_hooks > 0) {
+		cJSON *rec = json_object_new();
+
+		json_add_text(rec, "reason", recover_reason_to_string(r->recover_reason), 0);
+		json_add_instant(rec, "started", r->recover_started_wall_usec);
+		json_add_int_or_null(rec, "downtime_usec", usec_int(r->downtime_usec), 0, JSON_INT_MAX, -1);
+		json_add(rec, "hooks", hooks_to_json(r->recover_hooks, r->n_recover_hooks, with_output, form));
+		json_add(o, "recovery", rec);
+	} else {
+		json_add_null(o, "recovery");
+	}
+}
+
+cJSON *record_to_json(const struct eviction *r, bool with_output)
+{
+	cJSON *o = json_object_new();
+
+	record_add_fields(o, r, with_output, RECORD_FILE);
+	return o;
+}
+
+char *record_stdin(struct eviction *r)
+{
+	struct spot_event seen;
+	uint64_t deadline;
+	char *printed, *text;
+	cJSON *o;
+
+	eviction_seen_event(r, &seen, &deadline);
+	o = event_to_json(&seen, deadline, r->drill);
+	printed = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	text = xstrdup(printed ? printed : "");
+	cJSON_free(printed);
+	if (!text[0])
+		abort();   /* only when out of memory */
+	return text;
+}
+
+/* ---- reading back ---- */
+
+/* Puts "<context>: " in front of the defect recorded so far. */
+static void err_context(struct json_err *err, const char *fmt, ...) _printf_(2, 3);
+static void err_context(struct json_err *err, const char *fmt, ...)
+{
+	char head[64], tail[sizeof(err->why)];
+	va_list ap;
+	size_t k;
+
+	if (!err)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(head, sizeof(head), fmt, ap);
+	va_end(ap);
+	(void)strscpy(tail, sizeof(tail), err->why);
+	(void)strscpy(err->why, sizeof(err->why), head);
+	k = strlen(err->why);
+	if (k + 2 < sizeof(err->why)) {
+		memcpy(err->why + k, ": ", 2);
+		(void)strscpy(err->why + k + 2, sizeof(err->why) - k - 2, tail);
+	}
+}
+
+static int report_from_json(const cJSON *o, struct hook_report *rep, struct json_err *err)
+{
+	if (json_check_keys(err, o, report_keys, ELEMENTSOF(report_keys)) < 0 ||
+	    json_get_bool(err, o, "abandon", &rep->abandon) < 0)
+		return -EBADMSG;
+	for (int k = 0; k < _REPORT_KEY_MAX; k++) {
+		int64_t v;
+
+		if (json_get_int_or_null(err, o, report_keys[k], 0, REPORT_VALUE_MAX, -1, &v) < 0)
+			return -EBADMSG;
+		if (v >= 0) {
+			rep->present |= 1u << k;
+			rep->value[k] = (uint64_t)v;
+		}
+	}
+	return 0;
+}
+
+/* Fills h from o. On success h holds owned lines (hook_result_done frees
+ * them); on failure nothing is left to free. */
+static int hook_from_json(const cJSON *o, struct hook_result *h, struct json_err *err)
+{
+	char name[HOOK_NAME_MAX], path[PATH_MAX], result[16];
+	int64_t exit_status, term_signal, duration, budget, output_bytes;
+	const cJSON *output, *line;
+	struct hook_report rep = { 0 };
+	uint64_t started;
+	bool timed_out;
+
+	if (json_check_keys(err, o, hook_keys, ELEMENTSOF(hook_keys)) < 0 ||
+	    json_get_bytes(err, o, "name", name, sizeof(name)) < 0 ||
+	    json_get_bytes(err, o, "path", path, sizeof(path)) < 0 ||
+	    json_get_text(err, o, "result", false, result, sizeof(result)) < 0 ||
+	    json_get_int_or_null(err, o, "exit_status", 0, HOOK_EXIT_MAX, -1, &exit_status) < 0 ||
+	    json_get_int_or_null(err, o, "signal", 1, HOOK_SIGNAL_MAX, 0, &term_signal) < 0 ||
+	    json_get_bool(err, o, "timed_out", &timed_out) < 0 ||
+	    json_get_instant(err, o, "started", &started) < 0 ||
+	    json_get_int_or_null(err, o, "duration_usec", 1, JSON_INT_MAX, 0, &duration) < 0 ||
+	    json_get_int_or_null(err, o, "budget_usec", 1, JSON_INT_MAX, 0, &budget) < 0 ||
+	    json_get_int(err, o, "output_bytes", 0, JSON_INT_MAX, &output_bytes) < 0)
+		return -EBADMSG;
+	if (report_from_json(cJSON_GetObjectItemCaseSensitive(o, "report"), &rep, err) < 0) {
+		err_context(err, "report");
+		return -EBADMSG;
+	}
+	output = cJSON_GetObjectItemCaseSensitive(o, "output");
+	if (!cJSON_IsArray(output) || cJSON_GetArraySize(output) > HOOK_OUTPUT_LINES)
+		return json_fail(err, "'output' is not an array of at most %d lines", HOOK_OUTPUT_LINES);
+	cJSON_ArrayForEach(line, output)
+		if (!cJSON_IsString(line) || !line->valuestring || !utf8_valid(line->valuestring) ||
+		    strlen(line->valuestring) > HOOK_LINE_MAX)
+			return json_fail(err, "'output' holds something other than a line of UTF-8 text");
+
+	hook_result_init(h, name, path);
+	if (hook_outcome_from_string(result, &h->outcome) < 0)
+		return json_fail(err, "'result' is '%s'", result);
+	if (json_get_text(err, o, "skip_reason", true, h->skip_reason, sizeof(h->skip_reason)) < 0 ||
+	    json_get_text(err, o, "error", true, h->error, sizeof(h->error)) < 0)
+		return -EBADMSG;
+	if (h->outcome == HOOK_RUNNING) {
+		/* The agent stopped while this hook ran: it never completed, so it
+		 * runs again. The interrupted run's figures and lines go. */
+		hook_result_init(h, name, path);
+		h->outcome = HOOK_PENDING;
+		return 0;
+	}
+	h->exit_status = (int)exit_status;
+	h->term_signal = (int)term_signal;
+	h->timed_out = timed_out;
+	h->start_wall_usec = started;
+	h->duration_usec = (uint64_t)duration;
+	h->budget_usec = (uint64_t)budget;
+	h->output_bytes = (uint64_t)output_bytes;
+	h->report = rep;
+	cJSON_ArrayForEach(line, output)
+		hook_result_add_line(h, line->valuestring);
+	return 0;
+}
+
+static int hooks_from_json(const cJSON *a, struct hook_result **ret, size_t *ret_n, struct json_err *err)
+{
+	struct hook_result *hooks;
+	const cJSON *h;
+	size_t n = 0;
+	int size = cJSON_GetArraySize(a);
+
+	if (!cJSON_IsArray(a) || size > RECORD_HOOKS_MAX)
+		return json_fail(err, "'hooks' is not an array of at most %d hooks", RECORD_HOOKS_MAX);
+	hooks = xcalloc((size_t)size, sizeof(*hooks));
+	cJSON_ArrayForEach(h, a) {
+		if (hook_from_json(h, &hooks[n], err) < 0) {
+			err_context(err, "hooks[%zu]", n);
+			for (size_t i = 0; i < n; i++)
+				hook_result_done(&hooks[i]);
+			free(hooks);
+			return -EBADMSG;
+		}
+		n++;
+	}
+	*ret = hooks;
+	*ret_n = n;
+	return 0;
+}
+
+static int enum_text(struct json_err *err, const cJSON *o, const char *key, int (*parse)(const char *, int *),
+		     int *ret)
+{
+	char text[32];
+
+	if (json_get_text(err, o, key, false, text, sizeof(text)) < 0)
+		return -EBADMSG;
+	if (parse(text, ret) < 0)
+		return json_fail(err, "'%s' is '%s'", key, text);
+	return 0;
+}
+
+static int parse_feed(const char *s, int *ret)
+{
+	for (int f = 0; f < _EVENT_FEED_MAX; f++)
+		if (strcmp(s, event_feed_to_string((enum event_feed)f)) == 0) {
+			*ret = f;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int parse_policy(const char *s, int *ret)
+{
+	enum ack_policy p;
+	int r = ack_policy_from_string(s, &p);
+
+	*ret = (int)p;
+	return r;
+}
+
+static int parse_ack(const char *s, int *ret)
+{
+	enum ack_state a;
+	int r = ack_state_from_string(s, &a);
+
+	*ret = (int)a;
+	return r;
+}
+
+static int parse_lifecycle(const char *s, int *ret)
+{
+	enum lifecycle l;
+	int r = lifecycle_from_string(s, &l);
+
+	*ret = (int)l;
+	return r;
+}
+
+static int parse_reason(const char *s, int *ret)
+{
+	enum recover_reason rr;
+	int r = recover_reason_from_string(s, &rr);
+
+	*ret = (int)rr;
+	return r;
+}
+
+static int notice_from_json(const cJSON *o, struct notice *ret, struct json_err *err)
+{
+	struct notice n;
+	const cJSON *ap, *end;
+	int feed = 0, policy = 0, ack = 0;
+	int64_t attempts;
+
+	notice_init(&n);
+	if (json_check_keys(err, o, notice_keys, ELEMENTSOF(notice_keys)) < 0)
+		goto fail;
+	if (event_doc_from_json(cJSON_GetObjectItemCaseSensitive(o, "event"), &n.ev, &n.deadline_wall_usec, NULL,
+				err) < 0) {
+		err_context(err, "event");
+		goto fail;
+	}
+	if (json_get_text(err, o, "key", true, n.key, sizeof(n.key)) < 0 ||
+	    enum_text(err, o, "feed", parse_feed, &feed) < 0 ||
+	    json_get_bool(err, o, "needs_ack", &n.ev.needs_ack) < 0 ||
+	    json_get_instant(err, o, "first_seen", &n.first_seen_wall_usec) < 0 ||
+	    json_get_bool(err, o, "emergency", &n.emergency) < 0 ||
+	    json_get_bool(err, o, "gone", &n.gone) < 0 ||
+	    json_get_instant(err, o, "gone_at", &n.gone_wall_usec) < 0 ||
+	    json_get_bool(err, o, "started", &n.started) < 0)
+		goto fail;
+	if (n.key[0] && !event_id_valid(n.key)) {
+		(void)json_fail(err, "'key' has control characters");
+		goto fail;
+	}
+	n.ev.feed = (enum event_feed)feed;
+	end = cJSON_GetObjectItemCaseSensitive(o, "end");
+	if (cJSON_IsString(end) && end->valuestring && strcmp(end->valuestring, "completed") == 0)
+		n.ev.end = END_COMPLETED;
+	else if (cJSON_IsString(end) && end->valuestring && strcmp(end->valuestring, "canceled") == 0)
+		n.ev.end = END_CANCELED;
+	else if (!cJSON_IsNull(end)) {
+		(void)json_fail(err, "'end' is not null, 'completed' or 'canceled'");
+		goto fail;
+	}
+	ap = cJSON_GetObjectItemCaseSensitive(o, "approval");
+	if (json_check_keys(err, ap, notice_approval_keys, ELEMENTSOF(notice_approval_keys)) < 0 ||
+	    enum_text(err, ap, "policy", parse_policy, &policy) < 0 ||
+	    enum_text(err, ap, "state", parse_ack, &ack) < 0 ||
+	    json_get_instant(err, ap, "at", &n.acked_wall_usec) < 0 ||
+	    json_get_int(err, ap, "attempts", 0, UINT32_MAX, &attempts) < 0) {
+		err_context(err, "approval");
+		goto fail;
+	}
+	n.policy = (enum ack_policy)policy;
+	n.ack = (enum ack_state)ack;
+	n.ack_attempts = (unsigned)attempts;
+	*ret = n;
+	return 0;
+fail:
+	notice_done(&n);
+	return -EBADMSG;
+}
+
+static int recovery_from_json(const cJSON *o, struct eviction *rec, struct json_err *err)
+{
+	int reason = 0;
+	int64_t downtime;
+
+	if (cJSON_IsNull(o))
+		return 0;
+	if (json_check_keys(err, o, recovery_keys, ELEMENTSOF(recovery_keys)) < 0 ||
+	    enum_text(err, o, "reason", parse_reason, &reason) < 0 ||
+	    json_get_instant(err, o, "started", &rec->recover_started_wall_usec) < 0 ||
+	    json_get_int_or_null(err, o, "downtime_usec", 0, JSON_INT_MAX, -1, &downtime) < 0)
+		return -EBADMSG;
+	rec->recover_reason = (enum recover_reason)reason;
+	rec->downtime_usec = downtime > 0 ? (uint64_t)downtime : 0;
+	return hooks_from_json(cJSON_GetObjectItemCaseSensitive(o, "hooks"), &rec->recover_hooks,
+			       &rec->n_recover_hooks, err);
+}
+
+int record_from_json(const cJSON *o, struct eviction *ret, struct json_err *err)
+{
+	struct eviction rec;
+	const cJSON *notices, *item, *approval;
+	uint64_t ignored_instant;
+	int lifecycle = 0, n;
+	bool ignored_bool;
+
+	eviction_init(&rec);
+	if (json_check_keys(err, o, record_keys, record_n_keys) < 0 ||
+	    json_get_text(err, o, "id", false, rec.id, sizeof(rec.id)) < 0 ||
+	    enum_text(err, o, "lifecycle", parse_lifecycle, &lifecycle) < 0 ||
+	    json_get_instant(err, o, "lifecycle_since", &rec.state_since_wall_usec) < 0 ||
+	    json_get_instant(err, o, "deadline", &rec.deadline_wall_usec) < 0 ||
+	    json_get_bool(err, o, "emergency", &rec.emergency) < 0 ||
+	    json_get_instant(err, o, "detected", &rec.detected_wall_usec) < 0 ||
+	    json_get_text(err, o, "boot", true, rec.boot, sizeof(rec.boot)) < 0 ||
+	    json_get_instant(err, o, "chain_ended", &rec.chain_ended_wall_usec) < 0 ||
+	    json_get_bool(err, o, "empty_plan", &rec.empty_plan) < 0 ||
+	    json_get_instant(err, o, "drain_until", &rec.drain_until_wall_usec) < 0 ||
+	    json_get_instant(err, o, "last_alive", &rec.last_alive_wall_usec) < 0 ||
+	    /* The lead notice's fields, shown at the top for /v1/status. */
+	    json_get_text(err, o, "event_status", true, NULL, 16) < 0 ||
+	    json_get_instant(err, o, "not_before", &ignored_instant) < 0 ||
+	    json_get_text(err, o, "key", true, NULL, EVENT_ID_MAX) < 0 ||
+	    json_get_bool(err, o, "gone", &ignored_bool) < 0 ||
+	    json_get_instant(err, o, "gone_at", &ignored_instant) < 0 ||
+	    json_get_bool(err, o, "chain_done", &ignored_bool) < 0)
+		goto fail;
+	if (!event_id_valid(rec.id)) {
+		(void)json_fail(err, "'id' has control characters");
+		goto fail;
+	}
+	rec.state = (enum lifecycle)lifecycle;
+	{
+		struct spot_event seen;
+
+		event_init(&seen);
+		if (event_doc_from_json(cJSON_GetObjectItemCaseSensitive(o, "event"), &seen,
+					&rec.seen.deadline_wall_usec, &rec.drill, err) < 0) {
+			err_context(err, "event");
+			goto fail;
+		}
+		rec.seen.set = true;
+		rec.seen.status = seen.status;
+		rec.seen.not_before_usec = seen.not_before_usec;
+		event_done(&seen);
+	}
+	approval = cJSON_GetObjectItemCaseSensitive(o, "approval");
+	if (!cJSON_IsNull(approval) && json_check_keys(err, approval, approval_keys, ELEMENTSOF(approval_keys)) < 0) {
+		err_context(err, "approval");
+		goto fail;
+	}
+	if (hooks_from_json(cJSON_GetObjectItemCaseSensitive(o, "hooks"), &rec.hooks, &rec.n_hooks, err) < 0)
+		goto fail;
+	notices = cJSON_GetObjectItemCaseSensitive(o, "notices");
+	n = cJSON_GetArraySize(notices);
+	if (!cJSON_IsArray(notices) || n < 1 || n > RECORD_NOTICES_MAX) {
+		(void)json_fail(err, "'notices' is not an array of 1 to %d notices", RECORD_NOTICES_MAX);
+		goto fail;
+	}
+	rec.notices = xcalloc((size_t)n, sizeof(*rec.notices));
+	cJSON_ArrayForEach(item, notices) {
+		if (notice_from_json(item, &rec.notices[rec.n_notices], err) < 0) {
+			err_context(err, "notices[%zu]", rec.n_notices);
+			goto fail;
+		}
+		rec.n_notices++;
+	}
+	if (recovery_from_json(cJSON_GetObjectItemCaseSensitive(o, "recovery"), &rec, err) < 0) {
+		err_context(err, "recovery");
+		goto fail;
+	}
+	*ret = rec;
+	return 0;
+fail:
+	eviction_done(&rec);
+	return -EBADMSG;
+}

@@ -1,0 +1,643 @@
+/* state-file.c - the evictions on disk. A save renders the records (each
+ * from a cache while it has not changed), writes them over the spare file
+ * in place and exchanges it with state.json; the fsyncs follow in the same
+ * loop turn. Every file carries a save counter and a checksum of its body,
+ * so a load tells a torn state.json (the machine died before it reached
+ * the disk) from a good one and falls back to the spare, which holds the
+ * previous save: before a save overwrites the spare, whatever fsync the
+ * previous save still owed is paid, so at every moment one of the two
+ * files is whole on disk. It never logs (callers do) and never trusts the
+ * file: what the writer would not write is refused.
+ *
+ * state.json: {"version":3,"seq":N,"sum":"<16 hex>","body":{"records":
+ * [<record>, ...],"extra":<value>}} with sum the FNV-1a hash of the body's
+ * bytes as written; record-json.c describes a record. */
+#include "store/state-file.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/json.h"
+#include "store/record-json.h"
+#include "util.h"
+
+static const char *const body_keys[] = { "records", "extra" };
+
+/* ---- rendering ---- */
+
+/* Which hook output lines go into the file. They are for humans only, so
+ * they are what gives way when the file would outgrow STATE_FILE_MAX. */
+enum output_policy {
+	OUTPUT_ALL,
+	OUTPUT_OPEN,   /* only for evictions not closed */
+	OUTPUT_NONE,
+	_OUTPUT_POLICY_MAX,
+};
+
+static char *print_json(const cJSON *o)
+{
+	char *p = cJSON_PrintUnformatted(o);
+
+	if (!p)
+		abort();   /* only when out of memory */
+	return p;
+}
+
+/* The body: {"records":[...],"extra":...}. */
+static char *render_body(const struct state_doc *doc, enum output_policy policy)
+{
+	size_t len = 64, off, n_records = doc->records ? doc->records->n : 0;
+	char **texts = xcalloc(n_records ? n_records : 1, sizeof(*texts));
+	char *extra = doc->extra ? print_json(doc->extra) : xstrdup("null");
+	char *text;
+
+	for (size_t i = 0; i < n_records; i++) {
+		const struct eviction *r = &doc->records->items[i];
+		bool with_output = policy == OUTPUT_ALL || (policy == OUTPUT_OPEN && r->state != LC_CLOSED);
+		cJSON *o = record_to_json(r, with_output);
+
+		texts[i] = print_json(o);
+		cJSON_Delete(o);
+		len += strlen(texts[i]) + 1;
+	}
+	len += strlen(extra);
+	text = xmalloc(len);
+	off = (size_t)snprintf(text, len, "{\"records\":[");
+	for (size_t i = 0; i < n_records; i++) {
+		size_t k = strlen(texts[i]);
+
+		if (i > 0)
+			text[off++] = ',';
+		memcpy(text + off, texts[i], k);
+		off += k;
+		free(texts[i]);
+	}
+	off += (size_t)snprintf(text + off, len - off, "],\"extra\":%s}", extra);
+	free(texts);
+	free(extra);
+	return text;
+}
+
+static char *render_seq(const struct state_doc *doc, uint64_t seq)
+{
+	for (int policy = OUTPUT_ALL; policy < _OUTPUT_POLICY_MAX; policy++) {
+		char *body = render_body(doc, (enum output_policy)policy);
+		size_t n = strlen(body);
+		char *text;
+
+		if (n + 128 > STATE_FILE_MAX) {
+			free(body);
+			continue;
+		}
+		text = xasprintf("{\"version\":%d,\"seq\":%" PRIu64 ",\"sum\":\"%016" PRIx64 "\",\"body\":%s}",
+				 STATE_FILE_VERSION, seq, hash_fnv(HASH_FNV_INIT, body, n), body);
+		free(body);
+		return text;
+	}
+	return NULL;
+}
+
+char *state_render(const struct state_doc *doc)
+{
+	return render_seq(doc, 1);
+}
+
+/* ---- reading ---- */
+
+/* The parts of a file's text: its counter, and its body as written. */
+struct file_view {
+	uint64_t seq;
+	const char *body;
+	size_t body_len;
+};
+
+/* Checks the frame the writer puts around the body, and the body's sum. */
+static int check_frame(const char *text, size_t len, struct file_view *v, char *why, size_t n)
+{
+	static const char head[] = "{\"version\":";
+	const char *p = text, *end = text + len;
+	uint64_t version = 0, sum = 0;
+	char *e;
+
+	if (len == 0) {
+		(void)snprintf(why, n, "empty");
+		return -EBADMSG;
+	}
+	if (memchr(text, '\0', len)) {
+		(void)snprintf(why, n, "not JSON (a NUL byte)");
+		return -EBADMSG;
+	}
+	if (len < sizeof(head) || memcmp(p, head, sizeof(head) - 1) != 0) {
+		(void)snprintf(why, n, "not a spot-agent state file");
+		return -EBADMSG;
+	}
+	p += sizeof(head) - 1;
+	errno = 0;
+	version = strtoull(p, &e, 10);
+	if (e == p || errno) {
+		(void)snprintf(why, n, "not a spot-agent state file");
+		return -EBADMSG;
+	}
+	if (version != STATE_FILE_VERSION) {
+		(void)snprintf(why, n, "format version %" PRIu64 ", this spot-agent reads version %d only", version,
+			       STATE_FILE_VERSION);
+		return -EBADMSG;
+	}
+	p = e;
+	if ((size_t)(end - p) < 7 || memcmp(p, ",\"seq\":", 7) != 0)
+		goto torn;
+	p += 7;
+	errno = 0;
+	v->seq = strtoull(p, &e, 10);
+	if (e == p || errno || *p < '0' || *p > '9')
+		goto torn;
+	p = e;
+	if ((size_t)(end - p) < 8 + 16 + 10 || memcmp(p, ",\"sum\":\"", 8) != 0)
+		goto torn;
+	p += 8;
+	for (int i = 0; i < 16; i++, p++) {
+		char c = *p;
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+
+		if (d < 0)
+			goto torn;
+		sum = sum << 4 | (uint64_t)d;
+	}
+	if (memcmp(p, "\",\"body\":", 9) != 0)
+		goto torn;
+	p += 9;
+	if (end - p < 2 || end[-1] != '}')
+		goto torn;
+	v->body = p;
+	v->body_len = (size_t)(end - 1 - p);
+	if (hash_fnv(HASH_FNV_INIT, v->body, v->body_len) != sum) {
+		(void)snprintf(why, n, "torn: its checksum does not match its contents");
+		return -EBADMSG;
+	}
+	return 0;
+torn:
+	(void)snprintf(why, n, "torn or not a spot-agent state file");
+	return -EBADMSG;
+}
+
+/* The id of a record that did not read back, for the log: as much of it
+ * as is plain text, "?" when there is none. */
+static void record_label(const cJSON *item, char *buf, size_t n)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "id");
+	char raw[EVENT_ID_MAX];
+
+	if (!cJSON_IsString(id) || !id->valuestring || !id->valuestring[0]) {
+		(void)strscpy(buf, n, "?");
+		return;
+	}
+	(void)strscpy(raw, sizeof(raw), id->valuestring);
+	for (char *q = raw; *q; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			*q = '?';
+	(void)utf8_copy(buf, n, raw);
+}
+
+/* Parses a whole file into evictions (oldest first, at most RECORDS_MAX:
+ * the newest are kept). A record that does not read back is left out and
+ * counted in rep. */
+static int parse_file(const char *text, size_t len, struct eviction **ret_items, size_t *ret_n,
+		      uint64_t *ret_seq, struct state_load_report *rep)
+{
+	struct eviction *items = NULL;
+	struct file_view v = { 0 };
+	const cJSON *array, *item;
+	struct json_err err = { "" };
+	size_t n = 0, index = 0;
+	cJSON *body;
+	int r;
+
+	r = check_frame(text, len, &v, rep->reason, sizeof(rep->reason));
+	if (r < 0)
+		return r;
+	body = cJSON_ParseWithLengthOpts(v.body, v.body_len, NULL, false);
+	if (!body || json_check_keys(&err, body, body_keys, ELEMENTSOF(body_keys)) < 0) {
+		(void)snprintf(rep->reason, sizeof(rep->reason), "not a spot-agent state file%s%s",
+			       err.why[0] ? ": " : "", err.why);
+		cJSON_Delete(body);
+		return -EBADMSG;
+	}
+	array = cJSON_GetObjectItemCaseSensitive(body, "records");
+	if (!cJSON_IsArray(array)) {
+		(void)strscpy(rep->reason, sizeof(rep->reason), "not a spot-agent state file: 'records' is not an array");
+		cJSON_Delete(body);
+		return -EBADMSG;
+	}
+	items = xcalloc((size_t)cJSON_GetArraySize(array) + 1, sizeof(*items));
+	cJSON_ArrayForEach(item, array) {
+		struct eviction rec;
+
+		index++;
+		memset(&err, 0, sizeof(err));
+		if (record_from_json(item, &rec, &err) < 0) {
+			/* One bad record costs that record, not the file. */
+			if (rep->dropped++ == 0) {
+				char label[48];
+
+				record_label(item, label, sizeof(label));
+				(void)snprintf(rep->dropped_reason, sizeof(rep->dropped_reason),
+					       "record %zu ('%s'): %s", index, label, err.why);
+			}
+			continue;
+		}
+		items[n++] = rec;
+	}
+	if (n > RECORDS_MAX) {
+		size_t skip = n - RECORDS_MAX;
+
+		for (size_t j = 0; j < skip; j++)
+			eviction_done(&items[j]);
+		memmove(items, items + skip, RECORDS_MAX * sizeof(*items));
+		n = RECORDS_MAX;
+	}
+	item = cJSON_GetObjectItemCaseSensitive(body, "extra");
+	cJSON_Delete(rep->extra);
+	rep->extra = item && !cJSON_IsNull(item) ? cJSON_Duplicate(item, true) : NULL;
+	cJSON_Delete(body);
+	*ret_items = items;
+	*ret_n = n;
+	*ret_seq = v.seq;
+	return 0;
+}
+
+int state_parse_text(struct records *recs, const char *text, size_t len)
+{
+	struct state_load_report rep = { 0 };
+	struct eviction *items = NULL;
+	uint64_t seq;
+	size_t n = 0;
+	int r;
+
+	if (len > STATE_FILE_MAX)
+		return -EFBIG;
+	r = parse_file(text, len, &items, &n, &seq, &rep);
+	state_load_report_done(&rep);
+	if (r < 0)
+		return r;
+	records_replace(recs, items, n);
+	return 0;
+}
+
+/* Reads the file opened as fd into a NUL-terminated buffer (caller frees).
+ * Returns the length, or -errno; -EFBIG beyond STATE_FILE_MAX. */
+static ssize_t read_bounded(int fd, char **ret)
+{
+	size_t cap = STATE_FILE_MAX + 1, len = 0;
+	char *buf;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADMSG;
+	if (st.st_size > STATE_FILE_MAX)
+		return -EFBIG;
+	buf = xmalloc(cap + 1);
+	while (len < cap) {
+		ssize_t k = read(fd, buf + len, cap - len);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			free(buf);
+			return -errno;
+		}
+		if (k == 0)
+			break;
+		len += (size_t)k;
+	}
+	if (len > STATE_FILE_MAX) {
+		free(buf);
+		return -EFBIG;
+	}
+	buf[len] = '\0';
+	*ret = buf;
+	return (ssize_t)len;
+}
+
+/* Opens name in dfd for reading, never through a symbolic link and never
+ * blocking on a FIFO in its place: what is not a regular file is refused. */
+static int open_file(int dfd, const char *name, char *why, size_t n)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+
+	if (fd < 0 && errno == ELOOP) {
+		(void)snprintf(why, n, "a symbolic link, which is never followed");
+		return -ELOOP;
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+/* Reads and parses one of the two files. */
+static int load_file(int dfd, const char *name, struct eviction **ret_items, size_t *ret_n, uint64_t *ret_seq,
+		     struct state_load_report *rep, char **ret_text, size_t *ret_len)
+{
+	char *text = NULL;
+	ssize_t len;
+	int fd, r;
+
+	fd = open_file(dfd, name, rep->reason, sizeof(rep->reason));
+	if (fd < 0)
+		return fd;
+	len = read_bounded(fd, &text);
+	(void)close(fd);
+	if (len < 0) {
+		if (len == -EBADMSG)
+			(void)snprintf(rep->reason, sizeof(rep->reason), "not a regular file");
+		return (int)len;
+	}
+	r = parse_file(text, (size_t)len, ret_items, ret_n, ret_seq, rep);
+	if (r < 0 || !ret_text) {
+		free(text);
+		return r;
+	}
+	*ret_text = text;
+	*ret_len = (size_t)len;
+	return 0;
+}
+
+/* Writes the text of a file whose records were partly left out next to it,
+ * as it was, for a human to look at. Returns the path (caller frees). */
+static char *keep_copy(int dfd, const char *dir, const char *text, size_t len)
+{
+	uint64_t secs = now_usec(CLOCK_REALTIME) / USEC_PER_SEC;
+	char *name = xasprintf("%s.corrupt-%llu", STATE_FILE_NAME, (unsigned long long)secs);
+	char *path = NULL;
+	int fd;
+
+	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (fd >= 0) {
+		if (write_all(fd, text, len) == 0 && close(fd) == 0)
+			path = xasprintf("%s/%s", dir, name);
+		else
+			(void)unlinkat(dfd, name, 0);
+	}
+	free(name);
+	return path;
+}
+
+/* Moves the bad file out of the way so a human can look at it. Returns the
+ * new path (caller frees) or NULL when it could only be removed, or not
+ * even that. */
+static char *move_aside(int dfd, const char *dir)
+{
+	uint64_t secs = now_usec(CLOCK_REALTIME) / USEC_PER_SEC;
+	char *name = xasprintf("%s.corrupt-%llu", STATE_FILE_NAME, (unsigned long long)secs);
+	char *path = NULL;
+
+	if (renameat(dfd, STATE_FILE_NAME, dfd, name) == 0)
+		path = xasprintf("%s/%s", dir, name);
+	else if (unlinkat(dfd, STATE_FILE_NAME, 0) < 0 && (errno == EISDIR || errno == EPERM))
+		(void)unlinkat(dfd, STATE_FILE_NAME, AT_REMOVEDIR);
+	free(name);
+	return path;
+}
+
+/* Temp files of saves of older versions that never reached their rename:
+ * nothing reads them, so they go. */
+static unsigned remove_stale(int dfd)
+{
+	size_t prefix = strlen(STATE_FILE_NAME) + 2;   /* ".state.json." */
+	unsigned n = 0;
+	struct dirent *d;
+	DIR *dir;
+	int fd;
+
+	fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return 0;
+	dir = fdopendir(fd);
+	if (!dir) {
+		(void)close(fd);
+		return 0;
+	}
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] != '.' || strncmp(d->d_name + 1, STATE_FILE_NAME, prefix - 2) != 0 ||
+		    d->d_name[prefix - 1] != '.' || strlen(d->d_name) != prefix + 6)
+			continue;
+		if (unlinkat(dfd, d->d_name, 0) == 0)
+			n++;
+	}
+	closedir(dir);
+	return n;
+}
+
+void state_load_report_done(struct state_load_report *rep)
+{
+	free(rep->moved);
+	free(rep->kept);
+	cJSON_Delete(rep->extra);
+	memset(rep, 0, sizeof(*rep));
+}
+
+int state_load(const char *dir, struct records *recs, struct state_load_report *rep)
+{
+	struct eviction *items = NULL;
+	size_t n = 0, len = 0;
+	uint64_t seq = 0;
+	char *text = NULL;
+	int dfd, r;
+
+	memset(rep, 0, sizeof(*rep));
+	records_replace(recs, NULL, 0);
+	if (!dir)
+		return 0;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	rep->stale_removed = remove_stale(dfd);
+
+	r = load_file(dfd, STATE_FILE_NAME, &items, &n, &seq, rep, &text, &len);
+	if (r == -ENOENT) {
+		r = 0;
+	} else if (r < 0) {
+		struct state_load_report spare = { 0 };
+
+		rep->error = r;
+		/* The machine may have died before the new state.json reached
+		 * the disk: the spare holds the save before it. */
+		if (load_file(dfd, STATE_SPARE_NAME, &items, &n, &seq, &spare, NULL, NULL) == 0) {
+			rep->from_spare = true;
+			rep->dropped = spare.dropped;
+			(void)strscpy(rep->dropped_reason, sizeof(rep->dropped_reason), spare.dropped_reason);
+			cJSON_Delete(rep->extra);
+			rep->extra = spare.extra;
+			spare.extra = NULL;
+			rep->moved = move_aside(dfd, dir);
+			/* The good copy becomes state.json at once: the next save
+			 * overwrites the spare. */
+			if (renameat(dfd, STATE_SPARE_NAME, dfd, STATE_FILE_NAME) == 0)
+				(void)fsync(dfd);
+			r = 0;
+		} else {
+			rep->moved = move_aside(dfd, dir);
+			items = NULL;
+			n = 0;
+			r = 0;
+		}
+		state_load_report_done(&spare);
+	} else if (rep->dropped > 0) {
+		rep->kept = keep_copy(dfd, dir, text, len);
+	}
+	records_replace(recs, items, n);
+	(void)close(dfd);
+	free(text);
+	return r;
+}
+
+/* ---- writing ---- */
+
+void state_sync_drop(struct state_sync *sync)
+{
+	if (sync->fd >= 0)
+		(void)close(sync->fd);
+	if (sync->dfd >= 0)
+		(void)close(sync->dfd);
+	sync->fd = sync->dfd = -1;   /* seq stays: it counts every save */
+}
+
+int state_sync_finish(struct state_sync *sync)
+{
+	int r = 0;
+
+	if (sync->fd < 0)
+		return 0;
+	/* The data first, then the directory that names it. */
+	if (fdatasync(sync->fd) < 0 || fsync(sync->dfd) < 0)
+		r = -errno;
+	state_sync_drop(sync);
+	return r;
+}
+
+/* Puts the spare file in the place of state.json. An exchange rather than
+ * a rename over the old file, and the old file kept as the next save's
+ * spare rather than unlinked: ext4 writes a file out at once when it
+ * replaces another by rename (auto_da_alloc), and frees an unlinked file's
+ * blocks there and then; either cost half a millisecond before the next
+ * hook could start. Overwriting the spare in place reuses its blocks. */
+static int replace_file(int dfd)
+{
+	if (renameat2(dfd, STATE_SPARE_NAME, dfd, STATE_FILE_NAME, RENAME_EXCHANGE) == 0)
+		return 0;
+	/* No state.json yet (the next save makes a new spare), or a file
+	 * system without exchange. */
+	if ((errno == ENOENT || errno == EINVAL || errno == ENOSYS) &&
+	    renameat(dfd, STATE_SPARE_NAME, dfd, STATE_FILE_NAME) == 0)
+		return 0;
+	return -errno;
+}
+
+static int open_state_dir(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dfd < 0 && errno == ENOENT) {
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	return dfd < 0 ? -errno : dfd;
+}
+
+/* The save counter of the file in dfd, for a writer that has not saved
+ * yet: the next save continues from it. */
+static uint64_t file_seq(int dfd)
+{
+	struct state_load_report rep = { 0 };
+	struct eviction *items = NULL;
+	size_t n = 0;
+	uint64_t seq = 0;
+
+	if (load_file(dfd, STATE_FILE_NAME, &items, &n, &seq, &rep, NULL, NULL) == 0)
+		for (size_t i = 0; i < n; i++)
+			eviction_done(&items[i]);
+	free(items);
+	state_load_report_done(&rep);
+	return seq;
+}
+
+int state_save_begin(const struct state_doc *doc, struct state_sync *sync)
+{
+	char *text = NULL;
+	int fd = -1, dfd = -1, r;
+	struct stat st;
+	size_t len;
+
+	if (!doc->dir)
+		return 0;
+	r = dfd = open_state_dir(doc->dir);
+	if (r < 0)
+		goto out;
+	/* The spare about to be overwritten is what the last save left as
+	 * state.json's predecessor; the last save itself must be whole on
+	 * disk before its predecessor goes. */
+	r = state_sync_finish(sync);
+	if (r < 0)
+		goto out;
+	/* Never write what a load would refuse: shed output lines first,
+	 * and if even the bare records are too large, keep the old file. */
+	if (sync->seq == 0)
+		sync->seq = file_seq(dfd);
+	text = render_seq(doc, ++sync->seq);
+	if (!text) {
+		r = -EFBIG;
+		goto out;
+	}
+	len = strlen(text);
+	fd = openat(dfd, STATE_SPARE_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EEXIST;
+		goto out;
+	}
+	r = pwrite_all(fd, text, len, 0);
+	if (r < 0)
+		goto out;
+	if (ftruncate(fd, (off_t)len) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = replace_file(dfd);
+	if (r < 0)
+		goto out;
+	sync->fd = fd;
+	sync->dfd = dfd;
+	fd = dfd = -1;
+	r = 0;
+out:
+	if (fd >= 0)
+		(void)close(fd);
+	if (dfd >= 0)
+		(void)close(dfd);
+	free(text);
+	return r;
+}
+
+int state_save(const struct state_doc *doc, bool durable)
+{
+	struct state_sync sync = STATE_SYNC_INIT;
+	int r = state_save_begin(doc, &sync);
+
+	if (r < 0)
+		return r;
+	if (!durable) {
+		state_sync_drop(&sync);
+		return 0;
+	}
+	return state_sync_finish(&sync);
+}
