@@ -460,7 +460,9 @@ static void update_notice(struct engine *e, struct eviction *r, size_t k, const 
 		uint64_t nb = ev->not_before_usec, old = n->ev.not_before_usec;
 		uint64_t diff = nb > old ? nb - old : old - nb;
 
-		if (nb != 0 && (old == 0 || diff >= ENGINE_NOT_BEFORE_JITTER_USEC)) {
+		/* The jitter is tolerated only where the id is made up (AWS's
+		 * spot time); a provider's own event moves exactly. */
+		if (nb != 0 && (old == 0 || diff >= (ev->id_from_first_seen ? ENGINE_NOT_BEFORE_JITTER_USEC : 1))) {
 			n->ev.not_before_usec = nb;
 			changed = true;
 			if (nb > now + e->cfg.margin_usec) {
