@@ -84,7 +84,7 @@ integration: $(BIN) $(BUILD)/test/failfork.so
 # The exhaustive engine check runs at full depth in the plain build; under
 # the sanitizers a smaller bound keeps the run short.
 sanitize:
-	@SPOT_ENGINE_HOOKS=2 $(MAKE) --no-print-directory BUILD=build-san BIN=build-san/spot-agent SAN=1 WERROR=1 \
+	@SPOT_ENGINE_HOOKS=1 $(MAKE) --no-print-directory BUILD=build-san BIN=build-san/spot-agent SAN=1 WERROR=1 \
 		unit integration
 
 lint:

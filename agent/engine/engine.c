@@ -681,6 +681,8 @@ void engine_drop_acks(struct engine *e, struct eviction *r, bool after_hooks_onl
 /* The platform went ahead without the acknowledgement: it is moot. */
 static const char *ack_moot(const struct notice *n, uint64_t now)
 {
+	if (n->ev.end != END_NONE)
+		return "the provider says it is over";
 	if (n->ev.feed == FEED_AZURE_SCHEDULED && n->ev.status == EVENT_STARTED)
 		return "the event started";
 	if (n->ev.not_before_usec && now >= n->ev.not_before_usec)
@@ -725,9 +727,11 @@ static bool abandon_asked(const struct eviction *r)
 	return false;
 }
 
+/* One call to the provider at a time: an acknowledgement and a heartbeat
+ * share its request. */
 static void send_acks(struct engine *e)
 {
-	if (e->ack_in_flight)
+	if (e->ack_in_flight || e->heartbeat_in_flight)
 		return;
 	for (size_t i = 0; i < e->records->n; i++) {
 		struct eviction *r = &e->records->items[i];
@@ -761,7 +765,7 @@ static bool heartbeat_due(const struct engine *e, const struct eviction *r, cons
 
 static void send_heartbeats(struct engine *e)
 {
-	if (e->heartbeat_in_flight)
+	if (e->heartbeat_in_flight || e->ack_in_flight)
 		return;
 	for (size_t i = 0; i < e->records->n; i++) {
 		struct eviction *r = &e->records->items[i];

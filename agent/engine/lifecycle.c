@@ -288,8 +288,6 @@ static const struct rule rules[] = {
 	/* ---- running: the hooks, one after another ---- */
 	{ LC_RUNNING, IN(IN_SEEN) | IN(IN_JOINED), NULL, follow_deadline, SAME,
 	  "running: a notice seen or joined -> the deadline follows" },
-	{ LC_RUNNING, IN(IN_UNREADABLE), NULL, scan_later, SAME,
-	  "running: hook directories unreadable -> read them again shortly" },
 	{ LC_RUNNING, IN(IN_GONE), NULL, NULL, LC_PAUSED,
 	  "running: every notice left -> paused" },
 	{ LC_RUNNING, IN(IN_WITHDRAWN), NULL, cancel, LC_CANCELLED,
@@ -312,15 +310,16 @@ static const struct rule rules[] = {
 	  "running: chain done, nothing to acknowledge -> done" },
 	{ LC_RUNNING, IN(IN_CHAIN_END), NULL, chain_unrun, LC_DONE,
 	  "running: chain over and no hook ran -> done, nothing acknowledged" },
-	{ LC_RUNNING, IN(IN_PLANNED) | IN(IN_HOOK_STARTED) | IN(IN_HOOK_ENDED) | IN(IN_PREEMPTED) |
-	  IN(IN_STOP) | IN(IN_BACK) | IN(IN_DRAINED) | IN(IN_ACKS_SETTLED) | IN(IN_SETTLED), NULL, NULL, SAME,
+	/* Unreadable directories keep the hooks already known: only a chain
+	 * with none (detected) waits for them. */
+	{ LC_RUNNING, IN(IN_PLANNED) | IN(IN_UNREADABLE) | IN(IN_HOOK_STARTED) | IN(IN_HOOK_ENDED) |
+	  IN(IN_PREEMPTED) | IN(IN_STOP) | IN(IN_BACK) | IN(IN_DRAINED) | IN(IN_ACKS_SETTLED) | IN(IN_SETTLED),
+	  NULL, NULL, SAME,
 	  "running: nothing changes (the slot starts the next hook)" },
 
 	/* ---- paused: every notice left; no hook starts until one is back ---- */
 	{ LC_PAUSED, IN(IN_SEEN) | IN(IN_JOINED), NULL, follow_deadline, SAME,
 	  "paused: a notice seen or joined -> the deadline follows" },
-	{ LC_PAUSED, IN(IN_UNREADABLE), NULL, scan_later, SAME,
-	  "paused: hook directories unreadable -> read them again shortly" },
 	{ LC_PAUSED, IN(IN_BACK), under_way, NULL, LC_RUNNING,
 	  "paused: a notice is back -> running" },
 	{ LC_PAUSED, IN(IN_BACK), NULL, NULL, LC_DETECTED,
@@ -339,7 +338,7 @@ static const struct rule rules[] = {
 	  "paused: a new boot, no hook had run -> closed" },
 	{ LC_PAUSED, IN(IN_DEADLINE), NULL, at_deadline, SAME,
 	  "paused: deadline passed -> the running hook ends, the rest are skipped" },
-	{ LC_PAUSED, IN(IN_PLANNED) | IN(IN_HOOK_STARTED) | IN(IN_HOOK_ENDED) | IN(IN_PREEMPTED) |
+	{ LC_PAUSED, IN(IN_PLANNED) | IN(IN_UNREADABLE) | IN(IN_HOOK_STARTED) | IN(IN_HOOK_ENDED) | IN(IN_PREEMPTED) |
 	  IN(IN_STOP) | IN(IN_GONE) | IN(IN_CHAIN_END) | IN(IN_DRAINED) | IN(IN_ACKS_SETTLED) |
 	  IN(IN_SETTLED), NULL, NULL, SAME,
 	  "paused: nothing changes" },
@@ -372,16 +371,14 @@ static const struct rule rules[] = {
 	  "acknowledging: every acknowledgement sent or moot -> done" },
 	{ LC_ACKING, IN(IN_WITHDRAWN), NULL, NULL, LC_CANCELLED,
 	  "acknowledging: every notice withdrawn -> cancelled" },
-	{ LC_ACKING, IN(IN_ENDED), chain_ran, recover_ended, LC_RECOVERING,
-	  "acknowledging: over, the VM lived -> recovering" },
-	{ LC_ACKING, IN(IN_ENDED), NULL, close_unrun, LC_CLOSED,
-	  "acknowledging: over, no hook had run -> closed" },
 	{ LC_ACKING, IN(IN_BOOT), chain_ran, recover_boot, LC_RECOVERING,
 	  "acknowledging: the VM came back on a new boot -> recovering" },
 	{ LC_ACKING, IN(IN_BOOT), NULL, close_unrun, LC_CLOSED,
 	  "acknowledging: a new boot, no hook had run -> closed" },
+	/* An ended notice's acknowledgement is moot: acks-settled moves it
+	 * to done before ended can come. */
 	{ LC_ACKING, IN(IN_PLANNED) | IN(IN_UNREADABLE) | IN(IN_HOOK_STARTED) | IN(IN_HOOK_ENDED) |
-	  IN(IN_PREEMPTED) | IN(IN_STOP) | IN(IN_GONE) | IN(IN_BACK) | IN(IN_DEADLINE) |
+	  IN(IN_PREEMPTED) | IN(IN_STOP) | IN(IN_ENDED) | IN(IN_GONE) | IN(IN_BACK) | IN(IN_DEADLINE) |
 	  IN(IN_CHAIN_END) | IN(IN_DRAINED) | IN(IN_SETTLED), NULL, NULL, SAME,
 	  "acknowledging: nothing changes" },
 
