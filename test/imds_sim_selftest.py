@@ -1856,7 +1856,8 @@ def test_azure_move(sim):
 def test_cli():
     sim = Sim("--vm-name", "cli-vm", "--rate-limit", "0", "--first-call-delay", "0.4",
               "--started-ttl", "0", "--no-auto-start", "--aws-instance-id", "i-0aaaabbbbccccdddd",
-              "--aws-v1-allowed", "--aws-life-cycle", "on-demand", "--gcp-name", "cli-gce")
+              "--aws-v1-allowed", "--aws-life-cycle", "on-demand", "--gcp-name", "cli-gce",
+              "--aws-region", "ap-south-1")
     try:
         cfg = sim.ctl("GET", "config")
         check("CLI config", cfg["vm_name"] == "cli-vm" and cfg["rate_limit"] == 0 and
@@ -1869,6 +1870,14 @@ def test_cli():
               sim.aws("instance-id")[2] == b"i-0aaaabbbbccccdddd" and
               sim.aws("instance-life-cycle")[2] == b"on-demand")
         check("CLI GCP name", sim.gcp("instance/name")[2] == b"cli-gce")
+        doc = json.loads(sim.request("GET", "/latest/dynamic/instance-identity/document")[2])
+        check("CLI AWS region", cfg["aws_region"] == "ap-south-1" and
+              sim.aws("placement/region")[2] == b"ap-south-1" and
+              doc["region"] == "ap-south-1" and doc["availabilityZone"] == "ap-south-1a", doc)
+        sim.ctl("POST", "config", {"aws_region": "eu-west-1"})
+        sim.ctl("POST", "reset")
+        check("reset restores the CLI region", sim.ctl("GET", "config")["aws_region"] ==
+              "ap-south-1")
         t0 = time.monotonic()
         d = sim.doc()
         check("CLI first-call delay", time.monotonic() - t0 >= 0.4 and
