@@ -5,25 +5,35 @@ Run from anywhere: /usr/bin/python3 test/imds_sim_selftest.py
 Starts the simulator on a free port and checks the Azure-facing rules, the
 event lifecycle, fault injection, the request record and the control API,
 then the AWS EC2 IMDS side (IMDSv2 tokens, spot, rebalance and lifecycle
-items), the GCP side (Metadata-Flavor, ETags, hanging GETs) and what the
-engine tests lean on (a moving spot time, approval statuses).
+items, identity, tags, role credentials, maintenance events), the Auto
+Scaling API (SigV4 checked with an independent signer here and with curl's
+--aws-sigv4 when curl is there, lifecycle waits, heartbeats, timeouts), the
+GCP side (Metadata-Flavor, ETags, hanging GETs) and what the engine tests
+lean on (a moving spot time, approval statuses, fault recipes, Azure events
+moved or re-created).
 The last line of output is "N passed, N failed"; the exit status is 1 when
 anything failed.
 """
 
 import datetime
+import email.utils
 import hashlib
+import hmac
 import http.client
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
+import urllib.parse
+import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIM_PATH = os.path.join(HERE, "imds-sim")
@@ -357,9 +367,9 @@ def test_engine_support(sim):
     in creation order, a fault that never runs out."""
     sim.fresh(started_ttl=0)
     tok = sim.token(300)
-    r = sim.ctl("POST", "aws/spot", {"notice_in": 120, "moving_time": True})
+    r = sim.ctl("POST", "aws/spot", {"notice_in": 120, "moving_time": True, "jitter": 0})
     check("moving spot view", r["spot"]["moving_time"] is True and
-          r["spot"]["action"] == "terminate", r)
+          r["spot"]["action"] == "terminate" and r["spot"]["jitter"] == 0, r)
 
     def served():
         """(time before, served time as Unix seconds, time after)."""
@@ -383,6 +393,18 @@ def test_engine_support(sim):
           abs(parse_z(data.decode()) - (time.time() + 120)) <= 1, data)
     sim.ctl("POST", "aws/spot", {"time": "2026-11-27T08:22:00Z", "moving_time": True}, expect=400)
     sim.ctl("POST", "aws/spot", {"moving_time": "yes"}, expect=400)
+    sim.ctl("POST", "aws/spot", {"notice_in": 120, "jitter": 1}, expect=400)
+    sim.ctl("POST", "aws/spot", {"moving_time": True, "jitter": 61}, expect=400)
+    r = sim.ctl("POST", "aws/spot", {"notice_in": 120, "moving_time": True})
+    check("moving spot time jitters by 1 s by default", r["spot"]["jitter"] == 1, r)
+    lefts = []
+    for _ in range(40):
+        before, when, after = served()
+        if when is not None:
+            lefts.append((when - int(before), when - int(after)))
+    check("jittered spot time stays within now + 120 +- 1 s", len(lefts) == 40 and
+          all(119 <= a and b <= 121 for a, b in lefts), lefts)
+    check("jittered spot time wobbles", len({a for a, _ in lefts}) > 1, lefts)
     r = sim.ctl("POST", "aws/spot", {"notice_in": 120})
     check("fixed spot time by default", r["spot"]["moving_time"] is False, r)
     first = served()
@@ -974,10 +996,868 @@ def test_cloud_records(sim):
     sim.ctl("POST", "config", {"rate_limit": 0})
 
 
+# -- AWS: identity, tags, credentials, maintenance -----------------------------
+
+MAINT_TIME = re.compile(r"^[1-9][0-9]? (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                        r"\d{4} \d\d:\d\d:\d\d GMT$")
+
+
+def parse_maint(text):
+    return datetime.datetime.strptime(text, "%d %b %Y %H:%M:%S GMT").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def aws_json(sim, item, tok):
+    st, _, data = sim.aws(item, tok)
+    if st != 200:
+        raise AssertionError("GET %s -> %d %r" % (item, st, data))
+    return json.loads(data)
+
+
+def test_aws_identity(sim):
+    sim.fresh()
+    tok = sim.token(300)
+    st, _, data = sim.request("GET", "/latest/", {TOKEN_HEADER: tok})
+    check("/latest lists dynamic and meta-data", st == 200 and data == b"dynamic\nmeta-data",
+          (st, data))
+    st, _, data = sim.request("GET", "/latest/dynamic", {TOKEN_HEADER: tok})
+    check("dynamic/ listing", st == 200 and data == b"instance-identity/", (st, data))
+    st, _, data = sim.request("GET", "/latest/dynamic/instance-identity/", {TOKEN_HEADER: tok})
+    check("instance-identity/ listing", st == 200 and data == b"document", (st, data))
+    path = "/latest/dynamic/instance-identity/document"
+    check("identity document needs a token", sim.request("GET", path)[0] == 401)
+    check("identity document: bad token -> 401",
+          sim.request("GET", path, {TOKEN_HEADER: "bogus"})[0] == 401)
+    st, r, data = sim.request("GET", path, {TOKEN_HEADER: tok})
+    doc = json.loads(data) if st == 200 else {}
+    check("identity document", st == 200 and doc.get("region") == "eu-west-1" and
+          doc.get("instanceId") == "i-0123456789abcdef0" and
+          doc.get("instanceType") == "m5.large" and
+          doc.get("availabilityZone") == "eu-west-1a" and
+          doc.get("accountId") == "123456789012" and
+          doc.get("imageId") == "ami-0abcdef1234567890" and
+          doc.get("architecture") == "x86_64" and doc.get("version") == "2017-09-30" and
+          "kernelId" in doc and doc["kernelId"] is None and
+          parse_z(doc.get("pendingTime")) is not None and
+          parse_z(doc["pendingTime"]) <= time.time(), doc)
+    check("identity document written as EC2 does", data.startswith(b'{\n  "accountId" : "') and
+          r.getheader("Content-Type", "").startswith("text/plain"), data[:40])
+    check("identity agrees with placement",
+          sim.aws("placement/region", tok)[2] == b"eu-west-1" and
+          sim.aws("placement/availability-zone", tok)[2] == b"eu-west-1a")
+    st, _, data = sim.request("GET", "/2021-03-23/dynamic/instance-identity/document",
+                              {TOKEN_HEADER: tok})
+    check("versioned identity path", st == 200 and json.loads(data)["region"] == "eu-west-1", st)
+
+    sim.ctl("POST", "config", {"aws_region": "us-east-2", "aws_instance_id": "i-0aaa"})
+    doc = json.loads(sim.request("GET", path, {TOKEN_HEADER: tok})[2])
+    check("region config moves placement and identity together",
+          doc["region"] == "us-east-2" and doc["availabilityZone"] == "us-east-2a" and
+          doc["instanceId"] == "i-0aaa" and
+          sim.aws("placement/region", tok)[2] == b"us-east-2" and
+          sim.aws("placement/availability-zone", tok)[2] == b"us-east-2a", doc)
+    sim.ctl("POST", "config", {"aws_region": "Not A Region"}, expect=400)
+    sim.ctl("POST", "config", {"aws_region": "eu-west-1", "aws_instance_id": "i-0123456789abcdef0"})
+
+    st, _, data = sim.aws("", tok)
+    check("meta-data lists iam/, tags/, events/",
+          all(x in data.decode().split("\n") for x in ("iam/", "tags/", "events/")), data)
+    st, _, data = sim.aws("tags/instance/", tok)
+    check("tags listing", st == 200 and data == b"Name\naws:autoscaling:groupName", (st, data))
+    st, r, data = sim.aws("tags/instance/aws:autoscaling:groupName", tok)
+    check("group name tag", st == 200 and data == b"spot-asg" and
+          r.getheader("Content-Type", "").startswith("text/plain"), (st, data))
+    check("tags/ lists instance/", sim.aws("tags", tok)[2] == b"instance/")
+    sim.ctl("POST", "config", {"aws_asg_name": "other-asg",
+                               "aws_tags": {"team": "batch", "Name": None}})
+    check("tags follow aws_asg_name and aws_tags",
+          sim.aws("tags/instance/aws:autoscaling:groupName", tok)[2] == b"other-asg" and
+          sim.aws("tags/instance/team", tok)[2] == b"batch" and
+          sim.aws("tags/instance/Name", tok)[0] == 404 and
+          sim.aws("tags/instance", tok)[2] == b"aws:autoscaling:groupName\nteam")
+    sim.ctl("POST", "config", {"aws_asg_name": None, "aws_tags": {}})
+    check("no group: no group tag",
+          sim.aws("tags/instance/aws:autoscaling:groupName", tok)[0] == 404 and
+          sim.aws("tags/instance", tok)[2] == b"Name")
+    sim.ctl("POST", "config", {"aws_metadata_tags": False})
+    check("metadata tags off: tags/ -> 404",
+          [sim.aws(i, tok)[0] for i in ("tags", "tags/", "tags/instance/",
+                                        "tags/instance/Name")] == [404] * 4)
+    check("metadata tags off: not listed", "tags/" not in sim.aws("", tok)[2].decode())
+    for bad in ({"aws_metadata_tags": "no"}, {"aws_tags": {"a/b": "x"}},
+                {"aws_tags": {"k": "a\nb"}}, {"aws_tags": []}, {"aws_asg_name": ""}):
+        sim.ctl("POST", "config", bad, expect=400)
+    view = sim.ctl("GET", "aws")
+    check("view: tags null when off", view["tags"] is None and view["region"] == "eu-west-1")
+    sim.ctl("POST", "reset")
+    tok = sim.token()
+    check("reset restores tags and group",
+          sim.aws("tags/instance/aws:autoscaling:groupName", tok)[2] == b"spot-asg")
+
+
+def test_aws_credentials(sim):
+    sim.fresh()
+    tok = sim.token(300)
+    st, _, data = sim.aws("iam/", tok)
+    check("iam/ listing", st == 200 and data == b"info\nsecurity-credentials/", (st, data))
+    st, _, data = sim.aws("iam/security-credentials/", tok)
+    check("role listed", st == 200 and data == b"spot-agent-role", (st, data))
+    check("credentials need a token",
+          sim.aws("iam/security-credentials/spot-agent-role")[0] == 401)
+    st, r, data = sim.aws("iam/security-credentials/spot-agent-role", tok)
+    c = json.loads(data) if st == 200 else {}
+    check("credentials JSON keys in EC2's order", list(c) ==
+          ["Code", "LastUpdated", "Type", "AccessKeyId", "SecretAccessKey", "Token",
+           "Expiration"], c)
+    check("credentials written as EC2 does", data.startswith(b'{\n  "Code" : "Success",\n'),
+          data[:40])
+    check("credentials values", c.get("Code") == "Success" and c.get("Type") == "AWS-HMAC" and
+          re.fullmatch(r"ASIA[A-Z2-7]{16}", c.get("AccessKeyId", "")) and
+          len(c.get("SecretAccessKey", "")) == 40 and len(c.get("Token", "")) > 400 and
+          ISO8601.match(c.get("LastUpdated", "")) and ISO8601.match(c.get("Expiration", "")), c)
+    check("credentials live an hour",
+          parse_z(c["Expiration"]) - parse_z(c["LastUpdated"]) == 3600 and
+          abs(parse_z(c["LastUpdated"]) - time.time()) < 60, c)
+    view = sim.ctl("GET", "aws")
+    check("view shows the current credentials",
+          view["credentials"]["AccessKeyId"] == c["AccessKeyId"] and
+          view["credentials"]["Token"] == c["Token"] and view["credentials"]["valid"] == 1 and
+          view["role"] == "spot-agent-role", view["credentials"])
+    info = aws_json(sim, "iam/info", tok)
+    check("iam/info", info.get("Code") == "Success" and info.get("InstanceProfileArn") ==
+          "arn:aws:iam::123456789012:instance-profile/spot-agent-role" and
+          "InstanceProfileId" in info, info)
+    check("same credentials on the next read",
+          aws_json(sim, "iam/security-credentials/spot-agent-role", tok) == c)
+
+    r = sim.ctl("POST", "aws/credentials/rotate", {})
+    c2 = aws_json(sim, "iam/security-credentials/spot-agent-role", tok)
+    check("rotate issues a new set", c2["AccessKeyId"] != c["AccessKeyId"] and
+          c2["Token"] != c["Token"] and r["credentials"]["AccessKeyId"] == c2["AccessKeyId"] and
+          r["credentials"]["valid"] == 2, r["credentials"])
+    r = sim.ctl("POST", "aws/credentials/rotate", {"expire_old": True, "lifetime": 900})
+    c3 = aws_json(sim, "iam/security-credentials/spot-agent-role", tok)
+    check("rotate with expire_old and lifetime", r["credentials"]["valid"] == 1 and
+          parse_z(c3["Expiration"]) - parse_z(c3["LastUpdated"]) == 900 and
+          sim.ctl("GET", "config")["aws_credentials_lifetime"] == 900, r["credentials"])
+    for bad in ({"expire_old": 1}, {"lifetime": 0}, {"lifetime": "1"}, {"colour": 1}):
+        sim.ctl("POST", "aws/credentials/rotate", bad, expect=400)
+    for bad in ({"aws_credentials_lifetime": 0}, {"aws_credentials_overlap": -1},
+                {"aws_role": "a/b"}):
+        sim.ctl("POST", "config", bad, expect=400)
+
+    sim.ctl("POST", "config", {"aws_role": "other-role"})
+    check("role name follows aws_role",
+          sim.aws("iam/security-credentials/", tok)[2] == b"other-role" and
+          sim.aws("iam/security-credentials/other-role", tok)[0] == 200 and
+          sim.aws("iam/security-credentials/spot-agent-role", tok)[0] == 404)
+    sim.ctl("POST", "config", {"aws_role": None})
+    check("no role: iam/ -> 404", [sim.aws(i, tok)[0] for i in (
+        "iam", "iam/", "iam/info", "iam/security-credentials/",
+        "iam/security-credentials/other-role")] == [404] * 5)
+    check("no role: not listed", "iam/" not in sim.aws("", tok)[2].decode())
+    sim.ctl("POST", "reset")
+    tok = sim.token()
+    c4 = aws_json(sim, "iam/security-credentials/spot-agent-role", tok)
+    check("reset: fresh credentials, role back", c4["AccessKeyId"] not in (
+        c["AccessKeyId"], c2["AccessKeyId"], c3["AccessKeyId"]) and
+        parse_z(c4["Expiration"]) - parse_z(c4["LastUpdated"]) == 3600, c4)
+
+
+def test_aws_maintenance(sim):
+    sim.fresh()
+    tok = sim.token(300)
+    st, r, data = sim.aws("events/maintenance/scheduled", tok)
+    check("no maintenance: []", st == 200 and data == b"[]" and
+          r.getheader("Content-Type", "").startswith("text/plain"), (st, data))
+    check("no history: []", sim.aws("events/maintenance/history", tok)[2] == b"[]")
+    check("events/ lists maintenance/", sim.aws("events", tok)[2] == b"maintenance/")
+    check("events/maintenance/ listing",
+          sim.aws("events/maintenance", tok)[2] == b"history\nscheduled")
+    t0 = time.time()
+    ev = sim.ctl("POST", "aws/maintenance", {"code": "system-reboot", "not_before_in": 600,
+                                             "duration": 3600, "description": "reboot me"})
+    got = aws_json(sim, "events/maintenance/scheduled", tok)
+    e = got[0] if len(got) == 1 else {}
+    check("one active event", len(got) == 1 and list(e) == [
+        "NotBefore", "Code", "Description", "EventId", "NotAfter", "State"] and
+        e["Code"] == "system-reboot" and e["Description"] == "reboot me" and
+        e["State"] == "active" and e["EventId"] == ev["EventId"] and
+        re.fullmatch(r"instance-event-[0-9a-f]{17}", e["EventId"]), got)
+    check("maintenance time format", MAINT_TIME.match(e.get("NotBefore", "")) and
+          MAINT_TIME.match(e.get("NotAfter", "")), e)
+    nb = parse_maint(e["NotBefore"])
+    check("NotBefore is now + 600, NotAfter + 3600", int(t0) + 599 <= nb <= time.time() + 601 and
+          parse_maint(e["NotAfter"]) - nb == 3600, (e, t0))
+    check("control answer is the event", {k: ev[k] for k in e} == e and "changed" in ev, ev)
+    check("active event not in history",
+          sim.aws("events/maintenance/history", tok)[2] == b"[]")
+
+    for code in ("instance-reboot", "system-maintenance", "instance-retirement",
+                 "instance-stop"):
+        x = sim.ctl("POST", "aws/maintenance", {"code": code, "id": "instance-event-" + code})
+        check("code %s accepted" % code, x["Code"] == code and x["Description"] and
+              x["EventId"] == "instance-event-" + code, x)
+    for bad in ({"code": "reboot"}, {"code": "instance-reboot", "colour": 1},
+                {"not_before_in": "soon"}, {"state": "done"}, {"duration": -1},
+                {"not_before": "x", "not_before_in": 5}):
+        sim.ctl("POST", "aws/maintenance", bad, expect=400)
+    sim.ctl("POST", "aws/maintenance", {"id": "instance-event-instance-stop"}, expect=409)
+    check("five events scheduled", len(aws_json(sim, "events/maintenance/scheduled", tok)) == 5)
+
+    sim.ctl("POST", "aws/maintenance/" + ev["EventId"], {"state": "completed"})
+    sched = aws_json(sim, "events/maintenance/scheduled", tok)
+    hist = aws_json(sim, "events/maintenance/history", tok)
+    check("completed event leaves scheduled (linger 0)",
+          ev["EventId"] not in [x["EventId"] for x in sched] and len(sched) == 4, sched)
+    check("completed event in history", len(hist) == 1 and hist[0]["EventId"] == ev["EventId"] and
+          hist[0]["State"] == "completed", hist)
+    sim.ctl("POST", "config", {"aws_maintenance_linger": 1.0})
+    sim.ctl("POST", "aws/maintenance/instance-event-instance-stop", {"state": "canceled"})
+    sched = aws_json(sim, "events/maintenance/scheduled", tok)
+    check("canceled event lingers in scheduled",
+          {x["EventId"]: x["State"] for x in sched}.get("instance-event-instance-stop") ==
+          "canceled", sched)
+    check("canceled event in history at once", [x["State"] for x in aws_json(
+        sim, "events/maintenance/history", tok)] == ["completed", "canceled"])
+    check("it leaves scheduled after the linger", wait_until(lambda: len(aws_json(
+        sim, "events/maintenance/scheduled", tok)) == 3, 5))
+    sim.ctl("POST", "aws/maintenance/nosuch", {"state": "completed"}, expect=404)
+    sim.ctl("POST", "aws/maintenance/" + ev["EventId"], {"state": "gone"}, expect=400)
+    sim.ctl("POST", "aws/maintenance/" + ev["EventId"], {}, expect=400)
+    x = sim.ctl("POST", "aws/maintenance/instance-event-instance-reboot",
+                {"not_before_in": -60, "duration": None})
+    check("maintenance moved into the past, no NotAfter",
+          parse_maint(x["NotBefore"]) <= time.time() - 59 and "NotAfter" not in x and
+          x["State"] == "active", x)
+    x = sim.ctl("POST", "aws/maintenance", {"not_before": "soon", "not_after": "later",
+                                            "id": "raw"})
+    check("raw times served verbatim", [e for e in aws_json(
+        sim, "events/maintenance/scheduled", tok) if e["EventId"] == "raw"] == [
+        {"NotBefore": "soon", "Code": "system-reboot", "Description": "scheduled reboot",
+         "EventId": "raw", "NotAfter": "later", "State": "active"}])
+    view = sim.ctl("GET", "aws")
+    check("view lists every maintenance event", len(view["maintenance"]) == 6 and
+          len(sim.ctl("GET", "aws/maintenance")) == 6, view["maintenance"])
+    r = sim.ctl("DELETE", "aws/maintenance")
+    check("DELETE clears scheduled and history", r["maintenance"] == [] and
+          sim.aws("events/maintenance/scheduled", tok)[2] == b"[]" and
+          sim.aws("events/maintenance/history", tok)[2] == b"[]")
+    sim.ctl("POST", "aws/maintenance", {})
+    sim.ctl("POST", "reset")
+    tok = sim.token()
+    check("reset clears maintenance", sim.aws("events/maintenance/scheduled", tok)[2] == b"[]")
+
+
+# -- AWS Auto Scaling Query API ------------------------------------------------
+
+ASG_NS = "{http://autoscaling.amazonaws.com/doc/2011-01-01/}"
+IID = "i-0123456789abcdef0"
+
+
+def sign_v4(method, host, path, query, headers, body, key, secret, region, service, when):
+    """An independent SigV4 signer: returns the Authorization value; headers
+    (lower-case names) must hold every header to sign."""
+    amz = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
+    headers["x-amz-date"] = amz
+    headers["host"] = host
+    names = sorted(headers)
+    pairs = sorted((urllib.parse.quote(k, safe="-_.~"), urllib.parse.quote(v, safe="-_.~"))
+                   for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True))
+    creq = "\n".join([method, path, "&".join("%s=%s" % p for p in pairs),
+                      "".join("%s:%s\n" % (n, headers[n].strip()) for n in names),
+                      ";".join(names), hashlib.sha256(body).hexdigest()])
+    scope = "%s/%s/%s/aws4_request" % (amz[:8], region, service)
+    sts = "AWS4-HMAC-SHA256\n%s\n%s\n%s" % (amz, scope, hashlib.sha256(creq.encode()).hexdigest())
+    k = ("AWS4" + secret).encode()
+    for part in (amz[:8], region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+    return "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
+        key, scope, ";".join(names), sig)
+
+
+def creds(sim):
+    return sim.ctl("GET", "aws")["credentials"]
+
+
+def asg_form(action, **params):
+    p = [("Action", action), ("Version", "2011-01-01")]
+    p += [(k, v) for k, v in params.items() if v is not None]
+    return urllib.parse.urlencode(p)
+
+
+def complete_form(result="CONTINUE", **kw):
+    params = {"AutoScalingGroupName": "spot-asg", "LifecycleHookName": "spot-drain",
+              "InstanceId": IID, "LifecycleActionResult": result}
+    params.update(kw)
+    return asg_form("CompleteLifecycleAction", **params)
+
+
+def heartbeat_form(**kw):
+    params = {"AutoScalingGroupName": "spot-asg", "LifecycleHookName": "spot-drain",
+              "InstanceId": IID}
+    params.update(kw)
+    return asg_form("RecordLifecycleActionHeartbeat", **params)
+
+
+def asg_call(sim, form, c=None, method="POST", path="/__aws/autoscaling/", query="",
+             region="eu-west-1", service="autoscaling", when=None, secret=None, key=None,
+             token="same", sign=True, tamper=None, drop=(), auth=None, timeout=5):
+    """(status, root element or None, body text) of a signed call."""
+    c = c or creds(sim)
+    body = form.encode() if method == "POST" else b""
+    if method == "GET":
+        query = form
+    headers = {"content-type": "application/x-www-form-urlencoded; charset=utf-8"}
+    if method == "GET":
+        del headers["content-type"]
+    tok = c["Token"] if token == "same" else token
+    if tok is not None:
+        headers["x-amz-security-token"] = tok
+    host = "127.0.0.1:%d" % sim.port
+    if sign:
+        headers["authorization"] = sign_v4(
+            method, host, path, query, headers, body, key or c["AccessKeyId"],
+            secret or c["SecretAccessKey"], region, service,
+            time.time() if when is None else when)
+    if auth is not None:
+        headers["authorization"] = auth
+    if tamper is not None:
+        body = tamper
+    for name in drop:
+        headers.pop(name, None)
+    headers["host"] = host
+    st, r, data = sim.request(method, path + ("?" + query if query else ""), headers, body,
+                              timeout=timeout)
+    text = data.decode()
+    try:
+        root = ET.fromstring(data) if data else None
+    except ET.ParseError:
+        root = None
+    return st, root, text, r
+
+
+def asg_code(root):
+    el = root.find(ASG_NS + "Error/" + ASG_NS + "Code") if root is not None else None
+    return el.text if el is not None else None
+
+
+def asg_message(root):
+    el = root.find(ASG_NS + "Error/" + ASG_NS + "Message") if root is not None else None
+    return el.text if el is not None else ""
+
+
+def asg_state(sim):
+    return sim.ctl("GET", "aws/autoscaling")
+
+
+def test_asg_sigv4(sim):
+    sim.fresh()
+    sim.ctl("POST", "aws/lifecycle", {"state": "Terminated", "wait": True})
+    st, root, text, r = asg_call(sim, heartbeat_form())
+    check("signed heartbeat accepted", st == 200 and root is not None and
+          root.tag == ASG_NS + "RecordLifecycleActionHeartbeatResponse" and
+          root.find(ASG_NS + "RecordLifecycleActionHeartbeatResult") is not None and
+          r.getheader("Content-Type", "").startswith("text/xml"), (st, text))
+    rid = root.find(ASG_NS + "ResponseMetadata/" + ASG_NS + "RequestId") if root is not None \
+        else None
+    check("RequestId in body and header", rid is not None and re.fullmatch(
+        r"[0-9a-f-]{36}", rid.text) and r.getheader("x-amzn-RequestId") == rid.text, text)
+    call = asg_state(sim)["calls"][-1]
+    check("call recorded with a verified signature", call["action"] ==
+          "RecordLifecycleActionHeartbeat" and call["signature_ok"] is True and
+          call["status"] == 200 and call["code"] is None and call["done"] and
+          call["params"]["InstanceId"] == IID and call["request_id"] == rid.text, call)
+
+    def refused(name, status, code, message=None, **kw):
+        st, root, text, _ = asg_call(sim, heartbeat_form(), **kw)
+        ok = st == status and asg_code(root) == code and \
+            (message is None or message in asg_message(root))
+        typ = root.find(ASG_NS + "Error/" + ASG_NS + "Type") if root is not None else None
+        check(name, ok and typ is not None and typ.text == "Sender" and
+              root.tag == ASG_NS + "ErrorResponse", (st, text[:600]))
+        call = asg_state(sim)["calls"][-1]
+        check(name + ": recorded", call["status"] == status and call["code"] == code and
+              call["signature_ok"] is None, call)
+
+    c = creds(sim)
+    refused("wrong secret -> SignatureDoesNotMatch", 403, "SignatureDoesNotMatch",
+            "The request signature we calculated does not match", secret="x" * 40)
+    refused("body changed after signing -> SignatureDoesNotMatch", 403,
+            "SignatureDoesNotMatch", "Canonical String", tamper=heartbeat_form(
+                InstanceId="i-0fffffffffffffff0").encode())
+    refused("unknown key -> InvalidClientTokenId", 403, "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+            key="ASIAAAAAAAAAAAAAAAAA")
+    refused("no token -> InvalidClientTokenId", 403, "InvalidClientTokenId", token=None)
+    refused("unknown token -> InvalidClientTokenId", 403, "InvalidClientTokenId",
+            token="IQoJnot-issued")
+    refused("no Authorization -> MissingAuthenticationToken", 403,
+            "MissingAuthenticationToken", "Request is missing Authentication Token",
+            sign=False)
+    refused("Signature missing -> IncompleteSignature", 400, "IncompleteSignature",
+            "Authorization header requires 'Signature' parameter.",
+            auth="AWS4-HMAC-SHA256 Credential=%s/20261207/eu-west-1/autoscaling/aws4_request, "
+                 "SignedHeaders=host;x-amz-date" % c["AccessKeyId"])
+    refused("other algorithm -> IncompleteSignature", 400, "IncompleteSignature",
+            auth="AWS3 Credential=x")
+    refused("no X-Amz-Date -> IncompleteSignature", 400, "IncompleteSignature",
+            "'X-Amz-Date' or a 'Date' header", drop=("x-amz-date",))
+    refused("wrong region -> SignatureDoesNotMatch", 403, "SignatureDoesNotMatch",
+            "Credential should be scoped to a valid region, not 'us-east-1'",
+            region="us-east-1")
+    refused("wrong service -> SignatureDoesNotMatch", 403, "SignatureDoesNotMatch",
+            "correct service", service="ec2")
+    refused("date 6 min old -> Signature expired", 403, "SignatureDoesNotMatch",
+            "Signature expired: ", when=time.time() - 360)
+    refused("date 6 min ahead -> not yet current", 403, "SignatureDoesNotMatch",
+            "Signature not yet current: ", when=time.time() + 360)
+    st = asg_call(sim, heartbeat_form(), when=time.time() - 200)[0]
+    check("date 200 s off still accepted", st == 200, st)
+
+    # The query string is part of the signature, sorted as AWS sorts it.
+    st = asg_call(sim, heartbeat_form(), query="b=2&a=1")[0]
+    check("signed query accepted", st == 200, st)
+    hb = heartbeat_form()
+    st, root, text, _ = asg_call(sim, hb, method="GET")
+    check("GET with the parameters in the query", st == 200, (st, text[:300]))
+
+    # Credentials of an older set stay valid until they expire.
+    old = creds(sim)
+    sim.ctl("POST", "aws/credentials/rotate", {})
+    new = creds(sim)
+    check("old set still accepted after a rotation", asg_call(sim, hb, c=old)[0] == 200)
+    check("new set accepted", asg_call(sim, hb, c=new)[0] == 200)
+    refused("key of one set, token of another -> InvalidClientTokenId", 403,
+            "InvalidClientTokenId", c=new, token=old["Token"], key=new["AccessKeyId"])
+    sim.ctl("POST", "aws/credentials/rotate", {"expire_old": True})
+    newest = creds(sim)
+    refused("expired set -> ExpiredToken", 403, "ExpiredToken",
+            "The security token included in the request is expired", c=old)
+    refused("set expired by rotation -> ExpiredToken", 403, "ExpiredToken", c=new)
+    check("newest set accepted", asg_call(sim, hb, c=newest)[0] == 200)
+
+    # Natural rotation: lifetime 4 s, overlap 2 s.
+    sim.ctl("POST", "config", {"aws_credentials_overlap": 2})
+    sim.ctl("POST", "aws/credentials/rotate", {"lifetime": 4, "expire_old": True})
+    first = creds(sim)
+    check("a new set appears overlap seconds before the old expires", wait_until(
+        lambda: creds(sim)["AccessKeyId"] != first["AccessKeyId"], 5))
+    second = creds(sim)
+    check("the new set is issued at old Expiration - overlap",
+          parse_z(second["LastUpdated"]) == parse_z(first["Expiration"]) - 2 and
+          parse_z(second["Expiration"]) == parse_z(second["LastUpdated"]) + 4, (first, second))
+    st_old = asg_call(sim, hb, c=first)[0]
+    if time.time() < parse_z(first["Expiration"]):
+        check("during the overlap both sets are valid", st_old == 200 and
+              asg_call(sim, hb, c=second)[0] == 200, st_old)
+    wait_until(lambda: time.time() > parse_z(first["Expiration"]) + 1.1, 5)
+    refused("the old set expires on its own -> ExpiredToken", 403, "ExpiredToken", c=first)
+
+    if not curl_ok():
+        print("note: no curl with --aws-sigv4 and signed user headers; curl cases skipped")
+        return
+    sim.fresh()
+    sim.ctl("POST", "aws/lifecycle", {"state": "Terminated", "wait": True})
+    c = creds(sim)
+    st, text = curl_asg(sim, c, heartbeat_form())
+    check("curl --aws-sigv4: heartbeat accepted", st == 200 and
+          "<RecordLifecycleActionHeartbeatResponse" in text, (st, text[:600]))
+    st, text = curl_asg(sim, c, heartbeat_form(), ctype=None)
+    check("curl --aws-sigv4 with its own Content-Type: accepted", st == 200, (st, text[:600]))
+    st, text = curl_asg(sim, c, heartbeat_form(), secret="x" * 40)
+    check("curl: wrong secret -> 403 SignatureDoesNotMatch", st == 403 and
+          "<Code>SignatureDoesNotMatch</Code>" in text, (st, text[:300]))
+    st, text = curl_asg(sim, c, heartbeat_form(), token="IQoJnot-issued")
+    check("curl: wrong token -> 403 InvalidClientTokenId", st == 403 and
+          "<Code>InvalidClientTokenId</Code>" in text, (st, text[:300]))
+    st, text = curl_asg(sim, c, heartbeat_form(), region="us-east-1")
+    check("curl: wrong region -> 403 SignatureDoesNotMatch", st == 403 and
+          "valid region" in text, (st, text[:300]))
+    st, text = curl_asg(sim, c, heartbeat_form(), token=None)
+    check("curl: no token -> 403 InvalidClientTokenId", st == 403 and
+          "<Code>InvalidClientTokenId</Code>" in text, (st, text[:300]))
+    st, text = curl_asg(sim, c, complete_form(), path="/__aws/autoscaling")
+    check("curl: complete on /__aws/autoscaling", st == 200 and
+          "<CompleteLifecycleActionResponse" in text and
+          asg_state(sim)["state"] == "Terminating:Proceed", (st, text[:300]))
+    sim.ctl("POST", "aws/credentials/rotate", {"expire_old": True})
+    st, text = curl_asg(sim, c, heartbeat_form())
+    check("curl: expired set -> 403 ExpiredToken", st == 403 and
+          "<Code>ExpiredToken</Code>" in text, (st, text[:300]))
+    calls = asg_state(sim)["calls"]
+    check("curl calls recorded", len(calls) == 8 and
+          [x["signature_ok"] for x in calls] == [True, True, None, None, None, None, True, None],
+          [(x["status"], x["code"], x["signature_ok"]) for x in calls])
+
+
+def curl_ok():
+    if not shutil.which("curl"):
+        return False
+    try:
+        out = subprocess.run(["curl", "--version"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    m = re.match(r"curl (\d+)\.(\d+)", out)
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (7, 81)
+
+
+def curl_asg(sim, c, form, secret=None, token="same", region="eu-west-1",
+             path="/__aws/autoscaling/", ctype="application/x-www-form-urlencoded; charset=utf-8"):
+    tok = c["Token"] if token == "same" else token
+    cmd = ["curl", "-s", "-S", "--max-time", "10", "-w", "\n%{http_code}",
+           "--aws-sigv4", "aws:amz:%s:autoscaling" % region,
+           "--user", "%s:%s" % (c["AccessKeyId"], secret or c["SecretAccessKey"])]
+    if tok is not None:
+        cmd += ["-H", "X-Amz-Security-Token: " + tok]
+    if ctype is not None:
+        cmd += ["-H", "Content-Type: " + ctype]
+    cmd += ["--data-binary", form, "http://127.0.0.1:%d%s" % (sim.port, path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout
+    text, _, code = out.rpartition("\n")
+    return int(code) if code.isdigit() else 0, text
+
+
+def test_asg_lifecycle(sim):
+    sim.fresh()
+    st, root, text, _ = asg_call(sim, complete_form())
+    check("complete while not waiting -> 400 ValidationError", st == 400 and
+          asg_code(root) == "ValidationError" and asg_message(root) ==
+          "No active Lifecycle Action found with instance ID " + IID, (st, text))
+    st, root, text, _ = asg_call(sim, heartbeat_form())
+    check("heartbeat while not waiting -> 400 ValidationError", st == 400 and
+          "No active Lifecycle Action found" in asg_message(root), (st, text))
+    st, root, text, _ = asg_call(sim, asg_form("DescribeAutoScalingInstances",
+                                               **{"InstanceIds.member.1": IID}))
+    m = root.find("%sDescribeAutoScalingInstancesResult/%sAutoScalingInstances/%smember" %
+                  (ASG_NS, ASG_NS, ASG_NS)) if root is not None else None
+
+    def field(el, name):
+        x = el.find(ASG_NS + name) if el is not None else None
+        return x.text if x is not None else None
+    check("describe: the instance in the group", st == 200 and
+          field(m, "InstanceId") == IID and field(m, "AutoScalingGroupName") == "spot-asg" and
+          field(m, "AvailabilityZone") == "eu-west-1a" and
+          field(m, "LifecycleState") == "InService" and
+          field(m, "HealthStatus") == "HEALTHY", (st, text))
+    st, root, text, _ = asg_call(sim, asg_form("DescribeAutoScalingInstances",
+                                               **{"InstanceIds.member.1": "i-0other"}))
+    check("describe: another instance -> empty list", st == 200 and
+          "<AutoScalingInstances/>" in text, text)
+    st, root, text, _ = asg_call(sim, asg_form("DescribeAutoScalingInstances"))
+    check("describe without ids lists the instance", st == 200 and IID in text, text)
+
+    t0 = time.time()
+    view = sim.ctl("POST", "aws/lifecycle", {"state": "Terminated", "wait": True})
+    a = view["autoscaling"]["action"]
+    tok = sim.token()
+    check("wait: IMDS item Terminated, LifecycleState Terminating:Wait",
+          sim.aws("autoscaling/target-lifecycle-state", tok)[2] == b"Terminated" and
+          view["autoscaling"]["state"] == "Terminating:Wait" and a["hook"] == "spot-drain" and
+          a["heartbeat_timeout"] == 300 and a["default_result"] == "ABANDON" and
+          abs(a["deadline"] - (a["started"] + 300)) < 0.5 and
+          abs(a["global_deadline"] - (a["started"] + 30000)) < 0.5 and
+          t0 - 1 <= a["started"] <= time.time() + 1, view["autoscaling"])
+    st, root, text, _ = asg_call(sim, asg_form("DescribeAutoScalingInstances"))
+    check("describe shows Terminating:Wait",
+          "<LifecycleState>Terminating:Wait</LifecycleState>" in text, text)
+
+    for name, form, message in (
+            ("unknown hook", complete_form(LifecycleHookName="nope"),
+             "No Lifecycle Hook found with name 'nope' for group 'spot-asg'"),
+            ("unknown group", complete_form(AutoScalingGroupName="other"),
+             "AutoScalingGroup name not found - AutoScalingGroup 'other' not found"),
+            ("bad result", complete_form(result="MAYBE"),
+             "LifecycleActionResult must be CONTINUE or ABANDON"),
+            ("missing hook and result", complete_form(LifecycleHookName=None, result=None),
+             "2 validation errors detected: Value null at 'lifecycleHookName'"),
+            ("another instance", complete_form(InstanceId="i-0other"),
+             "No active Lifecycle Action found with instance ID i-0other"),
+            ("wrong token", complete_form(InstanceId=None, LifecycleActionToken="t-1"),
+             "No active Lifecycle Action found with token t-1"),
+            ("neither id nor token", complete_form(InstanceId=None),
+             "Either LifecycleActionToken or InstanceId must be specified")):
+        st, root, text, _ = asg_call(sim, form)
+        check("%s -> 400 ValidationError" % name, st == 400 and
+              asg_code(root) == "ValidationError" and message in asg_message(root),
+              (st, text))
+    for name, form, code, message in (
+            ("no Action", "Version=2011-01-01", "MissingAction", None),
+            ("unknown Action", asg_form("DescribeAutoScalingGroups"), "InvalidAction",
+             "Could not find operation DescribeAutoScalingGroups for version 2011-01-01"),
+            ("no Version", "Action=CompleteLifecycleAction", "InvalidAction",
+             "for version NO_VERSION_SPECIFIED")):
+        st, root, text, _ = asg_call(sim, form)
+        check("%s -> 400 %s" % (name, code), st == 400 and asg_code(root) == code and
+              (message is None or message in asg_message(root)), (st, text))
+    check("still waiting after the refusals",
+          asg_state(sim)["state"] == "Terminating:Wait")
+
+    before = asg_state(sim)["action"]["deadline"]
+    time.sleep(0.3)
+    t_hb = time.time()
+    st = asg_call(sim, heartbeat_form())[0]
+    a = asg_state(sim)["action"]
+    check("heartbeat extends the deadline to now + heartbeat timeout", st == 200 and
+          a["heartbeats"] == 1 and a["deadline"] > before + 0.2 and
+          t_hb + 299.5 <= a["deadline"] <= time.time() + 300.5, (before, a))
+    st = asg_call(sim, heartbeat_form(InstanceId=None,
+                                      LifecycleActionToken=a["token"]))[0]
+    check("heartbeat by LifecycleActionToken", st == 200 and
+          asg_state(sim)["action"]["heartbeats"] == 2, st)
+    st, root, text, _ = asg_call(sim, complete_form())
+    v = asg_state(sim)
+    check("complete -> 200, Terminating:Proceed", st == 200 and
+          root.tag == ASG_NS + "CompleteLifecycleActionResponse" and
+          root.find(ASG_NS + "CompleteLifecycleActionResult") is not None and
+          v["state"] == "Terminating:Proceed" and v["action"] is None and
+          v["outcome"]["how"] == "completed" and v["outcome"]["result"] == "CONTINUE", (st, v))
+    st, root, text, _ = asg_call(sim, complete_form())
+    check("second complete -> no active action", st == 400 and
+          "No active Lifecycle Action found" in asg_message(root), text)
+    calls = v["calls"]
+    check("every call recorded in order", len(calls) >= 15 and
+          [x["seq"] for x in calls] == sorted(x["seq"] for x in calls) and
+          [x["mono"] for x in calls] == sorted(x["mono"] for x in calls) and
+          calls[-1]["action"] == "CompleteLifecycleAction" and
+          calls[-1]["params"]["LifecycleActionResult"] == "CONTINUE" and
+          calls[-1]["status"] == 200, calls[-3:])
+    r = sim.ctl("DELETE", "aws/autoscaling/calls")
+    check("calls cleared", r["calls"] == [] and asg_state(sim)["calls"] == [])
+
+    # A wait that times out goes to the hook's default result.
+    sim.ctl("POST", "config", {"aws_lifecycle_hooks": [
+        {"name": "spot-drain", "heartbeat_timeout": 0.5},
+        {"name": "second", "heartbeat_timeout": 60, "default_result": "CONTINUE"}]})
+    m0 = time.monotonic()
+    sim.ctl("POST", "aws/lifecycle", {"state": "Terminated", "wait": True})
+    m1 = time.monotonic()
+    check("the wait times out", wait_until(
+        lambda: asg_state(sim)["state"] == "Terminating:Proceed", 5))
+    v = asg_state(sim)
+    to = v["calls"][-1] if v["calls"] else {}
+    check("timeout recorded at the deadline with the default result",
+          to.get("action") == "timeout" and to.get("result") == "ABANDON" and
+          m0 + 0.5 <= to.get("mono", 0) <= m1 + 0.5 and
+          to["params"]["LifecycleHookName"] == "spot-drain" and
+          v["outcome"]["how"] == "timeout" and v["outcome"]["result"] == "ABANDON", v)
+    st, root, _, _ = asg_call(sim, complete_form())
+    check("complete after the timeout -> no active action", st == 400, st)
+    sim.ctl("POST", "aws/lifecycle", {"state": "Terminated", "wait": True, "hook": "second"})
+    st, root, text, _ = asg_call(sim, complete_form())
+    check("complete for the other hook -> no active action", st == 400 and
+          "No active Lifecycle Action" in asg_message(root), text)
+    st = asg_call(sim, complete_form(LifecycleHookName="second", result="ABANDON"))[0]
+    check("complete the named hook", st == 200 and
+          asg_state(sim)["outcome"]["result"] == "ABANDON", st)
+    for bad in ({"state": "Standby", "wait": True}, {"state": "Terminated", "wait": "yes"},
+                {"state": "Terminated", "hook": "second"},
+                {"state": "Terminated", "wait": True, "hook": "nope"}, {"wait": True}):
+        sim.ctl("POST", "aws/lifecycle", bad, expect=400)
+    for bad in ([{"name": "a", "default_result": "MAYBE"}], [{"name": "a"}, {"name": "a"}],
+                [{"heartbeat_timeout": 5}], [{"name": "a", "heartbeat_timeout": 0}], "a"):
+        sim.ctl("POST", "config", {"aws_lifecycle_hooks": bad}, expect=400)
+    sim.ctl("POST", "config", {"aws_lifecycle_hooks": []})
+    sim.ctl("POST", "aws/lifecycle", {"state": "Terminated", "wait": True}, expect=409)
+    sim.ctl("POST", "config", {"aws_asg_name": None,
+                               "aws_lifecycle_hooks": [{"name": "spot-drain"}]})
+    sim.ctl("POST", "aws/lifecycle", {"state": "Terminated", "wait": True}, expect=409)
+    st, _, text, _ = asg_call(sim, asg_form("DescribeAutoScalingInstances"))
+    check("not in a group: describe lists nothing", st == 200 and
+          "<AutoScalingInstances/>" in text, text)
+    sim.ctl("POST", "config", {"aws_asg_name": "spot-asg"})
+    sim.ctl("POST", "aws/lifecycle", {"state": "Terminated", "wait": True})
+    check("a hook without heartbeat_timeout waits 3600 s",
+          asg_state(sim)["action"]["heartbeat_timeout"] == 3600)
+    sim.ctl("POST", "aws/lifecycle", {"state": "InService"})
+    v = asg_state(sim)
+    check("a state without wait drops the action", v["action"] is None and
+          v["state"] == "InService", v)
+
+    # Warm-pool and other states are served verbatim.
+    tok = sim.token()
+    for state in ("Warmed:Terminated", "Warmed:Stopped", "Warmed:Hibernated",
+                  "Warmed:Running", "Detached", "Standby", "InService"):
+        sim.ctl("POST", "aws/lifecycle", {"state": state})
+        st, _, data = sim.aws("autoscaling/target-lifecycle-state", tok)
+        _, _, text, _ = asg_call(sim, asg_form("DescribeAutoScalingInstances"))
+        check("state %s served verbatim" % state, st == 200 and data == state.encode() and
+              "<LifecycleState>%s</LifecycleState>" % state in text, (st, data))
+
+    # Faults on the Auto Scaling API.
+    sim.ctl("POST", "faults", {"path": "/__aws/autoscaling", "status": 503, "count": 1})
+    sim.ctl("POST", "faults", {"path": "/__aws/autoscaling", "status": 500, "count": 1})
+    st1, root1, text1, r1 = asg_call(sim, heartbeat_form())
+    st2, root2, text2, _ = asg_call(sim, heartbeat_form())
+    check("503 fault: AWS XML error", st1 == 503 and asg_code(root1) == "ServiceUnavailable" and
+          r1.getheader("Content-Type", "").startswith("text/xml") and
+          root1.find(ASG_NS + "Error/" + ASG_NS + "Type").text == "Receiver", (st1, text1))
+    check("500 fault: InternalFailure", st2 == 500 and asg_code(root2) == "InternalFailure",
+          (st2, text2))
+    sim.ctl("POST", "faults", {"path": "/__aws/autoscaling", "status": 400, "count": 1})
+    st, root, text, _ = asg_call(sim, heartbeat_form())
+    check("400 fault: Throttling", st == 400 and asg_code(root) == "Throttling", text)
+    sim.ctl("POST", "faults", {"path": "/__aws/autoscaling", "status": 500,
+                               "body": "plain", "content_type": "text/plain"})
+    st, _, text, r = asg_call(sim, heartbeat_form())
+    check("fault body as given", st == 500 and text == "plain" and
+          r.getheader("Content-Type") == "text/plain", (st, text))
+    calls = asg_state(sim)["calls"][-4:]
+    check("faulted calls recorded", [(x["status"], x["fault"]) for x in calls] ==
+          [(503, "status"), (500, "status"), (400, "status"), (500, "status")], calls)
+    sim.ctl("POST", "faults", {"path": "/__aws/autoscaling", "kind": "stall", "seconds": 0.5})
+    t0 = time.monotonic()
+    st, _, text, _ = asg_call(sim, asg_form("DescribeAutoScalingInstances"))
+    check("stall fault, then the normal answer", st == 200 and time.monotonic() - t0 >= 0.5,
+          st)
+    sim.ctl("POST", "faults", {"path": "/latest", "status": 500, "count": -1})
+    check("an IMDS fault spares the Auto Scaling API",
+          asg_call(sim, asg_form("DescribeAutoScalingInstances"))[0] == 200)
+    sim.ctl("DELETE", "faults")
+    sim.ctl("DELETE", "requests")
+    asg_call(sim, asg_form("DescribeAutoScalingInstances"))
+    check("Auto Scaling calls are not metadata requests", sim.ctl("GET", "requests") == [])
+
+    st = sim.ctl("GET", "state")["aws"]
+    check("state has the AWS additions", st["autoscaling"]["group"] == "spot-asg" and
+          isinstance(st["autoscaling"]["calls"], int) and "credentials" in st and
+          "maintenance" in st and st["tags"] is not None, st["autoscaling"])
+    sim.ctl("POST", "aws/lifecycle", {"state": "Terminated", "wait": True})
+    sim.ctl("POST", "reset")
+    v = asg_state(sim)
+    cfg = sim.ctl("GET", "config")
+    check("reset: InService, no action, no calls, default hooks", v["state"] == "InService" and
+          v["action"] is None and v["calls"] == [] and v["outcome"] is None and
+          cfg["aws_lifecycle_hooks"] == [{"name": "spot-drain", "heartbeat_timeout": 300,
+                                          "default_result": "ABANDON"}] and
+          cfg["aws_asg_name"] == "spot-asg" and cfg["aws_role"] == "spot-agent-role" and
+          cfg["aws_credentials_lifetime"] == 3600 and cfg["aws_metadata_tags"] is True, (v, cfg))
+    sim.ctl("GET", "aws/autoscaling/nosuch", expect=404)
+    sim.ctl("POST", "aws/autoscaling", {}, expect=405)
+    st, _, _ = sim.request("GET", "/__aws/other")
+    check("other /__aws paths -> 404", st == 404, st)
+
+
+# -- recipes the agent's tests use ---------------------------------------------
+
+def test_fault_recipes(sim):
+    sim.fresh()
+    for status in (403, 404, 405):
+        sim.ctl("POST", "faults", {"method": "PUT", "path": "/latest/api/token",
+                                   "status": status, "count": -1})
+        st = sim.request("PUT", "/latest/api/token", {TTL_HEADER: "60"})[0]
+        check("token PUT refused with %d" % status, st == status, st)
+        sim.ctl("POST", "config", {"aws_v1_allowed": True})
+        st, _, data = sim.aws("instance-id")
+        check("refused PUT, IMDSv1 allowed: GET served (%d)" % status,
+              st == 200 and data == b"i-0123456789abcdef0", (st, data))
+        sim.ctl("POST", "config", {"aws_v1_allowed": False})
+        check("refused PUT, IMDSv2 only: GET -> 401 (%d)" % status,
+              sim.aws("instance-id")[0] == 401)
+        sim.ctl("DELETE", "faults")
+    sim.ctl("POST", "faults", {"method": "PUT", "path": "/latest/api/token",
+                               "kind": "stall", "seconds": 2})
+    t0 = time.monotonic()
+    try:
+        sim.request("PUT", "/latest/api/token", {TTL_HEADER: "60"}, timeout=0.5)
+        timed_out = False
+    except (socket.timeout, TimeoutError):
+        timed_out = True
+    check("stalled token PUT outlasts the client's wait",
+          timed_out and time.monotonic() - t0 < 1.5, time.monotonic() - t0)
+    check("GETs are not stalled by a PUT fault",
+          sim.aws("instance-id", sim.token())[0] == 200)
+
+    tok = sim.token(300)
+    sim.ctl("POST", "aws/spot", {"notice_in": 120})
+    sim.ctl("POST", "aws/maintenance", {})
+    sim.ctl("POST", "faults", {"path": "/latest/meta-data/events/maintenance",
+                               "status": 500, "count": -1})
+    sim.ctl("POST", "faults", {"path": "/latest/meta-data/iam", "kind": "stall",
+                               "seconds": 2, "count": -1})
+    check("optional item fails", sim.aws("events/maintenance/scheduled", tok)[0] == 500)
+    try:
+        sim.request("GET", "/latest/meta-data/iam/security-credentials/spot-agent-role",
+                    {TOKEN_HEADER: tok}, timeout=0.5)
+        stalled = False
+    except (socket.timeout, TimeoutError):
+        stalled = True
+    check("optional item stalls", stalled)
+    st, _, data = sim.aws("spot/instance-action", tok)
+    check("spot/instance-action answers meanwhile", st == 200 and
+          json.loads(data)["action"] == "terminate", (st, data))
+    sim.ctl("DELETE", "faults")
+
+
+def test_azure_move(sim):
+    sim.fresh(started_ttl=0)
+    eid = sim.ctl("POST", "events", {"type": "Preempt", "not_before_in": 30})["id"]
+    inc = sim.doc()["DocumentIncarnation"]
+    t0 = time.time()
+    r = sim.ctl("POST", "events/" + eid, {"not_before_in": 300})
+    e = sim.doc()["Events"][0]
+    nb = email.utils.parsedate_to_datetime(e["NotBefore"]).timestamp()
+    check("NotBefore moved later, same id, Scheduled", r["id"] == eid and
+          e["EventId"] == eid and e["EventStatus"] == "Scheduled" and
+          RFC1123.match(e["NotBefore"]) and int(t0) + 299 <= nb <= time.time() + 301, e)
+    check("a move grows the incarnation", sim.doc()["DocumentIncarnation"] == inc + 1 ==
+          r["incarnation"])
+    sim.ctl("POST", "events/" + eid, {"not_before_in": 10})
+    e = sim.doc()["Events"][0]
+    nb = email.utils.parsedate_to_datetime(e["NotBefore"]).timestamp()
+    check("NotBefore moved earlier", nb <= time.time() + 11 and e["EventStatus"] == "Scheduled", e)
+    sim.ctl("POST", "config", {"auto_start": False})
+    sim.ctl("POST", "events/" + eid, {"not_before_in": -30})
+    e = sim.doc()["Events"][0]
+    nb = email.utils.parsedate_to_datetime(e["NotBefore"]).timestamp()
+    check("moved into the past, auto_start off: still Scheduled",
+          e["EventStatus"] == "Scheduled" and nb <= time.time() - 29, e)
+    sim.ctl("DELETE", "events/" + eid)
+    sim.ctl("POST", "config", {"auto_start": True})
+    eid = sim.ctl("POST", "events", {"type": "Preempt", "not_before_in": 30})["id"]
+    check("a fresh event is Scheduled", sim.doc()["Events"][0]["EventStatus"] == "Scheduled")
+    sim.ctl("POST", "events/" + eid, {"not_before_in": -30})
+    d = sim.doc()
+    check("moved into the past, auto_start on: Started at the move",
+          d["Events"][0]["EventStatus"] == "Started" and d["Events"][0]["NotBefore"] == "", d)
+    sim.ctl("POST", "events/" + eid, {"not_before_in": 60}, expect=409)
+    sim.ctl("POST", "events/nosuch", {"not_before_in": 60}, expect=404)
+    iso = sim.ctl("POST", "events", {"time_format": "iso8601", "not_before_in": 60})["id"]
+    sim.ctl("POST", "events/" + iso, {"not_before_in": 120, "description": "moved"})
+    e = [x for x in sim.doc()["Events"] if x["EventId"] == iso][0]
+    check("a move keeps the time format", ISO8601.match(e["NotBefore"]) and
+          e["Description"] == "moved", e)
+    sim.ctl("POST", "events/" + iso, {"not_before": "whenever"})
+    e = [x for x in sim.doc()["Events"] if x["EventId"] == iso][0]
+    check("raw NotBefore", e["NotBefore"] == "whenever" and e["EventStatus"] == "Scheduled", e)
+    for bad in ({}, {"colour": 1}, {"not_before_in": "soon"},
+                {"not_before": "x", "not_before_in": 5}, {"duration": "x"}):
+        sim.ctl("POST", "events/" + iso, bad, expect=400)
+
+    # Deleted, then re-created later under the same EventId.
+    sim.fresh()
+    eid = sim.ctl("POST", "events", {"type": "Preempt", "not_before_in": 30})["id"]
+    first = sim.doc()
+    sim.ctl("DELETE", "events/" + eid)
+    gone = sim.doc()
+    r = sim.ctl("POST", "events", {"id": eid, "type": "Preempt", "not_before_in": 60})
+    again = sim.doc()
+    check("deleted and re-created with the same EventId",
+          gone["Events"] == [] and r["id"] == eid and
+          [e["EventId"] for e in again["Events"]] == [eid] and
+          again["Events"][0]["EventStatus"] == "Scheduled" and
+          again["Events"][0]["NotBefore"] != first["Events"][0]["NotBefore"] and
+          first["DocumentIncarnation"] < gone["DocumentIncarnation"] <
+          again["DocumentIncarnation"], (first, gone, again))
+
+
 def test_cli():
     sim = Sim("--vm-name", "cli-vm", "--rate-limit", "0", "--first-call-delay", "0.4",
               "--started-ttl", "0", "--no-auto-start", "--aws-instance-id", "i-0aaaabbbbccccdddd",
-              "--aws-v1-allowed", "--aws-life-cycle", "on-demand", "--gcp-name", "cli-gce")
+              "--aws-v1-allowed", "--aws-life-cycle", "on-demand", "--gcp-name", "cli-gce",
+              "--aws-region", "ap-south-1")
     try:
         cfg = sim.ctl("GET", "config")
         check("CLI config", cfg["vm_name"] == "cli-vm" and cfg["rate_limit"] == 0 and
@@ -990,6 +1870,14 @@ def test_cli():
               sim.aws("instance-id")[2] == b"i-0aaaabbbbccccdddd" and
               sim.aws("instance-life-cycle")[2] == b"on-demand")
         check("CLI GCP name", sim.gcp("instance/name")[2] == b"cli-gce")
+        doc = json.loads(sim.request("GET", "/latest/dynamic/instance-identity/document")[2])
+        check("CLI AWS region", cfg["aws_region"] == "ap-south-1" and
+              sim.aws("placement/region")[2] == b"ap-south-1" and
+              doc["region"] == "ap-south-1" and doc["availabilityZone"] == "ap-south-1a", doc)
+        sim.ctl("POST", "config", {"aws_region": "eu-west-1"})
+        sim.ctl("POST", "reset")
+        check("reset restores the CLI region", sim.ctl("GET", "config")["aws_region"] ==
+              "ap-south-1")
         t0 = time.monotonic()
         d = sim.doc()
         check("CLI first-call delay", time.monotonic() - t0 >= 0.4 and
@@ -1008,7 +1896,9 @@ def main():
         for t in (test_headers, test_rate, test_lifecycle, test_versions,
                   test_faults, test_records, test_first_call, test_aws_tokens,
                   test_aws_items, test_gcp_basic, test_gcp_hanging, test_cloud_records,
-                  test_engine_support):
+                  test_engine_support, test_aws_identity, test_aws_credentials,
+                  test_aws_maintenance, test_asg_sigv4, test_asg_lifecycle,
+                  test_fault_recipes, test_azure_move):
             try:
                 t(sim)
             except Exception:
