@@ -1,13 +1,16 @@
 # packaging/monitoring.mk - checks of the example hooks (hooks/) and of the
 # fleet monitoring files (packaging/monitoring/). Included by the top Makefile;
-# both run as part of `make check` through check-extra.
+# check-hooks and check-monitoring run as part of `make check` through
+# check-extra.
 
-MON_DIR   := packaging/monitoring
-MON_RULES := $(MON_DIR)/spot-agent.rules.yml
-MON_TESTS := $(MON_DIR)/spot-agent.rules.test.yml
-MON_DASH  := $(MON_DIR)/grafana-dashboard.json
+MON_DIR    := packaging/monitoring
+MON_RULES  := $(MON_DIR)/spot-agent.rules.yml $(MON_DIR)/spot-fleet.rules.yml
+MON_TESTS  := $(MON_DIR)/spot-agent.rules.test.yml $(MON_DIR)/spot-fleet.rules.test.yml \
+              $(MON_DIR)/spot-fleet-7d.rules.test.yml
+MON_DASH   := $(MON_DIR)/grafana-dashboard.json
 MON_SCRAPE := $(MON_DIR)/prometheus-scrape.yml
-PROMTOOL  ?= promtool
+MON_PAGES  := $(wildcard $(MON_DIR)/consoles/*.html)
+PROMTOOL   ?= promtool
 
 .PHONY: check-monitoring check-hooks
 
@@ -21,8 +24,10 @@ check-hooks:
 	else echo "check-hooks: shellcheck not installed, skipped"; fi
 	@sh test/hooks/run.sh
 
-# Rules: syntax and unit tests. Dashboard: valid JSON, only exported metric
-# names, every query parses. Scrape example: a valid Prometheus config.
+# Rules: syntax and unit tests (promtool). Dashboard: valid JSON, every query
+# parses. Rules, dashboard and console pages: only series the agent exports
+# or pushes and recording rules that exist; every rule and alert has a unit
+# test. Scrape example: a valid Prometheus configuration.
 check-monitoring:
 	@command -v $(PROMTOOL) >/dev/null 2>&1 || { \
 		echo "check-monitoring: $(PROMTOOL) not found (Debian: apt-get install prometheus)" >&2; exit 1; }
@@ -31,7 +36,7 @@ check-monitoring:
 	@$(PROMTOOL) check config --syntax-only $(MON_SCRAPE)
 	@$(PYTHON) -m json.tool $(MON_DASH) >/dev/null && echo "check-monitoring: $(MON_DASH) is valid JSON"
 	@tmp=$$(mktemp) && \
-		$(PYTHON) $(MON_DIR)/check-metrics.py $(MON_RULES) $(MON_DASH) --promql-out $$tmp && \
+		$(PYTHON) $(MON_DIR)/check-metrics.py --promql-out $$tmp $(MON_RULES) $(MON_TESTS) $(MON_DASH) $(MON_PAGES) && \
 		$(PROMTOOL) check rules $$tmp >/dev/null && \
 		echo "check-monitoring: every dashboard query parses"; \
 		rc=$$?; rm -f $$tmp; exit $$rc
