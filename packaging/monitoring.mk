@@ -1,7 +1,7 @@
 # packaging/monitoring.mk - checks of the example hooks (hooks/) and of the
 # fleet monitoring files (packaging/monitoring/). Included by the top Makefile;
-# check-hooks and check-monitoring run as part of `make check` through
-# check-extra.
+# check-hooks, check-monitoring and check-fleet-rules run as part of
+# `make check` through check-extra.
 
 MON_DIR    := packaging/monitoring
 MON_RULES  := $(MON_DIR)/spot-agent.rules.yml $(MON_DIR)/spot-fleet.rules.yml
@@ -12,9 +12,9 @@ MON_SCRAPE := $(MON_DIR)/prometheus-scrape.yml
 MON_PAGES  := $(wildcard $(MON_DIR)/consoles/*.html)
 PROMTOOL   ?= promtool
 
-.PHONY: check-monitoring check-hooks
+.PHONY: check-monitoring check-hooks check-fleet-rules
 
-check-extra:: check-monitoring check-hooks
+check-extra:: check-monitoring check-hooks check-fleet-rules
 
 # The example hooks against stub commands; shellcheck when it is installed.
 check-hooks:
@@ -40,3 +40,11 @@ check-monitoring:
 		$(PROMTOOL) check rules $$tmp >/dev/null && \
 		echo "check-monitoring: every dashboard query parses"; \
 		rc=$$?; rm -f $$tmp; exit $$rc
+
+# The fleet rules in a real Prometheus (loopback, temporary TSDB) holding
+# eviction records pushed by remote-write: every recording rule's value and
+# every alert's state (a few seconds).
+check-fleet-rules:
+	@command -v prometheus >/dev/null 2>&1 || { \
+		echo "check-fleet-rules: prometheus not found (Debian: apt-get install prometheus)" >&2; exit 1; }
+	@$(PYTHON) test/fleet/rules-test.py
