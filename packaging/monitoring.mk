@@ -1,7 +1,8 @@
 # packaging/monitoring.mk - checks of the example hooks (hooks/) and of the
 # fleet monitoring files (packaging/monitoring/). Included by the top Makefile;
 # check-hooks, check-monitoring and check-fleet-rules run as part of
-# `make check` through check-extra.
+# `make check` through check-extra, check-fleet-console as part of
+# `make check-system`.
 
 MON_DIR    := packaging/monitoring
 MON_RULES  := $(MON_DIR)/spot-agent.rules.yml $(MON_DIR)/spot-fleet.rules.yml
@@ -12,7 +13,7 @@ MON_SCRAPE := $(MON_DIR)/prometheus-scrape.yml
 MON_PAGES  := $(wildcard $(MON_DIR)/consoles/*.html)
 PROMTOOL   ?= promtool
 
-.PHONY: check-monitoring check-hooks check-fleet-rules
+.PHONY: check-monitoring check-hooks check-fleet-rules check-fleet-console
 
 check-extra:: check-monitoring check-hooks check-fleet-rules
 
@@ -48,3 +49,13 @@ check-fleet-rules:
 	@command -v prometheus >/dev/null 2>&1 || { \
 		echo "check-fleet-rules: prometheus not found (Debian: apt-get install prometheus)" >&2; exit 1; }
 	@$(PYTHON) test/fleet/rules-test.py
+
+# The console page served by that Prometheus, rendered by headless Chromium:
+# the numbers in its DOM; the DOM and a screenshot go to $(BUILD)/fleet/.
+# Installs chromium when missing (root); SPOT_SKIP_SYSTEM=1 skips the test
+# where it cannot run.
+check-fleet-console:
+	@sh build-aux/install-deps fleet || [ "$${SPOT_SKIP_SYSTEM:-0}" = 1 ]
+	@$(PYTHON) test/fleet/console-test.py --out $(BUILD)/fleet
+
+check-system: check-fleet-console
