@@ -251,10 +251,14 @@ class Prometheus:
                     break
             except OSError:
                 pass
+            problem = None
             if self.proc.poll() is not None:
-                raise TestFailure("prometheus exited (%s): %s" % (self.proc.returncode, self.tail()))
-            if time.monotonic() > deadline:
-                raise TestFailure("prometheus not ready after %ds: %s" % (TIMEOUT, self.tail()))
+                problem = "prometheus exited (%s): %s" % (self.proc.returncode, self.tail())
+            elif time.monotonic() > deadline:
+                problem = "prometheus not ready after %ds: %s" % (TIMEOUT, self.tail())
+            if problem:
+                self.close()
+                raise TestFailure(problem)
             time.sleep(0.1)
 
     def tail(self, n=20):
