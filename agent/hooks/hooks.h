@@ -1,5 +1,7 @@
-/* hooks.h - scanning the hook directories (hookdir.c) and running one hook
- * (hooks.c); the hooks' process trees are hooktree.h's, included here. */
+/* hooks.h - scanning the hook directories (scan.c, with trust.c and
+ * format.c), a hook's result (result.c), its environment (env.c) and
+ * running one hook (run.c, with spawn.c and output.c); the hooks' process
+ * trees are tree.h's, included here. */
 #ifndef SPOT_HOOKS_H
 #define SPOT_HOOKS_H
 
@@ -226,5 +228,10 @@ void hook_run_free(struct hook_run *run);
 char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
 		     uint64_t deadline_wall_usec, bool drill);
 void strv_free(char **v);
+/* A run's environment: base without any SPOT_HOOK_TIMEOUT or
+ * SPOT_HOOK_PATH, then those two for this run (whole seconds of
+ * budget_usec, at least 1, 0 for USEC_INFINITY; path). Caller frees with
+ * strv_free. */
+char **hooks_env_for_run(char **base, uint64_t budget_usec, const char *path);
 
 #endif

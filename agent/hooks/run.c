@@ -1,166 +1,28 @@
-/* hooks.c - the hook runner: runs one hook on the caller's sd-event loop
- * (a vfork-style clone and exec into a clean session, the event on stdin,
- * output to the log, the budget enforced) and reports its end only once
- * nothing it started is alive: its process group, and every process the
- * agent adopted, which hooktree.c finds and kills. Which hook runs when is the engine's. It
- * never blocks the loop, except for a bounded wait for processes it has
- * just SIGKILLed on the free path, and it walks /proc only when a hook did
- * leave something behind. */
+/* run.c - one hook's run on the caller's sd-event loop: its start
+ * (spawn.c), the event on its stdin, its output to output.c, its budget
+ * (SIGTERM a grace before the end, SIGKILL at it), and its end, reported
+ * only once nothing it started is alive: its process group, and every
+ * process the agent adopted, which tree.c finds and kills. Which hook runs
+ * when is the engine's. It never blocks the loop, except for a bounded
+ * wait for processes it has just SIGKILLed on the free path, and it walks
+ * /proc only when a hook did leave something behind. */
 #include "hooks/hooks.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
-#include <sys/poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
+#include <sys/poll.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "store/json.h"
+#include "hooks/output.h"
+#include "hooks/spawn.h"
 #include "log.h"
-
-/* ---- outcomes and results ---- */
-
-static const char *const outcome_names[_HOOK_OUTCOME_MAX] = {
-	[HOOK_PENDING] = "pending",
-	[HOOK_RUNNING] = "running",
-	[HOOK_OK] = "ok",
-	[HOOK_FAILED] = "failed",
-	[HOOK_TIMEOUT] = "timeout",
-	[HOOK_SKIPPED] = "skipped",
-};
-
-const char *hook_outcome_to_string(enum hook_outcome o)
-{
-	if ((int)o < 0 || o >= _HOOK_OUTCOME_MAX)
-		return NULL;
-	return outcome_names[o];
-}
-
-int hook_outcome_from_string(const char *s, enum hook_outcome *ret)
-{
-	if (!s)
-		return -EINVAL;
-	for (int i = 0; i < _HOOK_OUTCOME_MAX; i++) {
-		if (strcmp(s, outcome_names[i]) == 0) {
-			*ret = (enum hook_outcome)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-bool hook_outcome_is_final(enum hook_outcome o)
-{
-	return o == HOOK_OK || o == HOOK_FAILED || o == HOOK_TIMEOUT || o == HOOK_SKIPPED;
-}
-
-void hook_result_init(struct hook_result *r, const char *name, const char *path)
-{
-	memset(r, 0, sizeof(*r));
-	(void)strscpy(r->name, sizeof(r->name), name ? name : "");
-	(void)strscpy(r->path, sizeof(r->path), path ? path : "");
-	r->outcome = HOOK_PENDING;
-	r->exit_status = -1;
-}
-
-static void result_clear_output(struct hook_result *r)
-{
-	for (size_t i = 0; i < HOOK_OUTPUT_LINES; i++)
-		freep_str(&r->output[i]);
-	r->output_next = 0;
-	r->n_output = 0;
-}
-
-void hook_result_done(struct hook_result *r)
-{
-	if (!r)
-		return;
-	result_clear_output(r);
-}
-
-void hook_result_add_line(struct hook_result *r, const char *line)
-{
-	size_t slot = r->output_next % HOOK_OUTPUT_LINES;
-	char text[HOOK_LINE_MAX + 1];
-
-	/* Made UTF-8 here, cut on a character boundary, so that what is held
-	 * is what the state file and /v1/status show and read back: a line
-	 * with bytes replaced later would grow past HOOK_LINE_MAX. */
-	(void)json_text_copy(text, sizeof(text), line);
-	free(r->output[slot]);
-	r->output[slot] = xstrdup(text);
-	r->output_next = (slot + 1) % HOOK_OUTPUT_LINES;
-	if (r->n_output < HOOK_OUTPUT_LINES)
-		r->n_output++;
-}
-
-void hook_result_foreach_line(const struct hook_result *r,
-			      void (*fn)(const char *line, void *userdata), void *userdata)
-{
-	size_t n = r->n_output > HOOK_OUTPUT_LINES ? HOOK_OUTPUT_LINES : r->n_output;
-	size_t first = (r->output_next % HOOK_OUTPUT_LINES + HOOK_OUTPUT_LINES - n) % HOOK_OUTPUT_LINES;
-
-	for (size_t i = 0; i < n; i++) {
-		const char *line = r->output[(first + i) % HOOK_OUTPUT_LINES];
-
-		if (line)
-			fn(line, userdata);
-	}
-}
-
-/* ---- environment ---- */
-
-void strv_free(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-static const char *str_or_empty(const char *s)
-{
-	return s ? s : "";
-}
-
-char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
-		     uint64_t deadline_wall_usec, bool drill)
-{
-	char not_before[RFC3339_MAX];
-	char deadline[32] = "";
-	char **v = xcalloc(16, sizeof(char *));
-	size_t n = 0;
-
-	(void)format_rfc3339(not_before, sizeof(not_before), ev->not_before_usec);
-	if (deadline_wall_usec > 0)
-		(void)snprintf(deadline, sizeof(deadline), "%llu",
-			       (unsigned long long)(deadline_wall_usec / USEC_PER_SEC));
-
-	v[n++] = xstrdup("PATH=" HOOK_PATH_ENV);
-	v[n++] = xstrdup("LANG=C.UTF-8");
-	v[n++] = xstrdup("TZ=UTC");
-	v[n++] = xasprintf("SPOT_EVENT_ID=%s", ev->id);
-	v[n++] = xasprintf("SPOT_EVENT_TYPE=%s", str_or_empty(event_type_to_string(ev->type)));
-	v[n++] = xasprintf("SPOT_EVENT_STATUS=%s", str_or_empty(event_status_to_string(ev->status)));
-	v[n++] = xasprintf("SPOT_EVENT_SOURCE=%s", ev->source);
-	v[n++] = xasprintf("SPOT_NOT_BEFORE=%s", not_before);
-	v[n++] = xasprintf("SPOT_DEADLINE=%s", deadline);
-	v[n++] = xasprintf("SPOT_PROVIDER=%s", str_or_empty(provider_to_string(ev->provider)));
-	v[n++] = xasprintf("SPOT_VM_NAME=%s", str_or_empty(vm_name));
-	v[n++] = xstrdup(drill ? "SPOT_DRILL=1" : "SPOT_DRILL=0");
-	v[n] = NULL;
-	return v;
-}
 
 /* ---- running one hook ---- */
 
@@ -211,10 +73,7 @@ struct hook_run {
 					  * the exec itself, else 0 */
 	const char *spawn_step;          /* where: "execveat", "setsid", ...; static */
 	char spawn_detail[HOOK_DETAIL_MAX]; /* both in words */
-	char line[HOOK_LINE_MAX + 1];
-	size_t line_len;
-	uint64_t logged_bytes;
-	bool drop_noted;
+	struct hook_output out;          /* stdout and stderr, into the log and res */
 
 	/* After the main process ended. */
 	struct hooktree_pidset left;     /* processes it left behind, killed */
@@ -258,65 +117,6 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Bytes below 0x20 other than tab become '?', so a hook cannot forge log
- * records or terminal escapes. Empty lines are dropped. */
-static void emit_line(struct hook_run *run, char *line, size_t len)
-{
-	struct hook_result *r = &run->res;
-
-	if (len > 0 && line[len - 1] == '\r')
-		len--;
-	if (len == 0)
-		return;
-	line[len] = '\0';
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)line[i] < 0x20 && line[i] != '\t')
-			line[i] = '?';
-	if (run->logged_bytes < HOOK_LOG_BYTES_MAX) {
-		log_hook(LOG_INFO, run->event_id, r->name, "%s", line);
-		run->logged_bytes += len + 1;
-	} else if (!run->drop_noted) {
-		log_hook(LOG_WARNING, run->event_id, r->name,
-			 "hook '%s' wrote more than %d KiB, further output is counted but not logged",
-			 r->name, HOOK_LOG_BYTES_MAX / 1024);
-		run->drop_noted = true;
-	}
-	hook_result_add_line(r, line);
-}
-
-static void feed_output(struct hook_run *run, const char *buf, size_t n)
-{
-	run->res.output_bytes += n;
-	while (n > 0) {
-		const char *nl = memchr(buf, '\n', n);
-		size_t take = nl ? (size_t)(nl - buf) : n;
-		size_t room = HOOK_LINE_MAX - run->line_len;
-
-		if (take > room)
-			take = room;
-		memcpy(run->line + run->line_len, buf, take);
-		run->line_len += take;
-		buf += take;
-		n -= take;
-		if (n > 0 && *buf == '\n') {
-			buf++;
-			n--;
-			emit_line(run, run->line, run->line_len);
-			run->line_len = 0;
-		} else if (run->line_len == HOOK_LINE_MAX) {
-			emit_line(run, run->line, run->line_len);
-			run->line_len = 0;
-		}
-	}
-}
-
-static void flush_output(struct hook_run *run)
-{
-	if (run->line_len > 0)
-		emit_line(run, run->line, run->line_len);
-	run->line_len = 0;
-}
-
 /* Reads what is there without blocking, at most max bytes; at EOF (or an
  * error) the pipe is closed. */
 static void read_output(struct hook_run *run, size_t max)
@@ -328,7 +128,7 @@ static void read_output(struct hook_run *run, size_t max)
 		ssize_t k = read(run->out_fd, buf, sizeof(buf));
 
 		if (k > 0) {
-			feed_output(run, buf, (size_t)k);
+			hook_output_feed(&run->out, buf, (size_t)k);
 			total += (size_t)k;
 			continue;
 		}
@@ -336,7 +136,7 @@ static void read_output(struct hook_run *run, size_t max)
 			continue;
 		if (k < 0 && errno == EAGAIN)
 			return;
-		flush_output(run);
+		hook_output_flush(&run->out);
 		close_source(&run->out_source, &run->out_fd);
 	}
 }
@@ -456,26 +256,6 @@ void hook_run_kill(struct hook_run *run)
 		return;
 	begin_kill(run);
 }
-
-/* Why the child did not get to run the hook, in words, from the errno and
- * the step the child reported. */
-static void spawn_detail(const struct hook_file *f, int err, const char *step, char *buf, size_t n)
-{
-	char interp[PATH_MAX];
-
-	int k;
-
-	if (strcmp(step, "execveat") != 0)
-		k = snprintf(buf, n, "could not be set up: %s: %s", step, strerror(err));
-	else if ((err == ENOENT || (f->script && (err == EACCES || err == ENOEXEC))) &&
-		 hook_file_interpreter(f, interp, sizeof(interp)) >= 0)
-		k = snprintf(buf, n, "cannot execute: %s (interpreter '%s')", strerror(err), interp);
-	else
-		k = snprintf(buf, n, "cannot execute: %s", strerror(err));
-	if (k < 0)
-		buf[0] = '\0';  /* cut to fit otherwise */
-}
-
 static void log_end(struct hook_run *run)
 {
 	const struct hook_result *r = &run->res;
@@ -522,7 +302,7 @@ static void finish(struct hook_run *run)
 	close_source(&run->reap_timer, NULL);
 	close_source(&run->orphan_source, NULL);
 	read_output(run, DRAIN_MAX);
-	flush_output(run);
+	hook_output_flush(&run->out);
 	close_source(&run->out_source, &run->out_fd);
 	close_source(&run->stdin_source, &run->stdin_fd);
 	/* A hook killed for its timeout took its children with it; one that
@@ -649,7 +429,7 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 	/* Take what is in the pipe now, so the output comes before the end in
 	 * the log; what dying leftovers add is read until they are gone. */
 	read_output(run, DRAIN_MAX);
-	flush_output(run);
+	hook_output_flush(&run->out);
 	log_end(run);
 
 	/* Every member of the hook's group is below the agent, but a group
@@ -664,116 +444,6 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 	if (sd_event_add_defer(run->event, &run->tidy_source, on_tidy, run) < 0)
 		tidy_up(run, run->pid);
 	return 0;
-}
-
-struct child_args {
-	int in_fd, out_fd;
-	int exec_fd;                 /* the checked hook file */
-	bool keep_exec_fd;           /* a script: its interpreter reads /dev/fd/3 */
-	char *const *argv;
-	char *const *envp;
-	int max_fd;
-	pid_t agent_pid;
-	/* Written by the child, read by the agent once the child has
-	 * exec'd or exited (they share memory until then): why it failed,
-	 * and at which step. 0 when the exec worked. */
-	int err;
-	const char *step;
-};
-
-/* The child runs on this stack from clone until its exec, while the agent
- * waits (CLONE_VFORK); one spawn at a time, and only a few hundred bytes
- * of it are used. */
-#define CHILD_STACK_SIZE (64 * 1024)
-static _Alignas(64) unsigned char child_stack[CHILD_STACK_SIZE];
-
-/* The kernel's sigset_t: 64 signals. */
-#define KERNEL_SIGSET_SIZE 8
-
-#define _child_ __attribute__((no_sanitize("address", "undefined"), noinline))
-
-static _child_ _Noreturn void child_fail(struct child_args *a, const char *step)
-{
-	a->err = errno;
-	a->step = step;
-	_exit(127);
-}
-
-/* The child, sharing the agent's memory until it execs: nothing here may
- * allocate, lock or touch what the agent uses, so it makes raw system
- * calls only (no sanitizer either, whose run-time expects its own stacks). */
-static _child_ int child_main(void *userdata)
-{
-	static const uint64_t none = 0;
-	/* All zeros is SIG_DFL in every layout of the kernel's struct
-	 * sigaction, which glibc's is larger than. */
-	static const struct sigaction dfl;
-	struct child_args *a = userdata;
-	long in, out, ex;
-
-	/* No cgroup to join: the child was born in the hooks' cgroup, where
-	 * the agent lives (hooks_tree_setup). */
-	if (syscall(SYS_setsid) < 0)
-		child_fail(a, "setsid");
-	/* A hook must not outlive a crashed agent: the restarted agent runs
-	 * it again (it never completed), and two copies must never overlap.
-	 * The check after prctl closes the race with an agent already gone. */
-	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-		child_fail(a, "prctl");
-	if (syscall(SYS_getppid) != a->agent_pid) {
-		errno = ESRCH;
-		child_fail(a, "getppid");
-	}
-	/* Every disposition back to the default, the two signals glibc
-	 * reserves (32, 33) included, and then the mask (the agent blocked
-	 * everything around the clone) emptied. */
-	for (int sig = 1; sig < _NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, (size_t)KERNEL_SIGSET_SIZE);
-	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, (size_t)KERNEL_SIGSET_SIZE) < 0)
-		child_fail(a, "sigprocmask");
-	if (syscall(SYS_chdir, "/") < 0)
-		child_fail(a, "chdir");
-
-	/* Move the descriptors above 3 first: one of them may be 0 to 3
-	 * when the agent runs without standard streams. The hook's file
-	 * ends up at 3 (open across the exec for a script, whose interpreter
-	 * is handed /dev/fd/3), and everything above it is closed. */
-	in = syscall(SYS_fcntl, a->in_fd, F_DUPFD_CLOEXEC, 4);
-	out = syscall(SYS_fcntl, a->out_fd, F_DUPFD_CLOEXEC, 4);
-	ex = syscall(SYS_fcntl, a->exec_fd, F_DUPFD_CLOEXEC, 4);
-	if (in < 0 || out < 0 || ex < 0 || syscall(SYS_dup3, in, 0, 0) < 0 ||
-	    syscall(SYS_dup3, out, 1, 0) < 0 || syscall(SYS_dup3, out, 2, 0) < 0 ||
-	    syscall(SYS_dup3, ex, 3, a->keep_exec_fd ? 0 : O_CLOEXEC) < 0)
-		child_fail(a, "dup3");
-	if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
-		for (int fd = 4; fd < a->max_fd; fd++)
-			(void)syscall(SYS_close, fd);
-
-	(void)syscall(SYS_execveat, 3, "", a->argv, a->envp, AT_EMPTY_PATH);
-	child_fail(a, "execveat");
-}
-
-/* Starts the child like vfork: it shares the agent's memory and the agent
- * waits until it has exec'd or exited, so nothing is copied (a fork's
- * page tables are most of a spawn's cost), and a failed exec's errno is
- * in *a when this returns. Every signal is blocked meanwhile, so that no
- * handler of the agent's runs in the child. Returns the pid or -errno. */
-static pid_t spawn(struct child_args *a)
-{
-	static const uint64_t all = UINT64_MAX;
-	uint64_t old;
-	pid_t pid;
-	int e;
-
-	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, (size_t)KERNEL_SIGSET_SIZE) < 0)
-		return -errno;
-	a->err = 0;
-	a->step = NULL;
-	pid = clone(child_main, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, a);
-	e = errno;
-	(void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, (size_t)KERNEL_SIGSET_SIZE);
-	return pid < 0 ? -e : pid;
 }
 
 static int set_nonblock(int fd)
@@ -847,40 +517,16 @@ void hook_run_free(struct hook_run *run)
 	run_release(run);
 }
 
-/* The environment of the hook: the base one without any SPOT_HOOK_TIMEOUT
- * or SPOT_HOOK_PATH, then those two for this run. Frees with strv_free. */
-static char **run_env(char **base, uint64_t budget_usec, const char *path)
-{
-	uint64_t secs = budget_usec == USEC_INFINITY ? 0 : budget_usec / USEC_PER_SEC;
-	size_t n = 0, k = 0;
-	char **v;
-
-	if (secs == 0 && budget_usec != USEC_INFINITY)
-		secs = 1;
-	while (base && base[n])
-		n++;
-	v = xcalloc(n + 3, sizeof(char *));
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(base[i], "SPOT_HOOK_TIMEOUT=", 18) != 0 &&
-		    strncmp(base[i], "SPOT_HOOK_PATH=", 15) != 0)
-			v[k++] = xstrdup(base[i]);
-	v[k++] = xasprintf("SPOT_HOOK_TIMEOUT=%llu", (unsigned long long)secs);
-	v[k++] = xasprintf("SPOT_HOOK_PATH=%s", path);
-	v[k] = NULL;
-	return v;
-}
-
 int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 {
 	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 };
 	struct hook_file own = { .fd = -1 };
 	const struct hook_file *file = p ? p->file : NULL;
 	const char *path = p ? p->path ? p->path : file ? file->path : NULL : NULL;
-	struct child_args a = { 0 };
+	struct hook_spawn a = { 0 };
 	struct hook_run *run;
 	char *argv[2] = { NULL, NULL };
 	char **envp = NULL;
-	long max_fd;
 	uint64_t now;
 	int k;
 
@@ -916,6 +562,8 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	hook_result_init(&run->res, p->name ? p->name : path, path);
 	run->res.budget_usec = p->budget_usec;
 	run->event_id = xstrdup(p->event_id ? p->event_id : "");
+	run->out.res = &run->res;
+	run->out.event_id = run->event_id;
 	run->stdin_json = xstrdup(p->stdin_json ? p->stdin_json : "");
 	run->stdin_len = strlen(run->stdin_json);
 	run->kill_grace_usec = p->kill_grace_usec ? p->kill_grace_usec : HOOK_KILL_GRACE_USEC;
@@ -924,11 +572,8 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	run->userdata = p->userdata;
 	run->stdin_fd = run->out_fd = -1;
 
-	envp = run_env(p->env, p->budget_usec, path);
+	envp = hooks_env_for_run(p->env, p->budget_usec, path);
 	argv[0] = run->res.path;
-	max_fd = sysconf(_SC_OPEN_MAX);
-	if (max_fd < 0 || max_fd > 65536)
-		max_fd = 65536;
 
 	if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0) {
 		k = -errno;
@@ -940,15 +585,15 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	if (k < 0)
 		goto fail;
 
-	a = (struct child_args){
+	a = (struct hook_spawn){
 		.in_fd = in_pipe[0], .out_fd = out_pipe[1],
 		.exec_fd = file->fd, .keep_exec_fd = file->script,
-		.argv = argv, .envp = envp, .max_fd = (int)max_fd, .agent_pid = getpid(),
+		.argv = argv, .envp = envp,
 	};
 	now = now_usec(CLOCK_MONOTONIC);
 	run->start_mono_usec = now;
 	run->res.start_wall_usec = now_usec(CLOCK_REALTIME);
-	run->pid = spawn(&a);
+	run->pid = hook_spawn(&a);
 	if (run->pid < 0) {
 		k = run->pid;
 		goto fail;
@@ -957,7 +602,7 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	run->spawn_errno = a.err;
 	run->spawn_step = a.step;
 	if (a.err)
-		spawn_detail(file, a.err, a.step, run->spawn_detail, sizeof(run->spawn_detail));
+		hook_spawn_describe(file, a.err, a.step, run->spawn_detail, sizeof(run->spawn_detail));
 	/* The child's ends are the child's: kept here, they would leak, and
 	 * the output pipe would never see its end. */
 	close_fd(&in_pipe[0]);
