@@ -9,6 +9,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "http/address.h"
 #include "http/metrics.h"
 #include "store/state.h"
 
@@ -85,17 +86,6 @@ unsigned http_server_connection_limit(const struct http_server *h);
 /* Connections closed so far to keep HTTP_CONNECTIONS_SPARE slots free (not
  * those that missed their request deadline). */
 uint64_t http_server_shed_count(const struct http_server *h);
-
-/* Parses "ADDR:PORT" / "[IPV6]:PORT" as config validation uses it: ADDR is an
- * IPv4 literal or "localhost" (127.0.0.1), IPV6 an IPv6 literal without a
- * zone, PORT 0..65535 (0 = any free port). Returns 0 or -EINVAL; the
- * outputs are written only on success. */
-int http_parse_listen(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len);
-
-/* True when listen parses (http_parse_listen) to a loopback address, the
- * endpoint's private face; false for any other address and for a string
- * that does not parse ("none" included). */
-bool http_listen_is_loopback(const char *listen);
 
 /* The /healthz verdict for the given state at monotonic time now: unhealthy
  * iff poll.consecutive_failures > 0 and the streak (now -
