@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "hooks/trust.h"
 #include "util.h"
 
 /* This host's ELF: the class and machine it runs natively, and one it
@@ -76,12 +77,17 @@ static bool script_interpreter(const char *head, size_t k, char *buf, size_t n)
 	return nl || k < FORMAT_HEAD_MAX || i < end;
 }
 
-/* Why the interpreter a "#!" line names cannot run the script, or "". The
- * hook's working directory is /, so a relative name is taken from there. */
+/* Why the interpreter a "#!" line (or an ELF file's PT_INTERP) names cannot
+ * run the hook, or "". It must exist and be executable, and it passes the
+ * hook's own rules: owned by root or the agent's user, writable by nobody
+ * else, and so is every directory on the way to it (trust.c). The hook's
+ * working directory is /, so a relative name is taken from there. */
 static void interpreter_fault(const char *interp, struct format_interp_cache *cache)
 {
 	char full[FORMAT_HEAD_MAX + 1];
+	struct trust_walk w;
 	struct stat st;
+	int r;
 
 	if (cache->path[0] && strcmp(cache->path, interp) == 0)
 		return;
@@ -93,10 +99,28 @@ static void interpreter_fault(const char *interp, struct format_interp_cache *ca
 			       errno == ENOENT || errno == ENOTDIR ? "does not exist" : "cannot be examined");
 		return;
 	}
-	if (!S_ISREG(st.st_mode))
+	if (!S_ISREG(st.st_mode)) {
 		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is not a regular file", interp);
-	else if (faccessat(AT_FDCWD, full, X_OK, AT_EACCESS) < 0)
+		return;
+	}
+	if (faccessat(AT_FDCWD, full, X_OK, AT_EACCESS) < 0) {
 		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is not executable", interp);
+		return;
+	}
+	r = trust_walk(full, &w);
+	if (r < 0) {
+		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' cannot be examined", interp);
+		return;
+	}
+	(void)close(w.fd);
+	if (w.fault[0])
+		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s': %s", interp, w.fault);
+	else if (!trust_owner_ok(w.st.st_uid))
+		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is not owned by root", interp);
+	else if (w.st.st_mode & S_IWGRP)
+		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is group-writable", interp);
+	else if (w.st.st_mode & S_IWOTH)
+		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is world-writable", interp);
 }
 
 static const char *elf_machine_name(unsigned m)
@@ -154,6 +178,8 @@ static const char *elf_fault(const unsigned char *head, size_t k, char *why, siz
 #endif
 }
 
+static int elf_interpreter(int fd, const unsigned char *head, size_t k, char *buf, size_t n);
+
 const char *format_exec_fault(int fd, struct format_interp_cache *cache, bool *ret_script,
 			      char *why, size_t n)
 {
@@ -175,6 +201,12 @@ const char *format_exec_fault(int fd, struct format_interp_cache *cache, bool *r
 	if (k < 0)
 		return "cannot be read";
 	if (k >= 2 && head[0] == '#' && head[1] == '!') {
+		const unsigned char *nl = memchr(head, '\n', (size_t)k);
+
+		/* The kernel would look for an interpreter named "sh\r", and
+		 * the shell's error would not show the '\r'. */
+		if (nl && nl > head && nl[-1] == '\r')
+			return "Windows line endings (CRLF): convert it with dos2unix";
 		if (!script_interpreter((const char *)head, (size_t)k, interp, sizeof(interp)))
 			return "'#!' line names no interpreter, or is too long";
 		interpreter_fault(interp, cache);
@@ -184,8 +216,17 @@ const char *format_exec_fault(int fd, struct format_interp_cache *cache, bool *r
 		return why;
 	}
 	*ret_script = false;
-	if (k >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0)
-		return elf_fault(head, (size_t)k, why, n);
+	if (k >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0) {
+		const char *fault = elf_fault(head, (size_t)k, why, n);
+
+		if (fault || elf_interpreter(fd, head, (size_t)k, interp, sizeof(interp)) < 0)
+			return fault;  /* a static binary needs no loader */
+		interpreter_fault(interp, cache);
+		if (!cache->fault[0])
+			return NULL;
+		(void)strscpy(why, n, cache->fault);
+		return why;
+	}
 	return "not an executable format (no '#!' line, not ELF)";
 }
 

@@ -48,6 +48,13 @@ struct hook_skip {
 	/* e.g. "not executable", "group-writable",
 	 * "directory '/etc/spot-agent.d' is world-writable" */
 	char reason[HOOK_SKIP_REASON_MAX];
+	/* The file was meant to run and is refused: (a link to) a regular
+	 * file that is executable or starts with "#!", or a link that leads
+	 * nowhere. False for the documented ignores (hidden, backup,
+	 * package-manager and editor leftovers), a masked hook and files that
+	 * are not hooks at all (a text file, a directory). check and drill
+	 * fail on a refusal. */
+	bool refused;
 };
 
 /* The hooks to run, in bytewise order, and every file that was skipped. */
@@ -57,13 +64,14 @@ struct hook_plan {
 	struct hook_skip *skips;
 	size_t n_skips;
 	size_t n_skips_dropped;     /* skipped files beyond HOOKS_SKIPS_MAX, not listed */
+	size_t n_refused;           /* skips that are refusals, listed or not */
 	bool owns_fds;              /* hooks[].fd are the plan's (hooks_scan's plans) */
 };
 
 /* Reads etc_dir and lib_dir (lib_dir NULL or "" = none) and merges them by
  * file name, etc_dir winning; a link to /dev/null in etc_dir masks (and is
- * listed as skipped, reason "masked"). A missing directory is empty, not an
- * error. The files' checks follow SPEC §4; allowed owners are root and the
+ * listed as skipped, reason "masked"). A file named README* is passed
+ * over, not even listed. A missing directory is empty, not an error. The files' checks follow SPEC §4; allowed owners are root and the
  * agent's effective uid. Every directory on the way from / to a hook (each
  * directory's parents, and for a symbolic link every directory its target
  * is reached through) must be owned by root or the agent's effective uid

@@ -21,6 +21,9 @@
 #include "hooks/format.h"
 #include "hooks/trust.h"
 
+/* A link to /dev/null in the /etc directory: on purpose, never a refusal. */
+#define REASON_MASKED "masked"
+
 struct scan_entry {
 	char *name;
 	int dir;      /* 0 = etc_dir, 1 = lib_dir */
@@ -95,8 +98,9 @@ static int read_dir(struct scan_dir *sd, int index, struct scan_entry **entries,
 	}
 }
 
-/* Rules that need only the name, in the order they are reported. */
-static const char *name_skip_reason(const char *name)
+/* The documented ignores: names that are never meant to run, whatever the
+ * file (SPEC section 4). Their skips are listed, but fail no check. */
+static const char *name_ignored(const char *name)
 {
 	static const char *const leftovers[] = {
 		".rpmnew", ".rpmsave", ".rpmorig", ".ucf-old", ".ucf-new", ".ucf-dist",
@@ -114,9 +118,40 @@ static const char *name_skip_reason(const char *name)
 			return "package manager leftover";
 	if (str_endswith(name, ".swp"))
 		return "editor swap file";
-	if (strlen(name) >= HOOK_NAME_MAX)
-		return "name too long";
 	return NULL;
+}
+
+/* A README (README, README.md, ...) explains the directory: the package
+ * ships one. It is passed over without a word, neither run nor listed. */
+static bool name_is_readme(const char *name)
+{
+	return strncmp(name, "README", 6) == 0;
+}
+
+/* Whether the entry was meant to run: (a link to) a regular file that is
+ * executable by anybody or starts with "#!", or a link that leads nowhere.
+ * A skip of such a file is a refusal, which check and drill fail on; a
+ * text file or a directory next to the hooks is not. It reads two bytes
+ * at most, without blocking. */
+static bool entry_meant(int dfd, const char *name)
+{
+	struct stat st;
+	char head[2];
+	ssize_t k;
+	int fd;
+
+	if (fstatat(dfd, name, &st, 0) < 0)
+		return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+	if (!S_ISREG(st.st_mode))
+		return false;
+	if (st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH))
+		return true;
+	fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	k = pread(fd, head, sizeof(head), 0);
+	close(fd);
+	return k == 2 && head[0] == '#' && head[1] == '!';
 }
 
 static bool is_dev_null_link(int dfd, const char *name, const struct stat *lst)
@@ -175,7 +210,7 @@ static int open_entry(const struct scan_dir *d, const char *name, bool masks, st
 		return -1;
 	}
 	if (masks && is_dev_null_link(dfd, name, &lst)) {
-		(void)strscpy(why, n, "masked");
+		(void)strscpy(why, n, REASON_MASKED);
 		return -1;
 	}
 	if (d->fault[0]) {
@@ -251,10 +286,12 @@ static int entry_open(const struct scan_dir *d, const char *name, bool masks,
 }
 
 static void plan_add_skip(struct hook_plan *plan, size_t *cap, const char *name,
-			  const char *dir, const char *reason)
+			  const char *dir, const char *reason, bool refused)
 {
 	struct hook_skip *s;
 
+	if (refused)
+		plan->n_refused++;
 	if (plan->n_skips >= HOOKS_SKIPS_MAX) {
 		plan->n_skips_dropped++;
 		return;
@@ -268,6 +305,7 @@ static void plan_add_skip(struct hook_plan *plan, size_t *cap, const char *name,
 	(void)strscpy(s->name, sizeof(s->name), name);
 	(void)snprintf(s->path, sizeof(s->path), "%s/%s", dir, name);
 	(void)strscpy(s->reason, sizeof(s->reason), reason);
+	s->refused = refused;
 }
 
 static void plan_add_hook(struct hook_plan *plan, size_t *cap, const char *name, const char *path,
@@ -311,7 +349,7 @@ int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 		const struct scan_entry *e = &entries[i];
 		const struct scan_dir *d = &dirs[e->dir];
 		char path[PATH_MAX];
-		const char *reason;
+		const char *reason = NULL;
 		bool script = true;
 		int k, fd = -1;
 
@@ -319,11 +357,17 @@ int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 		if (i > 0 && strcmp(entries[i - 1].name, e->name) == 0)
 			continue;
 
-		reason = name_skip_reason(e->name);
+		if (name_is_readme(e->name))
+			continue;
+		reason = name_ignored(e->name);
+		if (reason) {
+			plan_add_skip(&plan, &skips_cap, e->name, d->path, reason, false);
+			continue;
+		}
 		k = snprintf(path, sizeof(path), "%s/%s", d->path, e->name);
-		if (!reason && (k < 0 || (size_t)k >= sizeof(path)))
+		if (strlen(e->name) >= HOOK_NAME_MAX || k < 0 || (size_t)k >= sizeof(path)) {
 			reason = "name too long";
-		if (!reason) {
+		} else {
 			fd = entry_open(d, e->name, e->dir == 0, &cache, &script, why, HOOK_SKIP_REASON_MAX);
 			if (fd < 0 && !why[0])
 				continue;  /* vanished */
@@ -335,7 +379,8 @@ int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 			close(fd);
 		}
 		if (reason)
-			plan_add_skip(&plan, &skips_cap, e->name, d->path, reason);
+			plan_add_skip(&plan, &skips_cap, e->name, d->path, reason,
+				      strcmp(reason, REASON_MASKED) != 0 && entry_meant(dirfd(d->d), e->name));
 		else
 			plan_add_hook(&plan, &hooks_cap, e->name, path, fd, script);
 	}

@@ -826,6 +826,106 @@ static void test_scan_exec_formats(void **state)
 	free(dir);
 }
 
+/* Which skips are refusals (a file meant to run that will not: check and
+ * drill fail on it) and which are not; a README is passed over without a
+ * word; Windows line endings have a reason of their own; an interpreter is
+ * held to the hooks' own rules, the whole way up. */
+static void test_scan_refusals(void **state)
+{
+	char *dir = tpath("refusals"), *one = tpath("refusals-one"), *open_dir = tpath("refusals-open");
+	char *f, *want, *interp;
+	struct hook_plan plan;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(mkdir(one, 0755), 0);
+	assert_int_equal(mkdir(open_dir, 0755), 0);
+	assert_int_equal(chmod(open_dir, 0777), 0);
+	write_hook(dir, "10-ok", "exit 0");
+	f = xasprintf("%s/20-crlf", dir);
+	write_mode(f, "#!/bin/sh\r\nexit 0\r\n", 0755);
+	free(f);
+	f = xasprintf("%s/21-crlf-arg", dir);
+	write_mode(f, "#!/bin/sh -e\r\nexit 0\r\n", 0755);
+	free(f);
+	f = xasprintf("%s/README", dir);
+	write_mode(f, "Hooks for this machine.\n", 0644);
+	free(f);
+	f = xasprintf("%s/README.md", dir);
+	write_mode(f, "#!/bin/sh\n", 0755);
+	free(f);
+	f = xasprintf("%s/30-noexec", dir);
+	write_mode(f, "#!/bin/sh\nexit 0\n", 0644);
+	free(f);
+	f = xasprintf("%s/31-notes.txt", dir);
+	write_mode(f, "not a hook\n", 0644);
+	free(f);
+	f = xasprintf("%s/40-empty", dir);
+	write_mode(f, "", 0755);
+	free(f);
+	f = xasprintf("%s/41-backup~", dir);
+	write_mode(f, "#!/bin/sh\nexit 0\n", 0755);
+	free(f);
+	f = xasprintf("%s/recover.d", dir);
+	assert_int_equal(mkdir(f, 0755), 0);
+	free(f);
+	f = xasprintf("%s/50-dangling", dir);
+	assert_int_equal(symlink("/nonexistent/hook", f), 0);
+	free(f);
+	/* An interpreter where anybody could replace it. */
+	interp = xasprintf("%s/sh", open_dir);
+	write_mode(interp, "#!/bin/sh\n", 0755);
+	want = xasprintf("#!%s\nexit 0\n", interp);
+	f = xasprintf("%s/60-open-interp", dir);
+	write_mode(f, want, 0755);
+	free(f);
+	f = xasprintf("%s/60-open-interp", one);
+	write_mode(f, want, 0755);
+	free(f);
+	free(want);
+
+	assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 1);
+	assert_string_equal(plan.hooks[0].name, "10-ok");
+	assert_null(find_skip(&plan, "README"));
+	assert_null(find_skip(&plan, "README.md"));
+	assert_skip(&plan, dir, "20-crlf", "Windows line endings (CRLF): convert it with dos2unix");
+	assert_skip(&plan, dir, "21-crlf-arg", "Windows line endings (CRLF): convert it with dos2unix");
+	assert_skip(&plan, dir, "30-noexec", "not executable");
+	assert_skip(&plan, dir, "31-notes.txt", "not executable");
+	assert_skip(&plan, dir, "40-empty", "empty file");
+	assert_skip(&plan, dir, "41-backup~", "backup file");
+	assert_skip(&plan, dir, "recover.d", "not a regular file");
+	assert_skip(&plan, dir, "50-dangling", "broken link");
+	want = xasprintf("interpreter '%s': directory '%s' is world-writable", interp, open_dir);
+	assert_skip(&plan, dir, "60-open-interp", want);
+	free(want);
+	assert_true(find_skip(&plan, "20-crlf")->refused);
+	assert_true(find_skip(&plan, "21-crlf-arg")->refused);
+	assert_true(find_skip(&plan, "30-noexec")->refused);
+	assert_false(find_skip(&plan, "31-notes.txt")->refused);
+	assert_true(find_skip(&plan, "40-empty")->refused);
+	assert_false(find_skip(&plan, "41-backup~")->refused);
+	assert_false(find_skip(&plan, "recover.d")->refused);
+	assert_true(find_skip(&plan, "50-dangling")->refused);
+	assert_true(find_skip(&plan, "60-open-interp")->refused);
+	assert_int_equal(plan.n_skips, 9);
+	assert_int_equal(plan.n_refused, 6);
+	hook_plan_done(&plan);
+
+	/* The interpreter's directory fixed: it runs; the interpreter itself
+	 * group-writable: it does not. */
+	assert_int_equal(chmod(open_dir, 0755), 0);
+	scan_one(one, "60-open-interp", NULL);
+	assert_int_equal(chmod(interp, 0775), 0);
+	want = xasprintf("interpreter '%s' is group-writable", interp);
+	scan_one(one, "60-open-interp", want);
+	free(want);
+	free(interp);
+	free(open_dir);
+	free(one);
+	free(dir);
+}
+
 static size_t count_fds(void);
 
 /* 100 000 runnable files: 64 run, every other one is accounted for, the
@@ -2459,6 +2559,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_scan_skips_capped),
 		cmocka_unit_test(test_scan_trust),
 		cmocka_unit_test(test_scan_exec_formats),
+		cmocka_unit_test(test_scan_refusals),
 		cmocka_unit_test(test_scan_huge_dir),
 		cmocka_unit_test(test_run_exit_status),
 		cmocka_unit_test(test_run_child_setup),
