@@ -65,6 +65,9 @@ struct cmdline {
 	/* drill only */
 	enum event_type drill_type;
 	uint64_t drill_notice_sec;
+	bool drill_sandbox;         /* --sandbox: inside spot-agent.service's sandbox */
+	/* check only */
+	bool check_warn_only;       /* --warn-only: hooks that would not run only warn */
 	/* Option overrides as "key=value" strings, applied after the file. */
 	char **overrides;
 	size_t n_overrides;
