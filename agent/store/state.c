@@ -745,7 +745,7 @@ int state_save_begin(const struct agent_state *s, struct state_sync *sync)
 		r = -errno;
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
 		r = -EEXIST;
 		goto out;
 	}
@@ -788,6 +788,10 @@ static ssize_t read_bounded(int fd, char **ret)
 	if (!S_ISREG(st.st_mode)) {
 		free(buf);
 		return -EBADMSG;
+	}
+	if (st.st_uid != geteuid()) {
+		free(buf);
+		return -EPERM;
 	}
 	if (st.st_size > STATE_FILE_MAX) {
 		free(buf);
@@ -1047,8 +1051,9 @@ int state_load_report(struct agent_state *s, struct state_load_report *rep)
 		return errno == ENOENT ? 0 : -errno;
 	rep->stale_removed = remove_stale(dfd);
 
-	/* O_NONBLOCK: a FIFO in its place must not hang us; it is refused below. */
-	fd = openat(dfd, STATE_FILE_NAME, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	/* O_NONBLOCK: a FIFO in its place must not hang us; it is refused below.
+	 * O_NOFOLLOW: never read through a link (statedir.c refuses one at start). */
+	fd = openat(dfd, STATE_FILE_NAME, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
 	if (fd < 0) {
 		r = errno == ENOENT ? 0 : -errno;
 		goto out;

@@ -391,7 +391,9 @@ class Context:
         os.chmod(self.hook_dir, 0o755)
         self.hooks = os.path.join(self.hook_dir, "hooks.d")
         self.lib_hooks = os.path.join(self.hook_dir, "lib-hooks.d")
-        self.state = os.path.join(self.dir, "state")
+        # The agent refuses a state directory others can change, the whole
+        # way up: not below /tmp either.
+        self.state = os.path.join(self.hook_dir, "state")
         self.out = os.path.join(self.dir, "out")
         for d in (self.hooks, self.lib_hooks, self.out):
             os.mkdir(d)
