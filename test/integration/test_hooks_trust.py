@@ -83,13 +83,17 @@ def test_check_refuses_untrusted_ways(ctx):
     conf = ctx.config_file("")
     for d, name, reason in attacks(ctx):
         r = run(["check", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", "none"])
-        check(r.returncode == 0, "check exit %d: %s" % (r.returncode, r.stderr))
+        # A hook that would not run fails check.
+        check(r.returncode == 2, "check exit %d: %s" % (r.returncode, r.stderr))
+        check("hooks: '%s/%s' would not run: %s" % (d, name, reason) in r.stderr,
+              "%s: check does not say why: %s" % (d, r.stderr))
         runs, skips = plan_of(r.stdout)
         check(runs == [], "%s: would run %r" % (d, runs))
         check(skips == ["%s/%s: %s" % (d, name, reason)], "%s: skips %r" % (d, skips))
     # The same hooks run once the way to them is fixed.
     recorder(ctx, os.path.join(ctx.hooks, "10-fine"))
     r = run(["check", "-c", conf, "--hooks-dir", ctx.hooks, "--hooks-lib-dir", "none"])
+    check(r.returncode == 0, "check exit %d: %s" % (r.returncode, r.stderr))
     check(plan_of(r.stdout) == ([os.path.join(ctx.hooks, "10-fine")], []), r.stdout)
 
 
@@ -108,7 +112,12 @@ def test_drill_runs_no_untrusted_hook(ctx):
     for d, name, reason in attacks(ctx):
         r = run(["drill", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", ctx.lib_hooks,
                  "--notice", "20"])
-        check(name not in r.stdout, "%s: drill lists %s:\n%s" % (d, name, r.stdout))
+        # Not run, but listed as skipped with its reason, and the drill fails.
+        rows = [l.split()[0] for l in r.stdout.splitlines()]
+        check(name not in rows, "%s: drill ran %s:\n%s" % (d, name, r.stdout))
+        check("skipped %s/%s: %s\n" % (d, name, reason) in r.stdout,
+              "%s: drill does not list the skip:\n%s" % (d, r.stdout))
+        check(r.returncode == 1 and "drill: FAILED" in r.stdout, "%s: drill exit %d" % (d, r.returncode))
         check("uid=0(" not in r.stderr, "the planted link ran: %s" % r.stderr)
         check(reason in r.stderr, "%s: drill does not say why (%s):\n%s" % (d, reason, r.stderr))
     check(ctx.recorded() == [], "refused hooks ran: %r" % ctx.recorded())

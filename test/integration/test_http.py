@@ -204,9 +204,11 @@ def run_cli(args):
 
 def test_check_warns_about_a_public_listen(ctx):
     free_port = harness.free_port
+    ctx.hook("10-ok", "true")
     base = ["check", "-c", ctx.config_file(""), "--hooks-dir", ctx.hooks, "--hooks-lib-dir", "none"]
     warning = re.compile(r"^(?:\S+Z )?spot-agent: warning: listen '([^']*)' is not a loopback address: "
-                         r"only /healthz, /readyz(.*) are served there, other paths answer 404$", re.M)
+                         r"a connection that arrives on a loopback address gets every path, any other "
+                         r"only /healthz, /readyz(.*); other paths answer 404$", re.M)
     # check also binds the address: free ports on the wildcards.
     for listen, extra, shown in (("0.0.0.0:%d" % free_port(), [], ""),
                                  ("[::]:%d" % free_port(), ["--expose-metrics"], ", /metrics"),
