@@ -515,6 +515,35 @@ assert [h["result"] for h in s["hooks"]] == ["ok", "ok", "ok"], s["hooks"]'
 	wait_for "/v1/status state done with every hook ok" done_state
 	ok "/v1/status: state done, hooks ok"
 
+	# drill --sandbox: the hooks in the installed unit's sandbox (with the
+	# example drop-in), read from the unit. A hook writing below /root
+	# passes a plain drill and fails in the sandbox (ProtectHome=read-only).
+	mkdir -p "$root/etc/spot-drill.d"
+	cat >"$root/etc/spot-drill.d/10-root-home" <<'EOF'
+#!/bin/sh
+touch /root/spot-drill-probe && echo "wrote /root/spot-drill-probe"
+EOF
+	chmod 0755 "$root/etc/spot-drill.d/10-root-home"
+	drill_args="drill --hooks-dir /etc/spot-drill.d --hooks-lib-dir none --notice 20"
+	# shellcheck disable=SC2086 # word splitting of drill_args is wanted
+	out=$(in_ct spot-agent $drill_args 2>&1) || { say "$out" >&3; fail "spot-agent drill (no sandbox)"; }
+	printf '%s\n' "$out" | grep -Eq '^10-root-home +ok +0 ' ||
+		{ say "$out" >&3; fail "plain drill: 10-root-home not ok"; }
+	in_ct rm -f /root/spot-drill-probe
+	rc=0
+	# shellcheck disable=SC2086
+	out=$(in_ct spot-agent $drill_args --sandbox 2>&1) || rc=$?
+	if [ "$rc" != 1 ] || ! printf '%s\n' "$out" | grep -Eq '^10-root-home +failed +1 ' ||
+		! printf '%s\n' "$out" | grep -q '^drill: in the sandbox of spot-agent.service (' ||
+		! printf '%s\n' "$out" | grep -q 'Read-only file system' ||
+		in_ct test -e /root/spot-drill-probe; then
+		say "$out" >&3
+		fail "drill --sandbox: exit $rc; the hook should fail to write /root in the unit's sandbox"
+	fi
+	ok "drill --sandbox: the hook writing /root fails in the unit's sandbox, passes without;" \
+		"$(printf '%s\n' "$out" | grep -m1 '^drill: in the sandbox')"
+	rm -rf "$root/etc/spot-drill.d"
+
 	# The watchdog restarts a stopped agent.
 
 	mkdir -p "$root/etc/systemd/system/spot-agent.service.d"
