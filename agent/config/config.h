@@ -86,6 +86,10 @@ void cmdline_done(struct cmdline *cl);
  * overwritten without being freed, so a reload loads into a fresh struct and
  * swaps it in. cl->config_path NULL means no file (the defaults). */
 int config_load(const struct cmdline *cl, struct config *ret);
+/* The same, with the first error line (and how many followed it, as
+ * " (and 2 more errors)") in first_error (n bytes, cut to fit; "" on
+ * success) for the caller to show: a refused reload in /v1/status. */
+int config_load_report(const struct cmdline *cl, struct config *ret, char *first_error, size_t n);
 void config_done(struct config *c);
 
 /* Prints the effective configuration as "key = value" lines and '#'
