@@ -412,9 +412,13 @@ static void carry_out(struct agent *a, const struct engine_action *act)
 			  ENGINE_GONE_GRACE_USEC / USEC_PER_SEC);
 		break;
 	case ENGINE_IGNORED:
-		if (ignored_once(a, act->id))
+		if (ignored_once(a, act->id)) {
 			log_event(LOG_NOTICE, act->id, "%s event for this VM is not in 'events', ignoring",
 				  event_type_to_string(act->event_type));
+			/* Counted and listed for the operator (/metrics, /v1/status). */
+			if (ignored_events_note(&a->state.ignored, act->id, act->event_type, now_wall()))
+				metrics_event_ignored(a->metrics, act->event_type);
+		}
 		break;
 	case ENGINE_HOOK_SKIPPED:
 		if (r && act->hook < r->n_hooks)
@@ -984,6 +988,8 @@ void agent_reload(struct agent *a, struct config *cfg)
 	int r;
 
 	memset(cfg, 0, sizeof(*cfg));
+	/* This reload was fine: /v1/status and /metrics stop showing a refusal. */
+	a->state.reload_error[0] = '\0';
 #define KEEP(field, key)                                                                     \
 	do {                                                                                 \
 		if (str_changed(n.field, a->cfg.field))                                      \
@@ -1034,6 +1040,12 @@ void agent_reload(struct agent *a, struct config *cfg)
 	}
 	hook_plan_done(&plan);
 	drain(a);
+}
+
+void agent_reload_refused(struct agent *a, const char *why)
+{
+	(void)strscpy(a->state.reload_error, sizeof(a->state.reload_error),
+		      why && why[0] ? why : "the configuration could not be loaded");
 }
 
 void agent_stop(struct agent *a)

@@ -26,6 +26,7 @@
 #include "preflight.h"
 #include "sandbox.h"
 #include "statedir.h"
+#include "store/state.h"
 
 #define EXIT_USAGE 2
 
@@ -206,14 +207,17 @@ static int on_term(sd_event_source *s, const struct signalfd_siginfo *si, void *
 static int on_hup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	struct main_ctx *m = userdata;
+	char why[STATE_RELOAD_ERROR_MAX];
 	struct config c;
 
 	log_info("received SIGHUP, reloading the configuration");
 	(void)sd_notify(false, "RELOADING=1");
-	if (config_load(m->cmdline, &c) < 0)
+	if (config_load_report(m->cmdline, &c, why, sizeof(why)) < 0) {
 		log_error("config: reload refused, keeping the running configuration");
-	else
+		agent_reload_refused(m->agent, why);
+	} else {
 		agent_reload(m->agent, &c);
+	}
 	(void)sd_notify(false, "READY=1");
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "http/http.h"
+#include "store/json.h"
 #include "util.h"
 
 #define TEXT_PLAIN "text/plain; charset=utf-8"
@@ -91,11 +92,18 @@ static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, c
 
 static enum MHD_Result route_healthz(const struct http_routes *rt, struct MHD_Connection *c)
 {
-	char reason[STATE_REASON_MAX + 64];
+	char reason[STATE_RELOAD_ERROR_MAX + 128];
+	char error[STATE_RELOAD_ERROR_MAX];
 
-	if (http_healthy(rt->state, now_usec(CLOCK_MONOTONIC), reason, sizeof(reason)))
+	if (!http_healthy(rt->state, now_usec(CLOCK_MONOTONIC), reason, sizeof(reason)))
+		return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, reason);
+	if (!rt->state->reload_error[0])
 		return respond_text(c, MHD_HTTP_OK, "ok\n");
-	return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, reason);
+	/* Still healthy (it runs on the configuration before), but whoever
+	 * reads the probe learns that the file on disk is broken. */
+	copy_one_line(error, sizeof(error), rt->state->reload_error);
+	(void)snprintf(reason, sizeof(reason), "ok, but the last config reload was refused: %s\n", error);
+	return respond_text(c, MHD_HTTP_OK, reason);
 }
 
 static enum MHD_Result route_readyz(const struct http_routes *rt, struct MHD_Connection *c)
@@ -124,13 +132,36 @@ static enum MHD_Result route_readyz(const struct http_routes *rt, struct MHD_Con
 	return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
 }
 
+/* What the status document says for the operator beyond the eviction:
+ * the last reload's refusal, and the events not acted on. */
+static void add_operator_fields(cJSON *o, const struct agent_state *s)
+{
+	cJSON *config = json_object_new(), *ignored = json_array_new();
+	const struct ignored_event *e;
+
+	json_add_text(config, "reload_error", s->reload_error, sizeof(s->reload_error));
+	json_add(o, "config", config);
+	for (size_t i = 0; (e = ignored_events_get(&s->ignored, i)); i++) {
+		cJSON *item = json_object_new();
+
+		json_add_text(item, "id", e->id, sizeof(e->id));
+		json_add_text(item, "type", event_type_to_string(e->type), 0);
+		json_add_instant(item, "first_seen", e->first_seen_wall_usec);
+		json_append(ignored, item);
+	}
+	json_add(o, "ignored_events", ignored);
+}
+
 static enum MHD_Result route_status(const struct http_routes *rt, struct MHD_Connection *c)
 {
 	cJSON *j = state_to_json(rt->state, rt->version);
-	char *printed = j ? cJSON_Print(j) : NULL;
+	char *printed;
 	char *body;
 	size_t len;
 
+	if (j)
+		add_operator_fields(j, rt->state);
+	printed = j ? cJSON_Print(j) : NULL;
 	cJSON_Delete(j);
 	if (!printed)
 		return respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render status\n");

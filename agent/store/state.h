@@ -10,6 +10,7 @@
 
 #include "engine/event.h"
 #include "hooks/hooks.h"
+#include "store/ignored.h"
 
 #define STATE_FILE_NAME    "state.json"
 /* The file the next save is written to, then exchanged with state.json:
@@ -18,6 +19,7 @@
 #define STATE_FILE_MAX     (1024 * 1024)  /* a larger file is treated as corrupt */
 #define STATE_RECORDS_MAX  16             /* handled events remembered, oldest dropped */
 #define STATE_REASON_MAX   256
+#define STATE_RELOAD_ERROR_MAX 512        /* a refused reload's first error line */
 /* Hooks one record may hold: the plan's HOOKS_MAX plus finished hooks that
  * have left the plan since (their outcome stays on record). */
 #define STATE_RECORD_HOOKS_MAX (2 * HOOKS_MAX)
@@ -100,6 +102,13 @@ struct agent_state {
 	char *vm_name;                     /* owned, NULL until known */
 	struct poll_stats poll;
 	bool rebalance_recommended;        /* the provider recommends moving off (AWS) */
+	/* The first error line of the last reload that was refused (with the
+	 * count of the others), "" when the last reload, or the start, was
+	 * fine. Not persisted. */
+	char reload_error[STATE_RELOAD_ERROR_MAX];
+	/* The last few events for this VM not acted on: their type is not in
+	 * 'events'. Not persisted. */
+	struct ignored_events ignored;
 	/* Handled events, oldest first; the current one is the newest that is
 	 * not done (see state_current). Owned. */
 	struct event_record *records;

@@ -421,3 +421,78 @@ def test_a_second_content_length_is_a_body_too(ctx):
             s.close()
         want = b" 413 " if "4" in lengths else b" 200 "
         check(want in status + b" ", "Content-Length %s: %r" % (" then ".join(lengths), status))
+
+
+def metric_value(text, series):
+    m = re.search(r"^%s (\S+)$" % re.escape(series), text, re.M)
+    return m.group(1) if m else None
+
+
+def test_refused_reload_is_visible_until_a_good_one(ctx):
+    """A reload refused for a broken file keeps the agent running on the old
+    config and says so: /v1/status config.reload_error (the first error
+    line), spot_agent_config_reload_failed 1, /healthz still 200 with the
+    reason in its text; a good reload clears all three."""
+    ctx.start_sim()
+    conf = ctx.config_file("poll-interval = 200\n", "live.conf")
+    a = ctx.start_agent(args=ctx.base_args(config=conf, poll_interval=None))
+    a.wait_log(r"this VM is")
+    doc = json.loads(request(ctx, "GET", "/v1/status")[2])
+    check(doc["config"] == {"reload_error": None}, "config at start %r" % doc["config"])
+    check(metric_value(request(ctx, "GET", "/metrics")[2], "spot_agent_config_reload_failed") == "0",
+          "gauge at start")
+
+    with open(conf, "w") as f:
+        f.write("poll-interval = 5\nbogus-key = 1\n")
+    n = len(a.lines)
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"reload refused", start=n)
+    doc = json.loads(request(ctx, "GET", "/v1/status")[2])
+    want = ("%s:1: poll-interval: value '5' is below the minimum 200 (Azure IMDS allows about 5 "
+            "requests per second) (and 1 more error)" % conf)
+    check(doc["config"]["reload_error"] == want, "reload_error %r" % doc["config"])
+    check(metric_value(request(ctx, "GET", "/metrics")[2], "spot_agent_config_reload_failed") == "1",
+          "gauge after the refusal")
+    st, h, body = request(ctx, "GET", "/healthz")
+    check(st == 200 and body == "ok, but the last config reload was refused: %s\n" % want,
+          "healthz %d %r" % (st, body))
+    check(a.proc.poll() is None, "the agent died")
+
+    with open(conf, "w") as f:
+        f.write("poll-interval = 300\n")
+    n = len(a.lines)
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"config reloaded", start=n)
+    doc = json.loads(request(ctx, "GET", "/v1/status")[2])
+    check(doc["config"] == {"reload_error": None}, "config after a good reload %r" % doc["config"])
+    check(metric_value(request(ctx, "GET", "/metrics")[2], "spot_agent_config_reload_failed") == "0",
+          "gauge after a good reload")
+    check(request(ctx, "GET", "/healthz")[2] == "ok\n", "healthz after a good reload")
+
+
+def test_events_not_in_events_are_counted_and_listed(ctx):
+    """An event of a type left out of 'events' runs no hook, but is counted
+    once (spot_agent_events_ignored_total{type}) and listed with its first
+    sighting in /v1/status ignored_events, newest first."""
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent(events="Preempt,Terminate")
+    a.wait_log(r"this VM is")
+    t0 = time.time()
+    first = sim.add_event(type="Reboot", not_before_in=120)
+    a.wait_log(r"Reboot event for this VM is not in 'events', ignoring")
+    second = sim.add_event(type="Redeploy", not_before_in=120)
+    a.wait_log(r"Redeploy event for this VM is not in 'events', ignoring")
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 3, what="more polls")
+    doc = json.loads(request(ctx, "GET", "/v1/status")[2])
+    got = [(e["id"].lower(), e["type"]) for e in doc["ignored_events"]]
+    check(got == [(second.lower(), "Redeploy"), (first.lower(), "Reboot")], "ignored_events %r" % got)
+    seen = doc["ignored_events"][1]["first_seen_usec"] / 1e6
+    check(t0 - 1 <= seen <= time.time() + 1, "first_seen %r" % doc["ignored_events"][1])
+    text = request(ctx, "GET", "/metrics")[2]
+    check(metric_value(text, 'spot_agent_events_ignored_total{type="Reboot"}') == "1", "Reboot counted")
+    check(metric_value(text, 'spot_agent_events_ignored_total{type="Redeploy"}') == "1", "Redeploy counted")
+    check(metric_value(text, 'spot_agent_events_ignored_total{type="Preempt"}') == "0", "Preempt")
+    check(ctx.recorded() == [], "a hook ran for an ignored event: %r" % ctx.recorded())
+    check(doc["state"] == "idle", "state %r" % doc["state"])
