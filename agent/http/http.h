@@ -63,15 +63,19 @@ int http_server_new(sd_event *e, const char *listen, const struct agent_state *s
 		    const struct metrics *metrics, const char *version, struct http_server **ret);
 void http_server_free(struct http_server *h);
 
-/* The two faces of the endpoint. On a loopback address (127.0.0.0/8, ::1,
- * ::ffff:127.0.0.0/104, as the listening socket is bound, also a socket from
- * systemd) every route is served. On any other address, wildcards included,
- * only /healthz and /readyz, plus /metrics when metrics is true and
- * /v1/status when status is true; other paths answer 404 as unknown ones do.
- * Both start false; the agent calls this at start and on every reload.
- * h may be NULL (no endpoint). */
+/* The two faces of the endpoint, chosen per connection from the address
+ * it arrived on (the accepted socket's local end, never the client's): on
+ * a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104; also any
+ * connection to a loopback listen address, or to a non-IP socket from
+ * systemd) every route is served. On any other, which only a listen
+ * address that is not loopback (a wildcard included) can receive, only
+ * /healthz and /readyz, plus /metrics when metrics is true and /v1/status
+ * when status is true; other paths answer 404 as unknown ones do. Both
+ * start false; the agent calls this at start and on every reload. h may
+ * be NULL (no endpoint). */
 void http_server_expose(struct http_server *h, bool metrics, bool status);
-/* True when the server listens on an address that is not loopback. */
+/* True when the server listens on an address that is not loopback: some
+ * connections may get the public face. */
 bool http_server_is_public(const struct http_server *h);
 
 /* The TCP port the server listens on (the chosen one when listen asked for

@@ -39,6 +39,7 @@ struct http_conn {
 	struct MHD_Connection *c;    /* libmicrohttpd's, valid until its CLOSED notice */
 	uint64_t since_usec;         /* CLOCK_MONOTONIC: opened, or its last answer sent */
 	bool answering;              /* a request head is in, its answer not yet sent */
+	bool local_loopback;         /* it arrived on a loopback address of ours */
 	bool shed;                   /* shut down by us, not yet closed by libmicrohttpd */
 	struct http_conn *prev, *next;
 };
@@ -76,6 +77,22 @@ static struct http_conn *conn_of(struct MHD_Connection *c)
 	return info ? info->socket_context : NULL;
 }
 
+/* Whether connection c arrived on a loopback address: the local end of the
+ * accepted socket, never the client's address (which a peer on the
+ * network does not choose freely, but which is not where it connected).
+ * On a wildcard listen address this gives 127.0.0.1 and ::1 the private
+ * face. */
+static bool connection_is_local(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (!info || info->connect_fd < 0 || getsockname(info->connect_fd, (struct sockaddr *)&ss, &len) < 0)
+		return false;
+	return http_sockaddr_is_loopback(&ss);
+}
+
 /* The access handler. Every request is answered on its first call, when the
  * headers are in and no byte of a body has been read: libmicrohttpd then
  * never reads (or buffers) the body and closes the connection after the
@@ -90,7 +107,8 @@ static enum MHD_Result handle_request(void *userdata, struct MHD_Connection *c, 
 	struct http_server *h = userdata;
 	struct http_conn *conn = conn_of(c);
 	const struct http_face face = {
-		.full = !h->public_face, .metrics = h->expose_metrics, .status = h->expose_status,
+		.full = !h->public_face || (conn ? conn->local_loopback : connection_is_local(c)),
+		.metrics = h->expose_metrics, .status = h->expose_status,
 	};
 
 	if (*upload_data_size != 0)
@@ -156,7 +174,7 @@ static void conn_unlink(struct http_server *h, struct http_conn *conn)
 	conn->prev = conn->next = NULL;
 }
 
-static void connection_notify(void *userdata, _unused_ struct MHD_Connection *c,
+static void connection_notify(void *userdata, struct MHD_Connection *c,
 			      void **socket_context, enum MHD_ConnectionNotificationCode code)
 {
 	struct http_server *h = userdata;
@@ -167,6 +185,8 @@ static void connection_notify(void *userdata, _unused_ struct MHD_Connection *c,
 		conn = xcalloc(1, sizeof(*conn));
 		conn->c = c;
 		conn->since_usec = now_usec(CLOCK_MONOTONIC);
+		/* Asked once per connection, and only where it matters. */
+		conn->local_loopback = h->public_face && connection_is_local(c);
 		conn_append(h, conn);
 		h->n_conns++;
 		h->started = true;
@@ -536,9 +556,9 @@ void http_server_expose(struct http_server *h, bool metrics, bool status)
 	h->expose_metrics = metrics;
 	h->expose_status = status;
 	if (h->public_face)
-		log_info("http: %s is not a loopback address: serving /healthz, /readyz%s%s there, "
-			 "other paths answer 404", h->address, metrics ? ", /metrics" : "",
-			 status ? ", /v1/status" : "");
+		log_info("http: %s is not a loopback address: a connection that arrives on a loopback "
+			 "address gets every path, any other /healthz, /readyz%s%s; other paths answer 404",
+			 h->address, metrics ? ", /metrics" : "", status ? ", /v1/status" : "");
 }
 
 void http_server_free(struct http_server *h)
