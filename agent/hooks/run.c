@@ -45,6 +45,14 @@ static struct hook_run *active_run;
  * start needs no sweep. */
 static bool sweep_pending;
 
+/* One of the hook's two output pipes: stdout, stderr. */
+struct run_pipe {
+	struct hook_run *run;
+	int fd;                          /* our end, -1 once closed */
+	sd_event_source *source;
+	struct hook_output_stream *stream;
+};
+
 struct hook_run {
 	sd_event *event;
 	struct hook_result res;
@@ -67,13 +75,12 @@ struct hook_run {
 	bool finished;                   /* ended was called */
 	int stdin_fd;
 	sd_event_source *stdin_source;
-	int out_fd;                      /* stdout and stderr share one pipe */
-	sd_event_source *out_source;
+	struct run_pipe pipes[2];        /* stdout, stderr */
 	int spawn_errno;                 /* why the child failed before its exec, or
 					  * the exec itself, else 0 */
 	const char *spawn_step;          /* where: "execveat", "setsid", ...; static */
 	char spawn_detail[HOOK_DETAIL_MAX]; /* both in words */
-	struct hook_output out;          /* stdout and stderr, into the log and res */
+	struct hook_output out;          /* both, into the log and res */
 
 	/* After the main process ended. */
 	struct hooktree_pidset left;     /* processes it left behind, killed */
@@ -117,18 +124,18 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Reads what is there without blocking, at most max bytes; at EOF (or an
- * error) the pipe is closed. */
-static void read_output(struct hook_run *run, size_t max)
+/* Reads what is there in one pipe without blocking, at most max bytes;
+ * at EOF (or an error) the pipe is closed. */
+static void read_pipe(struct run_pipe *p, size_t max)
 {
 	char buf[16384];
 	size_t total = 0;
 
-	while (run->out_fd >= 0 && total < max) {
-		ssize_t k = read(run->out_fd, buf, sizeof(buf));
+	while (p->fd >= 0 && total < max) {
+		ssize_t k = read(p->fd, buf, sizeof(buf));
 
 		if (k > 0) {
-			hook_output_feed(&run->out, buf, (size_t)k);
+			hook_output_feed(&p->run->out, p->stream, buf, (size_t)k);
 			total += (size_t)k;
 			continue;
 		}
@@ -136,15 +143,34 @@ static void read_output(struct hook_run *run, size_t max)
 			continue;
 		if (k < 0 && errno == EAGAIN)
 			return;
-		hook_output_flush(&run->out);
-		close_source(&run->out_source, &run->out_fd);
+		hook_output_flush(&p->run->out, p->stream);
+		close_source(&p->source, &p->fd);
 	}
+}
+
+/* Both pipes: what the hook wrote last comes out before its end. */
+static void read_output(struct hook_run *run, size_t max)
+{
+	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
+		read_pipe(&run->pipes[i], max);
+}
+
+static void flush_output(struct hook_run *run)
+{
+	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
+		hook_output_flush(&run->out, run->pipes[i].stream);
+}
+
+static void close_output(struct hook_run *run)
+{
+	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
+		close_source(&run->pipes[i].source, &run->pipes[i].fd);
 }
 
 static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	/* A bounded amount per wakeup keeps a chatty hook from starving the loop. */
-	read_output(userdata, 4 * 16384);
+	read_pipe(userdata, 4 * 16384);
 	return 0;
 }
 
@@ -216,10 +242,9 @@ static int arm_timer(struct hook_run *run, sd_event_source **s, uint64_t usec,
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 /* The first step of a timeout: SIGTERM now, SIGKILL after the grace. */
-static void begin_kill(struct hook_run *run)
+static void begin_kill(struct hook_run *run, bool timeout)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
-
 	uint64_t kill_at = now + run->kill_grace_usec;
 
 	/* SIGKILL by the end of the budget at the latest. */
@@ -228,8 +253,19 @@ static void begin_kill(struct hook_run *run)
 	run->term_sent = true;
 	run->term_grace_usec = kill_at - now;
 	run->res.timed_out = true;
-	log_hook(LOG_WARNING, run->event_id, run->res.name, "hook '%s' timed out after %.1f s, killing",
-		 run->res.name, usec_to_sec(now - run->start_mono_usec));
+	/* The grace is inside the timeout: SIGTERM comes a grace before it,
+	 * SIGKILL at it. Say so, rather than "timed out" early. */
+	if (timeout)
+		log_hook(LOG_WARNING, run->event_id, run->res.name,
+			 "hook '%s' has run %.1f s of its %.1f s timeout: SIGTERM to its process group now, "
+			 "SIGKILL at %.1f s if it is still running", run->res.name,
+			 usec_to_sec(now - run->start_mono_usec), usec_to_sec(run->res.budget_usec),
+			 usec_to_sec(kill_at - run->start_mono_usec));
+	else
+		log_hook(LOG_WARNING, run->event_id, run->res.name,
+			 "hook '%s' is stopped after %.1f s: SIGTERM to its process group now, SIGKILL in "
+			 "%.1f s if it is still running", run->res.name,
+			 usec_to_sec(now - run->start_mono_usec), usec_to_sec(kill_at - now));
 	signal_run(run, SIGTERM);
 	if (arm_timer(run, &run->timer_source, kill_at, on_timer) < 0)
 		signal_run(run, SIGKILL);  /* cannot wait for the grace */
@@ -240,7 +276,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	struct hook_run *run = userdata;
 
 	if (!run->term_sent) {
-		begin_kill(run);
+		begin_kill(run, true);
 		return 0;
 	}
 	log_hook(LOG_WARNING, run->event_id, run->res.name,
@@ -254,7 +290,7 @@ void hook_run_kill(struct hook_run *run)
 {
 	if (!run || run->main_ended || run->term_sent)
 		return;
-	begin_kill(run);
+	begin_kill(run, false);
 }
 static void log_end(struct hook_run *run)
 {
@@ -302,8 +338,8 @@ static void finish(struct hook_run *run)
 	close_source(&run->reap_timer, NULL);
 	close_source(&run->orphan_source, NULL);
 	read_output(run, DRAIN_MAX);
-	hook_output_flush(&run->out);
-	close_source(&run->out_source, &run->out_fd);
+	flush_output(run);
+	close_output(run);
 	close_source(&run->stdin_source, &run->stdin_fd);
 	/* A hook killed for its timeout took its children with it; one that
 	 * ended by itself should not have left any. */
@@ -429,7 +465,7 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 	/* Take what is in the pipe now, so the output comes before the end in
 	 * the log; what dying leftovers add is read until they are gone. */
 	read_output(run, DRAIN_MAX);
-	hook_output_flush(&run->out);
+	flush_output(run);
 	log_end(run);
 
 	/* Every member of the hook's group is below the agent, but a group
@@ -491,7 +527,7 @@ static void run_release(struct hook_run *run)
 	close_source(&run->reap_timer, NULL);
 	close_source(&run->orphan_source, NULL);
 	close_source(&run->end_source, NULL);
-	close_source(&run->out_source, &run->out_fd);
+	close_output(run);
 	close_source(&run->stdin_source, &run->stdin_fd);
 	hook_result_done(&run->res);
 	hooktree_pidset_done(&run->left);
@@ -519,7 +555,7 @@ void hook_run_free(struct hook_run *run)
 
 int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 {
-	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 };
+	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
 	struct hook_file own = { .fd = -1 };
 	const struct hook_file *file = p ? p->file : NULL;
 	const char *path = p ? p->path ? p->path : file ? file->path : NULL : NULL;
@@ -562,31 +598,41 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	hook_result_init(&run->res, p->name ? p->name : path, path);
 	run->res.budget_usec = p->budget_usec;
 	run->event_id = xstrdup(p->event_id ? p->event_id : "");
-	run->out.res = &run->res;
-	run->out.event_id = run->event_id;
+	hook_output_init(&run->out, &run->res, run->event_id, run->res.path, file->script);
+	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++) {
+		run->pipes[i].run = run;
+		run->pipes[i].fd = -1;
+		run->pipes[i].stream = i == 0 ? &run->out.out : &run->out.err;
+	}
 	run->stdin_json = xstrdup(p->stdin_json ? p->stdin_json : "");
 	run->stdin_len = strlen(run->stdin_json);
 	run->kill_grace_usec = p->kill_grace_usec ? p->kill_grace_usec : HOOK_KILL_GRACE_USEC;
 	run->kill_at_mono_usec = USEC_INFINITY;
 	run->ended = p->ended;
 	run->userdata = p->userdata;
-	run->stdin_fd = run->out_fd = -1;
+	run->stdin_fd = -1;
 
 	envp = hooks_env_for_run(p->env, p->budget_usec, path);
 	argv[0] = run->res.path;
 
-	if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0) {
+	/* stdout and stderr apart: each line is logged at its stream's
+	 * level (a line of each written at once may come out in either
+	 * order). */
+	if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0 ||
+	    pipe2(err_pipe, O_CLOEXEC) < 0) {
 		k = -errno;
 		goto fail;
 	}
 	k = set_nonblock(in_pipe[1]);
 	if (k >= 0)
 		k = set_nonblock(out_pipe[0]);
+	if (k >= 0)
+		k = set_nonblock(err_pipe[0]);
 	if (k < 0)
 		goto fail;
 
 	a = (struct hook_spawn){
-		.in_fd = in_pipe[0], .out_fd = out_pipe[1],
+		.in_fd = in_pipe[0], .out_fd = out_pipe[1], .err_fd = err_pipe[1],
 		.exec_fd = file->fd, .keep_exec_fd = file->script,
 		.argv = argv, .envp = envp,
 	};
@@ -607,16 +653,20 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	 * the output pipe would never see its end. */
 	close_fd(&in_pipe[0]);
 	close_fd(&out_pipe[1]);
+	close_fd(&err_pipe[1]);
 	close_fd(&own.fd);
 
 	run->stdin_fd = in_pipe[1];
-	run->out_fd = out_pipe[0];
-	in_pipe[1] = out_pipe[0] = -1;
+	run->pipes[0].fd = out_pipe[0];
+	run->pipes[1].fd = err_pipe[0];
+	in_pipe[1] = out_pipe[0] = err_pipe[0] = -1;
 
 	k = sd_event_add_child(run->event, &run->child_source, run->pid, WEXITED, on_child_exit, run);
 	if (k >= 0) {
 		(void)sd_event_source_set_child_process_own(run->child_source, true);
-		k = sd_event_add_io(run->event, &run->out_source, run->out_fd, EPOLLIN, on_output, run);
+		for (size_t i = 0; k >= 0 && i < ELEMENTSOF(run->pipes); i++)
+			k = sd_event_add_io(run->event, &run->pipes[i].source, run->pipes[i].fd, EPOLLIN,
+					    on_output, &run->pipes[i]);
 	}
 	if (k >= 0 && run->stdin_len > 0)
 		k = sd_event_add_io(run->event, &run->stdin_source, run->stdin_fd, EPOLLOUT, on_stdin, run);
@@ -662,6 +712,7 @@ fail:
 	for (int i = 0; i < 2; i++) {
 		close_fd(&in_pipe[i]);
 		close_fd(&out_pipe[i]);
+		close_fd(&err_pipe[i]);
 	}
 	strv_free(envp);
 	run->finished = true;

@@ -45,7 +45,7 @@ static _child_ int child_main(void *userdata)
 	 * sigaction, which glibc's is larger than. */
 	static const struct sigaction dfl;
 	struct hook_spawn *a = userdata;
-	long in, out, ex;
+	long in, out, err, ex;
 
 	/* No cgroup to join: the child was born in the hooks' cgroup, where
 	 * the agent lives (hooks_tree_setup). */
@@ -77,9 +77,10 @@ static _child_ int child_main(void *userdata)
 	 * is handed /dev/fd/3), and everything above it is closed. */
 	in = syscall(SYS_fcntl, a->in_fd, F_DUPFD_CLOEXEC, 4);
 	out = syscall(SYS_fcntl, a->out_fd, F_DUPFD_CLOEXEC, 4);
+	err = syscall(SYS_fcntl, a->err_fd, F_DUPFD_CLOEXEC, 4);
 	ex = syscall(SYS_fcntl, a->exec_fd, F_DUPFD_CLOEXEC, 4);
-	if (in < 0 || out < 0 || ex < 0 || syscall(SYS_dup3, in, 0, 0) < 0 ||
-	    syscall(SYS_dup3, out, 1, 0) < 0 || syscall(SYS_dup3, out, 2, 0) < 0 ||
+	if (in < 0 || out < 0 || err < 0 || ex < 0 || syscall(SYS_dup3, in, 0, 0) < 0 ||
+	    syscall(SYS_dup3, out, 1, 0) < 0 || syscall(SYS_dup3, err, 2, 0) < 0 ||
 	    syscall(SYS_dup3, ex, 3, a->keep_exec_fd ? 0 : O_CLOEXEC) < 0)
 		child_fail(a, "dup3");
 	if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)

@@ -10,7 +10,7 @@
 
 /* What the child is given, and what it reports back. */
 struct hook_spawn {
-	int in_fd, out_fd;           /* become its 0, and its 1 and 2 */
+	int in_fd, out_fd, err_fd;   /* become its 0, 1 and 2 */
 	int exec_fd;                 /* the checked hook file; becomes its 3 */
 	bool keep_exec_fd;           /* a script: its interpreter reads /dev/fd/3 */
 	char *const *argv;
@@ -32,7 +32,7 @@ struct hook_spawn {
  * a->err when this returns. Every signal is blocked meanwhile, so that no
  * handler of the agent's runs in the child. In the child: a new session,
  * PR_SET_PDEATHSIG SIGKILL, default dispositions, an empty mask, cwd /,
- * in_fd on 0, out_fd on 1 and 2, exec_fd on 3 (closed at the exec unless
+ * in_fd on 0, out_fd on 1, err_fd on 2, exec_fd on 3 (closed at the exec unless
  * keep_exec_fd), every other descriptor closed, then execveat(3, "",
  * AT_EMPTY_PATH). One spawn at a time (the child's stack is static).
  * Returns the pid or -errno. */
