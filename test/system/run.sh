@@ -875,7 +875,7 @@ assert any(r["method"] == "GET" and r["path"] == "/metadata/scheduledevents"
 	grep -qx 'hook-timeout = 20' "$r/etc/spot-agent/spot-agent.conf" ||
 		fail "/etc/spot-agent/spot-agent.conf is not the one of write_files (--force-confold)"
 	out=$(in_ct spot-agent check 2>&1) || { say "$out" >&3; fail "spot-agent check"; }
-	for v in 'provider = azure' 'margin = 3' 'hook-timeout = 20' 'events = Preempt,Terminate' \
+	for v in 'provider = azure' 'margin = 3' 'hook-timeout = 20' 'events = Preempt,Terminate,Shutdown' \
 		'# run   /etc/spot-agent.d/10-checkpoint'; do
 		printf '%s\n' "$out" | grep -qxF "$v" || { say "$out" >&3; fail "spot-agent check: no line '$v'"; }
 	done
