@@ -4,10 +4,13 @@
 # simulator test/imds-sim listening on 169.254.169.254:80 inside them. Each
 # scenario boots a container of its own, a copy of the cached root.
 #
-# install: dpkg -i in the booted container starts the service and it
+# install: dpkg -i in the booted container restarts logind (which started
+#   with the default delay) to take the package's InhibitDelayMaxSec, and
+#   not again on a reinstall; it starts the service and it
 #   becomes active through READY=1 and takes a logind delay lock for
 #   shutdown; /healthz answers 200; a Preempt runs the hooks in order and is
-#   approved; the hook output is in the journal under SPOT_HOOK=; a
+#   approved; the hook output is in the journal under SPOT_HOOK=; a hook
+#   writing below /root passes a plain drill and fails drill --sandbox; a
 #   SIGSTOPped agent is restarted by the watchdog; systemctl stop is clean
 #   and the lock goes with the agent; dpkg --purge leaves nothing behind.
 # The shutdown scenarios boot an image with the package installed the way
@@ -404,8 +407,18 @@ scenario_install() {
 	prepare_root "$work/install"
 	boot_ct "$work/install"
 	t0=$SECONDS
+	[ "$(logind_prop InhibitDelayMaxUSec)" = "t 5000000" ] || fail "logind's delay is not its default 5 s before the install"
 	in_ct dpkg -i /root/spot-agent.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -i"; }
 	ok "dpkg -i in $(elapsed "$t0")"
+	# logind started before the package: its postinst restarts it, once the
+	# value changed, and not on a reinstall that changes nothing.
+	grep -q 'restarting systemd-logind: its InhibitDelayMaxSec becomes 30 s' "$work/dpkg.log" ||
+		{ cat "$work/dpkg.log" >&3; fail "the postinst did not restart systemd-logind"; }
+	[ "$(logind_prop InhibitDelayMaxUSec)" = "t $LOGIND_DELAY_USEC" ] ||
+		fail "logind's InhibitDelayMaxUSec after the install: $(logind_prop InhibitDelayMaxUSec)"
+	in_ct dpkg -i /root/spot-agent.deb >"$work/dpkg2.log" 2>&1 || { cat "$work/dpkg2.log" >&3; fail "dpkg -i again"; }
+	grep -q 'restarting systemd-logind' "$work/dpkg2.log" && fail "a reinstall restarted systemd-logind again"
+	ok "postinst: systemd-logind restarted to take InhibitDelayMaxSec=30, not again on a reinstall"
 	[ "$(in_ct systemctl is-enabled spot-agent.service)" = enabled ] || fail "spot-agent.service is not enabled"
 	[ "$(in_ct systemctl is-enabled spot-agent.socket || true)" = disabled ] || fail "spot-agent.socket should not be enabled"
 	wait_for "spot-agent.service active (READY=1)" active
