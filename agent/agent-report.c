@@ -319,9 +319,13 @@ void agent_report(struct agent *a, const struct engine_action *act)
 			log_event(LOG_INFO, r->id, "%s is listed again", notice_label(r, act->notice, label, sizeof(label)));
 		break;
 	case ENGINE_IGNORED:
-		if (ignored_once(a, act->id))
+		if (ignored_once(a, act->id)) {
 			log_event(LOG_NOTICE, act->id, "%s event for this VM is not in 'events', ignoring",
 				  event_type_to_string(act->event_type));
+			/* Counted and listed for the operator (/metrics, /v1/status). */
+			if (ignored_events_note(&a->state.ignored, act->id, act->event_type, agent_now_wall()))
+				metrics_event_ignored(a->metrics, act->event_type);
+		}
 		break;
 	case ENGINE_REFUSED:
 		if (ignored_once(a, act->id))

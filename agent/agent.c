@@ -377,6 +377,8 @@ void agent_reload(struct agent *a, struct config *cfg)
 	int r;
 
 	memset(cfg, 0, sizeof(*cfg));
+	/* This reload was fine: /v1/status and /metrics stop showing a refusal. */
+	a->state.reload_error[0] = '\0';
 #define KEEP(field, key)                                                                     \
 	do {                                                                                 \
 		if (str_changed(n.field, a->cfg.field))                                      \
@@ -428,6 +430,12 @@ void agent_reload(struct agent *a, struct config *cfg)
 	}
 	hook_plan_done(&plan);
 	agent_drain(a);
+}
+
+void agent_reload_refused(struct agent *a, const char *why)
+{
+	(void)strscpy(a->state.reload_error, sizeof(a->state.reload_error),
+		      why && why[0] ? why : "the configuration could not be loaded");
 }
 
 void agent_stop(struct agent *a)

@@ -26,6 +26,11 @@ int agent_start(struct agent *a);
  * state-dir, listen) keep their old values with a warning. Takes ownership
  * of *cfg. */
 void agent_reload(struct agent *a, struct config *cfg);
+/* A reload (SIGHUP) was refused, the running configuration kept: why, the
+ * first error line, is shown by /v1/status (config.reload_error),
+ * /metrics (spot_agent_config_reload_failed) and /healthz until a reload
+ * succeeds. */
+void agent_reload_refused(struct agent *a, const char *why);
 /* SIGTERM: stop polling, let a running hook end within its budget, send a
  * due approval, then leave the loop with exit code 0. */
 void agent_stop(struct agent *a);

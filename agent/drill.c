@@ -1,7 +1,8 @@
 /* drill.c - `spot-agent drill`: the same hook runner as a real eviction, on
  * a synthetic event, so operators can rehearse a notice window. It touches
- * neither the metadata service nor the state file, and reports each hook's
- * exit, duration and budget. */
+ * neither the metadata service nor the state directory (nor its lock), and
+ * reports each hook's exit, duration and budget, and every file that was
+ * skipped; a hook file that would not run fails it. */
 #include "drill.h"
 
 #include <errno.h>
@@ -70,6 +71,21 @@ static int on_interrupt(sd_event_source *s, const struct signalfd_siginfo *si, v
 	return 0;
 }
 
+/* Every skipped file, and whether one of them was meant to run: a drill
+ * that passes with a hook left out would prove the wrong thing. */
+static bool print_skips(const struct hook_plan *plan, FILE *out)
+{
+	for (size_t i = 0; i < plan->n_skips; i++)
+		fprintf(out, "skipped %s: %s%s\n", plan->skips[i].path, plan->skips[i].reason,
+			plan->skips[i].refused ? "" : " (ignored)");
+	if (plan->n_skips_dropped > 0)
+		fprintf(out, "skipped ... and %zu more files\n", plan->n_skips_dropped);
+	if (plan->n_refused > 0)
+		fprintf(out, "drill: %zu hook %s would not run\n", plan->n_refused,
+			plural(plan->n_refused, "file", "files"));
+	return plan->n_refused > 0;
+}
+
 static void print_report(const struct eviction *r, uint64_t end_wall_usec, FILE *out)
 {
 	fprintf(out, "%-32s %-8s %6s %10s %10s %s\n", "HOOK", "RESULT", "EXIT", "DURATION", "BUDGET", "NOTE");
@@ -108,6 +124,7 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 	};
 	char *vm_name = NULL;
 	struct event_list list = { 0 };
+	struct hook_plan skips = { 0 };
 	struct spot_event ev;
 	struct drill d = { 0 };
 	struct eviction *rec;
@@ -161,6 +178,13 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 	/* Drills leave no leftovers either, but keep out of the daemon's cgroup. */
 	(void)hooks_tree_setup(NULL, NULL);
 
+	/* The files that will not run, as the chain's own scan will find them. */
+	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &skips);
+	if (r < 0) {
+		log_errno(r, "drill: cannot read hooks directory '%s'", c->hooks_dir);
+		goto out;
+	}
+
 	/* The synthetic event is one round of a pretend provider. */
 	engine_start(&d.engine, now);
 	engine_round(&d.engine, &list, EVENT_FEEDS_ALL, host, now);
@@ -194,6 +218,8 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 		failed = true;
 	}
 	print_report(rec, end, out);
+	if (print_skips(&skips, out))
+		failed = true;
 	for (size_t i = 0; i < rec->n_hooks; i++)
 		if (rec->hooks[i].outcome == HOOK_FAILED || rec->hooks[i].outcome == HOOK_TIMEOUT ||
 		    rec->hooks[i].outcome == HOOK_RUNNING || rec->hooks[i].outcome == HOOK_PENDING ||
@@ -204,6 +230,7 @@ int drill_run(const struct config *c, enum event_type t, uint64_t notice_sec, FI
 	fprintf(out, "drill: %s\n", failed ? "FAILED" : "passed");
 	r = failed ? 1 : 0;
 out:
+	hook_plan_done(&skips);
 	chain_done(&d.chain);
 	sd_event_source_disable_unref(d.timer);
 	engine_done(&d.engine);

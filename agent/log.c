@@ -18,6 +18,8 @@
 #include <cjson/cJSON.h>
 #include <systemd/sd-journal.h>
 
+#include "store/json.h"
+
 #define LOG_MESSAGE_MAX 4096
 /* A text line: the message, its time, level, event id and hook name. */
 #define LOG_LINE_MAX (LOG_MESSAGE_MAX + 512)
@@ -176,6 +178,17 @@ static void emit_text(int priority, const char *event_id, const char *hook, cons
 	(void)fwrite(line, 1, len, stderr);
 }
 
+/* cJSON writes a string's bytes as they are: what is not UTF-8 (a hook's
+ * output, a file name) becomes U+FFFD first, as in /v1/status, so that
+ * every line is JSON a strict parser takes. */
+static void add_text(cJSON *o, const char *key, const char *s)
+{
+	char text[LOG_MESSAGE_MAX * 3 / 2];
+
+	(void)utf8_copy(text, sizeof(text), s);
+	cJSON_AddStringToObject(o, key, text);
+}
+
 static void emit_json(int priority, const char *event_id, const char *hook, const char *msg)
 {
 	char ts[LOG_TIMESTAMP_MAX];
@@ -185,10 +198,10 @@ static void emit_json(int priority, const char *event_id, const char *hook, cons
 	cJSON_AddStringToObject(o, "time", log_format_timestamp(ts, sizeof(ts), now_usec(CLOCK_REALTIME)));
 	cJSON_AddStringToObject(o, "level", level_names[priority]);
 	if (event_id)
-		cJSON_AddStringToObject(o, "event_id", event_id);
+		add_text(o, "event_id", event_id);
 	if (hook)
-		cJSON_AddStringToObject(o, "hook", hook);
-	cJSON_AddStringToObject(o, "message", msg);
+		add_text(o, "hook", hook);
+	add_text(o, "message", msg);
 	line = cJSON_PrintUnformatted(o);
 	if (line)
 		fprintf(stderr, "%s\n", line);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -23,6 +24,9 @@
 #include "logind/logind.h"
 #include "loop.h"
 #include "preflight.h"
+#include "sandbox.h"
+#include "statedir.h"
+#include "store/state-file.h"
 
 #define EXIT_USAGE 2
 
@@ -89,9 +93,67 @@ static int report(int r, const char *msg)
 	return EXIT_USAGE;
 }
 
+/* Hook files meant to run that would not, and a plan with no hook at all:
+ * one line each on stderr, errors (warnings with --warn-only, for the rare
+ * image that wants it). Returns 0 or EXIT_USAGE. */
+static int judge_plan(const struct config *c, const struct hook_plan *plan, bool warn_only)
+{
+	int prio = warn_only ? LOG_WARNING : LOG_ERR;
+	size_t listed = 0;
+	bool bad = false;
+
+	for (size_t i = 0; i < plan->n_skips; i++) {
+		if (!plan->skips[i].refused)
+			continue;
+		log_emit(prio, 0, NULL, NULL, "hooks: '%s' would not run: %s", plan->skips[i].path,
+			 plan->skips[i].reason);
+		listed++;
+		bad = true;
+	}
+	if (plan->n_refused > listed) {
+		log_emit(prio, 0, NULL, NULL, "hooks: %zu more hook files would not run", plan->n_refused - listed);
+		bad = true;
+	}
+	if (plan->n_hooks == 0) {
+		log_emit(prio, 0, NULL, NULL, "hooks: no hook would run from '%s'%s%s%s: an eviction would run "
+			 "nothing", c->hooks_dir, c->hooks_lib_dir && c->hooks_lib_dir[0] ? " or '" : "",
+			 c->hooks_lib_dir && c->hooks_lib_dir[0] ? c->hooks_lib_dir : "",
+			 c->hooks_lib_dir && c->hooks_lib_dir[0] ? "'" : "");
+		bad = true;
+	}
+	return bad && !warn_only ? EXIT_USAGE : 0;
+}
+
+/* The state directory: its trust, and who holds its lock (looked at, never
+ * taken: check may run beside the agent). Returns 0 or EXIT_USAGE. */
+static int check_state_dir(const struct config *c)
+{
+	char msg[PREFLIGHT_MSG_MAX];
+	pid_t holder = 0;
+	int r, rc;
+
+	r = preflight_state_dir(c->state_dir, false, msg, sizeof(msg));
+	rc = report(r, msg);
+	if (r < 0)
+		return rc;
+	r = statedir_check(c->state_dir, msg, sizeof(msg));
+	if (r < 0)
+		return report(r, msg);
+	r = statedir_lock_holder(c->state_dir, &holder);
+	if (r > 0 && holder > 0)
+		comment("%s, and a spot-agent runs on it (pid %d)", msg, (int)holder);
+	else if (r > 0)
+		comment("%s, and a spot-agent runs on it", msg);
+	else if (r < 0)
+		comment("%s; whether an agent runs on it cannot be told: %s", msg, strerror(-r));
+	else
+		comment("%s, and no agent runs on it", msg);
+	return rc;
+}
+
 /* Everything goes to stdout as a config file: the effective configuration,
  * then comments. Problems go to stderr, one line each, all of them. */
-static int cmd_check(const struct config *c)
+static int cmd_check(const struct config *c, bool warn_only)
 {
 	struct hook_plan plan = { 0 };
 	char msg[PREFLIGHT_MSG_MAX];
@@ -101,14 +163,13 @@ static int cmd_check(const struct config *c)
 	printf("\n");
 	r = preflight_hooks_dirs(c->hooks_dir, c->hooks_lib_dir, msg, sizeof(msg));
 	rc = report(r, msg);
-	r = preflight_state_dir(c->state_dir, false, msg, sizeof(msg));
-	rc = report(r, msg) ? EXIT_USAGE : rc;
+	rc = check_state_dir(c) ? EXIT_USAGE : rc;
 	r = preflight_listen(c->listen, msg, sizeof(msg));
 	rc = report(r, msg) ? EXIT_USAGE : rc;
 	if (r >= 0 && strcmp(c->listen, "none") != 0 && !http_listen_is_loopback(c->listen))
-		log_warning("listen '%s' is not a loopback address: only /healthz, /readyz%s%s are served "
-			    "there, other paths answer 404", c->listen, c->expose_metrics ? ", /metrics" : "",
-			    c->expose_status ? ", /v1/status" : "");
+		log_warning("listen '%s' is not a loopback address: a connection that arrives on a loopback "
+			    "address gets every path, any other only /healthz, /readyz%s%s; other paths answer 404",
+			    c->listen, c->expose_metrics ? ", /metrics" : "", c->expose_status ? ", /v1/status" : "");
 	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
 	if (r < 0) {
 		if (rc == 0)
@@ -125,6 +186,9 @@ static int cmd_check(const struct config *c)
 			comment("skip  %s: %s", plan.skips[i].path, plan.skips[i].reason);
 		if (plan.n_skips_dropped > 0)
 			comment("skip  ... and %zu more", plan.n_skips_dropped);
+		/* A hooks-dir that is not there is said already. */
+		if (rc == 0 || preflight_hooks_dirs(c->hooks_dir, c->hooks_lib_dir, msg, sizeof(msg)) >= 0)
+			rc = judge_plan(c, &plan, warn_only) ? EXIT_USAGE : rc;
 	}
 	hook_plan_done(&plan);
 	check_shutdown_delay(c);
@@ -143,34 +207,29 @@ static int on_term(sd_event_source *s, const struct signalfd_siginfo *si, void *
 static int on_hup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	struct main_ctx *m = userdata;
+	char why[STATUS_RELOAD_ERROR_MAX];
 	struct config c;
 
 	log_info("received SIGHUP, reloading the configuration");
 	(void)sd_notify(false, "RELOADING=1");
-	if (config_load(m->cmdline, &c) < 0)
+	if (config_load_report(m->cmdline, &c, why, sizeof(why)) < 0) {
 		log_error("config: reload refused, keeping the running configuration");
-	else
+		agent_reload_refused(m->agent, why);
+	} else {
 		agent_reload(m->agent, &c);
+	}
 	(void)sd_notify(false, "READY=1");
 	return 0;
 }
 
-static int cmd_run(const struct cmdline *cl, struct config *c)
+/* The daemon, once the state directory is its own. */
+static int run_locked(const struct cmdline *cl, struct config *c)
 {
 	struct main_ctx m = { .cmdline = cl };
 	struct hook_plan plan = { 0 };
-	char msg[PREFLIGHT_MSG_MAX];
 	sd_event *e = NULL;
 	int r;
 
-	/* A missing or unreadable hook directory, or a state directory where
-	 * state.json cannot be saved, is a configuration error, as in 'check':
-	 * exit 2, so systemd does not restart us in a loop. */
-	if (preflight_hooks_dirs(c->hooks_dir, c->hooks_lib_dir, msg, sizeof(msg)) < 0 ||
-	    preflight_state_dir(c->state_dir, true, msg, sizeof(msg)) < 0) {
-		log_error("%s", msg);
-		return EXIT_USAGE;
-	}
 	r = hooks_scan(c->hooks_dir, c->hooks_lib_dir, &plan);
 	hook_plan_done(&plan);
 	if (r < 0) {
@@ -209,6 +268,36 @@ static int cmd_run(const struct cmdline *cl, struct config *c)
 		return EXIT_FAILURE;
 	}
 	return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+static int cmd_run(const struct cmdline *cl, struct config *c)
+{
+	char msg[PREFLIGHT_MSG_MAX];
+	int lock_fd = -1, r;
+
+	/* A missing or unreadable hook directory, a state directory where
+	 * state.json cannot be saved or that others can change, is a
+	 * configuration error, as in 'check': exit 2, so systemd does not
+	 * restart us in a loop. */
+	if (preflight_hooks_dirs(c->hooks_dir, c->hooks_lib_dir, msg, sizeof(msg)) < 0 ||
+	    preflight_state_dir(c->state_dir, true, msg, sizeof(msg)) < 0 ||
+	    statedir_check(c->state_dir, msg, sizeof(msg)) < 0) {
+		log_error("%s", msg);
+		return EXIT_USAGE;
+	}
+	/* One agent per state directory, and the lock comes before anything
+	 * that reads the state or kills a previous run's leftovers: a second
+	 * agent leaves here having touched nothing. Held until exit;
+	 * O_CLOEXEC, so no hook inherits it. */
+	r = statedir_lock(c->state_dir, &lock_fd, msg, sizeof(msg));
+	if (r < 0) {
+		log_error("%s", msg);
+		return EXIT_USAGE;
+	}
+	log_debug("%s", msg);
+	r = run_locked(cl, c);
+	(void)close(lock_fd);
+	return r;
 }
 
 /* The config file's errors come before its log-format is known: they are
@@ -260,7 +349,7 @@ int main(int argc, char **argv)
 
 	switch (cl.command) {
 	case COMMAND_CHECK:
-		r = cmd_check(&c);
+		r = cmd_check(&c, cl.check_warn_only);
 		break;
 	case COMMAND_DRILL: {
 		char msg[PREFLIGHT_MSG_MAX];
@@ -268,6 +357,10 @@ int main(int argc, char **argv)
 		if (preflight_hooks_dirs(c.hooks_dir, c.hooks_lib_dir, msg, sizeof(msg)) < 0) {
 			log_error("%s", msg);
 			r = EXIT_USAGE;
+			break;
+		}
+		if (cl.drill_sandbox) {
+			r = sandbox_drill(argc, argv, stdout);
 			break;
 		}
 		r = drill_run(&c, cl.drill_type, cl.drill_notice_sec, stdout);

@@ -10,13 +10,22 @@ PKG_UNIT     := packaging/systemd/spot-agent.service
 PKG_SOCKET   := packaging/systemd/spot-agent.socket
 PKG_CONF     := packaging/spot-agent.conf
 PKG_HOOKREAD := packaging/spot-agent.d.README
+# Documentation shipped with the package, in $(DOCDIR): the JSON Schema of
+# /v1/status, state.json and the hooks' stdin; the guide to the example
+# hooks (next to them); the example sandbox drop-in; the alert rules,
+# dashboard and scrape config for fleet monitoring.
+PKG_SCHEMA   := doc/spot-agent.schema.json
+PKG_HOOKDOC  := hooks/README.md
+PKG_SANDBOX  := packaging/systemd/spot-agent-sandbox.conf
+PKG_MONITOR  := packaging/monitoring/README.md packaging/monitoring/spot-agent.rules.yml \
+		packaging/monitoring/grafana-dashboard.json packaging/monitoring/prometheus-scrape.yml
 # logind's delay for our inhibitor lock (InhibitDelayMaxSec=30): a vendor
 # drop-in, so it goes where logind reads packages' drop-ins, next to UNITDIR's
 # lib/systemd (logind also reads /usr/local/lib/systemd/logind.conf.d).
 PKG_LOGIND   := packaging/systemd/logind.conf.d/zz-spot-agent.conf
 LOGINDCONFDIR ?= $(PREFIX)/lib/systemd/logind.conf.d
 # What a source copy holds: enough to run `make` and `make install`.
-PKG_SRC_TOP  := Makefile agent build-aux hooks man packaging README.md LICENSE
+PKG_SRC_TOP  := Makefile agent build-aux doc hooks man packaging README.md LICENSE
 PKG_DEB_DIR  := $(BUILD)/deb
 PKG_RPM_DIR  := $(BUILD)/rpm
 PKG_TARBALL  := spot-agent-$(VERSION).tar.gz
@@ -33,7 +42,8 @@ PKG_CLEAN_ENV := env -i PATH="$$PATH" HOME="$$HOME" LANG=C.UTF-8
 # are shipped without a change here.
 install: install-bin
 	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(LIBHOOKDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)/monitoring \
+		$(DESTDIR)$(LIBHOOKDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/spot-agent $(DESTDIR)$(SYSCONFDIR)/spot-agent.d \
 		$(DESTDIR)$(LOGINDCONFDIR)
 	install -m 0644 $(PKG_MAN5) $(DESTDIR)$(MANDIR)/man5/
@@ -60,6 +70,10 @@ install: install-bin
 		echo "install -m $$m $$f $(DESTDIR)$(DOCDIR)/examples/"; \
 		install -m $$m "$$f" $(DESTDIR)$(DOCDIR)/examples/ || exit 1; \
 	done
+	install -m 0644 $(PKG_HOOKDOC) $(DESTDIR)$(DOCDIR)/examples/README.md
+	install -m 0644 $(PKG_SANDBOX) $(DESTDIR)$(DOCDIR)/examples/spot-agent-sandbox.conf
+	install -m 0644 $(PKG_SCHEMA) $(DESTDIR)$(DOCDIR)/spot-agent.schema.json
+	install -m 0644 $(PKG_MONITOR) $(DESTDIR)$(DOCDIR)/monitoring/
 
 # The config file and the operator's hooks stay, as a package removal
 # (not a purge) leaves them.
@@ -69,7 +83,8 @@ uninstall: uninstall-bin
 		$(DESTDIR)$(UNITDIR)/spot-agent.service $(DESTDIR)$(UNITDIR)/spot-agent.socket \
 		$(DESTDIR)$(SYSCONFDIR)/spot-agent.d/README \
 		$(DESTDIR)$(LOGINDCONFDIR)/zz-spot-agent.conf
-	rm -rf $(DESTDIR)$(DOCDIR)/examples
+	rm -rf $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)/monitoring
+	rm -f $(DESTDIR)$(DOCDIR)/spot-agent.schema.json
 	rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBHOOKDIR) 2>/dev/null || true
 	@# logind.conf.d is shared with other packages: removed only if empty.
 	rmdir $(DESTDIR)$(LOGINDCONFDIR) 2>/dev/null || true

@@ -5,7 +5,14 @@
 (the list of config keys). This compares them with the README's option
 table, spot-agent(8)'s OPTIONS and spot-agent.conf(5)'s KEYS: option names,
 arguments, defaults, ranges, choices, the "needs a restart" marks and the
-two listen forms. One line per mismatch, then a summary; exit 1 on any.
+two listen forms. It also holds the prose to what the agent does: the kill
+timing (SIGTERM before a hook's timeout, SIGKILL at it) in the README,
+hooks/README.md, the unit's comments and spot-agent-hooks(7); a script's
+descriptor 3 staying open; the hooks' environment table of hooks/README.md
+against spot-agent-hooks(7) and SPEC section 4; quoted messages; --help
+naming no URL twice; and the README starting with what a new user needs
+(install with apt, a first hook, drill, check). One line per mismatch,
+then a summary; exit 1 on any.
 
 usage: check-docs.py [--self-test] AGENT
   --self-test also breaks the docs in memory, one way at a time, and
@@ -19,8 +26,21 @@ import tempfile
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(TOP, "README.md")
+HOOKS_README = os.path.join(TOP, "hooks", "README.md")
+UNIT = os.path.join(TOP, "packaging", "systemd", "spot-agent.service")
 MAN8 = os.path.join(TOP, "man", "spot-agent.8")
 MAN5 = os.path.join(TOP, "man", "spot-agent.conf.5")
+MAN7 = os.path.join(TOP, "man", "spot-agent-hooks.7")
+# The hooks' environment as SPEC section 4 has it, and the values of two
+# variables every reader looks for.
+HOOK_ENV = {"PATH", "LANG", "TZ", "SPOT_EVENT_ID", "SPOT_EVENT_TYPE", "SPOT_EVENT_STATUS",
+            "SPOT_EVENT_SOURCE", "SPOT_NOT_BEFORE", "SPOT_DEADLINE", "SPOT_HOOK_TIMEOUT",
+            "SPOT_PROVIDER", "SPOT_VM_NAME", "SPOT_DRILL", "SPOT_HOOK_PATH", "SPOT_PHASE",
+            "SPOT_REPORT", "SPOT_RECOVER_REASON", "SPOT_DOWNTIME"}
+HOOK_ENV_VALUES = {"SPOT_EVENT_TYPE": ["Shutdown"], "SPOT_EVENT_SOURCE": ["OS", "Drill"],
+                   "SPOT_PHASE": ["evict", "recover"]}
+# Messages the agent prints, as docs must not misquote them.
+MISQUOTES = ["cannot execute: such file or directory"]
 PACKAGED_CONF = os.path.join(TOP, "packaging", "spot-agent.conf")
 HELP_COLUMN = 32
 
@@ -166,10 +186,122 @@ def squash(s):
     return re.sub(r"\s+", "", s).lower()
 
 
-def compare(agent, readme_text=None, man8_text=None, man5_text=None, conf_text=None):
+def flat(text):
+    return " ".join(text.split())
+
+
+def unit_comments(text):
+    return "\n".join(l[1:] for l in text.splitlines() if l.startswith("#"))
+
+
+def kill_timing(page, text):
+    """SIGTERM a grace before the hook's timeout, SIGKILL at it: said, and
+    not the old 'SIGKILL 2 seconds later'."""
+    t = flat(text)
+    bad = []
+    if re.search(r"SIGKILL,? (?:\d+ (?:s|seconds?)|a grace|the grace) later", t):
+        bad.append("%s: says SIGKILL comes a grace after SIGTERM at the timeout; it comes at the "
+                   "timeout, SIGTERM a grace before it" % page)
+    if not (re.search(r"SIGTERM[^.;]*before (?:its|the|that) timeout", t) or
+            re.search(r"before (?:its|the|that) timeout[^.;]*SIGTERM", t)):
+        bad.append("%s: does not say that SIGTERM comes before the hook's timeout" % page)
+    if not re.search(r"SIGKILL[^.;]*at (?:its|the) timeout", t):
+        bad.append("%s: does not say that SIGKILL comes at the hook's timeout" % page)
+    return bad
+
+
+def env_table(text):
+    """hooks/README.md's environment table: {variable: value cell}."""
+    section = text.split("\n### Environment", 1)[-1].split("\n### ", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        m = re.match(r"^\| `([A-Z_]+)` \| (.*) \|$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def man7_env(source):
+    """spot-agent-hooks(7)'s environment list: {variable: its text}."""
+    out, cur = {}, None
+    for line in source.splitlines():
+        m = re.match(r"^\.It Ev (\w+)$", line)
+        if m:
+            cur = m.group(1)
+            out[cur] = ""
+        elif line.startswith(".It ") or line.startswith(".El"):
+            cur = None
+        elif cur:
+            out[cur] += " " + re.sub(r"^\.\w+ ", "", line)
+    return out
+
+
+def compare_prose(help_text, readme, hooks_readme, man7_source, unit, man8_source):
+    bad = []
+    man7 = render_man(MAN7, man7_source)
+    for page, text in (("README.md", readme), ("hooks/README.md", hooks_readme),
+                       ("spot-agent.service's comments", unit_comments(unit)),
+                       ("spot-agent-hooks(7)", man7)):
+        bad += kill_timing(page, text)
+    # As rendered: mdoc takes a capitalised word such as "No" for a macro.
+    for page, text in (("README.md", readme), ("hooks/README.md", hooks_readme),
+                       ("spot-agent-hooks(7)", man7), ("spot-agent(8)", render_man(MAN8, man8_source))):
+        for q in MISQUOTES:
+            if q in flat(text).lower():
+                bad.append("%s: misquotes a message as '%s'" % (page, q))
+
+    # A script's descriptor 3 (the checked file it runs as) stays open.
+    if not re.search(r"stays open as descriptor 3|descriptor 3[^.]*stays open", flat(readme)):
+        bad.append("README.md: does not say that a script's descriptor 3 stays open")
+    for page, text in (("README.md", readme), ("hooks/README.md", hooks_readme)):
+        if re.search(r"every file descriptor but 0, 1 and 2 closed", flat(text)):
+            bad.append("%s: says every descriptor but 0, 1 and 2 is closed; a script keeps 3" % page)
+
+    # The environment: hooks/README.md's table, spot-agent-hooks(7), SPEC.
+    table, man = env_table(hooks_readme), man7_env(man7_source)
+    for name in sorted(HOOK_ENV - set(table)):
+        bad.append("hooks/README.md: the environment table lacks %s" % name)
+    for name in sorted(HOOK_ENV - set(man)):
+        bad.append("spot-agent-hooks(7): the environment lacks %s" % name)
+    for name in sorted(set(table) ^ set(man)):
+        bad.append("%s: %s is in one of hooks/README.md and spot-agent-hooks(7) only"
+                   % ("hooks/README.md" if name in table else "spot-agent-hooks(7)", name))
+    for name, values in HOOK_ENV_VALUES.items():
+        for v in values:
+            for page, cell in (("hooks/README.md", table.get(name, "")), ("spot-agent-hooks(7)",
+                                                                          man.get(name, ""))):
+                if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(v), cell):
+                    bad.append("%s: %s does not name the value '%s'" % (page, name, v))
+
+    # --help: one address is one address.
+    m = re.search(r"^      --imds-url URL(.*?)(?=^      --|^  -|\Z)", help_text, re.M | re.S)
+    urls = re.findall(r"https?://[^\s,;)]+", m.group(1)) if m else []
+    for u in sorted(set(u for u in urls if urls.count(u) > 1)):
+        bad.append("--help: --imds-url names %s more than once" % u)
+
+    # The README starts with what a new user needs, before the internals.
+    heads = re.findall(r"^## (.*)$", readme, re.M)
+    if not heads or heads[0] != "Install":
+        bad.append("README.md: the first section is %r, not 'Install'" % (heads[0] if heads else None))
+    if "apt install ./build/spot-agent_*.deb" not in readme or re.search(r"dpkg -i \S*build/", readme):
+        bad.append("README.md: installs the .deb otherwise than with 'apt install ./build/spot-agent_*.deb' "
+                   "(dpkg -i stops at the missing libraries on a fresh image)")
+    first_internal = min([readme.find("\n## " + h) for h in ("How it works", "Running it")
+                          if "\n## " + h in readme] or [len(readme)])
+    head = readme[:first_internal]
+    for want, what in (("/etc/spot-agent.d/", "a first hook"), (".env", "the hook's env file"),
+                       ("spot-agent drill", "drill"), ("spot-agent check", "check")):
+        if want not in head:
+            bad.append("README.md: %s (%s) comes only after the internals" % (what, want))
+    return bad
+
+
+def compare(agent, readme_text=None, man8_text=None, man5_text=None, conf_text=None,
+            hooks_readme_text=None, man7_text=None, unit_text=None):
     """Every mismatch, as lines."""
     bad = []
     r = subprocess.run([agent, "--help"], capture_output=True, text=True, timeout=60)
+    help_text = r.stdout
     opts = parse_help(r.stdout)
     keys = config_keys(agent)
     if len(opts) < 10 or len(keys) < 10:
@@ -266,6 +398,13 @@ def compare(agent, readme_text=None, man8_text=None, man5_text=None, conf_text=N
             s = squash(t)
             if "[ipv6]:port" not in s or not ("addr:port" in s or "ipv4:port" in s):
                 bad.append("%s: listen does not show both ADDR:PORT and [IPV6]:PORT" % page)
+
+    bad += compare_prose(help_text,
+                         readme_text if readme_text is not None else open(README).read(),
+                         hooks_readme_text if hooks_readme_text is not None else open(HOOKS_README).read(),
+                         man7_text if man7_text is not None else open(MAN7).read(),
+                         unit_text if unit_text is not None else open(UNIT).read(),
+                         man8_text if man8_text is not None else open(MAN8).read())
     return bad
 
 
@@ -275,6 +414,11 @@ def self_test(agent):
     man8 = open(MAN8).read()
     man5 = open(MAN5).read()
     conf = open(PACKAGED_CONF).read()
+    hooks_readme = open(HOOKS_README).read()
+    man7 = open(MAN7).read()
+    unit = open(UNIT).read()
+    env_row = next(l for l in hooks_readme.splitlines() if l.startswith("| `SPOT_PHASE`"))
+    source_row = next(l for l in hooks_readme.splitlines() if l.startswith("| `SPOT_EVENT_SOURCE`"))
     row = next(l for l in readme.splitlines() if l.startswith("| `--margin"))
     breaks = [
         ("a README row dropped", dict(readme_text=readme.replace(row + "\n", ""))),
@@ -288,9 +432,27 @@ def self_test(agent):
         ("a man 5 listen form dropped", dict(man5_text=man5.replace("ipv6", "ip6"))),
         ("a packaged default changed", dict(conf_text=conf.replace("#margin = 2\n", "#margin = 4\n"))),
         ("a packaged key dropped", dict(conf_text=conf.replace("#margin = 2\n", ""))),
+        ("hooks/README.md's old kill timing", dict(hooks_readme_text=hooks_readme.replace(
+            "SIGTERM 2 seconds before that timeout (at most a quarter of it) and\n  SIGKILL at the timeout",
+            "SIGTERM at that timeout, and SIGKILL 2 seconds later"))),
+        ("the unit's kill timing dropped", dict(unit_text=unit.replace("SIGKILL at its timeout", "SIGKILL"))),
+        ("man 7's kill timing dropped", dict(man7_text=man7.replace("before its timeout gets", "gets"))),
+        ("README's descriptor 3 dropped", dict(readme_text=readme.replace("stays open as\ndescriptor 3",
+                                                                          "is\nopen"))),
+        ("an environment row dropped", dict(hooks_readme_text=hooks_readme.replace(env_row + "\n", ""))),
+        ("a man 7 variable dropped", dict(man7_text=man7.replace(".It Ev SPOT_DOWNTIME", ".It Ev SPOT_DOWN"))),
+        ("the source Drill dropped", dict(hooks_readme_text=hooks_readme.replace(
+            source_row, source_row.replace("`Drill` (a drill), ", "")))),
+        ("a misquoted message", dict(readme_text=readme + "\ncannot execute: such file or directory\n")),
+        ("a message misrendered by mdoc", dict(man8_text=man8.replace("execute: \\&No such", "execute: No such"))),
+        ("dpkg -i in the README", dict(readme_text=readme.replace("apt install ./build/spot-agent_*.deb",
+                                                                   "dpkg -i build/spot-agent_*.deb"))),
+        ("the README opening with the internals", dict(readme_text=readme.replace(
+            "## Install\n", "## How it works\n\n## Install\n", 1))),
     ]
     failed = 0
-    originals = dict(readme_text=readme, man8_text=man8, man5_text=man5, conf_text=conf)
+    originals = dict(readme_text=readme, man8_text=man8, man5_text=man5, conf_text=conf,
+                     hooks_readme_text=hooks_readme, man7_text=man7, unit_text=unit)
     for what, kw in breaks:
         if all(v == originals[k] for k, v in kw.items()):
             print("check-docs: self-test: cannot make %s (the docs changed shape)" % what)
@@ -320,7 +482,8 @@ def main():
               "spot-agent.conf(5) and the packaged config" % (failed, "" if failed == 1 else "es"))
         return 1
     print("check-docs: --help, README.md, spot-agent(8), spot-agent.conf(5) and the packaged "
-          "config agree on every option")
+          "config agree on every option; the prose on kill timing, descriptor 3, the hooks' "
+          "environment and the README's start holds")
     return 0
 
 

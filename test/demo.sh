@@ -16,13 +16,15 @@ chmod 755 "$tmp"
 mkdir -p "$top/build"
 hooks=$(mktemp -d "$(sh "$top/build-aux/trusted-dir" "$top/build/demo")/hooks.XXXXXX")
 chmod 755 "$hooks"
+# The state directory too: the agent refuses one that others can change.
+state=$(mktemp -d "$(sh "$top/build-aux/trusted-dir" "$top/build/demo")/state.XXXXXX")
 sim_pid=
 agent_pid=
 
 cleanup() {
 	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
 	[ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-	rm -rf "$tmp" "$hooks"
+	rm -rf "$tmp" "$hooks" "$state"
 }
 trap cleanup EXIT INT TERM
 
@@ -42,7 +44,6 @@ wait_until() {
 }
 
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir "$tmp/state"
 
 cat >"$hooks/05-notify" <<'HOOK'
 #!/bin/sh
@@ -76,7 +77,7 @@ echo "simulator on $sim"
 say "starting spot-agent"
 : >"$tmp/spot-agent.conf"
 "$agent" --config "$tmp/spot-agent.conf" --imds-url "$sim" --hooks-dir "$hooks" --hooks-lib-dir none \
-	--state-dir "$tmp/state" --listen "127.0.0.1:$port" --poll-interval 500 --log-format text &
+	--state-dir "$state" --listen "127.0.0.1:$port" --poll-interval 500 --log-format text &
 agent_pid=$!
 wait_until "curl -sf http://127.0.0.1:$port/healthz" 20
 wait_until "curl -s http://127.0.0.1:$port/v1/status | grep -q demo-spot-vm" 20

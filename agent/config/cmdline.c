@@ -74,7 +74,7 @@ static void build_getopt_tables(struct getopt_tables *t)
 
 		t->longopts[nl++] = (struct option){ o->name, option_takes_value(o) ? required_argument : no_argument,
 						     NULL, (int)(LONGOPT_BASE + i) };
-		if (o->type == OPT_BOOL) {
+		if (o->type == OPT_BOOL && !(o->flags & OPT_CMDLINE)) {
 			(void)snprintf(t->negated[i], sizeof(t->negated[i]), "no-%s", o->name);
 			t->longopts[nl++] = (struct option){ t->negated[i], no_argument, NULL,
 							     (int)(LONGOPT_NEGATE + i) };
@@ -127,6 +127,7 @@ static void report_getopt_error(int c, const struct getopt_tables *t, char **arg
 
 struct args_seen {
 	const struct option_def *drill_option;  /* a drill-only option, if any */
+	const struct option_def *check_option;  /* a check-only option, if any */
 	bool help;
 	bool version;
 };
@@ -147,7 +148,16 @@ static int apply_option(struct cmdline *cl, const struct option_def *o, const ch
 		seen->version = true;
 		return 0;
 	case OPT_BOOL:
-		add_override(cl, o->name, "yes");
+		if (o->flags & OPT_DRILL)
+			seen->drill_option = o;
+		if (o->flags & OPT_CHECK)
+			seen->check_option = o;
+		if (strcmp(o->name, "sandbox") == 0)
+			cl->drill_sandbox = true;
+		else if (strcmp(o->name, "warn-only") == 0)
+			cl->check_warn_only = true;
+		else
+			add_override(cl, o->name, "yes");
 		return 0;
 	default:
 		break;
@@ -239,6 +249,9 @@ int config_parse_args(int argc, char **argv, struct cmdline *ret)
 		command = COMMAND_VERSION;
 	else if (seen.drill_option && command != COMMAND_DRILL) {
 		usage_error("option --%s: only valid with 'drill'", seen.drill_option->name);
+		goto out;
+	} else if (seen.check_option && command != COMMAND_CHECK) {
+		usage_error("option --%s: only valid with 'check'", seen.check_option->name);
 		goto out;
 	}
 

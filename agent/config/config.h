@@ -68,6 +68,9 @@ struct cmdline {
 	/* drill only */
 	enum event_type drill_type;
 	uint64_t drill_notice_sec;
+	bool drill_sandbox;         /* --sandbox: inside spot-agent.service's sandbox */
+	/* check only */
+	bool check_warn_only;       /* --warn-only: hooks that would not run only warn */
 	/* Option overrides as "key=value" strings, applied after the file. */
 	char **overrides;
 	size_t n_overrides;
@@ -86,6 +89,10 @@ void cmdline_done(struct cmdline *cl);
  * overwritten without being freed, so a reload loads into a fresh struct and
  * swaps it in. cl->config_path NULL means no file (the defaults). */
 int config_load(const struct cmdline *cl, struct config *ret);
+/* The same, with the first error line (and how many followed it, as
+ * " (and 2 more errors)") in first_error (n bytes, cut to fit; "" on
+ * success) for the caller to show: a refused reload in /v1/status. */
+int config_load_report(const struct cmdline *cl, struct config *ret, char *first_error, size_t n);
 void config_done(struct config *c);
 
 /* Prints the effective configuration as "key = value" lines and '#'

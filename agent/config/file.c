@@ -22,7 +22,24 @@ struct file_parser {
 	struct config *config;
 	unsigned seen[OPTIONS_MAX];   /* line where each key was set, 0 = not yet */
 	unsigned errors;
+	char *first_error;            /* NULL, or gets the first error line */
+	size_t first_error_size;
 };
+
+/* Logs one error line and keeps the first for the caller. */
+static void config_error(struct file_parser *p, const char *fmt, ...) _printf_(2, 3);
+static void config_error(struct file_parser *p, const char *fmt, ...)
+{
+	char msg[PATH_MAX + ERR_MAX + 64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_error("%s", msg);
+	if (p->errors++ == 0 && p->first_error && p->first_error_size > 0)
+		(void)strscpy(p->first_error, p->first_error_size, msg);
+}
 
 static void file_error(struct file_parser *p, unsigned line, const char *fmt, ...) _printf_(3, 4);
 static void file_error(struct file_parser *p, unsigned line, const char *fmt, ...)
@@ -33,8 +50,7 @@ static void file_error(struct file_parser *p, unsigned line, const char *fmt, ..
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_error("%s:%u: %s", p->path, line, msg);
-	p->errors++;
+	config_error(p, "%s:%u: %s", p->path, line, msg);
 }
 
 static char *skip_space(char *s)
@@ -217,12 +233,19 @@ out:
 
 int config_load(const struct cmdline *cl, struct config *ret)
 {
-	struct file_parser p = { 0 };
+	return config_load_report(cl, ret, NULL, 0);
+}
+
+int config_load_report(const struct cmdline *cl, struct config *ret, char *first_error, size_t n)
+{
+	struct file_parser p = { .first_error = first_error, .first_error_size = n };
 	struct config c;
 	char *buf = NULL;
 	size_t len = 0;
 	int r;
 
+	if (first_error && n > 0)
+		first_error[0] = '\0';
 	option_defaults(&c);
 	p.config = &c;
 
@@ -231,11 +254,11 @@ int config_load(const struct cmdline *cl, struct config *ret)
 		r = 0; /* no file at the default place: the defaults */
 	else if (r < 0) {
 		if (r == -EFBIG)
-			log_error("cannot read config '%s': larger than %d bytes", cl->config_path, CONFIG_FILE_MAX);
+			config_error(&p, "cannot read config '%s': larger than %d bytes", cl->config_path,
+				     CONFIG_FILE_MAX);
 		else
-			log_error("cannot read config '%s': %s", cl->config_path,
-				  r == -EBADF ? "not a regular file" : strerror(-r));
-		p.errors++;
+			config_error(&p, "cannot read config '%s': %s", cl->config_path,
+				     r == -EBADF ? "not a regular file" : strerror(-r));
 	} else {
 		c.config_path = xstrdup(cl->config_path);
 		p.path = cl->config_path;
@@ -254,11 +277,10 @@ int config_load(const struct cmdline *cl, struct config *ret)
 		if (!o || (o->flags & OPT_CMDLINE) || !eq) {
 			char e1[ECHO_MAX + 1];
 
-			log_error("unknown option '--%s'", option_echo(key ? key : cl->overrides[i], e1, sizeof(e1)));
-			p.errors++;
+			config_error(&p, "unknown option '--%s'",
+				     option_echo(key ? key : cl->overrides[i], e1, sizeof(e1)));
 		} else if (option_parse_value(o, eq + 1, &v, err, sizeof(err)) < 0) {
-			log_error("option --%s: %s", o->name, err);
-			p.errors++;
+			config_error(&p, "option --%s: %s", o->name, err);
 		} else
 			option_store_value(o, &c, &v);
 		free(key);
@@ -266,6 +288,16 @@ int config_load(const struct cmdline *cl, struct config *ret)
 
 	free(buf);
 	if (p.errors > 0) {
+		if (p.errors > 1 && first_error && n > 0) {
+			char more[64];
+
+			(void)snprintf(more, sizeof(more), " (and %u more %s)", p.errors - 1,
+				       p.errors == 2 ? "error" : "errors");
+			/* Cut the line, not the count, when it is long. */
+			if (strlen(first_error) + strlen(more) >= n && n > strlen(more))
+				first_error[n - 1 - strlen(more)] = '\0';
+			option_str_append(first_error, n, more);
+		}
 		config_done(&c);
 		return -EINVAL;
 	}

@@ -100,9 +100,9 @@ const struct option_def option_table[] = {
 	{ "provider", 0, OPT_ENUM, OPT_RESTART, CFG(provider), 0, 0, "azure", "NAME",
 	  "cloud whose metadata service is watched; auto probes them", &provider_desc, NULL },
 	{ "imds-url", 0, OPT_URL, OPT_UNSET | OPT_RESTART, CFG(imds_url), 0, CONFIG_URL_MAX, NULL, "URL",
-	  "base URL of the metadata service, for tests and simulators; unset means the "
-	  "provider's: " CONFIG_IMDS_URL_DEFAULT " for azure and aws, " CONFIG_IMDS_URL_GCP
-	  " for gcp", NULL, NULL },
+	  "base URL of the metadata service, for tests and simulators; unset means "
+	  CONFIG_IMDS_URL_DEFAULT ", the address every provider answers on (no DNS needed "
+	  "during a shutdown)", NULL, NULL },
 	{ "hooks-dir", 0, OPT_PATH, 0, CFG(hooks_dir), 0, PATH_MAX - 1, CONFIG_DEFAULT_HOOKS, "DIR",
 	  "hook directory; its files run one after another in byte order of their names",
 	  NULL, NULL },
@@ -155,10 +155,16 @@ const struct option_def option_table[] = {
 	  "log output; auto is journal under systemd, else text", &log_format_desc, NULL },
 	{ "log-level", 0, OPT_ENUM, 0, CFG(log_level), 0, 0, "info", "LEVEL",
 	  "most verbose level logged", &log_level_desc, NULL },
+	{ "warn-only", 0, OPT_BOOL, OPT_CMDLINE | OPT_CHECK, 0, 0, 0, NULL, NULL,
+	  "check: a hook file that would not run, or no hook at all, is only warned about, "
+	  "and check still exits 0", NULL, NULL },
 	{ "type", 0, OPT_ENUM, OPT_CMDLINE | OPT_DRILL, 0, 0, 0, "Preempt", "TYPE",
 	  "drill: type of the synthetic event", &event_type_desc, NULL },
 	{ "notice", 0, OPT_UINT, OPT_CMDLINE | OPT_DRILL, 0, 1, 3600, "30", "SECONDS",
 	  "drill: seconds from now to the synthetic event's NotBefore", NULL, NULL },
+	{ "sandbox", 0, OPT_BOOL, OPT_CMDLINE | OPT_DRILL, 0, 0, 0, NULL, NULL,
+	  "drill: run the hooks through systemd-run inside the sandbox of the installed "
+	  "spot-agent.service, as an eviction runs them", NULL, NULL },
 	{ "help", 'h', OPT_HELP, OPT_CMDLINE, 0, 0, 0, NULL, NULL, "show this help and exit",
 	  NULL, NULL },
 	{ "version", 0, OPT_VERSION, OPT_CMDLINE, 0, 0, 0, NULL, NULL,

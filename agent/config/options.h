@@ -38,6 +38,7 @@ enum {
 	OPT_UNSET   = 1u << 2,  /* "" leaves it unset (NULL): the value comes from elsewhere */
 	OPT_NONE    = 1u << 3,  /* "none" (or "") is stored as "" and disables the feature */
 	OPT_RESTART = 1u << 4,  /* a reload keeps the running value (agent_reload): needs a restart */
+	OPT_CHECK   = 1u << 5,  /* only together with the check subcommand */
 };
 
 /* The names of an enum and how to parse them; values lists the accepted ones. */

@@ -146,7 +146,7 @@ static void print_option_help(FILE *f, const struct option_def *o)
 	char head[128], text[1024], names[128];
 	int at;
 
-	if (o->type == OPT_BOOL)
+	if (o->type == OPT_BOOL && !(o->flags & OPT_CMDLINE))
 		at = snprintf(head, sizeof(head), "      --%s, --no-%s", o->name, o->name);
 	else if (o->short_name)
 		at = snprintf(head, sizeof(head), "  -%c, --%s%s%s", o->short_name, o->name,
@@ -197,8 +197,8 @@ static void print_option_help(FILE *f, const struct option_def *o)
 void config_usage(FILE *f)
 {
 	fputs("Usage: spot-agent [OPTIONS]\n"
-	      "       spot-agent check [OPTIONS]\n"
-	      "       spot-agent drill [OPTIONS] [--type TYPE] [--notice SECONDS]\n"
+	      "       spot-agent check [OPTIONS] [--warn-only]\n"
+	      "       spot-agent drill [OPTIONS] [--type TYPE] [--notice SECONDS] [--sandbox]\n"
 	      "       spot-agent --version | --help\n"
 	      "\n"
 	      "Watches the cloud's instance metadata service for eviction notices and runs\n"
@@ -209,15 +209,21 @@ void config_usage(FILE *f)
 	      "  check     validate the config, the hook and state directories and the\n"
 	      "            listen address; print the config (as a config file), the hooks\n"
 	      "            in run order and every skipped file with its reason; exit 0\n"
-	      "            when the agent could start, 2 when not\n"
+	      "            when the agent could start and every hook file would run, 2\n"
+	      "            when not\n"
 	      "  drill     game day: run the hooks against a synthetic event, no metadata\n"
 	      "            service needed; print a per-hook report (exit, duration, budget)\n"
-	      "            and exit non-zero if a hook failed or the chain overran its budget\n"
+	      "            and exit non-zero if a hook failed, a hook file was skipped or\n"
+	      "            the chain overran its budget\n"
 	      "\n"
 	      "Options (each is also a key of the config file, without the dashes):\n", f);
 	for (size_t i = 0; i < OPTIONS_N; i++)
 		if (option_table[i].type != OPT_HELP && option_table[i].type != OPT_VERSION &&
-		    !(option_table[i].flags & OPT_DRILL))
+		    !(option_table[i].flags & (OPT_DRILL | OPT_CHECK)))
+			print_option_help(f, &option_table[i]);
+	fputs("\nCheck options:\n", f);
+	for (size_t i = 0; i < OPTIONS_N; i++)
+		if (option_table[i].flags & OPT_CHECK)
 			print_option_help(f, &option_table[i]);
 	fputs("\nDrill options:\n", f);
 	for (size_t i = 0; i < OPTIONS_N; i++)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/address.h"
 #include "log.h"
 
 /* Copies s for quoting in a message: control characters become '?', and a
@@ -189,68 +190,49 @@ int option_parse_events(const struct option_def *o, const char *s, unsigned *ret
 	return 0;
 }
 
+/* The rule is http/address.c's, the words are the config's. The config
+ * asks for more: a port of its own (1 or more), and an address literal,
+ * so that what check prints is what the socket binds. */
 static int parse_listen(const char *s, char *err, size_t n)
 {
 	char e1[ECHO_MAX + 1], e2[ECHO_MAX + 1];
 	char addr[INET6_ADDRSTRLEN + 1];
-	unsigned char bin[sizeof(struct in6_addr)];
-	const char *port;
+	struct http_address a;
 	size_t alen;
-	uint64_t p;
-	int family;
 
 	if (strcmp(s, "none") == 0)
 		return 0;
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-
-		if (!close || close[1] != ':')
-			goto bad_form;
-		alen = (size_t)(close - s - 1);
-		port = close + 2;
-		family = AF_INET6;
-		s++;
-	} else {
-		const char *colon = strrchr(s, ':');
-
-		if (!colon)
-			goto bad_form;
-		alen = (size_t)(colon - s);
-		port = colon + 1;
-		family = AF_INET;
-		if (memchr(s, ':', alen)) {
-			(void)snprintf(err, n, "value '%s' needs brackets around an IPv6 address, "
-				       "as in [::1]:%u", option_echo(s, e1, sizeof(e1)), CONFIG_DEFAULT_PORT);
-			return -EINVAL;
-		}
+	if (http_address_parse(s, &a) == 0) {
+		if (a.named)
+			a.error = HTTP_ADDRESS_HOST;
+		else if (a.port_number < 1)
+			a.error = HTTP_ADDRESS_PORT;
+		else
+			return 0;
 	}
-	if (alen == 0 || alen >= sizeof(addr))
-		goto bad_addr;
-	memcpy(addr, s, alen);
-	addr[alen] = '\0';
-	if (inet_pton(family, addr, bin) != 1)
-		goto bad_addr;
-	if (parse_uint64(port, 1, 65535, &p) < 0) {
+	switch (a.error) {
+	case HTTP_ADDRESS_PORT:
 		(void)snprintf(err, n, "value '%s' has an invalid port '%s' (1 to 65535)",
-			       option_echo(family == AF_INET6 ? s - 1 : s, e1, sizeof(e1)),
-			       option_echo(port, e2, sizeof(e2)));
+			       option_echo(s, e1, sizeof(e1)), option_echo(a.port, e2, sizeof(e2)));
+		return -EINVAL;
+	case HTTP_ADDRESS_BRACKETS:
+		(void)snprintf(err, n, "value '%s' needs brackets around an IPv6 address, "
+			       "as in [::1]:%u", option_echo(s, e1, sizeof(e1)), CONFIG_DEFAULT_PORT);
+		return -EINVAL;
+	case HTTP_ADDRESS_HOST:
+		/* The listener binds a numeric address; names are not resolved. */
+		alen = a.host_len < sizeof(addr) ? a.host_len : sizeof(addr) - 1;
+		memcpy(addr, a.host, alen);
+		addr[alen] = '\0';
+		(void)snprintf(err, n, "value '%s' has an invalid %s address '%s'",
+			       option_echo(s, e1, sizeof(e1)), a.family == AF_INET6 ? "IPv6" : "IPv4",
+			       option_echo(addr, e2, sizeof(e2)));
+		return -EINVAL;
+	default:
+		(void)snprintf(err, n, "value '%s' is not 'none', ADDR:PORT or [IPV6]:PORT",
+			       option_echo(s, e1, sizeof(e1)));
 		return -EINVAL;
 	}
-	return 0;
-
-bad_form:
-	(void)snprintf(err, n, "value '%s' is not 'none', ADDR:PORT or [IPV6]:PORT",
-		       option_echo(s, e1, sizeof(e1)));
-	return -EINVAL;
-bad_addr:
-	/* The listener binds a numeric address; names are not resolved. */
-	alen = alen < sizeof(addr) ? alen : sizeof(addr) - 1;
-	memcpy(addr, s, alen);
-	addr[alen] = '\0';
-	(void)snprintf(err, n, "value '%s' has an invalid %s address '%s'",
-		       option_echo(family == AF_INET6 ? s - 1 : s, e1, sizeof(e1)),
-		       family == AF_INET6 ? "IPv6" : "IPv4", option_echo(addr, e2, sizeof(e2)));
-	return -EINVAL;
 }
 
 static int parse_url(const char *s, char *err, size_t n)

@@ -1,5 +1,7 @@
-/* hooks.h - scanning the hook directories (hookdir.c) and running one hook
- * (hooks.c); the hooks' process trees are hooktree.h's, included here. */
+/* hooks.h - scanning the hook directories (scan.c, with trust.c and
+ * format.c), a hook's result (result.c), its environment (env.c) and
+ * running one hook (run.c, with spawn.c and output.c); the hooks' process
+ * trees are tree.h's, included here. */
 #ifndef SPOT_HOOKS_H
 #define SPOT_HOOKS_H
 
@@ -40,6 +42,13 @@ struct hook_skip {
 	/* e.g. "not executable", "group-writable",
 	 * "directory '/etc/spot-agent.d' is world-writable" */
 	char reason[HOOK_SKIP_REASON_MAX];
+	/* The file was meant to run and is refused: (a link to) a regular
+	 * file that is executable or starts with "#!", or a link that leads
+	 * nowhere. False for the documented ignores (hidden, backup,
+	 * package-manager and editor leftovers), a masked hook and files that
+	 * are not hooks at all (a text file, a directory). check and drill
+	 * fail on a refusal. */
+	bool refused;
 };
 
 /* The hooks to run, in bytewise order, and every file that was skipped. */
@@ -49,13 +58,14 @@ struct hook_plan {
 	struct hook_skip *skips;
 	size_t n_skips;
 	size_t n_skips_dropped;     /* skipped files beyond HOOKS_SKIPS_MAX, not listed */
+	size_t n_refused;           /* skips that are refusals, listed or not */
 	bool owns_fds;              /* hooks[].fd are the plan's (hooks_scan's plans) */
 };
 
 /* Reads etc_dir and lib_dir (lib_dir NULL or "" = none) and merges them by
  * file name, etc_dir winning; a link to /dev/null in etc_dir masks (and is
- * listed as skipped, reason "masked"). A missing directory is empty, not an
- * error. The files' checks follow SPEC §4; allowed owners are root and the
+ * listed as skipped, reason "masked"). A file named README* is passed
+ * over, not even listed. A missing directory is empty, not an error. The files' checks follow SPEC §4; allowed owners are root and the
  * agent's effective uid. Every directory on the way from / to a hook (each
  * directory's parents, and for a symbolic link every directory its target
  * is reached through) must be owned by root or the agent's effective uid
@@ -184,5 +194,10 @@ struct hook_phase {
 char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
 		     uint64_t deadline_wall_usec, bool drill, const struct hook_phase *phase);
 void strv_free(char **v);
+/* A run's environment: base without any SPOT_HOOK_TIMEOUT or
+ * SPOT_HOOK_PATH, then those two for this run (whole seconds of
+ * budget_usec, at least 1, 0 for USEC_INFINITY; path). Caller frees with
+ * strv_free. */
+char **hooks_env_for_run(char **base, uint64_t budget_usec, const char *path);
 
 #endif

@@ -1,81 +1,28 @@
-/* hooks.c - the hook runner: runs one hook on the caller's sd-event loop
- * (a vfork-style clone and exec into a clean session, the event on stdin,
- * output to the log, the budget enforced) and reports its end only once
- * nothing it started is alive: its process group, and every process the
- * agent adopted, which hooktree.c finds and kills. Which hook runs when is the engine's. It
- * never blocks the loop, except for a bounded wait for processes it has
- * just SIGKILLed on the free path, and it walks /proc only when a hook did
- * leave something behind. */
+/* run.c - one hook's run on the caller's sd-event loop: its start
+ * (spawn.c), the event on its stdin, its output to output.c, its budget
+ * (SIGTERM a grace before the end, SIGKILL at it), and its end, reported
+ * only once nothing it started is alive: its process group, and every
+ * process the agent adopted, which tree.c finds and kills. Which hook runs
+ * when is the engine's. It never blocks the loop, except for a bounded
+ * wait for processes it has just SIGKILLed on the free path, and it walks
+ * /proc only when a hook did leave something behind. */
 #include "hooks/hooks.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
-#include <sys/poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
+#include <sys/poll.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "store/json.h"
+#include "hooks/output.h"
+#include "hooks/spawn.h"
 #include "log.h"
-
-/* ---- environment ---- */
-
-void strv_free(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-static const char *str_or_empty(const char *s)
-{
-	return s ? s : "";
-}
-
-char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
-		     uint64_t deadline_wall_usec, bool drill, const struct hook_phase *phase)
-{
-	char not_before[RFC3339_MAX];
-	char deadline[32] = "";
-	char **v = xcalloc(20, sizeof(char *));
-	size_t n = 0;
-
-	(void)format_rfc3339(not_before, sizeof(not_before), ev->not_before_usec);
-	if (deadline_wall_usec > 0)
-		(void)snprintf(deadline, sizeof(deadline), "%llu",
-			       (unsigned long long)(deadline_wall_usec / USEC_PER_SEC));
-
-	v[n++] = xstrdup("PATH=" HOOK_PATH_ENV);
-	v[n++] = xstrdup("LANG=C.UTF-8");
-	v[n++] = xstrdup("TZ=UTC");
-	v[n++] = xasprintf("SPOT_EVENT_ID=%s", ev->id);
-	v[n++] = xasprintf("SPOT_EVENT_TYPE=%s", str_or_empty(event_type_to_string(ev->type)));
-	v[n++] = xasprintf("SPOT_EVENT_STATUS=%s", str_or_empty(event_status_to_string(ev->status)));
-	v[n++] = xasprintf("SPOT_EVENT_SOURCE=%s", ev->source);
-	v[n++] = xasprintf("SPOT_NOT_BEFORE=%s", not_before);
-	v[n++] = xasprintf("SPOT_DEADLINE=%s", deadline);
-	v[n++] = xasprintf("SPOT_PROVIDER=%s", str_or_empty(provider_to_string(ev->provider)));
-	v[n++] = xasprintf("SPOT_VM_NAME=%s", str_or_empty(vm_name));
-	v[n++] = xstrdup(drill ? "SPOT_DRILL=1" : "SPOT_DRILL=0");
-	v[n++] = xasprintf("SPOT_PHASE=%s", phase && phase->recover ? "recover" : "evict");
-	if (phase && phase->recover) {
-		v[n++] = xasprintf("SPOT_RECOVER_REASON=%s", str_or_empty(phase->recover_reason));
-		v[n++] = xasprintf("SPOT_DOWNTIME=%llu", (unsigned long long)phase->downtime_sec);
-	}
-	v[n] = NULL;
-	return v;
-}
 
 /* ---- running one hook ---- */
 
@@ -97,6 +44,14 @@ static struct hook_run *active_run;
  * start sweeps first. Otherwise an ended run leaves no child behind, and a
  * start needs no sweep. */
 static bool sweep_pending;
+
+/* One of the hook's two output pipes: stdout, stderr. */
+struct run_pipe {
+	struct hook_run *run;
+	int fd;                          /* our end, -1 once closed */
+	sd_event_source *source;
+	struct hook_output_stream *stream;
+};
 
 struct hook_run {
 	sd_event *event;
@@ -120,16 +75,12 @@ struct hook_run {
 	bool finished;                   /* ended was called */
 	int stdin_fd;
 	sd_event_source *stdin_source;
-	int out_fd;                      /* stdout and stderr share one pipe */
-	sd_event_source *out_source;
+	struct run_pipe pipes[2];        /* stdout, stderr */
 	int spawn_errno;                 /* why the child failed before its exec, or
 					  * the exec itself, else 0 */
 	const char *spawn_step;          /* where: "execveat", "setsid", ...; static */
 	char spawn_detail[HOOK_DETAIL_MAX]; /* both in words */
-	char line[HOOK_LINE_MAX + 1];
-	size_t line_len;
-	uint64_t logged_bytes;
-	bool drop_noted;
+	struct hook_output out;          /* both, into the log and res */
 
 	/* After the main process ended. */
 	struct hooktree_pidset left;     /* processes it left behind, killed */
@@ -173,77 +124,18 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Bytes below 0x20 other than tab become '?', so a hook cannot forge log
- * records or terminal escapes. Empty lines are dropped. */
-static void emit_line(struct hook_run *run, char *line, size_t len)
-{
-	struct hook_result *r = &run->res;
-
-	if (len > 0 && line[len - 1] == '\r')
-		len--;
-	if (len == 0)
-		return;
-	line[len] = '\0';
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)line[i] < 0x20 && line[i] != '\t')
-			line[i] = '?';
-	if (run->logged_bytes < HOOK_LOG_BYTES_MAX) {
-		log_hook(LOG_INFO, run->event_id, r->name, "%s", line);
-		run->logged_bytes += len + 1;
-	} else if (!run->drop_noted) {
-		log_hook(LOG_WARNING, run->event_id, r->name,
-			 "hook '%s' wrote more than %d KiB, further output is counted but not logged",
-			 r->name, HOOK_LOG_BYTES_MAX / 1024);
-		run->drop_noted = true;
-	}
-	hook_result_add_line(r, line);
-}
-
-static void feed_output(struct hook_run *run, const char *buf, size_t n)
-{
-	run->res.output_bytes += n;
-	while (n > 0) {
-		const char *nl = memchr(buf, '\n', n);
-		size_t take = nl ? (size_t)(nl - buf) : n;
-		size_t room = HOOK_LINE_MAX - run->line_len;
-
-		if (take > room)
-			take = room;
-		memcpy(run->line + run->line_len, buf, take);
-		run->line_len += take;
-		buf += take;
-		n -= take;
-		if (n > 0 && *buf == '\n') {
-			buf++;
-			n--;
-			emit_line(run, run->line, run->line_len);
-			run->line_len = 0;
-		} else if (run->line_len == HOOK_LINE_MAX) {
-			emit_line(run, run->line, run->line_len);
-			run->line_len = 0;
-		}
-	}
-}
-
-static void flush_output(struct hook_run *run)
-{
-	if (run->line_len > 0)
-		emit_line(run, run->line, run->line_len);
-	run->line_len = 0;
-}
-
-/* Reads what is there without blocking, at most max bytes; at EOF (or an
- * error) the pipe is closed. */
-static void read_output(struct hook_run *run, size_t max)
+/* Reads what is there in one pipe without blocking, at most max bytes;
+ * at EOF (or an error) the pipe is closed. */
+static void read_pipe(struct run_pipe *p, size_t max)
 {
 	char buf[16384];
 	size_t total = 0;
 
-	while (run->out_fd >= 0 && total < max) {
-		ssize_t k = read(run->out_fd, buf, sizeof(buf));
+	while (p->fd >= 0 && total < max) {
+		ssize_t k = read(p->fd, buf, sizeof(buf));
 
 		if (k > 0) {
-			feed_output(run, buf, (size_t)k);
+			hook_output_feed(&p->run->out, p->stream, buf, (size_t)k);
 			total += (size_t)k;
 			continue;
 		}
@@ -251,15 +143,34 @@ static void read_output(struct hook_run *run, size_t max)
 			continue;
 		if (k < 0 && errno == EAGAIN)
 			return;
-		flush_output(run);
-		close_source(&run->out_source, &run->out_fd);
+		hook_output_flush(&p->run->out, p->stream);
+		close_source(&p->source, &p->fd);
 	}
+}
+
+/* Both pipes: what the hook wrote last comes out before its end. */
+static void read_output(struct hook_run *run, size_t max)
+{
+	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
+		read_pipe(&run->pipes[i], max);
+}
+
+static void flush_output(struct hook_run *run)
+{
+	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
+		hook_output_flush(&run->out, run->pipes[i].stream);
+}
+
+static void close_output(struct hook_run *run)
+{
+	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
+		close_source(&run->pipes[i].source, &run->pipes[i].fd);
 }
 
 static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	/* A bounded amount per wakeup keeps a chatty hook from starving the loop. */
-	read_output(userdata, 4 * 16384);
+	read_pipe(userdata, 4 * 16384);
 	return 0;
 }
 
@@ -331,10 +242,9 @@ static int arm_timer(struct hook_run *run, sd_event_source **s, uint64_t usec,
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 /* The first step of a timeout: SIGTERM now, SIGKILL after the grace. */
-static void begin_kill(struct hook_run *run)
+static void begin_kill(struct hook_run *run, bool timeout)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
-
 	uint64_t kill_at = now + run->kill_grace_usec;
 
 	/* SIGKILL by the end of the budget at the latest. */
@@ -343,8 +253,19 @@ static void begin_kill(struct hook_run *run)
 	run->term_sent = true;
 	run->term_grace_usec = kill_at - now;
 	run->res.timed_out = true;
-	log_hook(LOG_WARNING, run->event_id, run->res.name, "hook '%s' timed out after %.1f s, killing",
-		 run->res.name, usec_to_sec(now - run->start_mono_usec));
+	/* The grace is inside the timeout: SIGTERM comes a grace before it,
+	 * SIGKILL at it. Say so, rather than "timed out" early. */
+	if (timeout)
+		log_hook(LOG_WARNING, run->event_id, run->res.name,
+			 "hook '%s' has run %.1f s of its %.1f s timeout: SIGTERM to its process group now, "
+			 "SIGKILL at %.1f s if it is still running", run->res.name,
+			 usec_to_sec(now - run->start_mono_usec), usec_to_sec(run->res.budget_usec),
+			 usec_to_sec(kill_at - run->start_mono_usec));
+	else
+		log_hook(LOG_WARNING, run->event_id, run->res.name,
+			 "hook '%s' is stopped after %.1f s: SIGTERM to its process group now, SIGKILL in "
+			 "%.1f s if it is still running", run->res.name,
+			 usec_to_sec(now - run->start_mono_usec), usec_to_sec(kill_at - now));
 	signal_run(run, SIGTERM);
 	if (arm_timer(run, &run->timer_source, kill_at, on_timer) < 0)
 		signal_run(run, SIGKILL);  /* cannot wait for the grace */
@@ -355,7 +276,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	struct hook_run *run = userdata;
 
 	if (!run->term_sent) {
-		begin_kill(run);
+		begin_kill(run, true);
 		return 0;
 	}
 	log_hook(LOG_WARNING, run->event_id, run->res.name,
@@ -369,7 +290,7 @@ void hook_run_kill(struct hook_run *run)
 {
 	if (!run || run->main_ended || run->term_sent)
 		return;
-	begin_kill(run);
+	begin_kill(run, false);
 }
 
 void hook_run_set_end(struct hook_run *run, uint64_t end_mono_usec)
@@ -393,28 +314,9 @@ void hook_run_set_end(struct hook_run *run, uint64_t end_mono_usec)
 		 "hook '%s': the deadline moved, it must end within %.1f s", run->res.name,
 		 usec_to_sec(end_mono_usec > now ? end_mono_usec - now : 0));
 	if (term_at <= now)
-		begin_kill(run);
+		begin_kill(run, false);
 	else if (arm_timer(run, &run->timer_source, term_at, on_timer) < 0)
-		begin_kill(run);
-}
-
-/* Why the child did not get to run the hook, in words, from the errno and
- * the step the child reported. */
-static void spawn_detail(const struct hook_file *f, int err, const char *step, char *buf, size_t n)
-{
-	char interp[PATH_MAX];
-
-	int k;
-
-	if (strcmp(step, "execveat") != 0)
-		k = snprintf(buf, n, "could not be set up: %s: %s", step, strerror(err));
-	else if ((err == ENOENT || (f->script && (err == EACCES || err == ENOEXEC))) &&
-		 hook_file_interpreter(f, interp, sizeof(interp)) >= 0)
-		k = snprintf(buf, n, "cannot execute: %s (interpreter '%s')", strerror(err), interp);
-	else
-		k = snprintf(buf, n, "cannot execute: %s", strerror(err));
-	if (k < 0)
-		buf[0] = '\0';  /* cut to fit otherwise */
+		begin_kill(run, false);
 }
 
 static void log_end(struct hook_run *run)
@@ -464,7 +366,7 @@ static void finish(struct hook_run *run)
 	close_source(&run->orphan_source, NULL);
 	read_output(run, DRAIN_MAX);
 	flush_output(run);
-	close_source(&run->out_source, &run->out_fd);
+	close_output(run);
 	close_source(&run->stdin_source, &run->stdin_fd);
 	/* A hook killed for its timeout took its children with it; one that
 	 * ended by itself should not have left any. */
@@ -604,116 +506,6 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 	return 0;
 }
 
-struct child_args {
-	int in_fd, out_fd;
-	int exec_fd;                 /* the checked hook file */
-	bool keep_exec_fd;           /* a script: its interpreter reads /dev/fd/3 */
-	char *const *argv;
-	char *const *envp;
-	int max_fd;
-	pid_t agent_pid;
-	/* Written by the child, read by the agent once the child has
-	 * exec'd or exited (they share memory until then): why it failed,
-	 * and at which step. 0 when the exec worked. */
-	int err;
-	const char *step;
-};
-
-/* The child runs on this stack from clone until its exec, while the agent
- * waits (CLONE_VFORK); one spawn at a time, and only a few hundred bytes
- * of it are used. */
-#define CHILD_STACK_SIZE (64 * 1024)
-static _Alignas(64) unsigned char child_stack[CHILD_STACK_SIZE];
-
-/* The kernel's sigset_t: 64 signals. */
-#define KERNEL_SIGSET_SIZE 8
-
-#define _child_ __attribute__((no_sanitize("address", "undefined"), noinline))
-
-static _child_ _Noreturn void child_fail(struct child_args *a, const char *step)
-{
-	a->err = errno;
-	a->step = step;
-	_exit(127);
-}
-
-/* The child, sharing the agent's memory until it execs: nothing here may
- * allocate, lock or touch what the agent uses, so it makes raw system
- * calls only (no sanitizer either, whose run-time expects its own stacks). */
-static _child_ int child_main(void *userdata)
-{
-	static const uint64_t none = 0;
-	/* All zeros is SIG_DFL in every layout of the kernel's struct
-	 * sigaction, which glibc's is larger than. */
-	static const struct sigaction dfl;
-	struct child_args *a = userdata;
-	long in, out, ex;
-
-	/* No cgroup to join: the child was born in the hooks' cgroup, where
-	 * the agent lives (hooks_tree_setup). */
-	if (syscall(SYS_setsid) < 0)
-		child_fail(a, "setsid");
-	/* A hook must not outlive a crashed agent: the restarted agent runs
-	 * it again (it never completed), and two copies must never overlap.
-	 * The check after prctl closes the race with an agent already gone. */
-	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-		child_fail(a, "prctl");
-	if (syscall(SYS_getppid) != a->agent_pid) {
-		errno = ESRCH;
-		child_fail(a, "getppid");
-	}
-	/* Every disposition back to the default, the two signals glibc
-	 * reserves (32, 33) included, and then the mask (the agent blocked
-	 * everything around the clone) emptied. */
-	for (int sig = 1; sig < _NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, (size_t)KERNEL_SIGSET_SIZE);
-	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, (size_t)KERNEL_SIGSET_SIZE) < 0)
-		child_fail(a, "sigprocmask");
-	if (syscall(SYS_chdir, "/") < 0)
-		child_fail(a, "chdir");
-
-	/* Move the descriptors above 3 first: one of them may be 0 to 3
-	 * when the agent runs without standard streams. The hook's file
-	 * ends up at 3 (open across the exec for a script, whose interpreter
-	 * is handed /dev/fd/3), and everything above it is closed. */
-	in = syscall(SYS_fcntl, a->in_fd, F_DUPFD_CLOEXEC, 4);
-	out = syscall(SYS_fcntl, a->out_fd, F_DUPFD_CLOEXEC, 4);
-	ex = syscall(SYS_fcntl, a->exec_fd, F_DUPFD_CLOEXEC, 4);
-	if (in < 0 || out < 0 || ex < 0 || syscall(SYS_dup3, in, 0, 0) < 0 ||
-	    syscall(SYS_dup3, out, 1, 0) < 0 || syscall(SYS_dup3, out, 2, 0) < 0 ||
-	    syscall(SYS_dup3, ex, 3, a->keep_exec_fd ? 0 : O_CLOEXEC) < 0)
-		child_fail(a, "dup3");
-	if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
-		for (int fd = 4; fd < a->max_fd; fd++)
-			(void)syscall(SYS_close, fd);
-
-	(void)syscall(SYS_execveat, 3, "", a->argv, a->envp, AT_EMPTY_PATH);
-	child_fail(a, "execveat");
-}
-
-/* Starts the child like vfork: it shares the agent's memory and the agent
- * waits until it has exec'd or exited, so nothing is copied (a fork's
- * page tables are most of a spawn's cost), and a failed exec's errno is
- * in *a when this returns. Every signal is blocked meanwhile, so that no
- * handler of the agent's runs in the child. Returns the pid or -errno. */
-static pid_t spawn(struct child_args *a)
-{
-	static const uint64_t all = UINT64_MAX;
-	uint64_t old;
-	pid_t pid;
-	int e;
-
-	if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, (size_t)KERNEL_SIGSET_SIZE) < 0)
-		return -errno;
-	a->err = 0;
-	a->step = NULL;
-	pid = clone(child_main, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, a);
-	e = errno;
-	(void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, (size_t)KERNEL_SIGSET_SIZE);
-	return pid < 0 ? -e : pid;
-}
-
 static int set_nonblock(int fd)
 {
 	int flags = fcntl(fd, F_GETFL);
@@ -759,7 +551,7 @@ static void run_release(struct hook_run *run)
 	close_source(&run->reap_timer, NULL);
 	close_source(&run->orphan_source, NULL);
 	close_source(&run->end_source, NULL);
-	close_source(&run->out_source, &run->out_fd);
+	close_output(run);
 	close_source(&run->stdin_source, &run->stdin_fd);
 	hook_result_done(&run->res);
 	hooktree_pidset_done(&run->left);
@@ -785,40 +577,16 @@ void hook_run_free(struct hook_run *run)
 	run_release(run);
 }
 
-/* The environment of the hook: the base one without any SPOT_HOOK_TIMEOUT
- * or SPOT_HOOK_PATH, then those two for this run. Frees with strv_free. */
-static char **run_env(char **base, uint64_t budget_usec, const char *path)
-{
-	uint64_t secs = budget_usec == USEC_INFINITY ? 0 : budget_usec / USEC_PER_SEC;
-	size_t n = 0, k = 0;
-	char **v;
-
-	if (secs == 0 && budget_usec != USEC_INFINITY)
-		secs = 1;
-	while (base && base[n])
-		n++;
-	v = xcalloc(n + 3, sizeof(char *));
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(base[i], "SPOT_HOOK_TIMEOUT=", 18) != 0 &&
-		    strncmp(base[i], "SPOT_HOOK_PATH=", 15) != 0)
-			v[k++] = xstrdup(base[i]);
-	v[k++] = xasprintf("SPOT_HOOK_TIMEOUT=%llu", (unsigned long long)secs);
-	v[k++] = xasprintf("SPOT_HOOK_PATH=%s", path);
-	v[k] = NULL;
-	return v;
-}
-
 int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 {
-	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 };
+	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
 	struct hook_file own = { .fd = -1 };
 	const struct hook_file *file = p ? p->file : NULL;
 	const char *path = p ? p->path ? p->path : file ? file->path : NULL : NULL;
-	struct child_args a = { 0 };
+	struct hook_spawn a = { 0 };
 	struct hook_run *run;
 	char *argv[2] = { NULL, NULL };
 	char **envp = NULL;
-	long max_fd;
 	uint64_t now;
 	int k;
 
@@ -854,39 +622,48 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	hook_result_init(&run->res, p->name ? p->name : path, path);
 	run->res.budget_usec = p->budget_usec;
 	run->event_id = xstrdup(p->event_id ? p->event_id : "");
+	hook_output_init(&run->out, &run->res, run->event_id, run->res.path, file->script);
+	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++) {
+		run->pipes[i].run = run;
+		run->pipes[i].fd = -1;
+		run->pipes[i].stream = i == 0 ? &run->out.out : &run->out.err;
+	}
 	run->stdin_json = xstrdup(p->stdin_json ? p->stdin_json : "");
 	run->stdin_len = strlen(run->stdin_json);
 	run->kill_grace_usec = p->kill_grace_usec ? p->kill_grace_usec : HOOK_KILL_GRACE_USEC;
 	run->kill_at_mono_usec = USEC_INFINITY;
 	run->ended = p->ended;
 	run->userdata = p->userdata;
-	run->stdin_fd = run->out_fd = -1;
+	run->stdin_fd = -1;
 
-	envp = run_env(p->env, p->budget_usec, path);
+	envp = hooks_env_for_run(p->env, p->budget_usec, path);
 	argv[0] = run->res.path;
-	max_fd = sysconf(_SC_OPEN_MAX);
-	if (max_fd < 0 || max_fd > 65536)
-		max_fd = 65536;
 
-	if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0) {
+	/* stdout and stderr apart: each line is logged at its stream's
+	 * level (a line of each written at once may come out in either
+	 * order). */
+	if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0 ||
+	    pipe2(err_pipe, O_CLOEXEC) < 0) {
 		k = -errno;
 		goto fail;
 	}
 	k = set_nonblock(in_pipe[1]);
 	if (k >= 0)
 		k = set_nonblock(out_pipe[0]);
+	if (k >= 0)
+		k = set_nonblock(err_pipe[0]);
 	if (k < 0)
 		goto fail;
 
-	a = (struct child_args){
-		.in_fd = in_pipe[0], .out_fd = out_pipe[1],
+	a = (struct hook_spawn){
+		.in_fd = in_pipe[0], .out_fd = out_pipe[1], .err_fd = err_pipe[1],
 		.exec_fd = file->fd, .keep_exec_fd = file->script,
-		.argv = argv, .envp = envp, .max_fd = (int)max_fd, .agent_pid = getpid(),
+		.argv = argv, .envp = envp,
 	};
 	now = now_usec(CLOCK_MONOTONIC);
 	run->start_mono_usec = now;
 	run->res.start_wall_usec = now_usec(CLOCK_REALTIME);
-	run->pid = spawn(&a);
+	run->pid = hook_spawn(&a);
 	if (run->pid < 0) {
 		k = run->pid;
 		goto fail;
@@ -895,21 +672,25 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	run->spawn_errno = a.err;
 	run->spawn_step = a.step;
 	if (a.err)
-		spawn_detail(file, a.err, a.step, run->spawn_detail, sizeof(run->spawn_detail));
+		hook_spawn_describe(file, a.err, a.step, run->spawn_detail, sizeof(run->spawn_detail));
 	/* The child's ends are the child's: kept here, they would leak, and
 	 * the output pipe would never see its end. */
 	close_fd(&in_pipe[0]);
 	close_fd(&out_pipe[1]);
+	close_fd(&err_pipe[1]);
 	close_fd(&own.fd);
 
 	run->stdin_fd = in_pipe[1];
-	run->out_fd = out_pipe[0];
-	in_pipe[1] = out_pipe[0] = -1;
+	run->pipes[0].fd = out_pipe[0];
+	run->pipes[1].fd = err_pipe[0];
+	in_pipe[1] = out_pipe[0] = err_pipe[0] = -1;
 
 	k = sd_event_add_child(run->event, &run->child_source, run->pid, WEXITED, on_child_exit, run);
 	if (k >= 0) {
 		(void)sd_event_source_set_child_process_own(run->child_source, true);
-		k = sd_event_add_io(run->event, &run->out_source, run->out_fd, EPOLLIN, on_output, run);
+		for (size_t i = 0; k >= 0 && i < ELEMENTSOF(run->pipes); i++)
+			k = sd_event_add_io(run->event, &run->pipes[i].source, run->pipes[i].fd, EPOLLIN,
+					    on_output, &run->pipes[i]);
 	}
 	if (k >= 0 && run->stdin_len > 0)
 		k = sd_event_add_io(run->event, &run->stdin_source, run->stdin_fd, EPOLLOUT, on_stdin, run);
@@ -955,6 +736,7 @@ fail:
 	for (int i = 0; i < 2; i++) {
 		close_fd(&in_pipe[i]);
 		close_fd(&out_pipe[i]);
+		close_fd(&err_pipe[i]);
 	}
 	strv_free(envp);
 	run->finished = true;

@@ -9,6 +9,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "http/address.h"
 #include "http/metrics.h"
 #include "http/status.h"
 
@@ -62,15 +63,19 @@ int http_server_new(sd_event *e, const char *listen, const struct agent_state *s
 		    const struct metrics *metrics, const char *version, struct http_server **ret);
 void http_server_free(struct http_server *h);
 
-/* The two faces of the endpoint. On a loopback address (127.0.0.0/8, ::1,
- * ::ffff:127.0.0.0/104, as the listening socket is bound, also a socket from
- * systemd) every route is served. On any other address, wildcards included,
- * only /healthz and /readyz, plus /metrics when metrics is true and
- * /v1/status when status is true; other paths answer 404 as unknown ones do.
- * Both start false; the agent calls this at start and on every reload.
- * h may be NULL (no endpoint). */
+/* The two faces of the endpoint, chosen per connection from the address
+ * it arrived on (the accepted socket's local end, never the client's): on
+ * a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104; also any
+ * connection to a loopback listen address, or to a non-IP socket from
+ * systemd) every route is served. On any other, which only a listen
+ * address that is not loopback (a wildcard included) can receive, only
+ * /healthz and /readyz, plus /metrics when metrics is true and /v1/status
+ * when status is true; other paths answer 404 as unknown ones do. Both
+ * start false; the agent calls this at start and on every reload. h may
+ * be NULL (no endpoint). */
 void http_server_expose(struct http_server *h, bool metrics, bool status);
-/* True when the server listens on an address that is not loopback. */
+/* True when the server listens on an address that is not loopback: some
+ * connections may get the public face. */
 bool http_server_is_public(const struct http_server *h);
 
 /* The TCP port the server listens on (the chosen one when listen asked for
@@ -85,17 +90,6 @@ unsigned http_server_connection_limit(const struct http_server *h);
 /* Connections closed so far to keep HTTP_CONNECTIONS_SPARE slots free (not
  * those that missed their request deadline). */
 uint64_t http_server_shed_count(const struct http_server *h);
-
-/* Parses "ADDR:PORT" / "[IPV6]:PORT" as config validation uses it: ADDR is an
- * IPv4 literal or "localhost" (127.0.0.1), IPV6 an IPv6 literal without a
- * zone, PORT 0..65535 (0 = any free port). Returns 0 or -EINVAL; the
- * outputs are written only on success. */
-int http_parse_listen(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len);
-
-/* True when listen parses (http_parse_listen) to a loopback address, the
- * endpoint's private face; false for any other address and for a string
- * that does not parse ("none" included). */
-bool http_listen_is_loopback(const char *listen);
 
 /* The /healthz verdict for the given state at monotonic time now: unhealthy
  * iff poll.consecutive_failures > 0 and the streak (now -

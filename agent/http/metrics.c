@@ -108,6 +108,7 @@ struct metrics {
 	uint64_t imds_requests[_IMDS_RESULT_MAX];
 	struct histogram imds_duration;
 	uint64_t events[_EVENT_TYPE_MAX];
+	uint64_t events_ignored[_EVENT_TYPE_MAX];
 	struct histogram notice;
 	struct histogram first_hook;
 	/* Sorted bytewise by name, at most METRICS_HOOKS_MAX; owned. */
@@ -167,6 +168,13 @@ void metrics_event_detected(struct metrics *m, enum event_type t, uint64_t notic
 	/* An unknown or exhausted notice is observed as 0: "no time left" is
 	 * exactly what this histogram is there to show. */
 	histogram_observe(&m->notice, &notice_spec, notice_usec);
+}
+
+void metrics_event_ignored(struct metrics *m, enum event_type t)
+{
+	if (!m || (int)t < 0 || t >= _EVENT_TYPE_MAX)
+		return;
+	m->events_ignored[t]++;
 }
 
 void metrics_first_hook(struct metrics *m, uint64_t usec)
@@ -475,6 +483,12 @@ char *metrics_render(const struct metrics *m, const struct agent_state *s,
 		buf_printf(&b, "spot_agent_events_total{type=\"%s\"} %" PRIu64 "\n",
 			   event_type_names[i], m->events[i]);
 
+	family(&b, "spot_agent_events_ignored_total", "counter",
+	       "Events for this VM not acted on because their type is not in 'events', by event type.");
+	for (size_t i = 0; i < _EVENT_TYPE_MAX; i++)
+		buf_printf(&b, "spot_agent_events_ignored_total{type=\"%s\"} %" PRIu64 "\n",
+			   event_type_names[i], m->events_ignored[i]);
+
 	family(&b, "spot_agent_eviction_pending", "gauge",
 	       "1 from the detection of an eviction for this VM until its hooks are done and the "
 	       "metadata service no longer lists it (while /readyz answers 503), else 0.");
@@ -510,6 +524,11 @@ char *metrics_render(const struct metrics *m, const struct agent_state *s,
 	family(&b, "spot_agent_rebalance_recommended", "gauge",
 	       "1 while the platform recommends moving work off this VM (AWS rebalance recommendation), else 0.");
 	buf_printf(&b, "spot_agent_rebalance_recommended %d\n", s && s->rebalance_recommended ? 1 : 0);
+
+	family(&b, "spot_agent_config_reload_failed", "gauge",
+	       "1 when the last configuration reload was refused (the agent runs on the configuration "
+	       "before it; /v1/status config.reload_error says why), else 0.");
+	buf_printf(&b, "spot_agent_config_reload_failed %d\n", s && s->reload_error[0] ? 1 : 0);
 
 	if (ret_len)
 		*ret_len = b.len;

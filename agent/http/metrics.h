@@ -23,6 +23,8 @@ void metrics_imds_request(struct metrics *m, enum imds_result r, uint64_t latenc
 /* An eviction for this VM was detected, notice_usec before its NotBefore
  * (0 when unknown or already past). */
 void metrics_event_detected(struct metrics *m, enum event_type t, uint64_t notice_usec);
+/* An event for this VM whose type is not in 'events' was first seen. */
+void metrics_event_ignored(struct metrics *m, enum event_type t);
 /* Time from detection to the first hook's exec. */
 void metrics_first_hook(struct metrics *m, uint64_t usec);
 void metrics_hook_done(struct metrics *m, const char *hook, enum hook_outcome o, uint64_t duration_usec);

@@ -1,11 +1,11 @@
-/* http.c - the local read-only HTTP endpoint: libmicrohttpd without threads,
- * its epoll fd and timeout driven by the agent's sd-event loop, and a flat
- * GET/HEAD route table over the state and the metrics, with a smaller public
- * face on addresses that are not loopback. It must never block the loop or
- * make a hook or a poll wait: every request is answered from memory on its
- * first callback, bodies are refused before they are read, and connections
- * are capped in number, memory, idle time and time to a complete request;
- * near the cap the ones waiting longest are shed, so a probe gets in. */
+/* server.c - the local read-only HTTP endpoint on the agent's loop:
+ * libmicrohttpd without threads, its epoll fd and timeout driven by
+ * sd-event, the listening socket (bound here or passed by systemd), the
+ * face a connection gets, and the limits that keep a probe answered:
+ * connections capped in number, memory, idle time and time to a complete
+ * request, the ones waiting longest shed near the cap. What each path
+ * answers is routes.c's. It must never block the loop or make a hook or a
+ * poll wait: bodies are refused before they are read. */
 #include "http/http.h"
 
 #include <arpa/inet.h>
@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -25,15 +24,13 @@
 #include <microhttpd.h>
 #include <systemd/sd-daemon.h>
 
+#include "http/routes.h"
 #include "log.h"
 #include "util.h"
 
 /* Below the loop's default, so that when hooks, polls and HTTP are all ready
  * the HTTP sources are dispatched last. */
 #define HTTP_EVENT_PRIORITY (SD_EVENT_PRIORITY_NORMAL + 10)
-
-#define TEXT_PLAIN "text/plain; charset=utf-8"
-#define ALLOWED_METHODS "GET, HEAD"
 
 /* One open TCP connection, known from libmicrohttpd's connection
  * notifications; kept to enforce the request deadline and to shed the
@@ -42,6 +39,7 @@ struct http_conn {
 	struct MHD_Connection *c;    /* libmicrohttpd's, valid until its CLOSED notice */
 	uint64_t since_usec;         /* CLOCK_MONOTONIC: opened, or its last answer sent */
 	bool answering;              /* a request head is in, its answer not yet sent */
+	bool local_loopback;         /* it arrived on a loopback address of ours */
 	bool shed;                   /* shut down by us, not yet closed by libmicrohttpd */
 	struct http_conn *prev, *next;
 };
@@ -51,9 +49,7 @@ struct http_server {
 	sd_event_source *io;                /* libmicrohttpd's epoll fd */
 	sd_event_source *timer;             /* libmicrohttpd's next timeout */
 	struct MHD_Daemon *daemon;
-	const struct agent_state *state;    /* borrowed */
-	const struct metrics *metrics;      /* borrowed, may be NULL */
-	const char *version;                /* borrowed */
+	struct http_routes routes;          /* what the answers are made from */
 	int port;
 	char address[INET6_ADDRSTRLEN + 8]; /* the bound one, for log lines */
 	bool public_face;                   /* bound to an address that is not loopback */
@@ -72,279 +68,6 @@ struct http_server {
 static char request_tag;
 static char request_too_long_tag;
 
-/* ---- parsing the listen address ---- */
-
-int http_parse_listen(const char *listen_addr, struct sockaddr_storage *ret, socklen_t *ret_len)
-{
-	struct sockaddr_storage ss;
-	char host[INET6_ADDRSTRLEN];
-	const char *port_str;
-	socklen_t len;
-	uint64_t port;
-	size_t n;
-
-	if (!listen_addr || !ret || !ret_len)
-		return -EINVAL;
-	memset(&ss, 0, sizeof(ss));
-
-	if (listen_addr[0] == '[') {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-		const char *end = strchr(listen_addr, ']');
-
-		if (!end || end[1] != ':')
-			return -EINVAL;
-		n = (size_t)(end - (listen_addr + 1));
-		if (n == 0 || n >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, listen_addr + 1, n);
-		host[n] = '\0';
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			return -EINVAL;
-		port_str = end + 2;
-		sin6->sin6_family = AF_INET6;
-		len = sizeof(*sin6);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-		const char *colon = strrchr(listen_addr, ':');
-
-		if (!colon)
-			return -EINVAL;
-		n = (size_t)(colon - listen_addr);
-		if (n == 0 || n >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, listen_addr, n);
-		host[n] = '\0';
-		/* A bare IPv6 address is ambiguous with its port: brackets. */
-		if (strchr(host, ':'))
-			return -EINVAL;
-		if (strcmp(host, "localhost") == 0)
-			(void)strscpy(host, sizeof(host), "127.0.0.1");
-		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-			return -EINVAL;
-		port_str = colon + 1;
-		sin->sin_family = AF_INET;
-		len = sizeof(*sin);
-	}
-
-	if (parse_uint64(port_str, 0, 65535, &port) < 0)
-		return -EINVAL;
-	if (ss.ss_family == AF_INET6)
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-	else
-		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-
-	*ret = ss;
-	*ret_len = len;
-	return 0;
-}
-
-/* 127.0.0.0/8, ::1 and IPv4-mapped 127.0.0.0/8. */
-static bool sockaddr_is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
-	if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-
-		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return false;
-}
-
-bool http_listen_is_loopback(const char *listen_addr)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-
-	return http_parse_listen(listen_addr, &ss, &len) == 0 && sockaddr_is_loopback(&ss);
-}
-
-/* ---- health ---- */
-
-/* Copies s into buf as one line: control characters become spaces. */
-static void copy_one_line(char *buf, size_t n, const char *s)
-{
-	size_t i;
-
-	if (n == 0)
-		return;
-	for (i = 0; s[i] && i + 1 < n; i++)
-		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
-	buf[i] = '\0';
-}
-
-bool http_healthy(const struct agent_state *s, uint64_t now_mono_usec, char *buf, size_t n)
-{
-	const struct poll_stats *p = &s->poll;
-	char error[STATUS_REASON_MAX];
-	uint64_t failing;
-	int k;
-
-	if (p->consecutive_failures == 0)
-		return true;
-	failing = now_mono_usec > p->first_failure_mono_usec ?
-		  now_mono_usec - p->first_failure_mono_usec : 0;
-	if (failing <= HTTP_HEALTH_WINDOW_SEC * USEC_PER_SEC)
-		return true;
-
-	if (buf && n > 0) {
-		copy_one_line(error, sizeof(error), p->last_error[0] ? p->last_error : "unknown error");
-		k = snprintf(buf, n, "imds polls failing for %" PRIu64 " s: %s\n",
-			     failing / USEC_PER_SEC, error);
-		/* Cut short, it still ends the line. */
-		if (k < 0)
-			buf[0] = '\0';
-		else if ((size_t)k >= n && n >= 2)
-			buf[n - 2] = '\n';
-	}
-	return false;
-}
-
-/* ---- responses ---- */
-
-static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, const char *type,
-			     struct MHD_Response *r)
-{
-	enum MHD_Result ret = MHD_NO;
-
-	if (!r)
-		return MHD_NO;
-	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES ||
-	    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
-	    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") != MHD_YES ||
-	    MHD_add_response_header(r, MHD_HTTP_HEADER_SERVER, HTTP_SERVER_PRODUCT "/" SPOT_VERSION) != MHD_YES)
-		goto out;
-	if (status == MHD_HTTP_METHOD_NOT_ALLOWED &&
-	    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, ALLOWED_METHODS) != MHD_YES)
-		goto out;
-	ret = MHD_queue_response(c, status, r);
-out:
-	MHD_destroy_response(r);
-	return ret;
-}
-
-static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, const char *text)
-{
-	return queue(c, status, TEXT_PLAIN,
-		     MHD_create_response_from_buffer(strlen(text), (void *)text,
-						     MHD_RESPMEM_MUST_COPY));
-}
-
-static enum MHD_Result route_healthz(struct http_server *h, struct MHD_Connection *c)
-{
-	char reason[STATUS_REASON_MAX + 64];
-
-	if (http_healthy(h->state, now_usec(CLOCK_MONOTONIC), reason, sizeof(reason)))
-		return respond_text(c, MHD_HTTP_OK, "ok\n");
-	return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, reason);
-}
-
-static enum MHD_Result route_readyz(struct http_server *h, struct MHD_Connection *c)
-{
-	const struct eviction *r = NULL;
-	const struct notice *lead;
-	char id[EVENT_ID_MAX], text[EVENT_ID_MAX + 64];
-
-	if (status_ready(h->state, now_usec(CLOCK_REALTIME), &r))
-		return respond_text(c, MHD_HTTP_OK, "ready\n");
-	lead = r ? eviction_lead_const(r) : NULL;
-	if (r)
-		copy_one_line(id, sizeof(id), r->id);
-	(void)snprintf(text, sizeof(text), "evicting: %s %s\n",
-		       lead ? event_type_to_string(lead->ev.type) : "unknown", r ? id : "unknown");
-	return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
-}
-
-static enum MHD_Result route_status(struct http_server *h, struct MHD_Connection *c)
-{
-	cJSON *j = status_to_json(h->state, h->version);
-	char *printed = j ? cJSON_Print(j) : NULL;
-	char *body;
-	size_t len;
-
-	cJSON_Delete(j);
-	if (!printed)
-		return respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render status\n");
-	/* Pretty-printed and newline-terminated: people read this with curl. */
-	len = strlen(printed);
-	body = xmalloc(len + 2);
-	memcpy(body, printed, len);
-	body[len++] = '\n';
-	body[len] = '\0';
-	cJSON_free(printed);
-	return queue(c, MHD_HTTP_OK, "application/json",
-		     MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE));
-}
-
-static enum MHD_Result route_metrics(struct http_server *h, struct MHD_Connection *c)
-{
-	char *text;
-	size_t len;
-
-	if (!h->metrics)
-		return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
-	text = metrics_render(h->metrics, h->state, h->version, &len);
-	return queue(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-		     MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE));
-}
-
-/* Who may see a route: everybody, or on the public face only when
- * exposed. */
-enum route_face {
-	FACE_BOTH,
-	FACE_METRICS,
-	FACE_STATUS,
-};
-
-static const struct route {
-	const char *path;
-	enum route_face face;
-	enum MHD_Result (*handle)(struct http_server *h, struct MHD_Connection *c);
-} routes[] = {
-	{ "/healthz", FACE_BOTH, route_healthz },
-	{ "/readyz", FACE_BOTH, route_readyz },
-	{ "/v1/status", FACE_STATUS, route_status },
-	{ "/metrics", FACE_METRICS, route_metrics },
-};
-
-static bool route_shown(const struct http_server *h, const struct route *r)
-{
-	if (!h->public_face)
-		return true;
-	switch (r->face) {
-	case FACE_METRICS:
-		return h->expose_metrics;
-	case FACE_STATUS:
-		return h->expose_status;
-	default:
-		return true;
-	}
-}
-
-/* True when the request announces a body (any Content-Length but 0, or a
- * transfer coding). */
-static enum MHD_Result note_body_header(void *userdata, enum MHD_ValueKind kind, const char *key,
-					const char *value)
-{
-	bool *body = userdata;
-
-	if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0 ||
-	    (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0 && (!value || strcmp(value, "0") != 0)))
-		*body = true;
-	return MHD_YES;
-}
-
-/* Every Content-Length and Transfer-Encoding line counts, not only the
- * first: "Content-Length: 0" followed by "Content-Length: 4" announces a
- * body as well. */
-static bool has_body(struct MHD_Connection *c)
-{
-	bool body = false;
-
-	(void)MHD_get_connection_values(c, MHD_HEADER_KIND, note_body_header, &body);
-	return body;
-}
-
 /* Our record of libmicrohttpd's connection c, or NULL. */
 static struct http_conn *conn_of(struct MHD_Connection *c)
 {
@@ -352,6 +75,22 @@ static struct http_conn *conn_of(struct MHD_Connection *c)
 		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
 	return info ? info->socket_context : NULL;
+}
+
+/* Whether connection c arrived on a loopback address: the local end of the
+ * accepted socket, never the client's address (which a peer on the
+ * network does not choose freely, but which is not where it connected).
+ * On a wildcard listen address this gives 127.0.0.1 and ::1 the private
+ * face. */
+static bool connection_is_local(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (!info || info->connect_fd < 0 || getsockname(info->connect_fd, (struct sockaddr *)&ss, &len) < 0)
+		return false;
+	return http_sockaddr_is_loopback(&ss);
 }
 
 /* The access handler. Every request is answered on its first call, when the
@@ -367,22 +106,16 @@ static enum MHD_Result handle_request(void *userdata, struct MHD_Connection *c, 
 {
 	struct http_server *h = userdata;
 	struct http_conn *conn = conn_of(c);
+	const struct http_face face = {
+		.full = !h->public_face || (conn ? conn->local_loopback : connection_is_local(c)),
+		.metrics = h->expose_metrics, .status = h->expose_status,
+	};
 
 	if (*upload_data_size != 0)
 		return MHD_NO;
 	if (conn)
 		conn->answering = true;
-	if (*req == &request_too_long_tag || strlen(url) > HTTP_URL_MAX)
-		return respond_text(c, MHD_HTTP_URI_TOO_LONG, "URI too long\n");
-	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-		return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
-	if (has_body(c))
-		return respond_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request bodies are not accepted\n");
-
-	for (size_t i = 0; i < ELEMENTSOF(routes); i++)
-		if (strcmp(url, routes[i].path) == 0 && route_shown(h, &routes[i]))
-			return routes[i].handle(h, c);
-	return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+	return http_routes_answer(&h->routes, &face, c, url, method, *req == &request_too_long_tag);
 }
 
 /* Paths are matched byte for byte as sent: no %XX is decoded (in the path or
@@ -441,7 +174,7 @@ static void conn_unlink(struct http_server *h, struct http_conn *conn)
 	conn->prev = conn->next = NULL;
 }
 
-static void connection_notify(void *userdata, _unused_ struct MHD_Connection *c,
+static void connection_notify(void *userdata, struct MHD_Connection *c,
 			      void **socket_context, enum MHD_ConnectionNotificationCode code)
 {
 	struct http_server *h = userdata;
@@ -452,6 +185,8 @@ static void connection_notify(void *userdata, _unused_ struct MHD_Connection *c,
 		conn = xcalloc(1, sizeof(*conn));
 		conn->c = c;
 		conn->since_usec = now_usec(CLOCK_MONOTONIC);
+		/* Asked once per connection, and only where it matters. */
+		conn->local_loopback = h->public_face && connection_is_local(c);
 		conn_append(h, conn);
 		h->n_conns++;
 		h->started = true;
@@ -680,7 +415,7 @@ static void describe_socket(struct http_server *h, int fd)
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 		return;
 	h->public_face = (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
-			 !sockaddr_is_loopback(&ss);
+			 !http_sockaddr_is_loopback(&ss);
 	if (ss.ss_family == AF_INET) {
 		h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 		(void)inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
@@ -738,9 +473,9 @@ int http_server_new(sd_event *e, const char *listen_addr, const struct agent_sta
 
 	h = xcalloc(1, sizeof(*h));
 	h->event = sd_event_ref(e);
-	h->state = state;
-	h->metrics = metrics;
-	h->version = version ? version : "";
+	h->routes.state = state;
+	h->routes.metrics = metrics;
+	h->routes.version = version ? version : "";
 	describe_socket(h, fd);
 	h->conn_limit = fit_connection_limit();
 
@@ -821,9 +556,9 @@ void http_server_expose(struct http_server *h, bool metrics, bool status)
 	h->expose_metrics = metrics;
 	h->expose_status = status;
 	if (h->public_face)
-		log_info("http: %s is not a loopback address: serving /healthz, /readyz%s%s there, "
-			 "other paths answer 404", h->address, metrics ? ", /metrics" : "",
-			 status ? ", /v1/status" : "");
+		log_info("http: %s is not a loopback address: a connection that arrives on a loopback "
+			 "address gets every path, any other /healthz, /readyz%s%s; other paths answer 404",
+			 h->address, metrics ? ", /metrics" : "", status ? ", /v1/status" : "");
 }
 
 void http_server_free(struct http_server *h)

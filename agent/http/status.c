@@ -113,6 +113,26 @@ static cJSON *poll_to_json(const struct poll_stats *p)
 	return o;
 }
 
+/* What the operator should know of the agent itself: a refused reload,
+ * and the notices it saw and does not act on. */
+static void add_operator_fields(cJSON *o, const struct agent_state *s)
+{
+	cJSON *config = json_object_new(), *ignored = json_array_new();
+	const struct ignored_event *e;
+
+	json_add_text(config, "reload_error", s->reload_error, sizeof(s->reload_error));
+	json_add(o, "config", config);
+	for (size_t i = 0; (e = ignored_events_get(&s->ignored, i)); i++) {
+		cJSON *item = json_object_new();
+
+		json_add_text(item, "id", e->id, sizeof(e->id));
+		json_add_text(item, "type", event_type_to_string(e->type), 0);
+		json_add_instant(item, "first_seen", e->first_seen_wall_usec);
+		json_append(ignored, item);
+	}
+	json_add(o, "ignored_events", ignored);
+}
+
 cJSON *status_to_json(const struct agent_state *s, const char *version)
 {
 	const struct eviction *current = status_current(s);
@@ -143,5 +163,6 @@ cJSON *status_to_json(const struct agent_state *s, const char *version)
 		shown++;
 	}
 	json_add(o, "history", history);
+	add_operator_fields(o, s);
 	return o;
 }

@@ -13,9 +13,11 @@
 
 #include "engine/engine.h"
 #include "engine/record.h"
+#include "store/ignored.h"
 
 #define STATUS_REASON_MAX  256
 #define STATUS_HISTORY_MAX 10
+#define STATUS_RELOAD_ERROR_MAX 512        /* a refused reload's first error line */
 
 /* Poll statistics; not persisted. */
 struct poll_stats {
@@ -39,6 +41,13 @@ struct agent_state {
 	char *vm_name;                     /* owned, NULL until known */
 	struct poll_stats poll;
 	bool rebalance_recommended;        /* the provider recommends moving off (AWS) */
+	/* The first error line of the last reload that was refused (with the
+	 * count of the others), "" when the last reload, or the start, was
+	 * fine. */
+	char reload_error[STATUS_RELOAD_ERROR_MAX];
+	/* The last few events for this VM not acted on: their type is not in
+	 * 'events'. */
+	struct ignored_events ignored;
 	const struct records *records;     /* borrowed: the evictions */
 	const struct engine *engine;       /* borrowed: readiness and phase; NULL
 					    * when there is none (tests) */

@@ -302,6 +302,9 @@ static ssize_t read_bounded(int fd, char **ret)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -EBADMSG;
+	/* Another user's file could say which hooks never run again. */
+	if (st.st_uid != geteuid())
+		return -EPERM;
 	if (st.st_size > STATE_FILE_MAX)
 		return -EFBIG;
 	buf = xmalloc(cap + 1);
@@ -356,6 +359,8 @@ static int load_file(int dfd, const char *name, struct eviction **ret_items, siz
 	if (len < 0) {
 		if (len == -EBADMSG)
 			(void)snprintf(rep->reason, sizeof(rep->reason), "not a regular file");
+		else if (len == -EPERM)
+			(void)snprintf(rep->reason, sizeof(rep->reason), "owned by another user than the agent's");
 		return (int)len;
 	}
 	r = parse_file(text, (size_t)len, ret_items, ret_n, ret_seq, rep);
@@ -601,7 +606,7 @@ int state_save_begin(const struct state_doc *doc, struct state_sync *sync)
 		r = -errno;
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
 		r = -EEXIST;
 		goto out;
 	}

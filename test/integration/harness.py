@@ -275,7 +275,7 @@ class NotifySocket:
 class Agent:
     """One run of the agent binary; stderr is collected line by line."""
 
-    def __init__(self, ctx, args, env=None, notify=True):
+    def __init__(self, ctx, args, env=None, notify=True, prefix=None):
         self.ctx = ctx
         self.lines = []
         self.cond = threading.Condition()
@@ -293,7 +293,9 @@ class Agent:
         self.state_before = _file_id(self.state_path)
         self.log_path = os.path.join(ctx.dir, "agent-%d.log" % len(ctx.agents))
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([AGENT] + args, stdin=subprocess.DEVNULL,
+        # prefix: a command that execs the agent in the end (unshare ...),
+        # so that the process is the agent's.
+        self.proc = subprocess.Popen((prefix or []) + [AGENT] + args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=e)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -391,7 +393,9 @@ class Context:
         os.chmod(self.hook_dir, 0o755)
         self.hooks = os.path.join(self.hook_dir, "hooks.d")
         self.lib_hooks = os.path.join(self.hook_dir, "lib-hooks.d")
-        self.state = os.path.join(self.dir, "state")
+        # The agent refuses a state directory others can change, the whole
+        # way up: not below /tmp either.
+        self.state = os.path.join(self.hook_dir, "state")
         self.out = os.path.join(self.dir, "out")
         for d in (self.hooks, self.lib_hooks, self.out):
             os.mkdir(d)
@@ -455,8 +459,8 @@ class Context:
                 out += ["--" + k, str(v)]
         return out
 
-    def start_agent(self, args=None, env=None, notify=True, wait_ready=True, **over):
-        a = Agent(self, args if args is not None else self.base_args(**over), env, notify)
+    def start_agent(self, args=None, env=None, notify=True, wait_ready=True, prefix=None, **over):
+        a = Agent(self, args if args is not None else self.base_args(**over), env, notify, prefix)
         self.agents.append(a)
         if wait_ready and notify:
             a.wait_ready()

@@ -97,7 +97,12 @@ def test_check_lists_hooks_and_skips(ctx):
     os.symlink("/dev/null", os.path.join(ctx.hooks, "06-masked"))
     ctx.hook("06-masked", "true", directory=ctx.lib_hooks)
     r = run(["check", "-c", ctx.config_file(""), "--hooks-dir", ctx.hooks, "--hooks-lib-dir", ctx.lib_hooks])
-    check(r.returncode == 0, "exit %d: %s" % (r.returncode, r.stderr))
+    # Two files meant as hooks would not run: check fails, naming both;
+    # the leftover and the masked hook are no reason to.
+    check(r.returncode == 2, "exit %d: %s" % (r.returncode, r.stderr))
+    check([l for l in errors(r) if "would not run" in l] ==
+          ["spot-agent: hooks: '%s/20-noexec' would not run: not executable" % ctx.hooks,
+           "spot-agent: hooks: '%s/30-gw' would not run: group-writable" % ctx.hooks], r.stderr)
     runs = [l.split()[1] for l in comments(r, "run ")]
     check(runs == [os.path.join(ctx.lib_hooks, "05-lib"), os.path.join(ctx.hooks, "10-ok")],
           "plan %r" % runs)
@@ -107,6 +112,14 @@ def test_check_lists_hooks_and_skips(ctx):
     check("40-x.dpkg-old: package manager leftover" in out, out)
     check("06-masked: masked" in out, out)
     check("poll-interval = 1000" in out, "effective config missing")
+    # --warn-only: the same lines as warnings, and exit 0.
+    r = run(["check", "-c", ctx.config_file(""), "--hooks-dir", ctx.hooks, "--hooks-lib-dir", ctx.lib_hooks,
+             "--warn-only"])
+    check(r.returncode == 0, "--warn-only: exit %d: %s" % (r.returncode, r.stderr))
+    check("warning: hooks: '%s/20-noexec' would not run: not executable" % ctx.hooks in r.stderr, r.stderr)
+    # Only with check.
+    r = run(["drill", "--warn-only", "-c", ctx.config_file("")])
+    check(r.returncode == 2 and "option --warn-only: only valid with 'check'" in r.stderr, r.stderr)
 
 
 def test_drill_reports_and_fails_on_failure(ctx):
@@ -213,9 +226,12 @@ def as_nobody(args):
 def test_permissions_refused(ctx):
     if os.geteuid() == 0 and not shutil.which("setpriv"):
         raise TestFailure("setpriv (util-linux) is needed to drop root")
-    nobody_dir = os.path.join(ctx.dir, "nobody-state")
-    os.mkdir(nobody_dir)
-    os.chmod(nobody_dir, 0o777)
+    # The agent's state directory is its user's, and nobody else's.
+    nobody_dir = os.path.join(ctx.hook_dir, "nobody-state")
+    os.mkdir(nobody_dir, 0o700)
+    if os.geteuid() == 0:
+        os.chown(nobody_dir, 65534, 65534)
+    ctx.hook("10-ok", "true")
 
     def check_as_nobody(**over):
         over.setdefault("state_dir", nobody_dir)
@@ -266,17 +282,22 @@ def make_immutable(ctx, path):
 
 
 def test_state_dir_created_or_refused(ctx):
+    ctx.hook("10-ok", "true")
     # Missing in a writable parent: check says so, the daemon creates it 0700.
     r = run(check_args(ctx))
     check(r.returncode == 0 and errors(r) == [], "exit %d %r" % (r.returncode, r.stderr))
     check(comments(r, "state-dir") == ["state-dir '%s' does not exist yet; the agent creates it "
-                                       "(mode 0700)" % ctx.state], r.stdout)
+                                       "(mode 0700)" % ctx.state,
+                                       "state-dir '%s' will be the agent's alone, and no agent runs on "
+                                       "it" % ctx.state], r.stdout)
     check(not os.path.exists(ctx.state), "check created the state dir")
     a = ctx.start_agent()
     check(stat.S_IMODE(os.stat(ctx.state).st_mode) == 0o700, "mode %o" % os.stat(ctx.state).st_mode)
     a.stop()
     r = run(check_args(ctx))
-    check(comments(r, "state-dir") == ["state-dir '%s' is writable" % ctx.state], r.stdout)
+    check(comments(r, "state-dir") == ["state-dir '%s' is writable" % ctx.state,
+                                       "state-dir '%s' is the agent's alone, and no agent runs on it"
+                                       % ctx.state], r.stdout)
 
     # No parent.
     deep = os.path.join(ctx.dir, "no-parent", "state")
@@ -313,6 +334,7 @@ class NotTheAgent(http.server.BaseHTTPRequestHandler):
 
 
 def test_check_probes_the_listen_address(ctx):
+    ctx.hook("10-ok", "true")
     port = free_port()
     r = run(check_args(ctx, listen="127.0.0.1:%d" % port))
     check(r.returncode == 0, "free port: %d %r" % (r.returncode, r.stderr))
@@ -371,6 +393,7 @@ def test_events_without_preempt_refused_unless_explicit(ctx):
     refused(run(["check", "-c", ctx.config_file(""), "--events", "!Preempt,!Terminate,!Shutdown"]),
             "spot-agent: option --events: value '!Preempt,!Terminate,!Shutdown' leaves no event "
             "type to act on", "nothing left")
+    ctx.hook("10-ok", "true")
     for value, effective in (("+Reboot", "Preempt,Terminate,Reboot,Shutdown"),
                              ("Reboot,Preempt", "Preempt,Reboot"),
                              ("Reboot,!Preempt", "Reboot,!Preempt"),
@@ -411,8 +434,9 @@ def test_check_output_is_a_config_file_that_reads_back(ctx):
     ctx.hook("30-x\nprovider = aws", "true", mode=0o644)
     ctx.hook("05-lib", "true", directory=ctx.lib_hooks)
     conf = ctx.config_file("margin = 7\nevents = !Preempt\nvm-name = \" vm #1 \"\n", "in put.conf")
+    # The two files that would not run are only warned about.
     first = check_args(ctx, "--poll-interval", "250", "--no-approve", "--log-level", "debug",
-                       "--provider", "gcp")
+                       "--provider", "gcp", "--warn-only")
     first[2] = conf
     r = run(first)
     check(r.returncode == 0, "exit %d %r" % (r.returncode, r.stderr))
@@ -428,7 +452,7 @@ def test_check_output_is_a_config_file_that_reads_back(ctx):
 
     # Fed back on its own, it gives the same output but for the file name.
     out = ctx.config_file(r.stdout, "check-out.conf")
-    r2 = run(["check", "-c", out])
+    r2 = run(["check", "-c", out, "--warn-only"])
     check(r2.returncode == 0, "read back: exit %d %r" % (r2.returncode, r2.stderr))
     a, b = r.stdout.splitlines(), r2.stdout.splitlines()
     check(b[0] == "# spot-agent effective configuration (file: %s)" % out, b[0])

@@ -339,7 +339,9 @@ def test_vm_name_override_and_identity_retry(ctx):
     a = ctx.start_agent()
     a.wait_log(r"instance metadata failed")
     a.wait_log(r"this VM is 'real-name'")
-    b = ctx.start_agent(vm_name="override-vm", listen="none")
+    # A state directory of its own: one agent per state directory.
+    b = ctx.start_agent(vm_name="override-vm", listen="none",
+                        state_dir=os.path.join(ctx.hook_dir, "state-b"))
     eid = sim.add_event(type="Preempt", resources=["override-vm"], not_before_in=30)
     b.wait_log(r"eviction notice: Preempt")
     check(not a.log_has(r"eviction notice"), "other agent reacted")

@@ -83,13 +83,17 @@ def test_check_refuses_untrusted_ways(ctx):
     conf = ctx.config_file("")
     for d, name, reason in attacks(ctx):
         r = run(["check", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", "none"])
-        check(r.returncode == 0, "check exit %d: %s" % (r.returncode, r.stderr))
+        # A hook that would not run fails check.
+        check(r.returncode == 2, "check exit %d: %s" % (r.returncode, r.stderr))
+        check("hooks: '%s/%s' would not run: %s" % (d, name, reason) in r.stderr,
+              "%s: check does not say why: %s" % (d, r.stderr))
         runs, skips = plan_of(r.stdout)
         check(runs == [], "%s: would run %r" % (d, runs))
         check(skips == ["%s/%s: %s" % (d, name, reason)], "%s: skips %r" % (d, skips))
     # The same hooks run once the way to them is fixed.
     recorder(ctx, os.path.join(ctx.hooks, "10-fine"))
     r = run(["check", "-c", conf, "--hooks-dir", ctx.hooks, "--hooks-lib-dir", "none"])
+    check(r.returncode == 0, "check exit %d: %s" % (r.returncode, r.stderr))
     check(plan_of(r.stdout) == ([os.path.join(ctx.hooks, "10-fine")], []), r.stdout)
 
 
@@ -108,7 +112,12 @@ def test_drill_runs_no_untrusted_hook(ctx):
     for d, name, reason in attacks(ctx):
         r = run(["drill", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", ctx.lib_hooks,
                  "--notice", "20"])
-        check(name not in r.stdout, "%s: drill lists %s:\n%s" % (d, name, r.stdout))
+        # Not run, but listed as skipped with its reason, and the drill fails.
+        rows = [l.split()[0] for l in r.stdout.splitlines()]
+        check(name not in rows, "%s: drill ran %s:\n%s" % (d, name, r.stdout))
+        check("skipped %s/%s: %s\n" % (d, name, reason) in r.stdout,
+              "%s: drill does not list the skip:\n%s" % (d, r.stdout))
+        check(r.returncode == 1 and "drill: FAILED" in r.stdout, "%s: drill exit %d" % (d, r.returncode))
         check("uid=0(" not in r.stderr, "the planted link ran: %s" % r.stderr)
         check(reason in r.stderr, "%s: drill does not say why (%s):\n%s" % (d, reason, r.stderr))
     check(ctx.recorded() == [], "refused hooks ran: %r" % ctx.recorded())
@@ -299,3 +308,80 @@ def test_exec_error_is_logged_with_the_interpreter(ctx):
     results = [(h["name"], h["result"]) for h in st["hooks"]]
     check(results == [("10-first", "ok"), ("20-needs-mysh", "failed"), ("30-after", "ok")],
           "results %r" % results)
+
+
+def test_check_and_drill_fail_on_windows_line_endings_and_too_many_hooks(ctx):
+    """A script saved with Windows line endings, and hooks beyond the 64
+    that run, would not run: check exits 2 naming each with its reason,
+    a drill fails and lists them; --warn-only lets check pass. A README and
+    a text file next to the hooks fail nothing."""
+    d = ctx.hooks
+    write(os.path.join(d, "05-crlf"), b"#!/bin/sh\r\necho hi\r\n")
+    write(os.path.join(d, "README"), b"Hooks for this machine.\n", 0o644)
+    write(os.path.join(d, "notes.txt"), b"not a hook\n", 0o644)
+    conf = ctx.config_file("")
+    r = run(["check", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", "none"])
+    check(r.returncode == 2, "check exit %d: %s" % (r.returncode, r.stderr))
+    crlf = "%s/05-crlf: Windows line endings (CRLF): convert it with dos2unix" % d
+    check("hooks: '%s/05-crlf' would not run: Windows line endings (CRLF)" % d in r.stderr, r.stderr)
+    check("no hook would run from '%s'" % d in r.stderr, "no 'no hook would run': %s" % r.stderr)
+    runs, skips = plan_of(r.stdout)
+    check(skips == [crlf, "%s/notes.txt: not executable" % d], "skips %r" % skips)
+    check("notes.txt" not in r.stderr and "README" not in r.stderr + r.stdout, r.stderr)
+    r = run(["drill", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", "none", "--notice", "10"])
+    check(r.returncode == 1 and "drill: FAILED" in r.stdout, "drill exit %d: %s" % (r.returncode, r.stdout))
+    check("skipped " + crlf + "\n" in r.stdout, "drill does not list the CRLF file:\n%s" % r.stdout)
+    check("skipped %s/notes.txt: not executable (ignored)\n" % d in r.stdout, r.stdout)
+    check("drill: no hooks to run" in r.stdout, r.stdout)
+
+    # Fixed, plus 65 more: 64 run, the last two would not.
+    write(os.path.join(d, "05-crlf"), b"#!/bin/sh\necho hi\n")
+    for i in range(65):
+        script(os.path.join(d, "h%03d" % i), "exit 0")
+    r = run(["check", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", "none"])
+    check(r.returncode == 2, "too many: check exit %d" % r.returncode)
+    runs, skips = plan_of(r.stdout)
+    check(len(runs) == 64 and runs[0].endswith("/05-crlf"), "runs %d %r" % (len(runs), runs[:2]))
+    too_many = ["%s/h%03d: too many hooks" % (d, i) for i in (63, 64)]
+    check(skips[:2] == too_many, "skips %r" % skips)
+    for i in (63, 64):
+        check("hooks: '%s/h%03d' would not run: too many hooks" % (d, i) in r.stderr, r.stderr)
+    r = run(["check", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", "none", "--warn-only"])
+    check(r.returncode == 0, "--warn-only: exit %d %s" % (r.returncode, r.stderr))
+    r = run(["drill", "-c", conf, "--hooks-dir", d, "--hooks-lib-dir", "none", "--notice", "60"])
+    check(r.returncode == 1, "too many: drill exit %d" % r.returncode)
+    for line in too_many:
+        check("skipped %s\n" % line in r.stdout, "drill lacks %r:\n%s" % (line, r.stdout))
+    check("drill: 2 hook files would not run" in r.stdout, r.stdout)
+
+
+def test_packaged_readme_is_passed_over_without_a_word(ctx):
+    """The package's /etc/spot-agent.d/README drew a warning at every
+    start: it is passed over, neither logged nor listed."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "packaging", "spot-agent.d.README"), "rb") as f:
+        write(os.path.join(ctx.hooks, "README"), f.read(), 0o644)
+    recorder(ctx, os.path.join(ctx.hooks, "10-ok"))
+    a = ctx.start_agent()
+    a.wait_log(r"hooks: 1 to run")
+    check(not a.log_has(r"README"), "README in the log: %s" % a.output())
+
+
+def test_drill_sandbox_needs_systemd_and_the_unit(ctx):
+    """drill --sandbox without systemd (or without the installed unit) says
+    it cannot and exits 2; it runs nothing."""
+    recorder(ctx, os.path.join(ctx.hooks, "10-ok"))
+    if os.path.isdir("/run/systemd/system") and subprocess.run(
+            ["systemctl", "cat", "spot-agent.service"], capture_output=True).returncode == 0:
+        return   # the unit is installed here: make check-system drives that case
+    r = run(["drill", "--sandbox", "-c", ctx.config_file(""), "--hooks-dir", ctx.hooks,
+             "--hooks-lib-dir", "none"])
+    check(r.returncode == 2, "exit %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+    if os.path.isdir("/run/systemd/system"):
+        check("spot-agent.service is not installed" in r.stderr or "systemd-run" in r.stderr,
+              "stderr %r" % r.stderr)
+    else:
+        check("drill --sandbox: systemd is not running here" in r.stderr, "stderr %r" % r.stderr)
+    check(ctx.recorded() == [], "a hook ran: %r" % ctx.recorded())
+    r = run(["check", "--sandbox", "-c", ctx.config_file("")])
+    check(r.returncode == 2 and "option --sandbox: only valid with 'drill'" in r.stderr, r.stderr)

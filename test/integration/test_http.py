@@ -150,51 +150,71 @@ def write_conf(ctx, text):
     return ctx.config_file(text, "http.conf")
 
 
-def test_public_face_and_reload(ctx):
-    """On 0.0.0.0 only the probes answer, also to a client on 127.0.0.1;
-    expose-metrics and expose-status open the rest, and a reload applies
-    them both ways."""
-    ctx.start_sim()
+# An address of the agent's own network namespace that is not loopback:
+# on lo there, but not in 127.0.0.0/8 (which is loopback wherever it is).
+NETNS_ADDR = "192.0.2.10"
+NETNS_PREFIX = ["unshare", "--net", "--", "sh", "-c",
+                'ip link set lo up && ip addr add %s/32 dev lo && exec "$0" "$@"' % NETNS_ADDR]
+
+
+def face_in_netns(pid, port, addrs, paths):
+    """{addr: {path: status}} from inside the network namespace of pid."""
+    code = """
+import json, sys, urllib.error, urllib.request
+out = {}
+for a in sys.argv[2].split(","):
+    out[a] = {}
+    for p in sys.argv[3].split(","):
+        try:
+            with urllib.request.urlopen("http://%s:%s%s" % (a, sys.argv[1], p), timeout=10) as r:
+                out[a][p] = r.status
+        except urllib.error.HTTPError as e:
+            out[a][p] = e.code
+print(json.dumps(out))
+"""
+    r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % pid, "--", harness.PYTHON, "-c", code,
+                        str(port), ",".join(addrs), ",".join(paths)],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "nsenter: %s" % r.stderr)
+    return json.loads(r.stdout)
+
+
+def test_public_face_follows_the_connection(ctx):
+    """On 0.0.0.0 the face is chosen per connection, from the address it
+    arrived on: 127.0.0.1 gets everything; another local address (here one
+    of the agent's own network namespace) only the probes, plus what
+    expose-metrics and expose-status open, which a reload applies both
+    ways. The client's address plays no part."""
+    if subprocess.run(NETNS_PREFIX + ["true"], capture_output=True).returncode != 0:
+        raise harness.TestFailure("cannot make a network namespace (unshare --net, ip): needs root")
     ctx.http_port = harness.free_port()
     conf = write_conf(ctx, "# nothing exposed\n")
-    a = ctx.start_agent(args=ctx.base_args(config=conf, listen="0.0.0.0:%d" % ctx.http_port))
-    a.wait_log(r"this VM is")
-    a.wait_log(r"http: 0\.0\.0\.0:%d is not a loopback address: serving /healthz, /readyz there"
-               % ctx.http_port)
+    a = ctx.start_agent(args=ctx.base_args(config=conf, listen="0.0.0.0:%d" % ctx.http_port,
+                                           imds_url="http://127.0.0.1:9"), prefix=NETNS_PREFIX)
+    a.wait_log(r"http: 0\.0\.0\.0:%d is not a loopback address: a connection that arrives on a loopback "
+               r"address gets every path, any other /healthz, /readyz; other paths answer 404" % ctx.http_port)
+    paths = ("/healthz", "/readyz", "/metrics", "/v1/status", "/nope")
+    addrs = ("127.0.0.1", NETNS_ADDR)
 
     def face():
-        return {p: request(ctx, "GET", p)[0] for p in ("/healthz", "/readyz", "/metrics", "/v1/status")}
+        return face_in_netns(a.proc.pid, ctx.http_port, addrs, paths)
 
+    full = {"/healthz": 200, "/readyz": 200, "/metrics": 200, "/v1/status": 200, "/nope": 404}
+    closed = {"/healthz": 200, "/readyz": 200, "/metrics": 404, "/v1/status": 404, "/nope": 404}
     st = face()
-    check(st == {"/healthz": 200, "/readyz": 200, "/metrics": 404, "/v1/status": 404}, "closed %r" % st)
-    unknown = request(ctx, "GET", "/nope")
-    for path in ("/metrics", "/v1/status"):
-        got = request(ctx, "GET", path)
-        check((got[0], got[2]) == (unknown[0], unknown[2]), "%s tells itself apart: %r" % (path, got))
-        check(request(ctx, "HEAD", path)[0] == 404, "HEAD %s" % path)
+    check(st == {"127.0.0.1": full, NETNS_ADDR: closed}, "nothing exposed %r" % st)
 
-    n = len(a.lines)
-    write_conf(ctx, "expose-metrics = yes\n")
-    a.signal(signal.SIGHUP)
-    a.wait_log(r"config reloaded", start=n)
-    st = face()
-    check(st["/metrics"] == 200 and st["/v1/status"] == 404 and st["/healthz"] == 200, "metrics %r" % st)
-    check("spot_agent_eviction_pending 0" in request(ctx, "GET", "/metrics")[2], "metrics body")
-
-    n = len(a.lines)
-    write_conf(ctx, "expose-metrics = no\nexpose-status = yes\n")
-    a.signal(signal.SIGHUP)
-    a.wait_log(r"config reloaded", start=n)
-    st = face()
-    check(st["/metrics"] == 404 and st["/v1/status"] == 200, "status %r" % st)
-    check(json.loads(request(ctx, "GET", "/v1/status")[2])["state"] == "idle", "status body")
-
-    n = len(a.lines)
-    write_conf(ctx, "expose-status = no\n")
-    a.signal(signal.SIGHUP)
-    a.wait_log(r"config reloaded", start=n)
-    st = face()
-    check(st == {"/healthz": 200, "/readyz": 200, "/metrics": 404, "/v1/status": 404}, "closed again %r" % st)
+    for text, metrics, status in (("expose-metrics = yes\n", 200, 404),
+                                  ("expose-metrics = no\nexpose-status = yes\n", 404, 200),
+                                  ("expose-metrics = yes\nexpose-status = yes\n", 200, 200),
+                                  ("expose-status = no\n", 404, 404)):
+        n = len(a.lines)
+        write_conf(ctx, text)
+        a.signal(signal.SIGHUP)
+        a.wait_log(r"config reloaded", start=n)
+        st = face()
+        want = dict(closed, **{"/metrics": metrics, "/v1/status": status})
+        check(st == {"127.0.0.1": full, NETNS_ADDR: want}, "%r: %r" % (text, st))
     check(a.proc.poll() is None, "agent died")
 
 
@@ -204,9 +224,11 @@ def run_cli(args):
 
 def test_check_warns_about_a_public_listen(ctx):
     free_port = harness.free_port
+    ctx.hook("10-ok", "true")
     base = ["check", "-c", ctx.config_file(""), "--hooks-dir", ctx.hooks, "--hooks-lib-dir", "none"]
     warning = re.compile(r"^(?:\S+Z )?spot-agent: warning: listen '([^']*)' is not a loopback address: "
-                         r"only /healthz, /readyz(.*) are served there, other paths answer 404$", re.M)
+                         r"a connection that arrives on a loopback address gets every path, any other "
+                         r"only /healthz, /readyz(.*); other paths answer 404$", re.M)
     # check also binds the address: free ports on the wildcards.
     for listen, extra, shown in (("0.0.0.0:%d" % free_port(), [], ""),
                                  ("[::]:%d" % free_port(), ["--expose-metrics"], ", /metrics"),
@@ -419,3 +441,78 @@ def test_a_second_content_length_is_a_body_too(ctx):
             s.close()
         want = b" 413 " if "4" in lengths else b" 200 "
         check(want in status + b" ", "Content-Length %s: %r" % (" then ".join(lengths), status))
+
+
+def metric_value(text, series):
+    m = re.search(r"^%s (\S+)$" % re.escape(series), text, re.M)
+    return m.group(1) if m else None
+
+
+def test_refused_reload_is_visible_until_a_good_one(ctx):
+    """A reload refused for a broken file keeps the agent running on the old
+    config and says so: /v1/status config.reload_error (the first error
+    line), spot_agent_config_reload_failed 1, /healthz still 200 with the
+    reason in its text; a good reload clears all three."""
+    ctx.start_sim()
+    conf = ctx.config_file("poll-interval = 200\n", "live.conf")
+    a = ctx.start_agent(args=ctx.base_args(config=conf, poll_interval=None))
+    a.wait_log(r"this VM is")
+    doc = json.loads(request(ctx, "GET", "/v1/status")[2])
+    check(doc["config"] == {"reload_error": None}, "config at start %r" % doc["config"])
+    check(metric_value(request(ctx, "GET", "/metrics")[2], "spot_agent_config_reload_failed") == "0",
+          "gauge at start")
+
+    with open(conf, "w") as f:
+        f.write("poll-interval = 5\nbogus-key = 1\n")
+    n = len(a.lines)
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"reload refused", start=n)
+    doc = json.loads(request(ctx, "GET", "/v1/status")[2])
+    want = ("%s:1: poll-interval: value '5' is below the minimum 200 (Azure IMDS allows about 5 "
+            "requests per second) (and 1 more error)" % conf)
+    check(doc["config"]["reload_error"] == want, "reload_error %r" % doc["config"])
+    check(metric_value(request(ctx, "GET", "/metrics")[2], "spot_agent_config_reload_failed") == "1",
+          "gauge after the refusal")
+    st, h, body = request(ctx, "GET", "/healthz")
+    check(st == 200 and body == "ok, but the last config reload was refused: %s\n" % want,
+          "healthz %d %r" % (st, body))
+    check(a.proc.poll() is None, "the agent died")
+
+    with open(conf, "w") as f:
+        f.write("poll-interval = 300\n")
+    n = len(a.lines)
+    a.signal(signal.SIGHUP)
+    a.wait_log(r"config reloaded", start=n)
+    doc = json.loads(request(ctx, "GET", "/v1/status")[2])
+    check(doc["config"] == {"reload_error": None}, "config after a good reload %r" % doc["config"])
+    check(metric_value(request(ctx, "GET", "/metrics")[2], "spot_agent_config_reload_failed") == "0",
+          "gauge after a good reload")
+    check(request(ctx, "GET", "/healthz")[2] == "ok\n", "healthz after a good reload")
+
+
+def test_events_not_in_events_are_counted_and_listed(ctx):
+    """An event of a type left out of 'events' runs no hook, but is counted
+    once (spot_agent_events_ignored_total{type}) and listed with its first
+    sighting in /v1/status ignored_events, newest first."""
+    sim = ctx.start_sim()
+    ctx.recording_hook("10-hook")
+    a = ctx.start_agent(events="Preempt,Terminate")
+    a.wait_log(r"this VM is")
+    t0 = time.time()
+    first = sim.add_event(type="Reboot", not_before_in=120)
+    a.wait_log(r"Reboot event for this VM is not in 'events', ignoring")
+    second = sim.add_event(type="Redeploy", not_before_in=120)
+    a.wait_log(r"Redeploy event for this VM is not in 'events', ignoring")
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 3, what="more polls")
+    doc = json.loads(request(ctx, "GET", "/v1/status")[2])
+    got = [(e["id"].lower(), e["type"]) for e in doc["ignored_events"]]
+    check(got == [(second.lower(), "Redeploy"), (first.lower(), "Reboot")], "ignored_events %r" % got)
+    seen = doc["ignored_events"][1]["first_seen_usec"] / 1e6
+    check(t0 - 1 <= seen <= time.time() + 1, "first_seen %r" % doc["ignored_events"][1])
+    text = request(ctx, "GET", "/metrics")[2]
+    check(metric_value(text, 'spot_agent_events_ignored_total{type="Reboot"}') == "1", "Reboot counted")
+    check(metric_value(text, 'spot_agent_events_ignored_total{type="Redeploy"}') == "1", "Redeploy counted")
+    check(metric_value(text, 'spot_agent_events_ignored_total{type="Preempt"}') == "0", "Preempt")
+    check(ctx.recorded() == [], "a hook ran for an ignored event: %r" % ctx.recorded())
+    check(doc["state"] == "idle", "state %r" % doc["state"])

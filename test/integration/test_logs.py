@@ -348,3 +348,32 @@ def test_sighup_applies_gcp_preempt_notice(ctx):
         env = dict(l.rstrip("\n").split("=", 1) for l in f if "=" in l)
     # 150 s of notice less the reloaded 20 s margin.
     check(100 < int(env["SPOT_HOOK_TIMEOUT"]) <= 130, "the reloaded window: %r" % env["SPOT_HOOK_TIMEOUT"])
+
+
+def test_json_lines_are_utf8_whatever_a_hook_prints(ctx):
+    """A hook that prints bytes that are not UTF-8, under a file name that
+    is not UTF-8 either: every JSON line is still UTF-8 JSON (the bytes
+    become U+FFFD, as in /v1/status), stderr lines are warnings, stdout
+    lines info."""
+    t0 = time.time()
+    name = b"10-bin\xff"
+    path = os.path.join(os.fsencode(ctx.hooks), name)
+    with open(path, "wb") as f:
+        f.write(b"#!/bin/sh\nprintf 'caf\\351 \\377\\376 ok\\n'\nprintf 'half \\342\\202\\n' >&2\n")
+    os.chmod(path, 0o755)
+    r = subprocess.run([AGENT, "drill", "-c", ctx.config_file(""), "--hooks-dir", ctx.hooks,
+                        "--hooks-lib-dir", "none", "--notice", "10", "--log-format", "json"],
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, "drill exit %d: %r" % (r.returncode, r.stdout))
+    lines = []
+    for raw in r.stderr.splitlines():
+        try:
+            lines.append(raw.decode("utf-8", errors="strict"))
+        except UnicodeDecodeError:
+            raise AssertionError("a log line is not UTF-8: %r" % raw)
+    docs = check_json_lines(lines, t0, time.time())
+    hook = "10-bin\ufffd"
+    out = [d for d in docs if d.get("hook") == hook and d["message"] == "caf\ufffd \ufffd\ufffd ok"]
+    check(out and out[0]["level"] == "info", "stdout line %r" % [d for d in docs if d.get("hook")])
+    err = [d for d in docs if d.get("hook") == hook and d["message"] == "half \ufffd\ufffd"]
+    check(err and err[0]["level"] == "warning", "stderr line %r" % [d for d in docs if d.get("hook")])

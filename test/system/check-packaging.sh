@@ -46,14 +46,17 @@ fi
 	echo "/usr/local/share/man/man5/spot-agent.conf.5"
 	echo "/usr/local/share/man/man7/spot-agent-hooks.7"
 	echo "/usr/local/share/man/man8/spot-agent.8"
-	n=0
 	for f in hooks/*; do
 		case ${f#hooks/} in test*|README*|'*') continue ;; esac
 		[ -f "$f" ] || continue
 		echo "/usr/local/share/doc/spot-agent/examples/${f#hooks/}"
-		n=$((n + 1))
 	done
-	[ "$n" = 0 ] && echo "/usr/local/share/doc/spot-agent/examples/"
+	echo "/usr/local/share/doc/spot-agent/examples/README.md"
+	echo "/usr/local/share/doc/spot-agent/examples/spot-agent-sandbox.conf"
+	echo "/usr/local/share/doc/spot-agent/spot-agent.schema.json"
+	for f in README.md spot-agent.rules.yml grafana-dashboard.json prometheus-scrape.yml; do
+		echo "/usr/local/share/doc/spot-agent/monitoring/$f"
+	done
 } | LC_ALL=C sort >"$tmp/expected"
 # Every file, and every directory that is empty.
 (cd "$dest" && { find . -type f -o -type l; find . -type d -empty | sed 's|$|/|'; }) |
@@ -81,8 +84,9 @@ grep -qx 'ExecStart=/usr/local/bin/spot-agent' "$dest/usr/local/lib/systemd/syst
 step "default config: every key, uncommented, passes spot-agent check"
 sed 's/^#\([a-z]\)/\1/' "$dest/etc/spot-agent/spot-agent.conf" >"$tmp/all-keys.conf"
 mkdir "$tmp/nohooks"   # check refuses a missing hook directory
+# (--warn-only: the empty hook directory is what check would otherwise fail.)
 if "$dest/usr/local/bin/spot-agent" check -c "$tmp/all-keys.conf" --hooks-dir "$tmp/nohooks" \
-	--hooks-lib-dir none >"$tmp/check.out" 2>&1; then
+	--hooks-lib-dir none --warn-only >"$tmp/check.out" 2>&1; then
 	ok "spot-agent check -c <default config with every key set>"
 else
 	cat "$tmp/check.out" >&2
@@ -168,9 +172,15 @@ if $MAKE --no-print-directory deb >"$tmp/deb.log" 2>&1; then
 		/etc/spot-agent.d/README /usr/lib/spot-agent.d/ \
 		/usr/share/man/man8/spot-agent.8.gz /usr/share/man/man5/spot-agent.conf.5.gz \
 		/usr/share/man/man7/spot-agent-hooks.7.gz /usr/share/doc/spot-agent/copyright \
-		/usr/share/doc/spot-agent/examples/ /usr/lib/systemd/logind.conf.d/zz-spot-agent.conf; do
+		/usr/share/doc/spot-agent/examples/ /usr/lib/systemd/logind.conf.d/zz-spot-agent.conf \
+		/usr/share/doc/spot-agent/examples/README.md /usr/share/doc/spot-agent/examples/spot-agent-sandbox.conf \
+		/usr/share/doc/spot-agent/spot-agent.schema.json /usr/share/doc/spot-agent/monitoring/spot-agent.rules.yml \
+		/usr/share/doc/spot-agent/monitoring/grafana-dashboard.json; do
 		grep -qx "$f" "$tmp/deb.list" || fail "deb: $f missing"
 	done
+	# The package's postinst makes logind take the delay, like the rpm's %post.
+	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./postinst 2>/dev/null | grep -q '^spot_agent_logind_delay() {' ||
+		fail "deb: postinst does not apply logind's delay"
 	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles >"$tmp/conffiles" 2>/dev/null || true
 	grep -qx /etc/spot-agent/spot-agent.conf "$tmp/conffiles" || fail "deb: spot-agent.conf is not a conffile"
 	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./postinst 2>/dev/null | grep -q "deb-systemd-helper.*enable.*'spot-agent.service'" ||
@@ -188,6 +198,16 @@ else
 	fail "make deb"
 fi
 
+step "the logind lines of the deb's postinst and the rpm's %post are the same"
+# (The spec indents with spaces, the postinst with tabs.)
+snippet() { sed -n '/# --- logind delay: begin ---/,/# --- logind delay: end ---/p' "$1" | sed 's/^[[:space:]]*//'; }
+if [ -n "$(snippet packaging/debian/spot-agent.postinst)" ] &&
+	[ "$(snippet packaging/debian/spot-agent.postinst)" = "$(snippet packaging/rpm/spot-agent.spec)" ]; then
+	ok "logind delay: the same lines in debian/spot-agent.postinst and rpm/spot-agent.spec"
+else
+	fail "logind delay: debian/spot-agent.postinst and rpm/spot-agent.spec differ (or lack the lines)"
+fi
+
 step "make rpm + rpmlint"
 if $MAKE --no-print-directory rpm >"$tmp/rpm.log" 2>&1; then
 	rpm=
@@ -195,6 +215,12 @@ if $MAKE --no-print-directory rpm >"$tmp/rpm.log" 2>&1; then
 		case $f in *.src.rpm|*debug*) ;; *) rpm=$f ;; esac
 	done
 	ok "built $rpm"
+	for f in /usr/share/doc/spot-agent/examples/README.md /usr/share/doc/spot-agent/spot-agent.schema.json \
+		/usr/share/doc/spot-agent/examples/spot-agent-sandbox.conf \
+		/usr/share/doc/spot-agent/monitoring/spot-agent.rules.yml \
+		/usr/share/doc/spot-agent/monitoring/grafana-dashboard.json; do
+		rpm -qlp "$rpm" 2>/dev/null | grep -qx "$f" || fail "rpm: $f missing"
+	done
 	# rpmlint exits non-zero on errors and on too much badness; warnings
 	# are shown but do not fail.
 	if rpmlint -c packaging/rpm/rpmlint.toml -s "$rpm" packaging/rpm/spot-agent.spec \

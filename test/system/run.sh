@@ -4,10 +4,13 @@
 # simulator test/imds-sim listening on 169.254.169.254:80 inside them. Each
 # scenario boots a container of its own, a copy of the cached root.
 #
-# install: dpkg -i in the booted container starts the service and it
+# install: dpkg -i in the booted container restarts logind (which started
+#   with the default delay) to take the package's InhibitDelayMaxSec, and
+#   not again on a reinstall; it starts the service and it
 #   becomes active through READY=1 and takes a logind delay lock for
 #   shutdown; /healthz answers 200; a Preempt runs the hooks in order and is
-#   approved; the hook output is in the journal under SPOT_HOOK=; a
+#   approved; the hook output is in the journal under SPOT_HOOK=; a hook
+#   writing below /root passes a plain drill and fails drill --sandbox; a
 #   SIGSTOPped agent is restarted by the watchdog; systemctl stop is clean
 #   and the lock goes with the agent; dpkg --purge leaves nothing behind.
 # The shutdown scenarios boot an image with the package installed the way
@@ -404,8 +407,18 @@ scenario_install() {
 	prepare_root "$work/install"
 	boot_ct "$work/install"
 	t0=$SECONDS
+	[ "$(logind_prop InhibitDelayMaxUSec)" = "t 5000000" ] || fail "logind's delay is not its default 5 s before the install"
 	in_ct dpkg -i /root/spot-agent.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -i"; }
 	ok "dpkg -i in $(elapsed "$t0")"
+	# logind started before the package: its postinst restarts it, once the
+	# value changed, and not on a reinstall that changes nothing.
+	grep -q 'restarting systemd-logind: its InhibitDelayMaxSec becomes 30 s' "$work/dpkg.log" ||
+		{ cat "$work/dpkg.log" >&3; fail "the postinst did not restart systemd-logind"; }
+	[ "$(logind_prop InhibitDelayMaxUSec)" = "t $LOGIND_DELAY_USEC" ] ||
+		fail "logind's InhibitDelayMaxUSec after the install: $(logind_prop InhibitDelayMaxUSec)"
+	in_ct dpkg -i /root/spot-agent.deb >"$work/dpkg2.log" 2>&1 || { cat "$work/dpkg2.log" >&3; fail "dpkg -i again"; }
+	grep -q 'restarting systemd-logind' "$work/dpkg2.log" && fail "a reinstall restarted systemd-logind again"
+	ok "postinst: systemd-logind restarted to take InhibitDelayMaxSec=30, not again on a reinstall"
 	[ "$(in_ct systemctl is-enabled spot-agent.service)" = enabled ] || fail "spot-agent.service is not enabled"
 	[ "$(in_ct systemctl is-enabled spot-agent.socket || true)" = disabled ] || fail "spot-agent.socket should not be enabled"
 	wait_for "spot-agent.service active (READY=1)" active
@@ -514,6 +527,35 @@ assert [h["result"] for h in s["hooks"]] == ["ok", "ok", "ok"], s["hooks"]'
 	}
 	wait_for "/v1/status state done with every hook ok" done_state
 	ok "/v1/status: state done, hooks ok"
+
+	# drill --sandbox: the hooks in the installed unit's sandbox (with the
+	# example drop-in), read from the unit. A hook writing below /root
+	# passes a plain drill and fails in the sandbox (ProtectHome=read-only).
+	mkdir -p "$root/etc/spot-drill.d"
+	cat >"$root/etc/spot-drill.d/10-root-home" <<'EOF'
+#!/bin/sh
+touch /root/spot-drill-probe && echo "wrote /root/spot-drill-probe"
+EOF
+	chmod 0755 "$root/etc/spot-drill.d/10-root-home"
+	drill_args="drill --hooks-dir /etc/spot-drill.d --hooks-lib-dir none --notice 20"
+	# shellcheck disable=SC2086 # word splitting of drill_args is wanted
+	out=$(in_ct spot-agent $drill_args 2>&1) || { say "$out" >&3; fail "spot-agent drill (no sandbox)"; }
+	printf '%s\n' "$out" | grep -Eq '^10-root-home +ok +0 ' ||
+		{ say "$out" >&3; fail "plain drill: 10-root-home not ok"; }
+	in_ct rm -f /root/spot-drill-probe
+	rc=0
+	# shellcheck disable=SC2086
+	out=$(in_ct spot-agent $drill_args --sandbox 2>&1) || rc=$?
+	if [ "$rc" != 1 ] || ! printf '%s\n' "$out" | grep -Eq '^10-root-home +failed +1 ' ||
+		! printf '%s\n' "$out" | grep -q '^drill: in the sandbox of spot-agent.service (' ||
+		! printf '%s\n' "$out" | grep -q 'Read-only file system' ||
+		in_ct test -e /root/spot-drill-probe; then
+		say "$out" >&3
+		fail "drill --sandbox: exit $rc; the hook should fail to write /root in the unit's sandbox"
+	fi
+	ok "drill --sandbox: the hook writing /root fails in the unit's sandbox, passes without;" \
+		"$(printf '%s\n' "$out" | grep -m1 '^drill: in the sandbox')"
+	rm -rf "$root/etc/spot-drill.d"
 
 	# The watchdog restarts a stopped agent.
 
@@ -846,7 +888,7 @@ assert any(r["method"] == "GET" and r["path"] == "/metadata/scheduledevents"
 	grep -qx 'hook-timeout = 20' "$r/etc/spot-agent/spot-agent.conf" ||
 		fail "/etc/spot-agent/spot-agent.conf is not the one of write_files (--force-confold)"
 	out=$(in_ct spot-agent check 2>&1) || { say "$out" >&3; fail "spot-agent check"; }
-	for v in 'provider = azure' 'margin = 3' 'hook-timeout = 20' 'events = Preempt,Terminate' \
+	for v in 'provider = azure' 'margin = 3' 'hook-timeout = 20' 'events = Preempt,Terminate,Shutdown' \
 		'# run   /etc/spot-agent.d/10-checkpoint'; do
 		printf '%s\n' "$out" | grep -qxF "$v" || { say "$out" >&3; fail "spot-agent check: no line '$v'"; }
 	done

@@ -826,6 +826,106 @@ static void test_scan_exec_formats(void **state)
 	free(dir);
 }
 
+/* Which skips are refusals (a file meant to run that will not: check and
+ * drill fail on it) and which are not; a README is passed over without a
+ * word; Windows line endings have a reason of their own; an interpreter is
+ * held to the hooks' own rules, the whole way up. */
+static void test_scan_refusals(void **state)
+{
+	char *dir = tpath("refusals"), *one = tpath("refusals-one"), *open_dir = tpath("refusals-open");
+	char *f, *want, *interp;
+	struct hook_plan plan;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(mkdir(one, 0755), 0);
+	assert_int_equal(mkdir(open_dir, 0755), 0);
+	assert_int_equal(chmod(open_dir, 0777), 0);
+	write_hook(dir, "10-ok", "exit 0");
+	f = xasprintf("%s/20-crlf", dir);
+	write_mode(f, "#!/bin/sh\r\nexit 0\r\n", 0755);
+	free(f);
+	f = xasprintf("%s/21-crlf-arg", dir);
+	write_mode(f, "#!/bin/sh -e\r\nexit 0\r\n", 0755);
+	free(f);
+	f = xasprintf("%s/README", dir);
+	write_mode(f, "Hooks for this machine.\n", 0644);
+	free(f);
+	f = xasprintf("%s/README.md", dir);
+	write_mode(f, "#!/bin/sh\n", 0755);
+	free(f);
+	f = xasprintf("%s/30-noexec", dir);
+	write_mode(f, "#!/bin/sh\nexit 0\n", 0644);
+	free(f);
+	f = xasprintf("%s/31-notes.txt", dir);
+	write_mode(f, "not a hook\n", 0644);
+	free(f);
+	f = xasprintf("%s/40-empty", dir);
+	write_mode(f, "", 0755);
+	free(f);
+	f = xasprintf("%s/41-backup~", dir);
+	write_mode(f, "#!/bin/sh\nexit 0\n", 0755);
+	free(f);
+	f = xasprintf("%s/recover.d", dir);
+	assert_int_equal(mkdir(f, 0755), 0);
+	free(f);
+	f = xasprintf("%s/50-dangling", dir);
+	assert_int_equal(symlink("/nonexistent/hook", f), 0);
+	free(f);
+	/* An interpreter where anybody could replace it. */
+	interp = xasprintf("%s/sh", open_dir);
+	write_mode(interp, "#!/bin/sh\n", 0755);
+	want = xasprintf("#!%s\nexit 0\n", interp);
+	f = xasprintf("%s/60-open-interp", dir);
+	write_mode(f, want, 0755);
+	free(f);
+	f = xasprintf("%s/60-open-interp", one);
+	write_mode(f, want, 0755);
+	free(f);
+	free(want);
+
+	assert_int_equal(hooks_scan(dir, NULL, &plan), 0);
+	assert_int_equal(plan.n_hooks, 1);
+	assert_string_equal(plan.hooks[0].name, "10-ok");
+	assert_null(find_skip(&plan, "README"));
+	assert_null(find_skip(&plan, "README.md"));
+	assert_skip(&plan, dir, "20-crlf", "Windows line endings (CRLF): convert it with dos2unix");
+	assert_skip(&plan, dir, "21-crlf-arg", "Windows line endings (CRLF): convert it with dos2unix");
+	assert_skip(&plan, dir, "30-noexec", "not executable");
+	assert_skip(&plan, dir, "31-notes.txt", "not executable");
+	assert_skip(&plan, dir, "40-empty", "empty file");
+	assert_skip(&plan, dir, "41-backup~", "backup file");
+	assert_skip(&plan, dir, "recover.d", "not a regular file");
+	assert_skip(&plan, dir, "50-dangling", "broken link");
+	want = xasprintf("interpreter '%s': directory '%s' is world-writable", interp, open_dir);
+	assert_skip(&plan, dir, "60-open-interp", want);
+	free(want);
+	assert_true(find_skip(&plan, "20-crlf")->refused);
+	assert_true(find_skip(&plan, "21-crlf-arg")->refused);
+	assert_true(find_skip(&plan, "30-noexec")->refused);
+	assert_false(find_skip(&plan, "31-notes.txt")->refused);
+	assert_true(find_skip(&plan, "40-empty")->refused);
+	assert_false(find_skip(&plan, "41-backup~")->refused);
+	assert_false(find_skip(&plan, "recover.d")->refused);
+	assert_true(find_skip(&plan, "50-dangling")->refused);
+	assert_true(find_skip(&plan, "60-open-interp")->refused);
+	assert_int_equal(plan.n_skips, 9);
+	assert_int_equal(plan.n_refused, 6);
+	hook_plan_done(&plan);
+
+	/* The interpreter's directory fixed: it runs; the interpreter itself
+	 * group-writable: it does not. */
+	assert_int_equal(chmod(open_dir, 0755), 0);
+	scan_one(one, "60-open-interp", NULL);
+	assert_int_equal(chmod(interp, 0775), 0);
+	want = xasprintf("interpreter '%s' is group-writable", interp);
+	scan_one(one, "60-open-interp", want);
+	free(want);
+	free(interp);
+	free(open_dir);
+	free(one);
+	free(dir);
+}
+
 static size_t count_fds(void);
 
 /* 100 000 runnable files: 64 run, every other one is accounted for, the
@@ -1481,7 +1581,9 @@ static void test_run_budget_includes_grace(void **state)
 	assert_int_equal(t.res.term_signal, SIGKILL);
 	assert_true(t.res.duration_usec >= 800 * USEC_PER_MSEC);
 	assert_true(t.res.duration_usec < 20 * USEC_PER_SEC);
-	assert_contains(logged, "hook '10-stubborn' timed out after ");
+	/* SIGTERM a grace before the timeout, SIGKILL at it, said as such. */
+	assert_contains(logged, "hook '10-stubborn' has run 0.6 s of its 0.8 s timeout: SIGTERM to its "
+				"process group now, SIGKILL at 0.8 s if it is still running");
 	assert_contains(logged, "hook '10-stubborn' still running 0.2 s after SIGTERM, sending SIGKILL");
 	free(logged);
 	trun_done(&t);
@@ -1557,7 +1659,8 @@ static void test_run_kill_grace(void **state)
 	assert_int_equal(t.res.term_signal, SIGKILL);
 	assert_true(t.ended_mono_usec - t.ready_mono_usec >= 200 * USEC_PER_MSEC);
 	assert_true(t.dead_at_end[0]);
-	assert_contains(logged, "hook '10-stubborn' timed out after ");
+	assert_contains(logged, "hook '10-stubborn' is stopped after ");
+	assert_contains(logged, ": SIGTERM to its process group now, SIGKILL in 0.2 s if it is still running");
 	assert_contains(logged, "hook '10-stubborn' still running 0.2 s after SIGTERM, sending SIGKILL");
 	assert_contains(logged, "hook '10-stubborn' killed by SIGKILL after ");
 	/* Killed with it, not left behind. */
@@ -1577,9 +1680,10 @@ static void test_run_output(void **state)
 	struct trun t;
 
 	assert_int_equal(mkdir(dir, 0755), 0);
+	/* stdout only: stderr has a pipe of its own, so the order between
+	 * the two is the reads' (test_run_stderr). */
 	write_hook(dir, "10-talk",
 		   "i=1; while [ $i -le 15 ]; do echo \"line $i\"; i=$((i+1)); done\n"
-		   "echo 'to stderr' >&2\n"
 		   "printf 'crlf\\r\\n\\n\\n'\n"
 		   "printf 'tab\\there\\033[31m\\n'\n"
 		   "head -c 3000 /dev/zero | tr '\\0' x; echo\n"
@@ -1587,14 +1691,14 @@ static void test_run_output(void **state)
 	trun_init(&t);
 	run_simple(&t, dir, "10-talk", NULL);
 	assert_int_equal(t.res.outcome, HOOK_OK);
-	assert_int_equal(t.res.output_bytes, 9 * 7 + 6 * 8 + 10 + 8 + 14 + 3001 + 17);
+	assert_int_equal(t.res.output_bytes, 9 * 7 + 6 * 8 + 8 + 14 + 3001 + 17);
 
 	lines_get(&t.res, &l);
 	assert_int_equal(l.n, HOOK_OUTPUT_LINES);
-	assert_string_equal(l.v[0], "line 13");
-	assert_string_equal(l.v[1], "line 14");
-	assert_string_equal(l.v[2], "line 15");
-	assert_string_equal(l.v[3], "to stderr");
+	assert_string_equal(l.v[0], "line 12");
+	assert_string_equal(l.v[1], "line 13");
+	assert_string_equal(l.v[2], "line 14");
+	assert_string_equal(l.v[3], "line 15");
 	assert_string_equal(l.v[4], "crlf");
 	assert_string_equal(l.v[5], "tab\there?[31m");
 	memset(xs, 'x', HOOK_LINE_MAX);
@@ -1605,6 +1709,51 @@ static void test_run_output(void **state)
 	assert_string_equal(l.v[8], xs);
 	assert_string_equal(l.v[9], "no newline at end");
 	lines_done(&l);
+	trun_done(&t);
+	free(dir);
+}
+
+/* stderr is logged at warning, stdout at info, both into the ring; a
+ * script's shell errors name the hook, not /dev/fd/3 (which stays as it is
+ * where it is not the script's name, and on stdout). */
+static void test_run_stderr(void **state)
+{
+	char *dir = tpath("stderr"), *logged, *want;
+	struct capture cap;
+	struct lines l;
+	struct trun t;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	write_hook(dir, "10-err",
+		   "echo 'to stdout'\n"
+		   "sleep 0.1\n"
+		   "echo 'to stderr' >&2\n"
+		   "sleep 0.1\n"
+		   "no_such_command_xyz\n"
+		   "sleep 0.1\n"
+		   "echo \"fd /dev/fd/30 and /dev/fd/3/x; \\$0=$0\"\n"
+		   "echo \"\\$0=$0\" >&2\n"
+		   "exit 0");
+	trun_init(&t);
+	capture_start(&cap);
+	run_simple(&t, dir, "10-err", NULL);
+	logged = capture_end(&cap);
+	assert_int_equal(t.res.outcome, HOOK_OK);
+	assert_contains(logged, "spot-agent: info: [ev-1234 10-err] to stdout\n");
+	assert_contains(logged, "spot-agent: warning: [ev-1234 10-err] to stderr\n");
+	want = xasprintf("spot-agent: warning: [ev-1234 10-err] %s/10-err: 6: no_such_command_xyz: not found\n", dir);
+	assert_contains(logged, want);
+	free(want);
+	assert_contains(logged, "spot-agent: info: [ev-1234 10-err] fd /dev/fd/30 and /dev/fd/3/x; $0=/dev/fd/3\n");
+	want = xasprintf("spot-agent: warning: [ev-1234 10-err] $0=%s/10-err\n", dir);
+	assert_contains(logged, want);
+	free(want);
+	assert_null(strstr(logged, "/dev/fd/3: "));
+	lines_get(&t.res, &l);
+	assert_int_equal(l.n, 5);
+	assert_string_equal(l.v[1], "to stderr");
+	lines_done(&l);
+	free(logged);
 	trun_done(&t);
 	free(dir);
 }
@@ -2459,6 +2608,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_scan_skips_capped),
 		cmocka_unit_test(test_scan_trust),
 		cmocka_unit_test(test_scan_exec_formats),
+		cmocka_unit_test(test_scan_refusals),
 		cmocka_unit_test(test_scan_huge_dir),
 		cmocka_unit_test(test_run_exit_status),
 		cmocka_unit_test(test_run_child_setup),
@@ -2468,6 +2618,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_kill_term),
 		cmocka_unit_test(test_run_kill_grace),
 		cmocka_unit_test(test_run_output),
+		cmocka_unit_test(test_run_stderr),
 		cmocka_unit_test(test_run_big_output),
 		cmocka_unit_test(test_run_stdin),
 		cmocka_unit_test(test_run_what_was_checked),

@@ -3,6 +3,7 @@
  * raw sockets) and reports through its exit status, so the loop is never
  * blocked by the client. */
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -884,26 +885,66 @@ static void test_fd_limit(_unused_ void **unused)
 	in_child(low_soft_limit);
 }
 
+/* An IPv4 address of this machine that is not loopback (the primary
+ * interface's), as text in buf; false when it has none. */
+static bool local_other_address(char *buf, size_t n)
+{
+	struct ifaddrs *ifa, *i;
+	bool found = false;
+
+	if (getifaddrs(&ifa) < 0)
+		return false;
+	for (i = ifa; i && !found; i = i->ifa_next) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)i->ifa_addr;
+
+		if (!sin || sin->sin_family != AF_INET || (ntohl(sin->sin_addr.s_addr) >> 24) == 127)
+			continue;
+		found = inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)n) != NULL;
+	}
+	freeifaddrs(ifa);
+	return found;
+}
+
 static void test_public_face(_unused_ void **unused)
 {
+	char other[INET_ADDRSTRLEN], listen_addr[INET_ADDRSTRLEN + 8];
 	struct fixture f;
 	int r;
 
-	/* The face follows the bound address, not the client's: a wildcard is
-	 * public, also to a client on 127.0.0.1. */
+	/* The face follows the connection's local address, never the
+	 * client's: on a wildcard, a connection that arrived on 127.0.0.1
+	 * gets everything, exposed or not ... */
 	assert_int_equal(fixture_start(&f, "0.0.0.0:0", "127.0.0.1"), 0);
 	assert_true(http_server_is_public(f.h));
-	run_client(&f, client_public_closed);
-	http_server_expose(f.h, true, false);
-	run_client(&f, client_public_metrics);
-	http_server_expose(f.h, false, true);
-	run_client(&f, client_public_status);
-	http_server_expose(f.h, true, true);
-	run_client(&f, client_public_all);
-	/* As a reload turns them off again. */
 	http_server_expose(f.h, false, false);
-	run_client(&f, client_public_closed);
+	run_client(&f, client_routes);
 	fixture_stop(&f);
+
+	/* ... and one that arrived on another address of this machine the
+	 * probes, plus what is exposed. */
+	if (!local_other_address(other, sizeof(other))) {
+		fprintf(stderr, "test-http: no address but loopback here, skipping the public face\n");
+	} else {
+		assert_int_equal(fixture_start(&f, "0.0.0.0:0", other), 0);
+		run_client(&f, client_public_closed);
+		http_server_expose(f.h, true, false);
+		run_client(&f, client_public_metrics);
+		http_server_expose(f.h, false, true);
+		run_client(&f, client_public_status);
+		http_server_expose(f.h, true, true);
+		run_client(&f, client_public_all);
+		/* As a reload turns them off again. */
+		http_server_expose(f.h, false, false);
+		run_client(&f, client_public_closed);
+		fixture_stop(&f);
+
+		/* Bound to that address itself: public to every connection. */
+		(void)snprintf(listen_addr, sizeof(listen_addr), "%s:0", other);
+		assert_int_equal(fixture_start(&f, listen_addr, other), 0);
+		assert_true(http_server_is_public(f.h));
+		run_client(&f, client_public_closed);
+		fixture_stop(&f);
+	}
 
 	/* The private face ignores the exposure settings. */
 	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
@@ -914,6 +955,7 @@ static void test_public_face(_unused_ void **unused)
 	http_server_expose(NULL, true, true);
 	assert_false(http_server_is_public(NULL));
 
+	/* Both stacks on [::]: ::1 and IPv4-mapped 127.0.0.1 are loopback. */
 	r = fixture_start(&f, "[::]:0", "[::1]");
 	if (r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT) {
 		fixture_stop(&f);
@@ -921,7 +963,10 @@ static void test_public_face(_unused_ void **unused)
 	}
 	assert_int_equal(r, 0);
 	assert_true(http_server_is_public(f.h));
-	run_client(&f, client_public_closed);
+	run_client(&f, client_routes);
+	fixture_stop(&f);
+	assert_int_equal(fixture_start(&f, "[::]:0", "127.0.0.1"), 0);
+	run_client(&f, client_routes);
 	fixture_stop(&f);
 }
 

@@ -58,6 +58,7 @@ static const struct {
 	{ "spot_agent_imds_consecutive_failures", "gauge" },
 	{ "spot_agent_imds_last_success_timestamp_seconds", "gauge" },
 	{ "spot_agent_events_total", "counter" },
+	{ "spot_agent_events_ignored_total", "counter" },
 	{ "spot_agent_eviction_pending", "gauge" },
 	{ "spot_agent_eviction_deadline_timestamp_seconds", "gauge" },
 	{ "spot_agent_notice_seconds", "histogram" },
@@ -67,6 +68,7 @@ static const struct {
 	{ "spot_agent_chain_overruns_total", "counter" },
 	{ "spot_agent_approvals_total", "counter" },
 	{ "spot_agent_rebalance_recommended", "gauge" },
+	{ "spot_agent_config_reload_failed", "gauge" },
 };
 
 static void assert_families(const char *text)
@@ -158,6 +160,8 @@ static void test_render_empty(_unused_ void **unused)
 	assert_line(text, "spot_agent_chain_overruns_total 0");
 	assert_line(text, "spot_agent_approvals_total{result=\"ok\"} 0");
 	assert_line(text, "spot_agent_approvals_total{result=\"failed\"} 0");
+	assert_line(text, "spot_agent_events_ignored_total{type=\"Reboot\"} 0");
+	assert_line(text, "spot_agent_config_reload_failed 0");
 
 	free(text);
 	metrics_free(m);
@@ -179,6 +183,10 @@ static void feed(struct metrics *m, struct agent_state *s)
 	metrics_event_detected(m, EVENT_TERMINATE, 0);
 	metrics_event_detected(m, EVENT_TYPE_INVALID, 0);  /* ignored */
 	metrics_first_hook(m, 1500);
+	metrics_event_ignored(m, EVENT_REBOOT);
+	metrics_event_ignored(m, EVENT_REBOOT);
+	metrics_event_ignored(m, EVENT_TYPE_INVALID);  /* ignored */
+	(void)strscpy(s->reload_error, sizeof(s->reload_error), "/etc/spot-agent/spot-agent.conf:3: bad");
 
 	metrics_hook_done(m, "50-deregister", HOOK_FAILED, 300000);
 	metrics_hook_done(m, "10-checkpoint", HOOK_OK, 1200000);
@@ -215,6 +223,9 @@ static void test_render_updates(_unused_ void **unused)
 	feed(m, &s);
 	text = metrics_render(m, &s, "0.1.0", &len);
 	assert_families(text);
+	assert_line(text, "spot_agent_events_ignored_total{type=\"Reboot\"} 2");
+	assert_line(text, "spot_agent_events_ignored_total{type=\"Preempt\"} 0");
+	assert_line(text, "spot_agent_config_reload_failed 1");
 
 	assert_line(text, "spot_agent_imds_requests_total{result=\"ok\"} 2");
 	assert_line(text, "spot_agent_imds_requests_total{result=\"http_error\"} 0");
