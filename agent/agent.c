@@ -107,6 +107,23 @@ static struct engine_config engine_config_of(const struct agent *a)
 	return c;
 }
 
+/* What the provider is told of the config (its strings borrowed). */
+static struct provider_config provider_config_of(const struct agent *a)
+{
+	struct provider_config c;
+
+	provider_config_init(&c);
+	c.base_url = a->base_url;
+	c.vm_name = a->cfg.vm_name;
+	c.gcp_preempt_notice_sec = a->cfg.gcp_preempt_notice_sec;
+	c.aws_imds_fallback = a->cfg.aws_imds_fallback;
+	c.aws_lifecycle_hook = a->cfg.aws_lifecycle_hook;
+	c.aws_autoscaling_url = a->cfg.aws_autoscaling_url;
+	c.aws_heartbeat_interval_sec = a->cfg.aws_heartbeat_interval_sec;
+	c.aws_heartbeat_timeout_sec = a->cfg.aws_heartbeat_timeout_sec;
+	return c;
+}
+
 /* ---- sd_notify STATUS ---- */
 
 static void notify_phase(struct agent *a)
@@ -270,8 +287,17 @@ static void send_approval(struct agent *a, const char *id)
 		return;
 	}
 	a->approve_waiting[0] = '\0';
-	r = a->provider ? provider_approve(a->provider, id, AGENT_APPROVE_TIMEOUT_USEC, on_approve_answer, a) :
-			  -EOPNOTSUPP;
+	if (a->provider) {
+		const struct event_record *rec = state_find(&a->state, id);
+		struct provider_ack ack = {
+			.event_id = id,
+			.feed = rec ? rec->ev.feed : FEED_AZURE_SCHEDULED,
+		};
+
+		r = provider_approve(a->provider, &ack, AGENT_APPROVE_TIMEOUT_USEC, on_approve_answer, a);
+	} else {
+		r = -EOPNOTSUPP;
+	}
 	if (r < 0) {
 		(void)snprintf(a->approve_error, sizeof(a->approve_error), "cannot send: %s", strerror(-r));
 		engine_approval_answered(&a->engine, id, false, now_wall());
@@ -632,13 +658,13 @@ static void on_round(const struct provider_round *r, void *userdata)
 
 static int use_provider(struct agent *a, enum provider p)
 {
+	struct provider_config pc = provider_config_of(a);
 	struct engine_config ec;
 	int r;
 
-	r = provider_new(p, a->imds, a->base_url, a->cfg.vm_name, &a->provider);
+	r = provider_new(p, a->imds, &pc, &a->provider);
 	if (r < 0)
 		return r;
-	provider_set_gcp_notice(a->provider, a->cfg.gcp_preempt_notice_sec);
 	a->cfg.provider = p;
 	free(a->state.provider);
 	a->state.provider = xstrdup(provider_to_string(p));
@@ -698,8 +724,10 @@ static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	}
 	timeout = poll_request_timeout(&a->sched, !a->first_round_done);
 	poll_round_started(&a->sched, now);
+	/* Only the provider knows which of its calls may be a first one. */
 	if (a->provider)
-		r = provider_poll(a->provider, timeout, on_round, a);
+		r = provider_poll(a->provider, poll_request_timeout(&a->sched, false),
+				  poll_request_timeout(&a->sched, true), on_round, a);
 	else
 		r = provider_probe_step(a->probe, timeout, on_probe, a);
 	if (r < 0)
@@ -1008,7 +1036,11 @@ void agent_reload(struct agent *a, struct config *cfg)
 	http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);
 	ec = engine_config_of(a);
 	engine_set_config(&a->engine, &ec);
-	provider_set_gcp_notice(a->provider, a->cfg.gcp_preempt_notice_sec);
+	if (a->provider) {
+		struct provider_config pc = provider_config_of(a);
+
+		(void)provider_set_config(a->provider, &pc);
+	}
 	poll_sched_set_interval(&a->sched, a->cfg.poll_interval_ms * USEC_PER_MSEC);
 
 	free(a->chain.skips_signature);
