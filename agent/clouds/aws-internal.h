@@ -27,6 +27,7 @@ struct aws_round {
 	enum aws_target_state target;
 	bool maintenance_answered;
 	struct aws_maintenance maintenance;
+	unsigned optional_n;                 /* optional requests this round may send */
 	unsigned side_next;                  /* the next optional item of the side chain */
 	enum aws_item item;                  /* the identity item asked in this round */
 };

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/poll.h"
 #include "util.h"
 
 #define AWS_TOKEN_PATH       "/latest/api/token"
@@ -33,6 +34,11 @@
  *   POLL      [instance-id] -> spot/instance-action        essential
  *   SIDE      target-lifecycle-state -> rebalance -> maintenance/scheduled
  *   IDENTITY  [one Auto Scaling identity item]             optional
+ * A round sends at most POLL_RATE_MAX requests when nothing fails: the
+ * optional items, in the order above, fill what the token, the instance id
+ * and the spot notice leave of it, and the rest wait for the next round
+ * (the first one leaves events/maintenance/scheduled and the identity out;
+ * their feeds are then not among those answered).
  * A chain goes on whatever the others answer, so what a round sends
  * depends on its own answers only: the essential chain stops at its first
  * failure, an optional item that fails is noted and the next one asked, a
@@ -80,6 +86,17 @@ static enum aws_item identity_due(const struct provider_handle *p, const struct 
 	if (!provider_has_lifecycle_hook(p) || now_usec(CLOCK_MONOTONIC) < s->identity_retry_mono_usec)
 		return AWS_ITEM_NONE;
 	return aws_identity_next(&s->id, now_usec(CLOCK_REALTIME));
+}
+
+/* The optional requests a round starting now sends: the side items, then
+ * the identity item when one is due, within the round's budget. */
+static unsigned optional_budget(const struct provider_handle *p, const struct aws_state *s)
+{
+	unsigned essential = (session_due(s, now_usec(CLOCK_MONOTONIC)) ? 1 : 0) + (provider_vm_name(p) ? 0 : 1) + 1;
+	unsigned want = 3 + (identity_due(p, s) != AWS_ITEM_NONE ? 1 : 0);
+	unsigned room = POLL_RATE_MAX > essential ? POLL_RATE_MAX - essential : 0;
+
+	return want < room ? want : room;
 }
 
 static void reset_round(struct aws_round *rd)
@@ -254,7 +271,7 @@ static void side_next(struct provider_handle *p, struct aws_state *s)
 {
 	struct aws_round *rd = &s->round;
 
-	while (rd->side_next < ELEMENTSOF(side_items)) {
+	while (rd->side_next < ELEMENTSOF(side_items) && rd->side_next < rd->optional_n) {
 		unsigned i = rd->side_next++;
 		int r = get(p, s, IMDS_SLOT_SIDE, side_items[i].path, PROVIDER_ANSWER_404, on_side);
 		char error[96];
@@ -341,7 +358,7 @@ static void identity_start(struct provider_handle *p, struct aws_state *s)
 	char path[256], error[96];
 	int r;
 
-	rd->item = identity_due(p, s);
+	rd->item = rd->optional_n > ELEMENTSOF(side_items) ? identity_due(p, s) : AWS_ITEM_NONE;
 	if (rd->item == AWS_ITEM_NONE)
 		return;
 	r = aws_item_path(&s->id, rd->item, path, sizeof(path));
@@ -490,6 +507,8 @@ static int begin(struct provider_handle *p, struct aws_state *s)
 	};
 	uint64_t timeout = provider_timeout(p);
 
+	/* Fixed as the round starts, as round_cost counted it. */
+	s->round.optional_n = optional_budget(p, s);
 	if (!session_due(s, now_usec(CLOCK_MONOTONIC)))
 		return items(p, s);
 	/* With the fallback, a token that does not come within a second is
@@ -505,7 +524,7 @@ static unsigned round_cost(const struct provider_handle *p, const void *state)
 	const struct aws_state *s = state;
 
 	return (session_due(s, now_usec(CLOCK_MONOTONIC)) ? 1 : 0) + (provider_vm_name(p) ? 0 : 1) + 1 +
-	       (unsigned)ELEMENTSOF(side_items) + (identity_due(p, s) != AWS_ITEM_NONE ? 1 : 0);
+	       optional_budget(p, s);
 }
 
 static int start_round(struct provider_handle *p, void *state)

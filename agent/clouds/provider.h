@@ -191,22 +191,26 @@ void provider_cancel(struct provider_handle *p);
  *   the round: vm_name stays NULL, identity_error says why ("instance
  *   metadata: HTTP 500"), every well-formed event is handed on. Reports
  *   incarnation, n_other and the drops. Feed: FEED_AZURE_SCHEDULED.
- * - AWS (cost 4..7): the IMDSv2 token when due (PUT, timeout at most
- *   1 s; when refused or unanswered and aws-imds-fallback is on, the round
- *   goes on without a token and asks for one again every
- *   AWS_V1_RETRY_SEC, or at once when an item answers 401), then in
- *   parallel: instance-id while unknown, then one Auto Scaling identity
- *   item when a lifecycle hook is set and one is due (placement/region or
- *   the identity document, tags/instance/aws:autoscaling:groupName,
- *   iam/security-credentials/ and .../ROLE; optional; after a failure not
- *   again for AWS_IDENTITY_RETRY_SEC); spot/instance-action (essential,
- *   feed FEED_AWS_SPOT); and one after another the optional
- *   autoscaling/target-lifecycle-state (FEED_AWS_LIFECYCLE),
+ * - AWS (cost 4 or 5, at most POLL_RATE_MAX): the IMDSv2 token when due
+ *   (PUT, timeout at most 1 s; when refused or unanswered and
+ *   aws-imds-fallback is on, the round goes on without a token and asks
+ *   for one again every AWS_V1_RETRY_SEC, or at once when an item answers
+ *   401), then in parallel: instance-id while unknown, then
+ *   spot/instance-action (essential, feed FEED_AWS_SPOT); one after another
+ *   the optional autoscaling/target-lifecycle-state (FEED_AWS_LIFECYCLE),
  *   events/recommendations/rebalance (rebalance) and
- *   events/maintenance/scheduled (FEED_AWS_MAINTENANCE). A 404 of any of
- *   these is "nothing listed". A failing instance-id fails the round (the
- *   events name the instance). A 401 drops the token and redoes the round
- *   once, after every request in flight answered.
+ *   events/maintenance/scheduled (FEED_AWS_MAINTENANCE); and, when a
+ *   lifecycle hook is set and one is due, one Auto Scaling identity item
+ *   (placement/region or the identity document,
+ *   tags/instance/aws:autoscaling:groupName, iam/security-credentials/ and
+ *   .../ROLE; optional; after a failure not again for
+ *   AWS_IDENTITY_RETRY_SEC). The optional items, in that order, take what
+ *   the token, the id and the notice leave of 5 requests; the rest wait for
+ *   the next round (the first round leaves the maintenance list and the
+ *   identity out, and FEED_AWS_MAINTENANCE out of feeds_answered). A 404 of
+ *   the notice items is "nothing listed". A failing instance-id fails the
+ *   round (the events name the instance). A 401 drops the token and redoes
+ *   the round once, after every request in flight answered.
  * - GCP (cost 2, or 3 while the name is unknown): instance/name while
  *   unknown, then in parallel instance/preempted as a hanging GET of 1 s
  *   (essential, its timeout is the caller's + 1 s, FEED_GCP_PREEMPTED) and

@@ -812,7 +812,8 @@ static struct provider_handle *new_aws_hooked(struct world *w, uint64_t heartbea
 }
 
 /* A round costs what it sends: the token when due, the instance id while
- * unknown, the spot notice and the three optional items. */
+ * unknown, the spot notice, and as many of the optional items as the
+ * budget of 5 leaves room for. */
 static void test_round_cost(void **state)
 {
 	struct capture c = { 0 };
@@ -825,18 +826,20 @@ static void test_round_cost(void **state)
 	FAKE_EDIT(&w.fake, "GET", ID_PATH, R->first_status = 500; R->first_n = 1);
 	p = new_aws(&w);
 
-	/* Token and id due; the id fails, and the round with it: the spot
-	 * notice is not asked, the optional items are. */
+	/* Token and id due, which leaves room for two optional items; the id
+	 * fails, and the round with it: the spot notice is not asked, the
+	 * optional items are. */
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
-	assert_int_equal(cost, 6);
-	assert_int_equal(sent, 5);
+	assert_int_equal(cost, 5);
+	assert_int_equal(sent, 4);
 	assert_int_equal(c.result, IMDS_RESULT_HTTP_ERROR);
 	assert_string_equal(c.error, "instance-id: HTTP 500");
 	assert_false(c.had_vm_name);
 	assert_int_equal(c.feeds_answered, 0);
 	assert_int_equal(fake_hits(&w.fake, "GET", ACTION_PATH), 0);
+	assert_int_equal(fake_hits(&w.fake, "GET", MAINTENANCE_PATH), 0);
 
-	/* The token is held: 5. */
+	/* The token is held: the id, the notice, the three optional items. */
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(cost, 5);
 	assert_int_equal(sent, 5);
@@ -858,11 +861,11 @@ static void test_round_cost(void **state)
 	assert_int_equal(sent, 4);
 	assert_int_equal(provider_round_cost(p), 4);
 	assert_int_equal(w.count.sent[IMDS_SLOT_APPROVE], 0);
-	assert_int_equal(w.count.sent[IMDS_SLOT_SIDE], 9);
+	assert_int_equal(w.count.sent[IMDS_SLOT_SIDE], 8);
 	/* The 404s that mean "nothing listed" are answers, not errors: the
 	 * one HTTP error is the failing instance id. */
 	assert_int_equal(w.count.results[IMDS_RESULT_HTTP_ERROR], 1);
-	assert_int_equal(w.count.results[IMDS_RESULT_OK], 13);
+	assert_int_equal(w.count.results[IMDS_RESULT_OK], 12);
 
 	assert_int_equal(fake_hits(&w.fake, "PUT", TOKEN_PATH), 1);
 	assert_int_equal(fake_hits(&w.fake, "GET", ID_PATH), 2);
@@ -873,7 +876,7 @@ static void test_round_cost(void **state)
 	assert_true(fake_last_has(&w.fake, "GET", MAINTENANCE_PATH, "X-aws-ec2-metadata-token: TOKEN-A"));
 	assert_true(fake_last_has(&w.fake, "PUT", TOKEN_PATH,
 				  "X-aws-ec2-metadata-token-ttl-seconds: 21600"));
-	assert_int_equal(fake_n_log(&w.fake), 14);
+	assert_int_equal(fake_n_log(&w.fake), 13);
 
 	provider_free(p);
 	capture_done(&c);
@@ -1081,9 +1084,15 @@ static void test_optional_items_fail(void **state)
 		 "\"State\":\"active\"}]");
 	serve_token(&w.fake, "TOKEN-A");
 	p = new_aws(&w);
+	/* The first round has no room for the maintenance list. */
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_int_equal(c.events.n_events, 2);
+	assert_int_equal(c.feeds_answered, AWS_FEEDS_ALL & ~(1u << FEED_AWS_MAINTENANCE));
+	assert_string_equal(c.optional_error, "");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(c.events.n_events, 3);
+	assert_int_equal(c.feeds_answered, AWS_FEEDS_ALL);
 
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		struct fake_route saved = { 0 };
@@ -1161,6 +1170,8 @@ static void test_maintenance_round(void **state)
 		 "\"State\":\"canceled\"},{\"Code\":\"nonsense\",\"EventId\":\"instance-event-3\",\"State\":\"active\"}]");
 	serve_token(&w.fake, "TOKEN-A");
 	p = new_aws(&w);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);     /* token and id: no room for it */
+	assert_int_equal(c.events.n_events, 0);
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(c.result, IMDS_RESULT_OK);
 	assert_int_equal(c.events.n_events, 2);
@@ -1268,8 +1279,8 @@ static void test_imds_v1_fallback(void **state)
 		p = new_aws(&w);
 		one_round(&w, p, SEC(5), &c, &cost, &sent);
 		assert_int_equal(c.result, IMDS_RESULT_OK);
-		assert_int_equal(cost, 6);
-		assert_int_equal(sent, 6);
+		assert_int_equal(cost, 5);
+		assert_int_equal(sent, 5);
 		assert_true(c.imds_v1);
 		(void)snprintf(want, sizeof(want), "api/token: HTTP %d: reading the metadata service without",
 			       refusals[i]);
@@ -1287,6 +1298,8 @@ static void test_imds_v1_fallback(void **state)
 		assert_string_equal(c.imds_v1_change, "");
 		assert_int_equal(cost, 4);
 		assert_int_equal(sent, 4);
+		assert_string_equal(fake_last_header(&w.fake, "GET", MAINTENANCE_PATH, "X-aws-ec2-metadata-token",
+						     header, sizeof(header)), "");
 		provider_free(p);
 	}
 	assert_int_equal(fake_hits(&w.fake, "PUT", TOKEN_PATH), 3);
@@ -1481,10 +1494,15 @@ static void test_lifecycle_hook_round(void **state)
 	p = new_aws_hooked(&w, 900);
 	assert_int_equal(provider_heartbeat_period_usec(p), SEC(300));
 
+	/* The first round has the token and the id to fetch: no room. */
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 5);
+	assert_int_equal(sent, 5);
+	assert_int_equal(fake_hits(&w.fake, "GET", REGION_PATH), 0);
 	for (size_t i = 0; i < ELEMENTSOF(identity); i++) {
 		one_round(&w, p, SEC(5), &c, &cost, &sent);
 		assert_int_equal(c.result, IMDS_RESULT_OK);
-		assert_int_equal(cost, (i == 0 ? 6 : 4) + 1);
+		assert_int_equal(cost, 5);
 		assert_int_equal(sent, cost);
 		assert_int_equal(fake_hits(&w.fake, "GET", identity[i]), 1);
 		assert_true(fake_last_has(&w.fake, "GET", identity[i], "X-aws-ec2-metadata-token: TOKEN-A"));
@@ -1507,9 +1525,10 @@ static void test_lifecycle_hook_round(void **state)
 	p = new_aws_hooked(&w, 0);
 	assert_int_equal(provider_heartbeat_period_usec(p), SEC(600));
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(c.result, IMDS_RESULT_OK);
-	assert_int_equal(cost, 7);
-	assert_int_equal(sent, 7);
+	assert_int_equal(cost, 5);
+	assert_int_equal(sent, 5);
 	assert_string_equal(c.optional_error, "placement/region: HTTP 500");
 	assert_int_equal(c.events.n_events, 1);
 	assert_int_equal(c.events.events[0].notice_usec, SEC(AWS_HEARTBEAT_TIMEOUT_DEFAULT_SEC));
@@ -1543,14 +1562,15 @@ static void test_lifecycle_calls(void **state)
 	/* The calls name the instance: not before a round learnt its id. */
 	assert_int_equal(provider_approve(p, LIFECYCLE_ACK(false), SEC(2), on_approved, &a), -ENXIO);
 	assert_int_equal(provider_heartbeat(p, on_heartbeat, &a), -ENXIO);
-	one_round(&w, p, SEC(5), &c, &cost, &sent);    /* the id, and the region */
+	one_round(&w, p, SEC(5), &c, &cost, &sent);    /* the id; no room for the identity */
 	assert_int_equal(c.result, IMDS_RESULT_OK);
 	/* Only the lifecycle feed is acknowledged. */
 	assert_int_equal(provider_approve(p, &(struct provider_ack){ .event_id = "aws-spot-terminate-1",
 								     .feed = FEED_AWS_SPOT },
 					  SEC(2), on_approved, &a), -EOPNOTSUPP);
 
-	/* The rest (group, role, credentials) is fetched, then the call. */
+	/* What it needs (region, group, role, credentials) is fetched, then
+	 * the call. */
 	assert_int_equal(provider_approve(p, LIFECYCLE_ACK(false), SEC(2), on_approved, &a), 0);
 	assert_int_equal(provider_approve(p, LIFECYCLE_ACK(false), SEC(2), on_approved, &a), -EBUSY);
 	assert_int_equal(provider_heartbeat(p, on_heartbeat, &a), -EBUSY);
@@ -1558,7 +1578,7 @@ static void test_lifecycle_calls(void **state)
 	assert_int_equal(a.result, IMDS_RESULT_OK);
 	assert_string_equal(a.error, "");
 	assert_string_equal(a.id, "aws-asg-terminate-" INSTANCE_ID "-1795767600");
-	assert_int_equal(w.count.sent[IMDS_SLOT_APPROVE], 3);
+	assert_int_equal(w.count.sent[IMDS_SLOT_APPROVE], 4);
 	assert_int_equal(w.count.sent[IMDS_SLOT_AUTOSCALING], 1);
 	assert_string_equal(fake_last_body(&w.fake, "POST", ASG_COMPLETE, buf, sizeof(buf)), complete_body);
 	/* Signed by libcurl: key, date, region, service. */
@@ -1583,7 +1603,7 @@ static void test_lifecycle_calls(void **state)
 	assert_non_null(strstr(fake_last_body(&w.fake, "POST", ASG_COMPLETE, buf, sizeof(buf)),
 			       "&LifecycleActionResult=ABANDON"));
 	/* Everything at hand: the call alone. */
-	assert_int_equal(w.count.sent[IMDS_SLOT_APPROVE], 3);
+	assert_int_equal(w.count.sent[IMDS_SLOT_APPROVE], 4);
 	assert_int_equal(w.count.sent[IMDS_SLOT_AUTOSCALING], 2);
 
 	/* The heartbeat. */
