@@ -256,7 +256,7 @@ int autoscaling_parse(const char *body, size_t len, struct autoscaling_answer *r
 }
 
 enum imds_result autoscaling_outcome(const char *action, const struct imds_reply *r, char *line,
-				     size_t n, bool *ret_expired, struct autoscaling_answer *ans)
+				     size_t n, bool *ret_expired, struct autoscaling_answer *ret_answer)
 {
 	struct autoscaling_answer a;
 	bool parsed = r->len > 0 && autoscaling_parse(r->body, r->len, &a) == 0;
@@ -266,8 +266,8 @@ enum imds_result autoscaling_outcome(const char *action, const struct imds_reply
 		*ret_expired = false;
 	if (!parsed)
 		memset(&a, 0, sizeof(a));
-	if (ans)
-		*ans = a;
+	if (ret_answer)
+		*ret_answer = a;
 	if (r->result == IMDS_RESULT_OK) {
 		line[0] = '\0';
 		return IMDS_RESULT_OK;

@@ -77,8 +77,9 @@ int autoscaling_parse(const char *body, size_t len, struct autoscaling_answer *r
  * result: IMDS_RESULT_OK for a 2xx, IMDS_RESULT_THROTTLED for the code
  * Throttling, else the reply's. *ret_expired (may be NULL) tells whether
  * the code says the session token expired (ExpiredToken,
- * ExpiredTokenException). ans (may be NULL) gets the parsed document. */
+ * ExpiredTokenException). *ret_answer (may be NULL) gets the parsed
+ * document, zeroed when there is none. */
 enum imds_result autoscaling_outcome(const char *action, const struct imds_reply *r, char *line,
-				     size_t n, bool *ret_expired, struct autoscaling_answer *ans);
+				     size_t n, bool *ret_expired, struct autoscaling_answer *ret_answer);
 
 #endif

@@ -1102,7 +1102,9 @@ static void test_optional_items_fail(void **state)
 		FAKE_EDIT(&w.fake, "GET", cases[i].path, saved = *R; saved.body = xstrdup(R->body));
 		fake_set(&w.fake, "GET", cases[i].path, cases[i].status, cases[i].body);
 		FAKE_EDIT(&w.fake, "GET", cases[i].path, R->delay_ms = cases[i].delay_ms);
-		one_round(&w, p, 400 * USEC_PER_MSEC, &c, &cost, &sent);
+		/* The long first-call timeout is Azure's alone: offered here,
+		 * it changes nothing. */
+		one_round_first(&w, p, 400 * USEC_PER_MSEC, SEC(5), &c, &cost, &sent);
 		assert_int_equal(c.result, IMDS_RESULT_OK);
 		assert_int_equal(cost, sent);
 		if (strncmp(c.optional_error, cases[i].error, strlen(cases[i].error)) != 0)
@@ -1143,7 +1145,7 @@ static void test_optional_items_fail(void **state)
 	assert_false(c.had_events);
 	assert_int_equal(sent, 4);
 	FAKE_EDIT(&w.fake, "GET", ACTION_PATH, R->delay_ms = 900);
-	one_round(&w, p, 400 * USEC_PER_MSEC, &c, &cost, &sent);
+	one_round_first(&w, p, 400 * USEC_PER_MSEC, SEC(5), &c, &cost, &sent);
 	assert_int_equal(c.result, IMDS_RESULT_TIMEOUT);
 	assert_true(strncmp(c.error, "spot/instance-action: timed out after 0.", 40) == 0);
 
