@@ -1034,13 +1034,15 @@ void agent_reload(struct agent *a, struct config *cfg)
 	a->cfg = n;
 	log_setup(a->cfg.log_format, a->cfg.log_level);
 	http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);
-	ec = engine_config_of(a);
-	engine_set_config(&a->engine, &ec);
+	/* Before the engine's config: whether the provider acknowledges
+	 * depends on it (aws-lifecycle-hook). */
 	if (a->provider) {
 		struct provider_config pc = provider_config_of(a);
 
 		(void)provider_set_config(a->provider, &pc);
 	}
+	ec = engine_config_of(a);
+	engine_set_config(&a->engine, &ec);
 	poll_sched_set_interval(&a->sched, a->cfg.poll_interval_ms * USEC_PER_MSEC);
 
 	free(a->chain.skips_signature);
