@@ -15,7 +15,7 @@ CC         ?= cc
 PKG_CONFIG ?= pkg-config
 PYTHON     ?= /usr/bin/python3
 
-PKGS := libsystemd libcurl libcjson libmicrohttpd
+PKGS := libsystemd libcurl libcjson libmicrohttpd expat
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
         -Wno-unused-parameter
 ifeq ($(WERROR),1)

@@ -76,7 +76,7 @@ void agent_send_ack(struct agent *a, const struct engine_action *act)
 	send_ack_now(a);
 }
 
-static void on_heartbeat_answer(const char *event_id, enum imds_result result, const char *error, void *userdata)
+static void on_heartbeat_answer(enum imds_result result, const char *error, void *userdata)
 {
 	struct agent *a = userdata;
 	bool ok = result == IMDS_RESULT_OK;
@@ -101,8 +101,7 @@ void agent_send_heartbeat(struct agent *a, const struct engine_action *act)
 	(void)strscpy(a->heartbeat.id, sizeof(a->heartbeat.id), act->id);
 	a->heartbeat.notice = act->notice;
 	a->heartbeat.in_flight = true;
-	r = a->provider ? provider_heartbeat(a->provider, AGENT_APPROVE_TIMEOUT_USEC, on_heartbeat_answer, a) :
-			  -EOPNOTSUPP;
+	r = a->provider ? provider_heartbeat(a->provider, on_heartbeat_answer, a) : -EOPNOTSUPP;
 	if (r < 0) {
 		a->heartbeat.in_flight = false;
 		engine_heartbeat_answered(&a->engine, act->id, act->notice, false, agent_now_wall());

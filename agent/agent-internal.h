@@ -50,7 +50,6 @@ struct agent {
 	int64_t incarnation;             /* last logged, -1 none */
 	char identity_error[IMDS_ERROR_MAX];  /* last logged */
 	char optional_error[IMDS_ERROR_MAX];  /* last logged */
-	bool imds_v1;                    /* last logged */
 	size_t n_other_logged;
 
 	sd_event_source *engine_timer;   /* engine_next_wake */
@@ -99,6 +98,7 @@ int agent_poll_setup(struct agent *a);
 void agent_schedule_poll(struct agent *a, uint64_t at_mono);
 int agent_use_provider(struct agent *a, enum provider p);
 struct engine_config agent_engine_config(const struct agent *a);
+struct provider_config agent_provider_config(const struct agent *a);
 void agent_poll_done(struct agent *a);
 
 /* agent-ack.c */

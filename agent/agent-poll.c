@@ -134,15 +134,9 @@ static void log_round_notes(struct agent *a, const struct provider_round *r)
 		(void)strscpy(a->optional_error, sizeof(a->optional_error), optional);
 	}
 	(void)strscpy(a->state.poll.optional_error, sizeof(a->state.poll.optional_error), optional);
-	if (r->imds_v1 != a->imds_v1) {
-		a->imds_v1 = r->imds_v1;
-		a->state.poll.imds_v1 = r->imds_v1;
-		if (r->imds_v1)
-			log_warning("imds: the session token request is refused or not answered; reading "
-				    "the metadata service without a token (IMDSv1)");
-		else
-			log_info("imds: session tokens work again (IMDSv2)");
-	}
+	a->state.poll.imds_v1 = r->imds_v1;
+	if (r->imds_v1_change && r->imds_v1_change[0])
+		log_warning("imds: %s", r->imds_v1_change);
 	if (r->rebalance != a->state.rebalance_recommended) {
 		a->state.rebalance_recommended = r->rebalance;
 		if (r->rebalance)
@@ -197,15 +191,31 @@ static void on_round(const struct provider_round *r, void *userdata)
 	agent_schedule_poll(a, a->sched.next_round_mono_usec);
 }
 
+struct provider_config agent_provider_config(const struct agent *a)
+{
+	struct provider_config c;
+
+	provider_config_init(&c);
+	c.base_url = a->base_url;
+	c.vm_name = a->cfg.vm_name;
+	c.gcp_preempt_notice_sec = a->cfg.gcp_preempt_notice_sec;
+	c.aws_imds_fallback = a->cfg.aws_imds_fallback;
+	c.aws_lifecycle_hook = a->cfg.aws_lifecycle_hook;
+	c.aws_autoscaling_url = a->cfg.aws_autoscaling_url;
+	c.aws_heartbeat_interval_sec = a->cfg.aws_heartbeat_interval_sec;
+	c.aws_heartbeat_timeout_sec = a->cfg.aws_heartbeat_timeout_sec;
+	return c;
+}
+
 int agent_use_provider(struct agent *a, enum provider p)
 {
+	struct provider_config pc = agent_provider_config(a);
 	struct engine_config ec;
 	int r;
 
-	r = provider_new(p, a->imds, a->base_url, a->cfg.vm_name, &a->provider);
+	r = provider_new(p, a->imds, &pc, &a->provider);
 	if (r < 0)
 		return r;
-	provider_set_gcp_notice(a->provider, a->cfg.gcp_preempt_notice_sec);
 	a->cfg.provider = p;
 	free(a->state.provider);
 	a->state.provider = xstrdup(provider_to_string(p));
@@ -263,10 +273,12 @@ static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		agent_schedule_poll(a, at);
 		return 0;
 	}
-	timeout = poll_request_timeout(&a->sched, !a->first_round_done);
+	timeout = poll_request_timeout(&a->sched, false);
 	poll_round_started(&a->sched, now);
+	/* Only the provider knows which of its calls may be a first one
+	 * (Azure's, which switches the service on). */
 	if (a->provider)
-		r = provider_poll(a->provider, timeout, on_round, a);
+		r = provider_poll(a->provider, timeout, poll_request_timeout(&a->sched, true), on_round, a);
 	else
 		r = provider_probe_step(a->probe, timeout, on_probe, a);
 	if (r < 0)

@@ -402,9 +402,14 @@ void agent_reload(struct agent *a, struct config *cfg)
 	point_chain_at_config(a);
 	log_setup(a->cfg.log_format, a->cfg.log_level);
 	http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);
+	/* Before the engine's config: the heartbeat period comes from it. */
+	if (a->provider) {
+		struct provider_config pc = agent_provider_config(a);
+
+		(void)provider_set_config(a->provider, &pc);
+	}
 	ec = agent_engine_config(a);
 	engine_set_config(&a->engine, &ec);
-	provider_set_gcp_notice(a->provider, a->cfg.gcp_preempt_notice_sec);
 	poll_sched_set_interval(&a->sched, a->cfg.poll_interval_ms * USEC_PER_MSEC);
 
 	free(a->chain.skips_signature);

@@ -154,6 +154,10 @@ static int parse_event(const cJSON *o, const char *vm_name, struct spot_event *e
 		return -EINVAL;
 	ev->type = (enum event_type)type;
 	ev->status = (enum event_status)status;
+	ev->feed = FEED_AZURE_SCHEDULED;
+	/* Azure waits for StartRequests (or NotBefore) while the event is
+	 * Scheduled; once Started nothing is waited for. */
+	ev->needs_ack = ev->status == EVENT_SCHEDULED;
 	resources = cJSON_GetObjectItemCaseSensitive(o, "Resources");
 	if (!resources) {
 		(void)snprintf(why, n, "Resources missing");
@@ -331,9 +335,13 @@ out:
  * in this very round already filters it. A compute document that fails is
  * reported in identity_error and never fails the round: Scheduled Events
  * must be watched even while the VM cannot tell its own name (every event
- * is then handed on). */
+ * is then handed on). Until Scheduled Events has answered once, its call
+ * gets the caller's first-call timeout: the first call switches the
+ * service on and may take two minutes. Nothing else ever does. */
 
 struct azure_state {
+	bool events_answered;              /* Scheduled Events answered 2xx once */
+
 	/* This round. */
 	bool events_pending, compute_pending;
 	enum imds_result events_result;
@@ -345,8 +353,10 @@ struct azure_state {
 
 static void reset_round(struct azure_state *s)
 {
+	bool answered = s->events_answered;
+
 	free(s->events_body);
-	*s = (struct azure_state){ 0 };
+	*s = (struct azure_state){ .events_answered = answered };
 }
 
 static bool want_compute(const struct provider_handle *p)
@@ -403,6 +413,7 @@ static void maybe_end(struct provider_handle *p, struct azure_state *s)
 	o.n_other = doc.n_other;
 	memcpy(o.drops, doc.drops, sizeof(o.drops));
 	o.n_drops = doc.n_drops;
+	o.feeds_answered = 1u << FEED_AZURE_SCHEDULED;
 	o.done_mono_usec = done;
 	provider_finish(p, &o);
 }
@@ -417,6 +428,7 @@ static void on_events(struct provider_handle *p, void *state, const struct imds_
 	(void)strscpy(s->events_error, sizeof(s->events_error),
 		      r->error && r->error[0] ? r->error : "failed");
 	if (r->result == IMDS_RESULT_OK) {
+		s->events_answered = true;
 		s->events_body = xmalloc(r->len + 1);
 		memcpy(s->events_body, r->body, r->len);
 		s->events_body[r->len] = '\0';
@@ -450,13 +462,14 @@ static int start_round(struct provider_handle *p, void *state)
 
 	reset_round(s);
 	r = provider_request(p, IMDS_SLOT_POLL, "GET", AZURE_EVENTS_PATH, metadata_headers, NULL,
-			     provider_timeout(p), on_events);
+			     s->events_answered ? provider_timeout(p) : provider_first_call_timeout(p), 0,
+			     on_events);
 	if (r < 0)
 		return r;
 	s->events_pending = true;
 	if (want_compute(p)) {
 		r = provider_request(p, IMDS_SLOT_IDENTITY, "GET", AZURE_COMPUTE_PATH, metadata_headers,
-				     NULL, provider_timeout(p), on_compute);
+				     NULL, provider_timeout(p), 0, on_compute);
 		if (r < 0)
 			provider_set_identity_error(p, "instance metadata: cannot start request: %s",
 						    strerror(-r));
@@ -476,18 +489,22 @@ static void on_approve(struct provider_handle *p, void *state, const struct imds
 	provider_approve_end(p, r->result, error);
 }
 
-static int approve(struct provider_handle *p, void *state, const char *event_id, uint64_t timeout_usec)
+static int approve(struct provider_handle *p, void *state, const struct provider_ack *ack,
+		   uint64_t timeout_usec)
 {
 	static const char *const headers[] = {
 		"Metadata: true", "Content-Type: application/json", NULL,
 	};
-	char *body = azure_approval_body(event_id);
+	char *body;
 	int r;
 
+	if (ack->feed != FEED_AZURE_SCHEDULED)
+		return -EOPNOTSUPP;
+	body = azure_approval_body(ack->event_id);
 	if (!body)
 		return -ENOMEM;
 	r = provider_request(p, IMDS_SLOT_APPROVE, "POST", AZURE_EVENTS_PATH, headers, body,
-			     timeout_usec, on_approve);
+			     timeout_usec, 0, on_approve);
 	free(body);   /* the transport keeps its own copy */
 	return r;
 }
@@ -510,6 +527,7 @@ static bool probe_accept(const struct imds_reply *r)
 const struct provider_ops azure_provider_ops = {
 	.kind = PROVIDER_AZURE,
 	.state_size = sizeof(struct azure_state),
+	.feeds = 1u << FEED_AZURE_SCHEDULED,
 	.round_cost = round_cost,
 	.start_round = start_round,
 	.approve = approve,

@@ -25,9 +25,17 @@
  * also keeps a browser-driven request forgery from reading the answers. */
 static const char *const flavor_headers[] = { "Metadata-Flavor: Google", NULL };
 
+/* This round's answers (the config is provider_cfg's). */
 struct gcp_state {
-	uint64_t notice_sec;                  /* of a preemption; 0 = GCP_PREEMPT_NOTICE_SEC */
-	bool preempted_now;                   /* this round's answer */
+	bool preempted_now;
+	bool maintenance_answered;
+	bool maintenance_pending;
+	enum event_type maintenance_type;
+	char maintenance[PROVIDER_TOKEN_MAX + 1];   /* the pending value */
+	bool failed;                                /* the essential item failed */
+	enum imds_result fail_result;
+	char fail_error[IMDS_ERROR_MAX];
+	uint64_t done_mono_usec;                    /* when the last answer came */
 };
 
 int gcp_parse_flag(const char *body, size_t len, bool *ret)
@@ -175,71 +183,62 @@ fail:
 }
 
 
-/* The round: [instance/name] -> instance/preempted -> instance/maintenance-event,
- * each started from the previous reply. instance/preempted is a hanging
- * GET (wait_for_change) of at most one second: it answers the moment the
- * value changes, so a preemption is seen at once, and the round still ends
- * within about a second, which keeps maintenance-event and the caller's
- * timers going. Its request timeout is the caller's plus that second.
- * Without last_etag the wait is for a change after the request starts; a
- * value that changed between rounds is read when the wait ends. A failing
- * item (maintenance-event answers 503 during maintenance) fails the round;
- * the caller polls again. */
+/* The round: [instance/name], then instance/preempted (POLL, essential)
+ * and instance/maintenance-event (SIDE, optional) in parallel; the round
+ * ends when both answered. instance/preempted is a hanging GET
+ * (wait_for_change) of at most one second: it answers the moment the value
+ * changes, so a preemption is seen at once, and the round still ends within
+ * about a second, which keeps the caller's timers going. Its request
+ * timeout is the caller's plus that second. Without last_etag the wait is
+ * for a change after the request starts; a value that changed between
+ * rounds is read when the wait ends. maintenance-event answers 503 around
+ * maintenance: that never hides a preemption, it only leaves
+ * FEED_GCP_MAINTENANCE out of the round. The name is needed for the
+ * events' keys and resources: while unknown, a failing name fails the
+ * round. */
 
-static uint64_t notice_sec(const struct gcp_state *s)
+static uint64_t notice_sec(const struct provider_handle *p)
 {
-	return s->notice_sec ? s->notice_sec : GCP_PREEMPT_NOTICE_SEC;
+	uint64_t sec = provider_cfg(p)->gcp_preempt_notice_sec;
+
+	return sec ? sec : GCP_PREEMPT_NOTICE_SEC;
 }
 
-void provider_set_gcp_notice(struct provider_handle *p, uint64_t sec)
+static void settle(struct provider_handle *p, struct gcp_state *s)
 {
-	struct gcp_state *s;
-
-	if (!p || provider_kind(p) != PROVIDER_GCP)
-		return;
-	s = provider_state(p);
-	s->notice_sec = sec;
-}
-
-static void on_maintenance(struct provider_handle *p, void *state, const struct imds_reply *reply)
-{
-	struct gcp_state *s = state;
 	const char *name = provider_vm_name(p);
-	char value[PROVIDER_TOKEN_MAX + 1] = "";
 	struct provider_outcome o;
 	struct event_list *list = &o.events;
-	enum event_type type;
-	bool pending;
 
-	if (reply->result != IMDS_RESULT_OK) {
-		provider_fail_reply(p, "instance/maintenance-event", reply);
+	if (provider_request_busy(p, IMDS_SLOT_POLL) || provider_request_busy(p, IMDS_SLOT_SIDE))
 		return;
-	}
-	if (gcp_parse_maintenance(reply->body, reply->len, &type, &pending) < 0) {
-		provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-			      "instance/maintenance-event: unreadable answer");
-		return;
-	}
-	if (pending) {
-		/* Parsed above: the trimmed text is a token that fits. */
-		int k = provider_parse_text(reply->body, reply->len, PROVIDER_TOKEN_MAX);
+	if (s->failed) {
+		char error[IMDS_ERROR_MAX];
+		enum imds_result result = s->fail_result;
+		uint64_t done = s->done_mono_usec;
 
-		memcpy(value, reply->body, (size_t)k);
-		value[k] = '\0';
+		memcpy(error, s->fail_error, sizeof(error));
+		provider_fail(p, result, done, "%s", error);
+		return;
 	}
 
 	provider_outcome_init(&o);
-	o.done_mono_usec = reply->done_mono_usec;
+	o.done_mono_usec = s->done_mono_usec;
+	o.feeds_answered = 1u << FEED_GCP_PREEMPTED;
 	list->events = xcalloc(2, sizeof(*list->events));
 	if (s->preempted_now) {
-		if (gcp_preempt_event(name, boot_id_tag(), notice_sec(s), &list->events[list->n_events]) < 0)
+		if (gcp_preempt_event(name, boot_id_tag(), notice_sec(p), &list->events[list->n_events]) < 0)
 			goto bad_name;
 		list->n_events++;
 	}
-	if (pending) {
-		if (gcp_maintenance_event(value, type, name, &list->events[list->n_events]) < 0)
-			goto bad_name;
-		list->n_events++;
+	if (s->maintenance_answered) {
+		o.feeds_answered |= 1u << FEED_GCP_MAINTENANCE;
+		if (s->maintenance_pending) {
+			if (gcp_maintenance_event(s->maintenance, s->maintenance_type, name,
+						  &list->events[list->n_events]) < 0)
+				goto bad_name;
+			list->n_events++;
+		}
 	}
 	if (list->n_events == 0) {
 		free(list->events);
@@ -250,43 +249,90 @@ static void on_maintenance(struct provider_handle *p, void *state, const struct 
 
 bad_name:
 	provider_outcome_done(&o);
-	provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-		      "instance/name: unusable in an event");
+	provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, s->done_mono_usec, "instance/name: unusable in an event");
+}
+
+static void note_done(struct gcp_state *s, const struct imds_reply *r)
+{
+	if (r->done_mono_usec > s->done_mono_usec)
+		s->done_mono_usec = r->done_mono_usec;
+}
+
+static void fail_later(struct gcp_state *s, enum imds_result result, const char *item, const char *error)
+{
+	if (s->failed)
+		return;
+	s->failed = true;
+	s->fail_result = result;
+	(void)snprintf(s->fail_error, sizeof(s->fail_error), "%s: %s", item, error && error[0] ? error : "failed");
+}
+
+static void on_maintenance(struct provider_handle *p, void *state, const struct imds_reply *reply)
+{
+	struct gcp_state *s = state;
+	enum event_type type;
+	bool pending;
+
+	note_done(s, reply);
+	if (reply->result != IMDS_RESULT_OK) {
+		provider_add_optional_error(p, "instance/maintenance-event", reply->error);
+	} else if (gcp_parse_maintenance(reply->body, reply->len, &type, &pending) < 0) {
+		provider_add_optional_error(p, "instance/maintenance-event", "unreadable answer");
+	} else {
+		s->maintenance_answered = true;
+		s->maintenance_pending = pending;
+		s->maintenance_type = type;
+		if (pending) {
+			/* Parsed above: the trimmed text is a token that fits. */
+			int k = provider_parse_text(reply->body, reply->len, PROVIDER_TOKEN_MAX);
+
+			memcpy(s->maintenance, reply->body, (size_t)k);
+			s->maintenance[k] = '\0';
+		}
+	}
+	settle(p, s);
 }
 
 static void on_preempted(struct provider_handle *p, void *state, const struct imds_reply *reply)
 {
 	struct gcp_state *s = state;
-	int r;
 
-	if (reply->result != IMDS_RESULT_OK) {
-		provider_fail_reply(p, "instance/preempted", reply);
-		return;
-	}
-	if (gcp_parse_flag(reply->body, reply->len, &s->preempted_now) < 0) {
-		provider_fail(p, IMDS_RESULT_BAD_DOCUMENT, reply->done_mono_usec,
-			      "instance/preempted: unreadable answer");
-		return;
-	}
-	r = provider_request(p, IMDS_SLOT_POLL, "GET", GCP_MAINTENANCE_PATH, flavor_headers, NULL,
-			     provider_timeout(p), on_maintenance);
-	if (r < 0)
-		provider_fail_start(p, "instance/maintenance-event", r);
+	note_done(s, reply);
+	if (reply->result != IMDS_RESULT_OK)
+		fail_later(s, reply->result, "instance/preempted", reply->error);
+	else if (gcp_parse_flag(reply->body, reply->len, &s->preempted_now) < 0)
+		fail_later(s, IMDS_RESULT_BAD_DOCUMENT, "instance/preempted", "unreadable answer");
+	settle(p, s);
 }
 
-static int request_preempted(struct provider_handle *p)
+/* Starts the two items. 0, or -errno when not even the essential one could
+ * be sent. */
+static int request_items(struct provider_handle *p, struct gcp_state *s)
 {
 	uint64_t timeout = provider_timeout(p);
+	int r;
 
 	/* The server holds the answer up to the wait on purpose. */
 	timeout = timeout > UINT64_MAX - GCP_PREEMPT_WAIT_SEC * USEC_PER_SEC ?
 		  UINT64_MAX : timeout + GCP_PREEMPT_WAIT_SEC * USEC_PER_SEC;
-	return provider_request(p, IMDS_SLOT_POLL, "GET", GCP_PREEMPTED_WAIT, flavor_headers, NULL,
-				timeout, on_preempted);
+	r = provider_request(p, IMDS_SLOT_POLL, "GET", GCP_PREEMPTED_WAIT, flavor_headers, NULL,
+			     timeout, 0, on_preempted);
+	if (r < 0)
+		return r;
+	r = provider_request(p, IMDS_SLOT_SIDE, "GET", GCP_MAINTENANCE_PATH, flavor_headers, NULL,
+			     provider_timeout(p), 0, on_maintenance);
+	if (r < 0) {
+		char error[96];
+
+		(void)snprintf(error, sizeof(error), "cannot start request: %s", strerror(-r));
+		provider_add_optional_error(p, "instance/maintenance-event", error);
+	}
+	return 0;
 }
 
 static void on_name(struct provider_handle *p, void *state, const struct imds_reply *reply)
 {
+	struct gcp_state *s = state;
 	char name[PROVIDER_NAME_MAX];
 	int r;
 
@@ -300,7 +346,8 @@ static void on_name(struct provider_handle *p, void *state, const struct imds_re
 		return;
 	}
 	provider_set_vm_name(p, name);
-	r = request_preempted(p);
+	note_done(s, reply);
+	r = request_items(p, s);
 	if (r < 0)
 		provider_fail_start(p, "instance/preempted", r);
 }
@@ -314,11 +361,11 @@ static int start_round(struct provider_handle *p, void *state)
 {
 	struct gcp_state *s = state;
 
-	s->preempted_now = false;
+	*s = (struct gcp_state){ 0 };
 	if (!provider_vm_name(p))
 		return provider_request(p, IMDS_SLOT_IDENTITY, "GET", GCP_NAME_PATH, flavor_headers, NULL,
-					provider_timeout(p), on_name);
-	return request_preempted(p);
+					provider_timeout(p), 0, on_name);
+	return request_items(p, s);
 }
 
 /* Only Google's metadata server sends Metadata-Flavor: Google back; a 200
@@ -334,6 +381,7 @@ static bool probe_accept(const struct imds_reply *r)
 const struct provider_ops gcp_provider_ops = {
 	.kind = PROVIDER_GCP,
 	.state_size = sizeof(struct gcp_state),
+	.feeds = (1u << FEED_GCP_PREEMPTED) | (1u << FEED_GCP_MAINTENANCE),
 	.round_cost = round_cost,
 	.start_round = start_round,
 	.approve = NULL,

@@ -44,6 +44,7 @@ struct imds_request {
 	long timeout_ms;
 	bool busy;
 	bool signed_last;            /* the last request carried AWS SigV4 options */
+	bool answer_404;             /* this request takes a 404 for an answer */
 	char *body;                  /* POST/PUT body, owned */
 	char *buf;                   /* received body, capped at IMDS_BODY_MAX */
 	size_t len;
@@ -148,6 +149,8 @@ static void finish(struct imds *m, struct imds_request *q, CURLcode code)
 		r.result = IMDS_RESULT_TRANSPORT;
 		(void)snprintf(error, sizeof(error), "%s", q->error[0] ? q->error : curl_easy_strerror(code));
 		r.error = error;
+	} else if (r.status == 404 && q->answer_404) {
+		r.result = IMDS_RESULT_OK;
 	} else if (r.status == 429) {
 		r.result = IMDS_RESULT_THROTTLED;
 		r.error = "HTTP 429 (throttled)";
@@ -558,6 +561,7 @@ int imds_call(struct imds *m, enum imds_slot slot, const struct imds_call *call,
 		q->timeout_ms = timeout_ms;
 	}
 	q->error[0] = '\0';
+	q->answer_404 = call->answer_404;
 	q->overflow = false;
 	q->len = 0;
 	q->cb = cb;

@@ -112,6 +112,10 @@ struct imds_call {
 	uint64_t timeout_usec;
 	const char *aws_sigv4;
 	const char *userpwd;
+	/* A 404 is an answer ("nothing to report": no notice listed, no
+	 * state yet), not a failure: the observer's done and the callback
+	 * both get IMDS_RESULT_OK, with status 404 and the body as sent. */
+	bool answer_404;
 };
 int imds_call(struct imds *m, enum imds_slot slot, const struct imds_call *call, imds_callback cb,
 	      void *userdata);

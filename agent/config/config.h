@@ -22,6 +22,7 @@
 #define CONFIG_FILE_MAX         (64 * 1024)
 #define CONFIG_URL_MAX          1024   /* bytes of imds-url */
 #define CONFIG_VM_NAME_MAX      255    /* bytes of vm-name */
+#define CONFIG_HOOK_NAME_MAX    255    /* bytes of aws-lifecycle-hook */
 #define CONFIG_LISTEN_MAX       64     /* bytes of listen */
 #define CONFIG_IMDS_URL_DEFAULT "http://169.254.169.254"
 /* The address, not metadata.google.internal: name resolution may already be
@@ -55,6 +56,11 @@ struct config {
 	uint64_t drain_sec;         /* no acknowledgement sooner after readiness dropped */
 	enum ack_policy ack_policy[_EVENT_TYPE_MAX]; /* per event type */
 	uint64_t gcp_preempt_notice_sec; /* GCP soft off to hard off */
+	bool aws_imds_fallback;     /* IMDSv1 when the token is refused or not answered */
+	char *aws_lifecycle_hook;   /* NULL: no lifecycle hook is completed */
+	char *aws_autoscaling_url;  /* NULL: https://autoscaling.REGION.amazonaws.com */
+	uint64_t aws_heartbeat_interval_sec; /* 0: derived from the heartbeat timeout */
+	uint64_t aws_heartbeat_timeout_sec;  /* the hook's HeartbeatTimeout */
 	bool approve;
 	enum log_format log_format;
 	int log_level;              /* syslog priority */

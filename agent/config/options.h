@@ -21,6 +21,7 @@
 enum opt_type {
 	OPT_PATH,
 	OPT_STRING,
+	OPT_NAME,                  /* letters, digits, '_', '-' and '/' (an AWS resource name) */
 	OPT_URL,
 	OPT_UINT,
 	OPT_BOOL,
@@ -61,6 +62,10 @@ struct option_def {
 	const char *help;
 	const struct enum_desc *choices; /* OPT_ENUM, OPT_EVENTS */
 	const char *min_note;      /* appended to "is below the minimum" */
+	/* What an unset OPT_UNSET value means, for the printed config; NULL:
+	 * taken from the metadata service (the provider's default URL for
+	 * OPT_URL). */
+	const char *unset_note;
 };
 
 union value {

@@ -22,6 +22,7 @@ static const char *format_value(const struct option_def *o, const struct config 
 	switch (o->type) {
 	case OPT_PATH:
 	case OPT_STRING:
+	case OPT_NAME:
 	case OPT_URL:
 	case OPT_LISTEN: {
 		const char *s = *(char *const *)field;
@@ -99,7 +100,9 @@ void config_print(const struct config *c, FILE *f)
 			continue;
 		s = format_value(o, c, buf, sizeof(buf));
 		if (!s) {
-			if (o->type == OPT_URL)
+			if (o->unset_note)
+				fprintf(f, "# %s = (not set: %s)\n", o->name, o->unset_note);
+			else if (o->type == OPT_URL)
 				fprintf(f, "# %s = %s  (not set: the provider's default)\n", o->name,
 					config_imds_url(c));
 			else
@@ -116,7 +119,7 @@ static void print_wrapped(FILE *f, const char *text, size_t at, size_t col)
 {
 	const char *p = text;
 
-	if (at >= col) {
+	if (at + 2 > col) {
 		fputc('\n', f);
 		at = 0;
 	}

@@ -338,6 +338,16 @@ int option_parse_value(const struct option_def *o, const char *text, union value
 	case OPT_STRING:
 		ret->s = xstrdup(text);
 		return 0;
+	case OPT_NAME:
+		for (const char *c = text; *c; c++)
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+			      *c == '_' || *c == '-' || *c == '/')) {
+				(void)snprintf(err, n, "value '%s' may hold only letters, digits, '_', '-' and '/'",
+					       option_echo(text, e1, sizeof(e1)));
+				return -EINVAL;
+			}
+		ret->s = xstrdup(text);
+		return 0;
 	case OPT_UINT:
 		r = parse_uint64(text, 0, UINT64_MAX, &u);
 		if (r == -EINVAL) {
@@ -456,6 +466,7 @@ void option_store_value(const struct option_def *o, struct config *c, union valu
 	switch (o->type) {
 	case OPT_PATH:
 	case OPT_STRING:
+	case OPT_NAME:
 	case OPT_URL:
 	case OPT_LISTEN:
 		free(*(char **)field);

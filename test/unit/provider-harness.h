@@ -12,6 +12,7 @@
 #define SPOT_TEST_PROVIDER_HARNESS_H
 
 #include <dirent.h>
+#include <strings.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -33,7 +34,8 @@ struct fake_route {
 	int status;
 	char *body;                  /* owned */
 	size_t len;
-	int first_status;            /* the first first_n answers get this, body "" */
+	int first_status;            /* the first first_n answers get this ... */
+	char *first_body;            /* ... with this body (owned; NULL: "") */
 	unsigned first_n;
 	unsigned delay_ms;           /* before answering */
 	char require[192];           /* "Name: value" the request must carry ... */
@@ -138,7 +140,18 @@ static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const c
 	pthread_mutex_lock(&f->lock);
 	if (f->n_log < FAKE_LOG_MAX)
 		(void)snprintf(f->log[f->n_log++], sizeof(f->log[0]), "%s %s", method, url);
-	route = fake_find(f, method, url);
+	route = NULL;
+	/* A form POST may have a route of its own per Action:
+	 * "<path>?Action=<name>". */
+	if (strcmp(method, "POST") == 0 && strncmp(rq->body, "Action=", 7) == 0) {
+		char keyed[160];
+		size_t n = strcspn(rq->body + 7, "&");
+
+		(void)snprintf(keyed, sizeof(keyed), "%s?Action=%.*s", url, (int)n, rq->body + 7);
+		route = fake_find(f, method, keyed);
+	}
+	if (!route)
+		route = fake_find(f, method, url);
 	if (route) {
 		struct fake_collect h = { route->last_headers, sizeof(route->last_headers), ": ", "\n" };
 		struct fake_collect a = { route->last_args, sizeof(route->last_args), "=", "&" };
@@ -153,6 +166,10 @@ static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const c
 			status = route->reject_status;
 		} else if (++route->served <= route->first_n) {
 			status = route->first_status;
+			if (route->first_body) {
+				len = strlen(route->first_body);
+				body = xstrdup(route->first_body);
+			}
 		} else {
 			status = route->status;
 			len = route->len;
@@ -210,8 +227,10 @@ _unused_ static void fake_start(struct fake_imds *f)
 _unused_ static void fake_stop(struct fake_imds *f)
 {
 	MHD_stop_daemon(f->daemon);
-	for (size_t i = 0; i < f->n_routes; i++)
+	for (size_t i = 0; i < f->n_routes; i++) {
 		free(f->routes[i].body);
+		free(f->routes[i].first_body);
+	}
 	pthread_mutex_destroy(&f->lock);
 	free(f->url);
 	memset(f, 0, sizeof(*f));
@@ -240,6 +259,11 @@ _unused_ static void fake_set(struct fake_imds *f, const char *method, const cha
 	pthread_mutex_unlock(&f->lock);
 }
 
+/* The next n answers of the route get status and body (then it answers
+ * as set again). */
+_unused_ static void fake_set_first(struct fake_imds *f, const char *method, const char *path, unsigned n,
+				    int status, const char *body);
+
 /* Runs fn on the route (which must exist) with the lock held. */
 #define FAKE_EDIT(f, method, path, stmt)                                    \
 	do {                                                                \
@@ -253,6 +277,16 @@ _unused_ static void fake_set(struct fake_imds *f, const char *method, const cha
 		pthread_mutex_unlock(&(f)->lock);                           \
 		assert_non_null(route_);                                    \
 	} while (0)
+
+static void fake_set_first(struct fake_imds *f, const char *method, const char *path, unsigned n,
+			   int status, const char *body)
+{
+	FAKE_EDIT(f, method, path,
+		  free(R->first_body);
+		  R->first_body = body ? xstrdup(body) : NULL;
+		  R->first_status = status;
+		  R->first_n = R->served + n);
+}
 
 _unused_ static unsigned fake_hits(struct fake_imds *f, const char *method, const char *path)
 {
@@ -273,6 +307,41 @@ _unused_ static bool fake_last_has(struct fake_imds *f, const char *method, cons
 	(void)snprintf(want, sizeof(want), "%s\n", line);
 	FAKE_EDIT(f, method, path, found = strstr(R->last_headers, want) != NULL);
 	return found;
+}
+
+/* The value of header name in the last request to the route ("" when
+ * absent), into buf. */
+_unused_ static const char *fake_last_header(struct fake_imds *f, const char *method, const char *path,
+					     const char *name, char *buf, size_t n)
+{
+	char want[128];
+
+	buf[0] = '\0';
+	(void)snprintf(want, sizeof(want), "%s: ", name);
+	FAKE_EDIT(f, method, path, {
+		const char *h = R->last_headers;
+
+		while (h && *h) {
+			if (strncasecmp(h, want, strlen(want)) == 0) {
+				size_t k = strcspn(h + strlen(want), "\n");
+
+				(void)snprintf(buf, n, "%.*s", (int)k, h + strlen(want));
+				break;
+			}
+			h = strchr(h, '\n');
+			if (h)
+				h++;
+		}
+	});
+	return buf;
+}
+
+/* The body of the last request to the route, into buf. */
+_unused_ static const char *fake_last_body(struct fake_imds *f, const char *method, const char *path,
+					   char *buf, size_t n)
+{
+	FAKE_EDIT(f, method, path, (void)snprintf(buf, n, "%s", R->last_body));
+	return buf;
 }
 
 _unused_ static bool fake_last_arg(struct fake_imds *f, const char *method, const char *path,
@@ -301,6 +370,7 @@ _unused_ static size_t fake_n_log(struct fake_imds *f)
 struct counter {
 	unsigned sent[_IMDS_SLOT_MAX];
 	unsigned done[_IMDS_SLOT_MAX];
+	unsigned results[_IMDS_RESULT_MAX];   /* of done, as the observer saw them */
 };
 
 static void count_sent(void *userdata, enum imds_slot slot, uint64_t mono_usec)
@@ -317,6 +387,7 @@ static void count_done(void *userdata, enum imds_slot slot, enum imds_result res
 	struct counter *c = userdata;
 
 	c->done[slot]++;
+	c->results[result]++;
 }
 
 _unused_ static unsigned counter_sent(const struct counter *c)
@@ -379,6 +450,10 @@ struct capture {
 	bool rebalance;
 	char identity_error[IMDS_ERROR_MAX];
 	uint64_t latency_usec;
+	uint32_t feeds_answered;
+	char optional_error[PROVIDER_OPTIONAL_ERROR_MAX];
+	bool imds_v1;
+	char imds_v1_change[IMDS_ERROR_MAX];
 	struct provider_handle *free_me;        /* freed from inside the callback */
 };
 
@@ -395,6 +470,12 @@ static void on_round(const struct provider_round *r, void *userdata)
 	c->result = r->result;
 	assert_non_null(r->error);
 	assert_non_null(r->identity_error);
+	assert_non_null(r->optional_error);
+	assert_non_null(r->imds_v1_change);
+	/* Feeds answer only on success, and optional failures only then. */
+	assert_int_equal(r->feeds_answered != 0, r->result == IMDS_RESULT_OK);
+	if (r->result != IMDS_RESULT_OK)
+		assert_string_equal(r->optional_error, "");
 	/* "" exactly when OK. */
 	assert_int_equal(r->error[0] == '\0', r->result == IMDS_RESULT_OK);
 	(void)strscpy(c->error, sizeof(c->error), r->error);
@@ -422,6 +503,13 @@ static void on_round(const struct provider_round *r, void *userdata)
 	c->rebalance = r->rebalance;
 	(void)strscpy(c->identity_error, sizeof(c->identity_error), r->identity_error);
 	c->latency_usec = r->latency_usec;
+	c->feeds_answered = r->feeds_answered;
+	(void)strscpy(c->optional_error, sizeof(c->optional_error), r->optional_error);
+	c->imds_v1 = r->imds_v1;
+	(void)strscpy(c->imds_v1_change, sizeof(c->imds_v1_change), r->imds_v1_change);
+	if (r->events)
+		for (size_t i = 0; i < r->events->n_events; i++)
+			assert_true(r->feeds_answered & (1u << r->events->events[i].feed));
 	assert_true(r->done_mono_usec > 0);
 	if (c->free_me) {
 		provider_free(c->free_me);
@@ -442,22 +530,41 @@ static void run_until(sd_event *e, const struct capture *c, int calls)
 }
 
 /* One round, checked to cost what it said: *ret_sent gets the requests
- * the transport really sent. */
-_unused_ static void one_round(struct world *w, struct provider_handle *p, uint64_t timeout_usec,
-			       struct capture *c, unsigned *ret_cost, unsigned *ret_sent)
+ * the transport really sent. first_usec is the first-call timeout. */
+_unused_ static void one_round_first(struct world *w, struct provider_handle *p, uint64_t timeout_usec,
+				     uint64_t first_usec, struct capture *c, unsigned *ret_cost,
+				     unsigned *ret_sent)
 {
 	unsigned before = counter_sent(&w->count), answered = counter_done(&w->count);
 	unsigned calls = (unsigned)c->calls;
 
 	*ret_cost = provider_round_cost(p);
-	assert_int_equal(provider_poll(p, timeout_usec, on_round, c), 0);
+	assert_int_equal(provider_poll(p, timeout_usec, first_usec, on_round, c), 0);
 	assert_true(provider_busy(p));
-	assert_int_equal(provider_poll(p, timeout_usec, on_round, c), -EBUSY);
+	assert_int_equal(provider_poll(p, timeout_usec, first_usec, on_round, c), -EBUSY);
 	run_until(w->event, c, (int)calls + 1);
 	assert_false(provider_busy(p));
 	*ret_sent = counter_sent(&w->count) - before;
 	/* Every request the round sent was answered before it ended. */
 	assert_int_equal(counter_done(&w->count) - answered, *ret_sent);
+}
+
+_unused_ static void one_round(struct world *w, struct provider_handle *p, uint64_t timeout_usec,
+			       struct capture *c, unsigned *ret_cost, unsigned *ret_sent)
+{
+	one_round_first(w, p, timeout_usec, timeout_usec, c, ret_cost, ret_sent);
+}
+
+/* provider_new with the default config and base_url, vm_name. */
+_unused_ static int new_provider(enum provider kind, struct imds *m, const char *base_url, const char *vm_name,
+				 struct provider_handle **ret)
+{
+	struct provider_config cfg;
+
+	provider_config_init(&cfg);
+	cfg.base_url = base_url;
+	cfg.vm_name = vm_name;
+	return provider_new(kind, m, &cfg, ret);
 }
 
 /* A port on the loopback that nothing listens on: connections are refused
@@ -491,20 +598,30 @@ _unused_ static void test_round_plumbing(void **state)
 	assert_true(sd_event_new(&e) >= 0);
 	assert_int_equal(imds_new(e, &m), 0);
 
-	assert_int_equal(provider_new(PROVIDER_AUTO, m, url, NULL, &p), -EOPNOTSUPP);
-	assert_int_equal(provider_new(_PROVIDER_MAX, m, url, NULL, &p), -EINVAL);
-	assert_int_equal(provider_new(PLUMB_PROVIDER, NULL, url, NULL, &p), -EINVAL);
-	assert_int_equal(provider_new(PLUMB_PROVIDER, m, "", NULL, &p), -EINVAL);
-	assert_int_equal(provider_new(PLUMB_PROVIDER, m, "//", NULL, &p), -EINVAL);
-	assert_int_equal(provider_new(PLUMB_PROVIDER, m, url, "", &p), -EINVAL);
+	assert_int_equal(new_provider(PROVIDER_AUTO, m, url, NULL, &p), -EOPNOTSUPP);
+	assert_int_equal(new_provider(_PROVIDER_MAX, m, url, NULL, &p), -EINVAL);
+	assert_int_equal(new_provider(PLUMB_PROVIDER, NULL, url, NULL, &p), -EINVAL);
+	assert_int_equal(new_provider(PLUMB_PROVIDER, m, "", NULL, &p), -EINVAL);
+	assert_int_equal(new_provider(PLUMB_PROVIDER, m, "//", NULL, &p), -EINVAL);
+	assert_int_equal(new_provider(PLUMB_PROVIDER, m, url, "", &p), -EINVAL);
+	assert_int_equal(provider_new(PLUMB_PROVIDER, m, NULL, &p), -EINVAL);
+	{
+		struct provider_config cfg;
+
+		provider_config_init(&cfg);
+		assert_int_equal(provider_new(PLUMB_PROVIDER, m, &cfg, &p), -EINVAL);   /* no base URL */
+		cfg.base_url = url;
+		cfg.aws_lifecycle_hook = "bad hook";
+		assert_int_equal(provider_new(PLUMB_PROVIDER, m, &cfg, &p), -EINVAL);
+	}
 	assert_null(p);
 
-	assert_int_equal(provider_new(PLUMB_PROVIDER, m, url, NULL, &p), 0);
+	assert_int_equal(new_provider(PLUMB_PROVIDER, m, url, NULL, &p), 0);
 	assert_int_equal(provider_kind(p), PLUMB_PROVIDER);
 	assert_false(provider_busy(p));
 	for (int round = 1; round <= 2; round++) {
-		assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, on_round, &c), 0);
-		assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, on_round, &c), -EBUSY);
+		assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, 5 * USEC_PER_SEC, on_round, &c), 0);
+		assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, 5 * USEC_PER_SEC, on_round, &c), -EBUSY);
 		/* Never called back from inside provider_poll. */
 		assert_int_equal(c.calls, round - 1);
 		run_until(e, &c, round);
@@ -518,18 +635,18 @@ _unused_ static void test_round_plumbing(void **state)
 	}
 
 	/* Cancelled: the callback never comes, and the next round starts. */
-	assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, on_round, &c), 0);
+	assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, 5 * USEC_PER_SEC, on_round, &c), 0);
 	provider_cancel(p);
 	assert_false(provider_busy(p));
 	assert_false(imds_busy(m, IMDS_SLOT_POLL));
 	assert_false(imds_busy(m, IMDS_SLOT_IDENTITY));
 	assert_true(sd_event_run(e, 0) >= 0);
 	provider_cancel(p);    /* nothing in flight: harmless */
-	assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, on_round, &c), 0);
+	assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, 5 * USEC_PER_SEC, on_round, &c), 0);
 	run_until(e, &c, 3);
 
 	/* Freed with a round in flight: the callback never comes. */
-	assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, on_round, &c), 0);
+	assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, 5 * USEC_PER_SEC, on_round, &c), 0);
 	provider_free(p);
 	assert_false(imds_busy(m, IMDS_SLOT_POLL));
 	assert_false(imds_busy(m, IMDS_SLOT_IDENTITY));
@@ -537,9 +654,9 @@ _unused_ static void test_round_plumbing(void **state)
 	assert_int_equal(c.calls, 3);
 
 	/* Freed from its own callback. */
-	assert_int_equal(provider_new(PLUMB_PROVIDER, m, url, NULL, &p), 0);
+	assert_int_equal(new_provider(PLUMB_PROVIDER, m, url, NULL, &p), 0);
 	c.free_me = p;
-	assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, on_round, &c), 0);
+	assert_int_equal(provider_poll(p, 5 * USEC_PER_SEC, 5 * USEC_PER_SEC, on_round, &c), 0);
 	run_until(e, &c, 4);
 	assert_null(c.free_me);
 	provider_free(NULL);

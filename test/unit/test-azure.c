@@ -540,7 +540,7 @@ static void test_round_filter(void **state)
 
 	world_init(&w);
 	serve_azure(&w.fake, AVAILABILITY_SET, "spot-vm7");
-	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+	assert_int_equal(new_provider(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
 	assert_int_equal(provider_kind(p), PROVIDER_AZURE);
 
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
@@ -557,6 +557,11 @@ static void test_round_filter(void **state)
 	assert_string_equal(c.events.events[0].id, "OWN-PREEMPT");
 	assert_int_equal(c.events.events[0].type, EVENT_PREEMPT);
 	assert_false(c.events.events[0].id_from_first_seen);
+	assert_int_equal(c.events.events[0].feed, FEED_AZURE_SCHEDULED);
+	assert_int_equal(c.events.events[0].end, END_NONE);
+	assert_int_equal(c.feeds_answered, 1u << FEED_AZURE_SCHEDULED);
+	assert_string_equal(c.optional_error, "");
+	assert_false(c.imds_v1);
 	assert_int_equal(c.n_drops, 0);
 	assert_false(c.rebalance);
 	assert_true(fake_last_arg(&w.fake, "GET", EVENTS_URL, "api-version=2020-07-01"));
@@ -574,7 +579,7 @@ static void test_round_filter(void **state)
 	provider_free(p);
 
 	/* --vm-name: never the compute document; matched case-insensitively. */
-	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, "SPOT-VM7", &p), 0);
+	assert_int_equal(new_provider(PROVIDER_AZURE, w.imds, w.fake.url, "SPOT-VM7", &p), 0);
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(cost, 1);
 	assert_int_equal(sent, 1);
@@ -605,7 +610,7 @@ static void test_compute_fails(void **state)
 	world_init(&w);
 	serve_azure(&w.fake, DATA_DIR "/events/12-multiple-events.json", "spot-1");
 	fake_set(&w.fake, "GET", COMPUTE_URL, 500, "");
-	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+	assert_int_equal(new_provider(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
 
 	for (int i = 0; i < 2; i++) {
 		one_round(&w, p, SEC(5), &c, &cost, &sent);
@@ -640,7 +645,7 @@ static void test_compute_fails(void **state)
 	/* Scheduled Events failing fails the round, but only once the
 	 * compute document is in too: what it told still counts. */
 	provider_free(p);
-	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+	assert_int_equal(new_provider(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
 	fake_set(&w.fake, "GET", EVENTS_URL, 410, "");
 	FAKE_EDIT(&w.fake, "GET", COMPUTE_URL, R->delay_ms = 200);
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
@@ -650,7 +655,7 @@ static void test_compute_fails(void **state)
 	assert_true(c.latency_usec >= 200 * USEC_PER_MSEC);
 	/* Both failing: the round fails and tells both. */
 	provider_free(p);
-	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+	assert_int_equal(new_provider(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
 	fake_set(&w.fake, "GET", COMPUTE_URL, 429, "");
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(c.result, IMDS_RESULT_HTTP_ERROR);
@@ -661,6 +666,9 @@ static void test_compute_fails(void **state)
 	capture_done(&c);
 	world_done(&w);
 }
+
+/* An acknowledgement of a Scheduled Events event. */
+#define ACK(id) (&(struct provider_ack){ .event_id = (id), .feed = FEED_AZURE_SCHEDULED })
 
 struct approval {
 	int calls;
@@ -700,15 +708,21 @@ static void test_approve(void **state)
 
 	world_init(&w);
 	serve_azure(&w.fake, AVAILABILITY_SET, "spot-vm7");
-	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+	assert_int_equal(new_provider(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
 	assert_true(provider_can_approve(p));
-	assert_int_equal(provider_approve(p, "", SEC(5), on_approved, &a), -EINVAL);
+	assert_int_equal(provider_approve(p, ACK(""), SEC(5), on_approved, &a), -EINVAL);
+	assert_int_equal(provider_approve(p, ACK(NULL), SEC(5), on_approved, &a), -EINVAL);
 	assert_int_equal(provider_approve(p, NULL, SEC(5), on_approved, &a), -EINVAL);
+	/* Only Scheduled Events are acknowledged; there is no heartbeat. */
+	assert_int_equal(provider_approve(p, &(struct provider_ack){ .event_id = "X", .feed = FEED_OS },
+					  SEC(5), on_approved, &a), -EOPNOTSUPP);
+	assert_int_equal(provider_heartbeat(p, NULL, NULL), -EOPNOTSUPP);
+	assert_int_equal(provider_heartbeat_period_usec(p), 0);
 
-	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
-	assert_int_equal(provider_approve(p, "OTHER", SEC(5), on_approved, &a), -EBUSY);
+	assert_int_equal(provider_approve(p, ACK("OWN-PREEMPT"), SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_approve(p, ACK("OTHER"), SEC(5), on_approved, &a), -EBUSY);
 	/* A round goes on beside the approval. */
-	assert_int_equal(provider_poll(p, SEC(5), on_round, &c), 0);
+	assert_int_equal(provider_poll(p, SEC(5), SEC(5), on_round, &c), 0);
 	run_approval(&w, &a, 1);
 	run_until(w.event, &c, 1);
 	assert_int_equal(c.result, IMDS_RESULT_OK);
@@ -725,7 +739,7 @@ static void test_approve(void **state)
 
 	/* Refused: the answer says so. */
 	fake_set(&w.fake, "POST", EVENTS_URL, 400, "{\"error\":\"bad\"}");
-	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_approve(p, ACK("OWN-PREEMPT"), SEC(5), on_approved, &a), 0);
 	run_approval(&w, &a, 2);
 	assert_int_equal(a.result, IMDS_RESULT_HTTP_ERROR);
 	assert_string_equal(a.error, "StartRequests: HTTP 400");
@@ -733,18 +747,71 @@ static void test_approve(void **state)
 	/* Cancelling the round leaves the approval alone; freeing the
 	 * provider cancels it, without a callback. */
 	fake_set(&w.fake, "POST", EVENTS_URL, 200, "");
-	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
-	assert_int_equal(provider_poll(p, SEC(5), on_round, &c), 0);
+	assert_int_equal(provider_approve(p, ACK("OWN-PREEMPT"), SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_poll(p, SEC(5), SEC(5), on_round, &c), 0);
 	provider_cancel(p);
 	run_approval(&w, &a, 3);
 	assert_int_equal(a.result, IMDS_RESULT_OK);
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
-	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_approve(p, ACK("OWN-PREEMPT"), SEC(5), on_approved, &a), 0);
 	provider_free(p);
 	assert_false(imds_busy(w.imds, IMDS_SLOT_APPROVE));
 	assert_true(sd_event_run(w.event, 50 * USEC_PER_MSEC) >= 0);
 	assert_int_equal(a.calls, 3);
 
+	capture_done(&c);
+	world_done(&w);
+}
+
+/* Only the first Scheduled Events call may take the long first-call
+ * timeout (it switches the service on); the compute document never does,
+ * and once Scheduled Events answered, nothing does. The fake's delay tells
+ * which timeout each request got. */
+static void test_first_call_timeout(void **state)
+{
+	struct capture c = { 0 };
+	struct provider_handle *p = NULL;
+	struct world w;
+	unsigned cost, sent;
+
+	world_init(&w);
+	serve_azure(&w.fake, AVAILABILITY_SET, "spot-vm7");
+	FAKE_EDIT(&w.fake, "GET", EVENTS_URL, R->delay_ms = 1200);
+	FAKE_EDIT(&w.fake, "GET", COMPUTE_URL, R->delay_ms = 1200);
+	assert_int_equal(new_provider(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
+
+	/* First round: Scheduled Events waits (3 s), the compute document
+	 * does not (0.5 s). */
+	one_round_first(&w, p, 500 * USEC_PER_MSEC, SEC(3), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_true(c.latency_usec >= 1200 * USEC_PER_MSEC);
+	assert_true(strncmp(c.identity_error, "instance metadata: timed out after 0.", 37) == 0);
+	assert_false(c.had_vm_name);
+	assert_int_equal(c.events.n_events, EVENTS_MAX);  /* every event while the name is unknown */
+
+	/* It answered: from now on the normal timeout, even if the caller
+	 * still offers the long one. */
+	one_round_first(&w, p, 500 * USEC_PER_MSEC, SEC(3), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_TIMEOUT);
+	assert_true(strncmp(c.error, "scheduled events: timed out after 0.", 36) == 0);
+	provider_free(p);
+
+	/* A first call that fails leaves the next one first. */
+	assert_int_equal(new_provider(PROVIDER_AZURE, w.imds, w.fake.url, "spot-vm7", &p), 0);
+	FAKE_EDIT(&w.fake, "GET", EVENTS_URL, R->delay_ms = 0; R->first_status = 500; R->first_n = R->served + 1);
+	one_round_first(&w, p, 500 * USEC_PER_MSEC, SEC(3), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_HTTP_ERROR);
+	FAKE_EDIT(&w.fake, "GET", EVENTS_URL, R->delay_ms = 1200);
+	one_round_first(&w, p, 500 * USEC_PER_MSEC, SEC(3), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	/* A first-call timeout below the normal one is no shorter. */
+	provider_free(p);
+	assert_int_equal(new_provider(PROVIDER_AZURE, w.imds, w.fake.url, "spot-vm7", &p), 0);
+	FAKE_EDIT(&w.fake, "GET", EVENTS_URL, R->delay_ms = 300);
+	one_round_first(&w, p, SEC(2), 100 * USEC_PER_MSEC, &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+
+	provider_free(p);
 	capture_done(&c);
 	world_done(&w);
 }
@@ -901,6 +968,7 @@ int main(void)
 		cmocka_unit_test(test_round_filter),
 		cmocka_unit_test(test_compute_fails),
 		cmocka_unit_test(test_approve),
+		cmocka_unit_test(test_first_call_timeout),
 		cmocka_unit_test(test_sent_at_once),
 		cmocka_unit_test(test_slot_requests_do_not_leak),
 	};

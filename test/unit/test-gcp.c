@@ -1,7 +1,7 @@
 /* test-gcp.c - the GCP parsers, driven by test/data/gcp, the GCP
  * provider's rounds against a fake metadata service (keys, notices, the
- * hanging GET's timeout, a 503 from maintenance-event), and the 'auto'
- * probe of all three dialects, with GCP's Metadata-Flavor response header.
+ * hanging GET's timeout, maintenance-event failing beside a preemption
+ * that is still seen), and the 'auto' probe of all three dialects, with GCP's Metadata-Flavor response header.
  *
  * Each directory holds one item's cases: NAME.txt must parse and yield what
  * NAME.expect says; NAME.bad must be refused with -EBADMSG, leaving the
@@ -336,9 +336,12 @@ static void test_rounds(void **state)
 
 	world_init(&w);
 	serve_gcp(&w.fake);
-	assert_int_equal(provider_new(PROVIDER_GCP, w.imds, w.fake.url, NULL, &p), 0);
+	assert_int_equal(new_provider(PROVIDER_GCP, w.imds, w.fake.url, NULL, &p), 0);
 	assert_false(provider_can_approve(p));
-	assert_int_equal(provider_approve(p, "x", SEC(1), NULL, NULL), -EOPNOTSUPP);
+	assert_int_equal(provider_approve(p, &(struct provider_ack){ .event_id = "x", .feed = FEED_GCP_PREEMPTED },
+					  SEC(1), NULL, NULL), -EOPNOTSUPP);
+	assert_int_equal(provider_heartbeat(p, NULL, NULL), -EOPNOTSUPP);
+	assert_int_equal(provider_heartbeat_period_usec(p), 0);
 
 	/* The name first, then the hanging GET and maintenance-event. */
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
@@ -362,9 +365,12 @@ static void test_rounds(void **state)
 	fake_set(&w.fake, "GET", PREEMPTED_PATH, 200, "TRUE\n");
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(c.events.n_events, 1);
+	assert_int_equal(c.feeds_answered, (1u << FEED_GCP_PREEMPTED) | (1u << FEED_GCP_MAINTENANCE));
 	ev = &c.events.events[0];
 	assert_string_equal(ev->id, key);
 	assert_true(ev->id_from_first_seen);
+	assert_int_equal(ev->feed, FEED_GCP_PREEMPTED);
+	assert_false(ev->needs_ack);
 	assert_int_equal(ev->type, EVENT_PREEMPT);
 	assert_int_equal(ev->not_before_usec, 0);
 	assert_int_equal(ev->notice_usec, SEC(GCP_PREEMPT_NOTICE_SEC));
@@ -372,16 +378,26 @@ static void test_rounds(void **state)
 
 	/* ... or the one configured (0 restores the default; other
 	 * providers ignore it). */
-	provider_set_gcp_notice(p, 120);
-	one_round(&w, p, SEC(5), &c, &cost, &sent);
-	assert_int_equal(c.events.events[0].notice_usec, SEC(120));
-	provider_set_gcp_notice(p, 0);
-	one_round(&w, p, SEC(5), &c, &cost, &sent);
-	assert_int_equal(c.events.events[0].notice_usec, SEC(30));
-	assert_int_equal(provider_new(PROVIDER_AWS, w.imds, w.fake.url, NULL, &aws), 0);
-	provider_set_gcp_notice(aws, 120);
-	provider_set_gcp_notice(NULL, 120);
-	provider_free(aws);
+	{
+		struct provider_config cfg;
+
+		provider_config_init(&cfg);
+		cfg.gcp_preempt_notice_sec = 120;
+		assert_int_equal(provider_set_config(p, &cfg), 0);
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(c.events.events[0].notice_usec, SEC(120));
+		cfg.gcp_preempt_notice_sec = 0;
+		assert_int_equal(provider_set_config(p, &cfg), 0);
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(c.events.events[0].notice_usec, SEC(30));
+		assert_string_equal(c.vm_name, "gce-vm0");   /* the name stays */
+		assert_int_equal(provider_set_config(NULL, &cfg), -EINVAL);
+		assert_int_equal(provider_set_config(p, NULL), -EINVAL);
+		assert_int_equal(new_provider(PROVIDER_AWS, w.imds, w.fake.url, NULL, &aws), 0);
+		cfg.gcp_preempt_notice_sec = 120;
+		assert_int_equal(provider_set_config(aws, &cfg), 0);
+		provider_free(aws);
+	}
 
 	/* Both at once. */
 	fake_set(&w.fake, "GET", MAINTENANCE_PATH, 200, "TERMINATE_ON_HOST_MAINTENANCE\n");
@@ -390,31 +406,59 @@ static void test_rounds(void **state)
 	assert_string_equal(c.events.events[0].id, key);
 	ev = &c.events.events[1];
 	assert_string_equal(ev->id, "gcp-maintenance-terminate_on_host_maintenance");
+	assert_int_equal(ev->feed, FEED_GCP_MAINTENANCE);
 	assert_int_equal(ev->type, EVENT_TERMINATE);
 	assert_int_equal(ev->notice_usec, SEC(GCP_MAINTENANCE_NOTICE_SEC));
 	assert_true(event_names_resource(ev, "gce-vm0"));
 
-	/* maintenance-event answers 503 during maintenance: a failed round,
-	 * for the caller to retry. */
+	/* maintenance-event answers 503 around maintenance: its feed is
+	 * unknown this round, and the preemption is still seen. */
 	fake_set(&w.fake, "GET", MAINTENANCE_PATH, 503, "");
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
-	assert_int_equal(c.result, IMDS_RESULT_HTTP_ERROR);
-	assert_string_equal(c.error, "instance/maintenance-event: HTTP 503");
-	assert_false(c.had_events);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_int_equal(cost, 2);
+	assert_int_equal(sent, 2);
+	assert_string_equal(c.optional_error, "instance/maintenance-event: HTTP 503");
+	assert_int_equal(c.feeds_answered, 1u << FEED_GCP_PREEMPTED);
+	assert_int_equal(c.events.n_events, 1);
+	assert_string_equal(c.events.events[0].id, key);
 	assert_string_equal(c.vm_name, "gce-vm0");
+	/* ... and so for garbage and a stall. */
 	fake_set(&w.fake, "GET", MAINTENANCE_PATH, 200, "maybe later");
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
-	assert_int_equal(c.result, IMDS_RESULT_BAD_DOCUMENT);
-	assert_string_equal(c.error, "instance/maintenance-event: unreadable answer");
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_string_equal(c.optional_error, "instance/maintenance-event: unreadable answer");
+	assert_int_equal(c.feeds_answered, 1u << FEED_GCP_PREEMPTED);
+	assert_int_equal(c.events.n_events, 1);
+	FAKE_EDIT(&w.fake, "GET", MAINTENANCE_PATH, R->delay_ms = 800);
+	one_round(&w, p, 300 * USEC_PER_MSEC, &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_true(strncmp(c.optional_error, "instance/maintenance-event: timed out after 0.", 46) == 0);
+	assert_int_equal(c.events.n_events, 1);
+	FAKE_EDIT(&w.fake, "GET", MAINTENANCE_PATH, R->delay_ms = 0);
+	/* A 404 of maintenance-event is no answer either. */
+	fake_set(&w.fake, "GET", MAINTENANCE_PATH, 404, "");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_string_equal(c.optional_error, "instance/maintenance-event: HTTP 404");
+
+	/* The essential item failing fails the round whatever maintenance-
+	 * event said, once both answered. */
+	fake_set(&w.fake, "GET", MAINTENANCE_PATH, 200, "MIGRATE_ON_HOST_MAINTENANCE");
 	fake_set(&w.fake, "GET", PREEMPTED_PATH, 200, "yes");
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(c.result, IMDS_RESULT_BAD_DOCUMENT);
 	assert_string_equal(c.error, "instance/preempted: unreadable answer");
-	assert_int_equal(sent, 1);
+	assert_string_equal(c.optional_error, "");
+	assert_int_equal(sent, 2);
+	fake_set(&w.fake, "GET", PREEMPTED_PATH, 500, "");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_HTTP_ERROR);
+	assert_string_equal(c.error, "instance/preempted: HTTP 500");
 
 	provider_free(p);
 	/* Without the header the server refuses: the name item says so. */
-	assert_int_equal(provider_new(PROVIDER_GCP, w.imds, w.fake.url, NULL, &p), 0);
+	assert_int_equal(new_provider(PROVIDER_GCP, w.imds, w.fake.url, NULL, &p), 0);
 	FAKE_EDIT(&w.fake, "GET", NAME_PATH,
 		  (void)strscpy(R->require, sizeof(R->require), "Metadata-Flavor: Other"));
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
@@ -436,7 +480,7 @@ static void test_hanging_get_timeout(void **state)
 
 	world_init(&w);
 	serve_gcp(&w.fake);
-	assert_int_equal(provider_new(PROVIDER_GCP, w.imds, w.fake.url, "gce-vm0", &p), 0);
+	assert_int_equal(new_provider(PROVIDER_GCP, w.imds, w.fake.url, "gce-vm0", &p), 0);
 
 	/* The override: no instance/name request at all. */
 	FAKE_EDIT(&w.fake, "GET", PREEMPTED_PATH, R->delay_ms = 1200);
@@ -448,16 +492,18 @@ static void test_hanging_get_timeout(void **state)
 	assert_int_equal(fake_hits(&w.fake, "GET", NAME_PATH), 0);
 	assert_true(c.latency_usec >= 1200 * USEC_PER_MSEC);
 
+	/* A first-call timeout is Azure's only: GCP's first round keeps the
+	 * plain one. */
 	FAKE_EDIT(&w.fake, "GET", PREEMPTED_PATH, R->delay_ms = 1900);
-	one_round(&w, p, 300 * USEC_PER_MSEC, &c, &cost, &sent);
+	one_round_first(&w, p, 300 * USEC_PER_MSEC, SEC(5), &c, &cost, &sent);
 	assert_int_equal(c.result, IMDS_RESULT_TIMEOUT);
 	assert_true(strncmp(c.error, "instance/preempted: timed out after 1.", 38) == 0);
 
 	FAKE_EDIT(&w.fake, "GET", PREEMPTED_PATH, R->delay_ms = 0);
 	FAKE_EDIT(&w.fake, "GET", MAINTENANCE_PATH, R->delay_ms = 700);
-	one_round(&w, p, 300 * USEC_PER_MSEC, &c, &cost, &sent);
-	assert_int_equal(c.result, IMDS_RESULT_TIMEOUT);
-	assert_true(strncmp(c.error, "instance/maintenance-event: timed out after 0.", 46) == 0);
+	one_round_first(&w, p, 300 * USEC_PER_MSEC, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_true(strncmp(c.optional_error, "instance/maintenance-event: timed out after 0.", 46) == 0);
 
 	provider_free(p);
 	capture_done(&c);
