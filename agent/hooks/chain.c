@@ -77,6 +77,8 @@ static void on_ended(struct hook_run *run, struct hook_result *res, void *userda
 
 	if (c->metrics)
 		metrics_hook_done(c->metrics, res->name, res->outcome, res->duration_usec);
+	if (c->hook_ended)
+		c->hook_ended(c->userdata, c->run_id, res);
 	engine_hook_ended(c->engine, res, now_usec(CLOCK_REALTIME));
 	release_run(c);
 	if (c->after_input)
@@ -230,6 +232,7 @@ static void start(struct chain *c, const struct engine_action *a)
 	p.stdin_json = c->run_stdin;
 	p.env = c->run_env;
 	p.budget_usec = a->budget_usec;
+	p.state_dir = c->cfg->state_dir;
 	p.ended = on_ended;
 	p.userdata = c;
 	k = hook_run_start(&p, &c->run);

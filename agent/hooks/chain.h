@@ -26,6 +26,9 @@ struct chain {
 	/* Called after the engine was given a hook's end: the owner takes the
 	 * engine's new actions. */
 	void (*after_input)(void *userdata);
+	/* Called with a hook's result (its report included) just before the
+	 * engine is given it; id is the record's. May be NULL. */
+	void (*hook_ended)(void *userdata, const char *id, const struct hook_result *res);
 	void *userdata;
 
 	/* The last scan's plan, kept until the next scan: its descriptors are

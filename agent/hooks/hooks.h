@@ -11,6 +11,7 @@
 #include <systemd/sd-event.h>
 
 #include "engine/event.h"
+#include "hooks/report.h"
 #include "hooks/tree.h"
 #include "util.h"
 
@@ -120,6 +121,9 @@ struct hook_result {
 	 * such file or directory (interpreter '/usr/bin/python9')", "could not
 	 * be set up: setsid: ...", "refused at its start: group-writable". */
 	char exec_detail[HOOK_DETAIL_MAX];
+	/* What the hook wrote to its SPOT_REPORT file (the runner's), read
+	 * once it ended; all unset when it wrote nothing or was refused. */
+	struct hook_report report;
 };
 
 const char *hook_outcome_to_string(enum hook_outcome o);
@@ -188,6 +192,10 @@ struct hook_run_params {
 	uint64_t budget_usec;          /* USEC_INFINITY = none; SIGKILL at its end */
 	uint64_t kill_grace_usec;      /* 0 = HOOK_KILL_GRACE_USEC; SIGTERM comes this
 					* long (at most budget_usec / 4) before */
+	/* Where the hook's report file goes (<state_dir>/reports/, named in
+	 * SPOT_REPORT, read into the result's report at the end); NULL: no
+	 * report file and no SPOT_REPORT. */
+	const char *state_dir;
 	hook_run_ended ended;
 	void *userdata;
 };

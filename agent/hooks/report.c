@@ -1,8 +1,8 @@
 /* report.c - a hook's report file: created empty before the hook starts,
  * read and parsed strictly once it has ended, removed. The parser is pure
  * and refuses a report whole, naming the line and the key, so a hook
- * author sees the mistake rather than half a report. It never logs: the
- * runner logs a refusal with the hook's name. */
+ * author sees the mistake rather than half a report; only the runner's
+ * two hook points (hook_report_begin/_end) log, with the hook's name. */
 #include "hooks/report.h"
 
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "store/json.h"
 #include "util.h"
 
@@ -295,4 +296,30 @@ void hook_report_file_done(struct hook_report_file *f)
 		return;
 	(void)unlink(f->path);
 	f->path[0] = '\0';
+}
+
+void hook_report_begin(struct hook_report_file *f, const char *state_dir, const char *event_id,
+		       const char *name)
+{
+	int r;
+
+	f->path[0] = '\0';
+	if (!state_dir)
+		return;
+	r = hook_report_file_create(f, state_dir, name);
+	if (r < 0)
+		log_hook(LOG_WARNING, event_id, name, "hook '%s': cannot create its report file in '%s/%s': %s, "
+			 "running it without SPOT_REPORT", name, state_dir, HOOK_REPORT_DIR_NAME, strerror(-r));
+}
+
+void hook_report_end(struct hook_report_file *f, const char *event_id, const char *name,
+		     struct hook_report *ret)
+{
+	char why[HOOK_REPORT_WHY_MAX];
+
+	if (hook_report_file_read(f, ret, why, sizeof(why)) < 0) {
+		log_hook(LOG_WARNING, event_id, name, "hook '%s': its report is refused: %s, ignoring it", name,
+			 why);
+		*ret = (struct hook_report){ 0 };
+	}
 }

@@ -74,4 +74,13 @@ int hook_report_file_read(struct hook_report_file *f, struct hook_report *ret, c
 /* Removes the file if it is still there. */
 void hook_report_file_done(struct hook_report_file *f);
 
+/* The runner's two hook points, which log what went wrong with the hook's
+ * name and go on: begin creates the file (none when state_dir is NULL or
+ * it cannot be created: the hook then gets no SPOT_REPORT); end reads it
+ * into *ret, an empty report when it was refused. */
+void hook_report_begin(struct hook_report_file *f, const char *state_dir, const char *event_id,
+		       const char *name);
+void hook_report_end(struct hook_report_file *f, const char *event_id, const char *name,
+		     struct hook_report *ret);
+
 #endif

@@ -203,6 +203,7 @@ struct hook_run {
 	bool term_sent;
 	bool main_ended;                 /* waiting for what it left behind */
 	bool finished;                   /* ended was called */
+	struct hook_report_file report;  /* SPOT_REPORT, "" none */
 	int stdin_fd;
 	sd_event_source *stdin_source;
 	int out_fd;                      /* stdout and stderr share one pipe */
@@ -500,6 +501,7 @@ static void report_end(struct hook_run *run)
 	if (active_run == run)
 		active_run = NULL;
 	run->finished = true;
+	hook_report_end(&run->report, run->event_id, run->res.name, &run->res.report);
 	/* The last thing a run does: ended may free it. */
 	run->ended(run, &run->res, run->userdata);
 }
@@ -824,6 +826,7 @@ static void run_release(struct hook_run *run)
 	close_source(&run->out_source, &run->out_fd);
 	close_source(&run->stdin_source, &run->stdin_fd);
 	hook_result_done(&run->res);
+	hook_report_file_done(&run->report);
 	hooktree_pidset_done(&run->left);
 	sd_event_unref(run->event);
 	free(run->stdin_json);
@@ -847,9 +850,10 @@ void hook_run_free(struct hook_run *run)
 	run_release(run);
 }
 
-/* The environment of the hook: the base one without any SPOT_HOOK_TIMEOUT
- * or SPOT_HOOK_PATH, then those two for this run. Frees with strv_free. */
-static char **run_env(char **base, uint64_t budget_usec, const char *path)
+/* The environment of the hook: the base one without any SPOT_HOOK_TIMEOUT,
+ * SPOT_HOOK_PATH or SPOT_REPORT, then those for this run (SPOT_REPORT when
+ * report is not ""). Frees with strv_free. */
+static char **run_env(char **base, uint64_t budget_usec, const char *path, const char *report)
 {
 	uint64_t secs = budget_usec == USEC_INFINITY ? 0 : budget_usec / USEC_PER_SEC;
 	size_t n = 0, k = 0;
@@ -859,13 +863,15 @@ static char **run_env(char **base, uint64_t budget_usec, const char *path)
 		secs = 1;
 	while (base && base[n])
 		n++;
-	v = xcalloc(n + 3, sizeof(char *));
+	v = xcalloc(n + 4, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(base[i], "SPOT_HOOK_TIMEOUT=", 18) != 0 &&
-		    strncmp(base[i], "SPOT_HOOK_PATH=", 15) != 0)
+		    strncmp(base[i], "SPOT_HOOK_PATH=", 15) != 0 && strncmp(base[i], "SPOT_REPORT=", 12) != 0)
 			v[k++] = xstrdup(base[i]);
 	v[k++] = xasprintf("SPOT_HOOK_TIMEOUT=%llu", (unsigned long long)secs);
 	v[k++] = xasprintf("SPOT_HOOK_PATH=%s", path);
+	if (report[0])
+		v[k++] = xasprintf("SPOT_REPORT=%s", report);
 	v[k] = NULL;
 	return v;
 }
@@ -924,7 +930,8 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	run->userdata = p->userdata;
 	run->stdin_fd = run->out_fd = -1;
 
-	envp = run_env(p->env, p->budget_usec, path);
+	hook_report_begin(&run->report, p->state_dir, run->event_id, run->res.name);
+	envp = run_env(p->env, p->budget_usec, path, run->report.path);
 	argv[0] = run->res.path;
 	max_fd = sysconf(_SC_OPEN_MAX);
 	if (max_fd < 0 || max_fd > 65536)
