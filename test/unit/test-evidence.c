@@ -18,6 +18,7 @@
 
 #include <snappy-c.h>
 
+#include "evidence/push.h"
 #include "evidence/queue.h"
 #include "evidence/remote-write.h"
 #include "evidence/remote-write.pb-c.h"
@@ -465,6 +466,41 @@ static void test_base64_and_url(void **state)
 	assert_string_equal(evidence_url_for_log("http://host/a@b", buf, sizeof(buf)), "http://host/a@b");
 }
 
+static void test_push(void **state)
+{
+	struct evidence_eviction f = canned();
+	char *extra[] = { "note=a \"b\"\\c", NULL };
+	struct evidence_batch b;
+	char *s;
+
+	s = evidence_push_group_url("http://pg:9091", "vm-7");
+	assert_string_equal(s, "http://pg:9091/metrics/job/spot-agent/instance/vm-7");
+	free(s);
+	s = evidence_push_group_url("http://pg:9091", "a/b");
+	assert_string_equal(s, "http://pg:9091/metrics/job/spot-agent/instance@base64/YS9i");
+	free(s);
+	s = evidence_push_group_url("http://pg:9091", "");
+	assert_string_equal(s, "http://pg:9091/metrics/job/spot-agent/instance@base64/=");
+	free(s);
+
+	f.n_hooks = 1;
+	evidence_samples(&ident, extra, &f, EVIDENCE_DETECTED | EVIDENCE_CHAIN, &b);
+	s = evidence_push_text(&b);
+	assert_non_null(strstr(s, "# TYPE spot_eviction_detected gauge\n"
+				  "spot_eviction_detected{note=\"a \\\"b\\\"\\\\c\",provider=\"azure\",region=\"westeurope\","
+				  "source=\"Platform\",type=\"Preempt\",vm_size=\"Standard_D4s_v5\",zone=\"2\"} 1\n"));
+	assert_non_null(strstr(s, "# TYPE spot_eviction_first_hook_seconds gauge\nspot_eviction_first_hook_seconds{"));
+	assert_non_null(strstr(s, "} 0.1\n"));
+	/* The group's labels are the URL's; no timestamps. */
+	assert_null(strstr(s, "job="));
+	assert_null(strstr(s, "instance="));
+	assert_null(strstr(s, "1796125800000"));
+	/* One TYPE line per metric. */
+	assert_int_equal(strstr(strstr(s, "# TYPE spot_eviction_detected") + 1, "# TYPE spot_eviction_detected") == NULL, 1);
+	free(s);
+	evidence_batch_done(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_authorization),
 		cmocka_unit_test(test_base64_and_url),
+		cmocka_unit_test(test_push),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
