@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evidence/samples.h"
 #include "log.h"
 
 struct file_parser {
@@ -119,7 +120,7 @@ static void parse_line(struct file_parser *p, char *line, unsigned lineno)
 		return;
 	}
 	idx = (size_t)(o - option_table);
-	if (p->seen[idx]) {
+	if (p->seen[idx] && o->type != OPT_LIST) {
 		file_error(p, lineno, "duplicate key '%s', first set on line %u", o->name, p->seen[idx]);
 		return;
 	}
@@ -265,6 +266,10 @@ int config_load(const struct cmdline *cl, struct config *ret)
 	}
 
 	free(buf);
+	if (option_list_len(c.remote_write_labels) > EVIDENCE_EXTRA_LABELS_MAX) {
+		log_error("remote-write-label: more than %d labels", EVIDENCE_EXTRA_LABELS_MAX);
+		p.errors++;
+	}
 	if (p.errors > 0) {
 		config_done(&c);
 		return -EINVAL;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evidence/samples.h"
 #include "log.h"
 
 /* Copies s for quoting in a message: control characters become '?', and a
@@ -287,7 +288,7 @@ int option_parse_value(const struct option_def *o, const char *text, union value
 	uint64_t u;
 	int r;
 
-	if (option_is_string_type(o->type)) {
+	if (option_is_string_type(o->type) || o->type == OPT_LIST) {
 		size_t len = strlen(text);
 
 		if (len > o->max) {
@@ -307,7 +308,7 @@ int option_parse_value(const struct option_def *o, const char *text, union value
 				       option_echo(text, e1, sizeof(e1)));
 			return -EINVAL;
 		}
-		if (len == 0 && (o->flags & OPT_UNSET)) {
+		if (len == 0 && ((o->flags & OPT_UNSET) || o->type == OPT_LIST)) {
 			ret->s = NULL;
 			return 0;
 		}
@@ -393,12 +394,63 @@ int option_parse_value(const struct option_def *o, const char *text, union value
 		return 0;
 	case OPT_EVENTS:
 		return option_parse_events(o, text, &ret->mask, err, n);
+	case OPT_LIST: {
+		char why[160];
+
+		if (evidence_label_check(text, why, sizeof(why)) < 0) {
+			(void)snprintf(err, n, "value '%s': %s", option_echo(text, e1, sizeof(e1)), why);
+			return -EINVAL;
+		}
+		ret->s = xstrdup(text);
+		return 0;
+	}
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;
 	}
 	(void)snprintf(err, n, "takes no value");
 	return -EINVAL;
+}
+
+/* An OPT_LIST's list: NULL empties it, a NAME=VALUE whose NAME is held
+ * replaces that one (the command line after the file), any other is
+ * appended. Takes item. */
+static void list_store(void *field, char *item)
+{
+	char ***list = field;
+	size_t n = 0, name_len;
+
+	if (!item) {
+		option_list_free(list);
+		return;
+	}
+	name_len = strcspn(item, "=") + 1;
+	for (; *list && (*list)[n]; n++)
+		if (strncmp((*list)[n], item, name_len) == 0) {
+			free((*list)[n]);
+			(*list)[n] = item;
+			return;
+		}
+	*list = xrealloc(*list, (n + 2) * sizeof(char *));
+	(*list)[n] = item;
+	(*list)[n + 1] = NULL;
+}
+
+void option_list_free(char ***list)
+{
+	for (size_t i = 0; *list && (*list)[i]; i++)
+		free((*list)[i]);
+	free(*list);
+	*list = NULL;
+}
+
+size_t option_list_len(char *const *list)
+{
+	size_t n = 0;
+
+	while (list && list[n])
+		n++;
+	return n;
 }
 
 void option_store_value(const struct option_def *o, struct config *c, union value *v)
@@ -426,6 +478,10 @@ void option_store_value(const struct option_def *o, struct config *c, union valu
 	case OPT_EVENTS:
 		*(unsigned *)field = v->mask;
 		break;
+	case OPT_LIST:
+		list_store(field, v->s);
+		v->s = NULL;
+		break;
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;
@@ -434,7 +490,7 @@ void option_store_value(const struct option_def *o, struct config *c, union valu
 
 void option_value_done(const struct option_def *o, union value *v)
 {
-	if (option_is_string_type(o->type))
+	if (option_is_string_type(o->type) || o->type == OPT_LIST)
 		freep_str(&v->s);
 }
 
@@ -470,6 +526,8 @@ void config_done(struct config *c)
 	for (size_t i = 0; i < OPTIONS_N; i++)
 		if (!(option_table[i].flags & OPT_CMDLINE) && option_is_string_type(option_table[i].type))
 			freep_str((char **)((char *)c + option_table[i].offset));
+		else if (!(option_table[i].flags & OPT_CMDLINE) && option_table[i].type == OPT_LIST)
+			option_list_free((char ***)((char *)c + option_table[i].offset));
 }
 
 const char *config_imds_url(const struct config *c)
