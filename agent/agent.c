@@ -25,6 +25,7 @@
 #include "http/metrics.h"
 #include "engine/poll.h"
 #include "clouds/provider.h"
+#include "record.h"
 #include "store/state.h"
 #include "util.h"
 
@@ -40,6 +41,7 @@ struct agent {
 	struct imds *imds;
 	struct http_server *http;
 	struct logind *logind;           /* the delay inhibitor lock for shutdown */
+	struct record *record;           /* the eviction's record: journal, remote-write, push */
 	char *base_url;                  /* the metadata service, no trailing slash */
 
 	struct provider_handle *provider;  /* NULL while 'auto' probes */
@@ -299,20 +301,29 @@ static size_t count_left(const struct event_record *r)
 	return n;
 }
 
+/* What the record's labels say of this machine; the provider's identity
+ * document (region, zone, size, group) is not read yet. */
+static void note_identity(struct agent *a)
+{
+	struct evidence_identity id;
+
+	memset(&id, 0, sizeof(id));
+	(void)strscpy(id.provider, sizeof(id.provider), a->state.provider ? a->state.provider : "");
+	(void)strscpy(id.instance, sizeof(id.instance), a->state.vm_name ? a->state.vm_name : "");
+	record_set_identity(a->record, &id);
+}
+
 static void report_detected(struct agent *a, const struct event_record *r)
 {
 	uint64_t now = now_wall();
 	uint64_t notice = r->ev.not_before_usec > now ? r->ev.not_before_usec - now : 0;
-	char nb[RFC3339_MAX];
 
 	metrics_event_detected(a->metrics, r->ev.type, notice);
 	chain_note_detected(&a->chain, r->ev.id, a->round_read_mono_usec ? a->round_read_mono_usec :
 						 now_usec(CLOCK_MONOTONIC));
-	log_event(LOG_NOTICE, r->ev.id, "eviction notice: %s %s, NotBefore %s, hooks have %.1f s%s",
-		  event_type_to_string(r->ev.type), event_status_to_string(r->ev.status),
-		  r->ev.not_before_usec ? format_rfc3339(nb, sizeof(nb), r->ev.not_before_usec) : "none",
-		  r->deadline_wall_usec > now ? (double)(r->deadline_wall_usec - now) / USEC_PER_SEC : 0.0,
-		  r->emergency ? " (emergency budget)" : "");
+	/* The record: the notice's journal entry and its series. */
+	note_identity(a);
+	record_detected(a->record, r, now);
 }
 
 static void report_chain_done(struct agent *a, const struct event_record *r)
@@ -332,12 +343,13 @@ static void report_chain_done(struct agent *a, const struct event_record *r)
 			break;
 		}
 	}
-	if (now_wall() > r->deadline_wall_usec && ok + failed > 0) {
+	if (now_wall() > r->deadline_wall_usec && ok + failed > 0)
 		metrics_chain_overran(a->metrics);
-		log_event(LOG_WARNING, r->ev.id, "hook chain ended after its deadline");
-	}
 	log_event(LOG_NOTICE, r->ev.id, "hook chain done: %zu ok, %zu failed or timed out, %zu skipped", ok,
 		  failed, skipped);
+	/* The record: an overrun's journal entry, the chain's series. */
+	note_identity(a);
+	record_chain_done(a->record, r, now_wall());
 }
 
 static void report_skip(const struct event_record *r, size_t i)
@@ -376,7 +388,7 @@ static void carry_out(struct agent *a, const struct engine_action *act)
 		break;
 	case ENGINE_SHUTDOWN_NOTED:
 		if (r && r->ev.type == EVENT_SHUTDOWN)
-			log_notice("shutdown: no eviction notice explains it, running the hooks for %s", r->ev.id);
+			record_shutdown(a->record, r);   /* the record: its journal entry */
 		else
 			log_info("shutdown: the eviction in hand covers it");
 		break;
@@ -385,6 +397,8 @@ static void carry_out(struct agent *a, const struct engine_action *act)
 			report_detected(a, r);
 		break;
 	case ENGINE_RESUMED:
+		if (r)
+			record_resumed(a->record, r);
 		if (r)
 			log_event(LOG_NOTICE, r->ev.id,
 				  "resuming the hook chain of %s %s after a restart: %zu of %zu %s left, %.1f s to the deadline",
@@ -408,8 +422,15 @@ static void carry_out(struct agent *a, const struct engine_action *act)
 		log_event(LOG_INFO, act->id, "event is listed again, resuming");
 		break;
 	case ENGINE_CANCELLED:
-		log_event(LOG_NOTICE, act->id, "event stayed away for %" PRIu64 " s: cancelled, the hooks left are not run",
-			  ENGINE_GONE_GRACE_USEC / USEC_PER_SEC);
+		/* The record: the cancellation's journal entry; the VM lives on
+		 * (no recover step yet: recovered at once). */
+		if (r) {
+			record_cancelled(a->record, r, now_wall());
+			record_recovered(a->record, r, EVIDENCE_RECOVER_CANCELLED, now_wall(),
+					 r->approved ? r->approved_wall_usec : r->gone_wall_usec);
+		} else
+			log_event(LOG_NOTICE, act->id, "event stayed away for %" PRIu64 " s: cancelled, the hooks "
+				  "left are not run", ENGINE_GONE_GRACE_USEC / USEC_PER_SEC);
 		break;
 	case ENGINE_IGNORED:
 		if (ignored_once(a, act->id))
@@ -425,7 +446,11 @@ static void carry_out(struct agent *a, const struct engine_action *act)
 			report_chain_done(a, r);
 		break;
 	case ENGINE_APPROVED:
-		log_event(LOG_NOTICE, act->id, "event approved (StartRequests sent)");
+		/* The record: the acknowledgement's journal entry and series. */
+		if (r)
+			record_approved(a->record, r, now_wall());
+		else
+			log_event(LOG_NOTICE, act->id, "event approved (StartRequests sent)");
 		break;
 	case ENGINE_APPROVE_FAILED:
 		log_event(LOG_WARNING, act->id, "approval failed: %s, %s", a->approve_error,
@@ -473,6 +498,16 @@ static void drain(struct agent *a)
 static void after_hook(void *userdata)
 {
 	drain(userdata);
+}
+
+/* The record: a failed hook's journal entry, what the hook reported. */
+static void on_hook_ended(void *userdata, const char *id, const struct hook_result *res)
+{
+	struct agent *a = userdata;
+	struct event_record *r = state_find(&a->state, id);
+
+	if (r)
+		record_hook_ended(a->record, r, res);
 }
 
 static int on_engine_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -853,6 +888,7 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	a->chain.state = &a->state;
 	a->chain.cfg = &a->cfg;
 	a->chain.after_input = after_hook;
+	a->chain.hook_ended = on_hook_ended;
 	a->chain.userdata = a;
 
 	a->metrics = metrics_new();
@@ -864,6 +900,9 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	}
 	obs.userdata = a;
 	imds_set_observer(a->imds, &obs);
+	r = record_new(e, a->imds, &a->cfg, &a->record);
+	if (r < 0)
+		goto fail;
 	base = config_imds_url(&a->cfg);
 	for (n = strlen(base); n > 0 && base[n - 1] == '/'; n--)
 		;
@@ -1006,6 +1045,7 @@ void agent_reload(struct agent *a, struct config *cfg)
 	a->cfg = n;
 	log_setup(a->cfg.log_format, a->cfg.log_level);
 	http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);
+	record_reload(a->record, &a->cfg);
 	ec = engine_config_of(a);
 	engine_set_config(&a->engine, &ec);
 	provider_set_gcp_notice(a->provider, a->cfg.gcp_preempt_notice_sec);
@@ -1065,6 +1105,7 @@ void agent_free(struct agent *a)
 	logind_free(a->logind);
 	provider_free(a->provider);
 	provider_probe_free(a->probe);
+	record_free(a->record);
 	imds_free(a->imds);
 	metrics_free(a->metrics);
 	engine_done(&a->engine);
