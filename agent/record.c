@@ -161,49 +161,60 @@ static void free_secret(char *s)
 	}
 }
 
+/* The sender for cfg's remote-write-url, with the queue a previous run
+ * (or a sender before a reload) left; one error line when it cannot be. */
+static int start_sender(struct record *rec, const struct config *cfg)
+{
+	struct evidence_sender_params p = {
+		.event = rec->event, .imds = rec->imds, .url = cfg->remote_write_url,
+		.queue_changed = save_queue, .userdata = rec,
+	};
+	char why[PATH_MAX + 128], *auth = NULL;
+	int r;
+
+	r = evidence_authorization(cfg->remote_write_bearer_token_file, cfg->remote_write_basic_auth_file, &auth,
+				   why, sizeof(why));
+	if (r < 0) {
+		log_error("remote-write: %s", why);
+		return r;
+	}
+	p.authorization = auth;
+	r = evidence_sender_new(&p, &rec->sender);
+	free_secret(auth);
+	if (r < 0)
+		return log_errno(r, "remote-write: cannot set up the sender");
+	load_queue(rec);
+	return 0;
+}
+
+static int start_push(struct record *rec, const struct config *cfg)
+{
+	int r = evidence_push_new(rec->event, rec->imds, cfg->push_url, &rec->push);
+
+	if (r < 0)
+		return log_errno(r, "push: cannot set up the Pushgateway client");
+	return 0;
+}
+
 int record_new(sd_event *e, struct imds *imds, const struct config *cfg, struct record **ret)
 {
 	struct record *rec = xcalloc(1, sizeof(*rec));
-	char why[PATH_MAX + 128], *auth = NULL;
 	int r = 0;
 
 	rec->event = sd_event_ref(e);
 	rec->imds = imds;
 	rec->state_dir = xstrdup(cfg->state_dir);
 	rec->labels = labels_copy(cfg->remote_write_labels);
-	if (cfg->remote_write_url) {
-		struct evidence_sender_params p = {
-			.event = e, .imds = imds, .url = cfg->remote_write_url,
-			.queue_changed = save_queue, .userdata = rec,
-		};
-
-		r = evidence_authorization(cfg->remote_write_bearer_token_file, cfg->remote_write_basic_auth_file,
-					   &auth, why, sizeof(why));
-		if (r < 0) {
-			log_error("remote-write: %s", why);
-			goto fail;
-		}
-		p.authorization = auth;
-		r = evidence_sender_new(&p, &rec->sender);
-		free_secret(auth);
-		if (r < 0) {
-			log_errno(r, "remote-write: cannot set up the sender");
-			goto fail;
-		}
-		load_queue(rec);
-	}
-	if (cfg->push_url) {
-		r = evidence_push_new(e, imds, cfg->push_url, &rec->push);
-		if (r < 0) {
-			log_errno(r, "push: cannot set up the Pushgateway client");
-			goto fail;
-		}
+	if (cfg->remote_write_url)
+		r = start_sender(rec, cfg);
+	if (r >= 0 && cfg->push_url)
+		r = start_push(rec, cfg);
+	if (r < 0) {
+		record_free(rec);
+		return r;
 	}
 	*ret = rec;
 	return 0;
-fail:
-	record_free(rec);
-	return r;
 }
 
 void record_free(struct record *rec)
@@ -225,10 +236,13 @@ void record_reload(struct record *rec, const struct config *cfg)
 
 	labels_free(rec->labels);
 	rec->labels = labels_copy(cfg->remote_write_labels);
-	if (cfg->remote_write_url && !rec->sender) {
-		log_warning("config: remote-write-url set while running: it takes effect at the next start");
-	} else if (!cfg->remote_write_url && rec->sender) {
-		log_warning("config: remote-write-url unset while running: the record is still sent until the next start");
+	if (!cfg->remote_write_url && rec->sender) {
+		/* What still waits stays in its file for a later sender. */
+		evidence_sender_free(rec->sender);
+		rec->sender = NULL;
+		log_info("remote-write: off; batches still queued wait for it to be set again");
+	} else if (cfg->remote_write_url && !rec->sender) {
+		(void)start_sender(rec, cfg);
 	} else if (rec->sender) {
 		if (evidence_authorization(cfg->remote_write_bearer_token_file, cfg->remote_write_basic_auth_file,
 					   &auth, why, sizeof(why)) < 0)
@@ -237,10 +251,13 @@ void record_reload(struct record *rec, const struct config *cfg)
 			evidence_sender_set_target(rec->sender, cfg->remote_write_url, auth);
 		free_secret(auth);
 	}
-	if (cfg->push_url && rec->push)
+	if (!cfg->push_url) {
+		evidence_push_free(rec->push);
+		rec->push = NULL;
+	} else if (rec->push)
 		evidence_push_set_url(rec->push, cfg->push_url);
-	else if (!!cfg->push_url != !!rec->push)
-		log_warning("config: changing whether push-url is set takes effect at the next start");
+	else
+		(void)start_push(rec, cfg);
 }
 
 void record_set_identity(struct record *rec, const struct evidence_identity *id)
