@@ -40,6 +40,7 @@ fi
 	echo "/etc/spot-agent.d/README"
 	echo "/usr/local/bin/spot-agent"
 	echo "/usr/local/lib/spot-agent.d/"
+	echo "/usr/local/lib/systemd/catalog/spot-agent.catalog"
 	echo "/usr/local/lib/systemd/logind.conf.d/zz-spot-agent.conf"
 	echo "/usr/local/lib/systemd/system/spot-agent.service"
 	echo "/usr/local/lib/systemd/system/spot-agent.socket"
@@ -168,7 +169,8 @@ if $MAKE --no-print-directory deb >"$tmp/deb.log" 2>&1; then
 		/etc/spot-agent.d/README /usr/lib/spot-agent.d/ \
 		/usr/share/man/man8/spot-agent.8.gz /usr/share/man/man5/spot-agent.conf.5.gz \
 		/usr/share/man/man7/spot-agent-hooks.7.gz /usr/share/doc/spot-agent/copyright \
-		/usr/share/doc/spot-agent/examples/ /usr/lib/systemd/logind.conf.d/zz-spot-agent.conf; do
+		/usr/share/doc/spot-agent/examples/ /usr/lib/systemd/logind.conf.d/zz-spot-agent.conf \
+		/usr/lib/systemd/catalog/spot-agent.catalog; do
 		grep -qx "$f" "$tmp/deb.list" || fail "deb: $f missing"
 	done
 	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles >"$tmp/conffiles" 2>/dev/null || true
@@ -195,6 +197,10 @@ if $MAKE --no-print-directory rpm >"$tmp/rpm.log" 2>&1; then
 		case $f in *.src.rpm|*debug*) ;; *) rpm=$f ;; esac
 	done
 	ok "built $rpm"
+	rpm -qlp "$rpm" 2>/dev/null | grep -qx /usr/lib/systemd/catalog/spot-agent.catalog ||
+		fail "rpm: /usr/lib/systemd/catalog/spot-agent.catalog missing"
+	rpm -qp --scripts "$rpm" 2>/dev/null | grep -q 'journalctl --update-catalog' ||
+		fail "rpm: its scriptlets do not update the journal catalogue"
 	# rpmlint exits non-zero on errors and on too much badness; warnings
 	# are shown but do not fail.
 	if rpmlint -c packaging/rpm/rpmlint.toml -s "$rpm" packaging/rpm/spot-agent.spec \
