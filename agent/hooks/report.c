@@ -90,7 +90,7 @@ static int parse_line(const char *line, size_t len, unsigned lineno, struct hook
 	 * nothing of a value cut to fit the buffer. */
 	for (size_t i = 0; i < vlen; i++)
 		if (eq[1 + i] < '0' || eq[1 + i] > '9')
-			vlen = sizeof(value);   /* refused below */
+			goto bad_number;
 	if (vlen == 0 || vlen >= sizeof(value))
 		goto bad_number;
 	memcpy(value, eq + 1, vlen);
