@@ -33,6 +33,7 @@ struct record {
 	char *state_dir;
 	struct evidence_sender *sender;    /* NULL: no remote-write-url */
 	struct evidence_push *push;        /* NULL: no push-url */
+	sd_event_source *save_source;      /* saves the queue's file, after all else */
 	char **labels;                     /* the operator's, owned */
 	struct evidence_identity id;
 
@@ -52,14 +53,17 @@ static char *queue_path(const struct record *rec)
 
 /* Written whole to a temporary file, then renamed over: a crash leaves the
  * old queue or the new one. An empty queue removes the file. */
-static void save_queue(void *userdata)
+static int on_save(sd_event_source *s, void *userdata)
 {
 	struct record *rec = userdata;
 	char *path = queue_path(rec), *tmp = xasprintf("%s.tmp", path), *text = NULL;
-	struct evidence_queue *q = evidence_sender_queue(rec->sender);
+	struct evidence_queue *q;
 	cJSON *o;
 	int fd = -1, r = 0;
 
+	if (!rec->sender)
+		goto out;   /* turned off since: the file stays for a later sender */
+	q = evidence_sender_queue(rec->sender);
 	if (q->n == 0) {
 		if (unlink(path) < 0 && errno != ENOENT)
 			r = -errno;
@@ -87,6 +91,24 @@ out:
 	cJSON_free(text);
 	free(tmp);
 	free(path);
+	return 0;
+}
+
+/* The queue changed: saved from the loop at idle priority, so that no hook
+ * start or approval waits for the file. */
+static void save_queue(void *userdata)
+{
+	struct record *rec = userdata;
+	int r = rec->save_source ? 0 : sd_event_add_defer(rec->event, &rec->save_source, on_save, rec);
+
+	if (r >= 0 && !rec->save_source)
+		r = -ENOMEM;
+	if (r >= 0) {
+		(void)sd_event_source_set_priority(rec->save_source, SD_EVENT_PRIORITY_IDLE);
+		r = sd_event_source_set_enabled(rec->save_source, SD_EVENT_ONESHOT);
+	}
+	if (r < 0)
+		(void)on_save(NULL, rec);
 }
 
 static void load_queue(struct record *rec)
@@ -221,6 +243,11 @@ void record_free(struct record *rec)
 {
 	if (!rec)
 		return;
+	/* A save still due is made now: the queue must wait for the next start. */
+	if (rec->save_source && rec->sender &&
+	    sd_event_source_get_enabled(rec->save_source, NULL) > 0)
+		(void)on_save(NULL, rec);
+	sd_event_source_disable_unref(rec->save_source);
 	evidence_sender_free(rec->sender);
 	evidence_push_free(rec->push);
 	evidence_batch_done(&rec->pushed);
@@ -238,6 +265,8 @@ void record_reload(struct record *rec, const struct config *cfg)
 	rec->labels = labels_copy(cfg->remote_write_labels);
 	if (!cfg->remote_write_url && rec->sender) {
 		/* What still waits stays in its file for a later sender. */
+		if (rec->save_source && sd_event_source_get_enabled(rec->save_source, NULL) > 0)
+			(void)on_save(NULL, rec);
 		evidence_sender_free(rec->sender);
 		rec->sender = NULL;
 		log_info("remote-write: off; batches still queued wait for it to be set again");
