@@ -66,6 +66,9 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: agent/%.proto | $(DEPS_OK)
 	@mkdir -p $(BUILD)/gen
 	protoc-c --proto_path=agent --c_out=$(BUILD)/gen $<
 
+# Kept once made: not intermediate files for make to remove.
+.SECONDARY: $(GEN_SRCS) $(GEN_HDRS)
+
 # Generated code follows its generator's style, not the project's warnings.
 $(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
 	$(CC) $(SPOT_CPPFLAGS) $(CPPFLAGS) -std=c11 -O2 -g $(SANFLAGS) -MMD -MP $(CFLAGS) -c -o $@ $<
