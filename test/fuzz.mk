@@ -15,7 +15,7 @@
 # their own archive; each target links what it needs from it.
 
 FUZZ_CC            ?= $(shell command -v clang-14 2>/dev/null || echo clang)
-FUZZ_TARGETS       ?= azure aws gcp time event-json config state http
+FUZZ_TARGETS       ?= azure aws gcp time event-json config state http evidence
 FUZZ_DIR           := $(BUILD)/fuzz
 FUZZ_SECONDS       ?= 300
 # make check: the wall-clock budget of the whole run (the build aside), shared by
