@@ -14,6 +14,7 @@
 #include <systemd/sd-event.h>
 
 #include "agent.h"
+#include "agent-record.h"
 #include "clouds/imds.h"
 #include "clouds/provider.h"
 #include "engine/engine.h"
@@ -38,6 +39,7 @@ struct agent {
 	struct imds *imds;
 	struct http_server *http;
 	struct logind *logind;           /* the delay inhibitor lock for shutdown */
+	struct record *record;           /* the eviction's record: journal, remote-write, push */
 	char *base_url;                  /* the metadata service, no trailing slash */
 
 	struct provider_handle *provider;  /* NULL while 'auto' probes */
@@ -91,6 +93,7 @@ struct agent {
 
 /* agent.c */
 void agent_drain(struct agent *a);
+void agent_save(struct agent *a);
 uint64_t agent_now_wall(void);
 
 /* agent-poll.c */

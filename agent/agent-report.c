@@ -155,6 +155,19 @@ void agent_hook_ended(void *userdata, const struct eviction *r, enum chain_kind 
 	struct agent *a = userdata;
 
 	metrics_hook_done(a->metrics, res->name, res->outcome, res->duration_usec);
+	if (c == CHAIN_EVICT)
+		record_hook_ended(a->record, r, res);
+}
+
+/* What the record's labels say of this machine. */
+static void note_identity(struct agent *a)
+{
+	struct evidence_identity id;
+
+	memset(&id, 0, sizeof(id));
+	(void)strscpy(id.provider, sizeof(id.provider), a->state.provider ? a->state.provider : "");
+	(void)strscpy(id.instance, sizeof(id.instance), a->state.vm_name ? a->state.vm_name : "");
+	record_set_identity(a->record, &id);
 }
 
 static size_t count_left(const struct eviction *r)
@@ -172,18 +185,14 @@ static void report_detected(struct agent *a, const struct eviction *r)
 	const struct notice *lead = eviction_lead_const(r);
 	uint64_t nb = lead ? lead->ev.not_before_usec : 0;
 	uint64_t notice = nb > now ? nb - now : 0;
-	char at[RFC3339_MAX];
 
 	metrics_event_detected(a->metrics, lead ? lead->ev.type : EVENT_PREEMPT, notice);
 	(void)strscpy(a->detected_id, sizeof(a->detected_id), r->id);
 	a->detected_mono_usec = a->round_read_mono_usec ? a->round_read_mono_usec : now_usec(CLOCK_MONOTONIC);
 	a->first_hook_noted = false;
-	log_event(LOG_NOTICE, r->id, "eviction notice: %s %s from %s, NotBefore %s, hooks have %.1f s%s",
-		  type_of(r), lead ? event_status_to_string(lead->ev.status) : "?",
-		  lead ? event_feed_to_string(lead->ev.feed) : "?",
-		  nb ? format_rfc3339(at, sizeof(at), nb) : "none",
-		  r->deadline_wall_usec > now ? (double)(r->deadline_wall_usec - now) / USEC_PER_SEC : 0.0,
-		  r->emergency ? " (emergency budget)" : "");
+	/* The notice's journal record and its series. */
+	note_identity(a);
+	record_detected(a->record, r, now);
 }
 
 /* The chain's end, naming the hooks that failed; at warning when any did. */
@@ -211,10 +220,10 @@ static void report_chain_done(struct agent *a, const struct eviction *r, enum ch
 		}
 		}
 	}
-	if (c == CHAIN_EVICT && agent_now_wall() > r->deadline_wall_usec && ok + failed > 0) {
+	if (c == CHAIN_EVICT && agent_now_wall() > r->deadline_wall_usec && ok + failed > 0)
 		metrics_chain_overran(a->metrics);
-		log_event(LOG_WARNING, r->id, "hook chain ended after its deadline");
-	}
+	if (c == CHAIN_EVICT)
+		record_chain_done(a->record, r, agent_now_wall());
 	log_event(failed ? LOG_WARNING : LOG_NOTICE, r->id, "%s chain done: %zu ok, %zu failed or timed out%s%s%s, %zu skipped",
 		  c == CHAIN_RECOVER ? "recover" : "hook", ok, failed, failed ? " (" : "", names,
 		  failed ? ")" : "", skipped);
@@ -257,10 +266,21 @@ static void report_transition(struct agent *a, const struct eviction *r, const s
 	log_event(r->state == LC_RECOVERING || r->state == LC_CANCELLED ? LOG_NOTICE : LOG_INFO, r->id,
 		  "eviction %s: %s -> %s (%s)", r->id, lifecycle_to_string(act->from), lifecycle_to_string(r->state),
 		  arrow ? (const char *)why : why);
-	if (r->state == LC_RECOVERING)
-		log_event(LOG_NOTICE, r->id, "recovering: the danger has passed (%s), %.0f s after the last sign "
-			  "of the eviction; running the recover hooks", recover_reason_to_string(r->recover_reason),
-			  (double)r->downtime_usec / USEC_PER_SEC);
+	if (r->state == LC_CANCELLED && act->from != LC_CANCELLED)
+		record_cancelled(a->record, r, agent_now_wall());
+	if (r->state == LC_RECOVERING) {
+		static const enum evidence_recover_reason reasons[_RECOVER_REASON_MAX] = {
+			[RECOVER_CANCELLED] = EVIDENCE_RECOVER_CANCELLED,
+			[RECOVER_ENDED] = EVIDENCE_RECOVER_ENDED,
+			[RECOVER_BOOT] = EVIDENCE_RECOVER_BOOT,
+		};
+		uint64_t from = r->recover_started_wall_usec > r->downtime_usec ?
+				r->recover_started_wall_usec - r->downtime_usec : 0;
+
+		note_identity(a);
+		record_recovered(a->record, r, reasons[r->recover_reason < _RECOVER_REASON_MAX ? r->recover_reason : 0],
+				 r->recover_started_wall_usec, from);
+	}
 }
 
 void agent_report(struct agent *a, const struct engine_action *act)
@@ -271,7 +291,7 @@ void agent_report(struct agent *a, const struct engine_action *act)
 	switch (act->kind) {
 	case ENGINE_SHUTDOWN_NOTED:
 		if (r && eviction_lead_const(r)->ev.feed == FEED_OS)
-			log_notice("shutdown: no eviction notice explains it, running the hooks for %s", r->id);
+			record_shutdown(a->record, r);
 		else if (r)
 			log_info("shutdown: it joins the eviction in hand (%s), whose deadline it binds", r->id);
 		else
@@ -287,6 +307,8 @@ void agent_report(struct agent *a, const struct engine_action *act)
 				  "earliest deadline binds", notice_label(r, act->notice, label, sizeof(label)));
 		break;
 	case ENGINE_RESUMED:
+		if (r)
+			record_resumed(a->record, r);
 		if (r)
 			log_event(LOG_NOTICE, r->id,
 				  "resuming eviction %s (%s) after a restart: %zu of %zu %s left, %.1f s to the deadline",
@@ -345,9 +367,7 @@ void agent_report(struct agent *a, const struct engine_action *act)
 		break;
 	case ENGINE_ACKED:
 		if (r)
-			log_event(LOG_NOTICE, r->id, "%s acknowledged (%s)", notice_label(r, act->notice, label, sizeof(label)),
-				  act->notice < r->n_notices && r->notices[act->notice].ev.feed == FEED_AWS_LIFECYCLE ?
-				  "CompleteLifecycleAction" : "StartRequests sent");
+			record_approved(a->record, r, act->notice, agent_now_wall());
 		break;
 	case ENGINE_ACK_FAILED:
 		if (r)

@@ -36,12 +36,20 @@ uint64_t agent_now_wall(void)
  * state-file.c), so one of the two files is always whole on disk. */
 static void save(struct agent *a)
 {
-	struct state_doc doc = { .dir = a->cfg.state_dir, .records = &a->records };
+	/* The remote-write batches not delivered yet travel with the records. */
+	cJSON *queue = record_queue_json(a->record);
+	struct state_doc doc = { .dir = a->cfg.state_dir, .records = &a->records, .extra = queue };
 	int r = state_save_begin(&doc, &a->sync);
 
+	cJSON_Delete(queue);
 	if (r < 0)
 		log_errno(r, "state: cannot write '%s/%s', continuing in memory", a->cfg.state_dir,
 			  STATE_FILE_NAME);
+}
+
+void agent_save(struct agent *a)
+{
+	save(a);
 }
 
 static void pay_sync(struct agent *a)
@@ -52,7 +60,16 @@ static void pay_sync(struct agent *a)
 		log_errno(r, "state: cannot sync '%s/%s' to disk", a->cfg.state_dir, STATE_FILE_NAME);
 }
 
-static void load_state(struct agent *a)
+/* The remote-write queue changed (from the loop, at idle priority). */
+static void on_queue_changed(void *userdata)
+{
+	struct agent *a = userdata;
+
+	save(a);
+	pay_sync(a);
+}
+
+static void load_state(struct agent *a, cJSON **ret_extra)
 {
 	struct state_load_report rep;
 	char path[PATH_MAX];
@@ -82,6 +99,8 @@ static void load_state(struct agent *a)
 			    "kept (%s); the file as it was is in '%s'", rep.dropped,
 			    plural(rep.dropped, "record", "records"), path, rep.dropped == 1 ? "was" : "were",
 			    rep.dropped_reason, rep.kept ? rep.kept : "(no copy could be written)");
+	*ret_extra = rep.extra;
+	rep.extra = NULL;
 	state_load_report_done(&rep);
 }
 
@@ -234,12 +253,14 @@ static void point_chain_at_config(struct agent *a)
 {
 	a->chain.hooks_dir = a->cfg.hooks_dir;
 	a->chain.hooks_lib_dir = a->cfg.hooks_lib_dir;
+	a->chain.state_dir = a->cfg.state_dir;
 }
 
 int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 {
 	struct agent *a = xcalloc(1, sizeof(*a));
 	struct engine_config ec;
+	cJSON *extra = NULL;
 	int r;
 
 	a->sync = (struct state_sync)STATE_SYNC_INIT;
@@ -256,7 +277,7 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	a->state.engine = &a->engine;
 	if (a->cfg.vm_name)
 		a->state.vm_name = xstrdup(a->cfg.vm_name);
-	load_state(a);
+	load_state(a, &extra);
 	setup_tree(a);
 
 	ec = agent_engine_config(a);
@@ -276,6 +297,12 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	r = agent_poll_setup(a);
 	if (r < 0)
 		goto fail;
+	r = record_new(e, a->imds, &a->cfg, on_queue_changed, a, &a->record);
+	if (r < 0)
+		goto fail;
+	record_load_queue(a->record, extra);
+	cJSON_Delete(extra);
+	extra = NULL;
 	r = agent_ack_setup(a);
 	if (r >= 0)
 		r = agent_report_setup(a);
@@ -307,6 +334,7 @@ int agent_new(sd_event *e, struct config *cfg, struct agent **ret)
 	*ret = a;
 	return 0;
 fail:
+	cJSON_Delete(extra);
 	agent_free(a);
 	return r;
 }
@@ -401,6 +429,7 @@ void agent_reload(struct agent *a, struct config *cfg)
 	a->cfg = n;
 	point_chain_at_config(a);
 	log_setup(a->cfg.log_format, a->cfg.log_level);
+	record_reload(a->record, &a->cfg);
 	http_server_expose(a->http, a->cfg.expose_metrics, a->cfg.expose_status);
 	/* Before the engine's config: the heartbeat period comes from it. */
 	if (a->provider) {
@@ -468,6 +497,10 @@ void agent_free(struct agent *a)
 	agent_poll_done(a);
 	agent_ack_done(a);
 	agent_report_done(a);
+	/* What the remote-write sender still holds waits in the state file. */
+	if (a->record)
+		save(a);
+	record_free(a->record);
 	http_server_free(a->http);
 	logind_free(a->logind);
 	provider_free(a->provider);

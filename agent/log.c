@@ -6,12 +6,14 @@
  * a failure path it cannot recover from. */
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -189,9 +191,16 @@ static void add_text(cJSON *o, const char *key, const char *s)
 	cJSON_AddStringToObject(o, key, text);
 }
 
-static void emit_json(int priority, const char *event_id, const char *hook, const char *msg)
+/* A record's catalogue id and extra fields (log_emit_fields). */
+struct log_extra {
+	const char *message_id;
+	const char *const *fields;
+};
+
+static void emit_json(int priority, const char *event_id, const char *hook, const char *msg,
+		      const struct log_extra *x)
 {
-	char ts[LOG_TIMESTAMP_MAX];
+	char ts[LOG_TIMESTAMP_MAX], key[64];
 	cJSON *o = cJSON_CreateObject();
 	char *line;
 
@@ -201,6 +210,19 @@ static void emit_json(int priority, const char *event_id, const char *hook, cons
 		add_text(o, "event_id", event_id);
 	if (hook)
 		add_text(o, "hook", hook);
+	if (x && x->message_id)
+		cJSON_AddStringToObject(o, "message_id", x->message_id);
+	for (size_t i = 0; x && x->fields && x->fields[i]; i++) {
+		const char *eq = strchr(x->fields[i], '=');
+		size_t n = eq ? (size_t)(eq - x->fields[i]) : 0;
+
+		if (n == 0 || n >= sizeof(key))
+			continue;
+		for (size_t k = 0; k < n; k++)
+			key[k] = (char)tolower((unsigned char)x->fields[i][k]);
+		key[n] = '\0';
+		add_text(o, key, eq + 1);
+	}
 	add_text(o, "message", msg);
 	line = cJSON_PrintUnformatted(o);
 	if (line)
@@ -211,9 +233,56 @@ static void emit_json(int priority, const char *event_id, const char *hook, cons
 	cJSON_Delete(o);
 }
 
-static void emit_journal(int priority, const char *event_id, const char *hook, const char *msg)
+/* The journal's native fields of a catalogued record, at most this many
+ * beside MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, MESSAGE_ID, SPOT_EVENT_ID
+ * and SPOT_HOOK. */
+#define LOG_FIELDS_MAX 16
+
+static int emit_journal_fields(int priority, const char *event_id, const char *hook, const char *msg,
+			       const struct log_extra *x)
+{
+	char prio[16], *m = NULL, *mid = NULL, *eid = NULL, *h = NULL;
+	struct iovec iov[6 + LOG_FIELDS_MAX];
+	size_t n = 0;
+	int r;
+
+	m = xasprintf("MESSAGE=%s", msg);
+	(void)snprintf(prio, sizeof(prio), "PRIORITY=%d", priority);
+	iov[n++] = (struct iovec){ m, strlen(m) };
+	iov[n++] = (struct iovec){ prio, strlen(prio) };
+	iov[n++] = (struct iovec){ (char *)"SYSLOG_IDENTIFIER=spot-agent", strlen("SYSLOG_IDENTIFIER=spot-agent") };
+	if (x->message_id) {
+		mid = xasprintf("MESSAGE_ID=%s", x->message_id);
+		iov[n++] = (struct iovec){ mid, strlen(mid) };
+	}
+	if (event_id) {
+		eid = xasprintf("SPOT_EVENT_ID=%s", event_id);
+		iov[n++] = (struct iovec){ eid, strlen(eid) };
+	}
+	if (hook) {
+		h = xasprintf("SPOT_HOOK=%s", hook);
+		iov[n++] = (struct iovec){ h, strlen(h) };
+	}
+	for (size_t i = 0; x->fields && x->fields[i] && i < LOG_FIELDS_MAX; i++)
+		iov[n++] = (struct iovec){ (char *)x->fields[i], strlen(x->fields[i]) };
+	r = sd_journal_sendv(iov, (int)n);
+	free(m);
+	free(mid);
+	free(eid);
+	free(h);
+	return r;
+}
+
+static void emit_journal(int priority, const char *event_id, const char *hook, const char *msg,
+			 const struct log_extra *x)
 {
 	int r;
+
+	if (x) {
+		if (emit_journal_fields(priority, event_id, hook, msg, x) < 0)
+			emit_text(priority, event_id, hook, msg);
+		return;
+	}
 
 	if (event_id && hook)
 		r = sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", priority,
@@ -232,11 +301,13 @@ static void emit_journal(int priority, const char *event_id, const char *hook, c
 		emit_text(priority, event_id, hook, msg);
 }
 
-int log_emit(int priority, int error, const char *event_id, const char *hook, const char *fmt, ...)
+static int emitv(int priority, int error, const char *event_id, const char *hook, const struct log_extra *x,
+		 const char *fmt, va_list ap) _printf_(6, 0);
+static int emitv(int priority, int error, const char *event_id, const char *hook, const struct log_extra *x,
+		 const char *fmt, va_list ap)
 {
 	char msg[LOG_MESSAGE_MAX];
 	int saved_errno = errno;
-	va_list ap;
 	int n;
 
 	if (priority > log_max_priority)
@@ -244,9 +315,7 @@ int log_emit(int priority, int error, const char *event_id, const char *hook, co
 	if (priority < 0 || priority > LOG_DEBUG)
 		priority = LOG_ERR;
 
-	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (n < 0)
 		msg[0] = '\0';
 	if (error != 0 && n >= 0 && (size_t)n < sizeof(msg))
@@ -254,10 +323,10 @@ int log_emit(int priority, int error, const char *event_id, const char *hook, co
 
 	switch (log_format) {
 	case LOG_FORMAT_JSON:
-		emit_json(priority, event_id, hook, msg);
+		emit_json(priority, event_id, hook, msg, x);
 		break;
 	case LOG_FORMAT_JOURNAL:
-		emit_journal(priority, event_id, hook, msg);
+		emit_journal(priority, event_id, hook, msg, x);
 		break;
 	default:
 		emit_text(priority, event_id, hook, msg);
@@ -265,4 +334,28 @@ int log_emit(int priority, int error, const char *event_id, const char *hook, co
 	}
 	errno = saved_errno;
 	return error;
+}
+
+int log_emit(int priority, int error, const char *event_id, const char *hook, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = emitv(priority, error, event_id, hook, NULL, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int log_emit_fields(int priority, const char *message_id, const char *event_id, const char *hook,
+		    const char *const *fields, const char *fmt, ...)
+{
+	struct log_extra x = { message_id, fields };
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = emitv(priority, 0, event_id, hook, &x, fmt, ap);
+	va_end(ap);
+	return r;
 }

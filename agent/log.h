@@ -55,6 +55,15 @@ int log_journal_probe(const char *path);
 int log_emit(int priority, int error, const char *event_id, const char *hook,
 	     const char *fmt, ...) _printf_(5, 6);
 
+/* The same as a catalogued record: message_id (32 hex digits, NULL for
+ * none) and fields, a NULL-terminated list of "NAME=value" journal fields
+ * (NAME in [A-Z0-9_], not starting with '_'; NULL for none). The journal
+ * gets MESSAGE_ID and each field as it is; a JSON line gets "message_id"
+ * and each field under its name in lower case, as a string; a text line
+ * is the same line as log_emit's. */
+int log_emit_fields(int priority, const char *message_id, const char *event_id, const char *hook,
+		    const char *const *fields, const char *fmt, ...) _printf_(6, 7);
+
 /* The noun that goes with a count: plural(n, "hook", "hooks"). */
 static inline const char *plural(uint64_t n, const char *one, const char *many)
 {

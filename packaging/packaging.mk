@@ -24,6 +24,11 @@ PKG_MONITOR  := packaging/monitoring/README.md packaging/monitoring/spot-agent.r
 # lib/systemd (logind also reads /usr/local/lib/systemd/logind.conf.d).
 PKG_LOGIND   := packaging/systemd/logind.conf.d/zz-spot-agent.conf
 LOGINDCONFDIR ?= $(PREFIX)/lib/systemd/logind.conf.d
+# The journal catalogue of the eviction messages (journalctl -x); journald
+# reads /usr/lib/systemd/catalog and /usr/local/lib/systemd/catalog, after
+# `journalctl --update-catalog` (the packages trigger it).
+PKG_CATALOG  := packaging/systemd/spot-agent.catalog
+CATALOGDIR   ?= $(PREFIX)/lib/systemd/catalog
 # What a source copy holds: enough to run `make` and `make install`.
 PKG_SRC_TOP  := Makefile agent build-aux doc hooks man packaging README.md LICENSE
 PKG_DEB_DIR  := $(BUILD)/deb
@@ -45,7 +50,7 @@ install: install-bin
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)/monitoring \
 		$(DESTDIR)$(LIBHOOKDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/spot-agent $(DESTDIR)$(SYSCONFDIR)/spot-agent.d \
-		$(DESTDIR)$(LOGINDCONFDIR)
+		$(DESTDIR)$(LOGINDCONFDIR) $(DESTDIR)$(CATALOGDIR)
 	install -m 0644 $(PKG_MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 $(PKG_MAN7) $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 $(PKG_MAN8) $(DESTDIR)$(MANDIR)/man8/
@@ -55,6 +60,7 @@ install: install-bin
 	mv -f $(DESTDIR)$(UNITDIR)/spot-agent.service.tmp $(DESTDIR)$(UNITDIR)/spot-agent.service
 	install -m 0644 $(PKG_SOCKET) $(DESTDIR)$(UNITDIR)/spot-agent.socket
 	install -m 0644 $(PKG_LOGIND) $(DESTDIR)$(LOGINDCONFDIR)/zz-spot-agent.conf
+	install -m 0644 $(PKG_CATALOG) $(DESTDIR)$(CATALOGDIR)/spot-agent.catalog
 	@# An existing config file is the administrator's: never overwritten.
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/spot-agent/spot-agent.conf ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/spot-agent/spot-agent.conf"; \
@@ -82,12 +88,12 @@ uninstall: uninstall-bin
 		$(DESTDIR)$(MANDIR)/man8/spot-agent.8 \
 		$(DESTDIR)$(UNITDIR)/spot-agent.service $(DESTDIR)$(UNITDIR)/spot-agent.socket \
 		$(DESTDIR)$(SYSCONFDIR)/spot-agent.d/README \
-		$(DESTDIR)$(LOGINDCONFDIR)/zz-spot-agent.conf
+		$(DESTDIR)$(LOGINDCONFDIR)/zz-spot-agent.conf $(DESTDIR)$(CATALOGDIR)/spot-agent.catalog
 	rm -rf $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)/monitoring
 	rm -f $(DESTDIR)$(DOCDIR)/spot-agent.schema.json
 	rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBHOOKDIR) 2>/dev/null || true
-	@# logind.conf.d is shared with other packages: removed only if empty.
-	rmdir $(DESTDIR)$(LOGINDCONFDIR) 2>/dev/null || true
+	@# logind.conf.d and catalog are shared with other packages: removed only if empty.
+	rmdir $(DESTDIR)$(LOGINDCONFDIR) $(DESTDIR)$(CATALOGDIR) 2>/dev/null || true
 
 # A copy of the source tree (no build output, no VCS data) in $(1).
 define pkg_copy_tree

@@ -15,7 +15,7 @@
 # their own archive; each target links what it needs from it.
 
 FUZZ_CC            ?= $(shell command -v clang-14 2>/dev/null || echo clang)
-FUZZ_TARGETS       ?= azure aws gcp time event-json config state http
+FUZZ_TARGETS       ?= azure aws gcp time event-json config state http evidence
 FUZZ_DIR           := $(BUILD)/fuzz
 FUZZ_SECONDS       ?= 300
 # make check: the wall-clock budget of the whole run (the build aside), shared by
@@ -25,7 +25,8 @@ FUZZ_CHECK_RUNS    ?= 500000
 FUZZ_SAN           := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                       -fno-omit-frame-pointer
 FUZZ_CFLAGS         = -std=c11 -g -O1 $(WARN) -MMD -MP $(FUZZ_SAN)
-FUZZ_LIB_OBJS      := $(patsubst agent/%.c,$(FUZZ_DIR)/obj/%.o,$(filter-out agent/main.c,$(SRCS)))
+FUZZ_LIB_OBJS      := $(patsubst agent/%.c,$(FUZZ_DIR)/obj/%.o,$(filter-out agent/main.c,$(SRCS))) \
+                      $(patsubst $(BUILD)/gen/%.c,$(FUZZ_DIR)/obj/gen/%.o,$(GEN_SRCS))
 FUZZ_BINS           = $(patsubst %,$(FUZZ_DIR)/fuzz-%,$(FUZZ_TARGETS))
 
 .PHONY: fuzz fuzz-build check-fuzz fuzz-crashers fuzz-toolchain
@@ -43,9 +44,13 @@ fuzz-toolchain: | $(DEPS_OK)
 	lib=$$($(FUZZ_CC) -print-runtime-dir 2>/dev/null)/libclang_rt.fuzzer-x86_64.a; \
 	[ -f "$$lib" ] || { echo "fuzz: $(FUZZ_CC) has no libFuzzer runtime: install libclang-rt-14-dev"; exit 1; }
 
-$(FUZZ_DIR)/obj/%.o: agent/%.c | fuzz-toolchain
+$(FUZZ_DIR)/obj/%.o: agent/%.c | fuzz-toolchain $(GEN_HDRS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(SPOT_CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/obj/gen/%.o: $(BUILD)/gen/%.c | fuzz-toolchain
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(SPOT_CPPFLAGS) -std=c11 -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_DIR)/libspot-fuzz.a: $(FUZZ_LIB_OBJS)
 	@rm -f $@

@@ -516,6 +516,7 @@ int imds_call(struct imds *m, enum imds_slot slot, const struct imds_call *call,
 	CURL *c = q->easy;
 	const char *method = call->method;
 	bool put = strcmp(method, "PUT") == 0;
+	bool del = strcmp(method, "DELETE") == 0;
 	bool post = put || strcmp(method, "POST") == 0;
 	long timeout_ms = (long)(call->timeout_usec / USEC_PER_MSEC);
 	int r;
@@ -537,7 +538,7 @@ int imds_call(struct imds *m, enum imds_slot slot, const struct imds_call *call,
 	if (strcmp(q->method, method) != 0) {
 		/* HTTPGET undoes an earlier POST; CUSTOMREQUEST NULL an earlier PUT. */
 		if ((!post && curl_easy_setopt(c, CURLOPT_HTTPGET, 1L) != CURLE_OK) ||
-		    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, put ? "PUT" : NULL) != CURLE_OK)
+		    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, put ? "PUT" : del ? "DELETE" : NULL) != CURLE_OK)
 			return -EIO;
 		(void)strscpy(q->method, sizeof(q->method), method);
 	}

@@ -89,7 +89,7 @@ void imds_set_observer(struct imds *m, const struct imds_observer *o);
 /* Cancels requests in flight (their callbacks are not called). NULL ok. */
 void imds_free(struct imds *m);
 
-/* Starts a request in slot. method is "GET", "POST" or "PUT"; headers is a
+/* Starts a request in slot. method is "GET", "POST", "PUT" or "DELETE"; headers is a
  * NULL-terminated list of "Name: value" lines; body only for POST and PUT. Proxies
  * are never used. Returns 0, -EBUSY when the slot is in use, or -errno. The
  * request is on the wire before this returns when a connection is at hand.

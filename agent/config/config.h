@@ -24,6 +24,7 @@
 #define CONFIG_VM_NAME_MAX      255    /* bytes of vm-name */
 #define CONFIG_HOOK_NAME_MAX    255    /* bytes of aws-lifecycle-hook */
 #define CONFIG_LISTEN_MAX       64     /* bytes of listen */
+#define CONFIG_LABEL_MAX        320    /* bytes of one remote-write-label NAME=VALUE */
 #define CONFIG_IMDS_URL_DEFAULT "http://169.254.169.254"
 /* The address, not metadata.google.internal: name resolution may already be
  * gone when a preemption shuts the VM down. */
@@ -64,6 +65,13 @@ struct config {
 	bool approve;
 	enum log_format log_format;
 	int log_level;              /* syslog priority */
+	char *remote_write_url;     /* NULL: the record is not sent */
+	char *remote_write_bearer_token_file;  /* NULL: none */
+	char *remote_write_basic_auth_file;    /* NULL: none */
+	/* The operator's labels of the record: NULL-terminated "NAME=VALUE"
+	 * strings, checked, one per name (a later one replaces); NULL none. */
+	char **remote_write_labels;
+	char *push_url;             /* NULL: no Pushgateway */
 };
 
 /* What the command line asked for, before any file is read. */

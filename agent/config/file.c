@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evidence/samples.h"
 #include "log.h"
 
 struct file_parser {
@@ -135,7 +136,7 @@ static void parse_line(struct file_parser *p, char *line, unsigned lineno)
 		return;
 	}
 	idx = (size_t)(o - option_table);
-	if (p->seen[idx]) {
+	if (p->seen[idx] && o->type != OPT_LIST) {
 		file_error(p, lineno, "duplicate key '%s', first set on line %u", o->name, p->seen[idx]);
 		return;
 	}
@@ -287,6 +288,10 @@ int config_load_report(const struct cmdline *cl, struct config *ret, char *first
 	}
 
 	free(buf);
+	if (option_list_len(c.remote_write_labels) > EVIDENCE_EXTRA_LABELS_MAX) {
+		log_error("remote-write-label: more than %d labels", EVIDENCE_EXTRA_LABELS_MAX);
+		p.errors++;
+	}
 	if (p.errors > 0) {
 		if (p.errors > 1 && first_error && n > 0) {
 			char more[64];

@@ -177,6 +177,23 @@ const struct option_def option_table[] = {
 	  "log output; auto is journal under systemd, else text", &log_format_desc, NULL, NULL },
 	{ "log-level", 0, OPT_ENUM, 0, CFG(log_level), 0, 0, "info", "LEVEL",
 	  "most verbose level logged", &log_level_desc, NULL, NULL },
+	  	{ "remote-write-url", 0, OPT_URL, OPT_UNSET, CFG(remote_write_url), 0, CONFIG_URL_MAX, NULL, "URL",
+	  "Prometheus remote-write receiver the eviction's record is sent to (Prometheus "
+	  "/api/v1/write, Mimir, Thanos, Cortex, VictoriaMetrics); unset sends nothing", NULL, NULL, NULL },
+	{ "remote-write-bearer-token-file", 0, OPT_PATH, OPT_UNSET, CFG(remote_write_bearer_token_file), 0,
+	  PATH_MAX - 1, NULL, "FILE",
+	  "file holding the bearer token for remote-write-url, read at start and on SIGHUP", NULL, NULL, NULL },
+	{ "remote-write-basic-auth-file", 0, OPT_PATH, OPT_UNSET, CFG(remote_write_basic_auth_file), 0,
+	  PATH_MAX - 1, NULL, "FILE",
+	  "file holding user:password for remote-write-url (basic auth), read at start and on SIGHUP; "
+	  "not together with a bearer token file", NULL, NULL, NULL },
+	{ "remote-write-label", 0, OPT_LIST, 0, CFG(remote_write_labels), 0, CONFIG_LABEL_MAX, NULL,
+	  "NAME=VALUE",
+	  "a label of every series of the record, beside the instance's own; may repeat, a later one "
+	  "of the same name wins, an empty value drops those given before", NULL, NULL, NULL },
+	{ "push-url", 0, OPT_URL, OPT_UNSET, CFG(push_url), 0, CONFIG_URL_MAX, NULL, "URL",
+	  "Prometheus Pushgateway that also gets the latest eviction's values, one group per "
+	  "instance, deleted when the VM recovers; unset pushes nothing", NULL, NULL, NULL },
 	{ "warn-only", 0, OPT_BOOL, OPT_CMDLINE | OPT_CHECK, 0, 0, 0, NULL, NULL,
 	  "check: a hook file that would not run, or no hook at all, is only warned about, "
 	  "and check still exits 0", NULL, NULL, NULL },

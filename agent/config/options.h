@@ -29,6 +29,8 @@ enum opt_type {
 	OPT_EVENTS,
 	OPT_POLICIES,
 	OPT_LISTEN,
+	OPT_LIST,       /* may repeat: each value is added to a NULL-terminated list
+			 * (char **); an empty value empties it; NAME=VALUE labels */
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -101,6 +103,9 @@ int option_parse_value(const struct option_def *o, const char *text, union value
 		       char *err, size_t n);
 void option_store_value(const struct option_def *o, struct config *c, union value *v);
 void option_value_done(const struct option_def *o, union value *v);
+/* An OPT_LIST's value: frees it (NULL ok); its number of items. */
+void option_list_free(char ***list);
+size_t option_list_len(char *const *list);
 void option_default_value(const struct option_def *o, union value *ret);
 void option_defaults(struct config *c);
 

@@ -66,6 +66,7 @@ static const char *format_value(const struct option_def *o, const struct config 
 		option_format_policies(v, buf, n);
 		return buf;
 	}
+	case OPT_LIST:
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;
@@ -98,6 +99,15 @@ void config_print(const struct config *c, FILE *f)
 
 		if (o->flags & OPT_CMDLINE)
 			continue;
+		if (o->type == OPT_LIST) {
+			char *const *list = *(char **const *)((const char *)c + o->offset);
+
+			if (!list || !list[0])
+				fprintf(f, "# %s = (not set)\n", o->name);
+			for (size_t k = 0; list && list[k]; k++)
+				fprintf(f, needs_quotes(list[k]) ? "%s = \"%s\"\n" : "%s = %s\n", o->name, list[k]);
+			continue;
+		}
 		s = format_value(o, c, buf, sizeof(buf));
 		if (!s) {
 			if (o->unset_note)
@@ -105,8 +115,10 @@ void config_print(const struct config *c, FILE *f)
 			else if (o->type == OPT_URL)
 				fprintf(f, "# %s = %s  (not set: the provider's default)\n", o->name,
 					config_imds_url(c));
-			else
+			else if (strcmp(o->name, "vm-name") == 0)
 				fprintf(f, "# %s = (not set: taken from the metadata service)\n", o->name);
+			else
+				fprintf(f, "# %s = (not set)\n", o->name);
 		} else if (needs_quotes(s))
 			fprintf(f, "%s = \"%s\"\n", o->name, s);
 		else

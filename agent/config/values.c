@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "http/address.h"
+#include "evidence/samples.h"
 #include "log.h"
 
 /* Copies s for quoting in a message: control characters become '?', and a
@@ -269,7 +270,7 @@ int option_parse_value(const struct option_def *o, const char *text, union value
 	uint64_t u;
 	int r;
 
-	if (option_is_string_type(o->type)) {
+	if (option_is_string_type(o->type) || o->type == OPT_LIST) {
 		size_t len = strlen(text);
 
 		if (len > o->max) {
@@ -289,7 +290,7 @@ int option_parse_value(const struct option_def *o, const char *text, union value
 				       option_echo(text, e1, sizeof(e1)));
 			return -EINVAL;
 		}
-		if (len == 0 && (o->flags & OPT_UNSET)) {
+		if (len == 0 && ((o->flags & OPT_UNSET) || o->type == OPT_LIST)) {
 			ret->s = NULL;
 			return 0;
 		}
@@ -387,6 +388,16 @@ int option_parse_value(const struct option_def *o, const char *text, union value
 		return option_parse_events(o, text, &ret->mask, err, n);
 	case OPT_POLICIES:
 		return option_parse_policies(text, &ret->policies, err, n);
+	case OPT_LIST: {
+		char why[160];
+
+		if (evidence_label_check(text, why, sizeof(why)) < 0) {
+			(void)snprintf(err, n, "value '%s': %s", option_echo(text, e1, sizeof(e1)), why);
+			return -EINVAL;
+		}
+		ret->s = xstrdup(text);
+		return 0;
+	}
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;
@@ -459,6 +470,47 @@ void option_format_policies(uint32_t policies, char *buf, size_t n)
 	}
 }
 
+/* An OPT_LIST's list: NULL empties it, a NAME=VALUE whose NAME is held
+ * replaces that one (the command line after the file), any other is
+ * appended. Takes item. */
+static void list_store(void *field, char *item)
+{
+	char ***list = field;
+	size_t n = 0, name_len;
+
+	if (!item) {
+		option_list_free(list);
+		return;
+	}
+	name_len = strcspn(item, "=") + 1;
+	for (; *list && (*list)[n]; n++)
+		if (strncmp((*list)[n], item, name_len) == 0) {
+			free((*list)[n]);
+			(*list)[n] = item;
+			return;
+		}
+	*list = xrealloc(*list, (n + 2) * sizeof(char *));
+	(*list)[n] = item;
+	(*list)[n + 1] = NULL;
+}
+
+void option_list_free(char ***list)
+{
+	for (size_t i = 0; *list && (*list)[i]; i++)
+		free((*list)[i]);
+	free(*list);
+	*list = NULL;
+}
+
+size_t option_list_len(char *const *list)
+{
+	size_t n = 0;
+
+	while (list && list[n])
+		n++;
+	return n;
+}
+
 void option_store_value(const struct option_def *o, struct config *c, union value *v)
 {
 	void *field = (char *)c + o->offset;
@@ -489,6 +541,10 @@ void option_store_value(const struct option_def *o, struct config *c, union valu
 		for (int t = 0; t < _EVENT_TYPE_MAX; t++)
 			((enum ack_policy *)field)[t] = (enum ack_policy)((v->policies >> (2 * t)) & 3u);
 		break;
+	case OPT_LIST:
+		list_store(field, v->s);
+		v->s = NULL;
+		break;
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;
@@ -497,7 +553,7 @@ void option_store_value(const struct option_def *o, struct config *c, union valu
 
 void option_value_done(const struct option_def *o, union value *v)
 {
-	if (option_is_string_type(o->type))
+	if (option_is_string_type(o->type) || o->type == OPT_LIST)
 		freep_str(&v->s);
 }
 
@@ -533,6 +589,8 @@ void config_done(struct config *c)
 	for (size_t i = 0; i < OPTIONS_N; i++)
 		if (!(option_table[i].flags & OPT_CMDLINE) && option_is_string_type(option_table[i].type))
 			freep_str((char **)((char *)c + option_table[i].offset));
+		else if (!(option_table[i].flags & OPT_CMDLINE) && option_table[i].type == OPT_LIST)
+			option_list_free((char ***)((char *)c + option_table[i].offset));
 }
 
 const char *config_imds_url(const struct config *c)

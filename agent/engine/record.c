@@ -53,12 +53,6 @@ static const char *const recover_names[_RECOVER_REASON_MAX] = {
 	[RECOVER_BOOT] = "boot",
 };
 
-static const char *const report_names[_REPORT_KEY_MAX] = {
-	[REPORT_LOST_WORK_SECONDS] = "lost_work_seconds",
-	[REPORT_CHECKPOINT_BYTES] = "checkpoint_bytes",
-	[REPORT_JOBS_REQUEUED] = "jobs_requeued",
-};
-
 static const char *name_of(const char *const *names, size_t n, int v)
 {
 	if (v < 0 || (size_t)v >= n)
@@ -146,11 +140,6 @@ int recover_reason_from_string(const char *s, enum recover_reason *ret)
 	if (r >= 0)
 		*ret = (enum recover_reason)v;
 	return r;
-}
-
-const char *report_key_to_string(enum report_key k)
-{
-	return name_of(report_names, ELEMENTSOF(report_names), (int)k);
 }
 
 /* ---- a hook's result ---- */

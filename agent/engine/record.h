@@ -45,7 +45,9 @@ enum hook_outcome {
 	_HOOK_OUTCOME_MAX,
 };
 
-/* What a hook may report in its SPOT_REPORT file (spot-agent-hooks(7)). */
+/* What a hook reported in its SPOT_REPORT file (spot-agent-hooks(7)), or
+ * the sum over a chain's hooks. A value counts only when its has_ flag is
+ * set: a key no hook wrote is unknown, not 0. */
 enum report_key {
 	REPORT_LOST_WORK_SECONDS,
 	REPORT_CHECKPOINT_BYTES,
@@ -54,10 +56,15 @@ enum report_key {
 };
 
 struct hook_report {
-	uint32_t present;               /* bit (1u << enum report_key) per key given */
-	uint64_t value[_REPORT_KEY_MAX];
-	bool abandon;                   /* abandon=1: complete an Auto Scaling
-					 * lifecycle action with ABANDON */
+	bool has_lost_work;
+	uint64_t lost_work_seconds;   /* work since the last checkpoint, lost */
+	bool has_checkpoint_bytes;
+	uint64_t checkpoint_bytes;    /* written by the checkpoint */
+	bool has_jobs_requeued;
+	uint64_t jobs_requeued;       /* handed back to a queue */
+	/* abandon=1: complete the Auto Scaling lifecycle action with ABANDON
+	 * rather than CONTINUE. */
+	bool abandon;
 };
 
 struct hook_result {
@@ -90,7 +97,6 @@ int hook_outcome_from_string(const char *s, enum hook_outcome *ret);
 bool hook_outcome_is_final(enum hook_outcome o);
 /* The hook was started (its process existed): a run, whatever its end. */
 bool hook_result_ran(const struct hook_result *h);
-const char *report_key_to_string(enum report_key k);
 
 void hook_result_init(struct hook_result *r, const char *name, const char *path);
 void hook_result_done(struct hook_result *r);

@@ -289,6 +289,7 @@ static void start(struct chain *c, const struct engine_action *a)
 	p.stdin_json = c->run_stdin;
 	p.env = c->run_env;
 	p.budget_usec = a->budget_usec;
+	p.state_dir = c->state_dir;
 	p.ended = on_ended;
 	p.userdata = c;
 	k = hook_run_start(&p, &c->run);

@@ -25,6 +25,7 @@ struct chain {
 	 * owner points them at the new strings after a reload). */
 	const char *hooks_dir;
 	const char *hooks_lib_dir;   /* NULL or "" none */
+	const char *state_dir;       /* where the hooks' report files go, NULL none */
 	const char *const *vm_name;  /* borrowed: the owner's current name */
 	bool drill;                  /* SPOT_DRILL=1 */
 	/* What the owner is told, from the loop (each may be NULL): a hook

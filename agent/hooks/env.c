@@ -56,7 +56,7 @@ char **hooks_env_new(const struct spot_event *ev, const char *vm_name,
 	return v;
 }
 
-char **hooks_env_for_run(char **base, uint64_t budget_usec, const char *path)
+char **hooks_env_for_run(char **base, uint64_t budget_usec, const char *path, const char *report)
 {
 	uint64_t secs = budget_usec == USEC_INFINITY ? 0 : budget_usec / USEC_PER_SEC;
 	size_t n = 0, k = 0;
@@ -66,13 +66,15 @@ char **hooks_env_for_run(char **base, uint64_t budget_usec, const char *path)
 		secs = 1;
 	while (base && base[n])
 		n++;
-	v = xcalloc(n + 3, sizeof(char *));
+	v = xcalloc(n + 4, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(base[i], "SPOT_HOOK_TIMEOUT=", 18) != 0 &&
-		    strncmp(base[i], "SPOT_HOOK_PATH=", 15) != 0)
+		    strncmp(base[i], "SPOT_HOOK_PATH=", 15) != 0 && strncmp(base[i], "SPOT_REPORT=", 12) != 0)
 			v[k++] = xstrdup(base[i]);
 	v[k++] = xasprintf("SPOT_HOOK_TIMEOUT=%llu", (unsigned long long)secs);
 	v[k++] = xasprintf("SPOT_HOOK_PATH=%s", path);
+	if (report && report[0])
+		v[k++] = xasprintf("SPOT_REPORT=%s", report);
 	v[k] = NULL;
 	return v;
 }

@@ -14,6 +14,7 @@
 
 #include "engine/event.h"
 #include "engine/record.h"
+#include "hooks/report.h"
 #include "hooks/tree.h"
 #include "util.h"
 
@@ -145,6 +146,10 @@ struct hook_run_params {
 	uint64_t budget_usec;          /* USEC_INFINITY = none; SIGKILL at its end */
 	uint64_t kill_grace_usec;      /* 0 = HOOK_KILL_GRACE_USEC; SIGTERM comes this
 					* long (at most budget_usec / 4) before */
+	/* Where the hook's report file goes (<state_dir>/reports/, named in
+	 * SPOT_REPORT, read into the result's report at the end); NULL: no
+	 * report file and no SPOT_REPORT. */
+	const char *state_dir;
 	hook_run_ended ended;
 	void *userdata;
 };
@@ -197,7 +202,8 @@ void strv_free(char **v);
 /* A run's environment: base without any SPOT_HOOK_TIMEOUT or
  * SPOT_HOOK_PATH, then those two for this run (whole seconds of
  * budget_usec, at least 1, 0 for USEC_INFINITY; path). Caller frees with
- * strv_free. */
-char **hooks_env_for_run(char **base, uint64_t budget_usec, const char *path);
+ * strv_free. With report (not NULL or empty), SPOT_REPORT names it. */
+char **hooks_env_for_run(char **base, uint64_t budget_usec, const char *path,
+			 const char *report);
 
 #endif

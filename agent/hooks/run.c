@@ -73,6 +73,7 @@ struct hook_run {
 	bool term_sent;
 	bool main_ended;                 /* waiting for what it left behind */
 	bool finished;                   /* ended was called */
+	struct hook_report_file report;  /* SPOT_REPORT, "" none */
 	int stdin_fd;
 	sd_event_source *stdin_source;
 	struct run_pipe pipes[2];        /* stdout, stderr */
@@ -343,6 +344,7 @@ static void report_end(struct hook_run *run)
 	if (active_run == run)
 		active_run = NULL;
 	run->finished = true;
+	hook_report_end(&run->report, run->event_id, run->res.name, &run->res.report);
 	/* The last thing a run does: ended may free it. */
 	run->ended(run, &run->res, run->userdata);
 }
@@ -554,6 +556,7 @@ static void run_release(struct hook_run *run)
 	close_output(run);
 	close_source(&run->stdin_source, &run->stdin_fd);
 	hook_result_done(&run->res);
+	hook_report_file_done(&run->report);
 	hooktree_pidset_done(&run->left);
 	sd_event_unref(run->event);
 	free(run->stdin_json);
@@ -636,7 +639,8 @@ int hook_run_start(const struct hook_run_params *p, struct hook_run **ret)
 	run->userdata = p->userdata;
 	run->stdin_fd = -1;
 
-	envp = hooks_env_for_run(p->env, p->budget_usec, path);
+	hook_report_begin(&run->report, p->state_dir, run->event_id, run->res.name);
+	envp = hooks_env_for_run(p->env, p->budget_usec, path, run->report.path);
 	argv[0] = run->res.path;
 
 	/* stdout and stderr apart: each line is logged at its stream's

@@ -70,13 +70,14 @@ run_hook() {
 	: >"$tmp/log"
 	: >"$tmp/log.stdin"
 	: >"$tmp/log.payload"
+	: >"$tmp/report"
 	now=$(date +%s)
 	t0=$(date +%s%N)
 	(cd / && env -i PATH="$tmp/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
 		LANG=C.UTF-8 TZ=UTC SPOT_EVENT_ID=A1B2C3D4-0000-4000-8000-000000000001 \
 		SPOT_EVENT_TYPE=Preempt SPOT_EVENT_STATUS=Scheduled SPOT_EVENT_SOURCE=Platform \
 		SPOT_NOT_BEFORE=2030-01-01T00:00:30Z SPOT_DEADLINE=$((now + 25)) SPOT_HOOK_TIMEOUT=20 \
-		SPOT_PROVIDER=azure SPOT_VM_NAME=vm-test-1 SPOT_DRILL=0 \
+		SPOT_PROVIDER=azure SPOT_VM_NAME=vm-test-1 SPOT_DRILL=0 SPOT_REPORT="$tmp/report" \
 		SPOT_HOOK_ENV_DIR="$tmp/etc" STUB_LOG="$tmp/log" "$@" \
 		"$hooks/$h" <"$tmp/event.json" >"$tmp/out" 2>"$tmp/err")
 	status=$?
@@ -117,6 +118,13 @@ before() {
 	[ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ]
 }
 said() { cat "$tmp/out" "$tmp/err" | grep -Fq -- "$1"; }
+# reported KEY MIN MAX: the report file has KEY=N once, MIN <= N <= MAX.
+reported() {
+	[ "$(grep -c -- "^$1=" "$tmp/report")" = 1 ] || return 1
+	v=$(sed -n "s/^$1=//p" "$tmp/report")
+	[ "$v" -ge "$2" ] && [ "$v" -le "$3" ]
+}
+report_empty() { [ ! -s "$tmp/report" ]; }
 not_said() { ! said "$1"; }
 faster_than() { [ "$elapsed" -lt "$1" ]; }
 secret_hidden() {
@@ -218,14 +226,16 @@ check "checkpoint: signals the main process with SIGUSR1" \
 check "checkpoint: checks the unit before signalling" \
 	before '^systemctl is-active --quiet trainer.service$' '^systemctl kill'
 check "checkpoint: reports the checkpoint" said "checkpoint of trainer.service written"
+check "checkpoint: reports no lost work after a checkpoint in time" reported lost_work_seconds 0 2
 
-: >"$marker"
+touch -d '-300 seconds' "$marker"
 run_hook 10-checkpoint STUB_ACTIVE=trainer.service SPOT_HOOK_TIMEOUT=2
 check "checkpoint: a stale marker does not count" status_is 1
 check "checkpoint: the stale marker was removed" test ! -e "$marker"
 check "checkpoint: gives up within a 2 s budget" faster_than 2000
 check "checkpoint: it did wait before giving up" test "$elapsed" -ge 900
 check "checkpoint: says why it gave up" said "did not appear within 1s"
+check "checkpoint: reports the stale checkpoint's age as lost work" reported lost_work_seconds 300 310
 
 printf 'CHECKPOINT_UNIT=trainer.service\nCHECKPOINT_MARKER=%s\nCHECKPOINT_SIGNAL=SIGRTMIN+3\nCHECKPOINT_MAX_WAIT=1\n' \
 	"$marker" | env_file checkpoint
@@ -238,6 +248,7 @@ run_hook 10-checkpoint STUB_ACTIVE=other.service
 check "checkpoint: inactive unit exits 0" status_is 0
 check "checkpoint: inactive unit gets no signal" not_ran '^systemctl kill'
 check "checkpoint: inactive unit reported" said "trainer.service is not active"
+check "checkpoint: inactive unit reports no lost work" report_empty
 
 : >"$marker"
 run_hook 10-checkpoint STUB_ACTIVE=trainer.service SPOT_DRILL=1
@@ -252,6 +263,15 @@ run_hook 10-checkpoint STUB_ACTIVE=trainer.service
 check "checkpoint: missing env file is a failure" status_is 1
 check "checkpoint: missing env file named" said "not configured: $tmp/etc/checkpoint.env is missing"
 check "checkpoint: missing env file signals nothing" count_is '^systemctl ' 0
+check "checkpoint: missing env file reports nothing" report_empty
+
+printf 'CHECKPOINT_UNIT=trainer.service\nCHECKPOINT_MARKER=%s\nCHECKPOINT_MAX_WAIT=1\n' "$marker" | env_file checkpoint
+rm -f "$marker"
+run_hook 10-checkpoint STUB_ACTIVE=trainer.service
+check "checkpoint: no checkpoint ever written reports nothing" report_empty
+run_hook 10-checkpoint STUB_ACTIVE=trainer.service STUB_MARKER="$marker" SPOT_REPORT=
+check "checkpoint: without SPOT_REPORT still exits 0" status_is 0
+check "checkpoint: without SPOT_REPORT writes no report" report_empty
 
 # --- 20-deregister ----------------------------------------------------------
 

@@ -501,6 +501,12 @@ def test_reload_keeps_exactly_the_keys_marked_needs_a_restart(ctx):
         "approve": "no",
         "log-format": "json",
         "log-level": "info",
+        "remote-write-url": "http://127.0.0.1:9/api/v1/write",
+        "remote-write-bearer-token-file": ctx.config_file("t0ken\n", "token"),
+        # Unset as before: not together with a bearer token file.
+        "remote-write-basic-auth-file": "",
+        "remote-write-label": "team=ml",
+        "push-url": "http://127.0.0.1:9",
     }
     check(sorted(changed) == sorted(keys), "keys to change %r, config keys %r" % (sorted(changed), keys))
     ctx.http_port = free_port()

@@ -34,7 +34,7 @@ def test_order_once_env_stdin_and_approval(ctx):
     env = dict(l.split("=", 1) for l in open(env_dump).read().splitlines() if "=" in l)
     expected = {"PATH", "LANG", "TZ", "SPOT_EVENT_ID", "SPOT_EVENT_TYPE", "SPOT_EVENT_STATUS",
                 "SPOT_EVENT_SOURCE", "SPOT_NOT_BEFORE", "SPOT_DEADLINE", "SPOT_HOOK_TIMEOUT",
-                "SPOT_HOOK_PATH", "SPOT_PROVIDER", "SPOT_VM_NAME", "SPOT_DRILL"}
+                "SPOT_HOOK_PATH", "SPOT_PROVIDER", "SPOT_VM_NAME", "SPOT_DRILL", "SPOT_REPORT"}
     extra = set(env) - expected - {"PWD", "SHLVL", "_", "OLDPWD"}   # set by sh itself
     check(not extra, "unexpected environment: %r" % extra)
     check(expected <= set(env), "missing environment: %r" % (expected - set(env)))

@@ -40,6 +40,7 @@ fi
 	echo "/etc/spot-agent.d/README"
 	echo "/usr/local/bin/spot-agent"
 	echo "/usr/local/lib/spot-agent.d/"
+	echo "/usr/local/lib/systemd/catalog/spot-agent.catalog"
 	echo "/usr/local/lib/systemd/logind.conf.d/zz-spot-agent.conf"
 	echo "/usr/local/lib/systemd/system/spot-agent.service"
 	echo "/usr/local/lib/systemd/system/spot-agent.socket"
@@ -175,7 +176,8 @@ if $MAKE --no-print-directory deb >"$tmp/deb.log" 2>&1; then
 		/usr/share/doc/spot-agent/examples/ /usr/lib/systemd/logind.conf.d/zz-spot-agent.conf \
 		/usr/share/doc/spot-agent/examples/README.md /usr/share/doc/spot-agent/examples/spot-agent-sandbox.conf \
 		/usr/share/doc/spot-agent/spot-agent.schema.json /usr/share/doc/spot-agent/monitoring/spot-agent.rules.yml \
-		/usr/share/doc/spot-agent/monitoring/grafana-dashboard.json; do
+		/usr/share/doc/spot-agent/monitoring/grafana-dashboard.json \
+		/usr/lib/systemd/catalog/spot-agent.catalog; do
 		grep -qx "$f" "$tmp/deb.list" || fail "deb: $f missing"
 	done
 	# The package's postinst makes logind take the delay, like the rpm's %post.
@@ -221,6 +223,10 @@ if $MAKE --no-print-directory rpm >"$tmp/rpm.log" 2>&1; then
 		/usr/share/doc/spot-agent/monitoring/grafana-dashboard.json; do
 		rpm -qlp "$rpm" 2>/dev/null | grep -qx "$f" || fail "rpm: $f missing"
 	done
+	rpm -qlp "$rpm" 2>/dev/null | grep -qx /usr/lib/systemd/catalog/spot-agent.catalog ||
+		fail "rpm: /usr/lib/systemd/catalog/spot-agent.catalog missing"
+	rpm -qp --scripts "$rpm" 2>/dev/null | grep -q 'journalctl --update-catalog' ||
+		fail "rpm: its scriptlets do not update the journal catalogue"
 	# rpmlint exits non-zero on errors and on too much badness; warnings
 	# are shown but do not fail.
 	if rpmlint -c packaging/rpm/rpmlint.toml -s "$rpm" packaging/rpm/spot-agent.spec \

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "config/config.h"
+#include "config/options.h"
 
 #define DATA "test/data/config/"
 #define MISSING DATA "does-not-exist.conf"
@@ -218,6 +219,13 @@ static void assert_config_equal(const struct config *a, const struct config *b)
 	assert_int_equal(a->approve, b->approve);
 	assert_int_equal(a->log_format, b->log_format);
 	assert_int_equal(a->log_level, b->log_level);
+	assert_str_eq_or_null(a->remote_write_url, b->remote_write_url);
+	assert_str_eq_or_null(a->remote_write_bearer_token_file, b->remote_write_bearer_token_file);
+	assert_str_eq_or_null(a->remote_write_basic_auth_file, b->remote_write_basic_auth_file);
+	assert_str_eq_or_null(a->push_url, b->push_url);
+	assert_int_equal(option_list_len(a->remote_write_labels), option_list_len(b->remote_write_labels));
+	for (size_t i = 0; a->remote_write_labels && a->remote_write_labels[i]; i++)
+		assert_string_equal(a->remote_write_labels[i], b->remote_write_labels[i]);
 }
 
 static char tmpdir[64];
@@ -229,7 +237,7 @@ static int setup_tmpdir(void **state)
 	return mkdtemp(tmpdir) ? 0 : -1;
 }
 
-static const char *const tmp_files[] = { "bool.conf", "limits.conf", "round-trip.conf" };
+static const char *const tmp_files[] = { "bool.conf", "limits.conf", "round-trip.conf", "labels.conf" };
 
 static int teardown_tmpdir(void **state)
 {
@@ -987,6 +995,72 @@ static void test_round_trip(void **state)
 	cmdline_done(&cl);
 }
 
+/* remote-write-label: repeatable, a later name wins, "" empties, checked. */
+static void test_labels(void **state)
+{
+	static const char text[] = "remote-write-url = http://127.0.0.1:9090/api/v1/write/\n"
+				   "remote-write-label = team=ml\nremote-write-label = env=prod\n"
+				   "remote-write-label = team=infra\npush-url = http://pg:9091\n";
+	char *path = tmp_path("labels.conf"), *err;
+	struct cmdline cl;
+	struct config c;
+
+	(void)state;
+	write_file(path, text, sizeof(text) - 1);
+	assert_int_equal(load_file(path, &c, &err), 0);
+	assert_string_equal(err, "");
+	free(err);
+	assert_string_equal(c.remote_write_url, "http://127.0.0.1:9090/api/v1/write");
+	assert_string_equal(c.push_url, "http://pg:9091");
+	assert_int_equal(option_list_len(c.remote_write_labels), 2);
+	assert_string_equal(c.remote_write_labels[0], "team=infra");
+	assert_string_equal(c.remote_write_labels[1], "env=prod");
+	assert_null(c.remote_write_bearer_token_file);
+	round_trip(&c);
+	config_done(&c);
+
+	/* The command line adds to the file's, or empties them first. */
+	assert_int_equal(PARSE(&cl, NULL, "-c", path, "--remote-write-label", "zone_x=a b"), 0);
+	assert_int_equal(load(&cl, &c, NULL), 0);
+	assert_int_equal(option_list_len(c.remote_write_labels), 3);
+	assert_string_equal(c.remote_write_labels[2], "zone_x=a b");
+	round_trip(&c);
+	config_done(&c);
+	cmdline_done(&cl);
+	assert_int_equal(PARSE(&cl, NULL, "-c", path, "--remote-write-label", "", "--remote-write-label", "a=1"),
+			 0);
+	assert_int_equal(load(&cl, &c, NULL), 0);
+	assert_int_equal(option_list_len(c.remote_write_labels), 1);
+	assert_string_equal(c.remote_write_labels[0], "a=1");
+	config_done(&c);
+	cmdline_done(&cl);
+
+	/* Refused: the record's own names, reserved ones, bad names, no value. */
+	for (const char *const *bad = (const char *const[]){ "job=x", "instance=y", "__a=1", "1a=1", "a-b=1",
+							     "noval=", "novalue", NULL };
+	     *bad; bad++) {
+		assert_int_equal(PARSE(&cl, &err, "-c", "/dev/null", "--remote-write-label", *bad), -EINVAL);
+		assert_non_null(strstr(err, "option --remote-write-label: value '"));
+		free(err);
+	}
+	/* At most 16. */
+	{
+		char big[2048] = "";
+
+		for (int i = 0; i < 17; i++) {
+			char line[64];
+
+			(void)snprintf(line, sizeof(line), "remote-write-label = l%d=v\n", i);
+			strcat(big, line);
+		}
+		write_file(path, big, strlen(big));
+		assert_int_equal(load_file(path, &c, &err), -EINVAL);
+		assert_non_null(strstr(err, "remote-write-label: more than 16 labels"));
+		free(err);
+	}
+	free(path);
+}
+
 static void test_help(void **state)
 {
 	/* Every option of SPEC §2 plus the extra ones. */
@@ -1089,6 +1163,7 @@ int main(void)
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_override_errors),
 		cmocka_unit_test(test_round_trip),
+cmocka_unit_test(test_labels),
 		cmocka_unit_test(test_help),
 	};
 
