@@ -1,6 +1,8 @@
-/* engine-internal.h - between the transition table (lifecycle.c) and the
- * rest of the engine (engine.c: inputs, notices, the hook slot,
- * acknowledgements). Not for other modules: they see engine.h. */
+/* engine-internal.h - between the engine's files: the transition table
+ * (lifecycle.c), the frame and its inputs (engine.c), the rounds
+ * (notices.c), the hook slot (slot.c), acknowledgements (acks.c), the OS
+ * shutting down (shutdown.c) and the queries (queries.c). Not for other
+ * modules: they see engine.h. */
 #ifndef SPOT_ENGINE_INTERNAL_H
 #define SPOT_ENGINE_INTERNAL_H
 
@@ -105,5 +107,48 @@ void engine_update_deadline(struct engine *e, struct eviction *r);
 void engine_drop_acks(struct engine *e, struct eviction *r, bool after_hooks_only, const char *reason);
 /* A durable save is owed before the next effect. */
 void engine_persist(struct engine *e);
+
+/* ---- the steps of engine_advance(), which every input ends in ---- */
+
+/* Runs the level inputs, the hook slot, the acknowledgements, the
+ * shutdown and the exit until nothing changes. */
+void engine_advance(struct engine *e, uint64_t now);
+/* Forgets what it knew of evictions no longer held. */
+void engine_prune_rt(struct engine *e);
+/* The eviction a new notice for this machine joins, if any. */
+struct eviction *engine_open_eviction(struct engine *e);
+/* ---- notices (notices.c), also for the OS's (shutdown.c) ---- */
+
+/* Notice n made from ev as first seen now: its deadline fixed. */
+void engine_notice_from_event(const struct engine *e, struct notice *n,
+			      const struct spot_event *ev, uint64_t now);
+/* n's NotBefore and the deadline it gives, as first seen now. */
+void engine_notice_deadline(const struct engine *e, struct notice *n, uint64_t now);
+/* An eviction already handled ev: lingering, not a new eviction. */
+bool engine_handled_before(struct engine *e, const struct spot_event *ev, uint64_t now);
+/* A new eviction led by n (taken over), or n joins the open one r. */
+struct eviction *engine_create_eviction(struct engine *e, struct notice *n, uint64_t now);
+void engine_join(struct engine *e, struct eviction *r, struct notice *n, uint64_t now);
+
+/* Starts the next hook (or a scan for its plan) when the slot is free;
+ * true when something changed and the level inputs are worth another
+ * pass. */
+bool engine_run_slot(struct engine *e);
+/* Hooks left RUNNING by a process that died are PENDING again: they
+ * never completed. */
+void engine_unrun_interrupted(struct hook_result *hooks, size_t n);
+/* Notice k's acknowledgement may go out now, backoff aside. */
+bool engine_ack_sendable(const struct engine *e, const struct eviction *r,
+			 const struct engine_rt *rt, size_t k);
+void engine_drop_moot_acks(struct engine *e, struct eviction *r);
+void engine_send_acks(struct engine *e);
+void engine_send_heartbeats(struct engine *e);
+/* Joins the OS's notice to the open eviction, or opens one, once the
+ * platform had its rounds to name the reason. */
+void engine_decide_shutdown(struct engine *e);
+void engine_maybe_release(struct engine *e);
+/* Work is in hand: a hook, a scan, an acknowledgement or a drain that a
+ * stop or a shutdown must wait for. */
+bool engine_in_hand(const struct engine *e);
 
 #endif

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define SAME (-1)   /* the next state is the current one */
 #define IN(x) (1u << (x))
