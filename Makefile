@@ -47,7 +47,7 @@ UNIT_SRCS := $(wildcard test/unit/test-*.c)
 UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRCS))
 DEPS_OK   := $(BUILD)/.deps-ok
 
-.PHONY: all deps check check-extra check-demo check-sim install-bin uninstall-bin unit integration sanitize lint shellcheck manlint install uninstall \
+.PHONY: all deps check check-extra check-demo check-sim install-bin uninstall-bin unit integration sanitize lint layers shellcheck manlint install uninstall \
         clean bench demo deb rpm
 all: $(BIN)
 
@@ -60,6 +60,15 @@ deps: $(DEPS_OK)
 $(BUILD)/agent/%.o: agent/%.c | $(DEPS_OK) $(GEN_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(SPOT_CPPFLAGS) $(CPPFLAGS) $(SPOT_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+# The engine is the protocol and nothing else: it is compiled without any
+# library's include path, and build-aux/engine-pure fails its build when one
+# of its files includes anything but libc's pure headers and the engine's.
+ENGINE_CPPFLAGS = -D_GNU_SOURCE -iquote agent
+$(BUILD)/agent/engine/%.o: agent/engine/%.c build-aux/engine-pure | $(DEPS_OK)
+	@mkdir -p $(@D)
+	@sh build-aux/engine-pure
+	$(CC) $(ENGINE_CPPFLAGS) $(CPPFLAGS) $(SPOT_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 # Both files at once; the .c names its header as "<folder>/<name>.pb-c.h".
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: agent/%.proto | $(DEPS_OK)
@@ -110,6 +119,12 @@ sanitize:
 lint:
 	@sh build-aux/lint
 
+# No folder includes a header of a layer above its own (build-aux/layers).
+layers:
+	@sh build-aux/engine-pure
+	@$(PYTHON) build-aux/layers
+	@sh test/layers-selftest.sh
+
 shellcheck:
 	@sh build-aux/shellcheck-all
 
@@ -122,7 +137,7 @@ check: | $(DEPS_OK)
 	@$(MAKE) --no-print-directory WERROR=1 unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory sanitize
-	@$(MAKE) --no-print-directory lint shellcheck manlint
+	@$(MAKE) --no-print-directory lint layers shellcheck manlint
 	@$(MAKE) --no-print-directory check-extra
 	@echo "make check: all passed"
 

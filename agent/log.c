@@ -20,7 +20,7 @@
 #include <cjson/cJSON.h>
 #include <systemd/sd-journal.h>
 
-#include "store/json.h"
+#include "engine/base.h"
 
 #define LOG_MESSAGE_MAX 4096
 /* A text line: the message, its time, level, event id and hook name. */
