@@ -445,6 +445,8 @@ class Context:
             "state-dir": self.state,
             "listen": "127.0.0.1:%d" % self.http_port,
             "poll-interval": "200",
+            # Approvals at once after the chain; the drain's tests set it.
+            "drain": "0",
             "log-format": "text",
             "log-level": "debug",
         }
