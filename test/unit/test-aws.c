@@ -86,6 +86,8 @@ static int render_action(const char *body, size_t len, uint64_t now, char **ret)
 	}
 	assert_int_equal(ev.provider, PROVIDER_AWS);
 	assert_int_equal(ev.n_resources, 0);
+	assert_int_equal(ev.feed, FEED_AWS_SPOT);
+	assert_false(ev.needs_ack);
 	assert_int_equal(ev.duration_sec, -1);
 	assert_true(event_id_valid(ev.id));
 	check_round_trip(&ev);
@@ -281,6 +283,8 @@ static void test_lifecycle_event(void **state)
 	assert_int_equal(a.provider, PROVIDER_AWS);
 	assert_int_equal(a.duration_sec, -1);
 	assert_string_equal(a.source, "User");
+	assert_int_equal(a.feed, FEED_AWS_LIFECYCLE);
+	assert_false(a.needs_ack);
 	assert_int_equal(a.not_before_usec, 0);
 	assert_int_equal(a.notice_usec, SEC(AWS_ASG_NOTICE_SEC));
 	assert_int_equal(AWS_ASG_NOTICE_SEC, 120);
@@ -360,7 +364,7 @@ static struct provider_handle *new_aws(struct world *w)
 
 	assert_int_equal(provider_new(PROVIDER_AWS, w->imds, w->fake.url, NULL, &p), 0);
 	assert_false(provider_can_approve(p));
-	assert_int_equal(provider_approve(p, "x", SEC(1), NULL, NULL), -EOPNOTSUPP);
+	assert_int_equal(provider_approve(p, &(struct provider_ack){ .event_id = "x", .feed = FEED_AWS_SPOT }, SEC(1), NULL, NULL), -EOPNOTSUPP);
 	return p;
 }
 

@@ -45,6 +45,7 @@
 #define PLUMB_PROVIDER PROVIDER_AZURE
 #define PLUMB_FIRST_ITEM "scheduled events"
 #define SEC(s) ((uint64_t)(s) * USEC_PER_SEC)
+#define ACK(id) (&(struct provider_ack){ .event_id = (id), .feed = FEED_AZURE_SCHEDULED })
 
 #include "provider-data.h"
 
@@ -231,6 +232,9 @@ static void test_events_case(void **state)
 			desc_checked = false;
 			check_event_line(expect_path, lineno, rest, cur);
 			check_round_trip(cur);
+			/* Azure waits for StartRequests: every event needs it. */
+			assert_int_equal(cur->feed, FEED_AZURE_SCHEDULED);
+			assert_true(cur->needs_ack);
 			/* The filter held: a kept event names the VM. */
 			if (vm && !event_names_resource(cur, vm))
 				fail_msg("%s:%u: event '%s' does not name '%s'", expect_path, lineno, cur->id, vm);
@@ -702,11 +706,11 @@ static void test_approve(void **state)
 	serve_azure(&w.fake, AVAILABILITY_SET, "spot-vm7");
 	assert_int_equal(provider_new(PROVIDER_AZURE, w.imds, w.fake.url, NULL, &p), 0);
 	assert_true(provider_can_approve(p));
-	assert_int_equal(provider_approve(p, "", SEC(5), on_approved, &a), -EINVAL);
-	assert_int_equal(provider_approve(p, NULL, SEC(5), on_approved, &a), -EINVAL);
+	assert_int_equal(provider_approve(p, ACK(""), SEC(5), on_approved, &a), -EINVAL);
+	assert_int_equal(provider_approve(p, ACK(NULL), SEC(5), on_approved, &a), -EINVAL);
 
-	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
-	assert_int_equal(provider_approve(p, "OTHER", SEC(5), on_approved, &a), -EBUSY);
+	assert_int_equal(provider_approve(p, ACK("OWN-PREEMPT"), SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_approve(p, ACK("OTHER"), SEC(5), on_approved, &a), -EBUSY);
 	/* A round goes on beside the approval. */
 	assert_int_equal(provider_poll(p, SEC(5), on_round, &c), 0);
 	run_approval(&w, &a, 1);
@@ -725,7 +729,7 @@ static void test_approve(void **state)
 
 	/* Refused: the answer says so. */
 	fake_set(&w.fake, "POST", EVENTS_URL, 400, "{\"error\":\"bad\"}");
-	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_approve(p, ACK("OWN-PREEMPT"), SEC(5), on_approved, &a), 0);
 	run_approval(&w, &a, 2);
 	assert_int_equal(a.result, IMDS_RESULT_HTTP_ERROR);
 	assert_string_equal(a.error, "StartRequests: HTTP 400");
@@ -733,13 +737,13 @@ static void test_approve(void **state)
 	/* Cancelling the round leaves the approval alone; freeing the
 	 * provider cancels it, without a callback. */
 	fake_set(&w.fake, "POST", EVENTS_URL, 200, "");
-	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_approve(p, ACK("OWN-PREEMPT"), SEC(5), on_approved, &a), 0);
 	assert_int_equal(provider_poll(p, SEC(5), on_round, &c), 0);
 	provider_cancel(p);
 	run_approval(&w, &a, 3);
 	assert_int_equal(a.result, IMDS_RESULT_OK);
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
-	assert_int_equal(provider_approve(p, "OWN-PREEMPT", SEC(5), on_approved, &a), 0);
+	assert_int_equal(provider_approve(p, ACK("OWN-PREEMPT"), SEC(5), on_approved, &a), 0);
 	provider_free(p);
 	assert_false(imds_busy(w.imds, IMDS_SLOT_APPROVE));
 	assert_true(sd_event_run(w.event, 50 * USEC_PER_MSEC) >= 0);
