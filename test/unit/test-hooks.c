@@ -2558,7 +2558,7 @@ static void test_run_set_end_shortened(void **state)
 	free(got);
 	assert_contains(logged, "hook '10-slow': the deadline moved, it must end within 2.0 s");
 	assert_contains(logged, "hook '10-slow' timed out after ");
-	assert_contains(logged, "after SIGTERM, sending SIGKILL");
+	assert_contains(logged, "hook '10-slow' still running 0.5 s after SIGTERM, sending SIGKILL");
 	free(logged);
 	trun_done(&t);
 	free(fifo);
@@ -2683,7 +2683,7 @@ static void test_run_set_end_after_kill(void **state)
 	assert_true(t.ended_mono_usec - t.ready_mono_usec >= 300 * USEC_PER_MSEC);
 	assert_true(t.ended_mono_usec - t.ready_mono_usec < 10 * USEC_PER_SEC);
 	assert_contains(logged, "hook '10-stubborn' timed out after ");
-	assert_contains(logged, "after SIGTERM, sending SIGKILL");
+	assert_contains(logged, "hook '10-stubborn' still running 0.3 s after SIGTERM, sending SIGKILL");
 	free(logged);
 	trun_done(&t);
 	free(fifo);
@@ -3113,7 +3113,7 @@ static void test_chain_shorten(void **state)
 	assert_int_equal(mkdir(top, 0755), 0);
 	assert_int_equal(mkdir(etc, 0755), 0);
 	assert_int_equal(mkdir(out, 0755), 0);
-	write_hook(etc, "10-hang", "trap '' TERM\nsleep 1000\nsleep 1000");
+	write_hook(etc, "10-hang", "exec sleep 1000");
 	write_probe(etc, out, "20-next");
 
 	event_init(&ev);
@@ -3137,7 +3137,8 @@ static void test_chain_shorten(void **state)
 	assert_int_equal(r->n_hooks, 2);
 	assert_int_equal(r->hooks[0].outcome, HOOK_TIMEOUT);
 	assert_true(r->hooks[0].timed_out);
-	assert_int_equal(r->hooks[0].term_signal, SIGKILL);
+	/* SIGTERM, SIGKILL right after it: whichever got there first. */
+	assert_true(r->hooks[0].term_signal == SIGTERM || r->hooks[0].term_signal == SIGKILL);
 	assert_true(r->hooks[0].duration_usec < 10 * USEC_PER_SEC);
 	assert_int_equal(r->hooks[1].outcome, HOOK_OK);
 	assert_string_equal(t.ended_names, "10-hang,20-next");
