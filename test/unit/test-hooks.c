@@ -504,6 +504,39 @@ static void test_scan_missing_and_bad(void **state)
 	free(lib);
 }
 
+/* recover.d below a hook directory holds the recover hooks: the scan passes
+ * over it (in either directory) without listing it as a skipped file,
+ * while any other directory is still one. */
+static void test_scan_recover_dir(void **state)
+{
+	char *etc = tpath("rec-etc"), *lib = tpath("rec-lib"), *p;
+	struct hook_plan plan;
+
+	assert_int_equal(mkdir(etc, 0755), 0);
+	assert_int_equal(mkdir(lib, 0755), 0);
+	write_hook(etc, "10-a", "exit 0");
+	p = xasprintf("%s/" HOOKS_RECOVER_DIR, etc);
+	assert_int_equal(mkdir(p, 0755), 0);
+	write_hook(p, "10-back", "exit 0");
+	free(p);
+	p = xasprintf("%s/" HOOKS_RECOVER_DIR, lib);
+	assert_int_equal(mkdir(p, 0755), 0);
+	free(p);
+	p = xasprintf("%s/sub.d", etc);
+	assert_int_equal(mkdir(p, 0755), 0);
+	free(p);
+
+	assert_int_equal(hooks_scan(etc, lib, &plan), 0);
+	assert_int_equal(plan.n_hooks, 1);
+	assert_string_equal(plan.hooks[0].name, "10-a");
+	assert_int_equal(plan.n_skips, 1);
+	assert_skip(&plan, etc, "sub.d", "not a regular file");
+	assert_null(find_skip(&plan, HOOKS_RECOVER_DIR));
+	hook_plan_done(&plan);
+	free(lib);
+	free(etc);
+}
+
 static void test_scan_too_many(void **state)
 {
 	char *dir = tpath("many");
@@ -2931,6 +2964,9 @@ static void test_chain_evict(void **state)
 	assert_int_equal(t.ended[CHAIN_EVICT], 2);
 	assert_int_equal(t.started[CHAIN_RECOVER], 0);
 	assert_string_equal(t.ended_names, "10-etc,20-lib");
+	/* recover.d is no hook of this chain, nor a file to warn about. */
+	assert_int_equal(t.chain.plan.n_hooks, 2);
+	assert_int_equal(t.chain.plan.n_skips, 0);
 	p = xasprintf("%s/10-recover.env", out);
 	assert_false(exists(p));
 	free(p);
@@ -3169,6 +3205,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_env_new),
 		cmocka_unit_test(test_scan_rules),
 		cmocka_unit_test(test_scan_missing_and_bad),
+		cmocka_unit_test(test_scan_recover_dir),
 		cmocka_unit_test(test_scan_too_many),
 		cmocka_unit_test(test_scan_skips_capped),
 		cmocka_unit_test(test_scan_trust),
