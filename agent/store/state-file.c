@@ -216,14 +216,19 @@ static int parse_file(const char *text, size_t len, struct eviction **ret_items,
 	const cJSON *array, *item;
 	struct json_err err = { "" };
 	size_t n = 0, index = 0;
+	const char *body_end = NULL;
 	cJSON *body;
 	int r;
 
 	r = check_frame(text, len, &v, rep->reason, sizeof(rep->reason));
 	if (r < 0)
 		return r;
-	body = cJSON_ParseWithLengthOpts(v.body, v.body_len, NULL, false);
-	if (!body || json_check_keys(&err, body, body_keys, ELEMENTSOF(body_keys)) < 0) {
+	body = cJSON_ParseWithLengthOpts(v.body, v.body_len, &body_end, false);
+	/* The body is one object and nothing after it: the writer writes no
+	 * more (and the sum would cover whatever followed). */
+	if (body && body_end != v.body + v.body_len)
+		(void)json_fail(&err, "text after the body");
+	if (!body || err.why[0] || json_check_keys(&err, body, body_keys, ELEMENTSOF(body_keys)) < 0) {
 		(void)snprintf(rep->reason, sizeof(rep->reason), "not a spot-agent state file%s%s",
 			       err.why[0] ? ": " : "", err.why);
 		cJSON_Delete(body);
