@@ -15,7 +15,7 @@
 #include "engine/record.h"
 #include "hooks/hooks.h"
 
-#define CHAIN_RECOVER_DIR "recover.d"
+#define CHAIN_RECOVER_DIR HOOKS_RECOVER_DIR
 
 struct chain {
 	sd_event *event;             /* borrowed */

@@ -23,6 +23,9 @@
 #define HOOK_LOG_BYTES_MAX     (256 * 1024) /* output logged per hook; the rest is counted, not logged */
 #define HOOK_KILL_GRACE_USEC   (2 * USEC_PER_SEC)  /* SIGTERM -> SIGKILL, out of the budget */
 #define HOOK_PATH_ENV          "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* The directory of the recover hooks below a hook directory (chain.h): a
+ * scan passes over it without listing it as a skipped file. */
+#define HOOKS_RECOVER_DIR      "recover.d"
 
 struct hook_file {
 	char name[HOOK_NAME_MAX];
@@ -66,7 +69,8 @@ struct hook_plan {
 /* Reads etc_dir and lib_dir (lib_dir NULL or "" = none) and merges them by
  * file name, etc_dir winning; a link to /dev/null in etc_dir masks (and is
  * listed as skipped, reason "masked"). A file named README* is passed
- * over, not even listed. A missing directory is empty, not an error. The files' checks follow SPEC §4; allowed owners are root and the
+ * over, not even listed, and so is a directory HOOKS_RECOVER_DIR in either.
+ * A missing directory is empty, not an error. The files' checks follow SPEC §4; allowed owners are root and the
  * agent's effective uid. Every directory on the way from / to a hook (each
  * directory's parents, and for a symbolic link every directory its target
  * is reached through) must be owned by root or the agent's effective uid

@@ -63,6 +63,7 @@ struct hook_run {
 	uint64_t kill_grace_usec;        /* SIGTERM -> SIGKILL */
 	uint64_t kill_at_mono_usec;      /* the end of the budget, USEC_INFINITY none */
 	uint64_t term_grace_usec;        /* SIGTERM -> SIGKILL, as it was set */
+	uint64_t term_mono_usec;         /* when SIGTERM was sent */
 	hook_run_ended ended;
 	void *userdata;
 
@@ -252,6 +253,7 @@ static void begin_kill(struct hook_run *run, bool timeout)
 	if (kill_at > run->kill_at_mono_usec)
 		kill_at = run->kill_at_mono_usec > now ? run->kill_at_mono_usec : now;
 	run->term_sent = true;
+	run->term_mono_usec = now;
 	run->term_grace_usec = kill_at - now;
 	run->res.timed_out = true;
 	/* The grace is inside the timeout: SIGTERM comes a grace before it,
@@ -302,7 +304,9 @@ void hook_run_set_end(struct hook_run *run, uint64_t end_mono_usec)
 		return;
 	run->kill_at_mono_usec = end_mono_usec;
 	if (run->term_sent) {
-		/* SIGKILL by the new end at the latest. */
+		/* SIGKILL by the new end at the latest; the grace, as the log
+		 * tells it, is what is left of it. */
+		run->term_grace_usec = end_mono_usec > run->term_mono_usec ? end_mono_usec - run->term_mono_usec : 0;
 		if (end_mono_usec <= now || arm_timer(run, &run->timer_source, end_mono_usec, on_timer) < 0)
 			signal_run(run, SIGKILL);
 		return;

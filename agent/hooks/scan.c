@@ -285,6 +285,14 @@ static int entry_open(const struct scan_dir *d, const char *name, bool masks,
 	return fd;
 }
 
+/* The entry is a directory (or a link to one). */
+static bool is_directory(const struct scan_dir *d, const char *name)
+{
+	struct stat st;
+
+	return d->d && fstatat(dirfd(d->d), name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
 static void plan_add_skip(struct hook_plan *plan, size_t *cap, const char *name,
 			  const char *dir, const char *reason, bool refused)
 {
@@ -355,6 +363,10 @@ int hooks_scan(const char *etc_dir, const char *lib_dir, struct hook_plan *ret)
 
 		/* The same name in lib_dir after its etc_dir entry is overridden. */
 		if (i > 0 && strcmp(entries[i - 1].name, e->name) == 0)
+			continue;
+		/* The recover hooks' directory is not a hook, nor a file to
+		 * warn about: the recover chain reads it. */
+		if (strcmp(e->name, HOOKS_RECOVER_DIR) == 0 && is_directory(d, e->name))
 			continue;
 
 		if (name_is_readme(e->name))

@@ -19,7 +19,8 @@
  *   output, output_bytes.
  * Text is UTF-8 everywhere but a hook's name and path in state.json: those
  * are kept byte for byte, since a hook is recognised by its file name after
- * a restart. */
+ * a restart. The fields that only show others (the lead notice's, the
+ * event hooks read, chain_done, approval) must be what the others give. */
 #include "store/record-json.h"
 
 #include <errno.h>
@@ -529,6 +530,94 @@ static int recovery_from_json(const cJSON *o, struct eviction *rec, struct json_
 			       &rec->n_recover_hooks, err);
 }
 
+/* A number as a double: the writer builds numbers as raw digits, a parsed
+ * document holds them as doubles (exact within +-(2^53 - 1)). */
+static bool number_of(const cJSON *v, double *ret)
+{
+	char *end;
+
+	if (cJSON_IsNumber(v)) {
+		*ret = v->valuedouble;
+		return true;
+	}
+	if (cJSON_IsRaw(v) && v->valuestring) {
+		*ret = strtod(v->valuestring, &end);
+		return end != v->valuestring && *end == '\0';
+	}
+	return false;
+}
+
+/* a and b hold the same JSON value. */
+static bool same_value(const cJSON *a, const cJSON *b)
+{
+	const cJSON *x, *y;
+	double da, db;
+
+	if (!a || !b)
+		return a == b;
+	if (number_of(a, &da) && number_of(b, &db))
+		return da == db;
+	if ((a->type & 0xff) != (b->type & 0xff))
+		return false;
+	switch (a->type & 0xff) {
+	case cJSON_String:
+		return a->valuestring && b->valuestring && strcmp(a->valuestring, b->valuestring) == 0;
+	case cJSON_Array:
+		for (x = a->child, y = b->child; x && y; x = x->next, y = y->next)
+			if (!same_value(x, y))
+				return false;
+		return !x && !y;
+	case cJSON_Object:
+		if (cJSON_GetArraySize(a) != cJSON_GetArraySize(b))
+			return false;
+		cJSON_ArrayForEach(x, a)
+			if (!x->string || !same_value(x, cJSON_GetObjectItemCaseSensitive(b, x->string)))
+				return false;
+		return true;
+	default:
+		return true;   /* null, true, false: the type says it all */
+	}
+}
+
+/* In what the record renders to, the hooks that were saved running as
+ * they were saved: they read back pending, on purpose. */
+static void keep_running(cJSON *again, const cJSON *saved)
+{
+	const cJSON *h;
+	int i = 0;
+
+	cJSON_ArrayForEach(h, saved) {
+		const cJSON *result = cJSON_GetObjectItemCaseSensitive(h, "result");
+
+		if (cJSON_IsString(result) && strcmp(result->valuestring, "running") == 0)
+			(void)cJSON_ReplaceItemInArray(again, i, cJSON_Duplicate(h, true));
+		i++;
+	}
+}
+
+/* Nothing the writer would not write: the record renders back to what was
+ * read, which holds the fields that only show others (the lead notice's
+ * status, NotBefore, key and gone, the event hooks read, chain_done, the
+ * approval) and the values the reader passes over (a notice's drill). */
+static int check_rendered(const cJSON *o, const struct eviction *rec, struct json_err *err)
+{
+	cJSON *again = record_to_json(rec, true);
+	const cJSON *saved_rec = cJSON_GetObjectItemCaseSensitive(o, "recovery");
+	cJSON *again_rec = cJSON_GetObjectItemCaseSensitive(again, "recovery");
+	int r = 0;
+
+	keep_running(cJSON_GetObjectItemCaseSensitive(again, "hooks"), cJSON_GetObjectItemCaseSensitive(o, "hooks"));
+	if (cJSON_IsObject(saved_rec) && cJSON_IsObject(again_rec))
+		keep_running(cJSON_GetObjectItemCaseSensitive(again_rec, "hooks"),
+			     cJSON_GetObjectItemCaseSensitive(saved_rec, "hooks"));
+	for (size_t i = 0; i < record_n_keys && r == 0; i++)
+		if (!same_value(cJSON_GetObjectItemCaseSensitive(o, record_keys[i]),
+				cJSON_GetObjectItemCaseSensitive(again, record_keys[i])))
+			r = json_fail(err, "'%s' does not follow from the rest of the record", record_keys[i]);
+	cJSON_Delete(again);
+	return r;
+}
+
 int record_from_json(const cJSON *o, struct eviction *ret, struct json_err *err)
 {
 	struct eviction rec;
@@ -602,6 +691,8 @@ int record_from_json(const cJSON *o, struct eviction *ret, struct json_err *err)
 		err_context(err, "recovery");
 		goto fail;
 	}
+	if (check_rendered(o, &rec, err) < 0)
+		goto fail;
 	*ret = rec;
 	return 0;
 fail:

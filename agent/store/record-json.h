@@ -32,8 +32,9 @@ int record_from_json(const cJSON *o, struct eviction *ret, struct json_err *err)
 extern const char *const record_keys[];
 extern const size_t record_n_keys;
 
-/* The lead notice's event document for a hook's stdin, with the record's
- * id and deadline; remembered as what hooks last read. Caller frees. */
+/* The event document for a hook's stdin: the lead notice's event with the
+ * record's id, as the engine noted it when the hook started
+ * (eviction_note_seen; as first seen before that). Caller frees. */
 char *record_stdin(struct eviction *r);
 
 /* One line of a hook's error in words, for /v1/status: its record text, or

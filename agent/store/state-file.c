@@ -118,13 +118,35 @@ struct file_view {
 	size_t body_len;
 };
 
+/* Decimal digits at p, before end, as the writer writes a number (no sign,
+ * no space, no leading zero): their value, and where they stop in
+ * *ret_end. -EINVAL without a digit or past UINT64_MAX. The text need not
+ * be NUL-terminated. */
+static int parse_digits(const char *p, const char *end, uint64_t *ret, const char **ret_end)
+{
+	uint64_t v = 0;
+	const char *q = p;
+
+	for (; q < end && *q >= '0' && *q <= '9'; q++) {
+		unsigned d = (unsigned)(*q - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -EINVAL;
+		v = v * 10 + d;
+	}
+	if (q == p || (*p == '0' && q - p > 1))
+		return -EINVAL;
+	*ret = v;
+	*ret_end = q;
+	return 0;
+}
+
 /* Checks the frame the writer puts around the body, and the body's sum. */
 static int check_frame(const char *text, size_t len, struct file_view *v, char *why, size_t n)
 {
 	static const char head[] = "{\"version\":";
-	const char *p = text, *end = text + len;
+	const char *p = text, *end = text + len, *e;
 	uint64_t version = 0, sum = 0;
-	char *e;
 
 	if (len == 0) {
 		(void)snprintf(why, n, "empty");
@@ -139,9 +161,7 @@ static int check_frame(const char *text, size_t len, struct file_view *v, char *
 		return -EBADMSG;
 	}
 	p += sizeof(head) - 1;
-	errno = 0;
-	version = strtoull(p, &e, 10);
-	if (e == p || errno) {
+	if (parse_digits(p, end, &version, &e) < 0) {
 		(void)snprintf(why, n, "not a spot-agent state file");
 		return -EBADMSG;
 	}
@@ -154,9 +174,7 @@ static int check_frame(const char *text, size_t len, struct file_view *v, char *
 	if ((size_t)(end - p) < 7 || memcmp(p, ",\"seq\":", 7) != 0)
 		goto torn;
 	p += 7;
-	errno = 0;
-	v->seq = strtoull(p, &e, 10);
-	if (e == p || errno || *p < '0' || *p > '9')
+	if (parse_digits(p, end, &v->seq, &e) < 0)
 		goto torn;
 	p = e;
 	if ((size_t)(end - p) < 8 + 16 + 10 || memcmp(p, ",\"sum\":\"", 8) != 0)
@@ -216,14 +234,19 @@ static int parse_file(const char *text, size_t len, struct eviction **ret_items,
 	const cJSON *array, *item;
 	struct json_err err = { "" };
 	size_t n = 0, index = 0;
+	const char *body_end = NULL;
 	cJSON *body;
 	int r;
 
 	r = check_frame(text, len, &v, rep->reason, sizeof(rep->reason));
 	if (r < 0)
 		return r;
-	body = cJSON_ParseWithLengthOpts(v.body, v.body_len, NULL, false);
-	if (!body || json_check_keys(&err, body, body_keys, ELEMENTSOF(body_keys)) < 0) {
+	body = cJSON_ParseWithLengthOpts(v.body, v.body_len, &body_end, false);
+	/* The body is one object and nothing after it: the writer writes no
+	 * more (and the sum would cover whatever followed). */
+	if (body && body_end != v.body + v.body_len)
+		(void)json_fail(&err, "text after the body");
+	if (!body || err.why[0] || json_check_keys(&err, body, body_keys, ELEMENTSOF(body_keys)) < 0) {
 		(void)snprintf(rep->reason, sizeof(rep->reason), "not a spot-agent state file%s%s",
 			       err.why[0] ? ": " : "", err.why);
 		cJSON_Delete(body);

@@ -9,6 +9,7 @@
 
 #include "clouds/azure.h"
 #include "engine/event.h"
+#include "store/event-json.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -2,7 +2,9 @@
  * server (http_server_new, libmicrohttpd on an sd-event loop) on a loopback
  * port, fed each input as the bytes of one client connection. The first
  * input byte picks the agent's state (bit 0: polls failing for long, bits
- * 1-2: the phase); the rest is sent as is, then the client half-closes and
+ * 1-2: the eviction's lifecycle, closed, detected, running or done before
+ * its NotBefore, which the engine shows as the phase idle, pending, running
+ * or done); the rest is sent as is, then the client half-closes and
  * reads until the server closes. Nothing may crash, hang or leak a
  * connection (the server has HTTP_CONNECTIONS_MAX slots, so a leak soon
  * hangs a later input, which the guard timer reports). The first answer
@@ -10,7 +12,8 @@
  * 414 for a long target, 405 for another method than GET and HEAD, 413 for
  * an announced body, else the route's answer (/readyz 503 exactly while an
  * eviction is handled, /healthz 503 exactly while polls fail, /v1/status
- * JSON that parses, 404 for anything else); answers libmicrohttpd makes
+ * JSON that parses and shows that phase and readiness, 404 for anything
+ * else); answers libmicrohttpd makes
  * itself (a malformed request) are errors, never 2xx. */
 #include <errno.h>
 #include <netinet/in.h>
@@ -29,7 +32,9 @@
 #include "http/http.h"
 #include "log.h"
 #include "http/metrics.h"
-#include "store/state.h"
+#include "http/status.h"
+#include "engine/engine.h"
+#include "engine/record.h"
 #include "util.h"
 
 #define RESPONSE_MAX   (256 * 1024)   /* more than any answer of the agent */
@@ -38,6 +43,13 @@
 static sd_event *loop;
 static struct http_server *server;
 static struct agent_state state;
+static struct records records;
+static struct engine engine;
+/* The lifecycle bits 1-2 of the state byte give the eviction, and the
+ * phase /v1/status shows for it. */
+static const enum lifecycle lifecycles[4] = { LC_CLOSED, LC_DETECTED, LC_RUNNING, LC_DONE };
+static const char *const phases[4] = { "idle", "pending", "running", "done" };
+static unsigned phase_bits;
 static struct metrics *metrics;
 static struct sockaddr_in server_addr;
 
@@ -55,23 +67,40 @@ struct client {
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct event_record rec;
+	struct engine_config cfg = { .margin_usec = 2 * USEC_PER_SEC, .events_mask = ~0u, .approve = true };
+	struct eviction rec;
+	struct notice *n;
 	int port;
 
 	log_setup(LOG_FORMAT_TEXT, LOG_ERR);
 	fuzz_assert(sd_event_new(&loop) >= 0);
-	state_init(&state, NULL);
+	agent_state_init(&state);
 	state.provider = xstrdup("azure");
 	state.vm_name = xstrdup("vm-fuzz");
-	event_record_init(&rec);
-	(void)strscpy(rec.ev.id, sizeof(rec.ev.id), "6B2F6E4A-1C2D-4E5F-8A9B-0C1D2E3F4A5B");
-	rec.ev.type = EVENT_PREEMPT;
-	rec.ev.status = EVENT_SCHEDULED;
-	rec.ev.provider = PROVIDER_AZURE;
-	fuzz_assert(event_add_resource(&rec.ev, "vm-fuzz") == 0);
+	records_init(&records);
+	eviction_init(&rec);
+	(void)strscpy(rec.id, sizeof(rec.id), "6B2F6E4A-1C2D-4E5F-8A9B-0C1D2E3F4A5B");
+	rec.state = LC_CLOSED;
 	rec.detected_wall_usec = UINT64_C(1795761030000000);
 	rec.deadline_wall_usec = UINT64_C(1795761058000000);
-	(void)state_add_record_at(&state, &rec, UINT64_C(1795761031000000));
+	rec.notices = xcalloc(1, sizeof(*rec.notices));
+	rec.n_notices = 1;
+	n = &rec.notices[0];
+	notice_init(n);
+	(void)strscpy(n->ev.id, sizeof(n->ev.id), rec.id);
+	n->ev.type = EVENT_PREEMPT;
+	n->ev.status = EVENT_SCHEDULED;
+	n->ev.provider = PROVIDER_AZURE;
+	/* NotBefore in 2199: done, it is not over. */
+	n->ev.not_before_usec = JSON_TIME_MAX_USEC;
+	n->deadline_wall_usec = rec.deadline_wall_usec;
+	fuzz_assert(event_add_resource(&n->ev, "vm-fuzz") == 0);
+	(void)records_add(&records, &rec);
+	/* The engine reads the eviction's lifecycle as set_state leaves it. */
+	engine_init(&engine, &cfg, &records);
+	engine_start(&engine, now_usec(CLOCK_REALTIME));
+	state.records = &records;
+	state.engine = &engine;
 	metrics = metrics_new();
 	metrics_imds_request(metrics, IMDS_RESULT_OK, 1000);
 	fuzz_assert(http_server_new(loop, "127.0.0.1:0", &state, metrics, "fuzz", &server) == 0);
@@ -83,10 +112,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* The state byte: bit 0 polls failing for long, bits 1-2 the phase. */
+/* The state byte: bit 0 polls failing for long, bits 1-2 the lifecycle. */
 static void set_state(uint8_t b)
 {
-	state.phase = (enum agent_phase)((b >> 1) & 3);
+	phase_bits = (b >> 1) & 3;
+	records.items[0].state = lifecycles[phase_bits];
 	if (b & 1) {
 		state.poll.consecutive_failures = 3;
 		state.poll.first_failure_mono_usec = 1;   /* long before now */
@@ -260,7 +290,7 @@ static unsigned expected_status(const struct request *rq)
 	if (strcmp(rq->target, "/healthz") == 0)
 		return state.poll.consecutive_failures > 0 ? 503 : 200;
 	if (strcmp(rq->target, "/readyz") == 0)
-		return state.phase == PHASE_IDLE ? 200 : 503;
+		return lifecycles[phase_bits] == LC_CLOSED ? 200 : 503;
 	if (strcmp(rq->target, "/v1/status") == 0 || strcmp(rq->target, "/metrics") == 0)
 		return 200;
 	return 404;
@@ -333,7 +363,7 @@ static void check_response(const struct client *c, const char *req, size_t req_l
 	}
 	if (ours && rq.plain && status == 200 && strcmp(rq.method, "GET") == 0 &&
 	    strcmp(rq.target, "/v1/status") == 0) {
-		const char *body = head_end + 2;
+		const char *body = head_end + 2, *phase;
 		cJSON *j;
 
 		v = find_header(p, head_end, "Content-Length", &n);
@@ -342,6 +372,11 @@ static void check_response(const struct client *c, const char *req, size_t req_l
 		fuzz_assert((size_t)(end - body) >= n);
 		j = cJSON_ParseWithLength(body, n);
 		fuzz_assert(cJSON_IsObject(j));
+		phase = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "state"));
+		fuzz_assert(phase && strcmp(phase, phases[phase_bits]) == 0);
+		fuzz_assert(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(j, "ready")));
+		fuzz_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ready")) ==
+			    (lifecycles[phase_bits] == LC_CLOSED));
 		cJSON_Delete(j);
 	}
 }

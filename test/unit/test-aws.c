@@ -101,6 +101,8 @@ static int render_action(const char *body, size_t len, uint64_t now, char **ret)
 	}
 	assert_int_equal(ev.provider, PROVIDER_AWS);
 	assert_int_equal(ev.n_resources, 0);
+	assert_int_equal(ev.feed, FEED_AWS_SPOT);
+	assert_false(ev.needs_ack);
 	assert_int_equal(ev.duration_sec, -1);
 	assert_true(event_id_valid(ev.id));
 	check_round_trip(&ev);
@@ -453,6 +455,8 @@ static void test_lifecycle_event(void **state)
 	assert_int_equal(a.end, END_NONE);
 	assert_int_equal(a.duration_sec, -1);
 	assert_string_equal(a.source, "User");
+	assert_int_equal(a.feed, FEED_AWS_LIFECYCLE);
+	assert_false(a.needs_ack);
 	assert_int_equal(a.not_before_usec, 0);
 	assert_int_equal(a.notice_usec, SEC(AWS_ASG_NOTICE_SEC));
 	assert_int_equal(AWS_ASG_NOTICE_SEC, 120);

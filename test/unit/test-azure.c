@@ -45,6 +45,7 @@
 #define PLUMB_PROVIDER PROVIDER_AZURE
 #define PLUMB_FIRST_ITEM "scheduled events"
 #define SEC(s) ((uint64_t)(s) * USEC_PER_SEC)
+#define ACK(id) (&(struct provider_ack){ .event_id = (id), .feed = FEED_AZURE_SCHEDULED })
 
 #include "provider-data.h"
 
@@ -231,6 +232,9 @@ static void test_events_case(void **state)
 			desc_checked = false;
 			check_event_line(expect_path, lineno, rest, cur);
 			check_round_trip(cur);
+			/* Azure waits for StartRequests: every event needs it. */
+			assert_int_equal(cur->feed, FEED_AZURE_SCHEDULED);
+			assert_true(cur->needs_ack);
 			/* The filter held: a kept event names the VM. */
 			if (vm && !event_names_resource(cur, vm))
 				fail_msg("%s:%u: event '%s' does not name '%s'", expect_path, lineno, cur->id, vm);

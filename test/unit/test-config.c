@@ -216,6 +216,9 @@ static void assert_config_equal(const struct config *a, const struct config *b)
 	assert_int_equal(a->events_mask, b->events_mask);
 	assert_int_equal(a->margin_sec, b->margin_sec);
 	assert_int_equal(a->hook_timeout_sec, b->hook_timeout_sec);
+	assert_int_equal(a->drain_sec, b->drain_sec);
+	for (int t = 0; t < _EVENT_TYPE_MAX; t++)
+		assert_int_equal(a->ack_policy[t], b->ack_policy[t]);
 	assert_int_equal(a->approve, b->approve);
 	assert_int_equal(a->log_format, b->log_format);
 	assert_int_equal(a->log_level, b->log_level);
@@ -310,6 +313,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c.events_mask, EV(EVENT_PREEMPT) | EV(EVENT_TERMINATE) | EV(EVENT_SHUTDOWN));
 	assert_int_equal(c.margin_sec, 2);
 	assert_int_equal(c.hook_timeout_sec, 0);
+	assert_int_equal(c.drain_sec, 10);
+	for (int t = 0; t < _EVENT_TYPE_MAX; t++)
+		assert_int_equal(c.ack_policy[t], ACK_AFTER_HOOKS);
 	assert_true(c.approve);
 	assert_int_equal(c.log_format, LOG_FORMAT_AUTO);
 	assert_int_equal(c.log_level, LOG_INFO);
@@ -372,6 +378,13 @@ static void test_good_full(void **state)
 	assert_int_equal(c.events_mask, EV(EVENT_PREEMPT) | EV(EVENT_REBOOT) | EV(EVENT_FREEZE));
 	assert_int_equal(c.margin_sec, 5);
 	assert_int_equal(c.hook_timeout_sec, 120);
+	assert_int_equal(c.drain_sec, 30);
+	assert_int_equal(c.ack_policy[EVENT_PREEMPT], ACK_AT_ONCE);
+	assert_int_equal(c.ack_policy[EVENT_TERMINATE], ACK_AFTER_HOOKS);
+	assert_int_equal(c.ack_policy[EVENT_REBOOT], ACK_NEVER);
+	assert_int_equal(c.ack_policy[EVENT_REDEPLOY], ACK_NEVER);
+	assert_int_equal(c.ack_policy[EVENT_FREEZE], ACK_NEVER);
+	assert_int_equal(c.ack_policy[EVENT_SHUTDOWN], ACK_NEVER);
 	assert_false(c.approve);
 	assert_int_equal(c.log_format, LOG_FORMAT_JSON);
 	assert_int_equal(c.log_level, LOG_DEBUG);
@@ -548,6 +561,170 @@ static void test_events_forms(void **state)
 	}
 	free(path);
 #undef ALL_DEFAULT
+}
+
+/* approve-policy: one policy for every type, then Type:policy items, applied
+ * left to right; printed as after-hooks and the types that differ, which
+ * reads back to the same policies. Each refusal is one exact line. */
+static void test_approve_policy_forms(void **state)
+{
+#define A ACK_AFTER_HOOKS
+#define O ACK_AT_ONCE
+#define N ACK_NEVER
+	static const struct {
+		const char *text;
+		/* Preempt, Terminate, Reboot, Redeploy, Freeze, Shutdown */
+		enum ack_policy want[_EVENT_TYPE_MAX];
+		const char *printed;   /* NULL: refused with line */
+		const char *line;
+	} cases[] = {
+		{ "after-hooks", { A, A, A, A, A, A }, "after-hooks", NULL },
+		{ "at-once", { O, O, O, O, O, O },
+		  "after-hooks,Preempt:at-once,Terminate:at-once,Reboot:at-once,Redeploy:at-once,"
+		  "Freeze:at-once,Shutdown:at-once", NULL },
+		{ "never", { N, N, N, N, N, N },
+		  "after-hooks,Preempt:never,Terminate:never,Reboot:never,Redeploy:never,Freeze:never,"
+		  "Shutdown:never", NULL },
+		{ "Reboot:at-once", { A, A, O, A, A, A }, "after-hooks,Reboot:at-once", NULL },
+		{ "after-hooks,Reboot:at-once", { A, A, O, A, A, A }, "after-hooks,Reboot:at-once", NULL },
+		{ "never,Preempt:after-hooks,Freeze:at-once", { A, N, N, N, O, N },
+		  "after-hooks,Terminate:never,Reboot:never,Redeploy:never,Freeze:at-once,Shutdown:never", NULL },
+		/* Left to right: a later item wins. */
+		{ "Preempt:never,Preempt:at-once", { O, A, A, A, A, A }, "after-hooks,Preempt:at-once", NULL },
+		{ "Shutdown:never,at-once", { O, O, O, O, O, O },
+		  "after-hooks,Preempt:at-once,Terminate:at-once,Reboot:at-once,Redeploy:at-once,"
+		  "Freeze:at-once,Shutdown:at-once", NULL },
+		/* Refused. */
+		{ "sometimes", { A }, NULL,
+		  "value 'sometimes' is not a list of after-hooks, at-once or never, each for every type "
+		  "or as Type:policy" },
+		{ "NEVER", { A }, NULL,
+		  "value 'NEVER' is not a list of after-hooks, at-once or never, each for every type or as "
+		  "Type:policy" },
+		{ "Reboot:sometimes", { A }, NULL,
+		  "value 'Reboot:sometimes' is not a list of after-hooks, at-once or never, each for every "
+		  "type or as Type:policy" },
+		{ "Reboot:", { A }, NULL,
+		  "value 'Reboot:' is not a list of after-hooks, at-once or never, each for every type or "
+		  "as Type:policy" },
+		{ "Preempt:never:at-once", { A }, NULL,
+		  "value 'Preempt:never:at-once' is not a list of after-hooks, at-once or never, each for "
+		  "every type or as Type:policy" },
+		{ "never,", { A }, NULL,
+		  "value 'never,' is not a list of after-hooks, at-once or never, each for every type or "
+		  "as Type:policy" },
+		{ ",never", { A }, NULL,
+		  "value ',never' is not a list of after-hooks, at-once or never, each for every type or "
+		  "as Type:policy" },
+		{ "never,,at-once", { A }, NULL,
+		  "value 'never,,at-once' is not a list of after-hooks, at-once or never, each for every "
+		  "type or as Type:policy" },
+		{ "Evict:never", { A }, NULL, "value 'Evict:never' names no event type in 'Evict'" },
+		{ "reboot:never", { A }, NULL, "value 'reboot:never' names no event type in 'reboot'" },
+		{ ":never", { A }, NULL, "value ':never' names no event type in ''" },
+	};
+	char *path = tmp_path("bool.conf");
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[128], want[512], *err = NULL, *out, *line;
+		struct cmdline cl;
+		struct config c;
+
+		snprintf(text, sizeof(text), "approve-policy = %s\n", cases[i].text);
+		write_file(path, text, strlen(text));
+		if (!cases[i].printed) {
+			assert_int_equal(load_file(path, &c, &err), -EINVAL);
+			snprintf(want, sizeof(want), "spot-agent: %s:1: approve-policy: %s\n", path, cases[i].line);
+			if (strcmp(err, want) != 0)
+				fprintf(stderr, "case '%s': got %s", cases[i].text, err);
+			assert_string_equal(err, want);
+			free(err);
+
+			/* The same line for the option. */
+			assert_int_equal(PARSE(&cl, &err, "--approve-policy", cases[i].text), -EINVAL);
+			snprintf(want, sizeof(want), "spot-agent: option --approve-policy: %s\n", cases[i].line);
+			assert_string_equal(err, want);
+			free(err);
+			continue;
+		}
+		assert_int_equal(load_file(path, &c, &err), 0);
+		assert_string_equal(err, "");
+		free(err);
+		for (int t = 0; t < _EVENT_TYPE_MAX; t++)
+			if (c.ack_policy[t] != cases[i].want[t])
+				fail_msg("case '%s': %s is %s", cases[i].text, event_type_to_string((enum event_type)t),
+					 ack_policy_to_string(c.ack_policy[t]));
+		out = print_config(&c);
+		snprintf(want, sizeof(want), "\napprove-policy = %s\n", cases[i].printed);
+		line = strstr(out, want);
+		if (!line)
+			fprintf(stderr, "case '%s': printed\n%s", cases[i].text, out);
+		assert_non_null(line);
+		free(out);
+		round_trip(&c);
+		config_done(&c);
+
+		/* The command line gives the same. */
+		assert_int_equal(PARSE(&cl, NULL, "-c", "/dev/null", "--approve-policy", cases[i].text), 0);
+		assert_int_equal(load(&cl, &c, NULL), 0);
+		for (int t = 0; t < _EVENT_TYPE_MAX; t++)
+			assert_int_equal(c.ack_policy[t], cases[i].want[t]);
+		config_done(&c);
+		cmdline_done(&cl);
+	}
+	free(path);
+#undef A
+#undef O
+#undef N
+}
+
+/* drain: seconds from 0 to 3600, 10 by default. */
+static void test_drain(void **state)
+{
+	static const struct {
+		const char *text;
+		uint64_t want;
+		const char *line;    /* NULL: accepted */
+	} cases[] = {
+		{ "0", 0, NULL },
+		{ "10", 10, NULL },
+		{ "3600", 3600, NULL },
+		{ "3601", 0, "value '3601' is above the maximum 3600" },
+		{ "-1", 0, "value '-1' is not a whole number" },
+		{ "5s", 0, "value '5s' is not a whole number" },
+	};
+	char *path = tmp_path("bool.conf");
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[64], want[256], *err = NULL, *out;
+		struct cmdline cl;
+		struct config c;
+
+		snprintf(text, sizeof(text), "drain = %s\n", cases[i].text);
+		write_file(path, text, strlen(text));
+		if (cases[i].line) {
+			assert_int_equal(load_file(path, &c, &err), -EINVAL);
+			snprintf(want, sizeof(want), "spot-agent: %s:1: drain: %s\n", path, cases[i].line);
+			assert_string_equal(err, want);
+			free(err);
+			assert_int_equal(PARSE(&cl, &err, "--drain", cases[i].text), -EINVAL);
+			snprintf(want, sizeof(want), "spot-agent: option --drain: %s\n", cases[i].line);
+			assert_string_equal(err, want);
+			free(err);
+			continue;
+		}
+		assert_int_equal(load_file(path, &c, NULL), 0);
+		assert_int_equal(c.drain_sec, cases[i].want);
+		out = print_config(&c);
+		snprintf(want, sizeof(want), "\ndrain = %s\n", cases[i].text);
+		assert_non_null(strstr(out, want));
+		free(out);
+		round_trip(&c);
+		config_done(&c);
+	}
+	free(path);
 }
 
 /* Every bad-X.conf must fail with exactly the lines of bad-X.expected and
@@ -985,7 +1162,8 @@ static void test_round_trip(void **state)
 			       "--imds-url", "HTTPS://[fd00::1]:8443//", "--provider", "auto",
 			       "--events", "Freeze,Redeploy,Reboot,Terminate,Preempt", "--log-format", "text",
 			       "--log-level", "error", "--margin", "0", "--hook-timeout", "3600",
-			       "--poll-interval", "60000"), 0);
+			       "--poll-interval", "60000", "--drain", "0",
+			       "--approve-policy", "never,Preempt:after-hooks,Reboot:at-once"), 0);
 	assert_int_equal(load(&cl, &c, NULL), 0);
 	assert_string_equal(c.vm_name, " vm #1 ");
 	assert_string_equal(c.hooks_lib_dir, "");
@@ -1067,7 +1245,8 @@ static void test_help(void **state)
 	static const char *const words[] = {
 		"-c, --config FILE", "--provider", "--imds-url", "--hooks-dir", "--hooks-lib-dir",
 		"--state-dir", "--listen", "--poll-interval", "--vm-name", "--events", "--margin",
-		"--hook-timeout", "--approve", "--no-approve", "--log-format", "--log-level",
+		"--hook-timeout", "--drain", "--approve-policy", "--approve", "--no-approve",
+		"--log-format", "--log-level",
 		"--type", "--notice", "-h, --help", "--version",
 		"spot-agent check [OPTIONS]", "spot-agent drill [OPTIONS] [--type TYPE] [--notice SECONDS]",
 		"spot-agent --version | --help", "for tests and packaging",
@@ -1152,6 +1331,8 @@ int main(void)
 		cmocka_unit_test(test_gcp_default_url),
 		cmocka_unit_test(test_bool_spellings),
 		cmocka_unit_test(test_events_forms),
+		cmocka_unit_test(test_approve_policy_forms),
+		cmocka_unit_test(test_drain),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_reload_keeps_old),
 		cmocka_unit_test(test_limits),

@@ -192,6 +192,8 @@ static void test_preempt_event(void **state)
 	assert_true(a.id_from_first_seen);
 	assert_int_equal(a.not_before_usec, 0);
 	assert_int_equal(a.notice_usec, SEC(30));
+	assert_int_equal(a.feed, FEED_GCP_PREEMPTED);
+	assert_false(a.needs_ack);
 	assert_int_equal(a.type, EVENT_PREEMPT);
 	assert_int_equal(a.status, EVENT_SCHEDULED);
 	assert_string_equal(a.source, "Platform");
@@ -252,6 +254,8 @@ static void test_maintenance_event(void **state)
 	assert_int_equal(a.provider, PROVIDER_GCP);
 	assert_int_equal(a.not_before_usec, 0);
 	assert_int_equal(a.notice_usec, SEC(60));
+	assert_int_equal(a.feed, FEED_GCP_MAINTENANCE);
+	assert_false(a.needs_ack);
 	assert_string_equal(a.description, "host maintenance: MIGRATE_ON_HOST_MAINTENANCE");
 	assert_true(event_names_resource(&a, "gce-vm0"));
 	check_round_trip(&a);

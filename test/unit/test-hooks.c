@@ -36,9 +36,12 @@
 
 #include <cmocka.h>
 
+#include "engine/engine.h"
 #include "engine/event.h"
+#include "hooks/chain.h"
 #include "hooks/hooks.h"
 #include "store/json.h"
+#include "store/record-json.h"
 #include "log.h"
 #include "util.h"
 
@@ -499,6 +502,39 @@ static void test_scan_missing_and_bad(void **state)
 	assert_int_equal(hooks_scan(file, NULL, &plan), -ENOTDIR);
 	free(file);
 	free(lib);
+}
+
+/* recover.d below a hook directory holds the recover hooks: the scan passes
+ * over it (in either directory) without listing it as a skipped file,
+ * while any other directory is still one. */
+static void test_scan_recover_dir(void **state)
+{
+	char *etc = tpath("rec-etc"), *lib = tpath("rec-lib"), *p;
+	struct hook_plan plan;
+
+	assert_int_equal(mkdir(etc, 0755), 0);
+	assert_int_equal(mkdir(lib, 0755), 0);
+	write_hook(etc, "10-a", "exit 0");
+	p = xasprintf("%s/" HOOKS_RECOVER_DIR, etc);
+	assert_int_equal(mkdir(p, 0755), 0);
+	write_hook(p, "10-back", "exit 0");
+	free(p);
+	p = xasprintf("%s/" HOOKS_RECOVER_DIR, lib);
+	assert_int_equal(mkdir(p, 0755), 0);
+	free(p);
+	p = xasprintf("%s/sub.d", etc);
+	assert_int_equal(mkdir(p, 0755), 0);
+	free(p);
+
+	assert_int_equal(hooks_scan(etc, lib, &plan), 0);
+	assert_int_equal(plan.n_hooks, 1);
+	assert_string_equal(plan.hooks[0].name, "10-a");
+	assert_int_equal(plan.n_skips, 1);
+	assert_skip(&plan, etc, "sub.d", "not a regular file");
+	assert_null(find_skip(&plan, HOOKS_RECOVER_DIR));
+	hook_plan_done(&plan);
+	free(lib);
+	free(etc);
 }
 
 static void test_scan_too_many(void **state)
@@ -987,7 +1023,7 @@ static char **test_env(void)
 	strscpy(ev.source, sizeof(ev.source), "Platform");
 	ev.not_before_usec = UINT64_C(1474309787) * USEC_PER_SEC;
 	ev.provider = PROVIDER_AZURE;
-	env = hooks_env_new(&ev, "vm-7", UINT64_C(1474309785) * USEC_PER_SEC + 999999, true);
+	env = hooks_env_new(&ev, "vm-7", UINT64_C(1474309785) * USEC_PER_SEC + 999999, true, NULL);
 	event_done(&ev);
 	return env;
 }
@@ -1005,6 +1041,7 @@ static const char *const expected_env[] = {
 	"SPOT_PROVIDER=azure",
 	"SPOT_VM_NAME=vm-7",
 	"SPOT_DRILL=1",
+	"SPOT_PHASE=evict",
 };
 
 static void test_env_new(void **state)
@@ -1023,7 +1060,7 @@ static void test_env_new(void **state)
 	event_init(&ev);
 	ev.type = EVENT_TERMINATE;
 	ev.status = EVENT_STARTED;
-	env = hooks_env_new(&ev, NULL, 0, false);
+	env = hooks_env_new(&ev, NULL, 0, false, &(struct hook_phase){ .recover = false });
 	assert_string_equal(env[3], "SPOT_EVENT_ID=");
 	assert_string_equal(env[4], "SPOT_EVENT_TYPE=Terminate");
 	assert_string_equal(env[5], "SPOT_EVENT_STATUS=Started");
@@ -1031,8 +1068,50 @@ static void test_env_new(void **state)
 	assert_string_equal(env[8], "SPOT_DEADLINE=");
 	assert_string_equal(env[10], "SPOT_VM_NAME=");
 	assert_string_equal(env[11], "SPOT_DRILL=0");
+	/* The evict phase says so, and nothing of a recovery. */
+	assert_string_equal(env[12], "SPOT_PHASE=evict");
+	assert_null(env[13]);
 	strv_free(env);
 	strv_free(NULL);
+
+	/* The recover phase: why, and how long the machine was away. */
+	{
+		static const struct {
+			enum recover_reason reason;
+			uint64_t downtime_sec;
+			const char *want_reason, *want_downtime;
+		} cases[] = {
+			{ RECOVER_CANCELLED, 0, "SPOT_RECOVER_REASON=cancelled", "SPOT_DOWNTIME=0" },
+			{ RECOVER_ENDED, 42, "SPOT_RECOVER_REASON=ended", "SPOT_DOWNTIME=42" },
+			{ RECOVER_BOOT, UINT64_C(86400) * 400, "SPOT_RECOVER_REASON=boot", "SPOT_DOWNTIME=34560000" },
+		};
+
+		for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+			struct hook_phase phase = {
+				.recover = true,
+				.recover_reason = recover_reason_to_string(cases[i].reason),
+				.downtime_sec = cases[i].downtime_sec,
+			};
+			size_t k = 0;
+
+			env = hooks_env_new(&ev, "vm-7", 0, false, &phase);
+			while (env[k])
+				k++;
+			assert_int_equal(k, 15);
+			assert_string_equal(env[3], "SPOT_EVENT_ID=");
+			assert_string_equal(env[12], "SPOT_PHASE=recover");
+			assert_string_equal(env[13], cases[i].want_reason);
+			assert_string_equal(env[14], cases[i].want_downtime);
+			strv_free(env);
+		}
+		/* A reason not given is empty, never "(null)". */
+		env = hooks_env_new(&ev, "vm-7", 0, false, &(struct hook_phase){ .recover = true });
+		assert_string_equal(env[12], "SPOT_PHASE=recover");
+		assert_string_equal(env[13], "SPOT_RECOVER_REASON=");
+		assert_string_equal(env[14], "SPOT_DOWNTIME=0");
+		strv_free(env);
+	}
+	event_done(&ev);
 }
 
 /* ---- running one hook ---- */
@@ -1296,8 +1375,7 @@ static void test_run_exit_status(void **state)
 	assert_int_equal(t.res.outcome, HOOK_OK);
 	assert_int_equal(t.res.exit_status, 0);
 	assert_int_equal(t.res.term_signal, 0);
-	assert_int_equal(t.res.exec_errno, 0);
-	assert_int_equal(t.res.start_errno, 0);
+	assert_string_equal(t.res.error, "");
 	assert_false(t.res.timed_out);
 	assert_string_equal(t.res.name, "10-ok");
 	assert_string_equal(t.res.path, t.path);
@@ -1343,7 +1421,7 @@ static void test_run_exit_status(void **state)
 	run_simple(&t, dir, "50-127", NULL);
 	assert_int_equal(t.res.outcome, HOOK_FAILED);
 	assert_int_equal(t.res.exit_status, 127);
-	assert_int_equal(t.res.exec_errno, 0);
+	assert_string_equal(t.res.error, "");
 	trun_done(&t);
 
 	free(dir);
@@ -1990,7 +2068,7 @@ static void test_run_what_was_checked(void **state)
 	free(open_dir);
 }
 
-static void exec_case(const char *dir, const char *name, bool script, int want_errno, const char *want_detail)
+static void exec_case(const char *dir, const char *name, bool script, const char *want_detail)
 {
 	struct hook_file file = { 0 };
 	struct hook_run_params p;
@@ -2015,8 +2093,7 @@ static void exec_case(const char *dir, const char *name, bool script, int want_e
 	assert_int_equal(t.res.outcome, HOOK_FAILED);
 	assert_int_equal(t.res.exit_status, 127);
 	assert_int_equal(t.res.term_signal, 0);
-	assert_int_equal(t.res.exec_errno, want_errno);
-	assert_string_equal(t.res.exec_detail, want_detail);
+	assert_string_equal(t.res.error, want_detail);
 	assert_int_equal(t.res.n_output, 0);
 	assert_int_equal(t.res.output_bytes, 0);
 	want = xasprintf("[ev-1234 %s] hook '%s' %s\n", name, name, want_detail);
@@ -2087,17 +2164,17 @@ static void test_run_exec_failure(void **state)
 	free(f);
 	elf_copy(dir, "60-foreign", 18, sparc, 2);
 
-	exec_case(dir, "20-badinterp", true, ENOENT,
+	exec_case(dir, "20-badinterp", true,
 		  "cannot execute: No such file or directory (interpreter '/nonexistent/interpreter')");
-	exec_case(dir, "40-garbage", true, ENOEXEC, "cannot execute: Exec format error");
+	exec_case(dir, "40-garbage", true, "cannot execute: Exec format error");
 	want = xasprintf("cannot execute: Permission denied (interpreter '%s')", interp);
-	exec_case(dir, "50-noexec-interp", true, EACCES, want);
+	exec_case(dir, "50-noexec-interp", true, want);
 	free(want);
 	/* Not the loader's fault: no interpreter named. */
-	exec_case(dir, "60-foreign", false, ENOEXEC, "cannot execute: Exec format error");
+	exec_case(dir, "60-foreign", false, "cannot execute: Exec format error");
 	if (elf_bad_loader(dir, "70-no-loader", loader, sizeof(loader))) {
 		want = xasprintf("cannot execute: No such file or directory (interpreter '%s')", loader);
-		exec_case(dir, "70-no-loader", false, ENOENT, want);
+		exec_case(dir, "70-no-loader", false, want);
 		free(want);
 	}
 	free(interp);
@@ -2584,6 +2661,680 @@ static void test_run_fork_failure(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ---- a running hook's end moved (hook_run_set_end) ---- */
+
+/* What the next on_ready does: the new end, relative to now (negative:
+ * already past), and whether hook_run_kill comes first. */
+static int64_t set_end_offset_usec;
+static bool set_end_after_kill;
+static uint64_t set_end_wall_usec;
+
+static void set_end_when_ready(struct trun *t)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	if (set_end_after_kill)
+		hook_run_kill(t->run);
+	set_end_wall_usec = now_usec(CLOCK_REALTIME);
+	hook_run_set_end(t->run, set_end_offset_usec < 0 ? now - (uint64_t)-set_end_offset_usec :
+			 now + (uint64_t)set_end_offset_usec);
+}
+
+/* Runs dir/name (it writes "ready" to the fifo in dir) with budget and
+ * grace; on ready its end moves by offset. The log is returned (caller
+ * frees). */
+static char *set_end_case(struct trun *t, const char *dir, const char *name, uint64_t budget_usec,
+			  uint64_t grace_usec, int64_t offset_usec, bool after_kill)
+{
+	struct hook_run_params p;
+	struct capture cap;
+
+	set_end_offset_usec = offset_usec;
+	set_end_after_kill = after_kill;
+	set_end_wall_usec = 0;
+	trun_params(t, &p, dir, name);
+	p.budget_usec = budget_usec;
+	p.kill_grace_usec = grace_usec;
+	capture_start(&cap);
+	trun_run(t, &p);
+	assert_true(set_end_wall_usec > 0);
+	return capture_end(&cap);
+}
+
+/* The deadline moves in while a hook runs: SIGTERM a grace before the new
+ * end, SIGKILL at it, both well inside the budget it started with. */
+static void test_run_set_end_shortened(void **state)
+{
+	char *dir = tpath("set-end"), *mark = tpath("set-end.term"), *fifo, *body, *logged, *got;
+	uint64_t term_wall;
+	struct trun t;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	trun_init(&t);
+	fifo = trun_fifo(&t, dir, set_end_when_ready);
+	/* It notes when SIGTERM came and goes on: only SIGKILL ends it. */
+	body = xasprintf("trap 'date +%%s%%N > %s' TERM\necho ready > %s\n"
+			 "while :; do sleep 1000 & wait $!; done", mark, fifo);
+	write_hook(dir, "10-slow", body);
+	free(body);
+
+	logged = set_end_case(&t, dir, "10-slow", 50 * USEC_PER_SEC, 700 * USEC_PER_MSEC,
+			      (int64_t)(3 * USEC_PER_SEC), false);
+	assert_int_equal(t.res.outcome, HOOK_TIMEOUT);
+	assert_true(t.res.timed_out);
+	assert_int_equal(t.res.term_signal, SIGKILL);
+	/* The budget it was given stays on record. */
+	assert_int_equal(t.res.budget_usec, 50 * USEC_PER_SEC);
+	/* SIGKILL at the new end, not before, and long before the old one. */
+	assert_true(t.ended_mono_usec - t.ready_mono_usec >= 3 * USEC_PER_SEC);
+	assert_true(t.ended_mono_usec - t.ready_mono_usec < 20 * USEC_PER_SEC);
+	/* SIGTERM the grace (700 ms, less than a quarter of what the budget
+	 * has become) before it. */
+	got = read_text(mark);
+	assert_non_null(got);
+	got[strcspn(got, "\n")] = '\0';
+	assert_int_equal(parse_uint64(got, 1, UINT64_MAX, &term_wall), 0);
+	term_wall /= NSEC_PER_USEC;
+	if (term_wall < set_end_wall_usec + 2290 * USEC_PER_MSEC || term_wall > set_end_wall_usec + 3 * USEC_PER_SEC)
+		fail_msg("SIGTERM came %.3f s after the end moved, not 2.3 s",
+			 (double)((int64_t)(term_wall - set_end_wall_usec)) / USEC_PER_SEC);
+	free(got);
+	assert_contains(logged, "hook '10-slow': the deadline moved, it must end within 3.0 s");
+	assert_contains(logged, "hook '10-slow' timed out after ");
+	assert_contains(logged, "hook '10-slow' still running 0.7 s after SIGTERM, sending SIGKILL");
+	free(logged);
+	trun_done(&t);
+	free(fifo);
+	free(mark);
+	free(dir);
+}
+
+/* An end that has passed already: the hook is killed at once (SIGTERM,
+ * SIGKILL right after), not a grace later. */
+static void test_run_set_end_past(void **state)
+{
+	char *dir = tpath("set-end-past"), *fifo, *body, *logged;
+	struct trun t;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	trun_init(&t);
+	fifo = trun_fifo(&t, dir, set_end_when_ready);
+	body = xasprintf("trap '' TERM\necho ready > %s\nsleep 1000\nsleep 1000", fifo);
+	write_hook(dir, "10-stubborn", body);
+	free(body);
+
+	logged = set_end_case(&t, dir, "10-stubborn", 50 * USEC_PER_SEC, 30 * USEC_PER_SEC,
+			      -(int64_t)USEC_PER_SEC, false);
+	assert_int_equal(t.res.outcome, HOOK_TIMEOUT);
+	assert_true(t.res.timed_out);
+	assert_int_equal(t.res.term_signal, SIGKILL);
+	assert_true(t.ended_mono_usec - t.ready_mono_usec < 5 * USEC_PER_SEC);
+	assert_contains(logged, "hook '10-stubborn': the deadline moved, it must end within 0.0 s");
+	assert_contains(logged, "hook '10-stubborn' timed out after ");
+	free(logged);
+	trun_done(&t);
+	free(fifo);
+	free(dir);
+}
+
+/* An end later than the one in force changes nothing: the budget ends the
+ * hook as it would have (SIGTERM a quarter of it before its end). */
+static void test_run_set_end_later(void **state)
+{
+	char *dir = tpath("set-end-later"), *fifo, *body, *logged;
+	struct trun t;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	trun_init(&t);
+	fifo = trun_fifo(&t, dir, set_end_when_ready);
+	body = xasprintf("echo ready > %s\nexec sleep 1000", fifo);
+	write_hook(dir, "10-hang", body);
+	free(body);
+
+	logged = set_end_case(&t, dir, "10-hang", 1200 * USEC_PER_MSEC, 30 * USEC_PER_SEC,
+			      (int64_t)(60 * USEC_PER_SEC), false);
+	assert_int_equal(t.res.outcome, HOOK_TIMEOUT);
+	assert_int_equal(t.res.term_signal, SIGTERM);
+	assert_true(t.res.duration_usec >= 900 * USEC_PER_MSEC);
+	assert_true(t.res.duration_usec < 20 * USEC_PER_SEC);
+	assert_null(strstr(logged, "the deadline moved"));
+	free(logged);
+	trun_done(&t);
+
+	/* The same end as the budget's: no change either (nothing logged). */
+	hook_run_set_end(NULL, 0);
+	free(fifo);
+	free(dir);
+}
+
+/* Shortened once, then asked for a later end: the earlier one holds. */
+static void shorten_twice(struct trun *t)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	set_end_wall_usec = now_usec(CLOCK_REALTIME);
+	hook_run_set_end(t->run, now + 1500 * USEC_PER_MSEC);
+	hook_run_set_end(t->run, now + 40 * USEC_PER_SEC);
+	hook_run_set_end(t->run, USEC_INFINITY);
+}
+
+static void test_run_set_end_only_earlier(void **state)
+{
+	char *dir = tpath("set-end-twice"), *fifo, *body;
+	struct hook_run_params p;
+	struct trun t;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	trun_init(&t);
+	fifo = trun_fifo(&t, dir, shorten_twice);
+	body = xasprintf("echo ready > %s\nexec sleep 1000", fifo);
+	write_hook(dir, "10-hang", body);
+	free(body);
+	trun_params(&t, &p, dir, "10-hang");
+	p.budget_usec = USEC_INFINITY;
+	p.kill_grace_usec = 200 * USEC_PER_MSEC;
+	trun_run(&t, &p);
+	assert_int_equal(t.res.outcome, HOOK_TIMEOUT);
+	assert_int_equal(t.res.term_signal, SIGTERM);
+	assert_int_equal(t.res.budget_usec, USEC_INFINITY);
+	/* SIGTERM at 1.3 s (the grace before 1.5 s), which ends it. */
+	assert_true(t.ended_mono_usec - t.ready_mono_usec >= 1300 * USEC_PER_MSEC);
+	assert_true(t.ended_mono_usec - t.ready_mono_usec < 20 * USEC_PER_SEC);
+	trun_done(&t);
+	free(fifo);
+	free(dir);
+}
+
+/* A hook already on its way out (SIGTERM sent, a long grace to go): the
+ * new end brings its SIGKILL forward. */
+static void test_run_set_end_after_kill(void **state)
+{
+	char *dir = tpath("set-end-kill"), *fifo, *body, *logged;
+	struct trun t;
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	trun_init(&t);
+	fifo = trun_fifo(&t, dir, set_end_when_ready);
+	body = xasprintf("trap '' TERM\necho ready > %s\nsleep 1000\nsleep 1000", fifo);
+	write_hook(dir, "10-stubborn", body);
+	free(body);
+
+	logged = set_end_case(&t, dir, "10-stubborn", USEC_INFINITY, 30 * USEC_PER_SEC,
+			      (int64_t)(300 * USEC_PER_MSEC), true);
+	assert_int_equal(t.res.outcome, HOOK_TIMEOUT);
+	assert_int_equal(t.res.term_signal, SIGKILL);
+	assert_true(t.ended_mono_usec - t.ready_mono_usec >= 300 * USEC_PER_MSEC);
+	assert_true(t.ended_mono_usec - t.ready_mono_usec < 10 * USEC_PER_SEC);
+	assert_contains(logged, "hook '10-stubborn' timed out after ");
+	assert_contains(logged, "hook '10-stubborn' still running 0.3 s after SIGTERM, sending SIGKILL");
+	free(logged);
+	trun_done(&t);
+	free(fifo);
+	free(dir);
+}
+
+/* ---- the chain: the engine's hook actions carried out ---- */
+
+/* Appends ",name" (or "name" to an empty list). */
+static void names_append(char *buf, size_t n, const char *name)
+{
+	size_t k = strlen(buf);
+
+	(void)snprintf(buf + k, n - k, "%s%s", k ? "," : "", name);
+}
+
+struct tchain {
+	sd_event *event;
+	sd_event_source *timer;      /* engine_next_wake */
+	struct engine engine;
+	struct records records;
+	struct chain chain;
+	char *vm_name;
+	int chain_done[_CHAIN_KIND_MAX];
+	enum chain_kind wait_for;
+	/* What the owner was told. */
+	int started[_CHAIN_KIND_MAX], ended[_CHAIN_KIND_MAX];
+	char ended_names[256];
+	/* Moves the end of the first hook started to now (ENGINE_SHORTEN_HOOK
+	 * as the engine would send it). */
+	bool shorten_first;
+};
+
+static void tchain_drain(void *userdata)
+{
+	struct tchain *t = userdata;
+	struct engine_action a;
+	uint64_t wake;
+
+	while (engine_next_action(&t->engine, &a)) {
+		if (chain_carry_out(&t->chain, &a))
+			continue;
+		if (a.kind == ENGINE_CHAIN_DONE) {
+			t->chain_done[a.chain]++;
+			if (a.chain == t->wait_for)
+				(void)sd_event_exit(t->event, 0);
+		}
+	}
+	wake = engine_next_wake(&t->engine);
+	if (wake != USEC_INFINITY) {
+		assert_int_equal(sd_event_source_set_time(t->timer, wall_to_mono_usec(wake)), 0);
+		assert_int_equal(sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT), 0);
+	}
+}
+
+static int tchain_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct tchain *t = userdata;
+
+	engine_tick(&t->engine, now_usec(CLOCK_REALTIME));
+	tchain_drain(t);
+	return 0;
+}
+
+static void tchain_hook_started(void *userdata, const struct eviction *r, enum chain_kind c, size_t hook)
+{
+	struct tchain *t = userdata;
+	size_t n = 0;
+	struct hook_result *hooks = engine_chain((struct eviction *)r, c, &n);
+
+	assert_true(hook < n);
+	assert_int_equal(hooks[hook].outcome, HOOK_RUNNING);
+	assert_non_null(t->chain.run);
+	if (t->shorten_first && t->started[c] == 0) {
+		struct engine_action a = { .kind = ENGINE_SHORTEN_HOOK, .end_wall_usec = now_usec(CLOCK_REALTIME) };
+
+		(void)strscpy(a.id, sizeof(a.id), r->id);
+		assert_true(chain_carry_out(&t->chain, &a));
+	}
+	t->started[c]++;
+}
+
+static void tchain_hook_ended(void *userdata, const struct eviction *r, enum chain_kind c,
+			      const struct hook_result *res)
+{
+	struct tchain *t = userdata;
+
+	t->ended[c]++;
+	names_append(t->ended_names, sizeof(t->ended_names), res->name);
+}
+
+static void tchain_init(struct tchain *t, const char *hooks_dir, const char *lib_dir, const char *boot)
+{
+	struct engine_config cfg = {
+		.margin_usec = 2 * USEC_PER_SEC,
+		.events_mask = ~0u,
+		.approve = false,
+		.provider = PROVIDER_AZURE,
+	};
+
+	memset(t, 0, sizeof(*t));
+	(void)strscpy(cfg.boot, sizeof(cfg.boot), boot);
+	records_init(&t->records);
+	assert_int_equal(sd_event_new(&t->event), 0);
+	assert_int_equal(sd_event_add_time(t->event, &t->timer, CLOCK_MONOTONIC, USEC_INFINITY, 1,
+					   tchain_on_timer, t), 0);
+	t->vm_name = xstrdup("vm-7");
+	engine_init(&t->engine, &cfg, &t->records);
+	chain_init(&t->chain);
+	t->chain.event = t->event;
+	t->chain.engine = &t->engine;
+	t->chain.records = &t->records;
+	t->chain.hooks_dir = hooks_dir;
+	t->chain.hooks_lib_dir = lib_dir;
+	t->chain.vm_name = (const char *const *)&t->vm_name;
+	t->chain.hook_started = tchain_hook_started;
+	t->chain.hook_ended = tchain_hook_ended;
+	t->chain.after_input = tchain_drain;
+	t->chain.userdata = t;
+}
+
+/* Takes the engine's actions and runs the loop until chain c is done. */
+static void tchain_run(struct tchain *t, enum chain_kind c)
+{
+	sd_event_source *limit = NULL;
+
+	t->wait_for = c;
+	tchain_drain(t);
+	if (t->chain_done[c] > 0)
+		return;
+	assert_int_equal(sd_event_add_time_relative(t->event, &limit, CLOCK_MONOTONIC, TEST_RUN_LIMIT_USEC, 0,
+						    on_limit, t->event), 0);
+	assert_int_equal(sd_event_loop(t->event), 0);
+	sd_event_source_disable_unref(limit);
+	assert_int_equal(t->chain_done[c], 1);
+	assert_null(t->chain.run);
+	assert_true(no_children());
+}
+
+static void tchain_done(struct tchain *t)
+{
+	chain_done(&t->chain);
+	engine_done(&t->engine);
+	records_done(&t->records);
+	sd_event_source_disable_unref(t->timer);
+	sd_event_unref(t->event);
+	free(t->vm_name);
+	memset(t, 0, sizeof(*t));
+}
+
+/* A hook that keeps its environment and stdin in out/<name>.env and .in. */
+static void write_probe(const char *dir, const char *out, const char *name)
+{
+	char *body = xasprintf("tr '\\0' '\\n' < /proc/$$/environ | grep '^SPOT_' > %1$s/%2$s.env\n"
+			       "cat > %1$s/%2$s.in", out, name);
+
+	write_hook(dir, name, body);
+	free(body);
+}
+
+/* The value of SPOT_<key> in an env file written by a probe, NULL when it
+ * is not there (caller frees). */
+static char *env_value(const char *text, const char *key)
+{
+	char *needle = xasprintf("\nSPOT_%s=", key), *hit, *v = NULL;
+	char *copy = xasprintf("\n%s", text);
+
+	hit = strstr(copy, needle);
+	if (hit) {
+		hit += strlen(needle);
+		v = xstrndup(hit, strcspn(hit, "\n"));
+	}
+	free(copy);
+	free(needle);
+	return v;
+}
+
+static void assert_env(const char *text, const char *key, const char *want)
+{
+	char *v = env_value(text, key);
+
+	if (!want) {
+		if (v)
+			fail_msg("SPOT_%s is '%s', want it unset", key, v);
+		return;
+	}
+	if (!v)
+		fail_msg("SPOT_%s is not set, want '%s'", key, want);
+	if (strcmp(v, want) != 0)
+		fail_msg("SPOT_%s is '%s', want '%s'", key, v, want);
+	free(v);
+}
+
+/* An eviction's chain through chain.c: the plan from the hook directories
+ * (recover.d below them left out), each hook started with the eviction's
+ * environment (SPOT_PHASE=evict) and its event on stdin, the owner told of
+ * each start and end, the engine of each end. */
+static void test_chain_evict(void **state)
+{
+	char *top = tpath("chain-evict"), *etc = tpath("chain-evict/etc"), *lib = tpath("chain-evict/lib");
+	char *out = tpath("chain-evict/out"), *rec_etc = chain_recover_dir(etc), *p, *text;
+	struct event_list list = { 0 };
+	struct spot_event ev;
+	struct eviction *r;
+	struct tchain t;
+	uint64_t now = now_usec(CLOCK_REALTIME);
+
+	assert_int_equal(mkdir(top, 0755), 0);
+	assert_int_equal(mkdir(etc, 0755), 0);
+	assert_int_equal(mkdir(lib, 0755), 0);
+	assert_int_equal(mkdir(out, 0755), 0);
+	assert_int_equal(mkdir(rec_etc, 0755), 0);
+	write_probe(etc, out, "10-etc");
+	write_probe(lib, out, "20-lib");
+	write_probe(rec_etc, out, "10-recover");
+
+	event_init(&ev);
+	(void)strscpy(ev.id, sizeof(ev.id), "EV-CHAIN-1");
+	ev.type = EVENT_PREEMPT;
+	ev.status = EVENT_SCHEDULED;
+	ev.provider = PROVIDER_AZURE;
+	ev.feed = FEED_AZURE_SCHEDULED;
+	ev.needs_ack = true;
+	(void)strscpy(ev.source, sizeof(ev.source), "Platform");
+	ev.not_before_usec = (now / USEC_PER_SEC + 120) * USEC_PER_SEC;
+	ev.duration_sec = -1;
+	assert_int_equal(event_add_resource(&ev, "vm-7"), 0);
+	list.events = &ev;
+	list.n_events = 1;
+
+	tchain_init(&t, etc, lib, "b1");
+	engine_start(&t.engine, now);
+	engine_round(&t.engine, &list, EVENT_FEEDS_ALL, t.vm_name, now);
+	tchain_run(&t, CHAIN_EVICT);
+
+	r = records_find(&t.records, "EV-CHAIN-1");
+	assert_non_null(r);
+	assert_int_equal(r->n_hooks, 2);
+	assert_string_equal(r->hooks[0].name, "10-etc");
+	assert_string_equal(r->hooks[1].name, "20-lib");
+	assert_int_equal(r->hooks[0].outcome, HOOK_OK);
+	assert_int_equal(r->hooks[1].outcome, HOOK_OK);
+	assert_int_equal(r->n_recover_hooks, 0);
+	assert_int_equal(t.started[CHAIN_EVICT], 2);
+	assert_int_equal(t.ended[CHAIN_EVICT], 2);
+	assert_int_equal(t.started[CHAIN_RECOVER], 0);
+	assert_string_equal(t.ended_names, "10-etc,20-lib");
+	/* recover.d is no hook of this chain, nor a file to warn about. */
+	assert_int_equal(t.chain.plan.n_hooks, 2);
+	assert_int_equal(t.chain.plan.n_skips, 0);
+	p = xasprintf("%s/10-recover.env", out);
+	assert_false(exists(p));
+	free(p);
+
+	for (int i = 0; i < 2; i++) {
+		char *want = record_stdin(r), *got;
+
+		p = xasprintf("%s/%s.env", out, i == 0 ? "10-etc" : "20-lib");
+		text = read_text(p);
+		assert_non_null(text);
+		assert_env(text, "PHASE", "evict");
+		assert_env(text, "RECOVER_REASON", NULL);
+		assert_env(text, "DOWNTIME", NULL);
+		assert_env(text, "EVENT_ID", "EV-CHAIN-1");
+		assert_env(text, "EVENT_TYPE", "Preempt");
+		assert_env(text, "VM_NAME", "vm-7");
+		assert_env(text, "DRILL", "0");
+		free(text);
+		free(p);
+		/* stdin: the event document as the record shows it. */
+		p = xasprintf("%s/%s.in", out, i == 0 ? "10-etc" : "20-lib");
+		got = read_text(p);
+		assert_non_null(got);
+		assert_string_equal(got, want);
+		free(got);
+		free(want);
+		free(p);
+	}
+	event_done(&ev);
+	tchain_done(&t);
+	free(rec_etc);
+	free(out);
+	free(lib);
+	free(etc);
+	free(top);
+}
+
+/* The recover chain: the VM came back on a new boot, so the hooks of
+ * recover.d below both hook directories run (merged by name, /etc's
+ * winning), with SPOT_PHASE=recover, the reason and the downtime; the
+ * eviction's own hooks do not run again. */
+static void test_chain_recover(void **state)
+{
+	char *top = tpath("chain-recover"), *etc = tpath("chain-recover/etc"), *lib = tpath("chain-recover/lib");
+	char *out = tpath("chain-recover/out"), *rec_etc = chain_recover_dir(etc), *rec_lib = chain_recover_dir(lib);
+	uint64_t now = now_usec(CLOCK_REALTIME);
+	struct eviction rec, *r;
+	struct notice *n;
+	struct tchain t;
+	char *p, *text, *down;
+	uint64_t downtime;
+
+	assert_int_equal(mkdir(top, 0755), 0);
+	assert_int_equal(mkdir(etc, 0755), 0);
+	assert_int_equal(mkdir(lib, 0755), 0);
+	assert_int_equal(mkdir(out, 0755), 0);
+	assert_int_equal(mkdir(rec_etc, 0755), 0);
+	assert_int_equal(mkdir(rec_lib, 0755), 0);
+	write_probe(etc, out, "10-evict");
+	write_probe(rec_etc, out, "10-rec-etc");
+	write_probe(rec_etc, out, "30-both");
+	write_probe(rec_lib, out, "20-rec-lib");
+	write_hook(rec_lib, "30-both", "exit 9");   /* masked by /etc's */
+
+	/* An eviction of the boot before, its hook run. */
+	eviction_init(&rec);
+	(void)strscpy(rec.id, sizeof(rec.id), "EV-RECOVER-1");
+	rec.state = LC_DONE;
+	rec.state_since_wall_usec = now - 50 * USEC_PER_SEC;
+	rec.detected_wall_usec = now - 60 * USEC_PER_SEC;
+	rec.deadline_wall_usec = now - 40 * USEC_PER_SEC;
+	rec.chain_ended_wall_usec = now - 55 * USEC_PER_SEC;
+	rec.last_alive_wall_usec = now - 42 * USEC_PER_SEC;
+	(void)strscpy(rec.boot, sizeof(rec.boot), "b1");
+	rec.notices = xcalloc(1, sizeof(*rec.notices));
+	rec.n_notices = 1;
+	n = &rec.notices[0];
+	notice_init(n);
+	(void)strscpy(n->ev.id, sizeof(n->ev.id), "EV-RECOVER-1");
+	n->ev.type = EVENT_PREEMPT;
+	n->ev.provider = PROVIDER_AZURE;
+	n->ev.duration_sec = -1;
+	n->ev.not_before_usec = now - 38 * USEC_PER_SEC;
+	n->first_seen_wall_usec = rec.detected_wall_usec;
+	rec.hooks = xcalloc(1, sizeof(*rec.hooks));
+	rec.n_hooks = 1;
+	p = xasprintf("%s/10-evict", etc);
+	hook_result_init(&rec.hooks[0], "10-evict", p);
+	free(p);
+	rec.hooks[0].outcome = HOOK_OK;
+	rec.hooks[0].exit_status = 0;
+	rec.hooks[0].start_wall_usec = now - 59 * USEC_PER_SEC;
+	rec.hooks[0].duration_usec = USEC_PER_SEC;
+
+	tchain_init(&t, etc, lib, "b2");
+	(void)records_add(&t.records, &rec);
+	engine_start(&t.engine, now);
+	tchain_run(&t, CHAIN_RECOVER);
+
+	r = records_find(&t.records, "EV-RECOVER-1");
+	assert_non_null(r);
+	assert_int_equal(r->recover_reason, RECOVER_BOOT);
+	assert_int_equal(r->n_recover_hooks, 3);
+	assert_string_equal(r->recover_hooks[0].name, "10-rec-etc");
+	assert_string_equal(r->recover_hooks[1].name, "20-rec-lib");
+	assert_string_equal(r->recover_hooks[2].name, "30-both");
+	p = xasprintf("%s/30-both", rec_etc);
+	assert_string_equal(r->recover_hooks[2].path, p);
+	free(p);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(r->recover_hooks[i].outcome, HOOK_OK);
+	/* The eviction's own hook kept its outcome and did not run again. */
+	assert_int_equal(r->n_hooks, 1);
+	assert_int_equal(r->hooks[0].outcome, HOOK_OK);
+	p = xasprintf("%s/10-evict.env", out);
+	assert_false(exists(p));
+	free(p);
+	assert_int_equal(t.started[CHAIN_EVICT], 0);
+	assert_int_equal(t.started[CHAIN_RECOVER], 3);
+	assert_int_equal(t.ended[CHAIN_RECOVER], 3);
+	assert_string_equal(t.ended_names, "10-rec-etc,20-rec-lib,30-both");
+	/* The plans: recover.d's, the evict plan untouched. */
+	assert_int_equal(t.chain.recover_plan.n_hooks, 3);
+	assert_int_equal(t.chain.plan.n_hooks, 0);
+
+	for (int i = 0; i < 3; i++) {
+		static const char *const names[] = { "10-rec-etc", "20-rec-lib", "30-both" };
+
+		p = xasprintf("%s/%s.env", out, names[i]);
+		text = read_text(p);
+		assert_non_null(text);
+		assert_env(text, "PHASE", "recover");
+		assert_env(text, "RECOVER_REASON", "boot");
+		assert_env(text, "EVENT_ID", "EV-RECOVER-1");
+		down = env_value(text, "DOWNTIME");
+		assert_non_null(down);
+		/* From the last sign of life, 42 s before the start. */
+		assert_int_equal(parse_uint64(down, 0, UINT64_MAX, &downtime), 0);
+		assert_true(downtime >= 42 && downtime <= 43);
+		free(down);
+		free(text);
+		free(p);
+	}
+	tchain_done(&t);
+	free(rec_lib);
+	free(rec_etc);
+	free(out);
+	free(lib);
+	free(etc);
+	free(top);
+}
+
+/* recover.d below a directory; none below none. */
+static void test_chain_recover_dir(void **state)
+{
+	char *d;
+
+	assert_null(chain_recover_dir(NULL));
+	assert_null(chain_recover_dir(""));
+	assert_null(chain_recover_dir("none"));
+	d = chain_recover_dir("/etc/spot-agent.d");
+	assert_string_equal(d, "/etc/spot-agent.d/" CHAIN_RECOVER_DIR);
+	assert_string_equal(CHAIN_RECOVER_DIR, "recover.d");
+	free(d);
+}
+
+/* ENGINE_SHORTEN_HOOK: the running hook's end moves to the engine's wall
+ * clock instant (here: now, so it is killed at once); the chain goes on
+ * with the next hook. Without a running hook it is a no-op. */
+static void test_chain_shorten(void **state)
+{
+	char *top = tpath("chain-shorten"), *etc = tpath("chain-shorten/etc"), *out = tpath("chain-shorten/out");
+	struct engine_action a = { .kind = ENGINE_SHORTEN_HOOK, .end_wall_usec = 1 };
+	struct event_list list = { 0 };
+	uint64_t now = now_usec(CLOCK_REALTIME);
+	struct spot_event ev;
+	struct eviction *r;
+	struct tchain t;
+
+	assert_int_equal(mkdir(top, 0755), 0);
+	assert_int_equal(mkdir(etc, 0755), 0);
+	assert_int_equal(mkdir(out, 0755), 0);
+	write_hook(etc, "10-hang", "exec sleep 1000");
+	write_probe(etc, out, "20-next");
+
+	event_init(&ev);
+	(void)strscpy(ev.id, sizeof(ev.id), "EV-SHORT-1");
+	ev.type = EVENT_PREEMPT;
+	ev.provider = PROVIDER_AZURE;
+	ev.duration_sec = -1;
+	ev.not_before_usec = (now / USEC_PER_SEC + 300) * USEC_PER_SEC;
+	assert_int_equal(event_add_resource(&ev, "vm-7"), 0);
+	list.events = &ev;
+	list.n_events = 1;
+
+	tchain_init(&t, etc, NULL, "b1");
+	assert_true(chain_carry_out(&t.chain, &a));   /* nothing runs: no-op */
+	t.shorten_first = true;
+	engine_start(&t.engine, now);
+	engine_round(&t.engine, &list, EVENT_FEEDS_ALL, t.vm_name, now);
+	tchain_run(&t, CHAIN_EVICT);
+	r = records_find(&t.records, "EV-SHORT-1");
+	assert_non_null(r);
+	assert_int_equal(r->n_hooks, 2);
+	assert_int_equal(r->hooks[0].outcome, HOOK_TIMEOUT);
+	assert_true(r->hooks[0].timed_out);
+	/* SIGTERM, SIGKILL right after it: whichever got there first. */
+	assert_true(r->hooks[0].term_signal == SIGTERM || r->hooks[0].term_signal == SIGKILL);
+	assert_true(r->hooks[0].duration_usec < 10 * USEC_PER_SEC);
+	assert_int_equal(r->hooks[1].outcome, HOOK_OK);
+	assert_string_equal(t.ended_names, "10-hang,20-next");
+	event_done(&ev);
+	tchain_done(&t);
+	free(out);
+	free(etc);
+	free(top);
+}
+
 static int teardown_all(void **state)
 {
 	if (test_cgroup) {
@@ -2604,6 +3355,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_env_new),
 		cmocka_unit_test(test_scan_rules),
 		cmocka_unit_test(test_scan_missing_and_bad),
+		cmocka_unit_test(test_scan_recover_dir),
 		cmocka_unit_test(test_scan_too_many),
 		cmocka_unit_test(test_scan_skips_capped),
 		cmocka_unit_test(test_scan_trust),
@@ -2617,6 +3369,11 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_budget_includes_grace),
 		cmocka_unit_test(test_run_kill_term),
 		cmocka_unit_test(test_run_kill_grace),
+		cmocka_unit_test(test_run_set_end_shortened),
+		cmocka_unit_test(test_run_set_end_past),
+		cmocka_unit_test(test_run_set_end_later),
+		cmocka_unit_test(test_run_set_end_only_earlier),
+		cmocka_unit_test(test_run_set_end_after_kill),
 		cmocka_unit_test(test_run_output),
 		cmocka_unit_test(test_run_stderr),
 		cmocka_unit_test(test_run_big_output),
@@ -2627,6 +3384,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_leftovers_cgroup),
 		cmocka_unit_test(test_run_free_running),
 		cmocka_unit_test(test_run_free_in_ended),
+		cmocka_unit_test(test_chain_recover_dir),
+		cmocka_unit_test(test_chain_evict),
+		cmocka_unit_test(test_chain_recover),
+		cmocka_unit_test(test_chain_shorten),
 		cmocka_unit_test(test_tree_setup_leftovers),
 		cmocka_unit_test(test_tree_done_busy),
 		cmocka_unit_test(test_run_fork_failure),

@@ -28,7 +28,8 @@
 
 #include "http/http.h"
 #include "http/metrics.h"
-#include "store/state.h"
+#include "http/status.h"
+#include "record-util.h"
 #include "util.h"
 
 #define VERSION "9.9.9"
@@ -38,6 +39,9 @@
 struct fixture {
 	sd_event *e;
 	struct agent_state s;
+	struct records recs;          /* s.records */
+	struct engine engine;         /* s.engine once an eviction is set */
+	bool has_engine;
 	struct metrics *m;
 	struct http_server *h;
 	int port;
@@ -398,6 +402,9 @@ static int client_big_header(const struct fixture *f)
 	return 0;
 }
 
+/* The "state" /v1/status shows while evicting. */
+static const char *evicting_phase = "pending";
+
 static int client_evicting(const struct fixture *f)
 {
 	struct reply *r = xcalloc(1, sizeof(*r));
@@ -416,7 +423,9 @@ static int client_evicting(const struct fixture *f)
 	CHECK(get_ok(f, "/v1/status", "application/json", r) == 0);
 	j = cJSON_ParseWithLength(r->body, r->len);
 	CHECK(j);
-	CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "state")), "pending") == 0);
+	CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "state")), evicting_phase) == 0);
+	CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "ready")));
+	CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "id")), EVENT_ID) == 0);
 	CHECK(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "event")));
 	cJSON_Delete(j);
 	free(r);
@@ -444,9 +453,18 @@ static int client_unhealthy(const struct fixture *f)
 static int client_ready(const struct fixture *f)
 {
 	struct reply *r = xcalloc(1, sizeof(*r));
+	cJSON *j;
 
 	CHECK(get_ok(f, "/readyz", "text/plain; charset=utf-8", r) == 0);
 	CHECK(strcmp(r->body, "ready\n") == 0);
+	CHECK(get_ok(f, "/v1/status", "application/json", r) == 0);
+	j = cJSON_ParseWithLength(r->body, r->len);
+	CHECK(j);
+	CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ready")));
+	CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "state")), "idle") == 0);
+	cJSON_Delete(j);
+	CHECK(get_ok(f, "/metrics", "text/plain; version=0.0.4; charset=utf-8", r) == 0);
+	CHECK(strstr(r->body, "\nspot_agent_eviction_pending 0\n"));
 	free(r);
 	return 0;
 }
@@ -692,7 +710,9 @@ static int fixture_start(struct fixture *f, const char *listen_addr, const char 
 
 	memset(f, 0, sizeof(*f));
 	assert_int_equal(sd_event_new(&f->e), 0);
-	state_init(&f->s, NULL);
+	agent_state_init(&f->s);
+	records_init(&f->recs);
+	f->s.records = &f->recs;
 	f->s.provider = xstrdup("azure");
 	f->s.started_mono_usec = now_usec(CLOCK_MONOTONIC);
 	f->m = metrics_new();
@@ -709,8 +729,40 @@ static void fixture_stop(struct fixture *f)
 {
 	http_server_free(f->h);
 	metrics_free(f->m);
-	state_done(&f->s);
+	if (f->has_engine)
+		engine_done(&f->engine);
+	records_done(&f->recs);
+	agent_state_done(&f->s);
 	sd_event_unref(f->e);
+}
+
+/* The fixture's records: one eviction in state, its NotBefore an hour
+ * ahead (future) or passed, and an engine started on it, as the agent has
+ * after a restart. */
+static void set_eviction(struct fixture *f, enum lifecycle state, bool future)
+{
+	uint64_t now = now_usec(CLOCK_REALTIME);
+	struct eviction *r;
+
+	if (f->has_engine)
+		engine_done(&f->engine);
+	records_done(&f->recs);
+	records_init(&f->recs);
+	r = add_eviction(&f->recs, EVENT_ID, state);
+	(void)strscpy(r->boot, sizeof(r->boot), "boot-1");
+	r->detected_wall_usec = now - 5 * USEC_PER_SEC;
+	r->notices[0].first_seen_wall_usec = r->detected_wall_usec;
+	r->notices[0].ev.not_before_usec = future ? now + 3600 * USEC_PER_SEC : now - 2 * USEC_PER_SEC;
+	r->deadline_wall_usec = r->notices[0].ev.not_before_usec - 2 * USEC_PER_SEC;
+	r->notices[0].deadline_wall_usec = r->deadline_wall_usec;
+	r->drain_until_wall_usec = now + 3000 * USEC_PER_SEC;
+	add_hook(r, "10-a", state == LC_DETECTED ? HOOK_PENDING : HOOK_OK);
+	if (state == LC_RUNNING)
+		add_hook(r, "20-b", HOOK_PENDING);
+	start_engine(&f->engine, &f->recs);
+	f->has_engine = true;
+	f->s.engine = &f->engine;
+	assert_int_equal(f->recs.items[0].state, state);
 }
 
 static void test_routes(_unused_ void **unused)
@@ -742,22 +794,27 @@ static void test_long_requests(_unused_ void **unused)
 	fixture_stop(&f);
 }
 
+/* /readyz answers 503 from an eviction's detection until it is over, as
+ * the engine says: detected, running, done while its NotBefore is ahead;
+ * ready again once it passed, and when the eviction is closed. */
 static void test_readyz_evicting(_unused_ void **unused)
 {
 	struct fixture f;
-	struct event_record rec;
 
 	assert_int_equal(fixture_start(&f, "127.0.0.1:0", "127.0.0.1"), 0);
-	event_record_init(&rec);
-	(void)strscpy(rec.ev.id, sizeof(rec.ev.id), EVENT_ID);
-	rec.ev.type = EVENT_PREEMPT;
-	rec.detected_wall_usec = now_usec(CLOCK_REALTIME);
-	rec.deadline_wall_usec = rec.detected_wall_usec + 20 * USEC_PER_SEC;
-	(void)state_add_record(&f.s, &rec);
-	f.s.phase = PHASE_PENDING;
+	set_eviction(&f, LC_DETECTED, true);
+	evicting_phase = "pending";
+	run_client(&f, client_evicting);
+	set_eviction(&f, LC_RUNNING, true);
+	evicting_phase = "running";
+	run_client(&f, client_evicting);
+	set_eviction(&f, LC_DONE, true);
+	evicting_phase = "done";
 	run_client(&f, client_evicting);
 
-	f.s.phase = PHASE_IDLE;
+	set_eviction(&f, LC_DONE, false);
+	run_client(&f, client_ready);
+	set_eviction(&f, LC_CLOSED, true);
 	run_client(&f, client_ready);
 	fixture_stop(&f);
 }
@@ -831,7 +888,7 @@ static int shedding_server(void)
 	struct fixture f = { .host = "127.0.0.1" };
 
 	CHECK(sd_event_new(&f.e) >= 0);
-	state_init(&f.s, NULL);
+	agent_state_init(&f.s);
 	f.s.provider = xstrdup("azure");
 	f.m = metrics_new();
 	CHECK(run_client_first(&f, start_shedding_server, client_shedding) == 0);
@@ -860,7 +917,7 @@ static int low_soft_limit(void)
 	rl.rlim_cur = 256;
 	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
 	CHECK(sd_event_new(&f.e) >= 0);
-	state_init(&f.s, NULL);
+	agent_state_init(&f.s);
 	f.s.provider = xstrdup("azure");
 	CHECK(http_server_new(f.e, "127.0.0.1:0", &f.s, NULL, VERSION, &f.h) == 0);
 	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
@@ -1055,7 +1112,7 @@ static int activated_server(void)
 	CHECK(setenv("LISTEN_FDS", "1", 1) == 0);
 
 	CHECK(sd_event_new(&f.e) >= 0);
-	state_init(&f.s, NULL);
+	agent_state_init(&f.s);
 	f.s.provider = xstrdup("azure");
 	f.m = metrics_new();
 	r = http_server_new(f.e, "127.0.0.1:1", &f.s, f.m, VERSION, &f.h);
@@ -1070,7 +1127,7 @@ static int activated_server(void)
 	CHECK(run_client_status(&f, client_ready) == 0);
 	http_server_free(f.h);
 	metrics_free(f.m);
-	state_done(&f.s);
+	agent_state_done(&f.s);
 	sd_event_unref(f.e);
 	return 0;
 }
@@ -1134,9 +1191,9 @@ static void test_healthy_rule(_unused_ void **unused)
 {
 	struct agent_state s;
 	uint64_t now = 1000 * USEC_PER_SEC, window = HTTP_HEALTH_WINDOW_SEC * USEC_PER_SEC;
-	char buf[STATE_REASON_MAX + 64], tiny[16];
+	char buf[STATUS_REASON_MAX + 64], tiny[16];
 
-	state_init(&s, NULL);
+	agent_state_init(&s);
 	assert_true(http_healthy(&s, now, buf, sizeof(buf)));
 
 	s.poll.consecutive_failures = 1;
@@ -1162,7 +1219,7 @@ static void test_healthy_rule(_unused_ void **unused)
 	s.poll.consecutive_failures = 0;
 	s.poll.first_failure_mono_usec = now - 3600 * USEC_PER_SEC;
 	assert_true(http_healthy(&s, now, buf, sizeof(buf)));
-	state_done(&s);
+	agent_state_done(&s);
 }
 
 int main(void)

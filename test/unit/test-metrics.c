@@ -13,7 +13,8 @@
 #include <cmocka.h>
 
 #include "http/metrics.h"
-#include "store/state.h"
+#include "http/status.h"
+#include "record-util.h"
 #include "util.h"
 
 #define PROMTOOL "/usr/bin/promtool"
@@ -92,11 +93,43 @@ static void assert_families(const char *text)
 	assert_int_equal(count_prefix(text, "# TYPE "), ELEMENTSOF(families));
 }
 
-static void state_setup(struct agent_state *s)
+/* What the endpoint reads: the agent's state with its records, and an
+ * engine on them once feed() put an eviction there. */
+struct fixture {
+	struct agent_state s;
+	struct records recs;
+	struct engine e;
+	bool has_engine;
+};
+
+static void state_setup(struct fixture *f)
 {
-	state_init(s, NULL);
-	s->provider = xstrdup("azure");
+	memset(f, 0, sizeof(*f));
+	agent_state_init(&f->s);
+	f->s.provider = xstrdup("azure");
+	records_init(&f->recs);
+	f->s.records = &f->recs;
 }
+
+static void state_teardown(struct fixture *f)
+{
+	if (f->has_engine)
+		engine_done(&f->e);
+	records_done(&f->recs);
+	agent_state_done(&f->s);
+}
+
+/* An engine on the records as they are, as after a restart. */
+static void engine_on(struct fixture *f)
+{
+	if (f->has_engine)
+		engine_done(&f->e);
+	start_engine(&f->e, &f->recs);
+	f->has_engine = true;
+	f->s.engine = &f->e;
+}
+
+#define DEADLINE_USEC UINT64_C(4102444800500000)   /* 2100-01-01T00:00:00.5Z */
 
 static void test_result_names(_unused_ void **unused)
 {
@@ -112,15 +145,15 @@ static void test_result_names(_unused_ void **unused)
 
 static void test_render_empty(_unused_ void **unused)
 {
-	struct agent_state s;
+	struct fixture f;
 	struct metrics *m = metrics_new();
 	uint64_t before = now_usec(CLOCK_REALTIME) / USEC_PER_SEC;
 	char *text, *p;
 	size_t len;
 	unsigned long long start;
 
-	state_setup(&s);
-	text = metrics_render(m, &s, "1.2.3", &len);
+	state_setup(&f);
+	text = metrics_render(m, &f.s, "1.2.3", &len);
 	assert_non_null(text);
 	assert_int_equal(strlen(text), len);
 	assert_true(len > 0 && text[len - 1] == '\n');
@@ -165,13 +198,13 @@ static void test_render_empty(_unused_ void **unused)
 
 	free(text);
 	metrics_free(m);
-	state_done(&s);
+	state_teardown(&f);
 }
 
 /* A fixed set of updates shared by the exact-line and promtool tests. */
-static void feed(struct metrics *m, struct agent_state *s)
+static void feed(struct metrics *m, struct fixture *f)
 {
-	struct event_record rec;
+	struct eviction *r;
 
 	metrics_imds_request(m, IMDS_RESULT_OK, 800);
 	metrics_imds_request(m, IMDS_RESULT_OK, 3000);
@@ -200,28 +233,33 @@ static void feed(struct metrics *m, struct agent_state *s)
 	metrics_approval(m, false);
 	metrics_approval(m, false);
 
-	s->phase = PHASE_RUNNING;
-	s->poll.consecutive_failures = 3;
-	s->poll.last_ok_wall_usec = UINT64_C(1699999999250000);
-	event_record_init(&rec);
-	(void)strscpy(rec.ev.id, sizeof(rec.ev.id), "602d9444-d2cd-49c7-8624-8643e7171297");
-	rec.ev.type = EVENT_PREEMPT;
-	rec.detected_wall_usec = UINT64_C(1699999990000000);
-	rec.deadline_wall_usec = UINT64_C(1700000000500000);
-	(void)state_add_record(s, &rec);
+	f->s.poll.consecutive_failures = 3;
+	f->s.poll.last_ok_wall_usec = UINT64_C(1699999999250000);
+	/* An eviction whose hooks run (one done, one to go). */
+	r = add_eviction(&f->recs, "602d9444-d2cd-49c7-8624-8643e7171297", LC_RUNNING);
+	(void)strscpy(r->boot, sizeof(r->boot), "boot-1");
+	r->detected_wall_usec = now_usec(CLOCK_REALTIME);
+	r->deadline_wall_usec = DEADLINE_USEC;
+	r->notices[0].deadline_wall_usec = DEADLINE_USEC;
+	r->notices[0].ev.not_before_usec = DEADLINE_USEC + 2 * USEC_PER_SEC - 500000;
+	r->drain_until_wall_usec = r->detected_wall_usec + 10 * USEC_PER_SEC;
+	add_hook(r, "10-checkpoint", HOOK_OK);
+	add_hook(r, "50-deregister", HOOK_PENDING);
+	engine_on(f);
+	assert_int_equal(f->recs.items[0].state, LC_RUNNING);
 }
 
 static void test_render_updates(_unused_ void **unused)
 {
-	struct agent_state s;
+	struct fixture f;
 	struct metrics *m = metrics_new();
 	const char *h;
 	char *text;
 	size_t len;
 
-	state_setup(&s);
-	feed(m, &s);
-	text = metrics_render(m, &s, "0.1.0", &len);
+	state_setup(&f);
+	feed(m, &f);
+	text = metrics_render(m, &f.s, "0.1.0", &len);
 	assert_families(text);
 	assert_line(text, "spot_agent_events_ignored_total{type=\"Reboot\"} 2");
 	assert_line(text, "spot_agent_events_ignored_total{type=\"Preempt\"} 0");
@@ -249,7 +287,7 @@ static void test_render_updates(_unused_ void **unused)
 	assert_line(text, "spot_agent_events_total{type=\"Terminate\"} 1");
 	assert_line(text, "spot_agent_events_total{type=\"Freeze\"} 0");
 	assert_line(text, "spot_agent_eviction_pending 1");
-	assert_line(text, "spot_agent_eviction_deadline_timestamp_seconds 1700000000.5");
+	assert_line(text, "spot_agent_eviction_deadline_timestamp_seconds 4102444800.5");
 	assert_line(text, "spot_agent_notice_seconds_bucket{le=\"5\"} 1");
 	assert_line(text, "spot_agent_notice_seconds_bucket{le=\"20\"} 1");
 	assert_line(text, "spot_agent_notice_seconds_bucket{le=\"30\"} 2");
@@ -299,59 +337,67 @@ static void test_render_updates(_unused_ void **unused)
 
 	free(text);
 	metrics_free(m);
-	state_done(&s);
+	state_teardown(&f);
 }
 
 static void test_deterministic(_unused_ void **unused)
 {
-	struct agent_state s;
+	struct fixture f;
 	struct metrics *m = metrics_new();
 	char *a, *b;
 	size_t na, nb;
 
-	state_setup(&s);
-	feed(m, &s);
-	a = metrics_render(m, &s, "0.1.0", &na);
-	b = metrics_render(m, &s, "0.1.0", &nb);
+	state_setup(&f);
+	feed(m, &f);
+	a = metrics_render(m, &f.s, "0.1.0", &na);
+	b = metrics_render(m, &f.s, "0.1.0", &nb);
 	assert_int_equal(na, nb);
 	assert_memory_equal(a, b, na);
 	free(a);
 	free(b);
 	metrics_free(m);
-	state_done(&s);
+	state_teardown(&f);
 }
 
 static void test_phase_done_and_idle(_unused_ void **unused)
 {
-	struct agent_state s;
+	struct fixture f;
 	struct metrics *m = metrics_new();
 	char *text;
 
-	state_setup(&s);
-	feed(m, &s);
-	s.phase = PHASE_DONE;
-	text = metrics_render(m, &s, "0.1.0", NULL);
+	state_setup(&f);
+	feed(m, &f);
+	/* Done with its hooks, its NotBefore still ahead: still pending. */
+	f.recs.items[0].state = LC_DONE;
+	f.recs.items[0].chain_ended_wall_usec = now_usec(CLOCK_REALTIME);
+	f.recs.items[0].hooks[1].outcome = HOOK_OK;
+	engine_on(&f);
+	assert_int_equal(f.recs.items[0].state, LC_DONE);
+	text = metrics_render(m, &f.s, "0.1.0", NULL);
 	assert_line(text, "spot_agent_eviction_pending 1");
+	assert_line(text, "spot_agent_eviction_deadline_timestamp_seconds 4102444800.5");
 	free(text);
 
-	s.phase = PHASE_IDLE;
-	s.poll.consecutive_failures = 0;
-	text = metrics_render(m, &s, "0.1.0", NULL);
+	/* Over: closed. */
+	f.recs.items[0].state = LC_CLOSED;
+	engine_on(&f);
+	f.s.poll.consecutive_failures = 0;
+	text = metrics_render(m, &f.s, "0.1.0", NULL);
 	assert_line(text, "spot_agent_eviction_pending 0");
 	assert_line(text, "spot_agent_eviction_deadline_timestamp_seconds 0");
 	assert_line(text, "spot_agent_imds_up 1");
 	free(text);
 	metrics_free(m);
-	state_done(&s);
+	state_teardown(&f);
 }
 
 static void test_hook_cap(_unused_ void **unused)
 {
-	struct agent_state s;
+	struct fixture f;
 	struct metrics *m = metrics_new();
 	char name[32], *text;
 
-	state_setup(&s);
+	state_setup(&f);
 	/* Reverse order exercises the sorted insertion. */
 	for (int i = METRICS_HOOKS_MAX + 4; i >= 0; i--) {
 		(void)snprintf(name, sizeof(name), "hook-%03d", i);
@@ -360,7 +406,7 @@ static void test_hook_cap(_unused_ void **unused)
 	/* A name already tracked keeps its own series at the cap. */
 	metrics_hook_done(m, "hook-132", HOOK_FAILED, 1000);
 
-	text = metrics_render(m, &s, "0.1.0", NULL);
+	text = metrics_render(m, &f.s, "0.1.0", NULL);
 	assert_int_equal(count_prefix(text, "spot_agent_hook_runs_total{"), 4 * (METRICS_HOOKS_MAX + 1));
 	assert_line(text, "spot_agent_hook_runs_total{hook=\"_other\",result=\"ok\"} 5");
 	/* The first METRICS_HOOKS_MAX names seen (132 down to 5) are tracked. */
@@ -371,7 +417,7 @@ static void test_hook_cap(_unused_ void **unused)
 	assert_line(text, "spot_agent_hook_duration_seconds_count{hook=\"_other\"} 5");
 	free(text);
 	metrics_free(m);
-	state_done(&s);
+	state_teardown(&f);
 }
 
 /* Runs promtool on text; returns its exit status, or -1 to skip. */
@@ -392,29 +438,29 @@ static int promtool_check(const char *text, size_t len)
 
 static void test_promtool(_unused_ void **unused)
 {
-	struct agent_state s;
+	struct fixture f;
 	struct metrics *m = metrics_new();
 	char *text;
 	size_t len;
 	int r;
 
-	state_setup(&s);
-	text = metrics_render(m, &s, "0.1.0", &len);
+	state_setup(&f);
+	text = metrics_render(m, &f.s, "0.1.0", &len);
 	r = promtool_check(text, len);
 	free(text);
 	if (r < 0) {
 		metrics_free(m);
-		state_done(&s);
+		state_teardown(&f);
 		skip();
 	}
 	assert_int_equal(r, 0);
 
-	feed(m, &s);
-	text = metrics_render(m, &s, "0.1.0", &len);
+	feed(m, &f);
+	text = metrics_render(m, &f.s, "0.1.0", &len);
 	assert_int_equal(promtool_check(text, len), 0);
 	free(text);
 	metrics_free(m);
-	state_done(&s);
+	state_teardown(&f);
 }
 
 int main(void)
