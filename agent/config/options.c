@@ -177,7 +177,7 @@ const struct option_def option_table[] = {
 	  "log output; auto is journal under systemd, else text", &log_format_desc, NULL, NULL },
 	{ "log-level", 0, OPT_ENUM, 0, CFG(log_level), 0, 0, "info", "LEVEL",
 	  "most verbose level logged", &log_level_desc, NULL, NULL },
-	  	{ "remote-write-url", 0, OPT_URL, OPT_UNSET, CFG(remote_write_url), 0, CONFIG_URL_MAX, NULL, "URL",
+	{ "remote-write-url", 0, OPT_URL, OPT_UNSET, CFG(remote_write_url), 0, CONFIG_URL_MAX, NULL, "URL",
 	  "Prometheus remote-write receiver the eviction's record is sent to (Prometheus "
 	  "/api/v1/write, Mimir, Thanos, Cortex, VictoriaMetrics); unset sends nothing", NULL, NULL, NULL },
 	{ "remote-write-bearer-token-file", 0, OPT_PATH, OPT_UNSET, CFG(remote_write_bearer_token_file), 0,

@@ -112,7 +112,7 @@ void config_print(const struct config *c, FILE *f)
 		if (!s) {
 			if (o->unset_note)
 				fprintf(f, "# %s = (not set: %s)\n", o->name, o->unset_note);
-			else if (o->type == OPT_URL)
+			else if (strcmp(o->name, "imds-url") == 0)
 				fprintf(f, "# %s = %s  (not set: the provider's default)\n", o->name,
 					config_imds_url(c));
 			else if (strcmp(o->name, "vm-name") == 0)

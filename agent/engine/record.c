@@ -128,6 +128,29 @@ int ack_state_from_string(const char *s, enum ack_state *ret)
 	return r;
 }
 
+static const char *const report_names[_REPORT_KEY_MAX] = {
+	[REPORT_LOST_WORK_SECONDS] = "lost_work_seconds",
+	[REPORT_CHECKPOINT_BYTES] = "checkpoint_bytes",
+	[REPORT_JOBS_REQUEUED] = "jobs_requeued",
+};
+
+const char *report_key_to_string(enum report_key k)
+{
+	return name_of(report_names, ELEMENTSOF(report_names), (int)k);
+}
+
+bool *hook_report_has(struct hook_report *rep, enum report_key k)
+{
+	return k == REPORT_LOST_WORK_SECONDS ? &rep->has_lost_work :
+	       k == REPORT_CHECKPOINT_BYTES ? &rep->has_checkpoint_bytes : &rep->has_jobs_requeued;
+}
+
+uint64_t *hook_report_value(struct hook_report *rep, enum report_key k)
+{
+	return k == REPORT_LOST_WORK_SECONDS ? &rep->lost_work_seconds :
+	       k == REPORT_CHECKPOINT_BYTES ? &rep->checkpoint_bytes : &rep->jobs_requeued;
+}
+
 const char *recover_reason_to_string(enum recover_reason rr)
 {
 	return name_of(recover_names, ELEMENTSOF(recover_names), (int)rr);

@@ -98,6 +98,11 @@ bool hook_outcome_is_final(enum hook_outcome o);
 /* The hook was started (its process existed): a run, whatever its end. */
 bool hook_result_ran(const struct hook_result *h);
 
+const char *report_key_to_string(enum report_key k);
+/* The has_ flag and the value of key k of rep. */
+bool *hook_report_has(struct hook_report *rep, enum report_key k);
+uint64_t *hook_report_value(struct hook_report *rep, enum report_key k);
+
 void hook_result_init(struct hook_result *r, const char *name, const char *path);
 void hook_result_done(struct hook_result *r);
 /* Appends one line to the ring (copied, cut at HOOK_LINE_MAX). */

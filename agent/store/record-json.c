@@ -90,32 +90,20 @@ const char *record_hook_error(const struct hook_result *h)
 	return h->error[0] ? h->error : NULL;
 }
 
-/* The report's keys as fields, in report_keys' order. */
-static bool *report_has(struct hook_report *rep, int k)
-{
-	return k == REPORT_LOST_WORK_SECONDS ? &rep->has_lost_work :
-	       k == REPORT_CHECKPOINT_BYTES ? &rep->has_checkpoint_bytes : &rep->has_jobs_requeued;
-}
-
-static uint64_t *report_value(struct hook_report *rep, int k)
-{
-	return k == REPORT_LOST_WORK_SECONDS ? &rep->lost_work_seconds :
-	       k == REPORT_CHECKPOINT_BYTES ? &rep->checkpoint_bytes : &rep->jobs_requeued;
-}
-
 static cJSON *report_to_json(const struct hook_report *rep)
 {
 	struct hook_report r = *rep;
 	cJSON *o = json_object_new();
 
-	for (int k = 0; k < _REPORT_KEY_MAX; k++) {
-		uint64_t v = *report_value(&r, k);
+	for (enum report_key k = 0; k < _REPORT_KEY_MAX; k++) {
+		uint64_t v = *hook_report_value(&r, k);
 
-		if (*report_has(&r, k))
-			json_add_int(o, report_keys[k], (int64_t)(v > (uint64_t)REPORT_VALUE_MAX ? (uint64_t)REPORT_VALUE_MAX : v),
+		if (*hook_report_has(&r, k))
+			json_add_int(o, report_key_to_string(k),
+				     (int64_t)(v > (uint64_t)REPORT_VALUE_MAX ? (uint64_t)REPORT_VALUE_MAX : v),
 				     0, REPORT_VALUE_MAX);
 		else
-			json_add_null(o, report_keys[k]);
+			json_add_null(o, report_key_to_string(k));
 	}
 	json_add_bool(o, "abandon", rep->abandon);
 	return o;
@@ -298,14 +286,14 @@ static int report_from_json(const cJSON *o, struct hook_report *rep, struct json
 	if (json_check_keys(err, o, report_keys, ELEMENTSOF(report_keys)) < 0 ||
 	    json_get_bool(err, o, "abandon", &rep->abandon) < 0)
 		return -EBADMSG;
-	for (int k = 0; k < _REPORT_KEY_MAX; k++) {
+	for (enum report_key k = 0; k < _REPORT_KEY_MAX; k++) {
 		int64_t v;
 
-		if (json_get_int_or_null(err, o, report_keys[k], 0, REPORT_VALUE_MAX, -1, &v) < 0)
+		if (json_get_int_or_null(err, o, report_key_to_string(k), 0, REPORT_VALUE_MAX, -1, &v) < 0)
 			return -EBADMSG;
 		if (v >= 0) {
-			*report_has(rep, k) = true;
-			*report_value(rep, k) = (uint64_t)v;
+			*hook_report_has(rep, k) = true;
+			*hook_report_value(rep, k) = (uint64_t)v;
 		}
 	}
 	return 0;

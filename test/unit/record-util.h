@@ -430,10 +430,10 @@ _unused_ static void rng_hook(struct rng *r, struct hook_result *h)
 	rng_bytes(r, h->skip_reason, rng_len(r, 0, HOOK_REASON_MAX - 1), false);
 	if (rng_below(r, 3) == 0)
 		rng_bytes(r, h->error, rng_len(r, 0, HOOK_DETAIL_MAX - 1), false);
-	for (int k = 0; k < _REPORT_KEY_MAX; k++)
+	for (enum report_key k = 0; k < _REPORT_KEY_MAX; k++)
 		if (rng_below(r, 3) == 0) {
-			h->report.present |= 1u << k;
-			h->report.value[k] = rng_usec(r);
+			*hook_report_has(&h->report, k) = true;
+			*hook_report_value(&h->report, k) = rng_usec(r);
 		}
 	h->report.abandon = rng_below(r, 4) == 0;
 	lines = rng_len(r, 0, HOOK_OUTPUT_LINES + 2);
@@ -549,6 +549,18 @@ _unused_ static uint64_t want_time(uint64_t v)
 	return v > JSON_TIME_MAX_USEC ? JSON_TIME_MAX_USEC : v;
 }
 
+/* The keys a report holds, one bit each. */
+_unused_ static unsigned report_keys_of(const struct hook_report *rep)
+{
+	struct hook_report r = *rep;
+	unsigned bits = 0;
+
+	for (enum report_key k = 0; k < _REPORT_KEY_MAX; k++)
+		if (*hook_report_has(&r, k))
+			bits |= 1u << k;
+	return bits;
+}
+
 _unused_ static uint64_t want_count(uint64_t v)
 {
 	return v > (uint64_t)JSON_INT_MAX ? (uint64_t)JSON_INT_MAX : v;
@@ -601,7 +613,7 @@ _unused_ static bool hook_reads_back(const struct hook_result *a, const struct h
 		/* Interrupted by the agent's end: pending, from scratch. */
 		if (b->outcome != HOOK_PENDING || b->exit_status != -1 || b->term_signal || b->timed_out ||
 		    b->start_wall_usec || b->duration_usec || b->budget_usec || b->skip_reason[0] ||
-		    b->error[0] || b->report.present || b->report.abandon || b->n_output || b->output_bytes)
+		    b->error[0] || report_keys_of(&b->report) || b->report.abandon || b->n_output || b->output_bytes)
 			DIFFER("a running hook did not come back pending and blank");
 		return true;
 	}
@@ -623,11 +635,14 @@ _unused_ static bool hook_reads_back(const struct hook_result *a, const struct h
 		DIFFER("hook skip_reason");
 	if (!text_is(b->error, a->error, sizeof(a->error)))
 		DIFFER("hook error");
-	if (a->report.present != b->report.present || a->report.abandon != b->report.abandon)
+	if (report_keys_of(&a->report) != report_keys_of(&b->report) || a->report.abandon != b->report.abandon)
 		DIFFER("hook report keys or abandon");
-	for (int k = 0; k < _REPORT_KEY_MAX; k++)
-		if ((a->report.present & (1u << k)) && b->report.value[k] != want_count(a->report.value[k]))
-			DIFFER("hook report '%s'", report_key_to_string((enum report_key)k));
+	for (enum report_key k = 0; k < _REPORT_KEY_MAX; k++) {
+		struct hook_report ra = a->report, rb = b->report;
+
+		if (*hook_report_has(&ra, k) && *hook_report_value(&rb, k) != want_count(*hook_report_value(&ra, k)))
+			DIFFER("hook report '%s'", report_key_to_string(k));
+	}
 	hook_result_foreach_line(a, list_line, &la);
 	hook_result_foreach_line(b, list_line, &lb);
 	if (la.n != lb.n) {

@@ -219,7 +219,7 @@ static void feed(struct metrics *m, struct fixture *f)
 	metrics_event_ignored(m, EVENT_REBOOT);
 	metrics_event_ignored(m, EVENT_REBOOT);
 	metrics_event_ignored(m, EVENT_TYPE_INVALID);  /* ignored */
-	(void)strscpy(s->reload_error, sizeof(s->reload_error), "/etc/spot-agent/spot-agent.conf:3: bad");
+	(void)strscpy(f->s.reload_error, sizeof(f->s.reload_error), "/etc/spot-agent/spot-agent.conf:3: bad");
 
 	metrics_hook_done(m, "50-deregister", HOOK_FAILED, 300000);
 	metrics_hook_done(m, "10-checkpoint", HOOK_OK, 1200000);

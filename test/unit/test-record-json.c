@@ -197,7 +197,7 @@ static void test_result_ring(void **unused)
 	assert_int_equal(r.outcome, HOOK_PENDING);
 	assert_int_equal(r.exit_status, -1);
 	assert_string_equal(r.error, "");
-	assert_int_equal(r.report.present, 0);
+	assert_int_equal(report_keys_of(&r.report), 0);
 	for (int i = 1; i <= 25; i++) {
 		char buf[32];
 
@@ -370,9 +370,10 @@ static void make_full(struct eviction *r)
 	for (size_t i = 0; i < ELEMENTSOF(special_lines); i++)
 		hook_result_add_line(h, special_lines[i]);
 	h->output_bytes = 4242;
-	h->report.present = (1u << REPORT_LOST_WORK_SECONDS) | (1u << REPORT_JOBS_REQUEUED);
-	h->report.value[REPORT_LOST_WORK_SECONDS] = 0;
-	h->report.value[REPORT_JOBS_REQUEUED] = 12;
+	h->report.has_lost_work = true;
+	h->report.lost_work_seconds = 0;
+	h->report.has_jobs_requeued = true;
+	h->report.jobs_requeued = 12;
 	h->report.abandon = true;
 	h = add_hook(r, "20-failed", HOOK_FAILED);
 	h->exit_status = 3;
@@ -393,7 +394,7 @@ static void make_full(struct eviction *r)
 	h = add_hook(r, "50-running", HOOK_RUNNING);
 	hook_result_add_line(h, "half way");
 	h->output_bytes = 9;
-	h->report.present = 1u << REPORT_CHECKPOINT_BYTES;
+	h->report.has_checkpoint_bytes = true;
 	h = add_hook(r, "60-skipped", HOOK_SKIPPED);
 	(void)strscpy(h->skip_reason, sizeof(h->skip_reason), "deadline");
 	h = add_hook(r, "70-bad-utf8", HOOK_OK);
@@ -428,7 +429,7 @@ static void test_round_trip(void **unused)
 	assert_int_equal(got.hooks[5].outcome, HOOK_PENDING);
 	assert_int_equal(got.hooks[5].start_wall_usec, 0);
 	assert_int_equal(got.hooks[5].n_output, 0);
-	assert_int_equal(got.hooks[5].report.present, 0);
+	assert_int_equal(report_keys_of(&got.hooks[5].report), 0);
 	assert_int_equal(got.recover_hooks[1].outcome, HOOK_PENDING);
 	/* The ring kept the last ten lines, oldest first. */
 	lines = lines_of(&got.hooks[2]);
@@ -445,7 +446,7 @@ static void test_round_trip(void **unused)
 	lines = lines_of(&got.hooks[7]);
 	assert_string_equal(cJSON_GetArrayItem(lines, 0)->valuestring, "ok \xef\xbf\xbd\xef\xbf\xbd end \xef\xbf\xbd");
 	cJSON_Delete(lines);
-	assert_int_equal(got.hooks[1].report.value[REPORT_JOBS_REQUEUED], 12);
+	assert_int_equal(got.hooks[1].report.jobs_requeued, 12);
 	assert_true(got.hooks[1].report.abandon);
 	assert_string_equal(got.hooks[8].error, r.hooks[8].error);
 	assert_string_equal(got.notices[1].key, "aws-spot-terminate");
@@ -770,8 +771,8 @@ static void test_bounds_clamped_on_write(void **unused)
 	h->duration_usec = UINT64_MAX;
 	h->budget_usec = (UINT64_C(1) << 53) + 1;
 	h->output_bytes = UINT64_MAX;
-	h->report.present = 1u << REPORT_CHECKPOINT_BYTES;
-	h->report.value[REPORT_CHECKPOINT_BYTES] = UINT64_MAX;
+	h->report.has_checkpoint_bytes = true;
+	h->report.checkpoint_bytes = UINT64_MAX;
 	read_back(&r, &got);
 	if (!eviction_reads_back(&r, &got, why, sizeof(why)))
 		fail_msg("%s", why);
@@ -788,7 +789,7 @@ static void test_bounds_clamped_on_write(void **unused)
 	assert_int_equal(got.hooks[0].duration_usec, JSON_INT_MAX);
 	assert_int_equal(got.hooks[0].budget_usec, JSON_INT_MAX);
 	assert_int_equal(got.hooks[0].output_bytes, JSON_INT_MAX);
-	assert_int_equal(got.hooks[0].report.value[REPORT_CHECKPOINT_BYTES], JSON_INT_MAX);
+	assert_int_equal(got.hooks[0].report.checkpoint_bytes, JSON_INT_MAX);
 	eviction_done(&got);
 	eviction_done(&r);
 }

@@ -121,8 +121,8 @@ static struct eviction *add_rich(struct records *recs, const char *id, enum life
 	add_notice(r, other)->ev.type = EVENT_FREEZE;
 	h = add_hook(r, "10-ok", HOOK_OK);
 	hook_result_add_line(h, "done");
-	h->report.present = 1u << REPORT_JOBS_REQUEUED;
-	h->report.value[REPORT_JOBS_REQUEUED] = 3;
+	h->report.has_jobs_requeued = true;
+	h->report.jobs_requeued = 3;
 	add_hook(r, "20-pending", HOOK_PENDING);
 	if (state == LC_RECOVERING || state == LC_CLOSED) {
 		r->recover_reason = RECOVER_ENDED;
@@ -594,8 +594,8 @@ static void test_good_data_file(void **unused)
 	assert_int_equal(r->hooks[0].term_signal, 0);
 	assert_int_equal(r->hooks[0].duration_usec, 1234567);
 	assert_int_equal(r->hooks[0].n_output, 2);
-	assert_int_equal(r->hooks[0].report.present, 1u << REPORT_CHECKPOINT_BYTES);
-	assert_int_equal(r->hooks[0].report.value[REPORT_CHECKPOINT_BYTES], 1048576);
+	assert_int_equal(report_keys_of(&r->hooks[0].report), 1u << REPORT_CHECKPOINT_BYTES);
+	assert_int_equal(r->hooks[0].report.checkpoint_bytes, 1048576);
 	assert_string_equal(r->hooks[0].skip_reason, "");
 	assert_int_equal(r->recover_reason, RECOVER_NONE);
 	assert_int_equal(r->n_recover_hooks, 0);
