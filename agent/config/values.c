@@ -92,6 +92,17 @@ void option_list_append(char *buf, size_t n, const char *sep, const char *text)
  *   default means nothing.
  * A type both wanted and dropped, and a list that leaves no type, are
  * refused as well. */
+/* Narrows the span p, len to leave out blanks at both ends. */
+static void trim_span(const char **p, size_t *len)
+{
+	while (*len > 0 && isspace((unsigned char)**p)) {
+		(*p)++;
+		(*len)--;
+	}
+	while (*len > 0 && isspace((unsigned char)(*p)[*len - 1]))
+		(*len)--;
+}
+
 int option_parse_events(const struct option_def *o, const char *s, unsigned *ret,
 			char *err, size_t n)
 {
@@ -107,12 +118,7 @@ int option_parse_events(const struct option_def *o, const char *s, unsigned *ret
 		char item[32], sign = 0;
 		int v;
 
-		while (len > 0 && isspace((unsigned char)*p)) {
-			p++;
-			len--;
-		}
-		while (len > 0 && isspace((unsigned char)p[len - 1]))
-			len--;
+		trim_span(&p, &len);
 		if (len > 0 && (*p == '+' || *p == '!')) {
 			sign = *p;
 			p++;
@@ -413,23 +419,26 @@ int option_parse_policies(const char *s, uint32_t *ret, char *err, size_t n)
 	const char *p = s;
 
 	while (*p) {
-		const char *end = strchr(p, ','), *colon;
-		size_t len = end ? (size_t)(end - p) : strlen(p);
+		const char *end = strchr(p, ','), *colon, *word = p, *pol;
+		size_t len = end ? (size_t)(end - p) : strlen(p), pol_len;
 		enum ack_policy policy;
 		int type = -1;
 
+		trim_span(&word, &len);
 		if (len == 0 || len >= sizeof(item))
 			goto bad;
-		memcpy(item, p, len);
+		memcpy(item, word, len);
 		item[len] = '\0';
 		colon = strchr(item, ':');
 		if (colon) {
 			char name[32];
+			const char *t = item;
 			size_t k = (size_t)(colon - item);
 
+			trim_span(&t, &k);
 			if (k >= sizeof(name))
 				goto bad;
-			memcpy(name, item, k);
+			memcpy(name, t, k);
 			name[k] = '\0';
 			type = event_type_from_string(name);
 			if (type < 0) {
@@ -438,12 +447,16 @@ int option_parse_policies(const char *s, uint32_t *ret, char *err, size_t n)
 				return -EINVAL;
 			}
 		}
-		if (ack_policy_from_string(colon ? colon + 1 : item, &policy) < 0)
+		pol = colon ? colon + 1 : item;
+		pol_len = strlen(pol);
+		trim_span(&pol, &pol_len);
+		((char *)pol)[pol_len] = '\0';
+		if (ack_policy_from_string(pol, &policy) < 0)
 			goto bad;
 		for (int t = 0; t < _EVENT_TYPE_MAX; t++)
 			if (type < 0 || t == type)
 				v = (v & ~(3u << (2 * t))) | ((uint32_t)policy << (2 * t));
-		p += len + (end ? 1 : 0);
+		p = end ? end + 1 : p + strlen(p);
 		if (end && !*p)
 			goto bad;
 	}

@@ -183,8 +183,6 @@ enum agent_phase engine_phase(const struct engine *e, uint64_t now)
 		if (r->state == LC_CLOSED)
 			continue;
 		p = lifecycle_props(r->state)->phase;
-		if (r->state == LC_RUNNING && !engine_slot_runs(e, r))
-			p = PHASE_RUNNING;
 		if (r->state == LC_DONE && done_over(e, r, now))
 			p = PHASE_IDLE;
 		if (p != PHASE_IDLE)

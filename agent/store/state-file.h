@@ -52,8 +52,8 @@ void state_load_report_done(struct state_load_report *rep);
 /* Loads <dir>/state.json into recs. A missing file is an empty state. A
  * file that is unreadable, too large, torn (its checksum does not match),
  * not JSON, not a state file or of another format version is refused:
- * the spare is loaded instead when it is good and the newer of the two,
- * else the file is renamed to state.json.corrupt-<unix seconds> and the
+ * the spare (the save before the last) is loaded instead when it is
+ * good, with a warning naming both files, else the file is renamed to state.json.corrupt-<unix seconds> and the
  * state starts empty. A record in it that does not read back is left out
  * alone. Keeps the newest RECORDS_MAX. rep is always filled. Returns 0, or
  * -errno only when the directory itself is unusable. */

@@ -589,6 +589,11 @@ static void test_approve_policy_forms(void **state)
 		{ "after-hooks,Reboot:at-once", { A, A, O, A, A, A }, "after-hooks,Reboot:at-once", NULL },
 		{ "never,Preempt:after-hooks,Freeze:at-once", { A, N, N, N, O, N },
 		  "after-hooks,Terminate:never,Reboot:never,Redeploy:never,Freeze:at-once,Shutdown:never", NULL },
+		/* Blanks around items, names and policies, as in events. */
+		{ "after-hooks, Reboot : at-once", { A, A, O, A, A, A }, "after-hooks,Reboot:at-once", NULL },
+		{ "never ,\tFreeze:at-once", { N, N, N, N, O, N },
+		  "after-hooks,Preempt:never,Terminate:never,Reboot:never,Redeploy:never,Freeze:at-once,"
+		  "Shutdown:never", NULL },
 		/* Left to right: a later item wins. */
 		{ "Preempt:never,Preempt:at-once", { O, A, A, A, A, A }, "after-hooks,Preempt:at-once", NULL },
 		{ "Shutdown:never,at-once", { O, O, O, O, O, O },
@@ -616,6 +621,9 @@ static void test_approve_policy_forms(void **state)
 		{ ",never", { A }, NULL,
 		  "value ',never' is not a list of after-hooks, at-once or never, each for every type or "
 		  "as Type:policy" },
+		{ "never, ,at-once", { A }, NULL,
+		  "value 'never, ,at-once' is not a list of after-hooks, at-once or never, each for every "
+		  "type or as Type:policy" },
 		{ "never,,at-once", { A }, NULL,
 		  "value 'never,,at-once' is not a list of after-hooks, at-once or never, each for every "
 		  "type or as Type:policy" },
