@@ -90,7 +90,8 @@ enum notice_class {
 	NOTICE_LIVE,       /* listed (or of a feed that cannot withdraw it) */
 	NOTICE_GONE,       /* left its listing, within the grace */
 	NOTICE_WITHDRAWN,  /* left without starting, or cancelled by the provider */
-	NOTICE_ENDED,      /* left after it started, or completed by the provider */
+	NOTICE_ENDED,      /* left after it started or was approved, or completed
+			    * by the provider */
 };
 enum notice_class engine_notice_class(const struct engine *e, const struct eviction *r, size_t k);
 

@@ -40,7 +40,11 @@ enum notice_class engine_notice_class(const struct engine *e, const struct evict
 	 * the grace has not begun. */
 	if (!rt || !rt->notice[k].gone_confirmed || e->now < n->gone_wall_usec + ENGINE_GONE_GRACE_USEC)
 		return NOTICE_GONE;
-	if (n->started || (n->ev.not_before_usec && n->gone_wall_usec >= n->ev.not_before_usec))
+	/* Started, approved (the platform was told to go ahead and takes an
+	 * approved event out of the listing once it is done) or gone past its
+	 * NotBefore: it happened. */
+	if (n->started || n->ack == ACK_SENT ||
+	    (n->ev.not_before_usec && n->gone_wall_usec >= n->ev.not_before_usec))
 		return NOTICE_ENDED;
 	return NOTICE_WITHDRAWN;
 }
