@@ -260,15 +260,21 @@ static void report_transition(struct agent *a, const struct eviction *r, const s
 {
 	size_t n_rules;
 	const struct engine_rule_info *rules = engine_rules(&n_rules);
+	/* A rule's name reads "<state>: <why> -> <next>": the why is logged. */
 	const char *why = act->rule < n_rules ? rules[act->rule].name : "?";
-	const char *arrow = strstr(why, "-> ");
+	const char *colon = strstr(why, ": "), *arrow;
+	int len;
 
-	log_event(r->state == LC_RECOVERING || r->state == LC_CANCELLED ? LOG_NOTICE : LOG_INFO, r->id,
-		  "eviction %s: %s -> %s (%s)", r->id, lifecycle_to_string(act->from), lifecycle_to_string(r->state),
-		  arrow ? (const char *)why : why);
-	if (r->state == LC_CANCELLED && act->from != LC_CANCELLED)
+	if (colon)
+		why = colon + 2;
+	arrow = strstr(why, " -> ");
+	len = arrow ? (int)(arrow - why) : (int)strlen(why);
+	log_event(act->to == LC_RECOVERING || act->to == LC_CANCELLED ? LOG_NOTICE : LOG_INFO, r->id,
+		  "eviction %s: %s -> %s (%.*s)", r->id, lifecycle_to_string(act->from),
+		  lifecycle_to_string(act->to), len, why);
+	if (act->to == LC_CANCELLED && act->from != LC_CANCELLED)
 		record_cancelled(a->record, r, agent_now_wall());
-	if (r->state == LC_RECOVERING) {
+	if (act->to == LC_RECOVERING) {
 		static const enum evidence_recover_reason reasons[_RECOVER_REASON_MAX] = {
 			[RECOVER_CANCELLED] = EVIDENCE_RECOVER_CANCELLED,
 			[RECOVER_ENDED] = EVIDENCE_RECOVER_ENDED,

@@ -140,7 +140,7 @@ struct engine_action {
 	bool fast;                  /* PERSIST */
 	bool abandon;               /* SEND_ACK */
 	enum event_type event_type; /* IGNORED, REFUSED */
-	enum lifecycle from;        /* TRANSITION */
+	enum lifecycle from, to;    /* TRANSITION */
 	unsigned rule;              /* TRANSITION: index in engine_rules */
 	const char *reason;         /* ACK_DROPPED: static text */
 };

@@ -499,6 +499,7 @@ void lifecycle_fire(struct engine *e, struct eviction *r, enum input in)
 		r->last_alive_wall_usec = e->now;
 		a = engine_push(e, ENGINE_TRANSITION, r->id);
 		a->from = from;
+		a->to = r->state;
 		a->rule = (unsigned)i;
 		engine_persist(e);
 		return;
