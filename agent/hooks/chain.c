@@ -248,6 +248,20 @@ static const struct hook_file *planned_file(const struct hook_plan *plan, const 
 	return NULL;
 }
 
+/* The hook a is about to start is the one whose start failed last; if not,
+ * it becomes that one, with no failure yet. */
+static bool same_failing_start(struct chain *c, const struct eviction *r, const struct engine_action *a)
+{
+	if (c->start_failing.id[0] && strcmp(c->start_failing.id, r->id) == 0 &&
+	    c->start_failing.chain == a->chain && c->start_failing.hook == a->hook)
+		return true;
+	(void)strscpy(c->start_failing.id, sizeof(c->start_failing.id), r->id);
+	c->start_failing.chain = a->chain;
+	c->start_failing.hook = a->hook;
+	c->start_failing.failures = 0;
+	return false;
+}
+
 static void start(struct chain *c, const struct engine_action *a)
 {
 	struct eviction *r = records_find(c->records, a->id);
@@ -302,14 +316,20 @@ static void start(struct chain *c, const struct engine_action *a)
 			if (snprintf(words, sizeof(words), "refused at its start: %s", why) < 0)
 				words[0] = '\0';
 		} else {
-			log_hook(LOG_WARNING, r->id, h->name, "hook '%s' could not start: %s, %s", h->name,
-				 strerror(-k), engine_start_error_retried(-k) ? "retrying" : "not run");
+			if (!same_failing_start(c, r, a))
+				log_hook(LOG_WARNING, r->id, h->name, "hook '%s' could not start: %s, %s", h->name,
+					 strerror(-k), engine_start_error_retried(-k) ? "retrying" : "not run");
+			c->start_failing.failures++;
 			(void)snprintf(words, sizeof(words), "cannot start: %s", strerror(-k));
 		}
 		release_run(c);
 		engine_hook_start_failed(c->engine, -k, words, now_usec(CLOCK_REALTIME));
 		return;
 	}
+	if (same_failing_start(c, r, a) && c->start_failing.failures > 0)
+		log_hook(LOG_INFO, r->id, h->name, "hook '%s' started after %u failed %s", h->name,
+			 c->start_failing.failures, c->start_failing.failures == 1 ? "try" : "tries");
+	c->start_failing.id[0] = '\0';
 	(void)strscpy(c->run_id, sizeof(c->run_id), r->id);
 	c->run_chain = a->chain;
 	if (c->hook_started)

@@ -51,6 +51,14 @@ struct chain {
 	char *run_stdin;
 	char **run_env;
 	char *skips_signature;       /* of the skips logged last */
+	/* A hook whose start keeps failing is logged once, not at every
+	 * retry: which one, and how many tries failed since. */
+	struct {
+		char id[EVENT_ID_MAX];
+		enum chain_kind chain;
+		size_t hook;
+		unsigned failures;
+	} start_failing;
 };
 
 void chain_init(struct chain *c);
