@@ -150,6 +150,30 @@ def state_file(path):
         return validate(json.loads(f.read().decode()), "state_file", path)
 
 
+def _fnv1a(data):
+    h = 14695981039346656037
+    for b in data:
+        h ^= b
+        h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def read_state_body(path):
+    """The body of a state file ({"records": [...], "extra": ...}) and its
+    save counter, without any check."""
+    with open(path, "rb") as f:
+        frame = json.loads(f.read().decode())
+    return frame["body"], frame["seq"]
+
+
+def write_state_body(path, body, seq=1):
+    """Writes a state file in the agent's frame around body, its sum made
+    right, as the agent would have saved it."""
+    text = json.dumps(body, separators=(",", ":")).encode()
+    with open(path, "wb") as f:
+        f.write(b'{"version":3,"seq":%d,"sum":"%016x","body":' % (seq, _fnv1a(text)) + text + b"}")
+
+
 def _file_id(path):
     try:
         st = os.stat(path)

@@ -498,6 +498,8 @@ def test_reload_keeps_exactly_the_keys_marked_needs_a_restart(ctx):
         "aws-heartbeat-interval": "60",
         "aws-heartbeat-timeout": "900",
         "hook-timeout": "5",
+        "drain": "3",
+        "approve-policy": "at-once",
         "approve": "no",
         "log-format": "json",
         "log-level": "info",

@@ -1,13 +1,14 @@
 """The eviction pipeline end to end: detection, hook order and contract,
 approval, deadlines, crash safety, faults, signals and configuration."""
 
+import copy
 import json
 import os
 import re
 import signal
 import time
 
-from harness import TIMEOUT, check, event_document, wait_for
+from harness import TIMEOUT, check, event_document, read_state_body, wait_for, write_state_body
 
 VM = "agent-vm0"
 
@@ -34,13 +35,15 @@ def test_order_once_env_stdin_and_approval(ctx):
     env = dict(l.split("=", 1) for l in open(env_dump).read().splitlines() if "=" in l)
     expected = {"PATH", "LANG", "TZ", "SPOT_EVENT_ID", "SPOT_EVENT_TYPE", "SPOT_EVENT_STATUS",
                 "SPOT_EVENT_SOURCE", "SPOT_NOT_BEFORE", "SPOT_DEADLINE", "SPOT_HOOK_TIMEOUT",
-                "SPOT_HOOK_PATH", "SPOT_PROVIDER", "SPOT_VM_NAME", "SPOT_DRILL", "SPOT_REPORT"}
+                "SPOT_HOOK_PATH", "SPOT_PROVIDER", "SPOT_VM_NAME", "SPOT_DRILL", "SPOT_REPORT",
+                "SPOT_PHASE"}
     extra = set(env) - expected - {"PWD", "SHLVL", "_", "OLDPWD"}   # set by sh itself
     check(not extra, "unexpected environment: %r" % extra)
     check(expected <= set(env), "missing environment: %r" % (expected - set(env)))
     check(env["SPOT_EVENT_ID"] == eid and env["SPOT_EVENT_TYPE"] == "Preempt", "event env")
     check(env["SPOT_EVENT_STATUS"] == "Scheduled" and env["SPOT_PROVIDER"] == "azure", "status env")
     check(env["SPOT_VM_NAME"] == VM and env["SPOT_DRILL"] == "0", "vm/drill env")
+    check(env["SPOT_PHASE"] == "evict", "phase env %r" % env["SPOT_PHASE"])
     check(env["SPOT_NOT_BEFORE"].endswith("Z"), "not before: %r" % env["SPOT_NOT_BEFORE"])
     deadline = int(env["SPOT_DEADLINE"])
     check(abs(deadline - (time.time() + 28)) < 10, "deadline %d" % deadline)
@@ -208,7 +211,7 @@ def test_imds_faults_survived(ctx):
     sim.fault(path=path, method="POST", kind="status", status=500, count=2)
     eid2 = sim.add_event(type="Terminate", not_before_in=30)
     wait_for(lambda: approvals_for(sim, eid2), what="approval retried")
-    a.wait_log(r"approval failed")
+    a.wait_log(r"acknowledging .* failed")
 
 
 def test_proxy_variables_ignored(ctx):
@@ -260,7 +263,7 @@ def test_sigterm_finishes_the_chain(ctx):
     eid = sim.add_event(type="Preempt", not_before_in=60)
     wait_for(lambda: ctx.recorded(), what="hook start")
     a.signal(signal.SIGTERM)
-    a.wait_log(r"stopping: the hook chain in hand runs to its end")
+    a.wait_log(r"stopping: the eviction in hand runs to its end")
     check(a.proc.poll() is None, "exited before the hook ended")
     open(gate, "w").close()
     check(a.wait_exit() == 0, "exit status")
@@ -388,29 +391,38 @@ def saved_record(eid, not_before_usec, hooks):
 
 def test_bad_record_left_out_alone(ctx):
     """A record that does not read back costs that record, not the file: the
-    other event's completed hook is not run again and it is approved once."""
+    other eviction's completed hook is not run again and it is approved once."""
     sim = ctx.start_sim()
-    path = ctx.recording_hook("10-hook")
+    ctx.recording_hook("10-hook")
+    sim.fault(path="/metadata/scheduledevents", method="POST", status=500, count=-1)
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
     eid = sim.add_event(type="Preempt", not_before_in=60)
-    broken = saved_record("old-broken", int(time.time() + 3600) * 1000000, [])
+    a.wait_log(r"hook chain done")
+    a.wait_log(r"acknowledging .* failed")
+    a.kill9()
+    path = os.path.join(ctx.state, "state.json")
+    body, seq = read_state_body(path)
+    good = body["records"][0]
+    broken = copy.deepcopy(good)
+    broken["id"] = "old-broken"
     # As cJSON used to write microseconds beyond 2^53: not exact, refused.
     broken["deadline_usec"] = 1.8446744073709552e+19
-    good = saved_record(eid, int(time.time() + 58) * 1000000, [("10-hook", path)])
-    os.mkdir(ctx.state, 0o700)
-    with open(os.path.join(ctx.state, "state.json"), "w") as f:
-        json.dump({"version": 2, "records": [broken, good]}, f)
-    a = ctx.start_agent()
-    a.wait_log(r"state: 1 record of '%s' did not read back and was left out, the others are kept "
-               r"\(record 1 \('old-broken'\): 'deadline_usec' is beyond" % re.escape(
-                   os.path.join(ctx.state, "state.json")))
+    body["records"] = [broken, good]
+    write_state_body(path, body, seq + 1)
+    sim.clear_faults()
+    b = ctx.start_agent()
+    b.wait_log(r"state: 1 record of '%s' did not read back and was left out, the others are kept "
+               r"\(record 1 \('old-broken'\): 'deadline_usec' is beyond" % re.escape(path))
     check(any(n.startswith("state.json.corrupt-") for n in os.listdir(ctx.state)), "no copy kept")
     wait_for(lambda: approvals_for(sim, eid), what="approval of the kept record's event")
     n = len(sim.polls())
     wait_for(lambda: len(sim.polls()) >= n + 3, what="more polls")
-    check(ctx.recorded() == [], "a completed hook ran again: %r" % ctx.recorded())
+    check(ctx.recorded() == ["10-hook start " + eid, "10-hook end"],
+          "a completed hook ran again: %r" % ctx.recorded())
     check(len(approvals_for(sim, eid)) == 1, "approved %d times" % len(approvals_for(sim, eid)))
     saved = ctx.saved_state()
-    check([r["event"]["id"] for r in saved["records"]] == [eid], "records %r" % saved["records"])
+    check([r["id"] for r in saved["body"]["records"]] == [good["id"]], "records %r" % saved["body"]["records"])
 
 
 def test_not_before_beyond_2200_logged_and_survived(ctx):
@@ -448,7 +460,7 @@ def test_corrupt_state_moved_aside(ctx):
     eid = sim.add_event(type="Preempt", not_before_in=30)
     wait_for(lambda: approvals_for(sim, eid), what="approval")
     saved = ctx.saved_state()
-    check(saved["records"][0]["event"]["id"] == eid, "state not written")
+    check(saved["body"]["records"][0]["id"] == eid, "state not written")
 
 
 def test_poll_cadence_follows_interval(ctx):
@@ -526,24 +538,39 @@ def test_sigterm_during_last_hook_still_approves(ctx):
     eid = sim.add_event(type="Preempt", not_before_in=60)
     wait_for(lambda: ctx.recorded(), what="hook start")
     a.signal(signal.SIGTERM)
-    a.wait_log(r"stopping: the hook chain in hand")
+    a.wait_log(r"stopping: the eviction in hand")
     open(gate, "w").close()
     check(a.wait_exit() == 0, "exit status")
     check(len(approvals_for(sim, eid)) == 1, "no approval before exit")
 
 
-def test_two_notices_run_one_chain_after_the_other(ctx):
+def test_two_notices_one_eviction(ctx):
+    """Two events for this VM are one eviction: the hooks run once, the
+    earlier NotBefore binds the chain, and each event is approved once."""
     sim = ctx.start_sim()
-    ctx.recording_hook("10-hook")
+    deadline = os.path.join(ctx.out, "deadline")
+    ctx.recording_hook("10-hook", 'echo "$SPOT_DEADLINE" > %s' % deadline)
     a = ctx.start_agent()
     a.wait_log(r"this VM is")
     later = sim.add_event(type="Terminate", not_before_in=300)
     sooner = sim.add_event(type="Preempt", not_before_in=30)
     wait_for(lambda: approvals_for(sim, later) and approvals_for(sim, sooner), what="both approvals")
     rec = ctx.recorded()
-    check(rec == ["10-hook start " + sooner, "10-hook end", "10-hook start " + later, "10-hook end"]
-          or rec == ["10-hook start " + later, "10-hook end", "10-hook start " + sooner, "10-hook end"],
-          "chains overlapped or ran twice: %r" % rec)
+    check(len(rec) == 2 and rec[1] == "10-hook end", "the hooks ran more than once: %r" % rec)
+    n = len(sim.polls())
+    wait_for(lambda: len(sim.polls()) >= n + 3, what="polls after the approvals")
+    check(ctx.recorded() == rec, "a hook ran again: %r" % ctx.recorded())
+    check(len(approvals_for(sim, later)) == 1 and len(approvals_for(sim, sooner)) == 1, "approved twice")
+    st = json.loads(ctx.http_get("/v1/status")[1])
+    check(sorted(n["event"]["id"] for n in st["notices"]) == sorted([later, sooner]),
+          "one eviction with both notices: %r" % st["notices"])
+    sooner_nb = [n for n in st["notices"] if n["event"]["id"] == sooner][0]["event"]["not_before_usec"]
+    # The chain's deadline follows the sooner event (NotBefore - margin).
+    check(st["deadline_usec"] == sooner_nb - 2000000, "deadline %r, sooner NotBefore %r"
+          % (st["deadline_usec"], sooner_nb))
+    if rec[0].endswith(sooner):
+        # Seen together: the hook had the sooner deadline from its start.
+        check(int(open(deadline).read()) == (sooner_nb - 2000000) // 1000000, "SPOT_DEADLINE")
 
 
 def test_cancelled_event_is_not_approved(ctx):
@@ -555,9 +582,10 @@ def test_cancelled_event_is_not_approved(ctx):
     eid = sim.add_event(type="Preempt", not_before_in=60)
     wait_for(lambda: ctx.recorded(), what="hook start")
     sim.remove_event(eid)   # Azure cancels the eviction
-    a.wait_log(r"event left the document")
+    a.wait_log(r"left the listing")
+    a.wait_log(r"paused -> cancelled")
     open(gate, "w").close()
-    a.wait_log(r"hook chain done")
+    a.wait_log(r"hook '10-wait' exited 0")
     n = len(sim.polls())
     wait_for(lambda: len(sim.polls()) >= n + 3, what="polls after the chain")
     check(not approvals_for(sim, eid), "a cancelled event was approved")
