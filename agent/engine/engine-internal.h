@@ -109,6 +109,11 @@ void engine_drop_acks(struct engine *e, struct eviction *r, bool after_hooks_onl
 /* A durable save is owed before the next effect. */
 void engine_persist(struct engine *e);
 
+/* A done eviction is over: its latest NotBefore has passed and no round
+ * lists a notice of it. Readiness is back, and a further notice is a new
+ * eviction rather than part of this one. */
+bool engine_done_over(const struct engine *e, const struct eviction *r, uint64_t now);
+
 /* ---- the steps of engine_advance(), which every input ends in ---- */
 
 /* Runs the level inputs, the hook slot, the acknowledgements, the

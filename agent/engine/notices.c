@@ -315,9 +315,58 @@ static void update_notice(struct engine *e, struct eviction *r, size_t k, const 
 }
 
 
+/* Finds the notice ev is, among the evictions that take notices (the one
+ * in hand, and one done and over that waits for its notices to end). */
+static bool match_notice(struct engine *e, const struct spot_event *ev, uint64_t now)
+{
+	for (size_t i = e->records->n; i > 0; i--) {
+		struct eviction *r = &e->records->items[i - 1];
+
+		if (!lifecycle_props(r->state)->joinable)
+			continue;
+		for (size_t k = 0; k < r->n_notices; k++)
+			if (notice_matches(&r->notices[k], ev)) {
+				update_notice(e, r, k, ev, now);
+				return true;
+			}
+	}
+	return false;
+}
+
+/* What its feed answered without is gone. */
+static void sweep_gone(struct engine *e, struct eviction *r, uint32_t feeds_answered, uint64_t now)
+{
+	struct engine_rt *rt = engine_rt_of(e, r);
+
+	for (size_t k = 0; k < r->n_notices; k++) {
+		struct notice *n = &r->notices[k];
+		struct engine_action *a;
+
+		if (rt->notice[k].matched || !(feeds_answered & (1u << n->ev.feed)) ||
+		    !feed_withdraws(n->ev.feed))
+			continue;
+		if (n->gone) {
+			if (!rt->notice[k].gone_confirmed) {
+				/* Loaded gone: confirmed now, the grace starts now. */
+				rt->notice[k].gone_confirmed = true;
+				n->gone_wall_usec = now;
+			}
+			continue;
+		}
+		n->gone = true;
+		n->gone_wall_usec = now;
+		rt->notice[k].gone_confirmed = true;
+		rt->notice[k].listed = false;
+		a = engine_push(e, ENGINE_GONE, r->id);
+		a->notice = k;
+		engine_persist(e);
+	}
+}
+
 void engine_round(struct engine *e, const struct event_list *events, uint32_t feeds_answered,
 		  const char *vm_name, uint64_t now)
 {
+	bool matched[EVENTS_MAX] = { false };
 	struct eviction *open;
 
 	if (e->exited)
@@ -329,22 +378,22 @@ void engine_round(struct engine *e, const struct event_list *events, uint32_t fe
 			e->rt[i].notice[k].matched = false;
 	if (e->shutdown.on && e->shutdown.rounds < ENGINE_SHUTDOWN_ROUNDS)
 		e->shutdown.rounds++;
-	for (size_t i = 0; events && i < events->n_events; i++) {
+	/* The notices held first, so that a new one is told apart from them
+	 * with the whole round known (is the eviction in hand still listed?). */
+	for (size_t i = 0; events && i < events->n_events && i < EVENTS_MAX; i++) {
+		const struct spot_event *ev = &events->events[i];
+
+		matched[i] = (!vm_name || event_names_resource(ev, vm_name)) && match_notice(e, ev, now);
+	}
+	for (size_t i = 0; events && i < events->n_events && i < EVENTS_MAX; i++) {
 		const struct spot_event *ev = &events->events[i];
 		struct notice n;
-		bool found = false;
 		struct engine_action *a;
 
-		if (vm_name && !event_names_resource(ev, vm_name))
+		if (matched[i] || (vm_name && !event_names_resource(ev, vm_name)))
 			continue;
-		open = engine_open_eviction(e);
-		for (size_t k = 0; open && k < open->n_notices && !found; k++)
-			if (notice_matches(&open->notices[k], ev)) {
-				update_notice(e, open, k, ev, now);
-				found = true;
-			}
 		/* Whose event this is cannot be told before the name is known. */
-		if (found || !vm_name || engine_handled_before(e, ev, now))
+		if (!vm_name || engine_handled_before(e, ev, now))
 			continue;
 		if (!wanted(e, ev)) {
 			a = engine_push(e, ENGINE_IGNORED, ev->id);
@@ -355,40 +404,16 @@ void engine_round(struct engine *e, const struct event_list *events, uint32_t fe
 			continue;   /* over before it was seen: nothing to do */
 		engine_notice_from_event(e, &n, ev, now);
 		open = engine_open_eviction(e);
-		if (open)
+		/* One eviction per machine while it is in hand; once it is done
+		 * and over, a further notice is the next eviction. */
+		if (open && !(open->state == LC_DONE && engine_done_over(e, open, now)))
 			engine_join(e, open, &n, now);
 		else
 			(void)engine_create_eviction(e, &n, now);
 	}
-	/* What its feed answered without is gone. */
-	open = engine_open_eviction(e);
-	if (open) {
-		struct engine_rt *rt = engine_rt_of(e, open);
-
-		for (size_t k = 0; k < open->n_notices; k++) {
-			struct notice *n = &open->notices[k];
-			struct engine_action *a;
-
-			if (rt->notice[k].matched || !(feeds_answered & (1u << n->ev.feed)) ||
-			    !feed_withdraws(n->ev.feed))
-				continue;
-			if (n->gone) {
-				if (!rt->notice[k].gone_confirmed) {
-					/* Loaded gone: confirmed now, the grace starts now. */
-					rt->notice[k].gone_confirmed = true;
-					n->gone_wall_usec = now;
-				}
-				continue;
-			}
-			n->gone = true;
-			n->gone_wall_usec = now;
-			rt->notice[k].gone_confirmed = true;
-			rt->notice[k].listed = false;
-			a = engine_push(e, ENGINE_GONE, open->id);
-			a->notice = k;
-			engine_persist(e);
-		}
-	}
+	for (size_t i = 0; i < e->records->n; i++)
+		if (lifecycle_props(e->records->items[i].state)->joinable)
+			sweep_gone(e, &e->records->items[i], feeds_answered, now);
 	engine_advance(e, now);
 }
 

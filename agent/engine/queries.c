@@ -153,7 +153,7 @@ static bool listed_live(const struct engine *e, const struct eviction *r)
 /* An eviction done with its work holds readiness down until it is over:
  * while its NotBefore has not passed, or a round of this process still
  * lists one of its notices. */
-static bool done_over(const struct engine *e, const struct eviction *r, uint64_t now)
+bool engine_done_over(const struct engine *e, const struct eviction *r, uint64_t now)
 {
 	return now >= latest_not_before(r) && !listed_live(e, r);
 }
@@ -163,7 +163,7 @@ bool engine_ready(const struct engine *e, uint64_t now, const struct eviction **
 	for (size_t i = e->records->n; i > 0; i--) {
 		const struct eviction *r = &e->records->items[i - 1];
 
-		if (lifecycle_props(r->state)->unready || (r->state == LC_DONE && !done_over(e, r, now))) {
+		if (lifecycle_props(r->state)->unready || (r->state == LC_DONE && !engine_done_over(e, r, now))) {
 			if (ret_cause)
 				*ret_cause = r;
 			return false;
@@ -183,7 +183,7 @@ enum agent_phase engine_phase(const struct engine *e, uint64_t now)
 		if (r->state == LC_CLOSED)
 			continue;
 		p = lifecycle_props(r->state)->phase;
-		if (r->state == LC_DONE && done_over(e, r, now))
+		if (r->state == LC_DONE && engine_done_over(e, r, now))
 			p = PHASE_IDLE;
 		if (p != PHASE_IDLE)
 			return p;

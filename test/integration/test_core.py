@@ -351,44 +351,6 @@ def test_vm_name_override_and_identity_retry(ctx):
     check(eid, "id")
 
 
-def instant(o, key, usec):
-    """Sets the pair key / key_usec as the agent writes it."""
-    o[key] = None if usec is None else (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(usec // 1000000))
-                                        + ".%06dZ" % (usec % 1000000))
-    o[key + "_usec"] = usec
-
-
-def saved_record(eid, not_before_usec, hooks):
-    """A record of state.json: eid seen a moment ago, its chain done with
-    hooks [(name, path)] all ok, not yet approved."""
-    now = int(time.time()) * 1000000
-    ev = {"id": eid, "type": "Preempt", "status": "Scheduled", "source": "Platform"}
-    instant(ev, "not_before", not_before_usec)
-    ev.update({"resources": [VM], "description": None, "duration_s": None, "provider": "azure"})
-    instant(ev, "deadline", not_before_usec - 2000000)
-    ev["drill"] = False
-    r = {"event": ev, "event_status": "Scheduled"}
-    instant(r, "not_before", not_before_usec)
-    instant(r, "deadline", not_before_usec - 2000000)
-    r["emergency"] = False
-    instant(r, "detected", now - 3000000)
-    r.update({"key": None, "gone": False})
-    instant(r, "gone_at", None)
-    r["chain_done"] = True
-    r["hooks"] = []
-    for name, path in hooks:
-        h = {"name": name, "path": path, "result": "ok", "exit_status": 0, "signal": None,
-             "timed_out": False}
-        instant(h, "started", now - 2000000)
-        h.update({"duration_usec": 1000, "budget_usec": 20000000, "skip_reason": None,
-                  "output": [], "output_bytes": 0})
-        r["hooks"].append(h)
-    r["approval"] = {"wanted": True, "approved": False}
-    instant(r["approval"], "approved_at", None)
-    r["approval"]["attempts"] = 0
-    return r
-
-
 def test_bad_record_left_out_alone(ctx):
     """A record that does not read back costs that record, not the file: the
     other eviction's completed hook is not run again and it is approved once."""
@@ -548,12 +510,24 @@ def test_two_notices_one_eviction(ctx):
     """Two events for this VM are one eviction: the hooks run once, the
     earlier NotBefore binds the chain, and each event is approved once."""
     sim = ctx.start_sim()
-    deadline = os.path.join(ctx.out, "deadline")
-    ctx.recording_hook("10-hook", 'echo "$SPOT_DEADLINE" > %s' % deadline)
+    gate = os.path.join(ctx.out, "gate")
+    ctx.recording_hook("10-hook", "while [ ! -e %s ]; do sleep 0.05; done" % gate)
     a = ctx.start_agent()
     a.wait_log(r"this VM is")
     later = sim.add_event(type="Terminate", not_before_in=300)
     sooner = sim.add_event(type="Preempt", not_before_in=30)
+
+    def both():
+        st = json.loads(ctx.http_get("/v1/status")[1])
+        return st if st.get("notices") and len(st["notices"]) == 2 else None
+    st = wait_for(both, what="one eviction with both notices")
+    check(sorted(n["event"]["id"] for n in st["notices"]) == sorted([later, sooner]),
+          "notices %r" % st["notices"])
+    sooner_nb = [n for n in st["notices"] if n["event"]["id"] == sooner][0]["event"]["not_before_usec"]
+    # The chain's deadline follows the sooner event (NotBefore - margin).
+    check(st["deadline_usec"] == sooner_nb - 2000000, "deadline %r, sooner NotBefore %r"
+          % (st["deadline_usec"], sooner_nb))
+    open(gate, "w").close()
     wait_for(lambda: approvals_for(sim, later) and approvals_for(sim, sooner), what="both approvals")
     rec = ctx.recorded()
     check(len(rec) == 2 and rec[1] == "10-hook end", "the hooks ran more than once: %r" % rec)
@@ -561,16 +535,6 @@ def test_two_notices_one_eviction(ctx):
     wait_for(lambda: len(sim.polls()) >= n + 3, what="polls after the approvals")
     check(ctx.recorded() == rec, "a hook ran again: %r" % ctx.recorded())
     check(len(approvals_for(sim, later)) == 1 and len(approvals_for(sim, sooner)) == 1, "approved twice")
-    st = json.loads(ctx.http_get("/v1/status")[1])
-    check(sorted(n["event"]["id"] for n in st["notices"]) == sorted([later, sooner]),
-          "one eviction with both notices: %r" % st["notices"])
-    sooner_nb = [n for n in st["notices"] if n["event"]["id"] == sooner][0]["event"]["not_before_usec"]
-    # The chain's deadline follows the sooner event (NotBefore - margin).
-    check(st["deadline_usec"] == sooner_nb - 2000000, "deadline %r, sooner NotBefore %r"
-          % (st["deadline_usec"], sooner_nb))
-    if rec[0].endswith(sooner):
-        # Seen together: the hook had the sooner deadline from its start.
-        check(int(open(deadline).read()) == (sooner_nb - 2000000) // 1000000, "SPOT_DEADLINE")
 
 
 def test_cancelled_event_is_not_approved(ctx):

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import threading
@@ -636,6 +637,9 @@ def test_item10_exit77_skip_survives_kill9_at_exit(ctx):
             sim.remove_event(eid)
         except urllib.error.HTTPError:
             pass
+        # The next round is another machine's first eviction: with this
+        # one's record kept, its notice would join the eviction in hand.
+        shutil.rmtree(ctx.state)
 
 
 # ---- 11. a hook's children do not outlive the agent's kill -9 --------------
@@ -746,6 +750,9 @@ def test_hooks_scanned_ahead_reused_until_the_directory_changes(ctx):
     a.wait_log(r"\[%s\] hooks: the directories are as last scanned, 1 hook to run" % re.escape(e1),
                start=line)
     sim.remove_event(e1)
+    # Approved and gone: over once the grace has passed; a notice before
+    # that would join it.
+    a.wait_log(r"\[%s\] eviction .*-> closed" % re.escape(e1), start=line)
     rec_hook(ctx, "20-b")          # the directory changes
     line = len(a.lines)
     e2 = sim.add_event(type="Preempt", not_before_in=30)

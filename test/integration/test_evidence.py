@@ -17,7 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from harness import TIMEOUT, TestFailure, check, free_port, wait_for
+from harness import TIMEOUT, TestFailure, check, free_port, read_state_body, wait_for
 
 VM = "agent-vm0"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -99,10 +99,19 @@ def approvals_for(sim, eid):
 
 def record_of(ctx, eid):
     st = ctx.saved_state()
-    for r in st["records"]:
+    for r in st["body"]["records"]:
         if r["event"]["id"].lower() == eid.lower():
             return r
     raise TestFailure("no record of %s in state.json" % eid)
+
+
+def queued_batches(ctx):
+    """The remote-write batches waiting in state.json."""
+    path = os.path.join(ctx.state, "state.json")
+    if not os.path.exists(path):
+        return 0
+    body, _ = read_state_body(path)
+    return len((body.get("extra") or {}).get("batches") or [])
 
 
 def one(series, what):
@@ -180,7 +189,7 @@ def test_remote_write_into_prometheus(ctx):
     check(not prom.samples("spot_eviction_recovered"), "recovered without a recovery")
     check(not a.log_has(r"remote-write .*(failed|refused)"), "a send failed:\n" + a.output())
     # The queue is empty again: nothing waits for the next start.
-    check(not os.path.exists(os.path.join(ctx.state, "evidence-queue.json")), "queue file left")
+    wait_for(lambda: queued_batches(ctx) == 0, what="the queue emptied in state.json")
 
 
 def test_receiver_down_then_record_once_after_restart(ctx):
@@ -194,9 +203,7 @@ def test_receiver_down_then_record_once_after_restart(ctx):
     wait_for(lambda: approvals_for(sim, eid), what="approval")
     a.wait_log(r"remote-write to '%s' failed \(.*\), retrying in" % url)
     a.wait_log(r"event approved")
-    queue = os.path.join(ctx.state, "evidence-queue.json")
-    wait_for(lambda: os.path.exists(queue) and len(json.load(open(queue))["batches"]) == 3,
-             what="three batches queued (detection, chain, approval)")
+    wait_for(lambda: queued_batches(ctx) == 3, what="three batches queued (detection, chain, approval)")
     a.signal(signal.SIGTERM)
     check(a.wait_exit() == 0, "agent exit")
     detected = record_of(ctx, eid)["detected_usec"] / 1e6
@@ -205,7 +212,7 @@ def test_receiver_down_then_record_once_after_restart(ctx):
     b = ctx.start_agent(remote_write_url=url)
     b.wait_log(r"3 remote-write batches left by the previous run")
     wait_for(lambda: prom.samples("spot_eviction_approval_seconds"), what="the queued record", interval=0.2)
-    wait_for(lambda: not os.path.exists(queue), what="the queue file removed")
+    wait_for(lambda: queued_batches(ctx) == 0, what="the queue emptied in state.json")
     res = prom.query("count_over_time(spot_eviction_detected[1h])")
     check(len(res) == 1 and res[0]["value"][1] == "1", "count_over_time = %r" % res)
     _, t, _ = one(prom.samples("spot_eviction_detected"), "detected")

@@ -485,6 +485,23 @@ static void put_disk(struct key *k, const char *text)
 
 /* ---- the promises, checked as actions are carried out ---- */
 
+static size_t source_of(const struct world *w, const struct notice *n);
+
+/* A done eviction is no longer in hand once every NotBefore of its
+ * notices has passed and the service lists none of them. */
+static bool done_over_in_world(const struct world *w, const struct eviction *r)
+{
+	for (size_t k = 0; k < r->n_notices; k++) {
+		const struct notice *n = &r->notices[k];
+
+		if (n->ev.not_before_usec > w->now)
+			return false;
+		if (n->ev.feed != FEED_OS && w->src[source_of(w, n)].listed)
+			return false;
+	}
+	return true;
+}
+
 static bool chain_done_on_disk(struct world *w, const char *id)
 {
 	struct records disk;
@@ -542,7 +559,8 @@ static void check_start(struct world *w, const struct engine_action *a)
 	for (size_t k = 0; k < w->recs.n; k++) {
 		const struct eviction *o = &w->recs.items[k];
 
-		if (o != r && o->state != LC_CLOSED && o->state != LC_RECOVERING)
+		if (o != r && o->state != LC_CLOSED && o->state != LC_RECOVERING &&
+		    !(o->state == LC_DONE && done_over_in_world(w, o)))
 			fail_world(w, P_ONE_EVICTION, "'%s' runs a hook while '%s' is %s", r->id, o->id,
 				   lifecycle_to_string(o->state));
 	}
@@ -1098,7 +1116,7 @@ static void check_quiet(struct world *w)
 		const struct eviction *r = &w->recs.items[i];
 		enum lifecycle s = r->state;
 
-		if (s != LC_CLOSED && s != LC_RECOVERING)
+		if (s != LC_CLOSED && s != LC_RECOVERING && !(s == LC_DONE && done_over_in_world(w, r)))
 			open++;
 		/* Readiness is down from detection until the eviction is over. */
 		if ((s == LC_DETECTED || s == LC_RUNNING || s == LC_PAUSED || s == LC_DRAINING || s == LC_ACKING) && ready)
@@ -2260,6 +2278,61 @@ static void test_at_once_policy(void **unused)
 	fx_done(&f);
 }
 
+/* An eviction done and over (approved, its NotBefore passed, its notice
+ * no longer listed) takes no further platform notice: the next one is the
+ * next eviction, and its hooks run. The OS shutting down then is part of
+ * the eviction that was: it joins it, no hook runs again, and the
+ * shutdown is let go at once. */
+static void test_next_eviction_after_one_is_over(void **unused)
+{
+	struct fixture f;
+	struct spot_event a, b;
+
+	fx_init(&f, 1);
+	fx_config(&f);
+	azure_event(&a, "EV-A", EVENT_PREEMPT, T0 + 30 * SEC);
+	fx_round(&f, &a, 1, EVENT_FEEDS_ALL, T0);
+	fx_end_hook(&f, 0, T0 + SEC);
+	fx_ack(&f, true, T0 + SEC);
+	assert_int_equal(f.st.items[0].state, LC_DONE);
+	/* Still listed past its NotBefore: the eviction is in hand, a second
+	 * notice joins it. */
+	azure_event(&b, "EV-B", EVENT_TERMINATE, T0 + 300 * SEC);
+	fx_round(&f, &a, 1, EVENT_FEEDS_ALL, T0 + 31 * SEC);
+	assert_int_equal(f.st.n, 1);
+	/* Gone: over (the grace has not passed, it is still DONE). */
+	fx_round(&f, NULL, 0, EVENT_FEEDS_ALL, T0 + 32 * SEC);
+	assert_int_equal(f.st.items[0].state, LC_DONE);
+	assert_true(engine_ready(&f.e, T0 + 32 * SEC, NULL));
+	fx_round(&f, &b, 1, EVENT_FEEDS_ALL, T0 + 33 * SEC);
+	assert_int_equal(f.st.n, 2);
+	assert_int_equal(fx_count(&f, ENGINE_DETECTED), 2);
+	assert_int_equal(fx_count(&f, ENGINE_JOINED), 0);
+	assert_int_equal(fx_count(&f, ENGINE_START_HOOK), 2);
+	assert_string_equal(f.run_id, "EV-B");
+	event_done(&a);
+	event_done(&b);
+	fx_done(&f);
+
+	fx_init(&f, 1);
+	fx_config(&f);
+	azure_event(&a, "EV-A", EVENT_PREEMPT, T0 + 30 * SEC);
+	fx_round(&f, &a, 1, EVENT_FEEDS_ALL, T0);
+	fx_end_hook(&f, 0, T0 + SEC);
+	fx_ack(&f, true, T0 + SEC);
+	fx_round(&f, NULL, 0, EVENT_FEEDS_ALL, T0 + 32 * SEC);
+	engine_shutdown(&f.e, 30 * SEC, T0 + 33 * SEC);
+	fx_drain(&f, T0 + 33 * SEC);
+	fx_round(&f, NULL, 0, EVENT_FEEDS_ALL, T0 + 33 * SEC);
+	fx_round(&f, NULL, 0, EVENT_FEEDS_ALL, T0 + 34 * SEC);
+	assert_int_equal(f.st.n, 1);
+	assert_int_equal(f.st.items[0].n_notices, 2);
+	assert_int_equal(fx_count(&f, ENGINE_START_HOOK), 1);
+	assert_int_equal(fx_count(&f, ENGINE_RELEASE_SHUTDOWN), 1);
+	event_done(&a);
+	fx_done(&f);
+}
+
 /* A new record is saved right in front of the first hook start, fast. */
 static void test_new_record_saved_before_first_hook(void **unused)
 {
@@ -2325,6 +2398,7 @@ int main(void)
 		cmocka_unit_test(test_no_recover_without_a_run),
 		cmocka_unit_test(test_asg_heartbeats_and_abandon),
 		cmocka_unit_test(test_at_once_policy),
+		cmocka_unit_test(test_next_eviction_after_one_is_over),
 		cmocka_unit_test(test_new_record_saved_before_first_hook),
 		cmocka_unit_test(test_exit77_and_skips_in_one_save),
 		cmocka_unit_test(test_exhaustive),
