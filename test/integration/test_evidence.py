@@ -326,10 +326,11 @@ def test_journal_records_carry_message_ids(ctx):
     a.wait_log(r'"message":"readiness: /readyz answers 200 again')
     ctx.hook("10-fail", "sleep 2")
     ctx.hook("20-hang", "true")
-    eid2 = sim.add_event(type="Preempt", not_before_in=120)
+    # A cancelled eviction recovers once its NotBefore has passed.
+    eid2 = sim.add_event(type="Preempt", not_before_in=15)
     a.wait_log(r'"event_id":"%s","hook":"10-fail","message":"hook .10-fail. started' % eid2)
     sim.remove_event(eid2)
-    a.wait_log(r'"message":"recovered after Preempt')
+    a.wait_log(r'"event_id":"%s",.*"message_id":"%s"' % (eid2, MESSAGE_IDS["recovered"]), timeout=TIMEOUT + 15)
     recs = json_records(a)
 
     def find(mid, event, hook=None):
