@@ -1,12 +1,12 @@
 /* run.c - one hook's run on the caller's sd-event loop: its start
- * (spawn.c), the event on its stdin, its output to output.c, its budget
- * (SIGTERM a grace before the end, SIGKILL at it), and its end, reported
- * only once nothing it started is alive: its process group, and every
- * process the agent adopted, which tree.c finds and kills. Which hook runs
- * when is the engine's. It never blocks the loop, except for a bounded
- * wait for processes it has just SIGKILLed on the free path, and it walks
- * /proc only when a hook did leave something behind. */
-#include "hooks/hooks.h"
+ * (spawn.c), its budget (SIGTERM a grace before the end, SIGKILL at it),
+ * and its end, reported only once nothing it started is alive: its process
+ * group, and every process the agent adopted, which tree.c finds and
+ * kills. The event on its stdin and its output are run-pipes.c's. Which
+ * hook runs when is the engine's. It never blocks the loop, except for a
+ * bounded wait for processes it has just SIGKILLed on the free path, and
+ * it walks /proc only when a hook did leave something behind. */
+#include "hooks/run-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "hooks/output.h"
 #include "hooks/spawn.h"
 #include "log.h"
 
@@ -45,54 +44,6 @@ static struct hook_run *active_run;
  * start needs no sweep. */
 static bool sweep_pending;
 
-/* One of the hook's two output pipes: stdout, stderr. */
-struct run_pipe {
-	struct hook_run *run;
-	int fd;                          /* our end, -1 once closed */
-	sd_event_source *source;
-	struct hook_output_stream *stream;
-};
-
-struct hook_run {
-	sd_event *event;
-	struct hook_result res;
-	char *event_id;
-	char *stdin_json;
-	size_t stdin_len;
-	size_t stdin_off;
-	uint64_t kill_grace_usec;        /* SIGTERM -> SIGKILL */
-	uint64_t kill_at_mono_usec;      /* the end of the budget, USEC_INFINITY none */
-	uint64_t term_grace_usec;        /* SIGTERM -> SIGKILL, as it was set */
-	hook_run_ended ended;
-	void *userdata;
-
-	pid_t pid;                       /* the main process, its group and session */
-	uint64_t start_mono_usec;
-	sd_event_source *child_source;   /* the main process; NULL once it ended */
-	sd_event_source *timer_source;   /* the budget, then the grace */
-	bool term_sent;
-	bool main_ended;                 /* waiting for what it left behind */
-	bool finished;                   /* ended was called */
-	struct hook_report_file report;  /* SPOT_REPORT, "" none */
-	int stdin_fd;
-	sd_event_source *stdin_source;
-	struct run_pipe pipes[2];        /* stdout, stderr */
-	int spawn_errno;                 /* why the child failed before its exec, or
-					  * the exec itself, else 0 */
-	const char *spawn_step;          /* where: "execveat", "setsid", ...; static */
-	char spawn_detail[HOOK_DETAIL_MAX]; /* both in words */
-	struct hook_output out;          /* both, into the log and res */
-
-	/* After the main process ended. */
-	struct hooktree_pidset left;     /* processes it left behind, killed */
-	sd_event_source *orphan_source;  /* one adopted leftover we wait for */
-	pid_t orphan_pid;
-	sd_event_source *tidy_source;    /* defer: the first look, once the main process is reaped */
-	sd_event_source *reap_timer;     /* looks again; bounds the wait */
-	uint64_t reap_until_mono_usec;
-	sd_event_source *end_source;     /* defer: reports the end */
-};
-
 static double usec_to_sec(uint64_t usec)
 {
 	return (double)usec / (double)USEC_PER_SEC;
@@ -109,7 +60,7 @@ static const char *signal_name(int sig, char *buf, size_t n)
 	return buf;
 }
 
-static void close_source(sd_event_source **s, int *fd)
+void close_source(sd_event_source **s, int *fd)
 {
 	*s = sd_event_source_disable_unref(*s);
 	if (fd && *fd >= 0) {
@@ -123,76 +74,6 @@ static void close_fd(int *fd)
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
-}
-
-/* Reads what is there in one pipe without blocking, at most max bytes;
- * at EOF (or an error) the pipe is closed. */
-static void read_pipe(struct run_pipe *p, size_t max)
-{
-	char buf[16384];
-	size_t total = 0;
-
-	while (p->fd >= 0 && total < max) {
-		ssize_t k = read(p->fd, buf, sizeof(buf));
-
-		if (k > 0) {
-			hook_output_feed(&p->run->out, p->stream, buf, (size_t)k);
-			total += (size_t)k;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno == EAGAIN)
-			return;
-		hook_output_flush(&p->run->out, p->stream);
-		close_source(&p->source, &p->fd);
-	}
-}
-
-/* Both pipes: what the hook wrote last comes out before its end. */
-static void read_output(struct hook_run *run, size_t max)
-{
-	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
-		read_pipe(&run->pipes[i], max);
-}
-
-static void flush_output(struct hook_run *run)
-{
-	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
-		hook_output_flush(&run->out, run->pipes[i].stream);
-}
-
-static void close_output(struct hook_run *run)
-{
-	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
-		close_source(&run->pipes[i].source, &run->pipes[i].fd);
-}
-
-static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	/* A bounded amount per wakeup keeps a chatty hook from starving the loop. */
-	read_pipe(userdata, 4 * 16384);
-	return 0;
-}
-
-static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	struct hook_run *run = userdata;
-
-	while (run->stdin_off < run->stdin_len) {
-		ssize_t k = write(run->stdin_fd, run->stdin_json + run->stdin_off,
-				  run->stdin_len - run->stdin_off);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno == EAGAIN)
-			return 0;
-		if (k <= 0)
-			break;  /* EPIPE: the hook does not read its stdin, fine */
-		run->stdin_off += (size_t)k;
-	}
-	close_source(&run->stdin_source, &run->stdin_fd);
-	return 0;
 }
 
 /* The pids that child sources wait for, which nobody else may reap. */
