@@ -1,9 +1,11 @@
 /* run-internal.h - between the files of one hook's run: run.c (its start,
- * its budget, its end) and run-pipes.c (the event on its stdin, its output
- * pipes). Not for other modules: they see hooks.h. */
+ * its budget, its free), run-pipes.c (the event on its stdin, its output
+ * pipes) and run-end.c (the main process's end, what it left behind, the
+ * end reported). Not for other modules: they see hooks.h. */
 #ifndef SPOT_HOOKS_RUN_INTERNAL_H
 #define SPOT_HOOKS_RUN_INTERNAL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,10 +64,21 @@ struct hook_run {
 	sd_event_source *end_source;     /* defer: reports the end */
 };
 
+/* A run was freed before all it left was reaped, or given up on: the next
+ * start sweeps first (run.c). */
+extern bool sweep_pending;
+
 /* ---- run.c ---- */
 
+double usec_to_sec(uint64_t usec);
 /* Disables and unrefs *s; closes *fd (fd may be NULL). */
 void close_source(sd_event_source **s, int *fd);
+/* The pids that child sources wait for, which nobody else may reap. */
+void run_keep(const struct hook_run *run, pid_t keep[2]);
+int arm_timer(struct hook_run *run, sd_event_source **s, uint64_t usec,
+	      sd_event_time_handler_t fn);
+/* The last thing a run does: ended may free it. */
+void report_end(struct hook_run *run);
 
 /* ---- run-pipes.c ---- */
 
@@ -75,5 +88,10 @@ void flush_output(struct hook_run *run);
 void close_output(struct hook_run *run);
 int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+/* ---- run-end.c ---- */
+
+/* The main process ended: its result, then what it left behind. */
+int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata);
 
 #endif
