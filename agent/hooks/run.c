@@ -1,17 +1,15 @@
 /* run.c - one hook's run on the caller's sd-event loop: its start
- * (spawn.c), the event on its stdin, its output to output.c, its budget
- * (SIGTERM a grace before the end, SIGKILL at it), and its end, reported
- * only once nothing it started is alive: its process group, and every
- * process the agent adopted, which tree.c finds and kills. Which hook runs
- * when is the engine's. It never blocks the loop, except for a bounded
- * wait for processes it has just SIGKILLed on the free path, and it walks
- * /proc only when a hook did leave something behind. */
-#include "hooks/hooks.h"
+ * (spawn.c), its budget (SIGTERM a grace before the end, SIGKILL at it),
+ * and its free. The event on its stdin and its output are run-pipes.c's;
+ * its end, reported only once nothing it started is alive, is run-end.c's.
+ * Which hook runs when is the engine's. It never blocks the loop, except
+ * for a bounded wait for processes it has just SIGKILLed on the free
+ * path. */
+#include "hooks/run-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -20,97 +18,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "hooks/output.h"
 #include "hooks/spawn.h"
 #include "log.h"
 
 /* ---- running one hook ---- */
 
-/* After a hook's main process ended: how long to wait for the processes it
- * left behind to die (they have been sent SIGKILL, so only a process stuck
- * in the kernel takes long), and how often to look again meanwhile. */
-#define TREE_WAIT_USEC       (5 * USEC_PER_SEC)
-#define TREE_RECHECK_USEC    (100 * USEC_PER_MSEC)
 /* hook_run_free waits this long for a main process it SIGKILLed. */
 #define FREE_WAIT_MSEC       5
-
-/* Output read in one go: what a finished hook left in the pipe, bounded in
- * case an escaped process keeps writing. */
-#define DRAIN_MAX (4 * 1024 * 1024)
 
 /* Started, and not yet ended or freed: one hook runs at a time. */
 static struct hook_run *active_run;
 /* A run was freed before all it left was reaped, or given up on: the next
  * start sweeps first. Otherwise an ended run leaves no child behind, and a
  * start needs no sweep. */
-static bool sweep_pending;
+bool sweep_pending;
 
-/* One of the hook's two output pipes: stdout, stderr. */
-struct run_pipe {
-	struct hook_run *run;
-	int fd;                          /* our end, -1 once closed */
-	sd_event_source *source;
-	struct hook_output_stream *stream;
-};
-
-struct hook_run {
-	sd_event *event;
-	struct hook_result res;
-	char *event_id;
-	char *stdin_json;
-	size_t stdin_len;
-	size_t stdin_off;
-	uint64_t kill_grace_usec;        /* SIGTERM -> SIGKILL */
-	uint64_t kill_at_mono_usec;      /* the end of the budget, USEC_INFINITY none */
-	uint64_t term_grace_usec;        /* SIGTERM -> SIGKILL, as it was set */
-	uint64_t term_mono_usec;         /* when SIGTERM was sent */
-	hook_run_ended ended;
-	void *userdata;
-
-	pid_t pid;                       /* the main process, its group and session */
-	uint64_t start_mono_usec;
-	sd_event_source *child_source;   /* the main process; NULL once it ended */
-	sd_event_source *timer_source;   /* the budget, then the grace */
-	bool term_sent;
-	bool main_ended;                 /* waiting for what it left behind */
-	bool finished;                   /* ended was called */
-	struct hook_report_file report;  /* SPOT_REPORT, "" none */
-	int stdin_fd;
-	sd_event_source *stdin_source;
-	struct run_pipe pipes[2];        /* stdout, stderr */
-	int spawn_errno;                 /* why the child failed before its exec, or
-					  * the exec itself, else 0 */
-	const char *spawn_step;          /* where: "execveat", "setsid", ...; static */
-	char spawn_detail[HOOK_DETAIL_MAX]; /* both in words */
-	struct hook_output out;          /* both, into the log and res */
-
-	/* After the main process ended. */
-	struct hooktree_pidset left;     /* processes it left behind, killed */
-	sd_event_source *orphan_source;  /* one adopted leftover we wait for */
-	pid_t orphan_pid;
-	sd_event_source *tidy_source;    /* defer: the first look, once the main process is reaped */
-	sd_event_source *reap_timer;     /* looks again; bounds the wait */
-	uint64_t reap_until_mono_usec;
-	sd_event_source *end_source;     /* defer: reports the end */
-};
-
-static double usec_to_sec(uint64_t usec)
+double usec_to_sec(uint64_t usec)
 {
 	return (double)usec / (double)USEC_PER_SEC;
 }
 
-static const char *signal_name(int sig, char *buf, size_t n)
-{
-	const char *abbrev = sigabbrev_np(sig);
-
-	if (abbrev)
-		(void)snprintf(buf, n, "SIG%s", abbrev);
-	else
-		(void)snprintf(buf, n, "signal %d", sig);
-	return buf;
-}
-
-static void close_source(sd_event_source **s, int *fd)
+void close_source(sd_event_source **s, int *fd)
 {
 	*s = sd_event_source_disable_unref(*s);
 	if (fd && *fd >= 0) {
@@ -126,78 +54,8 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Reads what is there in one pipe without blocking, at most max bytes;
- * at EOF (or an error) the pipe is closed. */
-static void read_pipe(struct run_pipe *p, size_t max)
-{
-	char buf[16384];
-	size_t total = 0;
-
-	while (p->fd >= 0 && total < max) {
-		ssize_t k = read(p->fd, buf, sizeof(buf));
-
-		if (k > 0) {
-			hook_output_feed(&p->run->out, p->stream, buf, (size_t)k);
-			total += (size_t)k;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno == EAGAIN)
-			return;
-		hook_output_flush(&p->run->out, p->stream);
-		close_source(&p->source, &p->fd);
-	}
-}
-
-/* Both pipes: what the hook wrote last comes out before its end. */
-static void read_output(struct hook_run *run, size_t max)
-{
-	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
-		read_pipe(&run->pipes[i], max);
-}
-
-static void flush_output(struct hook_run *run)
-{
-	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
-		hook_output_flush(&run->out, run->pipes[i].stream);
-}
-
-static void close_output(struct hook_run *run)
-{
-	for (size_t i = 0; i < ELEMENTSOF(run->pipes); i++)
-		close_source(&run->pipes[i].source, &run->pipes[i].fd);
-}
-
-static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	/* A bounded amount per wakeup keeps a chatty hook from starving the loop. */
-	read_pipe(userdata, 4 * 16384);
-	return 0;
-}
-
-static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	struct hook_run *run = userdata;
-
-	while (run->stdin_off < run->stdin_len) {
-		ssize_t k = write(run->stdin_fd, run->stdin_json + run->stdin_off,
-				  run->stdin_len - run->stdin_off);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno == EAGAIN)
-			return 0;
-		if (k <= 0)
-			break;  /* EPIPE: the hook does not read its stdin, fine */
-		run->stdin_off += (size_t)k;
-	}
-	close_source(&run->stdin_source, &run->stdin_fd);
-	return 0;
-}
-
 /* The pids that child sources wait for, which nobody else may reap. */
-static void run_keep(const struct hook_run *run, pid_t keep[2])
+void run_keep(const struct hook_run *run, pid_t keep[2])
 {
 	keep[0] = run->child_source ? run->pid : 0;
 	keep[1] = run->orphan_source ? run->orphan_pid : 0;
@@ -228,8 +86,8 @@ static void signal_run(struct hook_run *run, int sig)
 	(void)hooktree_kill(keep, NULL, NULL);
 }
 
-static int arm_timer(struct hook_run *run, sd_event_source **s, uint64_t usec,
-		     sd_event_time_handler_t fn)
+int arm_timer(struct hook_run *run, sd_event_source **s, uint64_t usec,
+	      sd_event_time_handler_t fn)
 {
 	int r;
 
@@ -262,7 +120,9 @@ static void begin_kill(struct hook_run *run, bool timeout)
 		log_hook(LOG_WARNING, run->event_id, run->res.name,
 			 "hook '%s' has run %.1f s of its %.1f s timeout: SIGTERM to its process group now, "
 			 "SIGKILL at %.1f s if it is still running", run->res.name,
-			 usec_to_sec(now - run->start_mono_usec), usec_to_sec(run->res.budget_usec),
+			 usec_to_sec(now - run->start_mono_usec),
+			 /* Its end may have moved in since it started. */
+			 usec_to_sec(run->kill_at_mono_usec - run->start_mono_usec),
 			 usec_to_sec(kill_at - run->start_mono_usec));
 	else
 		log_hook(LOG_WARNING, run->event_id, run->res.name,
@@ -324,26 +184,7 @@ void hook_run_set_end(struct hook_run *run, uint64_t end_mono_usec)
 		begin_kill(run, false);
 }
 
-static void log_end(struct hook_run *run)
-{
-	const struct hook_result *r = &run->res;
-	const char *suffix = r->timed_out ? " (timed out)" :
-			     r->exit_status == 127 ? " (a command was not found)" : "";
-	char sig[32];
-
-	if (r->error[0])
-		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' %s", r->name, r->error);
-	else if (r->term_signal > 0)
-		log_hook(LOG_WARNING, run->event_id, r->name, "hook '%s' killed by %s after %.2f s%s",
-			 r->name, signal_name(r->term_signal, sig, sizeof(sig)),
-			 usec_to_sec(r->duration_usec), suffix);
-	else
-		log_hook(r->outcome == HOOK_OK ? LOG_INFO : LOG_WARNING, run->event_id, r->name,
-			 "hook '%s' exited %d after %.2f s%s",
-			 r->name, r->exit_status, usec_to_sec(r->duration_usec), suffix);
-}
-
-static void report_end(struct hook_run *run)
+void report_end(struct hook_run *run)
 {
 	if (active_run == run)
 		active_run = NULL;
@@ -351,165 +192,6 @@ static void report_end(struct hook_run *run)
 	hook_report_end(&run->report, run->event_id, run->res.name, &run->res.report);
 	/* The last thing a run does: ended may free it. */
 	run->ended(run, &run->res, run->userdata);
-}
-
-static int on_end(sd_event_source *s, void *userdata)
-{
-	struct hook_run *run = userdata;
-
-	run->end_source = sd_event_source_disable_unref(run->end_source);
-	report_end(run);
-	return 0;
-}
-
-/* Everything is dead: closes up and reports the end from a callback of its
- * own. Not from this one: the caller may start the next hook from ended,
- * and the pid whose child source is being dispatched is reaped by sd-event
- * only after the dispatch; a sweep must not take it first. */
-static void finish(struct hook_run *run)
-{
-	close_source(&run->reap_timer, NULL);
-	close_source(&run->orphan_source, NULL);
-	read_output(run, DRAIN_MAX);
-	flush_output(run);
-	close_output(run);
-	close_source(&run->stdin_source, &run->stdin_fd);
-	/* A hook killed for its timeout took its children with it; one that
-	 * ended by itself should not have left any. */
-	if (run->left.n > 0 && !run->res.timed_out)
-		log_hook(LOG_WARNING, run->event_id, run->res.name,
-			 "hook '%s' left %zu process%s behind, killed", run->res.name,
-			 run->left.n, run->left.n == 1 ? "" : "es");
-	if (sd_event_add_defer(run->event, &run->end_source, on_end, run) < 0)
-		report_end(run);  /* no memory for a source: at once, then */
-}
-
-static int on_orphan_exit(sd_event_source *s, const siginfo_t *si, void *userdata);
-static int on_reap_timer(sd_event_source *s, uint64_t usec, void *userdata);
-
-/* The slow path: kills what the ended hook left behind, found by walking
- * /proc, and reports the end once all of it is dead; until then it waits
- * for one adopted leftover at a time, and looks again every
- * TREE_RECHECK_USEC for what that pidfd does not report (a descendant
- * below another child). dying: a pid whose source is being dispatched,
- * which sd-event reaps after the callback. */
-static void tidy_up(struct hook_run *run, pid_t dying)
-{
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	pid_t keep[2], watch = 0;
-	size_t alive;
-
-	run_keep(run, keep);
-	if (!keep[0])
-		keep[0] = dying;
-	else if (!keep[1])
-		keep[1] = dying;
-	alive = hooktree_kill(keep, &run->left, &watch);
-	if (alive == 0) {
-		finish(run);
-		return;
-	}
-	if (now >= run->reap_until_mono_usec) {
-		log_hook(LOG_WARNING, run->event_id, run->res.name,
-			 "hook '%s': %zu process%s it left behind still alive %.0f s after SIGKILL, going on",
-			 run->res.name, alive, alive == 1 ? "" : "es", usec_to_sec(TREE_WAIT_USEC));
-		sweep_pending = true;
-		finish(run);
-		return;
-	}
-	if (!run->orphan_source && watch > 0 &&
-	    sd_event_add_child(run->event, &run->orphan_source, watch, WEXITED, on_orphan_exit, run) >= 0)
-		run->orphan_pid = watch;
-	if (arm_timer(run, &run->reap_timer, now + TREE_RECHECK_USEC < run->reap_until_mono_usec ?
-					     now + TREE_RECHECK_USEC : run->reap_until_mono_usec,
-		      on_reap_timer) < 0 && !run->orphan_source) {
-		log_hook(LOG_WARNING, run->event_id, run->res.name,
-			 "hook '%s': cannot wait for the processes it left behind, going on",
-			 run->res.name);
-		finish(run);
-	}
-}
-
-static int on_orphan_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
-{
-	struct hook_run *run = userdata;
-	pid_t pid = run->orphan_pid;
-
-	run->orphan_source = sd_event_source_disable_unref(run->orphan_source);
-	run->orphan_pid = 0;
-	tidy_up(run, pid);
-	return 0;
-}
-
-static int on_reap_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-	tidy_up(userdata, 0);
-	return 0;
-}
-
-/* The first look after the main process was reaped, its group SIGKILLed.
- * No child source waits now, so every dead child may be reaped: the
- * group's members, adopted by the subreaper, among them. When then the
- * agent has no child at all, nothing the hook started is alive (a living
- * descendant would be a child of the agent or below one), and the walk of
- * /proc is skipped: the common case of a hook that leaves nothing. */
-static int on_tidy(sd_event_source *s, void *userdata)
-{
-	struct hook_run *run = userdata;
-
-	run->tidy_source = sd_event_source_disable_unref(run->tidy_source);
-	if (hooktree_reap_all(&run->left))
-		finish(run);
-	else
-		tidy_up(run, 0);
-	return 0;
-}
-
-static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
-{
-	struct hook_run *run = userdata;
-	struct hook_result *r = &run->res;
-
-	if (si->si_code == CLD_EXITED) {
-		r->exit_status = si->si_status;
-		r->term_signal = 0;
-	} else {
-		r->exit_status = -1;
-		r->term_signal = si->si_status;
-	}
-	r->duration_usec = now_usec(CLOCK_MONOTONIC) - run->start_mono_usec;
-	run->main_ended = true;
-	close_source(&run->timer_source, NULL);
-	close_source(&run->stdin_source, &run->stdin_fd);
-
-	if (run->spawn_errno && r->exit_status == 127)
-		(void)strscpy(r->error, sizeof(r->error), run->spawn_detail);
-
-	if (r->timed_out)
-		r->outcome = HOOK_TIMEOUT;
-	else if (r->exit_status == 0 || r->exit_status == HOOK_EXIT_SKIP_REST)
-		r->outcome = HOOK_OK;
-	else
-		r->outcome = HOOK_FAILED;
-
-	/* Take what is in the pipe now, so the output comes before the end in
-	 * the log; what dying leftovers add is read until they are gone. */
-	read_output(run, DRAIN_MAX);
-	flush_output(run);
-	log_end(run);
-
-	/* Every member of the hook's group is below the agent, but a group
-	 * kill is one system call and catches a fork in flight; the leader is
-	 * an unreaped zombie while its callback runs, so the id is still its. */
-	(void)kill(-run->pid, SIGKILL);
-	/* sd-event reaps the zombie after this callback returns; the rest is
-	 * looked at from a defer, once it has. */
-	(void)sd_event_source_set_child_process_own(s, false);
-	run->child_source = sd_event_source_disable_unref(run->child_source);
-	run->reap_until_mono_usec = now_usec(CLOCK_MONOTONIC) + TREE_WAIT_USEC;
-	if (sd_event_add_defer(run->event, &run->tidy_source, on_tidy, run) < 0)
-		tidy_up(run, run->pid);
-	return 0;
 }
 
 static int set_nonblock(int fd)
