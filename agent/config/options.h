@@ -90,6 +90,8 @@ const struct option_def *option_find(const char *name);
 bool option_takes_value(const struct option_def *o);
 bool option_is_string_type(enum opt_type t);
 const char *option_echo(const char *s, char *buf, size_t n);
+/* One of d's values by its name: 0, or -EINVAL for a name it has not. */
+int option_parse_enum(const struct enum_desc *d, const char *s, int *ret);
 void option_join_choices(const struct enum_desc *d, const char *sep, char *buf, size_t n);
 void option_str_append(char *buf, size_t n, const char *text);
 void option_list_append(char *buf, size_t n, const char *sep, const char *text);
