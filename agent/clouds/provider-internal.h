@@ -1,5 +1,5 @@
-/* provider-internal.h - between provider.c (the provider-neutral half) and
- * the clouds (azure.c, aws.c, gcp.c). Not for other modules: the rest of
+/* provider-internal.h - between the provider-neutral half (provider.c,
+ * provider-round.c) and the clouds (azure.c, aws.c, gcp.c). Not for other modules: the rest of
  * the agent sees provider.h only.
  *
  * A round is a set of requests, each started with provider_request from

@@ -1,7 +1,7 @@
 /* record.h - what the agent keeps of an eviction: the notices that make
  * it up, what every hook did, and where it stands in its lifecycle. This
  * is the persisted type: state.json holds exactly these fields
- * (store/record-json.c), nothing of one process's run (the engine keeps
+ * (store/record-json.c, store/hook-json.c), nothing of one process's run (the engine keeps
  * that in its own table) and no cache.
  *
  * One eviction per machine: from its first notice until it is over, any

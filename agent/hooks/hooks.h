@@ -1,7 +1,8 @@
 /* hooks.h - scanning the hook directories (scan.c, with trust.c and
- * format.c), a hook's result (result.c), its environment (env.c) and
- * running one hook (run.c, with spawn.c and output.c); the hooks' process
- * trees are tree.h's, included here. */
+ * format.c), a hook's environment (env.c) and running one hook (run.c,
+ * run-pipes.c, run-end.c, with spawn.c, output.c and report.c); the hooks'
+ * process trees are tree.h's, included here. A hook's result is the
+ * engine's type (engine/record.h). */
 #ifndef SPOT_HOOKS_H
 #define SPOT_HOOKS_H
 

@@ -1,7 +1,7 @@
-/* hooktree.h - the hooks' process trees (hooktree.c): the child subreaper,
- * the hooks' cgroup, and killing what a hook leaves behind. hooks.h
- * includes it: hooks_tree_* are for the agent's set-up and exit, hooktree_*
- * for the runner (hooks.c). */
+/* tree.h - the hooks' process trees (tree.c, tree-cgroup.c): the child
+ * subreaper, the hooks' cgroup, and killing what a hook leaves behind.
+ * hooks.h includes it: hooks_tree_* are for the agent's set-up and exit,
+ * hooktree_* for the runner (run.c, run-end.c). */
 #ifndef SPOT_HOOKTREE_H
 #define SPOT_HOOKTREE_H
 

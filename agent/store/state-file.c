@@ -1,5 +1,5 @@
-/* state-file.c - the evictions on disk. A save renders the records (each
- * from a cache while it has not changed), writes them over the spare file
+/* state-file.c - the evictions on disk. A save renders the records
+ * (state-text.c), writes them over the spare file
  * in place and exchanges it with state.json; the fsyncs follow in the same
  * loop turn. Every file carries a save counter and a checksum of its body,
  * so a load tells a torn state.json (the machine died before it reached
