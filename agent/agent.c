@@ -39,12 +39,16 @@ static void save(struct agent *a)
 	/* The remote-write batches not delivered yet travel with the records. */
 	cJSON *queue = record_queue_json(a->record);
 	struct state_doc doc = { .dir = a->cfg.state_dir, .records = &a->records, .extra = queue };
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC);
 	int r = state_save_begin(&doc, &a->sync);
 
 	cJSON_Delete(queue);
 	if (r < 0)
 		log_errno(r, "state: cannot write '%s/%s', continuing in memory", a->cfg.state_dir,
 			  STATE_FILE_NAME);
+	else
+		log_debug("state: save %" PRIu64 " written in %.3f ms", a->sync.seq,
+			  (double)(now_usec(CLOCK_MONOTONIC) - t0) / USEC_PER_MSEC);
 }
 
 void agent_save(struct agent *a)
@@ -54,10 +58,15 @@ void agent_save(struct agent *a)
 
 static void pay_sync(struct agent *a)
 {
+	bool owed = a->sync.fd >= 0;
+	uint64_t t0 = now_usec(CLOCK_MONOTONIC);
 	int r = state_sync_finish(&a->sync);
 
 	if (r < 0)
 		log_errno(r, "state: cannot sync '%s/%s' to disk", a->cfg.state_dir, STATE_FILE_NAME);
+	else if (owed)
+		log_debug("state: save %" PRIu64 " on disk (fsync) in %.3f ms", a->sync.seq,
+			  (double)(now_usec(CLOCK_MONOTONIC) - t0) / USEC_PER_MSEC);
 }
 
 /* The remote-write queue changed (from the loop, at idle priority). */
