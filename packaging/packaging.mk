@@ -41,13 +41,14 @@ PKG_CLEAN_ENV := env -i PATH="$$PATH" HOME="$$HOME" LANG=C.UTF-8
 
 .PHONY: check-packaging check-system
 
-# Example hooks: every file in hooks/ when the target runs, except the
-# tests and the README; executables stay executable, the rest (settings
-# files the hooks read) is 0644. The glob runs in the recipe, so hooks added later
+# Example hooks: every file in hooks/ and hooks/recover.d/ when the target
+# runs, except the tests and the README; executables stay executable, the
+# rest (settings files the hooks read) is 0644. The glob runs in the recipe, so hooks added later
 # are shipped without a change here.
 install: install-bin
 	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)/monitoring \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)/examples/recover.d \
+		$(DESTDIR)$(DOCDIR)/monitoring \
 		$(DESTDIR)$(LIBHOOKDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/spot-agent $(DESTDIR)$(SYSCONFDIR)/spot-agent.d \
 		$(DESTDIR)$(LOGINDCONFDIR) $(DESTDIR)$(CATALOGDIR)
@@ -69,12 +70,13 @@ install: install-bin
 		install -m 0644 $(PKG_CONF) $(DESTDIR)$(SYSCONFDIR)/spot-agent/spot-agent.conf; \
 	fi
 	install -m 0644 $(PKG_HOOKREAD) $(DESTDIR)$(SYSCONFDIR)/spot-agent.d/README
-	@for f in hooks/*; do \
-		case "$${f#hooks/}" in test*|README*|'*') continue ;; esac; \
+	@for f in hooks/* hooks/recover.d/*; do \
+		case "$${f##*/}" in test*|README*|'*') continue ;; esac; \
 		[ -f "$$f" ] || continue; \
 		if [ -x "$$f" ]; then m=0755; else m=0644; fi; \
-		echo "install -m $$m $$f $(DESTDIR)$(DOCDIR)/examples/"; \
-		install -m $$m "$$f" $(DESTDIR)$(DOCDIR)/examples/ || exit 1; \
+		d=$(DESTDIR)$(DOCDIR)/examples/$$(dirname "$${f#hooks/}" | sed 's|^\.$$||'); \
+		echo "install -m $$m $$f $$d"; \
+		install -m $$m "$$f" "$$d" || exit 1; \
 	done
 	install -m 0644 $(PKG_HOOKDOC) $(DESTDIR)$(DOCDIR)/examples/README.md
 	install -m 0644 $(PKG_SANDBOX) $(DESTDIR)$(DOCDIR)/examples/spot-agent-sandbox.conf

@@ -353,6 +353,24 @@ check "k8s: no kubeconfig is a failure" status_is 1
 check "k8s: no kubeconfig explained" said "not configured: no readable kubeconfig at $tmp/etc/kubeconfig"
 check "k8s: no kubeconfig runs nothing" count_is '^kubectl ' 0
 
+# --- recover.d/30-k8s-uncordon ----------------------------------------------
+
+: >"$tmp/etc/kubeconfig"
+printf 'K8S_NODE_NAME=node-a\n' | env_file k8s-drain
+run_hook recover.d/30-k8s-uncordon SPOT_PHASE=recover SPOT_RECOVER_REASON=cancelled SPOT_DOWNTIME=42
+check "uncordon: exit 0" status_is 0
+check "uncordon: uncordons the node" ran "^kubectl --kubeconfig=$tmp/etc/kubeconfig --request-timeout=9s uncordon node-a\$"
+check "uncordon: says why and when" said "node node-a schedulable again (cancelled, 42 s after the eviction)"
+run_hook recover.d/30-k8s-uncordon SPOT_PHASE=recover SPOT_DRILL=1
+check "uncordon: drill is harmless (server dry run)" ran ' uncordon node-a --dry-run=server$'
+run_hook recover.d/30-k8s-uncordon SPOT_PHASE=evict
+check "uncordon: refused in the evict phase" status_is 1
+check "uncordon: the evict phase runs nothing" count_is '^kubectl ' 0
+rm -f "$tmp/etc/kubeconfig"
+run_hook recover.d/30-k8s-uncordon SPOT_PHASE=recover
+check "uncordon: no kubeconfig is a failure" status_is 1
+check "uncordon: no kubeconfig runs nothing" count_is '^kubectl ' 0
+
 # --- 80-flush-logs ----------------------------------------------------------
 
 env_file flush-logs </dev/null

@@ -47,8 +47,8 @@ fi
 	echo "/usr/local/share/man/man5/spot-agent.conf.5"
 	echo "/usr/local/share/man/man7/spot-agent-hooks.7"
 	echo "/usr/local/share/man/man8/spot-agent.8"
-	for f in hooks/*; do
-		case ${f#hooks/} in test*|README*|'*') continue ;; esac
+	for f in hooks/* hooks/recover.d/*; do
+		case ${f##*/} in test*|README*|'*') continue ;; esac
 		[ -f "$f" ] || continue
 		echo "/usr/local/share/doc/spot-agent/examples/${f#hooks/}"
 	done
@@ -69,7 +69,7 @@ else
 	fail "install file list (- expected, + installed)"
 fi
 [ -x "$dest/usr/local/bin/spot-agent" ] || fail "install: spot-agent is not executable"
-for f in hooks/*; do
+for f in hooks/* hooks/recover.d/*; do
 	[ -f "$f" ] || continue
 	i=$dest/usr/local/share/doc/spot-agent/examples/${f#hooks/}
 	[ -e "$i" ] || continue
