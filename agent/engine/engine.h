@@ -226,7 +226,7 @@ void engine_round(struct engine *e, const struct event_list *events, uint32_t fe
 		  const char *vm_name, uint64_t now_wall_usec);
 
 /* The answer to ENGINE_SCAN_HOOKS: readable false when the directories
- * could not be read (hooks then names none). */
+ * could not be listed (hooks then names none). */
 void engine_hooks_scanned(struct engine *e, const char *id, enum chain_kind chain,
 			  const struct hook_ref *hooks, size_t n_hooks, bool readable,
 			  uint64_t now_wall_usec);

@@ -535,9 +535,7 @@ static bool chain_over(struct engine *e, struct eviction *r, enum chain_kind c)
 	return e->now >= engine_chain_deadline(r, c);
 }
 
-/* The latest NotBefore of its notices, or, with none known, the settle
- * time after the last of them left. */
-static uint64_t settled_at(const struct eviction *r)
+uint64_t lifecycle_settled_at(const struct eviction *r)
 {
 	uint64_t nb = 0, gone = 0;
 
@@ -555,6 +553,7 @@ static uint64_t settled_at(const struct eviction *r)
 void lifecycle_levels(struct engine *e, struct eviction *r)
 {
 	unsigned live = 0, gone = 0, withdrawn = 0, ended = 0;
+	struct hook_result *hooks;
 	enum chain_kind c;
 	size_t n;
 
@@ -584,12 +583,9 @@ void lifecycle_levels(struct engine *e, struct eviction *r)
 	if (live > 0)
 		lifecycle_fire(e, r, IN_BACK);
 	c = lifecycle_props(r->state)->chain;
-	{
-		struct hook_result *hooks = engine_chain(r, c, &n);
-
-		if (e->now >= engine_chain_deadline(r, c) && hook_left(hooks, n))
-			lifecycle_fire(e, r, IN_DEADLINE);
-	}
+	hooks = engine_chain(r, c, &n);
+	if (e->now >= engine_chain_deadline(r, c) && hook_left(hooks, n))
+		lifecycle_fire(e, r, IN_DEADLINE);
 	c = lifecycle_props(r->state)->chain;
 	if (chain_over(e, r, c))
 		lifecycle_fire(e, r, IN_CHAIN_END);
@@ -597,11 +593,6 @@ void lifecycle_levels(struct engine *e, struct eviction *r)
 		lifecycle_fire(e, r, IN_DRAINED);
 	if (!after_hooks_ack_waiting(r))
 		lifecycle_fire(e, r, IN_ACKS_SETTLED);
-	if (r->state == LC_CANCELLED && e->now >= settled_at(r))
+	if (r->state == LC_CANCELLED && e->now >= lifecycle_settled_at(r))
 		lifecycle_fire(e, r, IN_SETTLED);
-}
-
-uint64_t lifecycle_settled_at(const struct eviction *r)
-{
-	return settled_at(r);
 }
