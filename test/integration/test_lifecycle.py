@@ -1,0 +1,224 @@
+"""Regression tests of the eviction lifecycle (detected, running, paused,
+draining, acknowledging, done, cancelled, recovering, closed) as the real
+binary lives it against the simulator: cancellation and a notice back,
+readiness across kill -9, a torn state file, a chain that never ran,
+deadlines that move, AWS notices that join or flap, quiet signals on an idle
+VM, the drain, optional requests that fail and the IMDSv1 fallback. Each test
+states its promise in its docstring and judges by what the hooks recorded,
+what the simulator saw (request, approval and Auto Scaling call records with
+their times), /v1/status, /readyz, /metrics, and a log line where nothing
+else shows it."""
+
+import datetime
+import email.utils
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import harness
+from harness import TIMEOUT, check, read_state_body, wait_for
+
+VM = "agent-vm0"
+AWS_VM = "i-0123456789abcdef0"
+SE_PATH = "/metadata/scheduledevents"
+SPOT_PATH = "/latest/meta-data/spot/instance-action"
+LIFECYCLE_PATH = "/latest/meta-data/autoscaling/target-lifecycle-state"
+REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
+TOKEN_PATH = "/latest/api/token"
+ASG_HOOK = "spot-drain"
+
+
+# ---- helpers --------------------------------------------------------------
+
+def approvals_for(sim, eid):
+    return [a for a in sim.approvals() if any(x.lower() == eid.lower() for x in a["event_ids"])]
+
+
+def rec_hook(ctx, name, body="", code=0):
+    """A hook that appends 'start NAME ID DEADLINE' when it starts and
+    'end NAME ID' when its body is done, then exits with code."""
+    return ctx.hook(name, 'echo "start %s $SPOT_EVENT_ID $SPOT_DEADLINE" >> %s\n%s\n'
+                    'echo "end %s $SPOT_EVENT_ID" >> %s\nexit %d'
+                    % (name, ctx.record, body, name, ctx.record, code))
+
+
+def runs(ctx):
+    """The record as (kind, name, id) tuples."""
+    out = []
+    for line in ctx.recorded():
+        f = line.split()
+        if len(f) >= 3 and f[0] in ("start", "end"):
+            out.append((f[0], f[1], f[2]))
+    return out
+
+
+def starts(ctx, name):
+    return [r for r in runs(ctx) if r[0] == "start" and r[1] == name]
+
+
+def ended(ctx, name):
+    return [r for r in runs(ctx) if r[0] == "end" and r[1] == name]
+
+
+def gate_wait(gate):
+    return "while [ ! -e %s ]; do sleep 0.02; done" % gate
+
+
+def touch(path):
+    with open(path, "w"):
+        pass
+
+
+def mtime(path):
+    """When the file was last written, Unix time (the hooks' record lines
+    are stamped by the file that holds them)."""
+    return os.stat(path).st_mtime
+
+
+def stamp_hook(ctx, name, body="", code=0):
+    """A hook that writes its start and end times (Unix, ns) to
+    out/NAME.start and out/NAME.end."""
+    base = os.path.join(ctx.out, name)
+    return ctx.hook(name, 'echo "start %s $SPOT_EVENT_ID" >> %s\ndate +%%s.%%N > %s.start\n%s\n'
+                    'date +%%s.%%N > %s.end\necho "end %s $SPOT_EVENT_ID" >> %s\nexit %d'
+                    % (name, ctx.record, base, body, base, name, ctx.record, code))
+
+
+def stamp(ctx, name, which):
+    try:
+        with open(os.path.join(ctx.out, "%s.%s" % (name, which))) as f:
+            return float(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def rfc3339(text):
+    """Unix time of an RFC 3339 (or RFC 1123) time."""
+    if "," in text:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def event_not_before(sim, eid):
+    for ev in sim.call("GET", "/__sim/events"):
+        if ev["EventId"].lower() == eid.lower():
+            return rfc3339(ev["NotBefore"])
+    raise harness.TestFailure("no event %s in the simulator" % eid)
+
+
+def gets(sim, path, since_mono=0.0):
+    return [r for r in sim.requests() if r["method"] == "GET" and r["path"].startswith(path)
+            and r["mono"] >= since_mono]
+
+
+def wait_polls(sim, path, n, since_mono, what="polls", timeout=TIMEOUT):
+    """Waits until n more GETs of path arrived after since_mono."""
+    return wait_for(lambda: len(gets(sim, path, since_mono)) >= n, timeout=timeout,
+                    what="%d %s" % (n, what))
+
+
+def http_status(ctx, path):
+    """The status of GET path, None while the endpoint does not answer."""
+    try:
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (ctx.http_port, path))
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+def status(ctx):
+    code, body = ctx.http_get("/v1/status")
+    check(code == 200, "/v1/status answered %d" % code)
+    return json.loads(body)
+
+
+class Sampler:
+    """Samples GET path every interval in a thread: (unix time before the
+    request, status) pairs; None while nothing answers."""
+
+    def __init__(self, ctx, path="/readyz", interval=0.02):
+        self.ctx, self.path, self.interval = ctx, path, interval
+        self.samples = []
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            t = time.time()
+            self.samples.append((t, http_status(self.ctx, self.path)))
+            self.stop_ev.wait(self.interval)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(10)
+        return list(self.samples)
+
+
+def log_time(line):
+    """The Unix time at the start of a text log line, None without one."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)", line)
+    if not m:
+        return None
+    text = m.group(1)
+    if not re.search(r"(Z|[+-]\d\d:?\d\d)$", text):
+        text += "Z"
+    return rfc3339(text)
+
+
+def log_lines(a, pattern, start=0):
+    rx = re.compile(pattern)
+    with a.cond:
+        return [l for l in a.lines[start:] if rx.search(l)]
+
+
+# ---- 1. a cancelled chain that comes back ---------------------------------
+
+def test_cancelled_chain_back_resumes_and_is_approved_once_after_it(ctx):
+    """A chain cancelled while its first hook runs (the event gone for longer
+    than the grace) is not approved while it is cancelled; when the same
+    EventId is listed again (Azure reuses it, ~291 s to NotBefore) the hooks
+    the cancel left run (hook 1 not again), and the approval goes out only
+    after the last hook ended, exactly once."""
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    stamp_hook(ctx, "10-wait", gate_wait(gate))
+    stamp_hook(ctx, "20-second")
+    stamp_hook(ctx, "30-third")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=60)
+    wait_for(lambda: starts(ctx, "10-wait"), what="the first hook")
+    sim.remove_event(eid)
+    a.wait_log(r"eviction %s: \w+ -> cancelled" % re.escape(eid))
+    check(not approvals_for(sim, eid), "a cancelled chain was approved")
+    line = len(a.lines)
+    sim.add_event(id=eid, type="Preempt", not_before_in=291)
+    a.wait_log(r"eviction %s: cancelled -> \w+" % re.escape(eid), start=line)
+    # Back and the first hook still running: nothing may be approved yet.
+    wait_polls(sim, SE_PATH, 3, time.monotonic(), "polls with the event back")
+    check(not approvals_for(sim, eid), "approved while the first hook still ran")
+    touch(gate)
+    wait_for(lambda: approvals_for(sim, eid), what="the approval")
+    end3 = stamp(ctx, "30-third", "end")
+    check(end3 is not None, "the third hook did not end before the approval (record %r)"
+          % ctx.recorded())
+    first = approvals_for(sim, eid)[0]
+    check(first["t"] >= end3, "approved %.3f s before the third hook ended" % (end3 - first["t"]))
+    # Approved and Started now: more polls must not bring another approval.
+    wait_polls(sim, SE_PATH, 5, time.monotonic(), "polls after the approval")
+    check(len(approvals_for(sim, eid)) == 1, "approved %d times" % len(approvals_for(sim, eid)))
+    check([(k, n) for k, n, _ in runs(ctx)] ==
+          [("start", "10-wait"), ("end", "10-wait"), ("start", "20-second"), ("end", "20-second"),
+           ("start", "30-third"), ("end", "30-third")],
+          "hooks after the cancel and the return: %r" % ctx.recorded())
+    check({i for _, _, i in runs(ctx)} == {eid}, "hooks saw another event id: %r" % ctx.recorded())
