@@ -143,7 +143,8 @@ def status(ctx):
 
 class Sampler:
     """Samples GET path every interval in a thread: (unix time before the
-    request, status) pairs; None while nothing answers."""
+    request, unix time after the answer, status); status None while nothing
+    answers."""
 
     def __init__(self, ctx, path="/readyz", interval=0.02):
         self.ctx, self.path, self.interval = ctx, path, interval
@@ -155,7 +156,8 @@ class Sampler:
     def _run(self):
         while not self.stop_ev.is_set():
             t = time.time()
-            self.samples.append((t, http_status(self.ctx, self.path)))
+            st = http_status(self.ctx, self.path)
+            self.samples.append((t, time.time(), st))
             self.stop_ev.wait(self.interval)
 
     def stop(self):
@@ -222,3 +224,47 @@ def test_cancelled_chain_back_resumes_and_is_approved_once_after_it(ctx):
            ("start", "30-third"), ("end", "30-third")],
           "hooks after the cancel and the return: %r" % ctx.recorded())
     check({i for _, _, i in runs(ctx)} == {eid}, "hooks saw another event id: %r" % ctx.recorded())
+
+
+# ---- 2. readiness after kill -9 while the metadata service fails ----------
+
+def test_readiness_after_kill9_without_imds_follows_not_before(ctx):
+    """After kill -9 mid-chain, with every Scheduled Events GET answered 500,
+    the restarted agent resumes the chain and /readyz answers 503 from its
+    first answer until the event's NotBefore has passed (never 200 before
+    it), and 200 after it."""
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    rec_hook(ctx, "10-first")
+    rec_hook(ctx, "20-wait", gate_wait(gate))
+    rec_hook(ctx, "30-last")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=14)
+    nb = event_not_before(sim, eid)
+    wait_for(lambda: starts(ctx, "20-wait"), what="the second hook")
+    a.kill9()
+    sim.fault(path=SE_PATH, method="GET", kind="status", status=500, count=-1)
+    touch(gate)
+    sampler = Sampler(ctx, "/readyz", 0.02)
+    try:
+        b = ctx.start_agent()
+        wait_for(lambda: ended(ctx, "30-last"), timeout=10,
+                 what="the resumed chain while the metadata service fails")
+        wait_for(lambda: time.time() > nb, timeout=nb - time.time() + 5, what="NotBefore")
+        wait_for(lambda: [s for s in sampler.samples if s[2] == 200], timeout=8,
+                 what="/readyz 200 once NotBefore has passed")
+    finally:
+        samples = sampler.stop()
+    answered = [s for s in samples if s[2] is not None]
+    check(answered, "/readyz never answered")
+    early = [s for s in answered if s[2] != 503 and s[1] < nb]
+    check(not early, "/readyz answered %r %.2f s before NotBefore, after the restart without the "
+          "metadata service" % (early[0][2], nb - early[0][1]) if early else "")
+    check(answered[0][2] == 503, "the restarted agent's first /readyz answer was %r" % answered[0][2])
+    check(len(starts(ctx, "10-first")) == 1 and len(starts(ctx, "30-last")) == 1,
+          "hooks after the restart: %r" % ctx.recorded())
+    ok_at = [s for s in answered if s[2] == 200]
+    check(ok_at and ok_at[0][0] - nb <= 5.0, "/readyz 200 only %.1f s after NotBefore"
+          % ((ok_at[0][0] - nb) if ok_at else -1))
+    b.kill9()
