@@ -268,3 +268,54 @@ def test_readiness_after_kill9_without_imds_follows_not_before(ctx):
     check(ok_at and ok_at[0][0] - nb <= 5.0, "/readyz 200 only %.1f s after NotBefore"
           % ((ok_at[0][0] - nb) if ok_at else -1))
     b.kill9()
+
+
+# ---- 3. a torn state.json with a good spare --------------------------------
+
+def test_torn_state_file_falls_back_to_the_spare(ctx):
+    """When state.json is torn (the machine died before it reached the disk)
+    and the spare left by the save before is whole, the restarted agent
+    warns, naming both files, and loads the spare's records: the eviction is
+    resumed, a hook whose outcome the spare holds is not run again, and
+    /v1/status shows the spare's record."""
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    rec_hook(ctx, "10-a")
+    rec_hook(ctx, "20-b")
+    rec_hook(ctx, "30-wait", gate_wait(gate))
+    rec_hook(ctx, "40-last")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=60)
+    wait_for(lambda: starts(ctx, "30-wait"), what="the third hook")
+    a.wait_log(r"hook '30-wait' started")
+    a.kill9()
+    path = os.path.join(ctx.state, "state.json")
+    spare = os.path.join(ctx.state, ".state.json.spare")
+    check(os.path.exists(spare), "the run left no spare: %r" % os.listdir(ctx.state))
+    body, _ = read_state_body(spare)
+    recs = [r for r in body["records"] if r["id"].lower() == eid.lower()]
+    check(recs, "the spare holds no record of %s" % eid)
+    final = [h["name"] for h in recs[0]["hooks"] if h["result"] not in ("pending", "running")]
+    check(final, "the spare holds no hook outcome (hooks %r)"
+          % [(h["name"], h["result"]) for h in recs[0]["hooks"]])
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        f.truncate(size // 2)
+    touch(gate)
+    before = {n: len(starts(ctx, n)) for n in final}
+    b = ctx.start_agent()
+    m = b.wait_log(r"warning: state: .*")
+    line = m.group(0)
+    check(path in line and ".state.json.spare" in line and ctx.state in line,
+          "the warning does not name both files: %r" % line)
+    wait_for(lambda: approvals_for(sim, eid), what="the approval of the resumed chain")
+    again = [n for n in final if len(starts(ctx, n)) != before[n]]
+    check(not again, "hooks whose outcome the spare holds ran again: %r (record %r)"
+          % (again, ctx.recorded()))
+    check(len(starts(ctx, "40-last")) == 1, "the last hook did not run once: %r" % ctx.recorded())
+    st = status(ctx)
+    check(st.get("event") and st["event"]["id"].lower() == eid.lower(),
+          "/v1/status does not show the spare's eviction: %r" % st.get("event"))
+    results = {h["name"]: h.get("result") for h in st["hooks"]}
+    check(all(results.get(n) == "ok" for n in final), "hook results after the spare: %r" % results)
