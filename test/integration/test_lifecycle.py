@@ -319,3 +319,50 @@ def test_torn_state_file_falls_back_to_the_spare(ctx):
           "/v1/status does not show the spare's eviction: %r" % st.get("event"))
     results = {h["name"]: h.get("result") for h in st["hooks"]}
     check(all(results.get(n) == "ok" for n in final), "hook results after the spare: %r" % results)
+
+
+# ---- 4. a chain in which no hook ran --------------------------------------
+
+def failfork_shim(ctx):
+    """The LD_PRELOAD shim (test/shim/failfork.c): fork() and clone() fail
+    with EAGAIN while the file named by $SPOT_FAILFORK_FILE exists."""
+    cands = [os.environ.get("SPOT_FAILFORK_SO", ""),
+             os.path.join(harness.TOP, "build", "test", "failfork.so")]
+    for c in cands:
+        if c and os.path.exists(c):
+            return c
+    src = os.path.join(harness.TOP, "test", "shim", "failfork.c")
+    out = os.path.join(ctx.dir, "failfork.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", out, src, "-ldl"], check=True)
+    return out
+
+
+def test_chain_where_no_hook_ran_is_never_approved(ctx):
+    """Every hook start fails (fork EAGAIN) until past the deadline: the
+    chain ends with no hook run and is never approved, not at the deadline,
+    not after NotBefore, and not once fork works again."""
+    sim = ctx.start_sim()
+    failfile = os.path.join(ctx.out, "failfork")
+    touch(failfile)   # empty: every fork fails until it is removed
+    rec_hook(ctx, "10-first")
+    rec_hook(ctx, "20-second")
+    asan = "detect_leaks=1:abort_on_error=0:verify_asan_link_order=0"
+    a = ctx.start_agent(env={"LD_PRELOAD": failfork_shim(ctx), "SPOT_FAILFORK_FILE": failfile,
+                             "ASAN_OPTIONS": asan})
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=6)
+    nb = event_not_before(sim, eid)
+    a.wait_log(r"could not start")
+    a.wait_log(r"eviction %s: \w+ -> done \(chain over and no hook ran\)" % re.escape(eid),
+               timeout=15)
+    check(not approvals_for(sim, eid), "a chain in which no hook ran was approved at its deadline")
+    wait_for(lambda: time.time() > nb + 1, timeout=nb - time.time() + 5, what="NotBefore + 1 s")
+    os.unlink(failfile)
+    wait_polls(sim, SE_PATH, 5, time.monotonic(), "polls once fork works again")
+    check(not approvals_for(sim, eid), "a chain in which no hook ran was approved after NotBefore")
+    check(not [r for r in sim.requests() if r["method"] == "POST"],
+          "an approval was tried: %r" % [r["body"] for r in sim.requests() if r["method"] == "POST"])
+    check(not runs(ctx), "a hook ran after the deadline: %r" % ctx.recorded())
+    st = status(ctx)
+    check(not (st.get("approval") or {}).get("approved"), "/v1/status says approved: %r"
+          % st.get("approval"))
