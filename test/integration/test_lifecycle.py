@@ -366,3 +366,83 @@ def test_chain_where_no_hook_ran_is_never_approved(ctx):
     st = status(ctx)
     check(not (st.get("approval") or {}).get("approved"), "/v1/status says approved: %r"
           % st.get("approval"))
+
+
+# ---- 5. deadlines follow the platform -------------------------------------
+
+def _running_hook_follows_deadline(ctx, change, sim_args=()):
+    """A long hook (SIGTERM trapped: it notes the time and goes on) runs
+    when change(sim, eid) moves the deadline earlier: the hook is told the
+    deadline moved, gets SIGTERM a grace before the new deadline and is
+    killed by it, not after it. Returns (deadline, when the change was made)."""
+    sim = ctx.start_sim("--no-auto-start", *sim_args)
+    term = os.path.join(ctx.out, "term")
+    ctx.hook("10-long", 'echo "start 10-long $SPOT_EVENT_ID" >> %s\n'
+             "trap 'date +%%s.%%N >> %s' TERM\n"
+             "i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"
+             'echo "end 10-long" >> %s' % (ctx.record, term, ctx.record))
+    rec_hook(ctx, "20-after")
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=120)
+    wait_for(lambda: starts(ctx, "10-long"), what="the long hook")
+    a.wait_log(r"hook '10-long' started")
+    line = len(a.lines)
+    t_change = time.time()
+    change(sim, eid)
+    a.wait_log(r"hook '10-long': the deadline moved", start=line)
+    deadline = status(ctx)["deadline_usec"] / 1e6
+    check(deadline < t_change + 60, "the chain's deadline did not move: %.1f s away"
+          % (deadline - t_change))
+    a.wait_log(r"hook '10-long' (killed|exited)", start=line, timeout=deadline - time.time() + 10)
+    st = status(ctx)
+    h = [x for x in st["hooks"] if x["name"] == "10-long"][0]
+    end = (h["started_usec"] + h["duration_usec"]) / 1e6
+    check(h["timed_out"] is True, "the hook is not marked timed out: %r" % h)
+    check(end <= deadline + 0.3, "the hook ended %.2f s after the moved deadline" % (end - deadline))
+    try:
+        with open(term) as f:
+            terms = [float(x) for x in f.read().split()]
+    except OSError:
+        terms = []
+    check(terms, "the hook never got SIGTERM")
+    check(terms[0] < deadline, "SIGTERM came %.2f s after the deadline" % (terms[0] - deadline))
+    check(terms[0] >= t_change - 0.1, "SIGTERM before the change?")
+    # The grace is inside the budget: killed by the deadline, not a grace later.
+    check(end - terms[0] <= 2.0 + 0.3, "SIGKILL %.2f s after SIGTERM" % (end - terms[0]))
+    check(not [r for r in runs(ctx) if r[0] == "end" and r[1] == "10-long"],
+          "the long hook ran its course")
+    return deadline, t_change
+
+
+def test_deadline_moved_earlier_ends_the_running_hook_by_it(ctx):
+    """NotBefore moved earlier while a hook runs: the hook is ended by the
+    new deadline (NotBefore - margin), its kill grace inside it."""
+    box = {}
+
+    def move(sim, eid):
+        sim.call("POST", "/__sim/events/" + eid, {"not_before_in": 6})
+        box["nb"] = event_not_before(sim, eid)
+
+    deadline, _ = _running_hook_follows_deadline(ctx, move)
+    check(abs(deadline - (box["nb"] - 2)) < 0.01, "deadline %.3f is not the new NotBefore %.3f - "
+          "margin" % (deadline, box["nb"]))
+
+
+def test_deadline_moved_into_the_past_ends_the_running_hook(ctx):
+    """NotBefore moved into the past (the event still Scheduled) while a
+    hook runs: the deadline becomes the emergency budget from now and the
+    hook is ended by it, its kill grace inside it."""
+    deadline, t = _running_hook_follows_deadline(
+        ctx, lambda sim, eid: sim.call("POST", "/__sim/events/" + eid, {"not_before_in": -5}))
+    check(t <= deadline <= t + 11, "deadline %.1f s after the move" % (deadline - t))
+
+
+def test_event_started_ends_the_running_hook_by_the_emergency_deadline(ctx):
+    """The event turns Started while a hook runs: the deadline becomes the
+    emergency budget from now and the hook is ended by it, its kill grace
+    inside it."""
+    deadline, t = _running_hook_follows_deadline(
+        ctx, lambda sim, eid: sim.call("POST", "/__sim/events/%s/start" % eid),
+        ("--started-ttl", "0"))
+    check(t <= deadline <= t + 11, "deadline %.1f s after the start" % (deadline - t))
