@@ -446,3 +446,57 @@ def test_event_started_ends_the_running_hook_by_the_emergency_deadline(ctx):
         ctx, lambda sim, eid: sim.call("POST", "/__sim/events/%s/start" % eid),
         ("--started-ttl", "0"))
     check(t <= deadline <= t + 11, "deadline %.1f s after the start" % (deadline - t))
+
+
+# ---- 6. AWS: a spot notice and the Auto Scaling termination ---------------
+
+def autoscaling_calls(sim, action=None):
+    calls = sim.call("GET", "/__sim/aws/autoscaling")["calls"]
+    return [c for c in calls if action is None or c["action"] == action]
+
+
+def test_aws_spot_and_asg_termination_one_eviction_one_completion(ctx):
+    """A spot notice and the Auto Scaling Terminated state for the same
+    instance are one eviction: the hooks run once, CompleteLifecycleAction
+    goes out once, after the chain, and /v1/status shows one eviction with
+    two notices whose deadline is the spot notice's (the earlier)."""
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    stamp_hook(ctx, "10-first")
+    stamp_hook(ctx, "20-wait", gate_wait(gate))
+    a = ctx.start_agent(provider="aws", aws_lifecycle_hook=ASG_HOOK,
+                        aws_autoscaling_url=sim.url + "/__aws/autoscaling")
+    a.wait_log(r"this VM is '%s'" % AWS_VM)
+    sim.call("POST", "/__sim/aws/spot", {"action": "terminate", "notice_in": 120})
+    spot_nb = rfc3339(sim.call("GET", "/__sim/aws")["spot"]["time"])
+    wait_for(lambda: starts(ctx, "20-wait"), what="the hooks for the spot notice")
+    sim.call("POST", "/__sim/aws/lifecycle", {"state": "Terminated", "wait": True})
+
+    def two_notices():
+        st = status(ctx)
+        return st if len(st.get("notices") or []) == 2 else None
+    st = wait_for(two_notices, what="one eviction with both notices")
+    types = sorted(n["event"]["type"] for n in st["notices"])
+    check(types == ["Preempt", "Terminate"], "notices %r" % types)
+    check(abs(st["deadline_usec"] / 1e6 - (spot_nb - 2)) < 1.01,
+          "the deadline %.1f s is not the spot notice's (%.1f s away)"
+          % (st["deadline_usec"] / 1e6 - time.time(), spot_nb - 2 - time.time()))
+    check(not autoscaling_calls(sim, "CompleteLifecycleAction"), "completed while the chain ran")
+    touch(gate)
+    wait_for(lambda: autoscaling_calls(sim, "CompleteLifecycleAction"), what="CompleteLifecycleAction")
+    end = stamp(ctx, "20-wait", "end")
+    check(end is not None, "the chain had not ended when the lifecycle action was completed")
+    done = autoscaling_calls(sim, "CompleteLifecycleAction")
+    check(done[0]["t"] >= end, "completed %.3f s before the chain ended" % (end - done[0]["t"]))
+    # More polls: no second completion, no second run of the hooks.
+    wait_polls(sim, SPOT_PATH, 5, time.monotonic(), "spot polls after the completion")
+    done = autoscaling_calls(sim, "CompleteLifecycleAction")
+    check(len(done) == 1, "CompleteLifecycleAction sent %d times: %r"
+          % (len(done), [(c["status"], c["code"]) for c in done]))
+    check(done[0]["status"] == 200 and done[0]["params"].get("LifecycleActionResult") == "CONTINUE",
+          "the completion: %r" % done[0])
+    check([(k, n) for k, n, _ in runs(ctx)] ==
+          [("start", "10-first"), ("end", "10-first"), ("start", "20-wait"), ("end", "20-wait")],
+          "hooks: %r" % ctx.recorded())
+    st = status(ctx)
+    check(len(st["notices"]) == 2, "notices after the chain: %r" % st["notices"])
