@@ -500,3 +500,38 @@ def test_aws_spot_and_asg_termination_one_eviction_one_completion(ctx):
           "hooks: %r" % ctx.recorded())
     st = status(ctx)
     check(len(st["notices"]) == 2, "notices after the chain: %r" % st["notices"])
+
+
+# ---- 7. AWS: a spot notice that flaps ---------------------------------------
+
+def test_aws_spot_notice_back_after_12s_does_not_run_the_hooks_again(ctx):
+    """A spot notice that leaves the metadata for 12 s (longer than the
+    grace) and comes back with the same action and time is the same notice:
+    the hooks do not run again."""
+    sim = ctx.start_sim()
+    rec_hook(ctx, "10-first")
+    rec_hook(ctx, "20-second")
+    a = ctx.start_agent(provider="aws")
+    a.wait_log(r"this VM is '%s'" % AWS_VM)
+    sim.call("POST", "/__sim/aws/spot", {"action": "terminate", "notice_in": 120})
+    spot_time = sim.call("GET", "/__sim/aws")["spot"]["time"]
+    wait_for(lambda: ended(ctx, "20-second"), what="the hooks for the spot notice")
+    a.wait_log(r"hook chain done")
+    sim.call("DELETE", "/__sim/aws/spot")
+    gone = time.monotonic()
+    wait_for(lambda: [r for r in gets(sim, SPOT_PATH, gone) if r["status"] == 404],
+             what="a spot poll that finds nothing listed")
+    # 12 s of polls that find nothing listed.
+    wait_for(lambda: gets(sim, SPOT_PATH, gone + 12.0), timeout=20, what="spot polls over 12 s")
+    sim.call("POST", "/__sim/aws/spot", {"action": "terminate", "time": spot_time})
+    back = time.monotonic()
+    wait_for(lambda: [r for r in gets(sim, SPOT_PATH, back) if r["status"] == 200],
+             what="the spot notice listed again")
+    # Two seconds of polls that list it again.
+    wait_for(lambda: gets(sim, SPOT_PATH, back + 2.0), timeout=10, what="spot polls for 2 s more")
+    check([(k, n) for k, n, _ in runs(ctx)] ==
+          [("start", "10-first"), ("end", "10-first"), ("start", "20-second"), ("end", "20-second")],
+          "the hooks ran again for a spot notice back with the same time: %r" % ctx.recorded())
+    check(len({i for _, _, i in runs(ctx)}) == 1, "ids %r" % ctx.recorded())
+    check(len(log_lines(a, r"eviction notice: ")) == 1,
+          "the notice back was taken for a new eviction: %r" % log_lines(a, r"eviction notice: "))
