@@ -535,3 +535,44 @@ def test_aws_spot_notice_back_after_12s_does_not_run_the_hooks_again(ctx):
     check(len({i for _, _, i in runs(ctx)}) == 1, "ids %r" % ctx.recorded())
     check(len(log_lines(a, r"eviction notice: ")) == 1,
           "the notice back was taken for a new eviction: %r" % log_lines(a, r"eviction notice: "))
+
+
+# ---- 8. quiet signals ------------------------------------------------------
+
+def labelled_metric(text, name, **labels):
+    sel = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    m = re.search(r"^%s\{%s\} (\S+)$" % (re.escape(name), re.escape(sel)), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_aws_idle_404s_are_ok_and_a_moving_spot_time_is_logged_rarely(ctx):
+    """On an idle AWS spot VM the 404s that mean "nothing listed" are
+    successful requests: spot_agent_imds_requests_total{result="http_error"}
+    stays 0. With AWS's moving spot time (the time moves on with the clock
+    at every answer) the notice's change is logged at most twice, not at
+    every poll."""
+    sim = ctx.start_sim()
+    rec_hook(ctx, "10-hook")
+    a = ctx.start_agent(provider="aws")
+    a.wait_log(r"this VM is '%s'" % AWS_VM)
+    wait_for(lambda: len([r for r in gets(sim, "/latest/meta-data/") if r["status"] == 404]) >= 20,
+             timeout=40, what="20 polls answered 404 (nothing listed)")
+    text = ctx.http_get("/metrics")[1]
+    ok = labelled_metric(text, "spot_agent_imds_requests_total", result="ok")
+    err = labelled_metric(text, "spot_agent_imds_requests_total", result="http_error")
+    check(err == 0, "an idle VM counts %r metadata requests as http_error (ok: %r): the 404 of "
+          "an item with nothing listed is an answer" % (err, ok))
+    check(ok and ok >= 20, "ok requests: %r" % ok)
+    sim.call("POST", "/__sim/aws/spot", {"notice_in": 120, "moving_time": True})
+    line = len(a.lines)
+    a.wait_log(r"eviction notice: Preempt", start=line)
+    seen = time.monotonic()
+    wait_for(lambda: len([r for r in gets(sim, SPOT_PATH, seen) if r["status"] == 200]) >= 8,
+             timeout=30, what="8 polls of the moving spot notice")
+    changes = [l for l in log_lines(a, r"is now \w+.*NotBefore", line) if ": debug: " not in l]
+    check(len(changes) <= 2, "the moving spot time was logged %d times in 8 polls:\n%s"
+          % (len(changes), "\n".join(changes)))
+    check(len(starts(ctx, "10-hook")) == 1, "the hook ran %d times" % len(starts(ctx, "10-hook")))
+    err = labelled_metric(ctx.http_get("/metrics")[1], "spot_agent_imds_requests_total",
+                          result="http_error")
+    check(err == 0, "http_error requests with a spot notice listed: %r" % err)
