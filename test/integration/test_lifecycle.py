@@ -576,3 +576,86 @@ def test_aws_idle_404s_are_ok_and_a_moving_spot_time_is_logged_rarely(ctx):
     err = labelled_metric(ctx.http_get("/metrics")[1], "spot_agent_imds_requests_total",
                           result="http_error")
     check(err == 0, "http_error requests with a spot notice listed: %r" % err)
+
+
+# ---- 9. the drain ------------------------------------------------------------
+
+def _readiness_turned(a):
+    lines = log_lines(a, r"readiness: /readyz answers 503 from now")
+    check(lines, "no readiness line in the log")
+    t = log_time(lines[0])
+    check(t is not None, "no time on the log line %r" % lines[0])
+    return t
+
+
+def _wait_draining(ctx, sim, eid):
+    """Waits until /v1/status shows the lifecycle "draining" (checked while
+    nothing is approved yet); returns the lifecycles seen."""
+    seen = []
+
+    def draining():
+        st = status(ctx)
+        seen.append(st.get("lifecycle"))
+        if st.get("lifecycle") == "draining":
+            check(not approvals_for(sim, eid), "approved while /v1/status says draining")
+            return True
+        return False
+    try:
+        wait_for(draining, timeout=10, interval=0.05, what="lifecycle draining")
+    except harness.TestFailure:
+        check(False, "/v1/status never showed the lifecycle 'draining' (seen %r; approvals %r)"
+              % (sorted(set(map(str, seen))), approvals_for(sim, eid)))
+
+
+def test_drain_holds_the_approval_after_readiness_dropped(ctx):
+    """With drain = 3 and a quick hook, the approval reaches the platform no
+    sooner than 3 s after /readyz turned 503; /v1/status shows the lifecycle
+    "draining" meanwhile."""
+    sim = ctx.start_sim()
+    rec_hook(ctx, "10-quick")
+    a = ctx.start_agent(drain=3)
+    a.wait_log(r"this VM is")
+    sampler = Sampler(ctx, "/readyz", 0.02)
+    try:
+        eid = sim.add_event(type="Preempt", not_before_in=30)
+        wait_for(lambda: ended(ctx, "10-quick"), what="the hook")
+        _wait_draining(ctx, sim, eid)
+        wait_for(lambda: approvals_for(sim, eid), what="the approval")
+    finally:
+        samples = sampler.stop()
+    approved = approvals_for(sim, eid)[0]["t"]
+    turned = _readiness_turned(a)
+    st = status(ctx)
+    # Log times are cut to the millisecond: 1 ms in the agent's favour.
+    check(approved - turned >= 3.0 - 0.001,
+          "approved %.3f s after readiness dropped (its log line), drain 3 s (detected %.3f s, "
+          "drain_until %.3f s before the log line)"
+          % (approved - turned, turned - st["detected_usec"] / 1e6, turned - st["drain_until_usec"] / 1e6))
+    first503 = [s for s in samples if s[2] == 503]
+    check(first503, "/readyz never answered 503")
+    check(approved - first503[0][0] >= 3.0 - 0.1, "approved %.3f s after /readyz was first seen 503"
+          % (approved - first503[0][0]))
+    check(approved - turned <= 3.0 + 1.5, "approved only %.1f s after readiness dropped"
+          % (approved - turned))
+
+
+def test_drain_longer_than_the_deadline_approves_by_the_deadline(ctx):
+    """A drain longer than the time to the deadline does not hold the
+    approval past the deadline: it is sent by the deadline, and /v1/status
+    shows the lifecycle "draining" until then."""
+    sim = ctx.start_sim()
+    rec_hook(ctx, "10-quick")
+    a = ctx.start_agent(drain=60)
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=8)
+    nb = event_not_before(sim, eid)
+    deadline = nb - 2
+    wait_for(lambda: ended(ctx, "10-quick"), what="the hook")
+    _wait_draining(ctx, sim, eid)
+    wait_for(lambda: approvals_for(sim, eid), timeout=deadline - time.time() + 10,
+             what="the approval")
+    ap = approvals_for(sim, eid)[0]
+    check(ap["t"] <= deadline + 0.3, "approved %.2f s after the deadline" % (ap["t"] - deadline))
+    check(ap["t"] >= _readiness_turned(a) + 3, "approved %.2f s after readiness dropped: the drain "
+          "was cut short" % (ap["t"] - _readiness_turned(a)))
+    check(ap["statuses"] == ["Scheduled"], "the approval found the event %r" % ap["statuses"])
