@@ -659,3 +659,51 @@ def test_drain_longer_than_the_deadline_approves_by_the_deadline(ctx):
     check(ap["t"] >= _readiness_turned(a) + 3, "approved %.2f s after readiness dropped: the drain "
           "was cut short" % (ap["t"] - _readiness_turned(a)))
     check(ap["statuses"] == ["Scheduled"], "the approval found the event %r" % ap["statuses"])
+
+
+# ---- 10. optional requests that fail ---------------------------------------
+
+def _aws_optional_failing_keeps_spot(ctx, path):
+    sim = ctx.start_sim()
+    rec_hook(ctx, "10-hook")
+    sim.fault(path=path, kind="status", status=500, count=-1)
+    a = ctx.start_agent(provider="aws")
+    a.wait_log(r"this VM is '%s'" % AWS_VM)
+    m = time.monotonic()
+    wait_for(lambda: [r for r in gets(sim, path, m) if r["fault"]], what="a failed %s" % path)
+    sim.call("POST", "/__sim/aws/spot", {"action": "terminate", "notice_in": 120})
+    wait_for(lambda: ended(ctx, "10-hook"), timeout=15,
+             what="the hook for a spot notice while %s answers 500" % path)
+    check([r for r in gets(sim, path) if r["fault"]], "the optional item was never asked")
+    st = status(ctx)
+    check(st["event"] and st["event"]["type"] == "Preempt", "status event %r" % st["event"])
+
+
+def test_aws_rebalance_failing_does_not_hide_a_spot_notice(ctx):
+    """events/recommendations/rebalance answering 500 at every request does
+    not hide a spot notice: the hooks run."""
+    _aws_optional_failing_keeps_spot(ctx, REBALANCE_PATH)
+
+
+def test_aws_lifecycle_state_failing_does_not_hide_a_spot_notice(ctx):
+    """autoscaling/target-lifecycle-state answering 500 at every request
+    does not hide a spot notice: the hooks run."""
+    _aws_optional_failing_keeps_spot(ctx, LIFECYCLE_PATH)
+
+
+def test_gcp_maintenance_failing_does_not_hide_preemption(ctx):
+    """instance/maintenance-event answering 503 at every request does not
+    hide preempted=TRUE: the hooks run."""
+    path = "/computeMetadata/v1/instance/maintenance-event"
+    sim = ctx.start_sim()
+    rec_hook(ctx, "10-hook")
+    sim.fault(path=path, kind="status", status=503, count=-1)
+    a = ctx.start_agent(provider="gcp")
+    a.wait_log(r"this VM is 'gce-vm0'")
+    m = time.monotonic()
+    wait_for(lambda: [r for r in gets(sim, path, m) if r["fault"]], what="a failed maintenance-event")
+    sim.call("POST", "/__sim/gcp/preempt")
+    wait_for(lambda: ended(ctx, "10-hook"), timeout=15,
+             what="the hook for a preemption while maintenance-event answers 503")
+    st = status(ctx)
+    check(st["event"] and st["event"]["type"] == "Preempt", "status event %r" % st["event"])
