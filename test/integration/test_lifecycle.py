@@ -707,3 +707,75 @@ def test_gcp_maintenance_failing_does_not_hide_preemption(ctx):
              what="the hook for a preemption while maintenance-event answers 503")
     st = status(ctx)
     check(st["event"] and st["event"]["type"] == "Preempt", "status event %r" % st["event"])
+
+
+# ---- 11. the IMDSv1 fallback --------------------------------------------------
+
+V1_LINE = r"without a session token \(IMDSv1\)"
+
+
+def tokenless_gets(sim, since_mono=0.0):
+    return [r for r in gets(sim, "/latest/meta-data/", since_mono)
+            if not r["headers"].get("x-aws-ec2-metadata-token")]
+
+
+def test_aws_token_refused_falls_back_to_imdsv1(ctx):
+    """The token PUT refused with 403 on an instance that allows IMDSv1: the
+    agent reads the metadata service without a token, sees a spot notice
+    and runs the hooks; the switch is logged once and /v1/status shows
+    poll.imds_v1 true."""
+    sim = ctx.start_sim()
+    sim.config(aws_v1_allowed=True)
+    sim.fault(method="PUT", path=TOKEN_PATH, kind="status", status=403, count=-1)
+    rec_hook(ctx, "10-hook")
+    a = ctx.start_agent(provider="aws")
+    a.wait_log(r"this VM is '%s'" % AWS_VM)
+    a.wait_log(V1_LINE)
+    sim.call("POST", "/__sim/aws/spot", {"action": "terminate", "notice_in": 120})
+    wait_for(lambda: ended(ctx, "10-hook"), timeout=15, what="the hook for the spot notice over IMDSv1")
+    wait_polls(sim, SPOT_PATH, 3, time.monotonic(), "spot polls after the notice")
+    check([r for r in tokenless_gets(sim) if r["path"] == SPOT_PATH and r["status"] == 200],
+          "the spot notice was not read without a token")
+    st = status(ctx)
+    check(st["poll"]["imds_v1"] is True, "poll.imds_v1 is %r" % st["poll"]["imds_v1"])
+    check(st["event"] and st["event"]["type"] == "Preempt", "status event %r" % st["event"])
+    lines = [l for l in log_lines(a, V1_LINE) if ": debug: " not in l]
+    check(len(lines) == 1, "the fallback was logged %d times:\n%s" % (len(lines), "\n".join(lines)))
+
+
+def test_aws_token_stalled_falls_back_within_a_second(ctx):
+    """A token PUT that is not answered (stalled 30 s) is given up within
+    about a second: the agent reads the metadata service without a token."""
+    sim = ctx.start_sim()
+    sim.config(aws_v1_allowed=True)
+    sim.fault(method="PUT", path=TOKEN_PATH, kind="stall", seconds=30, count=-1)
+    a = ctx.start_agent(provider="aws")
+    put = wait_for(lambda: [r for r in sim.requests() if r["method"] == "PUT"], what="the token PUT")[0]
+    v1 = wait_for(lambda: [r for r in tokenless_gets(sim) if r["status"] == 200], timeout=10,
+                  what="a metadata GET without a token")[0]
+    check(v1["mono"] - put["mono"] <= 1.0 + 0.3, "the first GET without a token came %.2f s after "
+          "the stalled token PUT" % (v1["mono"] - put["mono"]))
+    a.wait_log(V1_LINE)
+    wait_for(lambda: status(ctx)["poll"]["imds_v1"] is True, timeout=5, what="poll.imds_v1 true")
+
+
+def test_aws_no_fallback_when_it_is_off(ctx):
+    """With aws-imds-fallback = no, a refused token PUT is a failed round:
+    no request goes out without a token, poll.imds_v1 stays false and a spot
+    notice cannot be read."""
+    sim = ctx.start_sim()
+    sim.config(aws_v1_allowed=True)
+    sim.fault(method="PUT", path=TOKEN_PATH, kind="status", status=403, count=-1)
+    rec_hook(ctx, "10-hook")
+    a = ctx.start_agent(provider="aws", config=ctx.config_file("aws-imds-fallback = no\n"))
+    sim.call("POST", "/__sim/aws/spot", {"action": "terminate", "notice_in": 120})
+    m = time.monotonic()
+    wait_for(lambda: len([r for r in sim.requests() if r["method"] == "PUT" and r["mono"] >= m]) >= 4,
+             timeout=15, what="4 token PUTs")
+    check(not tokenless_gets(sim), "requests without a token: %r"
+          % [r["path"] for r in tokenless_gets(sim)][:5])
+    st = status(ctx)
+    check(st["poll"]["imds_v1"] is False, "poll.imds_v1 is %r" % st["poll"]["imds_v1"])
+    check(st["poll"]["failed"] >= 1, "no failed round: %r" % st["poll"])
+    check(not a.log_has(V1_LINE), "the fallback was logged")
+    check(not runs(ctx), "a hook ran: %r" % ctx.recorded())
