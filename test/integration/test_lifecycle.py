@@ -395,8 +395,11 @@ def _running_hook_follows_deadline(ctx, change, sim_args=()):
     check(deadline < t_change + 60, "the chain's deadline did not move: %.1f s away"
           % (deadline - t_change))
     a.wait_log(r"hook '10-long' (killed|exited)", start=line, timeout=deadline - time.time() + 10)
-    st = status(ctx)
-    h = [x for x in st["hooks"] if x["name"] == "10-long"][0]
+
+    def long_hook_ended():
+        h = [x for x in status(ctx)["hooks"] if x["name"] == "10-long"][0]
+        return h if h["duration_usec"] is not None else None
+    h = wait_for(long_hook_ended, timeout=5, what="the long hook's end in /v1/status")
     end = (h["started_usec"] + h["duration_usec"]) / 1e6
     check(h["timed_out"] is True, "the hook is not marked timed out: %r" % h)
     check(end <= deadline + 0.3, "the hook ended %.2f s after the moved deadline" % (end - deadline))
@@ -655,9 +658,11 @@ def test_drain_longer_than_the_deadline_approves_by_the_deadline(ctx):
     wait_for(lambda: approvals_for(sim, eid), timeout=deadline - time.time() + 10,
              what="the approval")
     ap = approvals_for(sim, eid)[0]
-    check(ap["t"] <= deadline + 0.3, "approved %.2f s after the deadline" % (ap["t"] - deadline))
-    check(ap["t"] >= _readiness_turned(a) + 3, "approved %.2f s after readiness dropped: the drain "
-          "was cut short" % (ap["t"] - _readiness_turned(a)))
+    # Sent at the deadline at the latest; 0.5 s for it to arrive on a loaded machine.
+    check(ap["t"] <= deadline + 0.5, "approved %.2f s after the deadline" % (ap["t"] - deadline))
+    # The drain (60 s) held it until the deadline, not less.
+    check(ap["t"] >= deadline - 0.01, "approved %.2f s before the deadline, %.2f s after readiness "
+          "dropped: the drain was cut short" % (deadline - ap["t"], ap["t"] - _readiness_turned(a)))
     check(ap["statuses"] == ["Scheduled"], "the approval found the event %r" % ap["statuses"])
 
 
