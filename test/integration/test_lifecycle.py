@@ -14,7 +14,6 @@ import email.utils
 import json
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -73,12 +72,6 @@ def gate_wait(gate):
 def touch(path):
     with open(path, "w"):
         pass
-
-
-def mtime(path):
-    """When the file was last written, Unix time (the hooks' record lines
-    are stamped by the file that holds them)."""
-    return os.stat(path).st_mtime
 
 
 def stamp_hook(ctx, name, body="", code=0):
@@ -503,6 +496,8 @@ def test_aws_spot_and_asg_termination_one_eviction_one_completion(ctx):
           "hooks: %r" % ctx.recorded())
     st = status(ctx)
     check(len(st["notices"]) == 2, "notices after the chain: %r" % st["notices"])
+    check(not st["history"], "more than one eviction: %r" % [h["id"] for h in st["history"]])
+    check(len(set(i for _, _, i in runs(ctx))) == 1, "the hooks saw two ids: %r" % ctx.recorded())
 
 
 # ---- 7. AWS: a spot notice that flaps ---------------------------------------
