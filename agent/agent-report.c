@@ -332,7 +332,7 @@ void agent_report(struct agent *a, const struct engine_action *act)
 			const struct notice *n = &r->notices[act->notice];
 			char deadline[RFC3339_MAX];
 
-			log_event(LOG_INFO, r->id, "%s is now %s%s, NotBefore %s; the deadline is %s",
+			log_event(act->drift ? LOG_DEBUG : LOG_INFO, r->id, "%s is now %s%s, NotBefore %s; the deadline is %s",
 				  notice_label(r, act->notice, label, sizeof(label)), event_status_to_string(n->ev.status),
 				  n->ev.end == END_COMPLETED ? " (completed)" : n->ev.end == END_CANCELED ? " (cancelled)" : "",
 				  n->ev.not_before_usec ? format_rfc3339(at, sizeof(at), n->ev.not_before_usec) : "none",

@@ -168,6 +168,9 @@ void agent_drain(struct agent *a)
 	if (a->draining)
 		return;
 	a->draining = true;
+	/* Readiness follows the input at once: a detection drops it before
+	 * the first hook's spawn and save, where the drain is counted from. */
+	agent_note_readiness(a);
 	while (engine_next_action(&a->engine, &act))
 		carry_out(a, &act);
 	pay_sync(a);

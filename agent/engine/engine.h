@@ -138,6 +138,10 @@ struct engine_action {
 	uint64_t end_wall_usec;     /* SHORTEN_HOOK */
 	int err;                    /* START_RETRY: the errno */
 	bool fast;                  /* PERSIST */
+	/* CHANGED: only the NotBefore of a notice whose id the agent made up
+	 * drifted later (AWS's spot time moves with every answer of its own
+	 * mock): worth a debug line, not a log line per answer. */
+	bool drift;
 	bool abandon;               /* SEND_ACK */
 	enum event_type event_type; /* IGNORED, REFUSED */
 	enum lifecycle from, to;    /* TRANSITION */

@@ -244,7 +244,7 @@ static void update_notice(struct engine *e, struct eviction *r, size_t k, const 
 {
 	struct notice *n = &r->notices[k];
 	struct engine_rt *rt = engine_rt_of(e, r);
-	bool changed = false;
+	bool changed = false, drift = false;
 	struct engine_action *a;
 
 	rt->notice[k].listed = true;
@@ -276,6 +276,7 @@ static void update_notice(struct engine *e, struct eviction *r, size_t k, const 
 		 * spot time); a provider's own event moves exactly. */
 		if (nb != 0 && (old == 0 || diff >= (ev->id_from_first_seen ? ENGINE_NOT_BEFORE_JITTER_USEC : 1))) {
 			n->ev.not_before_usec = nb;
+			drift = !changed && ev->id_from_first_seen && old != 0 && nb > old;
 			changed = true;
 			if (nb > now + e->cfg.margin_usec) {
 				n->deadline_wall_usec = nb - e->cfg.margin_usec;
@@ -305,10 +306,12 @@ static void update_notice(struct engine *e, struct eviction *r, size_t k, const 
 			n->emergency = true;
 		}
 		changed = true;
+		drift = false;
 	}
 	if (changed) {
 		a = engine_push(e, ENGINE_CHANGED, r->id);
 		a->notice = k;
+		a->drift = drift;
 		engine_persist(e);
 	}
 	lifecycle_fire(e, r, IN_SEEN);

@@ -2079,6 +2079,28 @@ static void test_moving_time_is_quiet(void **unused)
 	assert_int_equal(fx_count(&f, ENGINE_CHANGED), 0);
 	assert_string_equal(f.st.items[0].notices[0].ev.id, "aws-spot-terminate-1795761030");
 	fx_done(&f);
+
+	/* The mock's time: now + 120 s at every answer. The deadline follows,
+	 * and each change says it is only a drift later (a debug line). */
+	fx_init(&f, 1);
+	for (unsigned i = 0; i < 20; i++) {
+		aws_spot(&ev, T0 + (120 + i) * SEC);
+		fx_round(&f, &ev, 1, EVENT_FEEDS_ALL, T0 + i * SEC);
+		event_done(&ev);
+	}
+	assert_true(fx_count(&f, ENGINE_CHANGED) >= 5);
+	for (size_t i = 0; i < f.n; i++)
+		if (f.acts[i].kind == ENGINE_CHANGED)
+			assert_true(f.acts[i].drift);
+	assert_int_equal(f.st.items[0].notices[0].ev.not_before_usec, T0 + 138 * SEC);
+	/* Earlier is news: the deadline shortens. */
+	aws_spot(&ev, T0 + 60 * SEC);
+	fx_round(&f, &ev, 1, EVENT_FEEDS_ALL, T0 + 21 * SEC);
+	event_done(&ev);
+	assert_int_equal(f.acts[fx_last(&f, ENGINE_CHANGED)].kind, ENGINE_CHANGED);
+	assert_false(f.acts[fx_last(&f, ENGINE_CHANGED)].drift);
+	assert_int_equal(f.st.items[0].deadline_wall_usec, T0 + 58 * SEC);
+	fx_done(&f);
 }
 
 /* 4. The drain comes before the platform is told. */
