@@ -1,0 +1,210 @@
+"""What comes after the hooks: the Auto Scaling lifecycle action (heartbeats,
+completion, credentials, the group), the warm pool, the recover hooks and
+the per-type approval policy. Each test drives the real binary against the
+simulator and judges by what the simulator recorded (Auto Scaling calls,
+approvals), what the hooks wrote, the log and /v1/status."""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+
+from harness import AGENT, TIMEOUT, check, read_state_body, wait_for, write_state_body
+
+AWS_VM = "i-0123456789abcdef0"
+HEARTBEAT_S = 1          # --aws-heartbeat-interval in the heartbeat tests
+
+
+# ---- helpers --------------------------------------------------------------
+
+def rec_hook(ctx, name, body="", directory=None):
+    """A hook that appends 'NAME start ID PHASE REASON DOWNTIME' when it
+    starts and 'NAME end UNIXTIME' when its body is done."""
+    return ctx.hook(name, 'echo "%s start $SPOT_EVENT_ID $SPOT_PHASE $SPOT_RECOVER_REASON $SPOT_DOWNTIME" >> %s\n'
+                    '%s\necho "%s end $(date +%%s.%%N)" >> %s'
+                    % (name, ctx.record, body, name, ctx.record), directory=directory)
+
+
+def gate_body(path):
+    """A hook body that waits until the file exists."""
+    return "while [ ! -e %s ]; do sleep 0.05; done" % path
+
+
+def open_gate(path):
+    open(path, "w").close()
+
+
+def starts(ctx, name=None):
+    """The 'start' lines of the record, split."""
+    out = []
+    for line in ctx.recorded():
+        f = line.split(" ")
+        if len(f) >= 2 and f[1] == "start" and (name is None or f[0] == name):
+            out.append(f)
+    return out
+
+
+def ended_at(ctx, name):
+    """When the hook's body ended (unix time), or None."""
+    for line in ctx.recorded():
+        f = line.split(" ")
+        if len(f) == 3 and f[0] == name and f[1] == "end":
+            return float(f[2])
+    return None
+
+
+def recover_dir(ctx):
+    """recover.d below the hook directory, as trusted as the hooks dir
+    (root's, 0755)."""
+    d = os.path.join(ctx.hooks, "recover.d")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)
+    return d
+
+
+def status(ctx):
+    code, body = ctx.http_get("/v1/status")
+    check(code == 200, "/v1/status answered %d" % code)
+    return json.loads(body)
+
+
+def asg_view(sim):
+    return sim.call("GET", "/__sim/aws/autoscaling")
+
+
+def asg_calls(sim, action=None):
+    return [c for c in asg_view(sim)["calls"] if action is None or c["action"] == action]
+
+
+def asg_agent(ctx, sim, **over):
+    """An AWS agent that completes the simulator's lifecycle hook through
+    its Auto Scaling API."""
+    hook = asg_view(sim)["hooks"][0]["name"]
+    opts = dict(provider="aws", aws_lifecycle_hook=hook,
+                aws_autoscaling_url=sim.url + "/__aws/autoscaling")
+    opts.update(over)
+    a = ctx.start_agent(**opts)
+    a.wait_log(r"this VM is '%s'" % AWS_VM)
+    return a, hook
+
+
+def asg_terminate(sim):
+    """The group terminates the instance and waits for the lifecycle hook."""
+    sim.call("POST", "/__sim/aws/lifecycle", {"state": "Terminated", "wait": True})
+
+
+def polls_pass(sim, n=5):
+    """Waits until the agent has polled n more times."""
+    k = len(sim.requests())
+    wait_for(lambda: len(sim.requests()) >= k + n, what="%d more metadata requests" % n)
+
+
+# ---- 1. Auto Scaling lifecycle: heartbeats, then one completion ------------
+
+def test_asg_heartbeats_at_the_period_then_continue_once(ctx):
+    """While the chain of an Auto Scaling termination runs, the agent sends
+    RecordLifecycleActionHeartbeat every aws-heartbeat-interval (never
+    faster, none lost), and after the last hook exactly one
+    CompleteLifecycleAction with CONTINUE; no heartbeat after it."""
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    rec_hook(ctx, "10-long", gate_body(gate))
+    rec_hook(ctx, "20-last")
+    a, hook = asg_agent(ctx, sim, aws_heartbeat_interval=HEARTBEAT_S)
+    asg_terminate(sim)
+    a.wait_log(r"eviction notice: Terminate")
+    wait_for(lambda: len([c for c in asg_calls(sim, "RecordLifecycleActionHeartbeat")
+                          if c["status"] == 200]) >= 5, timeout=TIMEOUT, what="5 heartbeats")
+    check(not asg_calls(sim, "CompleteLifecycleAction"), "completed while the first hook runs")
+    open_gate(gate)
+    wait_for(lambda: [c for c in asg_calls(sim, "CompleteLifecycleAction") if c["done"]],
+             what="CompleteLifecycleAction")
+    a.wait_log(r"event approved \(CompleteLifecycleAction\)")
+    polls_pass(sim, 10)
+    calls = asg_calls(sim)
+    done = [c for c in calls if c["action"] == "CompleteLifecycleAction"]
+    check(len(done) == 1, "%d CompleteLifecycleAction calls: %r" % (len(done), done))
+    c = done[0]
+    check(c["status"] == 200 and c["signature_ok"] is True, "completion answered %r %r" % (c["status"], c["code"]))
+    p = c["params"]
+    check(p.get("LifecycleActionResult") == "CONTINUE" and p.get("LifecycleHookName") == hook
+          and p.get("AutoScalingGroupName") == asg_view(sim)["group"] and p.get("InstanceId") == AWS_VM,
+          "completion parameters %r" % p)
+    last_end = ended_at(ctx, "20-last")
+    check(last_end is not None and c["t"] >= last_end,
+          "completed at %r, before the last hook ended at %r" % (c["t"], last_end))
+    out = asg_view(sim)["outcome"]
+    check(out and out["how"] == "completed" and out["result"] == "CONTINUE", "outcome %r" % out)
+    beats = [x for x in calls if x["action"] == "RecordLifecycleActionHeartbeat"]
+    check(all(x["seq"] < c["seq"] for x in beats), "a heartbeat after the completion")
+    ok = [x["mono"] for x in beats if x["status"] == 200]
+    # The first beat may have had to fetch the group and the credentials
+    # first; from the second on each is one period after the one before.
+    gaps = [round(b - a_, 3) for a_, b in zip(ok[1:], ok[2:])]
+    check(len(gaps) >= 3, "heartbeats %r" % ok)
+    check(all(0.85 * HEARTBEAT_S <= g <= 1.75 * HEARTBEAT_S for g in gaps),
+          "heartbeat gaps %r, the interval is %d s" % (gaps, HEARTBEAT_S))
+    check(abs(statistics.median(gaps) - HEARTBEAT_S) < 0.25, "median gap %r" % statistics.median(gaps))
+    check(len(starts(ctx)) == 2, "hooks %r" % ctx.recorded())
+
+
+def test_asg_abandon_when_a_hook_asks(ctx):
+    """A hook that writes abandon=1 to $SPOT_REPORT makes the one
+    CompleteLifecycleAction say ABANDON (after the whole chain), and
+    /v1/status shows the hook's report."""
+    sim = ctx.start_sim()
+    rec_hook(ctx, "10-abandon", 'echo abandon=1 > "$SPOT_REPORT"')
+    rec_hook(ctx, "20-next")
+    a, _ = asg_agent(ctx, sim)
+    asg_terminate(sim)
+    a.wait_log(r"event approved \(CompleteLifecycleAction\)")
+    polls_pass(sim, 10)
+    done = asg_calls(sim, "CompleteLifecycleAction")
+    check(len(done) == 1 and done[0]["status"] == 200, "completions %r" % done)
+    check(done[0]["params"].get("LifecycleActionResult") == "ABANDON", "result %r" % done[0]["params"])
+    check(done[0]["t"] >= ended_at(ctx, "20-next"), "completed before the chain ended")
+    out = asg_view(sim)["outcome"]
+    check(out and out["how"] == "completed" and out["result"] == "ABANDON", "outcome %r" % out)
+    st = status(ctx)
+    check([h["report"]["abandon"] for h in st["hooks"]] == [True, False], "reports %r" % st["hooks"])
+
+
+# ---- 2. Completion exactly once across a crash -----------------------------
+
+def test_asg_completed_once_across_kill9(ctx):
+    """kill -9 in the middle of the chain of an Auto Scaling termination: the
+    restarted agent runs the rest of the chain (the finished hook not
+    again) and sends CompleteLifecycleAction once, after it; a further
+    restart sends nothing more."""
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    rec_hook(ctx, "10-done")
+    rec_hook(ctx, "20-slow", gate_body(gate))
+    rec_hook(ctx, "30-last")
+    a, _ = asg_agent(ctx, sim)
+    asg_terminate(sim)
+    wait_for(lambda: starts(ctx, "20-slow"), what="the second hook running")
+    eid = starts(ctx, "20-slow")[0][2]
+    a.kill9()
+    check(not asg_calls(sim, "CompleteLifecycleAction"), "completed before the chain ended")
+    open_gate(gate)
+    b = ctx.start_agent(provider="aws", aws_lifecycle_hook=asg_view(sim)["hooks"][0]["name"],
+                        aws_autoscaling_url=sim.url + "/__aws/autoscaling")
+    b.wait_log(r"resuming eviction %s" % re.escape(eid))
+    b.wait_log(r"event approved \(CompleteLifecycleAction\)")
+    rec = ctx.recorded()
+    check([f[0] for f in starts(ctx)] == ["10-done", "20-slow", "20-slow", "30-last"],
+          "hooks across the crash: %r" % rec)
+    check(all(f[2] == eid for f in starts(ctx)), "event ids %r" % rec)
+    done = asg_calls(sim, "CompleteLifecycleAction")
+    check(len(done) == 1 and done[0]["status"] == 200, "completions %r" % done)
+    check(done[0]["params"].get("LifecycleActionResult") == "CONTINUE", "result %r" % done[0]["params"])
+    check(done[0]["t"] >= ended_at(ctx, "30-last"), "completed before the last hook ended")
+    b.stop()
+    c = ctx.start_agent(provider="aws", aws_lifecycle_hook=asg_view(sim)["hooks"][0]["name"],
+                        aws_autoscaling_url=sim.url + "/__aws/autoscaling")
+    c.wait_log(r"this VM is")
+    polls_pass(sim, 10)
+    check(len(asg_calls(sim, "CompleteLifecycleAction")) == 1, "completed again after a restart")
+    check(ctx.recorded() == rec, "hooks ran after the second restart: %r" % ctx.recorded())
