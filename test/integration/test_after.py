@@ -208,3 +208,74 @@ def test_asg_completed_once_across_kill9(ctx):
     polls_pass(sim, 10)
     check(len(asg_calls(sim, "CompleteLifecycleAction")) == 1, "completed again after a restart")
     check(ctx.recorded() == rec, "hooks ran after the second restart: %r" % ctx.recorded())
+
+
+# ---- 3. A refused signature, expired credentials, the group without tags ----
+
+def test_asg_refused_signature_logged_expired_credentials_renewed(ctx):
+    """When Auto Scaling refuses the agent's signature (the region it signs
+    for is no longer the service's), the heartbeat and the completion are
+    logged with AWS's code and message and retried; when the role's
+    credentials have expired (ExpiredToken), the agent fetches new ones
+    and the completion goes through, exactly once."""
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    rec_hook(ctx, "10-long", gate_body(gate))
+    a, _ = asg_agent(ctx, sim, aws_heartbeat_interval=HEARTBEAT_S)
+    asg_terminate(sim)
+    wait_for(lambda: [c for c in asg_calls(sim, "RecordLifecycleActionHeartbeat") if c["status"] == 200],
+             what="a heartbeat")
+    msg = re.escape("SignatureDoesNotMatch: Credential should be scoped to a valid region, not 'eu-west-1'.")
+    sim.config(aws_region="us-west-2")
+    a.wait_log(r"lifecycle heartbeat failed: RecordLifecycleActionHeartbeat: %s, retrying" % msg)
+    open_gate(gate)
+    a.wait_log(r"acknowledging Terminate notice \S+ \(aws-lifecycle\) failed: CompleteLifecycleAction: %s, "
+               r"retrying while it is due" % msg)
+    check(not [c for c in asg_calls(sim) if c["status"] == 200 and c["action"] == "CompleteLifecycleAction"],
+          "completed with a refused signature")
+    # The role's credentials end now; with the region right again the
+    # next try meets ExpiredToken first.
+    sim.call("POST", "/__sim/aws/credentials/rotate", {"expire_old": True})
+    sim.config(aws_region="eu-west-1")
+    a.wait_log(r"event approved \(CompleteLifecycleAction\)")
+    polls_pass(sim, 10)
+    done = asg_calls(sim, "CompleteLifecycleAction")
+    codes = [c["code"] for c in done]
+    check(codes[-2:] == ["ExpiredToken", None] and set(codes[:-2]) == {"SignatureDoesNotMatch"},
+          "completion answers %r" % codes)
+    check(done[-1]["status"] == 200 and done[-1]["params"].get("LifecycleActionResult") == "CONTINUE",
+          "the completion %r" % done[-1])
+    expired, ok = done[-2]["mono"], done[-1]["mono"]
+    fetched = [r for r in sim.requests() if r["path"].startswith("/latest/meta-data/iam/security-credentials/")
+               and r["status"] == 200 and expired < r["mono"] < ok]
+    check(fetched, "no credentials fetched between ExpiredToken and the completion")
+    out = asg_view(sim)["outcome"]
+    check(out and out["how"] == "completed" and out["result"] == "CONTINUE", "outcome %r" % out)
+    check(len(starts(ctx)) == 1, "hooks %r" % ctx.recorded())
+
+
+def test_asg_group_from_describe_when_metadata_tags_are_off(ctx):
+    """With instance metadata tags off, the agent learns its group through
+    DescribeAutoScalingInstances (naming this instance) and completes the
+    lifecycle action of that group once."""
+    sim = ctx.start_sim()
+    sim.config(aws_metadata_tags=False, aws_asg_name="web-blue-7")
+    rec_hook(ctx, "10-hook")
+    a, hook = asg_agent(ctx, sim)
+    asg_terminate(sim)
+    a.wait_log(r"event approved \(CompleteLifecycleAction\)")
+    polls_pass(sim, 10)
+    calls = asg_calls(sim)
+    desc = [c for c in calls if c["action"] == "DescribeAutoScalingInstances"]
+    check(desc and desc[0]["status"] == 200, "DescribeAutoScalingInstances %r" % desc)
+    check(desc[0]["params"].get("InstanceIds.member.1") == AWS_VM, "described %r" % desc[0]["params"])
+    done = [c for c in calls if c["action"] == "CompleteLifecycleAction"]
+    check(len(done) == 1 and done[0]["status"] == 200, "completions %r" % done)
+    check(done[0]["params"].get("AutoScalingGroupName") == "web-blue-7" and
+          done[0]["params"].get("LifecycleHookName") == hook, "completion %r" % done[0]["params"])
+    check(desc[0]["seq"] < done[0]["seq"], "described after the completion")
+    tags = [r for r in sim.requests() if r["path"].startswith("/latest/meta-data/tags/")]
+    check(tags and all(r["status"] == 404 for r in tags if r["status"] != 429), "tag requests %r"
+          % [(r["path"], r["status"]) for r in tags])
+    out = asg_view(sim)["outcome"]
+    check(out and out["how"] == "completed" and out["result"] == "CONTINUE", "outcome %r" % out)
