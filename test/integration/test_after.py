@@ -279,3 +279,51 @@ def test_asg_group_from_describe_when_metadata_tags_are_off(ctx):
           % [(r["path"], r["status"]) for r in tags])
     out = asg_view(sim)["outcome"]
     check(out and out["how"] == "completed" and out["result"] == "CONTINUE", "outcome %r" % out)
+
+
+# ---- 4. The warm pool ------------------------------------------------------
+
+def warm_pool_eviction(ctx, state):
+    """The hooks' environment and stdin for an instance whose target
+    lifecycle state becomes `state`; the hooks must run once."""
+    sim = ctx.start_sim()
+    env_dump, stdin_dump = os.path.join(ctx.out, "env"), os.path.join(ctx.out, "stdin")
+    rec_hook(ctx, "10-hook", "env > %s; cat > %s" % (env_dump, stdin_dump))
+    rec_hook(ctx, "20-next")
+    a = ctx.start_agent(provider="aws")
+    a.wait_log(r"this VM is '%s'" % AWS_VM)
+    sim.call("POST", "/__sim/aws/lifecycle", {"state": state})
+    a.wait_log(r"eviction notice: Terminate Scheduled from aws-lifecycle")
+    a.wait_log(r"hook chain done: 2 ok")
+    check(ctx.http_get("/readyz")[0] == 503, "/readyz is not 503 during the eviction")
+    polls_pass(sim, 10)
+    check([f[0] for f in starts(ctx)] == ["10-hook", "20-next"], "hooks %r" % ctx.recorded())
+    env = dict(l.split("=", 1) for l in open(env_dump).read().splitlines() if "=" in l)
+    with open(stdin_dump) as f:
+        ev = json.load(f)
+    check(env["SPOT_EVENT_TYPE"] == "Terminate" and env["SPOT_PHASE"] == "evict"
+          and env["SPOT_PROVIDER"] == "aws", "environment %r" % env)
+    check(ev["type"] == "Terminate" and ev["id"] == env["SPOT_EVENT_ID"] and ev["resources"] == [AWS_VM],
+          "stdin %r" % ev)
+    check(not asg_calls(sim), "Auto Scaling called without a lifecycle hook")
+    return env, ev
+
+
+def test_warm_pool_terminated_runs_the_hooks_as_an_eviction(ctx):
+    """Target lifecycle state Warmed:Terminated is a Terminate: the hooks
+    run once, as for any eviction, told that the warm pool instance is
+    terminated."""
+    env, ev = warm_pool_eviction(ctx, "Warmed:Terminated")
+    check(env["SPOT_EVENT_ID"].startswith("aws-asg-warmed-terminate-" + AWS_VM), "id %r" % env["SPOT_EVENT_ID"])
+    check("Warmed:Terminated" in ev["description"] and "terminated" in ev["description"]
+          and "stop" not in ev["description"], "description %r" % ev["description"])
+
+
+def test_warm_pool_stopped_runs_the_hooks_described_as_a_stop(ctx):
+    """Target lifecycle state Warmed:Stopped is a Terminate whose
+    description says the instance is being stopped into the warm pool; the
+    hooks run once, as for a stop."""
+    env, ev = warm_pool_eviction(ctx, "Warmed:Stopped")
+    check(env["SPOT_EVENT_ID"].startswith("aws-asg-warmed-stop-" + AWS_VM), "id %r" % env["SPOT_EVENT_ID"])
+    check(re.search(r"stopped into the warm pool", ev["description"]) and "Warmed:Stopped" in ev["description"],
+          "description %r" % ev["description"])
