@@ -4,11 +4,13 @@ the per-type approval policy. Each test drives the real binary against the
 simulator and judges by what the simulator recorded (Auto Scaling calls,
 approvals), what the hooks wrote, the log and /v1/status."""
 
+import email.utils
 import json
 import os
 import re
 import statistics
 import subprocess
+import time
 
 from harness import AGENT, TIMEOUT, check, read_state_body, wait_for, write_state_body
 
@@ -19,9 +21,11 @@ HEARTBEAT_S = 1          # --aws-heartbeat-interval in the heartbeat tests
 # ---- helpers --------------------------------------------------------------
 
 def rec_hook(ctx, name, body="", directory=None):
-    """A hook that appends 'NAME start ID PHASE REASON DOWNTIME' when it
-    starts and 'NAME end UNIXTIME' when its body is done."""
-    return ctx.hook(name, 'echo "%s start $SPOT_EVENT_ID $SPOT_PHASE $SPOT_RECOVER_REASON $SPOT_DOWNTIME" >> %s\n'
+    """A hook that appends 'NAME start ID PHASE REASON DOWNTIME UNIXTIME'
+    when it starts ('-' for a variable not set) and 'NAME end UNIXTIME'
+    when its body is done."""
+    return ctx.hook(name, 'echo "%s start $SPOT_EVENT_ID $SPOT_PHASE ${SPOT_RECOVER_REASON:--} '
+                    '${SPOT_DOWNTIME:--} $(date +%%s.%%N)" >> %s\n'
                     '%s\necho "%s end $(date +%%s.%%N)" >> %s'
                     % (name, ctx.record, body, name, ctx.record), directory=directory)
 
@@ -92,6 +96,34 @@ def asg_agent(ctx, sim, **over):
 def asg_terminate(sim):
     """The group terminates the instance and waits for the lifecycle hook."""
     sim.call("POST", "/__sim/aws/lifecycle", {"state": "Terminated", "wait": True})
+
+
+def azure_not_before(sim, eid):
+    """The unix time of an Azure event's NotBefore, as the simulator serves it."""
+    for ev in sim.call("GET", "/__sim/events"):
+        if ev["EventId"] == eid:
+            return email.utils.parsedate_to_datetime(ev["NotBefore"]).timestamp()
+    raise AssertionError("no event %s" % eid)
+
+
+def recover_lines(ctx):
+    """The recover hooks' start lines, split."""
+    return [f for f in starts(ctx) if f[3] == "recover"]
+
+
+def check_recovered_once(ctx, eid, names, reason):
+    """The recover hooks ran once each, in order, one after the other, for
+    the eviction, with SPOT_PHASE=recover, the reason and a whole number
+    of seconds of downtime."""
+    rec = recover_lines(ctx)
+    check([f[0] for f in rec] == names, "recover hooks %r in %r" % ([f[0] for f in rec], ctx.recorded()))
+    for f in rec:
+        check(f[2] == eid and f[4] == reason and re.fullmatch(r"\d+", f[5]),
+              "recover hook %s: id %s reason %s downtime %s (want %s, %s, a whole number)"
+              % (f[0], f[2], f[4], f[5], eid, reason))
+    for prev, nxt in zip(rec, rec[1:]):
+        end = ended_at(ctx, prev[0])
+        check(end is not None and end <= float(nxt[6]), "%s started before %s ended" % (nxt[0], prev[0]))
 
 
 def polls_pass(sim, n=5):
@@ -327,3 +359,233 @@ def test_warm_pool_stopped_runs_the_hooks_described_as_a_stop(ctx):
     check(env["SPOT_EVENT_ID"].startswith("aws-asg-warmed-stop-" + AWS_VM), "id %r" % env["SPOT_EVENT_ID"])
     check(re.search(r"stopped into the warm pool", ev["description"]) and "Warmed:Stopped" in ev["description"],
           "description %r" % ev["description"])
+
+
+# ---- 5. Recover hooks ------------------------------------------------------
+
+def test_recover_after_a_cancelled_azure_event(ctx):
+    """An Azure event deleted while its first hook runs and gone past the
+    5 s grace is cancelled: the hooks left do not run, nothing is
+    approved, and once its NotBefore has passed the recover hooks run
+    once, in order, with SPOT_RECOVER_REASON=cancelled. /readyz answers
+    200 while they run, and /v1/status shows the recovery (reason,
+    started, downtime)."""
+    sim = ctx.start_sim()
+    rd = recover_dir(ctx)
+    gate, rgate = os.path.join(ctx.out, "gate"), os.path.join(ctx.out, "rgate")
+    rec_hook(ctx, "10-first", gate_body(gate))
+    rec_hook(ctx, "20-never")
+    rec_hook(ctx, "10-reregister", gate_body(rgate), directory=rd)
+    rec_hook(ctx, "20-resume", directory=rd)
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=9)
+    nb = azure_not_before(sim, eid)
+    wait_for(lambda: starts(ctx, "10-first"), what="the first hook")
+    sim.remove_event(eid)
+    a.wait_log(r"Preempt notice %s \(azure-scheduled-events\) left the listing" % re.escape(eid))
+    open_gate(gate)
+    a.wait_log(r"eviction %s: paused -> cancelled" % re.escape(eid))
+    wait_for(lambda: recover_lines(ctx), timeout=TIMEOUT + 10, what="the first recover hook")
+    first = recover_lines(ctx)[0]
+    check(float(first[6]) >= nb, "recover hooks started %.2f s before NotBefore" % (nb - float(first[6])))
+    code, body = ctx.http_get("/readyz")
+    check(code == 200, "/readyz answered %d %r while the recover hooks run" % (code, body))
+    st = status(ctx)
+    r = st["recovery"]
+    check(r is not None and r["reason"] == "cancelled", "recovery %r" % r)
+    check(r["started_usec"] is not None and r["started_usec"] >= nb * 1e6 - 1e3,
+          "recovery started %r, NotBefore %r" % (r["started_usec"], nb))
+    check(isinstance(r["downtime_usec"], int) and r["downtime_usec"] >= 0, "downtime %r" % r["downtime_usec"])
+    check(int(first[5]) == r["downtime_usec"] // 1000000, "SPOT_DOWNTIME %s, downtime_usec %r"
+          % (first[5], r["downtime_usec"]))
+    check([h["result"] for h in r["hooks"]] == ["running", "pending"], "recover hooks %r" % r["hooks"])
+    open_gate(rgate)
+    a.wait_log(r"recover chain done: 2 ok")
+    polls_pass(sim, 10)
+    check_recovered_once(ctx, eid, ["10-reregister", "20-resume"], "cancelled")
+    check(not starts(ctx, "20-never"), "a hook ran after the cancel: %r" % ctx.recorded())
+    check(not sim.approvals(), "a cancelled event was approved: %r" % sim.approvals())
+    st = status(ctx)
+    check(st["recovery"]["reason"] == "cancelled" and
+          [h["result"] for h in st["recovery"]["hooks"]] == ["ok", "ok"], "recovery after %r" % st["recovery"])
+
+
+def test_recover_after_an_azure_freeze_ends(ctx):
+    """An Azure Freeze (events = +Freeze) is approved after the hooks,
+    Started, then removed: it is over, and the recover hooks run once, in
+    order, after it left, with SPOT_RECOVER_REASON=ended; /readyz answers
+    200 while they run."""
+    sim = ctx.start_sim()
+    sim.config(started_ttl=1)
+    rd = recover_dir(ctx)
+    rgate = os.path.join(ctx.out, "rgate")
+    rec_hook(ctx, "10-hook")
+    rec_hook(ctx, "10-back", gate_body(rgate), directory=rd)
+    rec_hook(ctx, "20-again", directory=rd)
+    a = ctx.start_agent(events="+Freeze")
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Freeze", not_before_in=20)
+    a.wait_log(r"event approved")
+    a.wait_log(r"Freeze notice %s \(azure-scheduled-events\) left the listing" % re.escape(eid))
+    left = time.time()
+    wait_for(lambda: recover_lines(ctx), what="the first recover hook")
+    check(float(recover_lines(ctx)[0][6]) >= left, "recover hooks started before the Freeze left")
+    code, body = ctx.http_get("/readyz")
+    check(code == 200, "/readyz answered %d %r while the recover hooks run" % (code, body))
+    check(status(ctx)["recovery"]["reason"] == "ended", "recovery %r" % status(ctx)["recovery"])
+    open_gate(rgate)
+    a.wait_log(r"recover chain done: 2 ok")
+    polls_pass(sim, 10)
+    check_recovered_once(ctx, eid, ["10-back", "20-again"], "ended")
+    check([f[0] for f in starts(ctx) if f[3] == "evict"] == ["10-hook"], "hooks %r" % ctx.recorded())
+    check(len(sim.approvals()) == 1, "approvals %r" % sim.approvals())
+
+
+def aws_maintenance_recovery(ctx, not_before_in, **sim_config):
+    """An AWS scheduled reboot (events = +Reboot) whose hooks ran, marked
+    completed by EC2 once its NotBefore is less than a second away, or
+    at once when that is far. Returns the agent, the event's id as the
+    hooks saw it and when it was completed (unix time)."""
+    sim = ctx.start_sim()
+    if sim_config:
+        sim.config(**sim_config)
+    rd = recover_dir(ctx)
+    rec_hook(ctx, "10-hook")
+    rec_hook(ctx, "10-back", directory=rd)
+    rec_hook(ctx, "20-again", directory=rd)
+    a = ctx.start_agent(provider="aws", events="+Reboot")
+    a.wait_log(r"this VM is '%s'" % AWS_VM)
+    m = sim.call("POST", "/__sim/aws/maintenance", {"code": "system-reboot", "not_before_in": not_before_in})
+    nb = time.time() + not_before_in
+    a.wait_log(r"eviction notice: Reboot Scheduled from aws-maintenance")
+    a.wait_log(r"hook chain done: 1 ok")
+    evict_id = starts(ctx, "10-hook")[0][2]
+    check(evict_id == m["EventId"], "event id %r for maintenance %r" % (evict_id, m["EventId"]))
+    if nb - time.time() < 60:
+        wait_for(lambda: time.time() > nb + 1, timeout=not_before_in + 5, what="the NotBefore to pass")
+    polls_pass(sim, 5)
+    check(not recover_lines(ctx), "recover hooks ran while the maintenance is active: %r" % ctx.recorded())
+    completed = time.time()
+    sim.call("POST", "/__sim/aws/maintenance/" + m["EventId"], {"state": "completed"})
+    return sim, a, evict_id, completed
+
+
+def check_maintenance_recovered(ctx, sim, a, evict_id, completed):
+    """The agent takes the maintenance as over: recovering (not
+    cancelled), the recover hooks once, in order, reason ended."""
+    m = a.wait_log(r"eviction %s: \w+ -> (recovering|cancelled) \(([^)]*)\)" % re.escape(evict_id))
+    check(m.group(1) == "recovering", "a completed maintenance was taken as %s (%s)" % (m.group(1), m.group(2)))
+    a.wait_log(r"recover chain done: 2 ok")
+    polls_pass(sim, 10)
+    check([f[0] for f in starts(ctx) if f[3] == "evict"] == ["10-hook"], "hooks %r" % ctx.recorded())
+    check_recovered_once(ctx, evict_id, ["10-back", "20-again"], "ended")
+    check(float(recover_lines(ctx)[0][6]) >= completed, "recovered before the maintenance completed")
+    check(status(ctx)["recovery"]["reason"] == "ended", "recovery %r" % status(ctx)["recovery"])
+
+
+def test_recover_after_aws_maintenance_completed(ctx):
+    """An AWS scheduled reboot (events = +Reboot) runs the hooks; once EC2
+    has done it (past its NotBefore) and marks it completed, which moves
+    it from events/maintenance/scheduled to .../history, the recover
+    hooks run once, in order, with SPOT_RECOVER_REASON=ended."""
+    check_maintenance_recovered(ctx, *aws_maintenance_recovery(ctx, 4))
+
+
+def test_recover_after_aws_maintenance_listed_completed(ctx):
+    """An AWS scheduled reboot that events/maintenance/scheduled still
+    lists with State completed, before its NotBefore, is over at once:
+    the recover hooks run once, in order, with SPOT_RECOVER_REASON=ended."""
+    check_maintenance_recovered(ctx, *aws_maintenance_recovery(ctx, 600, aws_maintenance_linger=120))
+
+
+def test_recover_after_aws_maintenance_completed_early(ctx):
+    """An AWS scheduled reboot that EC2 marks completed before its
+    NotBefore (it leaves events/maintenance/scheduled for .../history at
+    once, as EC2 does) is over, not cancelled: the recover hooks run once,
+    in order, with SPOT_RECOVER_REASON=ended, without waiting for the
+    NotBefore."""
+    check_maintenance_recovered(ctx, *aws_maintenance_recovery(ctx, 600))
+
+
+def set_boot(ctx, eid=None):
+    """Rewrites the 'boot' of the saved records (of eid only, if given) to
+    another 8-hex tag, as if the VM came back on a new boot; returns it."""
+    path = os.path.join(ctx.state, "state.json")
+    body, seq = read_state_body(path)
+    recs = [r for r in body["records"] if eid is None or r["id"] == eid]
+    check(recs, "no saved record %r in %r" % (eid, [r["id"] for r in body["records"]]))
+    new = None
+    for r in recs:
+        check(re.fullmatch(r"[0-9a-f]{8}", r["boot"]), "boot tag %r" % r["boot"])
+        new = "%08x" % ((int(r["boot"], 16) ^ 0x5a5a5a5a) or 1)
+        r["boot"] = new
+    write_state_body(path, body, seq + 1)
+    return new
+
+
+def test_recover_on_a_new_boot_once(ctx):
+    """An agent that starts on a new boot after an eviction whose hooks ran
+    runs the recover hooks once, in order, with SPOT_RECOVER_REASON=boot
+    and SPOT_DOWNTIME a whole number of seconds; /v1/status shows the
+    recovery; a further restart does not run them again, nor the hooks."""
+    sim = ctx.start_sim()
+    rd = recover_dir(ctx)
+    rec_hook(ctx, "10-hook")
+    rec_hook(ctx, "10-back", directory=rd)
+    rec_hook(ctx, "20-again", directory=rd)
+    a = ctx.start_agent()
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=30)
+    a.wait_log(r"event approved")
+    approved = time.time()
+    a.stop()
+    check(a.proc.returncode == 0, "the agent exited %r" % a.proc.returncode)
+    check(not recover_lines(ctx), "recover hooks ran before the new boot: %r" % ctx.recorded())
+    # The VM went away; on the new boot the listing is empty.
+    sim.remove_event(eid)
+    set_boot(ctx, eid)
+    b = ctx.start_agent()
+    b.wait_log(r"eviction %s: done -> recovering" % re.escape(eid))
+    b.wait_log(r"recover chain done: 2 ok")
+    check_recovered_once(ctx, eid, ["10-back", "20-again"], "boot")
+    downtime = int(recover_lines(ctx)[0][5])
+    check(downtime <= time.time() - approved + 1, "SPOT_DOWNTIME %d, %.1f s since the approval"
+          % (downtime, time.time() - approved))
+    r = status(ctx)["recovery"]
+    check(r is not None and r["reason"] == "boot" and r["started_usec"] is not None
+          and isinstance(r["downtime_usec"], int) and r["downtime_usec"] // 1000000 == downtime,
+          "recovery %r, SPOT_DOWNTIME %d" % (r, downtime))
+    rec = ctx.recorded()
+    b.stop()
+    c = ctx.start_agent()
+    c.wait_log(r"this VM is")
+    polls_pass(sim, 10)
+    check(ctx.recorded() == rec, "hooks ran after a further restart: %r" % ctx.recorded()[len(rec):])
+    check(len(sim.approvals()) == 1, "approvals %r" % sim.approvals())
+
+
+def test_no_recover_hooks_when_no_hook_ran(ctx):
+    """An eviction in which no hook ran (no hook to run) never runs the
+    recover hooks: not when its Freeze is over, and not on a new boot
+    after a Preempt."""
+    sim = ctx.start_sim()
+    sim.config(started_ttl=1)
+    rd = recover_dir(ctx)
+    rec_hook(ctx, "10-back", directory=rd)
+    a = ctx.start_agent(events="+Freeze")
+    a.wait_log(r"this VM is")
+    freeze = sim.add_event(type="Freeze", not_before_in=20)
+    a.wait_log(r"Freeze notice %s \(azure-scheduled-events\) left the listing" % re.escape(freeze))
+    a.wait_log(r"eviction %s: \w+ -> closed" % re.escape(freeze), timeout=TIMEOUT + 10)
+    preempt = sim.add_event(type="Preempt", not_before_in=30)
+    a.wait_log(r"eviction %s: \w+ -> done" % re.escape(preempt))
+    a.stop()
+    sim.remove_event(preempt)
+    set_boot(ctx, preempt)
+    b = ctx.start_agent(events="+Freeze")
+    b.wait_log(r"eviction %s: \w+ -> closed" % re.escape(preempt))
+    polls_pass(sim, 10)
+    check(ctx.recorded() == [], "recover hooks ran: %r" % ctx.recorded())
+    check(not b.log_has(r"recover chain done") and not a.log_has(r"recover chain done"), "a recover chain ran")
+    check(status(ctx)["recovery"] is None, "recovery %r" % status(ctx)["recovery"])
