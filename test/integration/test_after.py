@@ -589,3 +589,68 @@ def test_no_recover_hooks_when_no_hook_ran(ctx):
     check(ctx.recorded() == [], "recover hooks ran: %r" % ctx.recorded())
     check(not b.log_has(r"recover chain done") and not a.log_has(r"recover chain done"), "a recover chain ran")
     check(status(ctx)["recovery"] is None, "recovery %r" % status(ctx)["recovery"])
+
+
+# ---- 6. The approval policy per event type ---------------------------------
+
+def approvals_for(sim, eid):
+    return [x for x in sim.approvals() if any(i.lower() == eid.lower() for i in x["event_ids"])]
+
+
+def test_approve_policy_reboot_at_once(ctx):
+    """approve-policy = after-hooks,Reboot:at-once: an Azure Reboot (events
+    = +Reboot) is approved on sight, while its first hook still runs, and
+    only once; the hooks still all run."""
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    rec_hook(ctx, "10-first", gate_body(gate))
+    rec_hook(ctx, "20-second")
+    a = ctx.start_agent(events="+Reboot", approve_policy="after-hooks,Reboot:at-once")
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Reboot", not_before_in=60)
+    wait_for(lambda: approvals_for(sim, eid), what="the Reboot's approval")
+    wait_for(lambda: starts(ctx, "10-first"), what="the first hook")
+    check(ended_at(ctx, "10-first") is None, "the first hook ended before the gate opened")
+    check(approvals_for(sim, eid)[0]["statuses"] == ["Scheduled"], "approval %r" % approvals_for(sim, eid))
+    open_gate(gate)
+    a.wait_log(r"hook chain done: 2 ok")
+    first_end = ended_at(ctx, "10-first")
+    check(approvals_for(sim, eid)[0]["t"] < first_end, "approved after the first hook ended")
+    polls_pass(sim, 10)
+    check(len(approvals_for(sim, eid)) == 1, "approvals %r" % approvals_for(sim, eid))
+    check([f[0] for f in starts(ctx)] == ["10-first", "20-second"], "hooks %r" % ctx.recorded())
+
+
+def test_approve_policy_preempt_never(ctx):
+    """approve-policy = after-hooks,Preempt:never: the hooks of an Azure
+    Preempt run, and the Preempt is never approved, neither after the
+    chain nor when it starts."""
+    sim = ctx.start_sim()
+    rec_hook(ctx, "10-hook")
+    a = ctx.start_agent(approve_policy="after-hooks,Preempt:never")
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=5)
+    a.wait_log(r"hook chain done: 1 ok")
+    a.wait_log(r"eviction %s: running -> done \(chain done, nothing to acknowledge\)" % re.escape(eid))
+    a.wait_log(r"Preempt notice %s \(azure-scheduled-events\) is now Started" % re.escape(eid), timeout=TIMEOUT + 5)
+    polls_pass(sim, 10)
+    check(not sim.approvals(), "approvals %r" % sim.approvals())
+    check(not [r for r in sim.requests() if r["method"] == "POST"], "a StartRequests was sent")
+    check(status(ctx)["approval"] is None or status(ctx)["approval"]["approved"] is False,
+          "status approval %r" % status(ctx)["approval"])
+
+
+def test_check_prints_the_approve_policy(ctx):
+    """spot-agent check prints the effective approve-policy from the
+    config file: the default and each type's own policy."""
+    rec_hook(ctx, "10-hook")
+    conf = ctx.config_file("approve-policy = after-hooks, Reboot:at-once, Preempt:never\n"
+                           "hooks-dir = %s\nhooks-lib-dir = %s\nstate-dir = %s\nlisten = none\n"
+                           % (ctx.hooks, ctx.lib_hooks, ctx.state))
+    r = subprocess.run([AGENT, "check", "-c", conf], capture_output=True, text=True, timeout=TIMEOUT)
+    check(r.returncode == 0, "check exited %d: %s%s" % (r.returncode, r.stdout, r.stderr))
+    lines = [l for l in r.stdout.splitlines() if l.startswith("approve-policy")]
+    check(len(lines) == 1, "approve-policy lines %r in\n%s" % (lines, r.stdout))
+    items = [x.strip() for x in lines[0].split("=", 1)[1].split(",")]
+    check(items[0] == "after-hooks" and sorted(items[1:]) == ["Preempt:never", "Reboot:at-once"],
+          "check printed %r" % lines[0])
