@@ -242,6 +242,33 @@ def test_asg_completed_once_across_kill9(ctx):
     check(ctx.recorded() == rec, "hooks ran after the second restart: %r" % ctx.recorded())
 
 
+def test_asg_abandon_survives_kill9_and_heartbeats_resume(ctx):
+    """A hook's abandon=1 is kept across kill -9: the restarted agent goes
+    on heartbeating while the rest of the chain runs and completes the
+    lifecycle action once, with ABANDON."""
+    sim = ctx.start_sim()
+    gate = os.path.join(ctx.out, "gate")
+    rec_hook(ctx, "10-abandon", 'echo abandon=1 > "$SPOT_REPORT"')
+    rec_hook(ctx, "20-slow", gate_body(gate))
+    a, hook = asg_agent(ctx, sim, aws_heartbeat_interval=HEARTBEAT_S)
+    asg_terminate(sim)
+    wait_for(lambda: starts(ctx, "20-slow"), what="the second hook running")
+    a.kill9()
+    killed = len(asg_calls(sim))
+    b = ctx.start_agent(provider="aws", aws_lifecycle_hook=hook, aws_heartbeat_interval=HEARTBEAT_S,
+                        aws_autoscaling_url=sim.url + "/__aws/autoscaling")
+    wait_for(lambda: len([c for c in asg_calls(sim)[killed:] if c["action"] == "RecordLifecycleActionHeartbeat"
+                          and c["status"] == 200]) >= 2, what="heartbeats after the restart")
+    check(not asg_calls(sim, "CompleteLifecycleAction"), "completed while a hook runs")
+    open_gate(gate)
+    b.wait_log(r"event approved \(CompleteLifecycleAction\)")
+    polls_pass(sim, 10)
+    done = asg_calls(sim, "CompleteLifecycleAction")
+    check(len(done) == 1 and done[0]["status"] == 200, "completions %r" % done)
+    check(done[0]["params"].get("LifecycleActionResult") == "ABANDON", "result %r" % done[0]["params"])
+    check([f[0] for f in starts(ctx)] == ["10-abandon", "20-slow", "20-slow"], "hooks %r" % ctx.recorded())
+
+
 # ---- 3. A refused signature, expired credentials, the group without tags ----
 
 def test_asg_refused_signature_logged_expired_credentials_renewed(ctx):
@@ -508,6 +535,33 @@ def test_recover_after_aws_maintenance_completed_early(ctx):
     check_maintenance_recovered(ctx, *aws_maintenance_recovery(ctx, 600))
 
 
+def test_recover_hooks_once_across_kill9(ctx):
+    """kill -9 while a recover hook runs: the restarted agent runs the
+    recover hooks not yet done (not the one that finished), in order, and
+    never the eviction's hooks again."""
+    sim = ctx.start_sim()
+    sim.config(started_ttl=1)
+    rd = recover_dir(ctx)
+    rgate = os.path.join(ctx.out, "rgate")
+    rec_hook(ctx, "10-hook")
+    rec_hook(ctx, "10-first", directory=rd)
+    rec_hook(ctx, "20-slow", gate_body(rgate), directory=rd)
+    rec_hook(ctx, "30-last", directory=rd)
+    a = ctx.start_agent(events="+Freeze")
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Freeze", not_before_in=20)
+    wait_for(lambda: starts(ctx, "20-slow"), timeout=TIMEOUT + 10, what="the second recover hook")
+    a.kill9()
+    open_gate(rgate)
+    b = ctx.start_agent(events="+Freeze")
+    b.wait_log(r"recover chain done: 3 ok")
+    polls_pass(sim, 10)
+    check([f[0] for f in starts(ctx)] == ["10-hook", "10-first", "20-slow", "20-slow", "30-last"],
+          "hooks across the crash: %r" % ctx.recorded())
+    check(all(f[2] == eid and f[4] == "ended" for f in recover_lines(ctx)), "recover hooks %r" % ctx.recorded())
+    check(ended_at(ctx, "20-slow") <= float(starts(ctx, "30-last")[0][6]), "30-last started before 20-slow ended")
+
+
 def set_boot(ctx, eid=None):
     """Rewrites the 'boot' of the saved records (of eid only, if given) to
     another 8-hex tag, as if the VM came back on a new boot; returns it."""
@@ -528,8 +582,10 @@ def test_recover_on_a_new_boot_once(ctx):
     """An agent that starts on a new boot after an eviction whose hooks ran
     runs the recover hooks once, in order, with SPOT_RECOVER_REASON=boot
     and SPOT_DOWNTIME a whole number of seconds; /v1/status shows the
-    recovery; a further restart does not run them again, nor the hooks."""
+    recovery; the old notice, still listed Started, does not run the hooks
+    again, and a further restart runs nothing."""
     sim = ctx.start_sim()
+    sim.config(started_ttl=0)
     rd = recover_dir(ctx)
     rec_hook(ctx, "10-hook")
     rec_hook(ctx, "10-back", directory=rd)
@@ -542,8 +598,8 @@ def test_recover_on_a_new_boot_once(ctx):
     a.stop()
     check(a.proc.returncode == 0, "the agent exited %r" % a.proc.returncode)
     check(not recover_lines(ctx), "recover hooks ran before the new boot: %r" % ctx.recorded())
-    # The VM went away; on the new boot the listing is empty.
-    sim.remove_event(eid)
+    wait_for(lambda: [e for e in sim.call("GET", "/__sim/events") if e["EventStatus"] == "Started"],
+             what="the event Started")
     set_boot(ctx, eid)
     b = ctx.start_agent()
     b.wait_log(r"eviction %s: done -> recovering" % re.escape(eid))
