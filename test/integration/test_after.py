@@ -103,7 +103,7 @@ def azure_not_before(sim, eid):
     for ev in sim.call("GET", "/__sim/events"):
         if ev["EventId"] == eid:
             return email.utils.parsedate_to_datetime(ev["NotBefore"]).timestamp()
-    raise AssertionError("no event %s" % eid)
+    check(False, "the simulator lists no event %s" % eid)
 
 
 def recover_lines(ctx):
