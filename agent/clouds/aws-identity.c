@@ -214,6 +214,12 @@ enum aws_item aws_identity_next(const struct aws_identity *id, uint64_t now_wall
 	return AWS_ITEM_NONE;
 }
 
+unsigned aws_identity_missing(const struct aws_identity *id, uint64_t now_wall_usec)
+{
+	return !id->region[0] + (!id->group[0] && !id->tags_off) + !id->role[0] +
+	       credentials_due(id, now_wall_usec);
+}
+
 int aws_item_path(const struct aws_identity *id, enum aws_item item, char *buf, size_t n)
 {
 	int k;

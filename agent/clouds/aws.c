@@ -556,6 +556,15 @@ static bool probe_accept(const struct imds_reply *r)
 	return aws_parse_token(r->body, r->len, token, sizeof(token)) == 0;
 }
 
+/* An Auto Scaling call sends no metadata request of its own, only those
+ * for the identity items it still lacks. */
+static unsigned call_cost(const struct provider_handle *p, const void *state)
+{
+	const struct aws_state *s = state;
+
+	return aws_identity_missing(&s->id, now_usec(CLOCK_REALTIME));
+}
+
 const struct provider_ops aws_provider_ops = {
 	.kind = PROVIDER_AWS,
 	.state_size = sizeof(struct aws_state),
@@ -565,6 +574,7 @@ const struct provider_ops aws_provider_ops = {
 	.can_approve = aws_can_approve,
 	.approve = aws_approve,
 	.heartbeat = aws_heartbeat,
+	.call_cost = call_cost,
 	.heartbeat_period = aws_heartbeat_period,
 	.done_state = done_state,
 	.probe_method = "PUT",

@@ -183,6 +183,8 @@ struct aws_identity {
  * tells it). Credentials are due when none are held, when stale, or from
  * AWS_CREDENTIALS_MARGIN_SEC before their Expiration. */
 enum aws_item aws_identity_next(const struct aws_identity *id, uint64_t now_wall_usec);
+/* How many items aws_identity_next would still ask for, one request each. */
+unsigned aws_identity_missing(const struct aws_identity *id, uint64_t now_wall_usec);
 /* Whether the credentials held can sign a call now: some are held, no call
  * said they expired, and their Expiration is ahead (within the margin or
  * not). */

@@ -42,6 +42,9 @@ struct provider_ops {
 	/* Sends a heartbeat, which ends in provider_heartbeat_end; NULL when
 	 * the cloud has none. -EOPNOTSUPP when not now (the config). */
 	int (*heartbeat)(struct provider_handle *p, void *state);
+	/* provider_call_cost; NULL: 1 (the acknowledgement is a metadata
+	 * request itself). */
+	unsigned (*call_cost)(const struct provider_handle *p, const void *state);
 	/* provider_heartbeat_period_usec; NULL: 0. */
 	uint64_t (*heartbeat_period)(const struct provider_handle *p, const void *state);
 	void (*done_state)(void *state);  /* NULL when nothing to release */

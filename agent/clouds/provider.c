@@ -205,6 +205,11 @@ bool provider_approving(const struct provider_handle *p)
 	return p->approving;
 }
 
+unsigned provider_call_cost(const struct provider_handle *p)
+{
+	return p->ops->call_cost ? p->ops->call_cost(p, p->state) : 1;
+}
+
 int provider_heartbeat(struct provider_handle *p, provider_heartbeat_cb cb, void *userdata)
 {
 	int r;

@@ -218,6 +218,12 @@ void provider_cancel(struct provider_handle *p);
  *   maintenance, FEED_GCP_MAINTENANCE). */
 unsigned provider_round_cost(const struct provider_handle *p);
 
+/* Requests to the metadata service the next acknowledgement or heartbeat
+ * sends (Azure's approval is one; an Auto Scaling call sends none once
+ * the region, group, role and fresh credentials are known, else one for
+ * each that is missing), so the caller waits for that much room in the
+ * service's rate budget. */
+unsigned provider_call_cost(const struct provider_handle *p);
 /* Whether events of this provider can be acknowledged: Azure (StartRequests)
  * always, AWS when a lifecycle hook is configured (CompleteLifecycleAction);
  * otherwise false. */
