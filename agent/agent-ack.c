@@ -38,18 +38,39 @@ static bool ack_of(struct agent *a, const char *id, size_t k, struct provider_ac
 	return true;
 }
 
+/* When the metadata service's rate budget has room for what the next
+ * call sends there (now, or later when the timer is armed for it). A
+ * stopping agent does not wait. */
+static bool room_now(struct agent *a)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC), at, armed = USEC_INFINITY;
+	unsigned cost = a->provider ? provider_call_cost(a->provider) : 1;
+	int enabled = SD_EVENT_OFF;
+
+	if (cost == 0 || a->stopping)
+		return true;
+	at = poll_rate_free_at(&a->sched, now, cost);
+	if (at <= now)
+		return true;
+	/* One timer for both kinds of call: the earlier wait wins. */
+	(void)sd_event_source_get_enabled(a->ack_timer, &enabled);
+	if (enabled != SD_EVENT_OFF)
+		(void)sd_event_source_get_time(a->ack_timer, &armed);
+	if (at < armed) {
+		(void)sd_event_source_set_time(a->ack_timer, at);
+		(void)sd_event_source_set_enabled(a->ack_timer, SD_EVENT_ONESHOT);
+	}
+	return false;
+}
+
 /* Sends the acknowledgement now, or as soon as the rate budget has room. */
 static void send_ack_now(struct agent *a)
 {
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	uint64_t at = poll_rate_free_at(&a->sched, now, 1);
 	struct provider_ack ack = { 0 };
 	int r;
 
-	if (at > now && !a->stopping) {
+	if (!room_now(a)) {
 		a->ack.waiting = true;
-		(void)sd_event_source_set_time(a->ack_timer, at);
-		(void)sd_event_source_set_enabled(a->ack_timer, SD_EVENT_ONESHOT);
 		return;
 	}
 	a->ack.waiting = false;
@@ -94,18 +115,29 @@ static void on_heartbeat_answer(enum imds_result result, const char *error, void
 	agent_drain(a);
 }
 
-void agent_send_heartbeat(struct agent *a, const struct engine_action *act)
+static void send_heartbeat_now(struct agent *a)
 {
 	int r;
 
-	(void)strscpy(a->heartbeat.id, sizeof(a->heartbeat.id), act->id);
-	a->heartbeat.notice = act->notice;
+	if (!room_now(a)) {
+		a->heartbeat.waiting = true;
+		return;
+	}
+	a->heartbeat.waiting = false;
 	a->heartbeat.in_flight = true;
 	r = a->provider ? provider_heartbeat(a->provider, on_heartbeat_answer, a) : -EOPNOTSUPP;
 	if (r < 0) {
 		a->heartbeat.in_flight = false;
-		engine_heartbeat_answered(&a->engine, act->id, act->notice, false, agent_now_wall());
+		engine_heartbeat_answered(&a->engine, a->heartbeat.id, a->heartbeat.notice, false,
+					  agent_now_wall());
 	}
+}
+
+void agent_send_heartbeat(struct agent *a, const struct engine_action *act)
+{
+	(void)strscpy(a->heartbeat.id, sizeof(a->heartbeat.id), act->id);
+	a->heartbeat.notice = act->notice;
+	send_heartbeat_now(a);
 }
 
 static int on_ack_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -114,6 +146,8 @@ static int on_ack_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 	if (a->ack.waiting)
 		send_ack_now(a);
+	if (a->heartbeat.waiting)
+		send_heartbeat_now(a);
 	agent_drain(a);
 	return 0;
 }

@@ -179,6 +179,12 @@ def test_asg_heartbeats_at_the_period_then_continue_once(ctx):
           "heartbeat gaps %r, the interval is %d s" % (gaps, HEARTBEAT_S))
     check(abs(statistics.median(gaps) - HEARTBEAT_S) < 0.25, "median gap %r" % statistics.median(gaps))
     check(len(starts(ctx)) == 2, "hooks %r" % ctx.recorded())
+    # The metadata requests a heartbeat or the completion needs first (the
+    # group, the role, credentials) wait for room in the service's rate
+    # budget like every other: none was throttled, none failed.
+    throttled = [r for r in sim.requests() if r["status"] == 429]
+    check(not throttled, "metadata requests throttled: %r" % [r["path"] for r in throttled])
+    check(not a.log_has(r"heartbeat failed"), "a heartbeat failed:\n" + a.output())
 
 
 def test_asg_abandon_when_a_hook_asks(ctx):
