@@ -170,12 +170,12 @@ static void note_identity(struct agent *a)
 	record_set_identity(a->record, &id);
 }
 
-static size_t count_left(const struct eviction *r)
+static size_t count_left(const struct hook_result *hooks, size_t n_hooks)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < r->n_hooks; i++)
-		n += !hook_outcome_is_final(r->hooks[i].outcome);
+	for (size_t i = 0; i < n_hooks; i++)
+		n += !hook_outcome_is_final(hooks[i].outcome);
 	return n;
 }
 
@@ -315,13 +315,19 @@ void agent_report(struct agent *a, const struct engine_action *act)
 	case ENGINE_RESUMED:
 		if (r)
 			record_resumed(a->record, r);
-		if (r)
+		if (r) {
+			/* The chain it is at: the recover hooks once recovering. */
+			bool recover = r->state == LC_RECOVERING;
+			const struct hook_result *hooks = recover ? r->recover_hooks : r->hooks;
+			size_t n = recover ? r->n_recover_hooks : r->n_hooks;
+			uint64_t deadline = engine_chain_deadline(r, recover ? CHAIN_RECOVER : CHAIN_EVICT);
+
 			log_event(LOG_NOTICE, r->id,
-				  "resuming eviction %s (%s) after a restart: %zu of %zu %s left, %.1f s to the deadline",
-				  r->id, lifecycle_to_string(r->state), r->n_hooks ? count_left(r) : 0, r->n_hooks,
-				  plural(r->n_hooks, "hook", "hooks"),
-				  r->deadline_wall_usec > agent_now_wall() ?
-				  (double)(r->deadline_wall_usec - agent_now_wall()) / USEC_PER_SEC : 0.0);
+				  "resuming eviction %s (%s) after a restart: %zu of %zu %s%s left, %.1f s to the deadline",
+				  r->id, lifecycle_to_string(r->state), count_left(hooks, n), n,
+				  recover ? "recover " : "", plural(n, "hook", "hooks"),
+				  deadline > agent_now_wall() ? (double)(deadline - agent_now_wall()) / USEC_PER_SEC : 0.0);
+		}
 		break;
 	case ENGINE_TRANSITION:
 		if (r)

@@ -560,6 +560,8 @@ def test_recover_hooks_once_across_kill9(ctx):
     a.kill9()
     open_gate(rgate)
     b = ctx.start_agent(events="+Freeze")
+    # The restart names the chain it resumes: the recover hooks.
+    b.wait_log(r"resuming eviction %s \(recovering\) after a restart: 2 of 3 recover hooks left" % re.escape(eid))
     b.wait_log(r"recover chain done: 3 ok")
     polls_pass(sim, 10)
     check([f[0] for f in starts(ctx)] == ["10-hook", "10-first", "20-slow", "20-slow", "30-last"],
