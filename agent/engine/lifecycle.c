@@ -265,7 +265,7 @@ static const struct rule rules[] = {
 	{ LC_DETECTED, IN(IN_UNREADABLE), NULL, scan_later, SAME,
 	  "detected: hook directories unreadable -> read them again shortly" },
 	{ LC_DETECTED, IN(IN_HOOK_STARTED), NULL, NULL, LC_RUNNING,
-	  "detected: the first hook started -> running" },
+	  "detected: the first hook is started -> running" },
 	{ LC_DETECTED, IN(IN_GONE), NULL, NULL, LC_PAUSED,
 	  "detected: every notice left -> paused" },
 	{ LC_DETECTED, IN(IN_WITHDRAWN), NULL, cancel, LC_CANCELLED,
