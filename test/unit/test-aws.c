@@ -1890,6 +1890,50 @@ static void run_answers(struct world *w, const struct answer *a, int n)
 	}
 }
 
+/* What the agent logs (text lines on stderr) while a test runs, caught. */
+static int stderr_saved = -1;
+static FILE *stderr_file;
+
+static void stderr_catch(void)
+{
+	fflush(stderr);
+	stderr_file = tmpfile();
+	assert_non_null(stderr_file);
+	stderr_saved = dup(STDERR_FILENO);
+	assert_true(stderr_saved >= 0);
+	assert_true(dup2(fileno(stderr_file), STDERR_FILENO) >= 0);
+}
+
+/* The lines caught since stderr_catch; the caller frees them. */
+static char *stderr_release(void)
+{
+	char *text;
+	long n;
+
+	fflush(stderr);
+	assert_true(dup2(stderr_saved, STDERR_FILENO) >= 0);
+	close(stderr_saved);
+	stderr_saved = -1;
+	n = ftell(stderr_file);
+	assert_true(n >= 0);
+	text = xmalloc((size_t)n + 1);
+	rewind(stderr_file);
+	assert_int_equal(fread(text, 1, (size_t)n, stderr_file), (size_t)n);
+	text[n] = '\0';
+	fclose(stderr_file);
+	stderr_file = NULL;
+	return text;
+}
+
+/* Whether text is exactly one line, ending in tail. */
+static bool one_line_ending(const char *text, const char *tail)
+{
+	size_t n = strlen(text), k = strlen(tail);
+
+	return n > k && text[n - 1] == '\n' && strchr(text, '\n') == text + n - 1 &&
+	       memcmp(text + n - k, tail, k) == 0;
+}
+
 #define LIFECYCLE_ACK(abandon_) \
 	(&(struct provider_ack){ .event_id = "aws-asg-terminate-" INSTANCE_ID "-1795767600", \
 				 .feed = FEED_AWS_LIFECYCLE, .abandon = (abandon_) })
@@ -2086,7 +2130,7 @@ static void test_lifecycle_credentials(void **state)
 	struct provider_handle *p;
 	struct world w;
 	unsigned cost, sent;
-	char *creds;
+	char *creds, *logged;
 
 	(void)setenv("no_proxy", "127.0.0.1", 1);
 	world_init(&w);
@@ -2130,12 +2174,20 @@ static void test_lifecycle_credentials(void **state)
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(cost, 4);
 
-	/* Expired early (rotated, revoked): fetched again, called again. */
+	/* Expired early (rotated, revoked): fetched again, called again,
+	 * which is logged once with AWS's code. */
 	fake_set_first(&w.fake, "POST", ASG_COMPLETE, 1, 403,
 		       "<ErrorResponse><Error><Code>ExpiredToken</Code><Message>The security token included in "
 		       "the request is expired</Message></Error></ErrorResponse>");
+	stderr_catch();
 	assert_int_equal(provider_approve(p, LIFECYCLE_ACK(false), SEC(2), on_approved, &a), 0);
 	run_answers(&w, &a, 6);
+	logged = stderr_release();
+	if (!one_line_ending(logged, " info: aws: CompleteLifecycleAction: ExpiredToken: The security token "
+				     "included in the request is expired; fetching the role's credentials again "
+				     "and retrying\n"))
+		fail_msg("logged '%s'", logged);
+	free(logged);
 	assert_int_equal(a.result, IMDS_RESULT_OK);
 	assert_int_equal(fake_hits(&w.fake, "GET", CREDS_PATH), 6);
 	assert_int_equal(fake_hits(&w.fake, "POST", ASG_COMPLETE), 2);
@@ -2144,8 +2196,13 @@ static void test_lifecycle_credentials(void **state)
 	fake_set_first(&w.fake, "POST", ASG_COMPLETE, 2, 403,
 		       "<ErrorResponse><Error><Code>ExpiredToken</Code><Message>The security token included in "
 		       "the request is expired</Message></Error></ErrorResponse>");
+	stderr_catch();
 	assert_int_equal(provider_approve(p, LIFECYCLE_ACK(false), SEC(2), on_approved, &a), 0);
 	run_answers(&w, &a, 7);
+	logged = stderr_release();
+	if (!one_line_ending(logged, "; fetching the role's credentials again and retrying\n"))
+		fail_msg("logged '%s'", logged);
+	free(logged);
 	assert_int_equal(a.result, IMDS_RESULT_HTTP_ERROR);
 	assert_string_equal(a.error, "CompleteLifecycleAction: ExpiredToken: The security token included in the "
 				     "request is expired");
