@@ -28,8 +28,25 @@ struct aws_round {
 	bool maintenance_answered;
 	struct aws_maintenance maintenance;
 	unsigned optional_n;                 /* optional requests this round may send */
+	unsigned side_n;                     /* items of the side chain this round (the history last) */
 	unsigned side_next;                  /* the next optional item of the side chain */
 	enum aws_item item;                  /* the identity item asked in this round */
+};
+
+/* What the maintenance list said before, kept across rounds: an event
+ * that leaves it is looked up in events/maintenance/history, which tells
+ * whether EC2 completed or canceled it. Bounded: at most
+ * AWS_MAINTENANCE_EVENTS_MAX ids of each kind and events. */
+struct aws_maintenance_memory {
+	/* The live (State active) events of the last list that answered. */
+	char listed[AWS_MAINTENANCE_EVENTS_MAX][EVENT_ID_MAX];
+	size_t n_listed;
+	/* Listed once, missing from a later list: the history is due. */
+	char missing[AWS_MAINTENANCE_EVENTS_MAX][EVENT_ID_MAX];
+	size_t n_missing;
+	/* Found over in the history, each handed once, with the next round
+	 * whose list answers. */
+	struct event_list ended;
 };
 
 enum aws_op_kind {
@@ -58,6 +75,7 @@ struct aws_state {
 	struct aws_identity id;              /* what the Auto Scaling calls need */
 	uint64_t identity_retry_mono_usec;   /* rounds ask no identity item before */
 	bool rebalance;                      /* the latest answer of the recommendation */
+	struct aws_maintenance_memory maint;
 
 	struct aws_round round;
 	struct aws_op op;

@@ -5,7 +5,8 @@
  * usually have them already), asks DescribeAutoScalingInstances for the
  * group when instance tags are off, and fetches the credentials once more
  * when AWS says they expired. When to call is the engine's decision; this
- * file never logs, and its error lines carry AWS's code and message. */
+ * file logs that renewal alone (an info line with AWS's code), and its
+ * error lines carry AWS's code and message. */
 #include "clouds/aws-internal.h"
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "clouds/autoscaling.h"
+#include "log.h"
 #include "util.h"
 
 #define OP_METADATA_TIMEOUT_USEC (2 * USEC_PER_SEC)  /* before any round set one */
@@ -72,15 +74,17 @@ static void on_item(struct provider_handle *p, void *state, const struct imds_re
 	op_continue(p, s);
 }
 
-/* An answer of the Auto Scaling API: true when it was ExpiredToken for the
- * first time, and the credentials are fetched again before the call. */
-static bool expired_once(struct aws_state *s, bool expired)
+/* An answer of the Auto Scaling API (line: its "<Action>: <Code>:
+ * <Message>"): true when it was ExpiredToken for the first time, and the
+ * credentials are fetched again before the call, which is logged. */
+static bool expired_once(struct aws_state *s, bool expired, const char *line)
 {
 	if (!expired || s->op.retried)
 		return false;
 	s->op.retried = true;
 	s->op.creds_fetched = false;
 	s->id.creds_stale = true;
+	log_info("aws: %s; fetching the role's credentials again and retrying", line);
 	return true;
 }
 
@@ -104,7 +108,7 @@ static void on_describe(struct provider_handle *p, void *state, const struct imd
 		op_continue(p, s);
 		return;
 	}
-	if (expired_once(s, expired)) {
+	if (expired_once(s, expired, line)) {
 		op_continue(p, s);
 		return;
 	}
@@ -119,7 +123,7 @@ static void on_call(struct provider_handle *p, void *state, const struct imds_re
 	bool expired;
 
 	result = autoscaling_outcome(op_action(&s->op), r, line, sizeof(line), &expired, NULL);
-	if (result != IMDS_RESULT_OK && expired_once(s, expired)) {
+	if (result != IMDS_RESULT_OK && expired_once(s, expired, line)) {
 		op_continue(p, s);
 		return;
 	}

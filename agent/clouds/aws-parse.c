@@ -1,6 +1,6 @@
 /* aws-parse.c - AWS's notice items as struct spot_event: the spot
  * interruption, the Auto Scaling target lifecycle state (warm pools
- * included), scheduled maintenance, and the IMDSv2 token. Pure: no I/O, no
+ * included), scheduled maintenance and its history, and the IMDSv2 token. Pure: no I/O, no
  * logging, no clock of its own; every answer is bounded and checked before
  * use, and an unusable maintenance entry is dropped with its defect named
  * rather than failing the whole list. */
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -343,4 +344,53 @@ out:
 	aws_maintenance_done(&m);
 	cJSON_Delete(root);
 	return r;
+}
+
+/* ---- events/maintenance/history ---- */
+
+static bool id_among(const char (*ids)[EVENT_ID_MAX], size_t n_ids, const char *id)
+{
+	for (size_t i = 0; i < n_ids; i++)
+		if (strcasecmp(ids[i], id) == 0)
+			return true;
+	return false;
+}
+
+int aws_parse_maintenance_history(const char *body, size_t len, uint64_t now_wall_usec,
+				  const char (*ids)[EVENT_ID_MAX], size_t n_ids, struct event_list *ret)
+{
+	struct event_list l = { 0 };
+	const cJSON *item;
+	cJSON *root;
+
+	root = provider_parse_json(body, len);
+	if (!cJSON_IsArray(root)) {
+		cJSON_Delete(root);
+		return -EBADMSG;
+	}
+	cJSON_ArrayForEach(item, root) {
+		struct spot_event ev;
+		char why[sizeof(((struct provider_drop *)0)->reason)];
+		bool keep;
+
+		if (l.n_events >= n_ids)
+			break;
+		event_init(&ev);
+		keep = parse_entry(item, now_wall_usec, &ev, why, sizeof(why)) == 0 && ev.end != END_NONE &&
+		       id_among(ids, n_ids, ev.id);
+		for (size_t i = 0; keep && i < l.n_events; i++)
+			if (strcasecmp(l.events[i].id, ev.id) == 0)
+				keep = false;
+		if (!keep) {
+			event_done(&ev);
+			continue;
+		}
+		if (!l.events)
+			l.events = xcalloc(n_ids, sizeof(*l.events));
+		l.events[l.n_events++] = ev;
+	}
+	cJSON_Delete(root);
+	event_list_done(ret);
+	*ret = l;
+	return 0;
 }

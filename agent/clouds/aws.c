@@ -2,10 +2,13 @@
  * become struct spot_event. It holds the session with the metadata service
  * (an IMDSv2 token, or IMDSv1 when tokens are refused and the fallback is
  * on), sends the essential spot/instance-action and, beside it, the
- * optional items (target lifecycle state, rebalance, scheduled maintenance,
- * the Auto Scaling identity) whose failures never discard the essential
- * answer. It never logs and never trusts an answer (aws-parse.c and
- * aws-identity.c check each); first sightings are the engine's to keep. */
+ * optional items (target lifecycle state, rebalance, scheduled maintenance
+ * and, when an event left that list, its history, the Auto Scaling
+ * identity) whose failures never discard the essential answer. It never
+ * logs and never trusts an answer (aws-parse.c and aws-identity.c check
+ * each); first sightings are the engine's to keep, what the maintenance
+ * list held is the provider's (EC2 moves a completed or canceled event
+ * from it to its history, which alone tells which it was). */
 #include "clouds/aws-internal.h"
 
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/poll.h"
 #include "util.h"
@@ -23,6 +27,7 @@
 #define AWS_LIFECYCLE_PATH   "/latest/meta-data/autoscaling/target-lifecycle-state"
 #define AWS_REBALANCE_PATH   "/latest/meta-data/events/recommendations/rebalance"
 #define AWS_MAINTENANCE_PATH "/latest/meta-data/events/maintenance/scheduled"
+#define AWS_HISTORY_PATH     "/latest/meta-data/events/maintenance/history"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -33,12 +38,17 @@
  * from the previous one's reply:
  *   POLL      [instance-id] -> spot/instance-action        essential
  *   SIDE      target-lifecycle-state -> rebalance -> maintenance/scheduled
+ *             [-> maintenance/history]                     optional
  *   IDENTITY  [one Auto Scaling identity item]             optional
  * A round sends at most POLL_RATE_MAX requests when nothing fails: the
  * optional items, in the order above, fill what the token, the instance id
  * and the spot notice leave of it, and the rest wait for the next round
  * (the first one leaves events/maintenance/scheduled and the identity out;
- * their feeds are then not among those answered).
+ * their feeds are then not among those answered). The history is asked
+ * only once a list that answered misses an event an earlier one held
+ * live: once, in a later round (its cost is known as the round starts),
+ * after the list, in the identity item's place when there is room for one
+ * of them only; what it says is handed with a round whose list answered.
  * A chain goes on whatever the others answer, so what a round sends
  * depends on its own answers only: the essential chain stops at its first
  * failure, an optional item that fails is noted and the next one asked, a
@@ -46,6 +56,15 @@
  * request in flight: redone once after a 401 (with a fresh token), failed
  * when the essential chain failed, else handed over with the feeds that
  * answered. */
+
+/* The side chain's items, in their order. */
+enum side_item {
+	SIDE_LIFECYCLE,
+	SIDE_REBALANCE,
+	SIDE_MAINTENANCE,
+	SIDE_HISTORY,        /* only when due: the last */
+	_SIDE_MAX,
+};
 
 static int begin(struct provider_handle *p, struct aws_state *s);
 
@@ -88,12 +107,19 @@ static enum aws_item identity_due(const struct provider_handle *p, const struct 
 	return aws_identity_next(&s->id, now_usec(CLOCK_REALTIME));
 }
 
-/* The optional requests a round starting now sends: the side items, then
- * the identity item when one is due, within the round's budget. */
+/* Whether a round starting now asks events/maintenance/history. */
+static bool history_due(const struct aws_state *s)
+{
+	return s->maint.n_missing > 0;
+}
+
+/* The optional requests a round starting now sends: the side items (the
+ * history when due), then the identity item when one is due, within the
+ * round's budget. */
 static unsigned optional_budget(const struct provider_handle *p, const struct aws_state *s)
 {
 	unsigned essential = (session_due(s, now_usec(CLOCK_MONOTONIC)) ? 1 : 0) + (provider_vm_name(p) ? 0 : 1) + 1;
-	unsigned want = 3 + (identity_due(p, s) != AWS_ITEM_NONE ? 1 : 0);
+	unsigned want = SIDE_HISTORY + (history_due(s) ? 1 : 0) + (identity_due(p, s) != AWS_ITEM_NONE ? 1 : 0);
 	unsigned room = POLL_RATE_MAX > essential ? POLL_RATE_MAX - essential : 0;
 
 	return want < room ? want : room;
@@ -152,6 +178,83 @@ static bool absent(const struct imds_reply *r)
 	return r->result == IMDS_RESULT_OK && r->status == 404;
 }
 
+/* ---- what the maintenance list held ---- */
+
+static bool id_in(const char (*ids)[EVENT_ID_MAX], size_t n, const char *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(ids[i], id) == 0)
+			return true;
+	return false;
+}
+
+static bool event_in(const struct event_list *l, const char *id)
+{
+	for (size_t i = 0; i < l->n_events; i++)
+		if (strcasecmp(l->events[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+/* Removes event k of l, keeping the order. */
+static void list_remove(struct event_list *l, size_t k)
+{
+	event_done(&l->events[k]);
+	memmove(&l->events[k], &l->events[k + 1], (l->n_events - k - 1) * sizeof(*l->events));
+	l->n_events--;
+}
+
+/* A list that answered, l its usable events (none for a 404): an event the
+ * last one held live that this one misses is to be looked up in the
+ * history; one listed again is not (and what the history said of it gives
+ * way to the list). */
+static void maintenance_listed(struct aws_maintenance_memory *m, const struct event_list *l)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < m->n_listed; i++) {
+		if (event_in(l, m->listed[i]) || id_in(m->missing, m->n_missing, m->listed[i]))
+			continue;
+		/* Full: the oldest is forgotten (the engine's own rule then
+		 * applies to it). */
+		if (m->n_missing == AWS_MAINTENANCE_EVENTS_MAX) {
+			memmove(m->missing[0], m->missing[1], (m->n_missing - 1) * sizeof(m->missing[0]));
+			m->n_missing--;
+		}
+		(void)strscpy(m->missing[m->n_missing++], sizeof(m->missing[0]), m->listed[i]);
+	}
+	for (size_t i = 0; i < m->n_missing; i++) {
+		if (event_in(l, m->missing[i]))
+			continue;
+		if (k != i)
+			memcpy(m->missing[k], m->missing[i], sizeof(m->missing[0]));
+		k++;
+	}
+	m->n_missing = k;
+	for (size_t i = m->ended.n_events; i > 0; i--)
+		if (event_in(l, m->ended.events[i - 1].id))
+			list_remove(&m->ended, i - 1);
+	m->n_listed = 0;
+	for (size_t i = 0; i < l->n_events && m->n_listed < AWS_MAINTENANCE_EVENTS_MAX; i++)
+		if (l->events[i].end == END_NONE)
+			(void)strscpy(m->listed[m->n_listed++], sizeof(m->listed[0]), l->events[i].id);
+}
+
+/* The history answered (found: the missing events it says are over, moved
+ * out; NULL when it failed): it was asked, the missing are forgotten. */
+static void maintenance_history(struct aws_maintenance_memory *m, struct event_list *found)
+{
+	for (size_t i = 0; found && i < found->n_events; i++) {
+		if (m->ended.n_events >= AWS_MAINTENANCE_EVENTS_MAX || event_in(&m->ended, found->events[i].id))
+			continue;
+		if (!m->ended.events)
+			m->ended.events = xcalloc(AWS_MAINTENANCE_EVENTS_MAX, sizeof(*m->ended.events));
+		m->ended.events[m->ended.n_events++] = found->events[i];
+		event_init(&found->events[i]);
+	}
+	m->n_missing = 0;
+}
+
 /* ---- the end of a round ---- */
 
 static void finish(struct provider_handle *p, struct aws_state *s)
@@ -168,7 +271,7 @@ static void finish(struct provider_handle *p, struct aws_state *s)
 	o.done_mono_usec = rd->done_mono_usec;
 	o.rebalance = s->rebalance;
 	o.feeds_answered = 1u << FEED_AWS_SPOT;
-	cap = 2 + rd->maintenance.events.n_events;
+	cap = 2 + rd->maintenance.events.n_events + s->maint.ended.n_events;
 	list->events = xcalloc(cap, sizeof(*list->events));
 	if (rd->has_action) {
 		list->events[list->n_events] = rd->action;
@@ -200,6 +303,14 @@ static void finish(struct provider_handle *p, struct aws_state *s)
 		}
 		memcpy(o.drops, m->drops, sizeof(o.drops));
 		o.n_drops = m->n_drops;
+		/* What the history said is over, each once, as room is left. */
+		while (s->maint.ended.n_events > 0 && list->n_events < EVENTS_MAX) {
+			list->events[list->n_events] = s->maint.ended.events[0];
+			event_init(&s->maint.ended.events[0]);
+			list_remove(&s->maint.ended, 0);
+			if (event_add_resource(&list->events[list->n_events++], id) < 0)
+				goto bad_id;
+		}
 	}
 	if (list->n_events == 0) {
 		free(list->events);
@@ -260,10 +371,11 @@ static void on_side(struct provider_handle *p, void *state, const struct imds_re
 static const struct {
 	const char *item;
 	const char *path;
-} side_items[] = {
-	{ "autoscaling/target-lifecycle-state", AWS_LIFECYCLE_PATH },
-	{ "events/recommendations/rebalance", AWS_REBALANCE_PATH },
-	{ "events/maintenance/scheduled", AWS_MAINTENANCE_PATH },
+} side_items[_SIDE_MAX] = {
+	[SIDE_LIFECYCLE] = { "autoscaling/target-lifecycle-state", AWS_LIFECYCLE_PATH },
+	[SIDE_REBALANCE] = { "events/recommendations/rebalance", AWS_REBALANCE_PATH },
+	[SIDE_MAINTENANCE] = { "events/maintenance/scheduled", AWS_MAINTENANCE_PATH },
+	[SIDE_HISTORY] = { "events/maintenance/history", AWS_HISTORY_PATH },
 };
 
 /* Starts the next optional item, if any is left. */
@@ -271,7 +383,7 @@ static void side_next(struct provider_handle *p, struct aws_state *s)
 {
 	struct aws_round *rd = &s->round;
 
-	while (rd->side_next < ELEMENTSOF(side_items) && rd->side_next < rd->optional_n) {
+	while (rd->side_next < rd->side_n && rd->side_next < rd->optional_n) {
 		unsigned i = rd->side_next++;
 		int r = get(p, s, IMDS_SLOT_SIDE, side_items[i].path, PROVIDER_ANSWER_404, on_side);
 		char error[96];
@@ -298,20 +410,34 @@ static void on_side(struct provider_handle *p, void *state, const struct imds_re
 	}
 	if (reply->result != IMDS_RESULT_OK) {
 		provider_add_optional_error(p, item, reply->error);
-	} else if (i == 0) {
+		if (i == SIDE_HISTORY)
+			maintenance_history(&s->maint, NULL);
+	} else if (i == SIDE_LIFECYCLE) {
 		/* 404: in no Auto Scaling group, or too new to have a state. */
 		rd->target = AWS_TARGET_OTHER;
 		unreadable = !absent(reply) && aws_parse_lifecycle(reply->body, reply->len, &rd->target) < 0;
 		rd->lifecycle_answered = !unreadable;
-	} else if (i == 1) {
+	} else if (i == SIDE_REBALANCE) {
 		/* Any 200 is a recommendation; its noticeTime is not needed. */
 		s->rebalance = !absent(reply);
-	} else {
+	} else if (i == SIDE_MAINTENANCE) {
 		/* 404 (or []): nothing scheduled. */
 		unreadable = !absent(reply) &&
 			     aws_parse_maintenance(reply->body, reply->len, now_usec(CLOCK_REALTIME),
 						   &rd->maintenance) < 0;
 		rd->maintenance_answered = !unreadable;
+		if (rd->maintenance_answered)
+			maintenance_listed(&s->maint, &rd->maintenance.events);
+	} else {
+		/* 404 (or []): nothing is over. */
+		struct event_list found = { 0 };
+
+		unreadable = !absent(reply) &&
+			     aws_parse_maintenance_history(reply->body, reply->len, now_usec(CLOCK_REALTIME),
+							   (const char (*)[EVENT_ID_MAX])s->maint.missing,
+							   s->maint.n_missing, &found) < 0;
+		maintenance_history(&s->maint, &found);
+		event_list_done(&found);
 	}
 	if (unreadable)
 		provider_add_optional_error(p, item, "unreadable answer");
@@ -358,7 +484,7 @@ static void identity_start(struct provider_handle *p, struct aws_state *s)
 	char path[256], error[96];
 	int r;
 
-	rd->item = rd->optional_n > ELEMENTSOF(side_items) ? identity_due(p, s) : AWS_ITEM_NONE;
+	rd->item = rd->optional_n > rd->side_n ? identity_due(p, s) : AWS_ITEM_NONE;
 	if (rd->item == AWS_ITEM_NONE)
 		return;
 	r = aws_item_path(&s->id, rd->item, path, sizeof(path));
@@ -509,6 +635,7 @@ static int begin(struct provider_handle *p, struct aws_state *s)
 
 	/* Fixed as the round starts, as round_cost counted it. */
 	s->round.optional_n = optional_budget(p, s);
+	s->round.side_n = history_due(s) ? _SIDE_MAX : SIDE_HISTORY;
 	if (!session_due(s, now_usec(CLOCK_MONOTONIC)))
 		return items(p, s);
 	/* With the fallback, a token that does not come within a second is
@@ -542,6 +669,7 @@ static void done_state(void *state)
 
 	reset_round(&s->round);
 	event_done(&s->round.action);
+	event_list_done(&s->maint.ended);
 	aws_identity_done(&s->id);
 }
 

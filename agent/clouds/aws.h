@@ -121,6 +121,17 @@ void aws_maintenance_done(struct aws_maintenance *m);
 int aws_parse_maintenance(const char *body, size_t len, uint64_t now_wall_usec,
 			  struct aws_maintenance *ret);
 
+/* events/maintenance/history: the same array, of the events EC2 completed
+ * or canceled. Only the entries whose EventId is one of ids[0..n_ids)
+ * (case-insensitive) and whose State is completed or canceled are kept,
+ * each as aws_parse_maintenance makes it (END_COMPLETED, END_CANCELED), the
+ * first one of an id only; the rest, usable or not, are passed over
+ * without a word: they are not notices. Returns 0 (*ret, empty or a list
+ * to free, replaced: at most n_ids events, call event_list_done) or
+ * -EBADMSG when the body is not a JSON array (*ret untouched). */
+int aws_parse_maintenance_history(const char *body, size_t len, uint64_t now_wall_usec,
+				  const char (*ids)[EVENT_ID_MAX], size_t n_ids, struct event_list *ret);
+
 /* ---- the Auto Scaling context (aws-identity.c) ---- */
 
 /* The role's temporary credentials. */

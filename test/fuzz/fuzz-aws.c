@@ -1,6 +1,6 @@
 /* fuzz-aws.c - libFuzzer target for AWS's parsers: spot/instance-action,
- * the Auto Scaling target lifecycle state, scheduled maintenance, the
- * IMDSv2 token, the instance id, the identity items (region, identity
+ * the Auto Scaling target lifecycle state, scheduled maintenance and its
+ * history, the IMDSv2 token, the instance id, the identity items (region, identity
  * document, role, group, credentials), the Auto Scaling API's XML answers
  * and the escaping of its form values. Any answer body is parsed or
  * refused without reading past its length; the plain-text items agree with
@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fuzz-util.h"
 #include "clouds/autoscaling.h"
@@ -56,6 +57,39 @@ static void check_instance_action(const char *body, size_t size)
 	event_done(&ev);
 }
 
+/* The same body as events/maintenance/history, asked for the ids the
+ * list holds: the events over among them, each once, as the list has
+ * them. */
+static void check_history(const char *body, size_t size, const struct event_list *list)
+{
+	static char ids[AWS_MAINTENANCE_EVENTS_MAX][EVENT_ID_MAX];
+	struct event_list h = { 0 };
+
+	for (size_t i = 0; i < list->n_events; i++)
+		memcpy(ids[i], list->events[i].id, EVENT_ID_MAX);
+	fuzz_assert(aws_parse_maintenance_history(body, size, NOW_WALL_USEC, (const char (*)[EVENT_ID_MAX])ids,
+						  list->n_events, &h) == 0);
+	fuzz_assert(h.n_events <= list->n_events);
+	for (size_t i = 0; i < h.n_events; i++) {
+		const struct spot_event *ev = &h.events[i];
+		const struct spot_event *same = NULL;
+
+		check_event_fields(ev, PROVIDER_AWS);
+		fuzz_assert(ev->end == END_COMPLETED || ev->end == END_CANCELED);
+		fuzz_assert(ev->feed == FEED_AWS_MAINTENANCE && ev->n_resources == 0);
+		for (size_t j = 0; j < i; j++)
+			fuzz_assert(strcasecmp(h.events[j].id, ev->id) != 0);
+		for (size_t j = 0; j < list->n_events && !same; j++)
+			if (strcasecmp(list->events[j].id, ev->id) == 0 && list->events[j].end != END_NONE)
+				same = &list->events[j];
+		if (same)
+			fuzz_assert(same->end == ev->end && same->type == ev->type &&
+				    same->not_before_usec == ev->not_before_usec && same->status == ev->status &&
+				    strcmp(same->description, ev->description) == 0);
+	}
+	event_list_done(&h);
+}
+
 static void check_maintenance(const char *body, size_t size)
 {
 	struct aws_maintenance m;
@@ -81,6 +115,7 @@ static void check_maintenance(const char *body, size_t size)
 		fuzz_assert(m.drops[i].reason[0] != '\0');
 		fuzz_assert(!m.drops[i].id[0] || event_id_valid(m.drops[i].id));
 	}
+	check_history(body, size, &m.events);
 	aws_maintenance_done(&m);
 }
 

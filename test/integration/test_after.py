@@ -281,8 +281,9 @@ def test_asg_refused_signature_logged_expired_credentials_renewed(ctx):
     """When Auto Scaling refuses the agent's signature (the region it signs
     for is no longer the service's), the heartbeat and the completion are
     logged with AWS's code and message and retried; when the role's
-    credentials have expired (ExpiredToken), the agent fetches new ones
-    and the completion goes through, exactly once."""
+    credentials have expired (ExpiredToken), the agent says so in one
+    info line with AWS's code, fetches new ones and the completion goes
+    through, exactly once."""
     sim = ctx.start_sim()
     gate = os.path.join(ctx.out, "gate")
     rec_hook(ctx, "10-long", gate_body(gate))
@@ -314,6 +315,10 @@ def test_asg_refused_signature_logged_expired_credentials_renewed(ctx):
     fetched = [r for r in sim.requests() if r["path"].startswith("/latest/meta-data/iam/security-credentials/")
                and r["status"] == 200 and expired < r["mono"] < ok]
     check(fetched, "no credentials fetched between ExpiredToken and the completion")
+    renewed = [l for l in a.lines if "fetching the role's credentials again" in l]
+    check(len(renewed) == 1 and re.search(r" info: aws: CompleteLifecycleAction: ExpiredToken: .*; fetching the "
+                                          r"role's credentials again and retrying$", renewed[0]),
+          "the renewal logged as %r" % renewed)
     out = asg_view(sim)["outcome"]
     check(out and out["how"] == "completed" and out["result"] == "CONTINUE", "outcome %r" % out)
     check(len(starts(ctx)) == 1, "hooks %r" % ctx.recorded())

@@ -3,8 +3,9 @@
  * round costs and really sends, the token, its refresh after a 401 and the
  * IMDSv1 fallback, optional items failing beside the essential one, the
  * stable key of a spot notice whose time moves, lifecycle and warm-pool
- * states, scheduled maintenance, the rebalance recommendation, and the
- * Auto Scaling calls (forms, signing, errors, credentials, group name).
+ * states, scheduled maintenance and its history, the rebalance
+ * recommendation, and the Auto Scaling calls (forms, signing, errors,
+ * credentials, group name).
  *
  * Each directory holds one item's cases: NAME.json, NAME.txt or NAME.xml
  * must parse and yield what NAME.expect says; NAME.bad must be refused with
@@ -47,6 +48,7 @@
 #include <systemd/sd-event.h>
 
 #include "engine/event.h"
+#include "engine/poll.h"
 #include "store/event-json.h"
 #include "clouds/autoscaling.h"
 #include "clouds/aws.h"
@@ -393,6 +395,56 @@ static void test_length_bounded(void **state)
 	assert_int_equal(aws_parse_token(buf, 6, name, 6), -EBADMSG);
 }
 
+/* events/maintenance/history: only the events asked for, over, once each;
+ * everything else in it is passed over without a drop. */
+static void test_history_parse(void **state)
+{
+	static const char ids[][EVENT_ID_MAX] = { "instance-event-a", "INSTANCE-EVENT-B", "instance-event-c" };
+	static const char doc[] =
+		"[{\"NotBefore\":\"21 Jan 2030 09:00:43 GMT\",\"Code\":\"system-reboot\",\"Description\":\"reboot\","
+		"\"EventId\":\"instance-event-a\",\"State\":\"completed\"},"
+		"{\"NotBefore\":\"22 Jan 2030 09:00:00 GMT\",\"Code\":\"instance-stop\",\"EventId\":\"instance-event-b\","
+		"\"State\":\"canceled\"},"
+		"{\"Code\":\"system-reboot\",\"EventId\":\"instance-event-a\",\"State\":\"canceled\"},"
+		"{\"Code\":\"system-reboot\",\"EventId\":\"instance-event-c\",\"State\":\"active\"},"
+		"{\"Code\":\"system-reboot\",\"EventId\":\"instance-event-old\",\"State\":\"completed\"},"
+		"{\"Code\":\"nonsense\",\"EventId\":\"instance-event-c\",\"State\":\"completed\"},"
+		"42]";
+	struct event_list l = { 0 };
+
+	assert_int_equal(aws_parse_maintenance_history(doc, sizeof(doc) - 1, SEC(1800000000), ids, ELEMENTSOF(ids),
+						       &l), 0);
+	assert_int_equal(l.n_events, 2);
+	assert_string_equal(l.events[0].id, "instance-event-a");
+	assert_int_equal(l.events[0].end, END_COMPLETED);
+	assert_int_equal(l.events[0].type, EVENT_REBOOT);
+	assert_int_equal(l.events[0].status, EVENT_SCHEDULED);
+	assert_int_equal(l.events[0].not_before_usec, SEC(1895216443));
+	assert_int_equal(l.events[0].feed, FEED_AWS_MAINTENANCE);
+	assert_int_equal(l.events[0].provider, PROVIDER_AWS);
+	assert_false(l.events[0].id_from_first_seen);
+	assert_string_equal(l.events[0].description, "system-reboot: reboot");
+	assert_string_equal(l.events[1].id, "instance-event-b");
+	assert_int_equal(l.events[1].end, END_CANCELED);
+	assert_int_equal(l.events[1].type, EVENT_TERMINATE);
+
+	/* At most one event an id asked for; nothing asked, nothing kept. */
+	assert_int_equal(aws_parse_maintenance_history(doc, sizeof(doc) - 1, 0, ids, 1, &l), 0);
+	assert_int_equal(l.n_events, 1);
+	assert_string_equal(l.events[0].id, "instance-event-a");
+	assert_int_equal(aws_parse_maintenance_history(doc, sizeof(doc) - 1, 0, ids, 0, &l), 0);
+	assert_int_equal(l.n_events, 0);
+	assert_int_equal(aws_parse_maintenance_history("[]", 2, 0, ids, 3, &l), 0);
+	assert_int_equal(l.n_events, 0);
+	/* Not an array: refused, *ret untouched. */
+	assert_int_equal(aws_parse_maintenance_history(doc, sizeof(doc) - 1, 0, ids, 1, &l), 0);
+	assert_int_equal(aws_parse_maintenance_history("{}", 2, 0, ids, 3, &l), -EBADMSG);
+	assert_int_equal(aws_parse_maintenance_history("[]]", 3, 0, ids, 3, &l), -EBADMSG);
+	assert_int_equal(aws_parse_maintenance_history(NULL, 0, 0, ids, 3, &l), -EBADMSG);
+	assert_int_equal(l.n_events, 1);
+	event_list_done(&l);
+}
+
 static void test_token_due(void **state)
 {
 	uint64_t now = SEC(1000000), ttl = SEC(AWS_TOKEN_TTL_SEC), margin = SEC(AWS_TOKEN_MARGIN_SEC);
@@ -683,6 +735,7 @@ static void test_autoscaling_outcome(void **state)
 #define LIFECYCLE_PATH   "/latest/meta-data/autoscaling/target-lifecycle-state"
 #define REBALANCE_PATH   "/latest/meta-data/events/recommendations/rebalance"
 #define MAINTENANCE_PATH "/latest/meta-data/events/maintenance/scheduled"
+#define HISTORY_PATH     "/latest/meta-data/events/maintenance/history"
 #define REGION_PATH      "/latest/meta-data/placement/region"
 #define DOCUMENT_PATH    "/latest/dynamic/instance-identity/document"
 #define GROUP_PATH       "/latest/meta-data/tags/instance/aws:autoscaling:groupName"
@@ -700,7 +753,7 @@ static void test_autoscaling_outcome(void **state)
 #define AWS_FEEDS_ALL    ((1u << FEED_AWS_SPOT) | (1u << FEED_AWS_LIFECYCLE) | (1u << FEED_AWS_MAINTENANCE))
 
 static const char *const item_paths[] = {
-	ID_PATH, ACTION_PATH, LIFECYCLE_PATH, REBALANCE_PATH, MAINTENANCE_PATH,
+	ID_PATH, ACTION_PATH, LIFECYCLE_PATH, REBALANCE_PATH, MAINTENANCE_PATH, HISTORY_PATH,
 	REGION_PATH, DOCUMENT_PATH, GROUP_PATH, ROLE_PATH, CREDS_PATH,
 };
 
@@ -751,6 +804,7 @@ static void serve_quiet(struct fake_imds *f, const char *token)
 	fake_set(f, "GET", LIFECYCLE_PATH, 404, "not found");
 	fake_set(f, "GET", REBALANCE_PATH, 404, "not found");
 	fake_set(f, "GET", MAINTENANCE_PATH, 200, "[]");
+	fake_set(f, "GET", HISTORY_PATH, 200, "[]");
 	fake_set(f, "GET", REGION_PATH, 200, "eu-west-1");
 	fake_set(f, "GET", DOCUMENT_PATH, 200, "{\"region\" : \"eu-west-2\"}");
 	fake_set(f, "GET", GROUP_PATH, 200, "my-asg");
@@ -1213,6 +1267,367 @@ static void test_maintenance_round(void **state)
 	world_done(&w);
 }
 
+#define MAINT_A "{\"NotBefore\":\"21 Jan 2030 09:00:43 GMT\",\"Code\":\"system-reboot\",\"Description\":" \
+	"\"scheduled reboot\",\"EventId\":\"instance-event-0d59937288b749b32\",\"State\":\"%s\"}"
+#define MAINT_B "{\"NotBefore\":\"22 Jan 2030 09:00:00 GMT\",\"Code\":\"instance-stop\",\"EventId\":" \
+	"\"instance-event-2\",\"State\":\"%s\"}"
+#define MAINT_OLD "{\"NotBefore\":\"1 Jan 2029 09:00:00 GMT\",\"Code\":\"system-reboot\",\"EventId\":" \
+	"\"instance-event-old\",\"State\":\"completed\"}"
+
+/* Sets events/maintenance/scheduled or .../history to a list. */
+static void serve_maintenance(struct fake_imds *f, const char *path, const char *fmt, ...) _printf_(3, 4);
+static void serve_maintenance(struct fake_imds *f, const char *path, const char *fmt, ...)
+{
+	char body[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(body, sizeof(body), fmt, ap);
+	va_end(ap);
+	fake_set(f, "GET", path, 200, body);
+}
+
+/* The maintenance event of a round with id, or NULL. */
+static const struct spot_event *find_event(const struct capture *c, const char *id)
+{
+	for (size_t i = 0; i < c->events.n_events; i++)
+		if (strcmp(c->events.events[i].id, id) == 0)
+			return &c->events.events[i];
+	return NULL;
+}
+
+/* An event EC2 completes or cancels leaves events/maintenance/scheduled
+ * for .../history: the history is asked once, in the next round, and the
+ * event handed once with its end, as the list would have said it. */
+static void test_maintenance_history(void **state)
+{
+	struct capture c = { 0 };
+	const struct spot_event *ev;
+	struct provider_handle *p;
+	struct world w;
+	unsigned cost, sent;
+
+	world_init(&w);
+	serve_quiet(&w.fake, "TOKEN-A");
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_A "," MAINT_B "]", "active", "active");
+	serve_maintenance(&w.fake, HISTORY_PATH, "[" MAINT_OLD "]");
+	serve_token(&w.fake, "TOKEN-A");
+	p = new_aws(&w);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);     /* token and id: no room for the list */
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.events.n_events, 2);
+
+	/* Completed: gone from the list, in the history. The round that sees
+	 * it gone did not know it would be: no history yet. */
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_B "]", "active");
+	serve_maintenance(&w.fake, HISTORY_PATH, "[" MAINT_OLD "," MAINT_A "]", "completed");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 4);
+	assert_int_equal(sent, 4);
+	assert_int_equal(c.events.n_events, 1);
+	assert_string_equal(c.events.events[0].id, "instance-event-2");
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 0);
+	/* The next asks it, after the list: the event, over, once. The old
+	 * event of the history is none of this agent's business. */
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 5);
+	assert_int_equal(sent, 5);
+	assert_int_equal(c.result, IMDS_RESULT_OK);
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 1);
+	assert_true(fake_last_has(&w.fake, "GET", HISTORY_PATH, "X-aws-ec2-metadata-token: TOKEN-A"));
+	assert_int_equal(c.feeds_answered, AWS_FEEDS_ALL);
+	assert_string_equal(c.optional_error, "");
+	assert_int_equal(c.n_drops, 0);
+	assert_int_equal(c.events.n_events, 2);
+	assert_string_equal(c.events.events[0].id, "instance-event-2");
+	assert_int_equal(c.events.events[0].end, END_NONE);
+	ev = &c.events.events[1];
+	assert_string_equal(ev->id, "instance-event-0d59937288b749b32");
+	assert_false(ev->id_from_first_seen);
+	assert_int_equal(ev->end, END_COMPLETED);
+	assert_int_equal(ev->type, EVENT_REBOOT);
+	assert_int_equal(ev->status, EVENT_SCHEDULED);
+	assert_int_equal(ev->not_before_usec, SEC(1895216443));
+	assert_int_equal(ev->feed, FEED_AWS_MAINTENANCE);
+	assert_int_equal(ev->provider, PROVIDER_AWS);
+	assert_string_equal(ev->description, "system-reboot: scheduled reboot");
+	assert_true(event_names_resource(ev, INSTANCE_ID));
+	for (int i = 0; i < 2; i++) {
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(cost, 4);
+		assert_int_equal(sent, 4);
+		assert_int_equal(c.events.n_events, 1);
+		assert_string_equal(c.events.events[0].id, "instance-event-2");
+	}
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 1);
+
+	/* Canceled: the same, its end canceled. */
+	fake_set(&w.fake, "GET", MAINTENANCE_PATH, 404, "");
+	serve_maintenance(&w.fake, HISTORY_PATH, "[" MAINT_A "," MAINT_B "]", "completed", "canceled");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.events.n_events, 0);
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 1);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 5);
+	assert_int_equal(sent, 5);
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 2);
+	assert_int_equal(c.events.n_events, 1);
+	ev = &c.events.events[0];
+	assert_string_equal(ev->id, "instance-event-2");
+	assert_int_equal(ev->end, END_CANCELED);
+	assert_int_equal(ev->type, EVENT_TERMINATE);
+	assert_int_equal(ev->not_before_usec, SEC(1895302800));
+	assert_int_equal(ev->feed, FEED_AWS_MAINTENANCE);
+	assert_true(event_names_resource(ev, INSTANCE_ID));
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 4);
+	assert_int_equal(c.events.n_events, 0);
+
+	/* Gone from the list and not in the history: nothing to say, the
+	 * history is not asked again. */
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_B "]", "active");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.events.n_events, 1);
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[]");
+	serve_maintenance(&w.fake, HISTORY_PATH, "[" MAINT_OLD "]");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 5);
+	assert_int_equal(c.events.n_events, 0);
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 3);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 4);
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 3);
+
+	/* Back in the list before the history was asked: not looked up, the
+	 * list says. */
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_B "]", "active");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[]");
+	serve_maintenance(&w.fake, HISTORY_PATH, "[" MAINT_B "]", "canceled");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_B "]", "active");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 5);     /* counted as the round started */
+	assert_int_equal(sent, 5);
+	assert_int_equal(c.events.n_events, 1);
+	assert_int_equal(c.events.events[0].end, END_NONE);
+
+	provider_free(p);
+	capture_done(&c);
+	world_done(&w);
+}
+
+/* A history that fails or cannot be read is an optional failure: the spot
+ * notice and the list are handed as ever, and it is not asked again for
+ * the same events. */
+static void test_maintenance_history_fails(void **state)
+{
+	static const struct {
+		int status;
+		const char *body;
+		const char *error;
+	} cases[] = {
+		{ 500, "", "events/maintenance/history: HTTP 500" },
+		{ 200, "{\"not\": \"a list\"}", "events/maintenance/history: unreadable answer" },
+		{ 429, "", "events/maintenance/history: HTTP 429 (throttled)" },
+	};
+	struct capture c = { 0 };
+	struct provider_handle *p;
+	struct world w;
+	unsigned cost, sent;
+
+	world_init(&w);
+	serve_quiet(&w.fake, "TOKEN-A");
+	fake_set(&w.fake, "GET", ACTION_PATH, 200, "{\"action\":\"terminate\",\"time\":\"2030-01-01T00:00:00Z\"}");
+	serve_token(&w.fake, "TOKEN-A");
+	p = new_aws(&w);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_A "," MAINT_B "]", "active", "active");
+		fake_set(&w.fake, "GET", HISTORY_PATH, cases[i].status, cases[i].body);
+		serve_token(&w.fake, "TOKEN-A");
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(c.events.n_events, 3);
+		serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_B "]", "active");
+		serve_token(&w.fake, "TOKEN-A");
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(c.events.n_events, 2);
+
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(cost, 5);
+		assert_int_equal(sent, 5);
+		assert_int_equal(c.result, IMDS_RESULT_OK);
+		if (strcmp(c.optional_error, cases[i].error) != 0)
+			fail_msg("case %zu: optional_error '%s', expected '%s'", i, c.optional_error, cases[i].error);
+		assert_int_equal(c.feeds_answered, AWS_FEEDS_ALL);
+		assert_int_equal(c.events.n_events, 2);
+		assert_string_equal(c.events.events[0].id, "aws-spot-terminate");
+		assert_int_equal(c.events.events[0].feed, FEED_AWS_SPOT);
+		assert_string_equal(c.events.events[1].id, "instance-event-2");
+		assert_int_equal(c.events.events[1].end, END_NONE);
+		assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), (unsigned)i + 1);
+
+		/* Asked once: the next round is back to four, without error. */
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(cost, 4);
+		assert_int_equal(sent, 4);
+		assert_string_equal(c.optional_error, "");
+		assert_int_equal(c.events.n_events, 2);
+		assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), (unsigned)i + 1);
+	}
+
+	/* The list failing in the round that asks the history: the history's
+	 * word waits for a round whose list answers. */
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_A "," MAINT_B "]", "active", "active");
+	serve_maintenance(&w.fake, HISTORY_PATH, "[" MAINT_A "]", "completed");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_B "]", "active");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	fake_set(&w.fake, "GET", MAINTENANCE_PATH, 503, "");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(sent, 5);
+	assert_string_equal(c.optional_error, "events/maintenance/scheduled: HTTP 503");
+	assert_int_equal(c.feeds_answered, AWS_FEEDS_ALL & ~(1u << FEED_AWS_MAINTENANCE));
+	assert_int_equal(c.events.n_events, 1);
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 4);
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_B "]", "active");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 4);
+	assert_int_equal(c.events.n_events, 3);
+	assert_string_equal(c.events.events[2].id, "instance-event-0d59937288b749b32");
+	assert_int_equal(c.events.events[2].end, END_COMPLETED);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(c.events.n_events, 2);
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 4);
+
+	provider_free(p);
+	capture_done(&c);
+	world_done(&w);
+}
+
+/* A list that never loses an event never has the history asked: new
+ * events, an event the list itself says is over, a list that fails. */
+static void test_maintenance_no_history(void **state)
+{
+	struct capture c = { 0 };
+	struct provider_handle *p;
+	struct world w;
+	unsigned cost, sent;
+
+	world_init(&w);
+	serve_quiet(&w.fake, "TOKEN-A");
+	serve_maintenance(&w.fake, HISTORY_PATH, "[" MAINT_A "]", "completed");
+	serve_token(&w.fake, "TOKEN-A");
+	p = new_aws(&w);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	for (int i = 0; i < 6; i++) {
+		if (i == 1)
+			serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_A "]", "active");
+		else if (i == 2)
+			serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_A "," MAINT_B "]", "active", "active");
+		else if (i == 3)
+			fake_set(&w.fake, "GET", MAINTENANCE_PATH, 500, "");
+		else if (i == 4)
+			serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_B "," MAINT_A "]", "active", "completed");
+		serve_token(&w.fake, "TOKEN-A");
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(c.result, IMDS_RESULT_OK);
+		assert_int_equal(cost, 4);
+		assert_int_equal(sent, 4);
+		if (i == 4 || i == 5) {
+			const struct spot_event *ev = find_event(&c, "instance-event-0d59937288b749b32");
+
+			assert_non_null(ev);
+			assert_int_equal(ev->end, END_COMPLETED);
+		}
+	}
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 0);
+
+	/* Once the list held it over, its leaving asks nothing either. */
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_B "]", "active");
+	serve_token(&w.fake, "TOKEN-A");
+	for (int i = 0; i < 2; i++) {
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_int_equal(cost, 4);
+		assert_int_equal(c.events.n_events, 1);
+	}
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 0);
+
+	provider_free(p);
+	capture_done(&c);
+	world_done(&w);
+}
+
+/* The history keeps to the round's budget: with an Auto Scaling identity
+ * item due as well, it takes that item's place, which waits a round. */
+static void test_maintenance_history_budget(void **state)
+{
+	static const char *const identity[] = { REGION_PATH, GROUP_PATH, ROLE_PATH, CREDS_PATH };
+	struct capture c = { 0 };
+	struct provider_handle *p;
+	struct world w;
+	unsigned cost, sent, asked = 0;
+
+	world_init(&w);
+	serve_quiet(&w.fake, "TOKEN-A");
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[" MAINT_A "]", "active");
+	serve_maintenance(&w.fake, HISTORY_PATH, "[" MAINT_A "]", "completed");
+	serve_token(&w.fake, "TOKEN-A");
+	p = new_aws_hooked(&w, 900);
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(sent, 5);
+	/* The list and the region. */
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 5);
+	assert_int_equal(sent, 5);
+	assert_int_equal(fake_hits(&w.fake, "GET", REGION_PATH), 1);
+	/* Gone, and the group. */
+	serve_maintenance(&w.fake, MAINTENANCE_PATH, "[]");
+	serve_token(&w.fake, "TOKEN-A");
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, 5);
+	assert_int_equal(sent, 5);
+	assert_int_equal(fake_hits(&w.fake, "GET", GROUP_PATH), 1);
+	/* The history and the role are due: the history goes. */
+	one_round(&w, p, SEC(5), &c, &cost, &sent);
+	assert_int_equal(cost, POLL_RATE_MAX);
+	assert_int_equal(sent, POLL_RATE_MAX);
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 1);
+	assert_int_equal(fake_hits(&w.fake, "GET", ROLE_PATH), 0);
+	assert_int_equal(c.events.n_events, 1);
+	assert_int_equal(c.events.events[0].end, END_COMPLETED);
+	assert_int_equal(c.feeds_answered, AWS_FEEDS_ALL);
+	/* Then the role, the credentials, and nothing more. */
+	for (int i = 0; i < 3; i++) {
+		one_round(&w, p, SEC(5), &c, &cost, &sent);
+		assert_true(sent <= POLL_RATE_MAX);
+		assert_int_equal(sent, cost);
+		assert_int_equal(c.events.n_events, 0);
+	}
+	assert_int_equal(cost, 4);
+	for (size_t i = 0; i < ELEMENTSOF(identity); i++)
+		asked += fake_hits(&w.fake, "GET", identity[i]);
+	assert_int_equal(asked, 4);
+	assert_int_equal(fake_hits(&w.fake, "GET", HISTORY_PATH), 1);
+	assert_int_equal(w.count.sent[IMDS_SLOT_APPROVE], 0);
+
+	provider_free(p);
+	capture_done(&c);
+	world_done(&w);
+}
+
 /* A 401 drops the token: one fresh token and the round once more, after
  * every request in flight answered. */
 static void test_token_refresh(void **state)
@@ -1475,6 +1890,50 @@ static void run_answers(struct world *w, const struct answer *a, int n)
 	}
 }
 
+/* What the agent logs (text lines on stderr) while a test runs, caught. */
+static int stderr_saved = -1;
+static FILE *stderr_file;
+
+static void stderr_catch(void)
+{
+	fflush(stderr);
+	stderr_file = tmpfile();
+	assert_non_null(stderr_file);
+	stderr_saved = dup(STDERR_FILENO);
+	assert_true(stderr_saved >= 0);
+	assert_true(dup2(fileno(stderr_file), STDERR_FILENO) >= 0);
+}
+
+/* The lines caught since stderr_catch; the caller frees them. */
+static char *stderr_release(void)
+{
+	char *text;
+	long n;
+
+	fflush(stderr);
+	assert_true(dup2(stderr_saved, STDERR_FILENO) >= 0);
+	close(stderr_saved);
+	stderr_saved = -1;
+	n = ftell(stderr_file);
+	assert_true(n >= 0);
+	text = xmalloc((size_t)n + 1);
+	rewind(stderr_file);
+	assert_int_equal(fread(text, 1, (size_t)n, stderr_file), (size_t)n);
+	text[n] = '\0';
+	fclose(stderr_file);
+	stderr_file = NULL;
+	return text;
+}
+
+/* Whether text is exactly one line, ending in tail. */
+static bool one_line_ending(const char *text, const char *tail)
+{
+	size_t n = strlen(text), k = strlen(tail);
+
+	return n > k && text[n - 1] == '\n' && strchr(text, '\n') == text + n - 1 &&
+	       memcmp(text + n - k, tail, k) == 0;
+}
+
 #define LIFECYCLE_ACK(abandon_) \
 	(&(struct provider_ack){ .event_id = "aws-asg-terminate-" INSTANCE_ID "-1795767600", \
 				 .feed = FEED_AWS_LIFECYCLE, .abandon = (abandon_) })
@@ -1671,7 +2130,7 @@ static void test_lifecycle_credentials(void **state)
 	struct provider_handle *p;
 	struct world w;
 	unsigned cost, sent;
-	char *creds;
+	char *creds, *logged;
 
 	(void)setenv("no_proxy", "127.0.0.1", 1);
 	world_init(&w);
@@ -1715,12 +2174,20 @@ static void test_lifecycle_credentials(void **state)
 	one_round(&w, p, SEC(5), &c, &cost, &sent);
 	assert_int_equal(cost, 4);
 
-	/* Expired early (rotated, revoked): fetched again, called again. */
+	/* Expired early (rotated, revoked): fetched again, called again,
+	 * which is logged once with AWS's code. */
 	fake_set_first(&w.fake, "POST", ASG_COMPLETE, 1, 403,
 		       "<ErrorResponse><Error><Code>ExpiredToken</Code><Message>The security token included in "
 		       "the request is expired</Message></Error></ErrorResponse>");
+	stderr_catch();
 	assert_int_equal(provider_approve(p, LIFECYCLE_ACK(false), SEC(2), on_approved, &a), 0);
 	run_answers(&w, &a, 6);
+	logged = stderr_release();
+	if (!one_line_ending(logged, " info: aws: CompleteLifecycleAction: ExpiredToken: The security token "
+				     "included in the request is expired; fetching the role's credentials again "
+				     "and retrying\n"))
+		fail_msg("logged '%s'", logged);
+	free(logged);
 	assert_int_equal(a.result, IMDS_RESULT_OK);
 	assert_int_equal(fake_hits(&w.fake, "GET", CREDS_PATH), 6);
 	assert_int_equal(fake_hits(&w.fake, "POST", ASG_COMPLETE), 2);
@@ -1729,8 +2196,13 @@ static void test_lifecycle_credentials(void **state)
 	fake_set_first(&w.fake, "POST", ASG_COMPLETE, 2, 403,
 		       "<ErrorResponse><Error><Code>ExpiredToken</Code><Message>The security token included in "
 		       "the request is expired</Message></Error></ErrorResponse>");
+	stderr_catch();
 	assert_int_equal(provider_approve(p, LIFECYCLE_ACK(false), SEC(2), on_approved, &a), 0);
 	run_answers(&w, &a, 7);
+	logged = stderr_release();
+	if (!one_line_ending(logged, "; fetching the role's credentials again and retrying\n"))
+		fail_msg("logged '%s'", logged);
+	free(logged);
 	assert_int_equal(a.result, IMDS_RESULT_HTTP_ERROR);
 	assert_string_equal(a.error, "CompleteLifecycleAction: ExpiredToken: The security token included in the "
 				     "request is expired");
@@ -1868,6 +2340,7 @@ int main(void)
 		cmocka_unit_test(test_length_bounded),
 		cmocka_unit_test(test_round_plumbing),
 		cmocka_unit_test(test_token_due),
+		cmocka_unit_test(test_history_parse),
 		cmocka_unit_test(test_lifecycle_event),
 		cmocka_unit_test(test_heartbeat_period),
 		cmocka_unit_test(test_identity_next),
@@ -1880,6 +2353,10 @@ int main(void)
 		cmocka_unit_test(test_rebalance),
 		cmocka_unit_test(test_optional_items_fail),
 		cmocka_unit_test(test_maintenance_round),
+		cmocka_unit_test(test_maintenance_history),
+		cmocka_unit_test(test_maintenance_history_fails),
+		cmocka_unit_test(test_maintenance_no_history),
+		cmocka_unit_test(test_maintenance_history_budget),
 		cmocka_unit_test(test_token_refresh),
 		cmocka_unit_test(test_imds_v1_fallback),
 		cmocka_unit_test(test_imds_v1_back_to_v2),
