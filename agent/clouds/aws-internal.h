@@ -49,6 +49,18 @@ struct aws_maintenance_memory {
 	struct event_list ended;
 };
 
+/* aws-maintenance.c. A scheduled list that answered, l its usable events
+ * (none for a 404): an event the last one held live that this one misses
+ * is to be looked up in the history; one listed again is not (and what
+ * the history said of it gives way to the list). */
+void aws_maintenance_listed(struct aws_maintenance_memory *m, const struct event_list *l);
+/* The history answered (found: the missing events it says are over, moved
+ * out; NULL when it failed): it was asked, the missing are forgotten. */
+void aws_maintenance_history(struct aws_maintenance_memory *m, struct event_list *found);
+/* Moves the oldest event the history said is over into *ret (taken over
+ * by the caller); false when none waits. */
+bool aws_maintenance_take_ended(struct aws_maintenance_memory *m, struct spot_event *ret);
+
 enum aws_op_kind {
 	AWS_OP_NONE,
 	AWS_OP_COMPLETE,                     /* CompleteLifecycleAction */

@@ -178,83 +178,6 @@ static bool absent(const struct imds_reply *r)
 	return r->result == IMDS_RESULT_OK && r->status == 404;
 }
 
-/* ---- what the maintenance list held ---- */
-
-static bool id_in(const char (*ids)[EVENT_ID_MAX], size_t n, const char *id)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcasecmp(ids[i], id) == 0)
-			return true;
-	return false;
-}
-
-static bool event_in(const struct event_list *l, const char *id)
-{
-	for (size_t i = 0; i < l->n_events; i++)
-		if (strcasecmp(l->events[i].id, id) == 0)
-			return true;
-	return false;
-}
-
-/* Removes event k of l, keeping the order. */
-static void list_remove(struct event_list *l, size_t k)
-{
-	event_done(&l->events[k]);
-	memmove(&l->events[k], &l->events[k + 1], (l->n_events - k - 1) * sizeof(*l->events));
-	l->n_events--;
-}
-
-/* A list that answered, l its usable events (none for a 404): an event the
- * last one held live that this one misses is to be looked up in the
- * history; one listed again is not (and what the history said of it gives
- * way to the list). */
-static void maintenance_listed(struct aws_maintenance_memory *m, const struct event_list *l)
-{
-	size_t k = 0;
-
-	for (size_t i = 0; i < m->n_listed; i++) {
-		if (event_in(l, m->listed[i]) || id_in(m->missing, m->n_missing, m->listed[i]))
-			continue;
-		/* Full: the oldest is forgotten (the engine's own rule then
-		 * applies to it). */
-		if (m->n_missing == AWS_MAINTENANCE_EVENTS_MAX) {
-			memmove(m->missing[0], m->missing[1], (m->n_missing - 1) * sizeof(m->missing[0]));
-			m->n_missing--;
-		}
-		(void)strscpy(m->missing[m->n_missing++], sizeof(m->missing[0]), m->listed[i]);
-	}
-	for (size_t i = 0; i < m->n_missing; i++) {
-		if (event_in(l, m->missing[i]))
-			continue;
-		if (k != i)
-			memcpy(m->missing[k], m->missing[i], sizeof(m->missing[0]));
-		k++;
-	}
-	m->n_missing = k;
-	for (size_t i = m->ended.n_events; i > 0; i--)
-		if (event_in(l, m->ended.events[i - 1].id))
-			list_remove(&m->ended, i - 1);
-	m->n_listed = 0;
-	for (size_t i = 0; i < l->n_events && m->n_listed < AWS_MAINTENANCE_EVENTS_MAX; i++)
-		if (l->events[i].end == END_NONE)
-			(void)strscpy(m->listed[m->n_listed++], sizeof(m->listed[0]), l->events[i].id);
-}
-
-/* The history answered (found: the missing events it says are over, moved
- * out; NULL when it failed): it was asked, the missing are forgotten. */
-static void maintenance_history(struct aws_maintenance_memory *m, struct event_list *found)
-{
-	for (size_t i = 0; found && i < found->n_events; i++) {
-		if (m->ended.n_events >= AWS_MAINTENANCE_EVENTS_MAX || event_in(&m->ended, found->events[i].id))
-			continue;
-		if (!m->ended.events)
-			m->ended.events = xcalloc(AWS_MAINTENANCE_EVENTS_MAX, sizeof(*m->ended.events));
-		m->ended.events[m->ended.n_events++] = found->events[i];
-		event_init(&found->events[i]);
-	}
-	m->n_missing = 0;
-}
-
 /* ---- the end of a round ---- */
 
 static void finish(struct provider_handle *p, struct aws_state *s)
@@ -304,13 +227,9 @@ static void finish(struct provider_handle *p, struct aws_state *s)
 		memcpy(o.drops, m->drops, sizeof(o.drops));
 		o.n_drops = m->n_drops;
 		/* What the history said is over, each once, as room is left. */
-		while (s->maint.ended.n_events > 0 && list->n_events < EVENTS_MAX) {
-			list->events[list->n_events] = s->maint.ended.events[0];
-			event_init(&s->maint.ended.events[0]);
-			list_remove(&s->maint.ended, 0);
+		while (list->n_events < EVENTS_MAX && aws_maintenance_take_ended(&s->maint, &list->events[list->n_events]))
 			if (event_add_resource(&list->events[list->n_events++], id) < 0)
 				goto bad_id;
-		}
 	}
 	if (list->n_events == 0) {
 		free(list->events);
@@ -411,7 +330,7 @@ static void on_side(struct provider_handle *p, void *state, const struct imds_re
 	if (reply->result != IMDS_RESULT_OK) {
 		provider_add_optional_error(p, item, reply->error);
 		if (i == SIDE_HISTORY)
-			maintenance_history(&s->maint, NULL);
+			aws_maintenance_history(&s->maint, NULL);
 	} else if (i == SIDE_LIFECYCLE) {
 		/* 404: in no Auto Scaling group, or too new to have a state. */
 		rd->target = AWS_TARGET_OTHER;
@@ -427,7 +346,7 @@ static void on_side(struct provider_handle *p, void *state, const struct imds_re
 						   &rd->maintenance) < 0;
 		rd->maintenance_answered = !unreadable;
 		if (rd->maintenance_answered)
-			maintenance_listed(&s->maint, &rd->maintenance.events);
+			aws_maintenance_listed(&s->maint, &rd->maintenance.events);
 	} else {
 		/* 404 (or []): nothing is over. */
 		struct event_list found = { 0 };
@@ -436,7 +355,7 @@ static void on_side(struct provider_handle *p, void *state, const struct imds_re
 			     aws_parse_maintenance_history(reply->body, reply->len, now_usec(CLOCK_REALTIME),
 							   (const char (*)[EVENT_ID_MAX])s->maint.missing,
 							   s->maint.n_missing, &found) < 0;
-		maintenance_history(&s->maint, &found);
+		aws_maintenance_history(&s->maint, &found);
 		event_list_done(&found);
 	}
 	if (unreadable)
