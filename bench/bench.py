@@ -23,7 +23,6 @@
 """
 
 import concurrent.futures
-import json
 import os
 import random
 import re
@@ -131,8 +130,8 @@ def run_events(ctx, a, sim, n, stamps, seen):
         # the harness must not compete with the agent for the two cores.
         a.wait_log(r"\[%s\] event approved" % re.escape(eid), start=start_line)
         appr = [x for x in sim.approvals() if eid in x["event_ids"]][0]
-        st = json.load(open(os.path.join(ctx.state, "state.json")))
-        rec = [r for r in st["records"] if r["event"]["id"] == eid][0]
+        body, _ = harness.read_state_body(os.path.join(ctx.state, "state.json"))
+        rec = [r for r in body["records"] if r["event"]["id"] == eid][0]
         hooks = rec["hooks"]
         for h0, h1 in zip(hooks, hooks[1:]):
             gaps.append((h1["started_usec"] - (h0["started_usec"] + h0["duration_usec"])) / 1000.0)
