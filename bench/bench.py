@@ -4,6 +4,11 @@
 - reaction overhead: the IMDS answer that first shows the event -> first hook
   exec (the agent's own measurement, from the completed HTTP answer to the
   fork of the first hook), p50/p99 over SPOT_BENCH_EVENTS events (default 50);
+  one eviction at a time, since a notice that comes while an eviction is in
+  hand joins it and runs no hook: each event's NotBefore is the next whole
+  second at least 1 s away (with the default margin of 2 s the deadline is
+  NotBefore itself), and the next event is added once the agent says the
+  eviction is over (its NotBefore passed and the event no longer listed);
 - the same at the child: the simulator's record of the poll that first showed
   the event -> the first hook's own CLOCK_REALTIME at the start of main (a
   small static C program, bench/hook-stamp.c, built into the temp dir);
@@ -23,6 +28,7 @@
 """
 
 import concurrent.futures
+import math
 import os
 import random
 import re
@@ -43,6 +49,9 @@ IDLE_SECONDS = int(os.environ.get("SPOT_BENCH_IDLE", "20"))
 OUTAGE_REPS = int(os.environ.get("SPOT_BENCH_OUTAGE_REPS", "8"))
 OUTAGE_SEED = int(os.environ.get("SPOT_BENCH_SEED", "20261127"))
 OUTAGE_POLL_MS = 1000
+# An event's NotBefore: the next whole second (the simulator serves it to the
+# second) at least this far away.
+NOT_BEFORE_AHEAD = 1.0
 # Failed polls an outage lasts at least, before the event is added.
 OUTAGE_MIN_FAILED = 9
 
@@ -102,6 +111,37 @@ def read_stamps(path):
     return out
 
 
+def add_short_event(sim):
+    """A Preempt whose NotBefore is the next whole second at least
+    NOT_BEFORE_AHEAD s away: returns (id, NotBefore in unix seconds)."""
+    t = time.time()
+    nb = math.ceil(t + NOT_BEFORE_AHEAD)
+    # The simulator adds this to its own clock, read a little later, and
+    # serves the whole second below.
+    return sim.add_event(type="Preempt", not_before_in=nb - t + 0.01), nb
+
+
+def wait_over(a, eid, nb, start):
+    """Waits until the agent holds eid's eviction over (readiness back: its
+    NotBefore passed and the event no longer listed), so that the next
+    notice is a new eviction rather than joining this one. Returns the log
+    position to read on from."""
+    a.wait_log(r"\[%s\] readiness: /readyz answers 200 again" % re.escape(eid), start=start,
+               timeout=harness.TIMEOUT + NOT_BEFORE_AHEAD)
+    left = nb - time.time()
+    if left > 0:
+        time.sleep(left)
+    return len(a.lines)
+
+
+def wait_closed(a, eid, start=0):
+    """Waits until eid's eviction is closed (after the grace that tells an
+    eviction that ended from a VM that lived), so that the agent is idle
+    when it is stopped."""
+    if eid:
+        a.wait_log(r"eviction %s: \S+ -> closed" % re.escape(eid), start=start)
+
+
 class Seen:
     """The simulator's request records the bench has read so far."""
 
@@ -120,9 +160,10 @@ def run_events(ctx, a, sim, n, stamps, seen):
     ambiguous = 0
     start_line = 0
     seen.fetch(sim)
+    eid = None
     for i in range(n):
         t0 = time.time()
-        eid = sim.add_event(type="Preempt", not_before_in=60)
+        eid, nb = add_short_event(sim)
         t1 = time.time()
         m = a.wait_log(r"\[%s\] first hook started ([0-9.]+) ms" % re.escape(eid), start=start_line)
         reaction.append(float(m.group(1)))
@@ -150,8 +191,8 @@ def run_events(ctx, a, sim, n, stamps, seen):
             if first and exec_t is not None:
                 child.append((exec_t - first[0]["t"]) * 1000.0)
         sim.remove_event(eid)
-        start_line = len(a.lines)
-    return reaction, gaps, approval, child, ambiguous
+        start_line = wait_over(a, eid, nb, start_line)
+    return (reaction, gaps, approval, child, ambiguous), eid
 
 
 def print_events(res, stamps):
@@ -258,16 +299,17 @@ def outage_section():
     print("  (section took %.0f s)" % (time.monotonic() - t0))
 
 
-def answer_to_approval(sim, n, seen, wait_approved):
+def answer_to_approval(sim, n, seen, wait_approved, wait_done=None):
     """n events, one at a time: the simulator's answer to the first poll
     that showed the event -> the approval POST's arrival, both on the
     simulator's clock, in ms. wait_approved(eid, line) returns once eid is
-    approved."""
+    approved; wait_done(eid, NotBefore, line), once the event was removed,
+    returns once a new event is a new eviction."""
     out, ambiguous, line = [], 0, 0
     seen.fetch(sim)
     for i in range(n):
         t0 = time.time()
-        eid = sim.add_event(type="Preempt", not_before_in=60)
+        eid, nb = add_short_event(sim)
         t1 = time.time()
         line = wait_approved(eid, line)
         appr = [x for x in sim.approvals() if eid in x["event_ids"]][0]
@@ -280,6 +322,8 @@ def answer_to_approval(sim, n, seen, wait_approved):
             if first:
                 out.append((appr["t"] - first[0]["t_answer"]) * 1000.0)
         sim.remove_event(eid)
+        if wait_done:
+            line = wait_done(eid, nb, line)
     return out, ambiguous
 
 
@@ -294,9 +338,16 @@ def empty_chain_section(ctx, sim, seen):
 
     def agent_approved(eid, line):
         a.wait_log(r"\[%s\] event approved" % re.escape(eid), start=line)
-        return len(a.lines)
+        return line
 
-    agent, amb_a = answer_to_approval(sim, EVENTS, seen, agent_approved)
+    last = []
+
+    def agent_done(eid, nb, line):
+        last[:] = [eid]
+        return wait_over(a, eid, nb, line)
+
+    agent, amb_a = answer_to_approval(sim, EVENTS, seen, agent_approved, agent_done)
+    wait_closed(a, last[0] if last else None)
     a.stop()
 
     loop = subprocess.Popen([sys.executable, os.path.join(BENCH, "ack-loop.py"), sim.url, "200"],
@@ -315,7 +366,8 @@ def empty_chain_section(ctx, sim, seen):
     finally:
         loop.terminate()
         loop.wait()
-    print("\nempty chain: answer -> approval POST (simulator's clock, 200 ms polls):")
+    print("\nempty chain: answer -> approval POST (simulator's clock, 200 ms polls; ack-loop.py's events"
+          " come one after\n the other without waiting for their NotBefore, it keeps no eviction):")
     print("  " + fmt("spot-agent", agent) + ("   %d raced" % amb_a if amb_a else ""))
     print("  " + fmt("ack-loop.py (20 lines of Python)", ref) + ("   %d raced" % amb_r if amb_r else ""))
     if agent and ref:
@@ -452,7 +504,9 @@ def main():
         seen = Seen()
         a = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=200))
         a.wait_log(r"this VM is")
-        print_events(run_events(ctx, a, sim, EVENTS, stamps, seen), stamps)
+        res, last = run_events(ctx, a, sim, EVENTS, stamps, seen)
+        print_events(res, stamps)
+        wait_closed(a, last)
         a.stop()
         empty_chain_section(ctx, sim, seen)
         a = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=200))
@@ -463,11 +517,12 @@ def main():
             for path in ("/healthz", "/metrics"):
                 rps, p99 = wrk("http://127.0.0.1:%d%s" % (ctx.http_port, path))
                 print("  %-10s %10.0f req/s   p99 %7.3f ms" % (path, rps, p99))
-            proc = subprocess.Popen(["wrk", "-t1", "-c64", "-d60s", "http://127.0.0.1:%d/metrics" % ctx.http_port],
+            # Ended once the events are: the duration is only an upper bound.
+            proc = subprocess.Popen(["wrk", "-t1", "-c64", "-d600s", "http://127.0.0.1:%d/metrics" % ctx.http_port],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 time.sleep(0.5)
-                loaded = run_events(ctx, a, sim, max(10, EVENTS // 2), stamps, seen)
+                loaded, last = run_events(ctx, a, sim, max(10, EVENTS // 2), stamps, seen)
             finally:
                 proc.terminate()
                 proc.wait()
@@ -475,7 +530,9 @@ def main():
             print_events(loaded, stamps)
         else:
             print("\n(wrk not installed: HTTP figures skipped)")
+            last = None
         healthz_behind_idle_connections(ctx.http_port)
+        wait_closed(a, last)
         a.stop()
 
         outage_section()
