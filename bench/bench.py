@@ -210,13 +210,17 @@ def failed_count(recs, prefix):
     return sum(1 for r in recs if r["path"].startswith(prefix) and r["fault"])
 
 
-def outage_once(ctx, sim, path, fault, at_start, rng):
+def outage_once(ctx, sim, path, fault, at_start, rng, run):
     """One outage: returns (faults cleared -> hook's clock in s, failed
-    requests before the clear)."""
+    requests before the clear). The event's NotBefore (30 s) must outlast
+    the outage, so the eviction is still in hand when the run ends: each
+    run's agent has a state directory of its own, where a notice of the
+    next run would have joined it."""
     sim.call("POST", "/__sim/reset")
     recs = []
     seen = Seen()
-    args = ctx.base_args(log_level="info", poll_interval=OUTAGE_POLL_MS, listen="none")
+    args = ctx.base_args(log_level="info", poll_interval=OUTAGE_POLL_MS, listen="none",
+                         state_dir=os.path.join(ctx.hook_dir, "state-%d" % run))
     spec = dict(fault, path=path, method="GET", count=-1)
     if at_start:
         sim.fault(**spec)
@@ -258,9 +262,9 @@ def outage_kind(index, label, path, fault, at_start):
         sim = ctx.start_sim("--quiet", "--started-ttl", "0")
         # The recording hook: its own clock, taken by date(1) on start.
         ctx.hook("00-record", 'date +"$SPOT_EVENT_ID %s.%N" >> ' + ctx.record)
-        for _ in range(OUTAGE_REPS):
+        for run in range(OUTAGE_REPS):
             try:
-                d, n = outage_once(ctx, sim, path, fault, at_start, rng)
+                d, n = outage_once(ctx, sim, path, fault, at_start, rng, run)
                 out.append(d * 1000.0)
                 failed.append(n)
             except harness.TestFailure as e:
@@ -276,7 +280,7 @@ def outage_section():
           % (OUTAGE_POLL_MS, OUTAGE_MIN_FAILED))
     print(" added before the last one; %d runs per kind, random 0-1 s phase, seed %d; the kinds run"
           % (OUTAGE_REPS, OUTAGE_SEED))
-    print(" side by side, each with its own simulator and agent)")
+    print(" side by side, each with its own simulator and agent; each run's agent its own state directory)")
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(OUTAGE_KINDS)) as ex:
         futs = [ex.submit(outage_kind, i, *k) for i, k in enumerate(OUTAGE_KINDS)]
