@@ -14,6 +14,14 @@
   small static C program, bench/hook-stamp.c, built into the temp dir);
 - hook-to-hook gap: one hook's exit reaped -> the next one forked;
 - approval latency: last hook's exit -> the approval POST at the simulator;
+- the durable save, from an agent at log_level debug (its own section, so
+  that the figures above are at info): "state: save N written in X ms" (the
+  write over the spare and the exchange with state.json, before the next
+  hook starts or the approval goes out; when the save before it still owes
+  its fsync, that is paid first and is in X) and "state: save N on disk
+  (fsync) in Y ms" (paid after the hook started or the approval went out,
+  in the same loop turn), p50/p99/max, and the saves per eviction, over
+  SPOT_BENCH_SAVE_EVENTS evictions (default 20);
 - empty chain: the simulator's answer that first shows the event -> the
   approval POST, for the agent with no hooks and for the smallest Python
   poll-and-ack loop (bench/ack-loop.py) in the same run, as a ratio;
@@ -45,6 +53,7 @@ import harness  # noqa: E402
 
 EVENTS = int(os.environ.get("SPOT_BENCH_EVENTS", "50"))
 HOOKS = 4
+SAVE_EVENTS = int(os.environ.get("SPOT_BENCH_SAVE_EVENTS", "20"))
 IDLE_SECONDS = int(os.environ.get("SPOT_BENCH_IDLE", "20"))
 OUTAGE_REPS = int(os.environ.get("SPOT_BENCH_OUTAGE_REPS", "8"))
 OUTAGE_SEED = int(os.environ.get("SPOT_BENCH_SEED", "20261127"))
@@ -207,6 +216,84 @@ def print_events(res, stamps):
               + ("   %d left out: poll raced the event" % ambiguous if ambiguous else ""))
     print(fmt("hook-to-hook gap", gaps))
     print(fmt("approval after last hook", approval))
+
+
+def filesystem(path):
+    """What `stat -f -c %T` says of path's filesystem (ext4 shows as
+    ext2/ext3: one magic number for the three), with findmnt's name beside
+    it when it differs."""
+    st = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True).stdout.strip()
+    fm = ""
+    if shutil.which("findmnt"):
+        fm = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", path], capture_output=True,
+                            text=True).stdout.strip()
+    return st + (" (findmnt: %s)" % fm if fm and fm != st else "") if st else (fm or "unknown")
+
+
+SAVE_WRITTEN = re.compile(r"state: save (\d+) written in ([0-9.]+) ms")
+SAVE_SYNCED = re.compile(r"state: save (\d+) on disk \(fsync\) in ([0-9.]+) ms")
+
+
+def durable_save_section(ctx, sim, seen):
+    """The agent's own debug lines on each save, over SAVE_EVENTS evictions
+    of the same chain, one at a time."""
+    t_start = time.monotonic()
+    a = ctx.start_agent(args=ctx.base_args(log_level="debug", poll_interval=200))
+    a.wait_log(r"this VM is")
+    first = len(a.lines)
+    _, last = run_events(ctx, a, sim, SAVE_EVENTS, None, seen)
+    # The last eviction's closing save, and its fsync, which follows it in
+    # the same loop turn.
+    wait_closed(a, last, first)
+    with a.cond:
+        closed = max(i for i, l in enumerate(a.lines)
+                     if re.search(r"eviction %s: \S+ -> closed" % re.escape(last), l))
+    a.wait_log(SAVE_SYNCED.pattern, start=closed)
+    fs = filesystem(ctx.state)
+    a.stop()
+    lines = a.lines[first:]
+    written, synced = {}, {}
+    notice, approved = {}, {}
+    for i, l in enumerate(lines):
+        if "received SIGTERM" in l:
+            break   # the save at exit is no eviction's
+        m = SAVE_WRITTEN.search(l)
+        if m:
+            written[int(m.group(1))] = (i, float(m.group(2)))
+            continue
+        m = SAVE_SYNCED.search(l)
+        if m:
+            synced[int(m.group(1))] = (i, float(m.group(2)))
+            continue
+        m = re.search(r"\[([^] ]+)\] (eviction notice|event approved)", l)
+        if m:
+            (notice if m.group(2) == "eviction notice" else approved).setdefault(m.group(1), i)
+    # A save whose predecessor still owed its fsync pays it before its own
+    # write (one of the two files is always whole on disk): its "written"
+    # time holds that fsync.
+    plain, paying, before_ack = [], [], []
+    for seq, (i, ms) in sorted(written.items()):
+        owed = seq - 1 in written and not (seq - 1 in synced and synced[seq - 1][0] < i)
+        (paying if owed else plain).append(ms)
+        prev = [l for l in lines[:i] if "state: save" not in l][-1:]
+        if prev and "-> acknowledging" in prev[0]:
+            before_ack.append(ms)
+    evictions = max(1, len(notice))
+    upto = [sum(1 for (i, _) in written.values() if notice[e] < i < approved[e])
+            for e in notice if e in approved]
+    print("\ndurable save (an agent at log_level debug, %d evictions of %d hooks; state directory on %s):"
+          % (len(notice), HOOKS, fs))
+    print("  written: the write over the spare and the exchange with state.json, before the next hook")
+    print("  starts or the approval goes out; on disk: its fdatasync and the directory's fsync, paid")
+    print("  right after that start or approval, in the same loop turn")
+    print("  " + fmt("written (nothing owed)", plain))
+    print("  " + fmt("written, paying the last's fsync", paying))
+    print("  " + fmt("  of it, the save before approval", before_ack))
+    print("  " + fmt("on disk (fsync)", [ms for (_, ms) in synced.values()]))
+    print("  saves per eviction: %.1f (%d over %d evictions; up to the approval p50 %d), %.1f of them"
+          " paying the last's fsync first" % (len(written) / evictions, len(written), len(notice),
+                                                 pct(upto, 50) if upto else 0, len(paying) / evictions))
+    print("  (section took %.0f s)" % (time.monotonic() - t_start))
 
 
 def failed_count(recs, prefix):
@@ -492,6 +579,7 @@ def healthz_behind_idle_connections(port):
 
 
 def main():
+    t_bench = time.monotonic()
     ctx = harness.Context("bench")
     try:
         sim = ctx.start_sim("--quiet", "--rate-limit", "0", "--started-ttl", "0")
@@ -503,20 +591,30 @@ def main():
             os.chmod(p, 0o755)
         if not stamp_exe:
             stamps = None
-        print("spot-agent benchmark: %d events x %d hooks, state in %s" % (EVENTS, HOOKS, ctx.state))
+        # The state directory is made by the agent, in ctx.hook_dir.
+        print("spot-agent benchmark: %d events x %d hooks, state in %s (filesystem: %s)"
+              % (EVENTS, HOOKS, ctx.state, filesystem(ctx.hook_dir)))
+        print("(one eviction at a time: NotBefore the next whole second >= %.1f s away, the next event"
+              " once the eviction is over)" % NOT_BEFORE_AHEAD)
         if stamps:
             print("(first hook: bench/hook-stamp.c, %s, writes CLOCK_REALTIME at the start of main;"
                   " the others copies of /bin/true)" % how)
         else:
             print("(hook-stamp.c did not build: %s; answer -> hook exec skipped)" % how)
         seen = Seen()
+        t0 = time.monotonic()
         a = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=200))
         a.wait_log(r"this VM is")
         res, last = run_events(ctx, a, sim, EVENTS, stamps, seen)
         print_events(res, stamps)
         wait_closed(a, last)
         a.stop()
+        print("(section took %.0f s)" % (time.monotonic() - t0))
+        durable_save_section(ctx, sim, seen)
+        t0 = time.monotonic()
         empty_chain_section(ctx, sim, seen)
+        print("  (section took %.0f s)" % (time.monotonic() - t0))
+        t0 = time.monotonic()
         a = ctx.start_agent(args=ctx.base_args(log_level="info", poll_interval=200))
         a.wait_log(r"this VM is")
 
@@ -542,6 +640,7 @@ def main():
         healthz_behind_idle_connections(ctx.http_port)
         wait_closed(a, last)
         a.stop()
+        print("(HTTP sections took %.0f s)" % (time.monotonic() - t0))
 
         outage_section()
 
@@ -566,6 +665,7 @@ def main():
         print("\nNotBefore when an event was added: p50 %.2f s, min %.2f s, max %.2f s away (n=%d)"
               % (pct(not_before_ahead, 50), min(not_before_ahead), max(not_before_ahead),
                  len(not_before_ahead)))
+        print("bench took %.0f s" % (time.monotonic() - t_bench))
     finally:
         ctx.cleanup(False)
 
