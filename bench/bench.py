@@ -253,7 +253,7 @@ def durable_save_section(ctx, sim, seen):
     a.stop()
     lines = a.lines[first:]
     written, synced = {}, {}
-    notice, approved = {}, {}
+    notice = {}
     for i, l in enumerate(lines):
         if "received SIGTERM" in l:
             break   # the save at exit is no eviction's
@@ -265,34 +265,45 @@ def durable_save_section(ctx, sim, seen):
         if m:
             synced[int(m.group(1))] = (i, float(m.group(2)))
             continue
-        m = re.search(r"\[([^] ]+)\] (eviction notice|event approved)", l)
+        m = re.search(r"\[([^] ]+)\] eviction notice", l)
         if m:
-            (notice if m.group(2) == "eviction notice" else approved).setdefault(m.group(1), i)
-    # A save whose predecessor still owed its fsync pays it before its own
-    # write (one of the two files is always whole on disk): its "written"
-    # time holds that fsync.
-    plain, paying, before_ack = [], [], []
+            notice.setdefault(m.group(1), i)
+    # What a save is in front of: the next line that is not a save's. The
+    # hooks' outcome saves come before the next hook's start (or, after the
+    # last hook, the approval, sent in the same loop turn); the first save
+    # before the first hook. A save whose predecessor still owed its fsync
+    # pays it before its own write (one of the two files is always whole
+    # on disk): its "written" time holds that fsync.
+    before_hook, before_ack, after, paying, paying_in_front = [], [], [], [], 0
     for seq, (i, ms) in sorted(written.items()):
         owed = seq - 1 in written and not (seq - 1 in synced and synced[seq - 1][0] < i)
-        (paying if owed else plain).append(ms)
-        prev = [l for l in lines[:i] if "state: save" not in l][-1:]
-        if prev and "-> acknowledging" in prev[0]:
-            before_ack.append(ms)
+        nxt = [l for l in lines[i + 1:i + 8] if "state: save" not in l][:1]
+        if nxt and re.search(r"\] hook '[^']+' started", nxt[0]):
+            kind = before_hook
+        elif nxt and "hook chain done" in nxt[0]:
+            kind = before_ack
+        else:
+            kind = after
+        kind.append(ms)
+        if owed:
+            paying.append(ms)
+            paying_in_front += kind is not after
     evictions = max(1, len(notice))
-    upto = [sum(1 for (i, _) in written.values() if notice[e] < i < approved[e])
-            for e in notice if e in approved]
     print("\ndurable save (an agent at log_level debug, %d evictions of %d hooks; state directory on %s):"
           % (len(notice), HOOKS, fs))
-    print("  written: the write over the spare and the exchange with state.json, before the next hook")
-    print("  starts or the approval goes out; on disk: its fdatasync and the directory's fsync, paid")
-    print("  right after that start or approval, in the same loop turn")
-    print("  " + fmt("written (nothing owed)", plain))
-    print("  " + fmt("written, paying the last's fsync", paying))
-    print("  " + fmt("  of it, the save before approval", before_ack))
+    print("  written: the write over the spare and the exchange with state.json; on disk: its")
+    print("  fdatasync and the directory's fsync, paid right after the hook start or the approval")
+    print("  that followed the write, in the same loop turn")
+    print("  " + fmt("written, in front of a hook start", before_hook))
+    print("  " + fmt("written, in front of the approval", before_ack))
+    print("  " + fmt("written, other saves", after))
+    print("  " + fmt("  of them, paying the last's fsync", paying)
+          + ("   %d in front of a hook or approval" % paying_in_front if paying_in_front else ""))
     print("  " + fmt("on disk (fsync)", [ms for (_, ms) in synced.values()]))
-    print("  saves per eviction: %.1f (%d over %d evictions; up to the approval p50 %d), %.1f of them"
-          " paying the last's fsync first" % (len(written) / evictions, len(written), len(notice),
-                                                 pct(upto, 50) if upto else 0, len(paying) / evictions))
+    print("  saves per eviction: %.1f (%d over %d evictions): %.1f in front of a hook start,"
+          " %.1f in front of the approval, %.1f paying the last's fsync first"
+          % (len(written) / evictions, len(written), len(notice), len(before_hook) / evictions,
+             len(before_ack) / evictions, len(paying) / evictions))
     print("  (section took %.0f s)" % (time.monotonic() - t_start))
 
 
