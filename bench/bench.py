@@ -250,6 +250,9 @@ def durable_save_section(ctx, sim, seen):
                      if re.search(r"eviction %s: \S+ -> closed" % re.escape(last), l))
     a.wait_log(SAVE_SYNCED.pattern, start=closed)
     fs = filesystem(ctx.state)
+    # Each save writes every record kept (the newest RECORDS_MAX, 16).
+    state_path = os.path.join(ctx.state, "state.json")
+    size, kept = os.path.getsize(state_path), len(harness.read_state_body(state_path)[0]["records"])
     a.stop()
     lines = a.lines[first:]
     written, synced = {}, {}
@@ -293,7 +296,9 @@ def durable_save_section(ctx, sim, seen):
           % (len(notice), HOOKS, fs))
     print("  written: the write over the spare and the exchange with state.json; on disk: its")
     print("  fdatasync and the directory's fsync, paid right after the hook start or the approval")
-    print("  that followed the write, in the same loop turn")
+    print("  that followed the write, in the same loop turn; state.json at the end: %.1f kB, %d records"
+          % (size / 1000.0, kept))
+    print("  kept, every one of them written by each save")
     print("  " + fmt("written, in front of a hook start", before_hook))
     print("  " + fmt("written, in front of the approval", before_ack))
     print("  " + fmt("written, other saves", after))
