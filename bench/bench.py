@@ -594,6 +594,13 @@ def healthz_behind_idle_connections(port):
     print(fmt("/healthz round trip", lat) + ("   %d failed" % failed if failed else ""))
 
 
+def loadavg():
+    """The 1, 5 and 15-minute load averages: whatever else runs on the
+    machine is in every wall-time figure."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def main():
     t_bench = time.monotonic()
     ctx = harness.Context("bench")
@@ -610,6 +617,7 @@ def main():
         # The state directory is made by the agent, in ctx.hook_dir.
         print("spot-agent benchmark: %d events x %d hooks, state in %s (filesystem: %s)"
               % (EVENTS, HOOKS, ctx.state, filesystem(ctx.hook_dir)))
+        print("(%d CPUs, load average %s at the start)" % (os.cpu_count(), loadavg()))
         print("(one eviction at a time: NotBefore the next whole second >= %.1f s away, the next event"
               " once the eviction is over)" % NOT_BEFORE_AHEAD)
         if stamps:
@@ -681,7 +689,7 @@ def main():
         print("\nNotBefore when an event was added: p50 %.2f s, min %.2f s, max %.2f s away (n=%d)"
               % (pct(not_before_ahead, 50), min(not_before_ahead), max(not_before_ahead),
                  len(not_before_ahead)))
-        print("bench took %.0f s" % (time.monotonic() - t_bench))
+        print("bench took %.0f s; load average %s at the end" % (time.monotonic() - t_bench, loadavg()))
     finally:
         ctx.cleanup(False)
 
