@@ -16,12 +16,12 @@
 - approval latency: last hook's exit -> the approval POST at the simulator;
 - the durable save, from an agent at log_level debug (its own section, so
   that the figures above are at info): "state: save N written in X ms" (the
-  write over the spare and the exchange with state.json, before the next
-  hook starts or the approval goes out; when the save before it still owes
-  its fsync, that is paid first and is in X) and "state: save N on disk
-  (fsync) in Y ms" (paid after the hook started or the approval went out,
-  in the same loop turn), p50/p99/max, and the saves per eviction, over
-  SPOT_BENCH_SAVE_EVENTS evictions (default 20);
+  write over the spare and the exchange with state.json, told apart by what
+  it is in front of: a hook start, the approval, or neither; when the save
+  before it still owes its fsync, that is paid first and is in X) and
+  "state: save N on disk (fsync) in Y ms" (paid after the hook started or
+  the approval went out, in the same loop turn), p50/p99/max, and the saves
+  per eviction, over SPOT_BENCH_SAVE_EVENTS evictions (default 20);
 - empty chain: the simulator's answer that first shows the event -> the
   approval POST, for the agent with no hooks and for the smallest Python
   poll-and-ack loop (bench/ack-loop.py) in the same run, as a ratio;
