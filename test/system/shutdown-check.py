@@ -27,7 +27,7 @@ DECIDE_MAX = 3.0      # PrepareForShutdown to the first hook of a Shutdown:
                       # the agent waits at most 1.5 s for a notice
 
 MSG_TOLD = "shutdown: the OS is shutting down"
-MSG_COVERED = "shutdown: the eviction in hand covers it"
+MSG_COVERED = "shutdown: it joins the eviction in hand"
 MSG_OWN = "shutdown: no eviction notice explains it, running the hooks for "
 MSG_RELEASE = "shutdown: nothing left in hand, letting it go on"
 MSG_APPROVED = "event approved (StartRequests sent)"
