@@ -136,7 +136,7 @@ struct engine_action {
 	size_t notice;              /* SEND_ACK, SEND_HEARTBEAT, JOINED, CHANGED, GONE, BACK, ACK_* */
 	uint64_t budget_usec;       /* START_HOOK */
 	uint64_t end_wall_usec;     /* SHORTEN_HOOK */
-	int err;                    /* START_RETRY: the errno */
+	int err;                    /* START_RETRY: -errno */
 	bool fast;                  /* PERSIST */
 	/* CHANGED: only the NotBefore of a notice whose id the agent made up
 	 * drifted later (AWS's spot time moves with every answer of its own
@@ -234,11 +234,11 @@ void engine_round(struct engine *e, const struct event_list *events, uint32_t fe
 void engine_hooks_scanned(struct engine *e, const char *id, enum chain_kind chain,
 			  const struct hook_ref *hooks, size_t n_hooks, bool readable,
 			  uint64_t now_wall_usec);
-/* Whether a hook that could not start with err (a positive errno) stays
- * pending and is tried again: a shortage that passes (EAGAIN, ENOMEM, ...). */
+/* Whether a hook that could not start with err (-errno) stays pending and
+ * is tried again: a shortage that passes (-EAGAIN, -ENOMEM, ...). */
 bool engine_start_error_retried(int err);
-/* ENGINE_START_HOOK could not be carried out: err is a positive errno,
- * why (may be NULL) the words for the record. */
+/* ENGINE_START_HOOK could not be carried out: err is -errno, why (may be
+ * NULL) the words for the record. */
 void engine_hook_start_failed(struct engine *e, int err, const char *why, uint64_t now_wall_usec);
 /* The running hook ended. The outcome fields of res are copied and its
  * output lines moved into the record (res's ring is left empty). */

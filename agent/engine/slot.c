@@ -212,8 +212,8 @@ void engine_hooks_scanned(struct engine *e, const char *id, enum chain_kind chai
 bool engine_start_error_retried(int err)
 {
 	/* Shortages that pass: worth another try a moment later. */
-	return err == EAGAIN || err == ENOMEM || err == EMFILE || err == ENFILE || err == ENOBUFS ||
-	       err == EINTR;
+	return err == -EAGAIN || err == -ENOMEM || err == -EMFILE || err == -ENFILE || err == -ENOBUFS ||
+	       err == -EINTR;
 }
 
 static struct hook_result *slot_hook(struct engine *e, struct eviction **ret_r)
@@ -245,7 +245,7 @@ void engine_hook_start_failed(struct engine *e, int err, const char *why, uint64
 		if (why && why[0])
 			(void)strscpy(h->error, sizeof(h->error), why);
 		else
-			(void)snprintf(h->error, sizeof(h->error), "cannot start: %s", strerror(err));
+			(void)snprintf(h->error, sizeof(h->error), "cannot start: %s", strerror(-err));
 		clear_slot(e);
 		if (engine_start_error_retried(err)) {
 			h->outcome = HOOK_PENDING;

@@ -276,7 +276,7 @@ static void start(struct chain *c, const struct engine_action *a)
 
 	hooks = r ? engine_chain(r, a->chain, &n) : NULL;
 	if (!r || a->hook >= n) {
-		engine_hook_start_failed(c->engine, ENOENT, NULL, now_usec(CLOCK_REALTIME));
+		engine_hook_start_failed(c->engine, -ENOENT, NULL, now_usec(CLOCK_REALTIME));
 		return;
 	}
 	h = &hooks[a->hook];
@@ -318,12 +318,12 @@ static void start(struct chain *c, const struct engine_action *a)
 		} else {
 			if (!same_failing_start(c, r, a))
 				log_hook(LOG_WARNING, r->id, h->name, "hook '%s' could not start: %s, %s", h->name,
-					 strerror(-k), engine_start_error_retried(-k) ? "retrying" : "not run");
+					 strerror(-k), engine_start_error_retried(k) ? "retrying" : "not run");
 			c->start_failing.failures++;
 			(void)snprintf(words, sizeof(words), "cannot start: %s", strerror(-k));
 		}
 		release_run(c);
-		engine_hook_start_failed(c->engine, -k, words, now_usec(CLOCK_REALTIME));
+		engine_hook_start_failed(c->engine, k, words, now_usec(CLOCK_REALTIME));
 		return;
 	}
 	if (same_failing_start(c, r, a) && c->start_failing.failures > 0)

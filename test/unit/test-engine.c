@@ -756,7 +756,7 @@ static void carry_out(struct world *w, enum choice c)
 		check_start(w, &a);
 		if (c == C_ACT_EAGAIN) {
 			w->eagains++;
-			engine_hook_start_failed(&w->eng, EAGAIN, NULL, w->now);
+			engine_hook_start_failed(&w->eng, -EAGAIN, NULL, w->now);
 			break;
 		}
 		w->running = true;
@@ -1963,7 +1963,7 @@ static void test_unrun_chain_never_acknowledged(void **unused)
 	for (uint64_t t = T0; t < T0 + 11 * SEC; t += ENGINE_START_RETRY_USEC) {
 		if (fx_last(&f, ENGINE_START_HOOK) != SIZE_MAX && f.running) {
 			f.running = false;
-			engine_hook_start_failed(&f.e, EAGAIN, NULL, t);
+			engine_hook_start_failed(&f.e, -EAGAIN, NULL, t);
 		} else {
 			engine_tick(&f.e, t);
 		}
