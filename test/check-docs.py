@@ -279,6 +279,11 @@ def compare_prose(help_text, readme, hooks_readme, man7_source, unit, man8_sourc
     for u in sorted(set(u for u in urls if urls.count(u) > 1)):
         bad.append("--help: --imds-url names %s more than once" % u)
 
+    # The README opens with the two commands that work from a checkout.
+    block = re.search(r"^```sh\n(.*?)^```", readme, re.M | re.S)
+    cmds = [l.split("#")[0].strip() for l in block.group(1).splitlines()] if block else []
+    if cmds[:2] != ["make demo", "make check"]:
+        bad.append("README.md: the first commands are %r, not 'make demo' and 'make check'" % cmds[:2])
     # The README starts with what a new user needs, before the internals.
     heads = re.findall(r"^## (.*)$", readme, re.M)
     if not heads or heads[0] != "Install":
@@ -449,6 +454,8 @@ def self_test(agent):
                                                                    "dpkg -i build/spot-agent_*.deb"))),
         ("the README opening with the internals", dict(readme_text=readme.replace(
             "## Install\n", "## How it works\n\n## Install\n", 1))),
+        ("the README opening without make demo", dict(readme_text=readme.replace(
+            "make demo     #", "make deb     #", 1))),
     ]
     failed = 0
     originals = dict(readme_text=readme, man8_text=man8, man5_text=man5, conf_text=conf,
