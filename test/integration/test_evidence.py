@@ -2,12 +2,15 @@
 (Debian's, started here on loopback with its remote-write receiver), with
 each sample at the moment it describes; a receiver that is down during the
 eviction gets the record exactly once after the agent restarts; a slow
-receiver never moves a hook start or the approval; and in JSON log mode
-each eviction message carries its catalogued MESSAGE_ID."""
+receiver never moves a hook start or the approval; the optional
+Pushgateway (Debian's, on loopback too) holds one group per instance while
+the eviction is in hand and loses it at the recover step; and in JSON log
+mode each eviction message carries its catalogued MESSAGE_ID."""
 
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socketserver
@@ -18,9 +21,11 @@ import urllib.parse
 import urllib.request
 
 from harness import TIMEOUT, TestFailure, check, free_port, read_state_body, wait_for
+from test_after import gate_body, open_gate, rec_hook, recover_dir
 
 VM = "agent-vm0"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 
 # evidence/journal.h
 MESSAGE_IDS = {
@@ -80,6 +85,59 @@ class Prometheus:
         out = []
         for s in self.query("%s[%s]" % (name, window)):
             out.append((s["metric"], [(float(t), float(v)) for t, v in s["values"]]))
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Pushgateway:
+    """A real Pushgateway on loopback, nothing persisted; stopped at the
+    test's cleanup."""
+
+    def __init__(self, ctx):
+        if not os.access(PUSHGATEWAY, os.X_OK):
+            raise TestFailure("prometheus-pushgateway is not installed (Debian: apt-get install "
+                              "prometheus-pushgateway; .ci/run installs it)")
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.log = open(os.path.join(ctx.dir, "pushgateway.log"), "w")
+        self.proc = subprocess.Popen(
+            [PUSHGATEWAY, "--web.listen-address=127.0.0.1:%d" % self.port, "--log.level=warn"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        ctx.defer(self.stop)
+        wait_for(self._ready, timeout=60, what="pushgateway ready", interval=0.1)
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise TestFailure("pushgateway exited (%s), see %s" % (self.proc.returncode, self.log.name))
+        try:
+            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def group(self, job, instance):
+        """The series the gateway serves for the group job/instance, from its
+        own /metrics: {name: [(labels, value)]}, push_time_seconds and the
+        gateway's own metrics left out."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$', line)
+            if not m or m.group(1) in ("push_time_seconds", "push_failure_time_seconds"):
+                continue
+            labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2)))
+            if labels.get("job") == job and labels.get("instance") == instance:
+                out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
         return out
 
     def stop(self):
@@ -308,6 +366,59 @@ def test_slow_receiver_moves_no_hook_and_no_approval(ctx):
           % (first_slow, first_plain))
     check(appr_slow < appr_plain + 1.0, "approval: %.3f s with a slow receiver, %.3f s without"
           % (appr_slow, appr_plain))
+
+
+def test_pushgateway_group_while_in_hand_deleted_at_recover(ctx):
+    """push-url: the group job=spot-agent/instance=<VM> appears at
+    detection, is replaced with the chain's and the approval's values, and
+    is deleted when the recover step starts (a Freeze that ended), so the
+    gateway keeps nothing of a VM that lives on. No event id is a label."""
+    gw = Pushgateway(ctx)
+    sim = ctx.start_sim()
+    gate, rgate = os.path.join(ctx.out, "gate"), os.path.join(ctx.out, "rgate")
+    rd = recover_dir(ctx)
+    ctx.hook("10-checkpoint", gate_body(gate) + '\necho "lost_work_seconds=7" >> "$SPOT_REPORT"')
+    rec_hook(ctx, "10-back", gate_body(rgate), directory=rd)
+    a = ctx.start_agent(events="+Freeze", push_url=gw.url)
+    a.wait_log(r"this VM is '%s'" % VM)
+    eid = sim.add_event(type="Freeze", not_before_in=30)
+
+    # Detection: pushed while the first hook still runs.
+    wait_for(lambda: "spot_eviction_detected" in gw.group("spot-agent", VM), what="the detection's group",
+             interval=0.1)
+    g = gw.group("spot-agent", VM)
+    check("spot_eviction_approval_seconds" not in g, "approval pushed before the chain ran: %r" % g)
+    (labels, v), = g["spot_eviction_detected"]
+    check(v == 1 and labels.get("type") == "Freeze" and labels.get("provider") == "azure",
+          "detected %r %r" % (labels, v))
+
+    # The chain and the approval replace the group.
+    open_gate(gate)
+    wait_for(lambda: approvals_for(sim, eid), what="approval")
+    wait_for(lambda: "spot_eviction_approval_seconds" in gw.group("spot-agent", VM),
+             what="the approval's group", interval=0.1)
+    g = gw.group("spot-agent", VM)
+    for name in ("spot_eviction_detected", "spot_eviction_notice_seconds", "spot_eviction_first_hook_seconds",
+                 "spot_eviction_hook_duration_seconds", "spot_eviction_chain_seconds",
+                 "spot_eviction_hooks_failed"):
+        check(name in g, "%s missing from the group: %r" % (name, sorted(g)))
+    (_, lost), = g["spot_eviction_lost_work_seconds"]
+    check(lost == 7, "lost work %r" % lost)
+    (hl, _), = g["spot_eviction_hook_duration_seconds"]
+    check(hl.get("hook") == "10-checkpoint" and hl.get("result") == "ok", "hook labels %r" % hl)
+    for name, series in g.items():
+        for labels, _ in series:
+            check(not any(eid.lower() in str(x).lower() for x in labels.values()),
+                  "%s carries the event id: %r" % (name, labels))
+
+    # The Freeze is over: the recover step deletes the group, once.
+    sim.remove_event(eid)
+    a.wait_log(r"recovered after Freeze")
+    wait_for(lambda: not gw.group("spot-agent", VM), what="the group deleted", interval=0.1)
+    open_gate(rgate)
+    a.wait_log(r"recover chain done: 1 ok")
+    check(not gw.group("spot-agent", VM), "the group came back: %r" % gw.group("spot-agent", VM))
+    check(not a.log_has(r"pushgateway.*(failed|refused)"), "a push failed:\n" + a.output())
 
 
 def json_records(a):
