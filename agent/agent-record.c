@@ -359,10 +359,6 @@ void record_detected(struct record *rec, const struct eviction *r, uint64_t now)
 	send(rec, r, EVIDENCE_DETECTED, EVIDENCE_DETECTED);
 }
 
-void record_resumed(struct record *rec, const struct eviction *r)
-{
-}
-
 void record_hook_ended(struct record *rec, const struct eviction *r, const struct hook_result *res)
 {
 	struct evidence_fields f;

@@ -44,8 +44,6 @@ void record_set_identity(struct record *rec, const struct evidence_identity *id)
  * sends the series that moment completes, after whatever it accompanies
  * (the send starts from the loop). */
 void record_detected(struct record *rec, const struct eviction *r, uint64_t now_wall_usec);
-/* An unfinished eviction loaded at start: its detection was sent then. */
-void record_resumed(struct record *rec, const struct eviction *r);
 /* A hook of record id ended: res as the runner gave it (its report). */
 void record_hook_ended(struct record *rec, const struct eviction *r, const struct hook_result *res);
 void record_chain_done(struct record *rec, const struct eviction *r, uint64_t now_wall_usec);

@@ -313,8 +313,6 @@ void agent_report(struct agent *a, const struct engine_action *act)
 				  "earliest deadline binds", notice_label(r, act->notice, label, sizeof(label)));
 		break;
 	case ENGINE_RESUMED:
-		if (r)
-			record_resumed(a->record, r);
 		if (r) {
 			/* The chain it is at: the recover hooks once recovering. */
 			bool recover = r->state == LC_RECOVERING;
