@@ -39,38 +39,59 @@ MESSAGE_IDS = {
 }
 
 
-class Prometheus:
-    """A real Prometheus on loopback with its remote-write receiver, its
-    data in the test's directory; stopped at the test's cleanup."""
+class LoopbackDaemon:
+    """One of Debian's Prometheus programs on a loopback port, its output
+    in the test's directory, ready when /-/ready says so; stopped at the
+    test's cleanup."""
 
-    def __init__(self, ctx, port=None):
-        if not os.access(PROMETHEUS, os.X_OK):
-            raise TestFailure("prometheus is not installed (Debian: apt-get install prometheus; "
-                              ".ci/run installs it)")
-        self.port = port or free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.dir = os.path.join(ctx.dir, "prometheus-%d" % self.port)
-        os.makedirs(self.dir, exist_ok=True)
-        cfg = os.path.join(self.dir, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n")
-        self.log = open(os.path.join(self.dir, "prometheus.log"), "w")
-        self.proc = subprocess.Popen(
-            [PROMETHEUS, "--config.file=" + cfg, "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
-             "--web.listen-address=127.0.0.1:%d" % self.port, "--web.enable-remote-write-receiver",
-             "--log.level=warn"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+    def __init__(self, ctx, program, package, port, argv):
+        if not os.access(program, os.X_OK):
+            raise TestFailure("%s is not installed (Debian: apt-get install %s; .ci/run installs it)"
+                              % (package, package))
+        self.port = port
+        self.url = "http://127.0.0.1:%d" % port
+        self.log = open(os.path.join(ctx.dir, "%s-%d.log" % (package, port)), "w")
+        self.proc = subprocess.Popen([program] + argv, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         ctx.defer(self.stop)
-        wait_for(self._ready, timeout=60, what="prometheus ready", interval=0.1)
+        wait_for(self._ready, timeout=60, what="%s ready" % package, interval=0.1)
 
     def _ready(self):
         if self.proc.poll() is not None:
-            raise TestFailure("prometheus exited (%s), see %s" % (self.proc.returncode, self.log.name))
+            raise TestFailure("%s exited (%s), see %s" % (self.proc.args[0], self.proc.returncode,
+                                                          self.log.name))
         try:
             with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
                 return r.status == 200
         except OSError:
             return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Prometheus(LoopbackDaemon):
+    """A real Prometheus with its remote-write receiver, its data in the
+    test's directory."""
+
+    def __init__(self, ctx, port=None):
+        port = port or free_port()
+        self.dir = os.path.join(ctx.dir, "prometheus-%d" % port)
+        os.makedirs(self.dir, exist_ok=True)
+        cfg = os.path.join(self.dir, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n")
+        super().__init__(ctx, PROMETHEUS, "prometheus", port,
+                         ["--config.file=" + cfg, "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
+                          "--web.listen-address=127.0.0.1:%d" % port, "--web.enable-remote-write-receiver",
+                          "--log.level=warn"])
 
     def query(self, q, at=None):
         params = {"query": q, "time": "%.3f" % (at if at is not None else time.time())}
@@ -87,42 +108,17 @@ class Prometheus:
             out.append((s["metric"], [(float(t), float(v)) for t, v in s["values"]]))
         return out
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
-
-class Pushgateway:
-    """A real Pushgateway on loopback, nothing persisted; stopped at the
-    test's cleanup."""
+class Pushgateway(LoopbackDaemon):
+    """A real Pushgateway, nothing persisted: Debian's build persists to
+    /var/lib/prometheus/pushgateway.data unless told otherwise, which
+    would hand one test's groups to the next."""
 
     def __init__(self, ctx):
-        if not os.access(PUSHGATEWAY, os.X_OK):
-            raise TestFailure("prometheus-pushgateway is not installed (Debian: apt-get install "
-                              "prometheus-pushgateway; .ci/run installs it)")
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.log = open(os.path.join(ctx.dir, "pushgateway.log"), "w")
-        self.proc = subprocess.Popen(
-            [PUSHGATEWAY, "--web.listen-address=127.0.0.1:%d" % self.port, "--log.level=warn"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        ctx.defer(self.stop)
-        wait_for(self._ready, timeout=60, what="pushgateway ready", interval=0.1)
-
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise TestFailure("pushgateway exited (%s), see %s" % (self.proc.returncode, self.log.name))
-        try:
-            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        port = free_port()
+        super().__init__(ctx, PUSHGATEWAY, "prometheus-pushgateway", port,
+                         ["--web.listen-address=127.0.0.1:%d" % port, "--persistence.file=",
+                          "--log.level=warn"])
 
     def group(self, job, instance):
         """The series the gateway serves for the group job/instance, from its
@@ -139,16 +135,6 @@ class Pushgateway:
             if labels.get("job") == job and labels.get("instance") == instance:
                 out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
         return out
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def approvals_for(sim, eid):
