@@ -5,6 +5,8 @@ Tests wait for events (a log line, a notify message, a file written by a
 hook, a request seen by the simulator) with generous timeouts; they never
 rely on a fixed sleep for correctness."""
 
+import datetime
+import email.utils
 import json
 import os
 import re
@@ -15,6 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -547,3 +550,52 @@ class Context:
             except OSError:
                 pass
         return "\n".join(out)
+
+
+def gate_wait(gate):
+    """A hook body that waits until the file gate exists."""
+    return "while [ ! -e %s ]; do sleep 0.02; done" % gate
+
+
+def touch(path):
+    with open(path, "w"):
+        pass
+
+
+def rfc3339(text):
+    """Unix time of an RFC 3339 (or RFC 1123) time."""
+    if "," in text:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def event_not_before(sim, eid):
+    """The event's NotBefore as served (whole seconds), Unix time."""
+    for ev in sim.call("GET", "/__sim/events"):
+        if ev["EventId"].lower() == eid.lower():
+            return rfc3339(ev["NotBefore"])
+    raise TestFailure("no event %s in the simulator" % eid)
+
+
+def gets(sim, path, since_mono=0.0):
+    """The simulator's GETs of path since since_mono."""
+    return [r for r in sim.requests() if r["method"] == "GET" and r["path"].startswith(path)
+            and r["mono"] >= since_mono]
+
+
+def wait_polls(sim, path, n, since_mono, what="polls", timeout=TIMEOUT):
+    """Waits until n more GETs of path arrived after since_mono."""
+    return wait_for(lambda: len(gets(sim, path, since_mono)) >= n, timeout=timeout,
+                    what="%d %s" % (n, what))
+
+
+def http_status(ctx, path):
+    """The status of GET path, None while the endpoint does not answer."""
+    try:
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (ctx.http_port, path))
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, urllib.error.URLError):
+        return None

@@ -6,8 +6,6 @@ hook scripts and judges by what the hooks recorded, what the simulator saw
 /readyz and /metrics; a log line is asked for only where nothing else shows
 the promise."""
 
-import datetime
-import email.utils
 import json
 import os
 import re
@@ -18,10 +16,11 @@ import subprocess
 import threading
 import time
 import urllib.error
-import urllib.request
 
 import harness
 from harness import TIMEOUT, check, pid_alive, wait_for
+from harness import (event_not_before, gate_wait, gets, http_status, rfc3339, touch,
+                     wait_polls)
 
 VM = "agent-vm0"
 AWS_VM = "i-0123456789abcdef0"
@@ -82,58 +81,11 @@ def ended(ctx, name, eid=None):
             and (eid is None or r["id"] == eid)]
 
 
-def gate_wait(gate):
-    return "while [ ! -e %s ]; do sleep 0.02; done" % gate
-
-
-def touch(path):
-    with open(path, "w"):
-        pass
-
-
-def rfc3339(text):
-    """Unix time of an RFC 3339 (or RFC 1123) time."""
-    if "," in text:
-        return email.utils.parsedate_to_datetime(text).timestamp()
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def event_not_before(sim, eid):
-    """The event's NotBefore as served (whole seconds), Unix time."""
-    for ev in sim.call("GET", "/__sim/events"):
-        if ev["EventId"].lower() == eid.lower():
-            return rfc3339(ev["NotBefore"])
-    raise harness.TestFailure("no event %s in the simulator" % eid)
-
-
-def gets(sim, path, since_mono=0.0):
-    return [r for r in sim.requests() if r["method"] == "GET" and r["path"].startswith(path)
-            and r["mono"] >= since_mono]
-
-
-def wait_polls(sim, path, n, since_mono, what="polls", timeout=TIMEOUT):
-    """Waits until n more GETs of path arrived after since_mono."""
-    return wait_for(lambda: len(gets(sim, path, since_mono)) >= n, timeout=timeout,
-                    what="%d %s" % (n, what))
-
-
 def wait_clock(mono):
     """Waits for the monotonic clock to reach mono (time that must pass for a
     made-up time stamp to differ; never a wait for something to happen)."""
     wait_for(lambda: time.monotonic() >= mono, timeout=max(1.0, mono - time.monotonic() + 5),
              what="the clock")
-
-
-def http_status(ctx, path):
-    """The status of GET path, None while the endpoint does not answer."""
-    try:
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (ctx.http_port, path))
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (OSError, urllib.error.URLError):
-        return None
 
 
 def pids_in(path):

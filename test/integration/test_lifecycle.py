@@ -9,19 +9,17 @@ what the simulator saw (request, approval and Auto Scaling call records with
 their times), /v1/status, /readyz, /metrics, and a log line where nothing
 else shows it."""
 
-import datetime
-import email.utils
 import json
 import os
 import re
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import harness
 from harness import TIMEOUT, check, read_state_body, wait_for
+from harness import (event_not_before, gate_wait, gets, http_status, rfc3339, touch,
+                     wait_polls)
 
 VM = "agent-vm0"
 AWS_VM = "i-0123456789abcdef0"
@@ -65,15 +63,6 @@ def ended(ctx, name):
     return [r for r in runs(ctx) if r[0] == "end" and r[1] == name]
 
 
-def gate_wait(gate):
-    return "while [ ! -e %s ]; do sleep 0.02; done" % gate
-
-
-def touch(path):
-    with open(path, "w"):
-        pass
-
-
 def stamp_hook(ctx, name, body="", code=0):
     """A hook that writes its start and end times (Unix, ns) to
     out/NAME.start and out/NAME.end."""
@@ -88,43 +77,6 @@ def stamp(ctx, name, which):
         with open(os.path.join(ctx.out, "%s.%s" % (name, which))) as f:
             return float(f.read().strip())
     except (OSError, ValueError):
-        return None
-
-
-def rfc3339(text):
-    """Unix time of an RFC 3339 (or RFC 1123) time."""
-    if "," in text:
-        return email.utils.parsedate_to_datetime(text).timestamp()
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def event_not_before(sim, eid):
-    for ev in sim.call("GET", "/__sim/events"):
-        if ev["EventId"].lower() == eid.lower():
-            return rfc3339(ev["NotBefore"])
-    raise harness.TestFailure("no event %s in the simulator" % eid)
-
-
-def gets(sim, path, since_mono=0.0):
-    return [r for r in sim.requests() if r["method"] == "GET" and r["path"].startswith(path)
-            and r["mono"] >= since_mono]
-
-
-def wait_polls(sim, path, n, since_mono, what="polls", timeout=TIMEOUT):
-    """Waits until n more GETs of path arrived after since_mono."""
-    return wait_for(lambda: len(gets(sim, path, since_mono)) >= n, timeout=timeout,
-                    what="%d %s" % (n, what))
-
-
-def http_status(ctx, path):
-    """The status of GET path, None while the endpoint does not answer."""
-    try:
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (ctx.http_port, path))
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (OSError, urllib.error.URLError):
         return None
 
 
