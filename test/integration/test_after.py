@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import time
 
-from harness import AGENT, TIMEOUT, check, read_state_body, wait_for, write_state_body
+from harness import AGENT, TIMEOUT, check, gate_wait, read_state_body, touch, wait_for, write_state_body
 
 AWS_VM = "i-0123456789abcdef0"
 HEARTBEAT_S = 1          # --aws-heartbeat-interval in the heartbeat tests
@@ -28,15 +28,6 @@ def rec_hook(ctx, name, body="", directory=None):
                     '${SPOT_DOWNTIME:--} $(date +%%s.%%N)" >> %s\n'
                     '%s\necho "%s end $(date +%%s.%%N)" >> %s'
                     % (name, ctx.record, body, name, ctx.record), directory=directory)
-
-
-def gate_body(path):
-    """A hook body that waits until the file exists."""
-    return "while [ ! -e %s ]; do sleep 0.05; done" % path
-
-
-def open_gate(path):
-    open(path, "w").close()
 
 
 def starts(ctx, name=None):
@@ -141,7 +132,7 @@ def test_asg_heartbeats_at_the_period_then_continue_once(ctx):
     CompleteLifecycleAction with CONTINUE; no heartbeat after it."""
     sim = ctx.start_sim()
     gate = os.path.join(ctx.out, "gate")
-    rec_hook(ctx, "10-long", gate_body(gate))
+    rec_hook(ctx, "10-long", gate_wait(gate))
     rec_hook(ctx, "20-last")
     a, hook = asg_agent(ctx, sim, aws_heartbeat_interval=HEARTBEAT_S)
     asg_terminate(sim)
@@ -149,7 +140,7 @@ def test_asg_heartbeats_at_the_period_then_continue_once(ctx):
     wait_for(lambda: len([c for c in asg_calls(sim, "RecordLifecycleActionHeartbeat")
                           if c["status"] == 200]) >= 5, timeout=TIMEOUT, what="5 heartbeats")
     check(not asg_calls(sim, "CompleteLifecycleAction"), "completed while the first hook runs")
-    open_gate(gate)
+    touch(gate)
     wait_for(lambda: [c for c in asg_calls(sim, "CompleteLifecycleAction") if c["done"]],
              what="CompleteLifecycleAction")
     a.wait_log(r"event approved \(CompleteLifecycleAction\)")
@@ -218,7 +209,7 @@ def test_asg_completed_once_across_kill9(ctx):
     sim = ctx.start_sim()
     gate = os.path.join(ctx.out, "gate")
     rec_hook(ctx, "10-done")
-    rec_hook(ctx, "20-slow", gate_body(gate))
+    rec_hook(ctx, "20-slow", gate_wait(gate))
     rec_hook(ctx, "30-last")
     a, _ = asg_agent(ctx, sim)
     asg_terminate(sim)
@@ -226,7 +217,7 @@ def test_asg_completed_once_across_kill9(ctx):
     eid = starts(ctx, "20-slow")[0][2]
     a.kill9()
     check(not asg_calls(sim, "CompleteLifecycleAction"), "completed before the chain ended")
-    open_gate(gate)
+    touch(gate)
     b = ctx.start_agent(provider="aws", aws_lifecycle_hook=asg_view(sim)["hooks"][0]["name"],
                         aws_autoscaling_url=sim.url + "/__aws/autoscaling")
     b.wait_log(r"resuming eviction %s" % re.escape(eid))
@@ -255,7 +246,7 @@ def test_asg_abandon_survives_kill9_and_heartbeats_resume(ctx):
     sim = ctx.start_sim()
     gate = os.path.join(ctx.out, "gate")
     rec_hook(ctx, "10-abandon", 'echo abandon=1 > "$SPOT_REPORT"')
-    rec_hook(ctx, "20-slow", gate_body(gate))
+    rec_hook(ctx, "20-slow", gate_wait(gate))
     a, hook = asg_agent(ctx, sim, aws_heartbeat_interval=HEARTBEAT_S)
     asg_terminate(sim)
     wait_for(lambda: starts(ctx, "20-slow"), what="the second hook running")
@@ -266,7 +257,7 @@ def test_asg_abandon_survives_kill9_and_heartbeats_resume(ctx):
     wait_for(lambda: len([c for c in asg_calls(sim)[killed:] if c["action"] == "RecordLifecycleActionHeartbeat"
                           and c["status"] == 200]) >= 2, what="heartbeats after the restart")
     check(not asg_calls(sim, "CompleteLifecycleAction"), "completed while a hook runs")
-    open_gate(gate)
+    touch(gate)
     b.wait_log(r"event approved \(CompleteLifecycleAction\)")
     polls_pass(sim, 10)
     done = asg_calls(sim, "CompleteLifecycleAction")
@@ -286,7 +277,7 @@ def test_asg_refused_signature_logged_expired_credentials_renewed(ctx):
     through, exactly once."""
     sim = ctx.start_sim()
     gate = os.path.join(ctx.out, "gate")
-    rec_hook(ctx, "10-long", gate_body(gate))
+    rec_hook(ctx, "10-long", gate_wait(gate))
     a, _ = asg_agent(ctx, sim, aws_heartbeat_interval=HEARTBEAT_S)
     asg_terminate(sim)
     wait_for(lambda: [c for c in asg_calls(sim, "RecordLifecycleActionHeartbeat") if c["status"] == 200],
@@ -294,7 +285,7 @@ def test_asg_refused_signature_logged_expired_credentials_renewed(ctx):
     msg = re.escape("SignatureDoesNotMatch: Credential should be scoped to a valid region, not 'eu-west-1'.")
     sim.config(aws_region="us-west-2")
     a.wait_log(r"lifecycle heartbeat failed: RecordLifecycleActionHeartbeat: %s, retrying" % msg)
-    open_gate(gate)
+    touch(gate)
     a.wait_log(r"acknowledging Terminate notice \S+ \(aws-lifecycle\) failed: CompleteLifecycleAction: %s, "
                r"retrying while it is due" % msg)
     check(not [c for c in asg_calls(sim) if c["status"] == 200 and c["action"] == "CompleteLifecycleAction"],
@@ -411,9 +402,9 @@ def test_recover_after_a_cancelled_azure_event(ctx):
     sim = ctx.start_sim()
     rd = recover_dir(ctx)
     gate, rgate = os.path.join(ctx.out, "gate"), os.path.join(ctx.out, "rgate")
-    rec_hook(ctx, "10-first", gate_body(gate))
+    rec_hook(ctx, "10-first", gate_wait(gate))
     rec_hook(ctx, "20-never")
-    rec_hook(ctx, "10-reregister", gate_body(rgate), directory=rd)
+    rec_hook(ctx, "10-reregister", gate_wait(rgate), directory=rd)
     rec_hook(ctx, "20-resume", directory=rd)
     a = ctx.start_agent()
     a.wait_log(r"this VM is")
@@ -422,7 +413,7 @@ def test_recover_after_a_cancelled_azure_event(ctx):
     wait_for(lambda: starts(ctx, "10-first"), what="the first hook")
     sim.remove_event(eid)
     a.wait_log(r"Preempt notice %s \(azure-scheduled-events\) left the listing" % re.escape(eid))
-    open_gate(gate)
+    touch(gate)
     a.wait_log(r"eviction %s: paused -> cancelled" % re.escape(eid))
     wait_for(lambda: recover_lines(ctx), timeout=TIMEOUT + 10, what="the first recover hook")
     first = recover_lines(ctx)[0]
@@ -438,7 +429,7 @@ def test_recover_after_a_cancelled_azure_event(ctx):
     check(int(first[5]) == r["downtime_usec"] // 1000000, "SPOT_DOWNTIME %s, downtime_usec %r"
           % (first[5], r["downtime_usec"]))
     check([h["result"] for h in r["hooks"]] == ["running", "pending"], "recover hooks %r" % r["hooks"])
-    open_gate(rgate)
+    touch(rgate)
     a.wait_log(r"recover chain done: 2 ok")
     polls_pass(sim, 10)
     check_recovered_once(ctx, eid, ["10-reregister", "20-resume"], "cancelled")
@@ -459,7 +450,7 @@ def test_recover_after_an_azure_freeze_ends(ctx):
     rd = recover_dir(ctx)
     rgate = os.path.join(ctx.out, "rgate")
     rec_hook(ctx, "10-hook")
-    rec_hook(ctx, "10-back", gate_body(rgate), directory=rd)
+    rec_hook(ctx, "10-back", gate_wait(rgate), directory=rd)
     rec_hook(ctx, "20-again", directory=rd)
     a = ctx.start_agent(events="+Freeze")
     a.wait_log(r"this VM is")
@@ -472,7 +463,7 @@ def test_recover_after_an_azure_freeze_ends(ctx):
     code, body = ctx.http_get("/readyz")
     check(code == 200, "/readyz answered %d %r while the recover hooks run" % (code, body))
     check(status(ctx)["recovery"]["reason"] == "ended", "recovery %r" % status(ctx)["recovery"])
-    open_gate(rgate)
+    touch(rgate)
     a.wait_log(r"recover chain done: 2 ok")
     polls_pass(sim, 10)
     check_recovered_once(ctx, eid, ["10-back", "20-again"], "ended")
@@ -556,14 +547,14 @@ def test_recover_hooks_once_across_kill9(ctx):
     rgate = os.path.join(ctx.out, "rgate")
     rec_hook(ctx, "10-hook")
     rec_hook(ctx, "10-first", directory=rd)
-    rec_hook(ctx, "20-slow", gate_body(rgate), directory=rd)
+    rec_hook(ctx, "20-slow", gate_wait(rgate), directory=rd)
     rec_hook(ctx, "30-last", directory=rd)
     a = ctx.start_agent(events="+Freeze")
     a.wait_log(r"this VM is")
     eid = sim.add_event(type="Freeze", not_before_in=20)
     wait_for(lambda: starts(ctx, "20-slow"), timeout=TIMEOUT + 10, what="the second recover hook")
     a.kill9()
-    open_gate(rgate)
+    touch(rgate)
     b = ctx.start_agent(events="+Freeze")
     # The restart names the chain it resumes: the recover hooks.
     b.wait_log(r"resuming eviction %s \(recovering\) after a restart: 2 of 3 recover hooks left" % re.escape(eid))
@@ -672,7 +663,7 @@ def test_approve_policy_reboot_at_once(ctx):
     only once; the hooks still all run."""
     sim = ctx.start_sim()
     gate = os.path.join(ctx.out, "gate")
-    rec_hook(ctx, "10-first", gate_body(gate))
+    rec_hook(ctx, "10-first", gate_wait(gate))
     rec_hook(ctx, "20-second")
     a = ctx.start_agent(events="+Reboot", approve_policy="after-hooks,Reboot:at-once")
     a.wait_log(r"this VM is")
@@ -681,7 +672,7 @@ def test_approve_policy_reboot_at_once(ctx):
     wait_for(lambda: starts(ctx, "10-first"), what="the first hook")
     check(ended_at(ctx, "10-first") is None, "the first hook ended before the gate opened")
     check(approvals_for(sim, eid)[0]["statuses"] == ["Scheduled"], "approval %r" % approvals_for(sim, eid))
-    open_gate(gate)
+    touch(gate)
     a.wait_log(r"hook chain done: 2 ok")
     first_end = ended_at(ctx, "10-first")
     check(approvals_for(sim, eid)[0]["t"] < first_end, "approved after the first hook ended")

@@ -20,8 +20,8 @@ import time
 import urllib.parse
 import urllib.request
 
-from harness import TIMEOUT, TestFailure, check, free_port, read_state_body, wait_for
-from test_after import gate_body, open_gate, rec_hook, recover_dir
+from harness import TIMEOUT, TestFailure, check, free_port, gate_wait, read_state_body, touch, wait_for
+from test_after import rec_hook, recover_dir
 
 VM = "agent-vm0"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -363,8 +363,8 @@ def test_pushgateway_group_while_in_hand_deleted_at_recover(ctx):
     sim = ctx.start_sim()
     gate, rgate = os.path.join(ctx.out, "gate"), os.path.join(ctx.out, "rgate")
     rd = recover_dir(ctx)
-    ctx.hook("10-checkpoint", gate_body(gate) + '\necho "lost_work_seconds=7" >> "$SPOT_REPORT"')
-    rec_hook(ctx, "10-back", gate_body(rgate), directory=rd)
+    ctx.hook("10-checkpoint", gate_wait(gate) + '\necho "lost_work_seconds=7" >> "$SPOT_REPORT"')
+    rec_hook(ctx, "10-back", gate_wait(rgate), directory=rd)
     a = ctx.start_agent(events="+Freeze", push_url=gw.url)
     a.wait_log(r"this VM is '%s'" % VM)
     eid = sim.add_event(type="Freeze", not_before_in=30)
@@ -379,7 +379,7 @@ def test_pushgateway_group_while_in_hand_deleted_at_recover(ctx):
           "detected %r %r" % (labels, v))
 
     # The chain and the approval replace the group.
-    open_gate(gate)
+    touch(gate)
     wait_for(lambda: approvals_for(sim, eid), what="approval")
     wait_for(lambda: "spot_eviction_approval_seconds" in gw.group("spot-agent", VM),
              what="the approval's group", interval=0.1)
@@ -401,7 +401,7 @@ def test_pushgateway_group_while_in_hand_deleted_at_recover(ctx):
     sim.remove_event(eid)
     a.wait_log(r"recovered after Freeze")
     wait_for(lambda: not gw.group("spot-agent", VM), what="the group deleted", interval=0.1)
-    open_gate(rgate)
+    touch(rgate)
     a.wait_log(r"recover chain done: 1 ok")
     check(not gw.group("spot-agent", VM), "the group came back: %r" % gw.group("spot-agent", VM))
     check(not a.log_has(r"pushgateway.*(failed|refused)"), "a push failed:\n" + a.output())
