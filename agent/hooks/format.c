@@ -2,8 +2,9 @@
  * bytes as the kernel tells it: a "#!" line naming an interpreter that
  * exists and is executable, or an ELF executable for this machine (class,
  * byte order, machine, type), on a file system not mounted noexec; and
- * which interpreter a file needs. It reads the file it is given and stats
- * the interpreter; it never walks directories, runs or logs anything. */
+ * which interpreter a file needs. It reads the file it is given; whether
+ * the interpreter may be trusted is interp.c's. It never runs or logs
+ * anything. */
 #include "hooks/format.h"
 
 #include <elf.h>
@@ -16,7 +17,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "hooks/trust.h"
+#include "hooks/hooks.h"
 #include "util.h"
 
 /* This host's ELF: the class and machine it runs natively, and one it
@@ -54,13 +55,14 @@
 #define HOST_ELF_DATA ELFDATA2MSB
 #endif
 
-/* The interpreter of a "#!" line: the first word after "#!", read as the
- * kernel reads it. Returns false when the line names none, or does not fit
- * in FORMAT_HEAD_MAX bytes. */
-static bool script_interpreter(const char *head, size_t k, char *buf, size_t n)
+/* The interpreter of a "#!" line, read as the kernel reads it: the first
+ * word after "#!", and the rest of the line, blanks around it removed, as
+ * its one argument (into arg, "" when there is none). Returns false when
+ * the line names none, or does not fit in FORMAT_HEAD_MAX bytes. */
+static bool script_interpreter(const char *head, size_t k, char *buf, size_t n, char *arg, size_t an)
 {
 	const char *nl = memchr(head, '\n', k);
-	size_t end = nl ? (size_t)(nl - head) : k, i = 2, j = 0;
+	size_t end = nl ? (size_t)(nl - head) : k, i = 2, j = 0, a;
 
 	while (i < end && (head[i] == ' ' || head[i] == '\t'))
 		i++;
@@ -74,53 +76,16 @@ static bool script_interpreter(const char *head, size_t k, char *buf, size_t n)
 		return false;
 	/* No newline in a full buffer: the kernel refuses a name that
 	 * runs to its end, since it may have been cut. */
-	return nl || k < FORMAT_HEAD_MAX || i < end;
-}
-
-/* Why the interpreter a "#!" line (or an ELF file's PT_INTERP) names cannot
- * run the hook, or "". It must exist and be executable, and it passes the
- * hook's own rules: owned by root or the agent's user, writable by nobody
- * else, and so is every directory on the way to it (trust.c). The hook's
- * working directory is /, so a relative name is taken from there. */
-static void interpreter_fault(const char *interp, struct format_interp_cache *cache)
-{
-	char full[FORMAT_HEAD_MAX + 1];
-	struct trust_walk w;
-	struct stat st;
-	int r;
-
-	if (cache->path[0] && strcmp(cache->path, interp) == 0)
-		return;
-	(void)strscpy(cache->path, sizeof(cache->path), interp);
-	(void)snprintf(full, sizeof(full), "%s%s", interp[0] == '/' ? "" : "/", interp);
-	cache->fault[0] = '\0';
-	if (stat(full, &st) < 0) {
-		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' %s", interp,
-			       errno == ENOENT || errno == ENOTDIR ? "does not exist" : "cannot be examined");
-		return;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is not a regular file", interp);
-		return;
-	}
-	if (faccessat(AT_FDCWD, full, X_OK, AT_EACCESS) < 0) {
-		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is not executable", interp);
-		return;
-	}
-	r = trust_walk(full, &w);
-	if (r < 0) {
-		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' cannot be examined", interp);
-		return;
-	}
-	(void)close(w.fd);
-	if (w.fault[0])
-		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s': %s", interp, w.fault);
-	else if (!trust_owner_ok(w.st.st_uid))
-		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is not owned by root", interp);
-	else if (w.st.st_mode & S_IWGRP)
-		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is group-writable", interp);
-	else if (w.st.st_mode & S_IWOTH)
-		(void)snprintf(cache->fault, sizeof(cache->fault), "interpreter '%s' is world-writable", interp);
+	if (!nl && k >= FORMAT_HEAD_MAX && i >= end)
+		return false;
+	while (i < end && (head[i] == ' ' || head[i] == '\t'))
+		i++;
+	while (end > i && (head[end - 1] == ' ' || head[end - 1] == '\t'))
+		end--;
+	a = end - i < an ? end - i : an - 1;
+	memcpy(arg, head + i, a);
+	arg[a] = '\0';
+	return true;
 }
 
 static const char *elf_machine_name(unsigned m)
@@ -184,7 +149,7 @@ const char *format_exec_fault(int fd, struct format_interp_cache *cache, bool *r
 			      char *why, size_t n)
 {
 	unsigned char head[FORMAT_HEAD_MAX];
-	char interp[FORMAT_HEAD_MAX];
+	char interp[FORMAT_HEAD_MAX], arg[FORMAT_HEAD_MAX];
 	int flags = fcntl(fd, F_GETFL);
 	ssize_t k;
 
@@ -207,10 +172,9 @@ const char *format_exec_fault(int fd, struct format_interp_cache *cache, bool *r
 		 * the shell's error would not show the '\r'. */
 		if (nl && nl > head && nl[-1] == '\r')
 			return "Windows line endings (CRLF): convert it with dos2unix";
-		if (!script_interpreter((const char *)head, (size_t)k, interp, sizeof(interp)))
+		if (!script_interpreter((const char *)head, (size_t)k, interp, sizeof(interp), arg, sizeof(arg)))
 			return "'#!' line names no interpreter, or is too long";
-		interpreter_fault(interp, cache);
-		if (!cache->fault[0])
+		if (!interp_fault(interp, arg, HOOK_PATH_ENV, cache)[0])
 			return NULL;
 		(void)strscpy(why, n, cache->fault);
 		return why;
@@ -221,8 +185,7 @@ const char *format_exec_fault(int fd, struct format_interp_cache *cache, bool *r
 
 		if (fault || elf_interpreter(fd, head, (size_t)k, interp, sizeof(interp)) < 0)
 			return fault;  /* a static binary needs no loader */
-		interpreter_fault(interp, cache);
-		if (!cache->fault[0])
+		if (!interp_fault(interp, NULL, HOOK_PATH_ENV, cache)[0])
 			return NULL;
 		(void)strscpy(why, n, cache->fault);
 		return why;
@@ -304,9 +267,11 @@ int format_interpreter(int fd_in, char *buf, size_t n)
 	k = pread(fd, head, sizeof(head), 0);
 	if (k < 0)
 		r = -errno;
-	else if (k >= 2 && head[0] == '#' && head[1] == '!')
-		r = script_interpreter((const char *)head, (size_t)k, buf, n) ? 0 : -ENOENT;
-	else if (k >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0)
+	else if (k >= 2 && head[0] == '#' && head[1] == '!') {
+		char arg[FORMAT_HEAD_MAX];
+
+		r = script_interpreter((const char *)head, (size_t)k, buf, n, arg, sizeof(arg)) ? 0 : -ENOENT;
+	} else if (k >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0)
 		r = elf_interpreter(fd, head, (size_t)k, buf, n);
 	else
 		r = -ENOENT;

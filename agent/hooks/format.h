@@ -7,25 +7,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "hooks/trust.h"
+#include "hooks/interp.h"
 
 /* Bytes of a file the kernel looks at to tell its format (BINPRM_BUF_SIZE):
  * a "#!" line must fit, interpreter name and argument. */
-#define FORMAT_HEAD_MAX 256
-
-/* The interpreter looked at last and what was found: most hooks share one.
- * Zero-initialised is empty. */
-struct format_interp_cache {
-	char path[FORMAT_HEAD_MAX];
-	char fault[FORMAT_HEAD_MAX + TRUST_FAULT_MAX];   /* "" when it may run */
-};
+#define FORMAT_HEAD_MAX INTERP_LINE_MAX
 
 /* Whether the kernel can execute the file open as fd: on a file system not
  * mounted noexec, a "#!" line (with Unix line endings) naming an
  * interpreter that exists and is executable, or an ELF executable for
- * this host, its loader (if any) held to the same rules as an interpreter:
- * owned by root or the agent's user, writable by nobody else, the whole
- * way to it too (trust.c); anything else fails with
+ * this host, its loader (if any) held to the same rules as an interpreter
+ * (interp.h: for env, the program it runs too); anything else fails with
  * ENOEXEC, ENOENT or EACCES at the moment it matters. NULL when it can (or
  * the file cannot be read, which the kernel does not need for a binary),
  * else why not, in why or static. Sets *ret_script when the descriptor

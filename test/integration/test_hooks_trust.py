@@ -65,6 +65,23 @@ def attacks(ctx):
     d = mkdir(os.path.join(top, "good-with-link"))
     os.symlink(os.path.join(ww, "target"), os.path.join(d, "10-link-out"))
     out.append((d, "10-link-out", "link target '%s/target': directory '%s' is world-writable" % (ww, ww)))
+
+    # A root hook whose interpreter sits where a service account may write
+    # (#!/opt/venv/bin/python with /opt/venv/bin group-writable), named
+    # directly or through env.
+    venv = mkdir(os.path.join(top, "venv-bin"), 0o775)
+    interp = os.path.join(venv, "python")
+    with open(interp, "w") as f:
+        f.write('#!/bin/sh\nexec /bin/sh "$@"\n')
+    os.chmod(interp, 0o755)
+    for name, line, label in (("10-venv", "#!" + interp, "interpreter"),
+                              ("10-env-venv", "#!/usr/bin/env " + interp, "env's interpreter")):
+        d = mkdir(os.path.join(top, "uses-" + name))
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write('%s\necho "%s ran" >> %s\n' % (line, name, ctx.record))
+        os.chmod(path, 0o755)
+        out.append((d, name, "%s '%s': directory '%s' is group-writable" % (label, interp, venv)))
     return out
 
 

@@ -40,6 +40,7 @@
 #include "engine/event.h"
 #include "hooks/chain.h"
 #include "hooks/hooks.h"
+#include "hooks/interp.h"
 #include "store/json.h"
 #include "store/record-json.h"
 #include "log.h"
@@ -964,6 +965,99 @@ static void test_scan_refusals(void **state)
 
 static size_t count_fds(void);
 
+/* interp_fault for "#!/usr/bin/env arg" searching search_path, with a
+ * cache of its own (a cache is for one search path). */
+static const char *env_fault(const char *arg, const char *search_path)
+{
+	static struct format_interp_cache cache;
+
+	memset(&cache, 0, sizeof(cache));
+	return interp_fault("/usr/bin/env", arg, search_path, &cache);
+}
+
+/* Which program "#!/usr/bin/env ARG" runs, found as env finds it, and
+ * whether it may be trusted: every directory searched before it too, since
+ * a program put there would run instead. */
+static void test_env_interpreter(void **state)
+{
+	char *good = tpath("env-good"), *open_dir = tpath("env-open"), *missing = tpath("env-missing");
+	char *prog = tpath("env-good/tool"), *planted = tpath("env-open/tool");
+	char *after = NULL, *before = NULL, *want, *dir = tpath("env-hooks"), *f;
+	struct format_interp_cache cache = { 0 };
+
+	assert_int_equal(mkdir(good, 0755), 0);
+	assert_int_equal(mkdir(open_dir, 0755), 0);
+	assert_int_equal(chmod(open_dir, 0777), 0);
+	write_mode(prog, "#!/bin/sh\n", 0755);
+	after = xasprintf("%s:%s:%s", missing, good, open_dir);
+	before = xasprintf("%s:%s", open_dir, good);
+
+	/* Found in a trusted directory; a missing one before it is passed over,
+	 * an untrusted one after it never searched. */
+	assert_string_equal(env_fault("tool", after), "");
+	assert_string_equal(env_fault("-S tool -x", after), "");
+	assert_string_equal(env_fault("-S LANG=C tool", after), "");
+	assert_string_equal(env_fault("--split-string=tool -x", after), "");
+	/* An untrusted directory searched first, even without the program in
+	 * it: anybody could put one there. */
+	want = xasprintf("env's interpreter 'tool': directory '%s' is world-writable", open_dir);
+	assert_string_equal(env_fault("tool", before), want);
+	free(want);
+	/* The program itself as a path, in an untrusted directory. */
+	write_mode(planted, "#!/bin/sh\n", 0755);
+	want = xasprintf("env's interpreter '%s': directory '%s' is world-writable", planted, open_dir);
+	assert_string_equal(env_fault(planted, after), want);
+	free(want);
+	/* Group-writable where it was found. */
+	assert_int_equal(chmod(prog, 0775), 0);
+	want = xasprintf("env's interpreter '%s' is group-writable", prog);
+	assert_string_equal(env_fault("tool", after), want);
+	free(want);
+	assert_int_equal(chmod(prog, 0755), 0);
+	/* What env would not run, or where it cannot be told. */
+	want = xasprintf("env's interpreter 'nothere': directory '%s' is world-writable", open_dir);
+	assert_string_equal(env_fault("nothere", after), want);
+	free(want);
+	want = xasprintf("env's interpreter 'nothere' is not on the hooks' PATH (%s)", good);
+	assert_string_equal(env_fault("nothere", good), want);
+	free(want);
+	assert_string_equal(env_fault("", after),
+			    "'#!/usr/bin/env' names no program for env to run");
+	assert_string_equal(env_fault("-S LANG=C", after),
+			    "'#!/usr/bin/env -S LANG=C' names no program for env to run");
+	assert_string_equal(env_fault("tool -x", after),
+			    "'#!/usr/bin/env tool -x' hands env 'tool -x' as one program name: "
+			    "split it with 'env -S'");
+	assert_string_equal(env_fault("-i tool", after),
+			    "'#!/usr/bin/env -i tool' leaves it unclear which program env runs: "
+			    "name the interpreter by its full path");
+	assert_string_equal(env_fault("-S $TOOL", after),
+			    "'#!/usr/bin/env -S $TOOL' leaves it unclear which program env runs: "
+			    "name the interpreter by its full path");
+	/* Not env: its argument is the interpreter's own business. */
+	assert_string_equal(interp_fault("/bin/sh", "-e", after, &cache), "");
+
+	/* Through the scan, on the hooks' own PATH. */
+	assert_int_equal(mkdir(dir, 0755), 0);
+	f = xasprintf("%s/10-env", dir);
+	write_mode(f, "#!/usr/bin/env sh\nexit 0\n", 0755);
+	scan_one(dir, "10-env", NULL);
+	want = xasprintf("#!/usr/bin/env %s\nexit 0\n", planted);
+	write_mode(f, want, 0755);
+	free(want);
+	want = xasprintf("env's interpreter '%s': directory '%s' is world-writable", planted, open_dir);
+	scan_one(dir, "10-env", want);
+	free(want);
+	free(f);
+	free(dir);
+	free(before);
+	free(after);
+	free(planted);
+	free(prog);
+	free(missing);
+	free(open_dir);
+	free(good);
+}
 /* 100 000 runnable files: 64 run, every other one is accounted for, the
  * first HOOKS_SKIPS_MAX listed as "too many hooks", the rest counted. */
 static void test_scan_huge_dir(void **state)
@@ -3364,6 +3458,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_scan_trust),
 		cmocka_unit_test(test_scan_exec_formats),
 		cmocka_unit_test(test_scan_refusals),
+		cmocka_unit_test(test_env_interpreter),
 		cmocka_unit_test(test_scan_huge_dir),
 		cmocka_unit_test(test_run_exit_status),
 		cmocka_unit_test(test_run_child_setup),
