@@ -406,6 +406,21 @@ bool event_names_resource(const struct spot_event *ev, const char *vm_name)
 	return false;
 }
 
+uint64_t event_margin_deadline(uint64_t not_before_usec, uint64_t now_wall_usec, uint64_t margin_usec)
+{
+	uint64_t left = not_before_usec > now_wall_usec ? not_before_usec - now_wall_usec : 0;
+
+	/* Less notice than the margin: the hooks may use all of it. */
+	if (left <= margin_usec)
+		return not_before_usec;
+	/* Less than twice the margin: the margin's length for the hooks, the
+	 * rest kept; else a notice just over the margin would leave them
+	 * nothing. */
+	if (left - margin_usec < margin_usec)
+		return now_wall_usec + margin_usec;
+	return not_before_usec - margin_usec;
+}
+
 uint64_t event_deadline(const struct spot_event *ev, uint64_t now_wall_usec,
 			uint64_t margin_usec, bool *ret_emergency)
 {
@@ -416,12 +431,9 @@ uint64_t event_deadline(const struct spot_event *ev, uint64_t now_wall_usec,
 	if (ev->status == EVENT_STARTED || ev->not_before_usec == 0 || now_wall_usec >= ev->not_before_usec) {
 		/* The platform may act any moment: a short budget beats none. */
 		deadline = now_wall_usec > UINT64_MAX - budget ? UINT64_MAX : now_wall_usec + budget;
-	} else if (ev->not_before_usec - now_wall_usec <= margin_usec) {
-		/* Less notice than the margin: the hooks may use all of it. */
-		deadline = ev->not_before_usec;
 	} else {
-		deadline = ev->not_before_usec - margin_usec;
-		emergency = false;
+		deadline = event_margin_deadline(ev->not_before_usec, now_wall_usec, margin_usec);
+		emergency = ev->not_before_usec - now_wall_usec <= margin_usec;
 	}
 	if (ret_emergency)
 		*ret_emergency = emergency;

@@ -146,13 +146,19 @@ int event_parse_time(const char *s, uint64_t *ret_wall_usec);
 /* True when ev names resource vm_name (ASCII case-insensitive). */
 bool event_names_resource(const struct spot_event *ev, const char *vm_name);
 
-/* The wall-clock deadline of the hook chain: NotBefore - margin, never
- * later than NotBefore. Exactly:
+/* The deadline for a NotBefore not yet reached (not_before > now):
+ * NotBefore - margin, but never less time than the margin itself, nor
+ * than all the notice when there is less: a little more notice never
+ * means less time for the hooks. With L the notice left and M the margin:
+ * L <= M: NotBefore; M < L < 2M: now + M; else NotBefore - M. */
+uint64_t event_margin_deadline(uint64_t not_before_usec, uint64_t now_wall_usec, uint64_t margin_usec);
+
+/* The wall-clock deadline of the hook chain, never later than NotBefore:
  * - Started, no NotBefore, or NotBefore already reached: now +
  *   EVENT_EMERGENCY_BUDGET_SEC (the emergency budget);
- * - less notice left than the margin: NotBefore itself;
- * - otherwise NotBefore - margin.
- * *ret_emergency (may be NULL) is false only in the last case. */
+ * - otherwise event_margin_deadline.
+ * *ret_emergency (may be NULL) is true in the first case and when less
+ * notice is left than the margin. */
 uint64_t event_deadline(const struct spot_event *ev, uint64_t now_wall_usec,
 			uint64_t margin_usec, bool *ret_emergency);
 

@@ -278,11 +278,14 @@ static void update_notice(struct engine *e, struct eviction *r, size_t k, const 
 			n->ev.not_before_usec = nb;
 			drift = !changed && ev->id_from_first_seen && old != 0 && nb > old;
 			changed = true;
-			if (nb > now + e->cfg.margin_usec) {
-				n->deadline_wall_usec = nb - e->cfg.margin_usec;
-				n->emergency = false;
-			} else if (nb > now) {
-				n->deadline_wall_usec = nb;
+			if (nb > now) {
+				uint64_t d = event_margin_deadline(nb, now, e->cfg.margin_usec);
+
+				/* Earlier never lengthens the time the hooks have. */
+				n->deadline_wall_usec = old && nb < old && n->deadline_wall_usec < d ?
+							n->deadline_wall_usec : d;
+				if (nb - now > e->cfg.margin_usec)
+					n->emergency = false;
 			} else {
 				/* Into the past: the platform may act any moment. */
 				uint64_t soon = now + EVENT_EMERGENCY_BUDGET_SEC * USEC_PER_SEC;

@@ -377,6 +377,27 @@ def test_deadline_moved_earlier_ends_the_running_hook_by_it(ctx):
           "margin" % (deadline, box["nb"]))
 
 
+def test_notice_under_twice_the_margin_gives_the_hooks_the_margin(ctx):
+    """With a margin of 5 s and 6.8 to 8 s of notice, NotBefore - margin
+    would leave the hooks under 3 s, less than a notice of 5 s gives them:
+    they get the margin's length, 5 s, and the deadline stays before
+    NotBefore."""
+    sim = ctx.start_sim()
+    ctx.hook("10-quick", "true")
+    a = ctx.start_agent(margin=5)
+    a.wait_log(r"this VM is")
+    eid = sim.add_event(type="Preempt", not_before_in=8)
+    nb = event_not_before(sim, eid)
+    wait_for(lambda: approvals_for(sim, eid), what="the approval")
+    st = status(ctx)
+    detected, deadline = st["detected_usec"] / 1e6, st["deadline_usec"] / 1e6
+    check(5 < nb - detected < 10, "the notice left was %.2f s, not between one and two margins"
+          % (nb - detected))
+    check(abs((deadline - detected) - 5) < 0.01, "the hooks had %.3f s, not the margin's 5 s (NotBefore "
+          "%.3f s after detection)" % (deadline - detected, nb - detected))
+    check(st["emergency"] is False, "a notice over the margin is no emergency: %r" % st["emergency"])
+
+
 def test_deadline_moved_into_the_past_ends_the_running_hook(ctx):
     """NotBefore moved into the past (the event still Scheduled) while a
     hook runs: the deadline becomes the emergency budget from now and the

@@ -2009,6 +2009,24 @@ static void test_deadline_follows_the_platform(void **unused)
 	assert_int_equal(f.run_end, T0 + SEC + EVENT_EMERGENCY_BUDGET_SEC * SEC);
 	event_done(&ev);
 	fx_done(&f);
+
+	/* Between one and two margins (2 s) of notice: the margin's length,
+	 * not what NotBefore - margin leaves; a NotBefore a little earlier
+	 * does not lengthen it; a later one moves it as usual. */
+	fx_init(&f, 1);
+	azure_event(&ev, "EV-3", EVENT_PREEMPT, T0 + 3 * SEC);
+	fx_round(&f, &ev, 1, EVENT_FEEDS_ALL, T0);
+	assert_int_equal(f.run_end, T0 + 2 * SEC);
+	assert_int_equal(f.st.items[0].deadline_wall_usec, T0 + 2 * SEC);
+	ev.not_before_usec = T0 + 29 * SEC / 10;
+	fx_round(&f, &ev, 1, EVENT_FEEDS_ALL, T0 + SEC / 2);
+	assert_int_equal(f.st.items[0].deadline_wall_usec, T0 + 2 * SEC);
+	assert_int_equal(f.run_end, T0 + 2 * SEC);
+	ev.not_before_usec = T0 + 10 * SEC;
+	fx_round(&f, &ev, 1, EVENT_FEEDS_ALL, T0 + SEC);
+	assert_int_equal(f.st.items[0].deadline_wall_usec, T0 + 8 * SEC);
+	event_done(&ev);
+	fx_done(&f);
 }
 
 /* 9. A spot interruption and the Auto Scaling termination of the same

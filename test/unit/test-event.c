@@ -261,6 +261,13 @@ static void test_deadline(void **state)
 		{ "just under the budget", EVENT_SCHEDULED, 11999999, 2000000, 9999999, false },
 		{ "short notice", EVENT_SCHEDULED, 4000000, 1000000, 3000000, false },
 		{ "notice equal to the margin", EVENT_SCHEDULED, 2000000, 2000000, 2000000, true },
+		/* Between one and two margins: the margin's length, so that a
+		 * little more notice never means less time. */
+		{ "just over the margin", EVENT_SCHEDULED, 2000001, 2000000, 2000000, false },
+		{ "one and a half margins", EVENT_SCHEDULED, 3000000, 2000000, 2000000, false },
+		{ "just under twice the margin", EVENT_SCHEDULED, 3999999, 2000000, 2000000, false },
+		{ "twice the margin", EVENT_SCHEDULED, 4000000, 2000000, 2000000, false },
+		{ "just over twice the margin", EVENT_SCHEDULED, 4000001, 2000000, 2000001, false },
 		{ "margin larger than notice", EVENT_SCHEDULED, 30000000, 60000000, 30000000, true },
 		{ "started", EVENT_STARTED, 30000000, 2000000, 10000000, true },
 		{ "started, blank NotBefore", EVENT_STARTED, INT64_MIN, 2000000, 10000000, true },
@@ -285,6 +292,21 @@ static void test_deadline(void **state)
 		/* The output flag is optional. */
 		assert_int_equal(event_deadline(&ev, now, cases[i].margin_usec, NULL), got);
 		event_done(&ev);
+	}
+
+	/* More notice never means less time: the budget grows with the notice
+	 * left, step by step across 0 to 3 margins. */
+	{
+		uint64_t last = 0;
+
+		for (uint64_t left = 1; left <= SEC(6); left += 997) {
+			uint64_t budget = event_margin_deadline(now + left, now, margin) - now;
+
+			if (budget < last || budget > left)
+				fail_msg("%" PRIu64 " us of notice: %" PRIu64 " us for the hooks, after %" PRIu64,
+					 left, budget, last);
+			last = budget;
+		}
 	}
 
 	/* A margin larger than NotBefore itself does not wrap around. */
