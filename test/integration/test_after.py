@@ -518,7 +518,7 @@ def test_recover_after_aws_maintenance_completed(ctx):
     has done it (past its NotBefore) and marks it completed, which moves
     it from events/maintenance/scheduled to .../history, the recover
     hooks run once, in order, with SPOT_RECOVER_REASON=ended."""
-    check_maintenance_recovered(ctx, *aws_maintenance_recovery(ctx, 4))
+    check_maintenance_recovered(ctx, *aws_maintenance_recovery(ctx, 6))
 
 
 def test_recover_after_aws_maintenance_listed_completed(ctx):
