@@ -66,7 +66,7 @@ static bool is_blank(char c)
  * after it, else the whole argument is one word. Words of the form
  * NAME=VALUE before the program are assignments. False, with the reason in
  * why, when env would run nothing or it cannot be told for sure (another
- * option, an escape or a variable in the words). */
+ * option, an escape, a quote or a variable in the words). */
 static bool env_program(const char *arg, char *prog, size_t n, char *why, size_t wn)
 {
 	const char *p = arg;
@@ -89,7 +89,8 @@ static bool env_program(const char *arg, char *prog, size_t n, char *why, size_t
 			(void)snprintf(why, wn, "names no program for env to run");
 			return false;
 		}
-		if (p[0] == '-' || memchr(p, '\\', len) || memchr(p, '$', len)) {
+		if (p[0] == '-' || memchr(p, '\\', len) || memchr(p, '$', len) || memchr(p, '\'', len) ||
+		    memchr(p, '"', len)) {
 			(void)snprintf(why, wn, "leaves it unclear which program env runs: "
 				       "name the interpreter by its full path");
 			return false;

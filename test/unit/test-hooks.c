@@ -1031,6 +1031,9 @@ static void test_env_interpreter(void **state)
 	assert_string_equal(env_fault("-i tool", after),
 			    "'#!/usr/bin/env -i tool' leaves it unclear which program env runs: "
 			    "name the interpreter by its full path");
+	assert_string_equal(env_fault("-S 'tool' -x", after),
+			    "'#!/usr/bin/env -S 'tool' -x' leaves it unclear which program env runs: "
+			    "name the interpreter by its full path");
 	assert_string_equal(env_fault("-S $TOOL", after),
 			    "'#!/usr/bin/env -S $TOOL' leaves it unclear which program env runs: "
 			    "name the interpreter by its full path");
