@@ -10,7 +10,7 @@ import re
 import signal
 import subprocess
 
-from harness import AGENT, TIMEOUT, check, wait_for
+from harness import AGENT, TIMEOUT, check, read_state_body, wait_for
 
 LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z spot-agent: (error: )?")
 
@@ -87,6 +87,14 @@ def test_second_agent_on_one_state_dir_exits_2_naming_the_first(ctx):
     eid = sim.add_event(type="Preempt", not_before_in=60)
     wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the hook running")
     hook_pid = int(open(pidfile).read())
+
+    def start_saved():
+        body, _ = read_state_body(os.path.join(ctx.state, "state.json"))
+        hooks = body["records"][0]["hooks"] if body["records"] else []
+        return hooks and hooks[0].get("started_usec")
+    # The first agent saves the hook's start right after the spawn: wait
+    # for it, so that only the second agent could change the file now.
+    wait_for(start_saved, what="the hook's start in state.json")
 
     # A second daemon on the same directory: one line, exit 2, nothing touched.
     line = ("spot-agent: state-dir '%s' is in use by another spot-agent (pid %d): one agent per state "
