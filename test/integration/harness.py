@@ -599,3 +599,8 @@ def http_status(ctx, path):
         return e.code
     except (OSError, urllib.error.URLError):
         return None
+
+
+def approvals_for(sim, eid):
+    """The simulator's approvals that name eid (any case)."""
+    return [a for a in sim.approvals() if any(x.lower() == eid.lower() for x in a["event_ids"])]

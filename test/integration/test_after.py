@@ -12,7 +12,8 @@ import statistics
 import subprocess
 import time
 
-from harness import AGENT, TIMEOUT, check, gate_wait, read_state_body, touch, wait_for, write_state_body
+from harness import (AGENT, TIMEOUT, approvals_for, check, gate_wait, read_state_body, touch, wait_for,
+                     write_state_body)
 
 AWS_VM = "i-0123456789abcdef0"
 HEARTBEAT_S = 1          # --aws-heartbeat-interval in the heartbeat tests
@@ -652,10 +653,6 @@ def test_no_recover_hooks_when_no_hook_ran(ctx):
 
 
 # ---- 6. The approval policy per event type ---------------------------------
-
-def approvals_for(sim, eid):
-    return [x for x in sim.approvals() if any(i.lower() == eid.lower() for i in x["event_ids"])]
-
 
 def test_approve_policy_reboot_at_once(ctx):
     """approve-policy = after-hooks,Reboot:at-once: an Azure Reboot (events

@@ -8,13 +8,9 @@ import re
 import signal
 import time
 
-from harness import TIMEOUT, check, event_document, read_state_body, wait_for, write_state_body
+from harness import TIMEOUT, approvals_for, check, event_document, read_state_body, wait_for, write_state_body
 
 VM = "agent-vm0"
-
-
-def approvals_for(sim, eid):
-    return [a for a in sim.approvals() if any(x.lower() == eid.lower() for x in a["event_ids"])]
 
 
 def test_order_once_env_stdin_and_approval(ctx):

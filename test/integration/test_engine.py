@@ -18,7 +18,7 @@ import time
 import urllib.error
 
 import harness
-from harness import TIMEOUT, check, pid_alive, wait_for
+from harness import TIMEOUT, approvals_for, check, pid_alive, wait_for
 from harness import (event_not_before, gate_wait, gets, http_status, rfc3339, touch,
                      wait_polls)
 
@@ -45,11 +45,6 @@ DETACH = "</dev/null >/dev/null 2>&1"
 
 
 # ---- helpers --------------------------------------------------------------
-
-def approvals_for(sim, eid):
-    return [a for a in sim.approvals()
-            if any(x.lower() == eid.lower() for x in a["event_ids"])]
-
 
 def rec_hook(ctx, name, body="", code=0):
     """A hook that appends 'start NAME ID DEADLINE NOT_BEFORE' when it starts

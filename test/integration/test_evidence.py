@@ -20,7 +20,8 @@ import time
 import urllib.parse
 import urllib.request
 
-from harness import TIMEOUT, TestFailure, check, free_port, gate_wait, read_state_body, touch, wait_for
+from harness import (TIMEOUT, TestFailure, approvals_for, check, free_port, gate_wait, read_state_body,
+                     touch, wait_for)
 from test_after import rec_hook, recover_dir
 
 VM = "agent-vm0"
@@ -135,10 +136,6 @@ class Pushgateway(LoopbackDaemon):
             if labels.get("job") == job and labels.get("instance") == instance:
                 out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
         return out
-
-
-def approvals_for(sim, eid):
-    return [a for a in sim.approvals() if any(x.lower() == eid.lower() for x in a["event_ids"])]
 
 
 def record_of(ctx, eid):

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from harness import AGENT, check, wait_for
+from harness import AGENT, approvals_for, check, wait_for
 
 NOBODY = 65534
 
@@ -83,10 +83,6 @@ def attacks(ctx):
         os.chmod(path, 0o755)
         out.append((d, name, "%s '%s': directory '%s' is group-writable" % (label, interp, venv)))
     return out
-
-
-def approvals_for(sim, eid):
-    return [a for a in sim.approvals() if any(x.lower() == eid.lower() for x in a["event_ids"])]
 
 
 def plan_of(stdout):

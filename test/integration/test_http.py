@@ -18,7 +18,7 @@ import threading
 import time
 
 import harness
-from harness import AGENT, TOP, check, status_document, wait_for
+from harness import AGENT, TOP, approvals_for, check, status_document, wait_for
 
 
 def request(ctx, method, path, body=None, headers=None):
@@ -31,10 +31,6 @@ def request(ctx, method, path, body=None, headers=None):
     if method == "GET" and path == "/v1/status" and r.status == 200:
         status_document(data.decode())   # strict UTF-8 too
     return r.status, hdrs, data.decode(errors="replace")
-
-
-def approvals_for(sim, eid):
-    return [a for a in sim.approvals() if eid in a["event_ids"]]
 
 
 def test_routes_and_methods(ctx):

@@ -17,7 +17,7 @@ import threading
 import time
 
 import harness
-from harness import TIMEOUT, check, read_state_body, wait_for
+from harness import TIMEOUT, approvals_for, check, read_state_body, wait_for
 from harness import (event_not_before, gate_wait, gets, http_status, rfc3339, touch,
                      wait_polls)
 
@@ -32,10 +32,6 @@ ASG_HOOK = "spot-drain"
 
 
 # ---- helpers --------------------------------------------------------------
-
-def approvals_for(sim, eid):
-    return [a for a in sim.approvals() if any(x.lower() == eid.lower() for x in a["event_ids"])]
-
 
 def rec_hook(ctx, name, body="", code=0):
     """A hook that appends 'start NAME ID DEADLINE' when it starts and
